@@ -1,0 +1,132 @@
+"""RFC 9457 problem details: every API error leaves through here."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from controlplane import errors
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+TYPE_BASE = "https://mqcloud.dev/problems/"
+
+_DRF_TITLES: dict[type[drf.APIException], tuple[str, str]] = {
+    drf.ValidationError: ("Validation failed", "validation-failed"),
+    drf.ParseError: ("Malformed request body", "malformed-request"),
+    drf.UnsupportedMediaType: ("Unsupported media type", "unsupported-media-type"),
+    drf.NotAuthenticated: ("Not authenticated", "not-authenticated"),
+    drf.AuthenticationFailed: ("Not authenticated", "not-authenticated"),
+    drf.PermissionDenied: ("Permission denied", "permission-denied"),
+    drf.NotFound: ("Not found", "not-found"),
+    drf.MethodNotAllowed: ("Method not allowed", "method-not-allowed"),
+    drf.NotAcceptable: ("Not acceptable", "not-acceptable"),
+    drf.Throttled: ("Too many requests", "rate-limited"),
+}
+
+
+def problem(status: int, title: str, detail: str, slug: str, errors_: dict[str, list[str]] | None = None) -> dict:
+    body: dict[str, Any] = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail}
+    if errors_:
+        body["errors"] = errors_
+    return body
+
+
+def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Turn DRF's nested error structures into ``{"field.sub": ["message"]}``."""
+    out: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key == "non_field_errors" and not prefix:
+                name = "non_field_errors"
+            for k, v in _flatten(value, name).items():
+                out.setdefault(k, []).extend(v)
+    elif isinstance(detail, list):
+        if all(not isinstance(item, (dict, list)) for item in detail):
+            out[prefix or "non_field_errors"] = [str(item) for item in detail]
+        else:
+            for index, item in enumerate(detail):
+                for k, v in _flatten(item, f"{prefix}.{index}" if prefix else str(index)).items():
+                    out.setdefault(k, []).extend(v)
+    else:
+        out[prefix or "non_field_errors"] = [str(detail)]
+    return out
+
+
+def _django_validation_errors(exc: DjangoValidationError) -> dict[str, list[str]]:
+    if hasattr(exc, "error_dict"):
+        return {field: [str(m) for e in errs for m in e.messages] for field, errs in exc.error_dict.items()}
+    return {"non_field_errors": [str(m) for m in exc.messages]}
+
+
+def problem_response(body: dict, headers: dict[str, str] | None = None) -> Response:
+    response = Response(body, status=body["status"], content_type=PROBLEM_CONTENT_TYPE, headers=headers)
+    return response
+
+
+def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
+    headers: dict[str, str] = {}
+    if isinstance(exc, errors.DomainError):
+        body = problem(exc.status_code, exc.title, exc.detail, exc.type_slug, exc.errors)
+    elif isinstance(exc, DjangoValidationError):
+        errs = _django_validation_errors(exc)
+        body = problem(400, "Validation failed", "The request has invalid fields.", "validation-failed", errs)
+    elif isinstance(exc, Http404):
+        body = problem(404, "Not found", "No such object.", "not-found")
+    elif isinstance(exc, DjangoPermissionDenied):
+        body = problem(403, "Permission denied", "You do not have permission for this action.", "permission-denied")
+    elif isinstance(exc, drf.APIException):
+        title, slug = _DRF_TITLES.get(type(exc), ("Error", "error"))
+        for klass, value in _DRF_TITLES.items():
+            if isinstance(exc, klass):
+                title, slug = value
+                break
+        status = exc.status_code
+        if isinstance(exc, drf.ValidationError):
+            errs = _flatten(exc.detail)
+            detail = "The request has invalid fields."
+            if list(errs) == ["non_field_errors"] and len(errs["non_field_errors"]) == 1:
+                detail = errs["non_field_errors"][0]
+            body = problem(status, title, detail, slug, errs)
+        else:
+            detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+            body = problem(status, title, str(detail), slug)
+        if isinstance(exc, drf.Throttled) and exc.wait is not None:
+            headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+        if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
+            auth_header = _authenticate_header(context)
+            if auth_header:
+                headers["WWW-Authenticate"] = auth_header
+            body["status"] = 401
+    else:
+        return None
+    set_rollback()
+    return problem_response(body, headers)
+
+
+def _authenticate_header(context: dict) -> str | None:
+    view = context.get("view")
+    request = context.get("request")
+    if view is None or request is None:
+        return 'Bearer realm="api"'
+    return view.get_authenticate_header(request) or 'Bearer realm="api"'
+
+
+# --- plain Django views (URL not found, crash) under /api/ -----------------------------------------
+def api_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    body = problem(404, "Not found", f"No endpoint at {request.path}.", "not-found")
+    return JsonResponse(body, status=404, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def api_server_error(request: HttpRequest) -> JsonResponse:
+    body = problem(500, "Internal server error", "The server failed; the error was logged.", "server-error")
+    return JsonResponse(body, status=500, content_type=PROBLEM_CONTENT_TYPE)

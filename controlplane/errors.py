@@ -1,0 +1,50 @@
+"""The one error hierarchy. Services raise these; the API maps them once to RFC 9457 problems."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    status_code = 400
+    title = "Bad request"
+    type_slug = "bad-request"
+
+    def __init__(self, detail: str, *, errors: dict[str, list[str]] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or {}
+
+
+class ValidationFailed(DomainError):
+    status_code = 400
+    title = "Validation failed"
+    type_slug = "validation-failed"
+
+
+class NotAuthenticated(DomainError):
+    status_code = 401
+    title = "Not authenticated"
+    type_slug = "not-authenticated"
+
+
+class PermissionDenied(DomainError):
+    status_code = 403
+    title = "Permission denied"
+    type_slug = "permission-denied"
+
+
+class NotFound(DomainError):
+    status_code = 404
+    title = "Not found"
+    type_slug = "not-found"
+
+
+class Conflict(DomainError):
+    status_code = 409
+    title = "Conflict"
+    type_slug = "conflict"
+
+
+class IdempotencyMismatch(DomainError):
+    status_code = 422
+    title = "Idempotency key reused with a different request"
+    type_slug = "idempotency-key-mismatch"

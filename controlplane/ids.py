@@ -1,0 +1,49 @@
+"""Opaque, prefixed identifiers (``prj_…``): the type is visible, nothing else is guessable."""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+from django.db import models
+from django.utils.deconstruct import deconstructible
+
+_ALPHABET = string.ascii_lowercase + string.digits
+_RANDOM_LENGTH = 20  # 36**20 ≈ 1.3e31: collisions are not a practical concern
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_" + "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_LENGTH))
+
+
+@deconstructible
+class IdFactory:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def __call__(self) -> str:
+        return new_id(self.prefix)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdFactory) and other.prefix == self.prefix
+
+    def __hash__(self) -> int:
+        return hash(self.prefix)
+
+
+class PrefixedIdField(models.CharField):
+    """A primary key such as ``org_3k9…``; the prefix tells the type of the object."""
+
+    def __init__(self, *args, prefix: str, **kwargs) -> None:
+        self.prefix = prefix
+        kwargs.setdefault("max_length", 32)
+        kwargs.setdefault("primary_key", True)
+        kwargs.setdefault("editable", False)
+        kwargs["default"] = IdFactory(prefix)
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self):
+        name, path, args, kwargs = super().deconstruct()
+        kwargs["prefix"] = self.prefix
+        kwargs.pop("default", None)
+        return name, path, args, kwargs

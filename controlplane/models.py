@@ -1,0 +1,32 @@
+"""Platform-wide records that belong to no single app."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from controlplane.crypto import EncryptedTextField
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to a POST with an ``Idempotency-Key``, replayed for repeats of that request.
+
+    The body is encrypted because some first responses carry a secret (a new API key's value).
+    """
+
+    scope = models.CharField(max_length=100, help_text="organization and credential that sent the key")
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=512)
+    request_fingerprint = models.CharField(max_length=64)
+    # Null while the first request is still being handled.
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = EncryptedTextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="idempotency_key_unique_per_scope")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key} → {self.status_code}"

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from deployments.models import Region, Spec
+
+
+class RegionOut(serializers.ModelSerializer):
+    tiers = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = Region
+        fields = ["id", "provider", "code", "name", "tiers"]
+        read_only_fields = fields
+
+
+class SpecPricesOut(serializers.Serializer):
+    hourly = serializers.DecimalField(max_digits=12, decimal_places=4)
+    annual = serializers.DecimalField(max_digits=14, decimal_places=2)
+    currency = serializers.CharField()
+    annual_saving_pct = serializers.DecimalField(max_digits=5, decimal_places=1,
+                                                 help_text="Saving of annual against 8,760 hours at the hourly price.")
+
+
+class SpecOut(serializers.ModelSerializer):
+    prices = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Spec
+        fields = ["id", "tier", "name", "max_connections", "max_messages_per_second", "replicas", "cpu_millicores",
+                  "memory_mib", "prices"]
+        read_only_fields = fields
+
+    @extend_schema_field(SpecPricesOut(allow_null=True))
+    def get_prices(self, obj: Spec) -> dict | None:
+        from decimal import Decimal
+
+        currency = self.context["currency"]
+        price = next((p for p in obj.prices.all() if p.currency == currency), None)
+        if price is None:
+            return None
+        full_year = price.hourly * 8760
+        saving = ((full_year - price.annual) / full_year * 100).quantize(Decimal("0.1")) if full_year else Decimal(0)
+        return SpecPricesOut({"hourly": price.hourly, "annual": price.annual, "currency": currency,
+                              "annual_saving_pct": saving}).data

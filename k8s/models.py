@@ -1,0 +1,1 @@
+"""k8s: arrives with its issue; the app is registered so its place in the layout is fixed."""

@@ -1,0 +1,104 @@
+"""The one organization-scoped base for every API view (the tenancy choke point).
+
+It resolves the principal from the credential once, checks the role's permission for the action,
+scopes querysets through ``scoped_queryset(principal)`` (a selector), handles ``Idempotency-Key`` on
+POST, and refuses subclasses that override ``get_queryset``/``get_object`` to bypass it.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.db.models import QuerySet
+from rest_framework import viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from controlplane import errors
+from controlplane.api import idempotency
+from projects.models import ApiKey
+from projects.roles import Perm
+from projects.tenancy import Principal, client_ip, principal_for_user
+
+ORGANIZATION_HEADER = "X-Organization"
+
+
+def principal_from_request(request: Request) -> Principal:
+    ip = client_ip(request)
+    user_agent = request.headers.get("User-Agent", "")[:256]
+    requested_org = request.headers.get(ORGANIZATION_HEADER) or None
+    if isinstance(request.auth, ApiKey):
+        if requested_org and requested_org != request.auth.organization_id:
+            raise errors.NotFound("No such organization.")
+        return Principal.for_api_key(request.auth, ip=ip, user_agent=user_agent)
+    return principal_for_user(request.user, requested_org, ip=ip, user_agent=user_agent)
+
+
+class _IdempotentPostMixin:
+    """Shared by the scoped base and the few unscoped endpoints that accept POST."""
+
+    _idempotency_record = None
+
+    def begin_idempotency(self, request: Request, scope: str) -> None:
+        key = request.headers.get(idempotency.HEADER)
+        if request.method != "POST" or key is None:
+            return
+        self._idempotency_record = idempotency.idempotency_begin(
+            scope=scope, key=key, method=request.method, path=request.path, data=request.data
+        )
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, idempotency.Replay):
+            return exc.response
+        return super().handle_exception(exc)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        record, self._idempotency_record = self._idempotency_record, None
+        if record is not None:
+            idempotency.idempotency_complete(record, response)
+        return response
+
+
+class OrganizationScopedViewSet(_IdempotentPostMixin, viewsets.GenericViewSet):
+    #: action name (list, retrieve, create, partial_update, destroy, or a custom @action) → permission.
+    permission_by_action: ClassVar[dict[str, str]] = {}
+    lookup_value_regex = "[a-z]{3}_[a-z0-9]+"
+    principal: Principal
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        for forbidden in ("get_queryset", "get_object", "initial"):
+            if forbidden in cls.__dict__:
+                raise TypeError(
+                    f"{cls.__name__} overrides {forbidden}: organization scoping lives in "
+                    "OrganizationScopedViewSet; implement scoped_queryset(principal) instead."
+                )
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)  # authentication, IsAuthenticated, rate limits
+        self.principal = principal_from_request(request)
+        self.principal.require(self.permission_by_action.get(self.action, Perm.READ))
+        self.begin_idempotency(request, scope=f"{self.principal.organization.pk}:{self.principal.actor_id}")
+
+    # --- scoping --------------------------------------------------------------------------------
+    def scoped_queryset(self, principal: Principal) -> QuerySet:
+        raise NotImplementedError(f"{type(self).__name__} must implement scoped_queryset(principal)")
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no request principal
+            return self.queryset if self.queryset is not None else QuerySet().none()
+        queryset = self.scoped_queryset(self.principal)
+        model = queryset.model
+        if hasattr(model, "organization_id"):
+            # Belt and braces: whatever the selector did, rows of other organizations never leave.
+            queryset = queryset.filter(organization=self.principal.organization)
+        return queryset
+
+    def get_object(self):
+        lookup = self.kwargs.get(self.lookup_url_kwarg or self.lookup_field)
+        obj = self.filter_queryset(self.get_queryset()).filter(pk=lookup).first()
+        if obj is None:
+            raise errors.NotFound(f"No {self.get_queryset().model._meta.verbose_name} {lookup}.")
+        self.check_object_permissions(self.request, obj)
+        return obj

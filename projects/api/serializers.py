@@ -1,0 +1,165 @@
+"""Input serializers check shape; output serializers render. Rules live in services."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from controlplane.api.serializers import InputSerializer, PrefixedIdListField
+from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, Site, User
+from projects.roles import Role
+
+COUNTRY_FIELD = dict(min_length=2, max_length=2)
+
+
+# --- output -----------------------------------------------------------------------------------------
+class OrganizationOut(serializers.ModelSerializer):
+    currency = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Organization
+        fields = ["id", "name", "site", "currency", "country", "flagship_enabled", "created_at"]
+        read_only_fields = fields
+
+
+class UserOut(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ["id", "email", "name", "date_joined"]
+        read_only_fields = fields
+
+
+class ProjectOut(serializers.ModelSerializer):
+    class Meta:
+        model = Project
+        fields = ["id", "name", "description", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class MemberOut(serializers.ModelSerializer):
+    user = UserOut(read_only=True)
+    email = serializers.EmailField(source="user.email", read_only=True)
+    projects = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Membership
+        fields = ["id", "user", "email", "role", "projects", "created_at"]
+        read_only_fields = fields
+
+    def get_projects(self, obj: Membership) -> list[str]:
+        return sorted(p.id for p in obj.projects.all())
+
+
+class InvitationOut(serializers.ModelSerializer):
+    projects = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "email", "role", "projects", "status", "expires_at", "email_sent_at", "accepted_at",
+                  "created_at"]
+        read_only_fields = fields
+
+    def get_projects(self, obj: Invitation) -> list[str]:
+        return sorted(p.id for p in obj.projects.all())
+
+
+class ApiKeyOut(serializers.ModelSerializer):
+    projects = serializers.SerializerMethodField()
+    prefix = serializers.SerializerMethodField(help_text="The visible start of the key, to tell keys apart.")
+
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "role", "projects", "prefix", "created_at", "expires_at", "revoked_at",
+                  "last_used_at", "last_used_ip"]
+        read_only_fields = fields
+
+    def get_projects(self, obj: ApiKey) -> list[str]:
+        return sorted(p.id for p in obj.projects.all())
+
+    def get_prefix(self, obj: ApiKey) -> str:
+        return f"mqc_{obj.prefix}"
+
+
+class ApiKeyCreatedOut(ApiKeyOut):
+    key = serializers.CharField(read_only=True, help_text="The secret. Shown only in this response.")
+
+    class Meta(ApiKeyOut.Meta):
+        fields = [*ApiKeyOut.Meta.fields, "key"]
+        read_only_fields = fields
+
+
+class AuditEventOut(serializers.ModelSerializer):
+    actor = serializers.SerializerMethodField()
+    target = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "action", "actor", "target", "changes", "ip", "user_agent", "created_at"]
+        read_only_fields = fields
+
+    def get_actor(self, obj: AuditEvent) -> dict:
+        return {"type": obj.actor_type, "id": obj.actor_id, "label": obj.actor_label}
+
+    def get_target(self, obj: AuditEvent) -> dict:
+        return {"type": obj.target_type, "id": obj.target_id, "label": obj.target_label}
+
+
+class SignupOut(serializers.Serializer):
+    organization = OrganizationOut()
+    user = UserOut()
+    api_key = ApiKeyCreatedOut()
+
+
+# --- input ------------------------------------------------------------------------------------------
+class SignupIn(InputSerializer):
+    email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+    organization_name = serializers.CharField(max_length=100)
+    site = serializers.ChoiceField(choices=Site.choices)
+    country = serializers.RegexField(r"^[A-Za-z]{2}$", **COUNTRY_FIELD,
+                                     error_messages={"invalid": "Use a two-letter ISO country code."})
+    name = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
+
+
+class OrganizationPatchIn(InputSerializer):
+    name = serializers.CharField(max_length=100, required=False)
+    country = serializers.RegexField(r"^[A-Za-z]{2}$", required=False, **COUNTRY_FIELD)
+
+
+class ProjectIn(InputSerializer):
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
+
+
+class ProjectPatchIn(InputSerializer):
+    name = serializers.CharField(max_length=100, required=False)
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+
+
+class MemberPatchIn(InputSerializer):
+    role = serializers.ChoiceField(choices=Role.choices, required=False)
+    projects = PrefixedIdListField(prefix="prj", required=False,
+                                   help_text="Project ids the member is limited to; empty means all.")
+
+
+class InvitationIn(InputSerializer):
+    email = serializers.EmailField(max_length=254)
+    role = serializers.ChoiceField(choices=Role.choices)
+    projects = PrefixedIdListField(prefix="prj", required=False, default=list)
+
+
+class InvitationAcceptIn(InputSerializer):
+    token = serializers.CharField(max_length=200)
+    password = serializers.CharField(max_length=128, required=False, write_only=True, trim_whitespace=False)
+    name = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
+
+
+class InvitationAcceptOut(serializers.Serializer):
+    organization = OrganizationOut()
+    member = MemberOut()
+
+
+class ApiKeyIn(InputSerializer):
+    name = serializers.CharField(max_length=100)
+    role = serializers.ChoiceField(choices=Role.choices)
+    projects = PrefixedIdListField(prefix="prj", required=False, default=list)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)

@@ -1,0 +1,19 @@
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from projects.api import views
+
+router = SimpleRouter(trailing_slash=False)
+router.register("projects", views.ProjectViewSet, basename="project")
+router.register("members", views.MemberViewSet, basename="member")
+router.register("invitations", views.InvitationViewSet, basename="invitation")
+router.register("api-keys", views.ApiKeyViewSet, basename="api-key")
+router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
+
+urlpatterns = [
+    path("signup", views.SignupView.as_view(), name="signup"),
+    path("organization", views.OrganizationViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),
+         name="organization"),
+    path("invitations/accept", views.InvitationAcceptView.as_view(), name="invitation-accept"),
+    *router.urls,
+]

@@ -1,0 +1,190 @@
+"""Tenancy endpoints. Thin: parse with an input serializer, call a service or selector, render."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from controlplane.api.throttling import ClientIpRateThrottle, SignupRateThrottle
+from projects import selectors, services
+from projects.api import serializers as s
+from projects.api.base import OrganizationScopedViewSet, _IdempotentPostMixin
+from projects.filters import ApiKeyFilter, AuditEventFilter, InvitationFilter, MemberFilter, ProjectFilter
+from projects.roles import Perm
+from projects.tenancy import Principal, client_ip
+
+
+class SignupView(_IdempotentPostMixin, APIView):
+    """Create an organization, its owner and an owner API key (the key is shown only here)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [SignupRateThrottle, ClientIpRateThrottle]
+
+    @extend_schema(request=s.SignupIn, responses={201: s.SignupOut}, auth=[])
+    def post(self, request: Request) -> Response:
+        data = s.SignupIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        organization, user, api_key, secret = services.signup(
+            **data.validated_data, ip=client_ip(request), user_agent=request.headers.get("User-Agent", "")
+        )
+        api_key.key = secret
+        body = {"organization": organization, "user": user, "api_key": api_key}
+        return Response(s.SignupOut(body).data, status=status.HTTP_201_CREATED)
+
+
+class OrganizationViewSet(OrganizationScopedViewSet):
+    permission_by_action = {"partial_update": Perm.ORGANIZATION_MANAGE}
+    serializer_class = s.OrganizationOut
+
+    @extend_schema(responses=s.OrganizationOut)
+    def retrieve(self, request: Request) -> Response:
+        return Response(s.OrganizationOut(self.principal.organization).data)
+
+    @extend_schema(request=s.OrganizationPatchIn, responses=s.OrganizationOut)
+    def partial_update(self, request: Request) -> Response:
+        data = s.OrganizationPatchIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        organization = services.organization_update(principal=self.principal, **data.validated_data)
+        return Response(s.OrganizationOut(organization).data)
+
+
+class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):
+    permission_by_action = {"create": Perm.PROJECTS_WRITE, "partial_update": Perm.PROJECTS_WRITE,
+                            "destroy": Perm.PROJECTS_WRITE}
+    serializer_class = s.ProjectOut
+    filterset_class = ProjectFilter
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def scoped_queryset(self, principal: Principal) -> QuerySet:
+        return selectors.project_list(principal=principal)
+
+    @extend_schema(request=s.ProjectIn, responses={201: s.ProjectOut})
+    def create(self, request: Request) -> Response:
+        data = s.ProjectIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = services.project_create(principal=self.principal, **data.validated_data)
+        return Response(s.ProjectOut(project).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.ProjectPatchIn, responses=s.ProjectOut)
+    def partial_update(self, request: Request, pk: str) -> Response:
+        data = s.ProjectPatchIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = services.project_update(principal=self.principal, project=self.get_object(), **data.validated_data)
+        return Response(s.ProjectOut(project).data)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, pk: str) -> Response:
+        services.project_delete(principal=self.principal, project=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):
+    permission_by_action = {"partial_update": Perm.MEMBERS_MANAGE}
+    serializer_class = s.MemberOut
+    filterset_class = MemberFilter
+    http_method_names = ["get", "patch", "delete", "head", "options"]
+
+    def scoped_queryset(self, principal: Principal) -> QuerySet:
+        return selectors.member_list(principal=principal)
+
+    @extend_schema(request=s.MemberPatchIn, responses=s.MemberOut)
+    def partial_update(self, request: Request, pk: str) -> Response:
+        data = s.MemberPatchIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        member = self.get_object()
+        projects = data.validated_data.get("projects")
+        if projects is not None:
+            projects = selectors.projects_by_ids(principal=self.principal, project_ids=projects)
+        member = services.member_update(principal=self.principal, member=member,
+                                        role=data.validated_data.get("role"), projects=projects)
+        return Response(s.MemberOut(selectors.member_get(principal=self.principal, member_id=member.id)).data)
+
+    @extend_schema(responses={204: None}, description="Remove a member (or leave, for your own membership).")
+    def destroy(self, request: Request, pk: str) -> Response:
+        services.member_remove(principal=self.principal, member=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):
+    permission_by_action = {action: Perm.MEMBERS_MANAGE for action in ("list", "retrieve", "create", "destroy")}
+    serializer_class = s.InvitationOut
+    filterset_class = InvitationFilter
+    http_method_names = ["get", "post", "delete", "head", "options"]
+
+    def scoped_queryset(self, principal: Principal) -> QuerySet:
+        return selectors.invitation_list(principal=principal)
+
+    @extend_schema(request=s.InvitationIn, responses={201: s.InvitationOut})
+    def create(self, request: Request) -> Response:
+        data = s.InvitationIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        projects = selectors.projects_by_ids(principal=self.principal, project_ids=data.validated_data["projects"])
+        invitation = services.invitation_create(principal=self.principal, email=data.validated_data["email"],
+                                                role=data.validated_data["role"], projects=projects)
+        return Response(s.InvitationOut(invitation).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None}, description="Revoke a pending invitation.")
+    def destroy(self, request: Request, pk: str) -> Response:
+        services.invitation_revoke(principal=self.principal, invitation=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvitationAcceptView(_IdempotentPostMixin, APIView):
+    """Accept an invitation by its token: a new user sets a password; an existing one proves it."""
+
+    permission_classes = [AllowAny]
+    throttle_classes = [ClientIpRateThrottle]
+
+    @extend_schema(request=s.InvitationAcceptIn, responses={200: s.InvitationAcceptOut})
+    def post(self, request: Request) -> Response:
+        data = s.InvitationAcceptIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = request.user if getattr(request.user, "is_authenticated", False) and not request.auth else None
+        membership = services.invitation_accept(
+            **data.validated_data, session_user=user, ip=client_ip(request),
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+        body = {"organization": membership.organization, "member": membership}
+        return Response(s.InvitationAcceptOut(body).data, status=status.HTTP_200_OK)
+
+
+class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):
+    permission_by_action = {action: Perm.API_KEYS_MANAGE for action in ("list", "retrieve", "create", "destroy")}
+    serializer_class = s.ApiKeyOut
+    filterset_class = ApiKeyFilter
+    http_method_names = ["get", "post", "delete", "head", "options"]
+
+    def scoped_queryset(self, principal: Principal) -> QuerySet:
+        return selectors.api_key_list(principal=principal)
+
+    @extend_schema(request=s.ApiKeyIn, responses={201: s.ApiKeyCreatedOut})
+    def create(self, request: Request) -> Response:
+        data = s.ApiKeyIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        projects = selectors.projects_by_ids(principal=self.principal, project_ids=data.validated_data["projects"])
+        api_key, secret = services.api_key_create(
+            principal=self.principal, name=data.validated_data["name"], role=data.validated_data["role"],
+            projects=projects, expires_at=data.validated_data["expires_at"],
+        )
+        api_key.key = secret
+        return Response(s.ApiKeyCreatedOut(api_key).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None}, description="Revoke the key; it stops working at once.")
+    def destroy(self, request: Request, pk: str) -> Response:
+        services.api_key_revoke(principal=self.principal, api_key=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):
+    permission_by_action = {"list": Perm.AUDIT_READ, "retrieve": Perm.AUDIT_READ}
+    serializer_class = s.AuditEventOut
+    filterset_class = AuditEventFilter
+
+    def scoped_queryset(self, principal: Principal) -> QuerySet:
+        return selectors.audit_event_list(principal=principal)

@@ -1,0 +1,97 @@
+"""API credentials: ``Authorization: Bearer mqc_<prefix>_<secret>``, or the console's session."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+
+from projects.models import ApiKey
+
+KEY_SCHEME = "mqc"
+
+
+def generate_api_key_secret() -> tuple[str, str, str]:
+    """Returns (full key shown once, visible prefix, hash to store)."""
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    full = f"{KEY_SCHEME}_{prefix}_{secret}"
+    return full, prefix, hash_secret(secret)
+
+
+def hash_secret(secret: str) -> str:
+    # The secret has 256 bits of entropy, so a fast hash is enough; there is nothing to brute-force.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def parse_api_key(raw: str) -> tuple[str, str] | None:
+    parts = raw.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_SCHEME or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+def api_key_authenticate(raw: str) -> ApiKey | None:
+    parsed = parse_api_key(raw)
+    if parsed is None:
+        return None
+    prefix, secret = parsed
+    api_key = ApiKey.objects.select_related("organization").filter(prefix=prefix).first()
+    candidate_hash = hash_secret(secret)
+    stored_hash = api_key.secret_hash if api_key is not None else "0" * 64
+    # Compare even when no key matched, so timing does not tell whether a prefix exists.
+    if not hmac.compare_digest(candidate_hash, stored_hash) or api_key is None or not api_key.is_usable:
+        return None
+    return api_key
+
+
+class ApiKeyUser:
+    """Stands in for ``request.user`` when a script calls with an API key (there is no person)."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+
+    def __init__(self, api_key: ApiKey) -> None:
+        self.api_key = api_key
+        self.pk = self.id = api_key.id
+
+    def __str__(self) -> str:
+        return f"api key {self.api_key.prefix}"
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        token = token.strip()
+        if not token:
+            raise exceptions.AuthenticationFailed("The Authorization header has no key after Bearer.")
+        api_key = api_key_authenticate(token)
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("The API key is invalid, revoked or expired.")
+        from projects.tenancy import client_ip
+
+        now = timezone.now()
+        # Write last-used at most once a minute per key, so busy scripts do not turn reads into writes.
+        if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60:
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now, last_used_ip=client_ip(request))
+        return (ApiKeyUser(api_key), api_key)
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'
+
+
+class ConsoleSessionAuthentication(authentication.SessionAuthentication):
+    """The console's cookie session; unsafe methods must carry the CSRF token."""

@@ -1,0 +1,60 @@
+"""Roles and what each may do. The one table every permission check reads."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    ADMIN = "admin", "Admin"
+    DEVELOPER = "developer", "Developer"
+    BILLING = "billing", "Billing"
+    VIEWER = "viewer", "Viewer"
+
+
+class Perm:
+    """Capabilities. Reading the organization's projects and deployments is open to every role."""
+
+    READ = "read"
+    PROJECTS_WRITE = "projects.write"
+    DEPLOYMENTS_WRITE = "deployments.write"
+    MEMBERS_MANAGE = "members.manage"
+    API_KEYS_MANAGE = "api_keys.manage"
+    AUDIT_READ = "audit.read"
+    BILLING_READ = "billing.read"
+    BILLING_MANAGE = "billing.manage"
+    ORGANIZATION_MANAGE = "organization.manage"
+    OWNERSHIP_TRANSFER = "ownership.transfer"
+
+
+_ADMIN = frozenset(
+    {
+        Perm.READ,
+        Perm.PROJECTS_WRITE,
+        Perm.DEPLOYMENTS_WRITE,
+        Perm.MEMBERS_MANAGE,
+        Perm.API_KEYS_MANAGE,
+        Perm.AUDIT_READ,
+        Perm.BILLING_READ,
+        Perm.BILLING_MANAGE,
+        Perm.ORGANIZATION_MANAGE,
+    }
+)
+
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    Role.OWNER: _ADMIN | {Perm.OWNERSHIP_TRANSFER},
+    Role.ADMIN: _ADMIN,
+    Role.DEVELOPER: frozenset({Perm.READ, Perm.PROJECTS_WRITE, Perm.DEPLOYMENTS_WRITE, Perm.API_KEYS_MANAGE}),
+    Role.BILLING: frozenset({Perm.READ, Perm.BILLING_READ, Perm.BILLING_MANAGE}),
+    Role.VIEWER: frozenset({Perm.READ}),
+}
+
+
+def role_has(role: str, perm: str) -> bool:
+    return perm in ROLE_PERMISSIONS.get(role, frozenset())
+
+
+def role_can_grant(granter_role: str, granted_role: str) -> bool:
+    """Nobody hands out more than they hold: the granted role's capabilities must be a subset."""
+    return ROLE_PERMISSIONS[granted_role] <= ROLE_PERMISSIONS[granter_role]

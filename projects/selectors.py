@@ -1,0 +1,99 @@
+"""Every read of tenancy data. Organization (via the principal) first; never a bare ``.get(id=)``."""
+
+from __future__ import annotations
+
+from django.db.models import Prefetch, QuerySet
+
+from controlplane import errors
+from projects.models import ApiKey, AuditEvent, Invitation, Membership, Project
+from projects.roles import Perm
+from projects.tenancy import Principal
+
+
+# --- projects ---------------------------------------------------------------------------------------
+def project_list(*, principal: Principal) -> QuerySet[Project]:
+    qs = Project.objects.filter(organization=principal.organization)
+    return principal.limit_to_projects(qs, "id")
+
+
+def project_get(*, principal: Principal, project_id: str) -> Project:
+    project = project_list(principal=principal).filter(id=project_id).first()
+    if project is None:
+        raise errors.NotFound(f"No project {project_id}.")
+    return project
+
+
+def projects_by_ids(*, principal: Principal, project_ids: list[str], field: str = "projects") -> list[Project]:
+    """Resolve ids given in a request; an id the principal cannot see is reported as unknown."""
+    wanted = list(dict.fromkeys(project_ids))
+    found = {p.id: p for p in project_list(principal=principal).filter(id__in=wanted)}
+    missing = [pid for pid in wanted if pid not in found]
+    if missing:
+        raise errors.ValidationFailed("Unknown project ids.", errors={field: [f"No project {pid}." for pid in missing]})
+    return [found[pid] for pid in wanted]
+
+
+# --- members ----------------------------------------------------------------------------------------
+def member_list(*, principal: Principal) -> QuerySet[Membership]:
+    qs = (
+        Membership.objects.filter(organization=principal.organization)
+        .select_related("user")
+        .prefetch_related(Prefetch("projects", queryset=Project.objects.only("id")))
+    )
+    if principal.is_project_limited:
+        # A sub-account sees the people who share at least one of its projects, and unlimited members.
+        qs = qs.filter(projects__isnull=True) | qs.filter(projects__in=principal.project_ids)
+        qs = qs.distinct()
+    return qs
+
+
+def member_get(*, principal: Principal, member_id: str) -> Membership:
+    member = member_list(principal=principal).filter(id=member_id).first()
+    if member is None:
+        raise errors.NotFound(f"No member {member_id}.")
+    return member
+
+
+# --- invitations ------------------------------------------------------------------------------------
+def invitation_list(*, principal: Principal) -> QuerySet[Invitation]:
+    principal.require(Perm.MEMBERS_MANAGE)
+    return Invitation.objects.filter(organization=principal.organization).prefetch_related("projects")
+
+
+def invitation_get(*, principal: Principal, invitation_id: str) -> Invitation:
+    invitation = invitation_list(principal=principal).filter(id=invitation_id).first()
+    if invitation is None:
+        raise errors.NotFound(f"No invitation {invitation_id}.")
+    return invitation
+
+
+def invitation_get_by_token(*, token: str) -> Invitation:
+    """The one read not scoped by organization: the token itself is the credential."""
+    from projects.services import invitation_token_hash
+
+    invitation = (
+        Invitation.objects.select_related("organization").filter(token_hash=invitation_token_hash(token)).first()
+    )
+    if invitation is None:
+        raise errors.NotFound("This invitation link is not valid.")
+    return invitation
+
+
+# --- api keys ---------------------------------------------------------------------------------------
+def api_key_list(*, principal: Principal) -> QuerySet[ApiKey]:
+    principal.require(Perm.API_KEYS_MANAGE)
+    return ApiKey.objects.filter(organization=principal.organization).prefetch_related("projects")
+
+
+def api_key_get(*, principal: Principal, api_key_id: str) -> ApiKey:
+    api_key = api_key_list(principal=principal).filter(id=api_key_id).first()
+    if api_key is None:
+        raise errors.NotFound(f"No API key {api_key_id}.")
+    return api_key
+
+
+# --- audit ------------------------------------------------------------------------------------------
+def audit_event_list(*, principal: Principal) -> QuerySet[AuditEvent]:
+    """The organization's audit trail; narrow it with ``projects.filters.AuditEventFilter``."""
+    principal.require(Perm.AUDIT_READ)
+    return AuditEvent.objects.filter(organization=principal.organization)

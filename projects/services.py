@@ -1,0 +1,444 @@
+"""Every write to tenancy data. Keyword-only, atomic, audited; outside work is enqueued on commit."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import password_validation
+from django.core.cache import cache
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
+
+from controlplane import errors
+from projects.authentication import generate_api_key_secret
+from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, User
+from projects.roles import Perm, Role, role_can_grant
+from projects.tenancy import Principal
+
+
+# --- audit ------------------------------------------------------------------------------------------
+def audit_record(
+    *,
+    principal: Principal,
+    action: str,
+    target: models.Model | None = None,
+    changes: dict[str, Any] | None = None,
+    organization: Organization | None = None,
+) -> AuditEvent:
+    event = AuditEvent(
+        organization=organization if organization is not None else principal.organization,
+        actor_type=principal.actor_type,
+        actor_id=principal.actor_id,
+        actor_label=principal.actor_label,
+        action=action,
+        target_type=target._meta.model_name if target is not None else "",
+        target_id=str(target.pk) if target is not None else "",
+        target_label=str(target)[:254] if target is not None else "",
+        changes=_jsonable(changes or {}),
+        ip=principal.ip,
+        user_agent=(principal.user_agent or "")[:256],
+    )
+    event.save()
+    return event
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, models.Model):
+        return str(value.pk)
+    return value
+
+
+def _diff(instance: models.Model, updates: dict[str, Any]) -> dict[str, list[Any]]:
+    """Apply ``updates`` to ``instance`` and return ``{field: [old, new]}`` for what really changed."""
+    changes: dict[str, list[Any]] = {}
+    for field, new in updates.items():
+        old = getattr(instance, field)
+        if old != new:
+            changes[field] = [old, new]
+            setattr(instance, field, new)
+    return changes
+
+
+def _full_clean(instance: models.Model, **kwargs) -> None:
+    try:
+        instance.full_clean(**kwargs)
+    except DjangoValidationError as exc:
+        raise errors.ValidationFailed(
+            "The request has invalid fields.",
+            errors={f: [str(m) for e in errs for m in e.messages] for f, errs in exc.error_dict.items()}
+            if hasattr(exc, "error_dict")
+            else {"non_field_errors": list(exc.messages)},
+        ) from exc
+
+
+def _validate_password(password: str, user: User | None = None, field: str = "password") -> None:
+    try:
+        password_validation.validate_password(password, user=user)
+    except DjangoValidationError as exc:
+        raise errors.ValidationFailed("The password is too weak.", errors={field: list(exc.messages)}) from exc
+
+
+# --- signup and organization ------------------------------------------------------------------------
+def signup(
+    *,
+    email: str,
+    password: str,
+    organization_name: str,
+    site: str,
+    country: str,
+    name: str = "",
+    ip: str | None = None,
+    user_agent: str = "",
+) -> tuple[Organization, User, ApiKey, str]:
+    """A new customer: user, organization, owner membership, a first project and an owner API key."""
+    email = User.objects.normalize_email(email).lower()
+    if User.objects.filter(email=email).exists():
+        raise errors.Conflict("An account with this email already exists; log in instead.",
+                              errors={"email": ["An account with this email already exists."]})
+    probe = User(email=email, name=name)
+    _validate_password(password, probe)
+    with transaction.atomic():
+        organization = Organization(name=organization_name, site=site, country=country.upper())
+        _full_clean(organization)
+        organization.save()
+        try:
+            user = User.objects.create_user(email=email, password=password, name=name)
+        except IntegrityError as exc:  # two signups raced for the same address
+            raise errors.Conflict("An account with this email already exists; log in instead.") from exc
+        except DjangoValidationError as exc:
+            raise errors.ValidationFailed("The request has invalid fields.",
+                                          errors={k: list(v) for k, v in exc.message_dict.items()}) from exc
+        membership = Membership.objects.create(organization=organization, user=user, role=Role.OWNER)
+        principal = Principal.for_membership(membership, ip=ip, user_agent=user_agent)
+        audit_record(principal=principal, action="organization.create", target=organization,
+                     changes={"name": organization.name, "site": organization.site, "country": organization.country})
+        project = Project.objects.create(organization=organization, name="Default project",
+                                         description="Created with the organization.")
+        audit_record(principal=principal, action="project.create", target=project, changes={"name": project.name})
+        api_key, secret = api_key_create(principal=principal, name="Default key", role=Role.OWNER)
+    return organization, user, api_key, secret
+
+
+def organization_update(*, principal: Principal, name: str | None = None, country: str | None = None) -> Organization:
+    principal.require(Perm.ORGANIZATION_MANAGE)
+    with transaction.atomic():
+        organization = Organization.objects.select_for_update().get(pk=principal.organization.pk)
+        updates = {k: v for k, v in {"name": name, "country": country.upper() if country else None}.items()
+                   if v is not None}
+        changes = _diff(organization, updates)
+        if changes:
+            _full_clean(organization)
+            organization.save()
+            audit_record(principal=principal, action="organization.update", target=organization, changes=changes)
+    return organization
+
+
+# --- projects ---------------------------------------------------------------------------------------
+def project_create(*, principal: Principal, name: str, description: str = "") -> Project:
+    principal.require(Perm.PROJECTS_WRITE)
+    if principal.is_project_limited:
+        raise errors.PermissionDenied("Members limited to some projects cannot create projects.")
+    project = Project(organization=principal.organization, name=name.strip(), description=description)
+    _full_clean(project, validate_constraints=False)
+    with transaction.atomic():
+        if Project.objects.filter(organization=principal.organization, name=project.name).exists():
+            raise errors.Conflict(f"A project named {project.name!r} already exists.",
+                                  errors={"name": ["A project with this name already exists."]})
+        project.save()
+        audit_record(principal=principal, action="project.create", target=project,
+                     changes={"name": project.name, "description": project.description})
+    return project
+
+
+def project_update(*, principal: Principal, project: Project, name: str | None = None,
+                   description: str | None = None) -> Project:
+    principal.require(Perm.PROJECTS_WRITE)
+    updates: dict[str, Any] = {}
+    if name is not None:
+        updates["name"] = name.strip()
+    if description is not None:
+        updates["description"] = description
+    with transaction.atomic():
+        project = Project.objects.select_for_update().get(pk=project.pk, organization=principal.organization)
+        if "name" in updates and updates["name"] != project.name and Project.objects.filter(
+            organization=principal.organization, name=updates["name"]
+        ).exists():
+            raise errors.Conflict(f"A project named {updates['name']!r} already exists.",
+                                  errors={"name": ["A project with this name already exists."]})
+        changes = _diff(project, updates)
+        if changes:
+            _full_clean(project, validate_constraints=False)
+            project.save()
+            audit_record(principal=principal, action="project.update", target=project, changes=changes)
+    return project
+
+
+def project_delete(*, principal: Principal, project: Project) -> None:
+    principal.require(Perm.PROJECTS_WRITE)
+    from deployments.selectors import deployment_count_for_project
+
+    with transaction.atomic():
+        project = Project.objects.select_for_update().get(pk=project.pk, organization=principal.organization)
+        count = deployment_count_for_project(project_id=project.id)
+        if count:
+            raise errors.Conflict(f"The project still has {count} deployment(s); delete them first.")
+        audit_record(principal=principal, action="project.delete", target=project, changes={"name": project.name})
+        project.delete()
+
+
+# --- members ----------------------------------------------------------------------------------------
+def _check_grant(principal: Principal, role: str, projects: list[Project]) -> None:
+    if not role_can_grant(principal.role, role):
+        raise errors.PermissionDenied(f"Your role ({principal.role}) cannot grant the role {role}.")
+    if principal.is_project_limited:
+        if not projects:
+            raise errors.PermissionDenied("You can only grant access to projects you are limited to.")
+        outside = [p.id for p in projects if p.id not in principal.project_ids]
+        if outside:
+            raise errors.PermissionDenied("You can only grant access to projects you are limited to.")
+
+
+def _owner_count(organization: Organization) -> int:
+    return Membership.objects.filter(organization=organization, role=Role.OWNER).count()
+
+
+def member_update(*, principal: Principal, member: Membership, role: str | None = None,
+                  projects: list[Project] | None = None) -> Membership:
+    principal.require(Perm.MEMBERS_MANAGE)
+    with transaction.atomic():
+        member = Membership.objects.select_for_update().get(pk=member.pk, organization=principal.organization)
+        # Touching someone whose current rights exceed yours is an escalation too.
+        _check_grant(principal, member.role, list(member.projects.all()))
+        new_role = role if role is not None else member.role
+        new_projects = projects if projects is not None else list(member.projects.all())
+        _check_grant(principal, new_role, new_projects)
+        if member.role == Role.OWNER and new_role != Role.OWNER and _owner_count(principal.organization) <= 1:
+            raise errors.Conflict("The organization must keep at least one owner.")
+        changes: dict[str, Any] = {}
+        if new_role != member.role:
+            changes["role"] = [member.role, new_role]
+            member.role = new_role
+            member.save(update_fields=["role", "updated_at"])
+        old_ids = sorted(member.projects.values_list("id", flat=True))
+        new_ids = sorted(p.id for p in new_projects)
+        if projects is not None and old_ids != new_ids:
+            changes["projects"] = [old_ids, new_ids]
+            member.projects.set(new_projects)
+        if changes:
+            audit_record(principal=principal, action="member.update", target=member,
+                         changes={**changes, "user": member.user.email})
+    return member
+
+
+def member_remove(*, principal: Principal, member: Membership) -> None:
+    is_self = principal.membership is not None and principal.membership.pk == member.pk
+    if not is_self:
+        principal.require(Perm.MEMBERS_MANAGE)
+    with transaction.atomic():
+        member = Membership.objects.select_for_update().get(pk=member.pk, organization=principal.organization)
+        if not is_self:
+            _check_grant(principal, member.role, list(member.projects.all()))
+        if member.role == Role.OWNER and _owner_count(principal.organization) <= 1:
+            raise errors.Conflict("The organization must keep at least one owner.")
+        audit_record(principal=principal, action="member.remove", target=member,
+                     changes={"user": member.user.email, "role": member.role})
+        member.delete()
+
+
+# --- invitations ------------------------------------------------------------------------------------
+def invitation_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def invitation_create(*, principal: Principal, email: str, role: str, projects: list[Project]) -> Invitation:
+    principal.require(Perm.MEMBERS_MANAGE)
+    _check_grant(principal, role, projects)
+    email = User.objects.normalize_email(email).lower()
+    if Membership.objects.filter(organization=principal.organization, user__email=email).exists():
+        raise errors.Conflict(f"{email} is already a member.", errors={"email": ["Already a member."]})
+    token = secrets.token_urlsafe(32)
+    invitation = Invitation(
+        organization=principal.organization,
+        email=email,
+        role=role,
+        token_hash=invitation_token_hash(token),
+        token_encrypted=token,
+        invited_by=principal.user,
+        expires_at=timezone.now() + timedelta(seconds=settings.INVITATION_TTL_SECONDS),
+    )
+    _full_clean(invitation, validate_constraints=False)
+    with transaction.atomic():
+        if Invitation.objects.filter(organization=principal.organization, email=email,
+                                     status=Invitation.Status.PENDING).exists():
+            raise errors.Conflict(f"{email} already has a pending invitation; revoke it to send a new one.",
+                                  errors={"email": ["Already invited."]})
+        invitation.save()
+        invitation.projects.set(projects)
+        audit_record(principal=principal, action="invitation.create", target=invitation,
+                     changes={"email": email, "role": role, "projects": [p.id for p in projects]})
+        from projects.tasks import invitation_send_email
+
+        transaction.on_commit(lambda: invitation_send_email.delay(invitation.id))
+    return invitation
+
+
+def invitation_revoke(*, principal: Principal, invitation: Invitation) -> Invitation:
+    principal.require(Perm.MEMBERS_MANAGE)
+    with transaction.atomic():
+        invitation = Invitation.objects.select_for_update().get(pk=invitation.pk, organization=principal.organization)
+        if invitation.status != Invitation.Status.PENDING:
+            raise errors.Conflict(f"The invitation is already {invitation.status}.")
+        invitation.status = Invitation.Status.REVOKED
+        invitation.save(update_fields=["status"])
+        audit_record(principal=principal, action="invitation.revoke", target=invitation,
+                     changes={"email": invitation.email})
+    return invitation
+
+
+def invitation_mark_sent(*, invitation_id: str) -> None:
+    Invitation.objects.filter(pk=invitation_id).update(email_sent_at=timezone.now())
+
+
+def invitations_expire() -> int:
+    """Marks pending invitations past their expiry as expired; returns how many."""
+    return Invitation.objects.filter(status=Invitation.Status.PENDING, expires_at__lte=timezone.now()).update(
+        status=Invitation.Status.EXPIRED
+    )
+
+
+def invitation_accept(
+    *,
+    token: str,
+    password: str | None = None,
+    name: str = "",
+    session_user: User | None = None,
+    ip: str | None = None,
+    user_agent: str = "",
+) -> Membership:
+    """Turns an invitation into a membership. An existing account proves itself by session or password."""
+    from projects.selectors import invitation_get_by_token
+
+    invitation = invitation_get_by_token(token=token)
+    with transaction.atomic():
+        invitation = Invitation.objects.select_for_update().select_related("organization").get(pk=invitation.pk)
+        if invitation.status == Invitation.Status.PENDING and invitation.is_expired:
+            invitation.status = Invitation.Status.EXPIRED
+            invitation.save(update_fields=["status"])
+        if invitation.status != Invitation.Status.PENDING:
+            raise errors.Conflict(f"This invitation is {invitation.status}; ask for a new one.")
+        user = User.objects.filter(email=invitation.email).first()
+        if user is not None:
+            signed_in = session_user is not None and session_user.is_authenticated and session_user.pk == user.pk
+            if not signed_in:
+                if not password:
+                    raise errors.ValidationFailed(
+                        "An account with this email exists: log in first, or give its password.",
+                        errors={"password": ["Required for an existing account."]},
+                    )
+                login_check_allowed(email=user.email, ip=ip)
+                if not user.check_password(password):
+                    login_record_failure(email=user.email, ip=ip)
+                    raise errors.NotAuthenticated("The password is not correct.")
+        else:
+            if not password:
+                raise errors.ValidationFailed("Choose a password for your new account.",
+                                              errors={"password": ["Required for a new account."]})
+            _validate_password(password, User(email=invitation.email, name=name))
+            user = User.objects.create_user(email=invitation.email, password=password, name=name)
+        if Membership.objects.filter(organization=invitation.organization, user=user).exists():
+            raise errors.Conflict("You are already a member of this organization.")
+        membership = Membership.objects.create(organization=invitation.organization, user=user, role=invitation.role)
+        membership.projects.set(invitation.projects.all())
+        invitation.status = Invitation.Status.ACCEPTED
+        invitation.accepted_at = timezone.now()
+        invitation.accepted_by = user
+        invitation.save(update_fields=["status", "accepted_at", "accepted_by"])
+        principal = Principal.for_membership(membership, ip=ip, user_agent=user_agent)
+        audit_record(principal=principal, action="invitation.accept", target=invitation,
+                     changes={"email": invitation.email, "role": invitation.role, "member": membership.id})
+    return membership
+
+
+# --- API keys ---------------------------------------------------------------------------------------
+def api_key_create(*, principal: Principal, name: str, role: str, projects: list[Project] | None = None,
+                   expires_at: datetime | None = None) -> tuple[ApiKey, str]:
+    """Returns the key and its secret; the secret is never stored and never shown again."""
+    principal.require(Perm.API_KEYS_MANAGE)
+    projects = projects or []
+    if principal.is_project_limited and not projects:
+        projects = list(Project.objects.filter(id__in=principal.project_ids))
+    _check_grant(principal, role, projects)
+    if expires_at is not None and expires_at <= timezone.now():
+        raise errors.ValidationFailed("expires_at must be in the future.",
+                                      errors={"expires_at": ["Must be in the future."]})
+    full, prefix, secret_hash = generate_api_key_secret()
+    api_key = ApiKey(organization=principal.organization, name=name, role=role, prefix=prefix,
+                     secret_hash=secret_hash, created_by=principal.user, expires_at=expires_at)
+    _full_clean(api_key)
+    with transaction.atomic():
+        api_key.save()
+        api_key.projects.set(projects)
+        audit_record(principal=principal, action="api_key.create", target=api_key,
+                     changes={"name": name, "role": role, "prefix": prefix, "projects": [p.id for p in projects],
+                              "expires_at": expires_at})
+    return api_key, full
+
+
+def api_key_revoke(*, principal: Principal, api_key: ApiKey) -> ApiKey:
+    principal.require(Perm.API_KEYS_MANAGE)
+    with transaction.atomic():
+        api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk, organization=principal.organization)
+        _check_grant(principal, api_key.role, list(api_key.projects.all()))
+        if api_key.revoked_at is None:
+            api_key.revoked_at = timezone.now()
+            api_key.save(update_fields=["revoked_at"])
+            audit_record(principal=principal, action="api_key.revoke", target=api_key, changes={"name": api_key.name})
+    return api_key
+
+
+# --- login brute-force protection -------------------------------------------------------------------
+def _login_keys(email: str, ip: str | None) -> list[str]:
+    keys = [f"login-failures:email:{hashlib.sha256(email.lower().encode()).hexdigest()}"]
+    if ip:
+        keys.append(f"login-failures:ip:{ip}")
+    return keys
+
+
+def login_check_allowed(*, email: str, ip: str | None) -> None:
+    """Raises once an email or an IP has failed too often within the lockout window."""
+    limit = settings.LOGIN_MAX_FAILURES
+    for key in _login_keys(email, ip):
+        # An IP may front many people (an office NAT), so it gets more room than a single address.
+        allowed = limit * 4 if ":ip:" in key else limit
+        if (cache.get(key) or 0) >= allowed:
+            raise LoginLocked("Too many failed logins; try again later.")
+
+
+def login_record_failure(*, email: str, ip: str | None) -> None:
+    for key in _login_keys(email, ip):
+        if not cache.add(key, 1, timeout=settings.LOGIN_LOCKOUT_SECONDS):
+            try:
+                cache.incr(key)
+            except ValueError:
+                cache.set(key, 1, timeout=settings.LOGIN_LOCKOUT_SECONDS)
+
+
+def login_record_success(*, email: str, ip: str | None) -> None:
+    cache.delete(_login_keys(email, None)[0])
+
+
+class LoginLocked(errors.DomainError):
+    status_code = 429
+    title = "Too many failed logins"
+    type_slug = "login-locked"

@@ -1,0 +1,39 @@
+"""Thin, idempotent jobs: take ids, load, return early when there is nothing to do, call a service."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+
+from celery import shared_task
+
+from projects import services
+from projects.emails import send_invitation_email
+from projects.models import Invitation
+
+logger = logging.getLogger(__name__)
+
+# Transient mail failures: the server refused for now or could not be reached.
+_TRANSIENT_MAIL_ERRORS = (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, smtplib.SMTPResponseException,
+                          ConnectionError, TimeoutError, OSError)
+
+
+@shared_task(name="projects.tasks.invitation_send_email", bind=True, acks_late=True,
+             autoretry_for=_TRANSIENT_MAIL_ERRORS, retry_backoff=5, retry_backoff_max=600, max_retries=8)
+def invitation_send_email(self, invitation_id: str) -> str:
+    invitation = Invitation.objects.select_related("organization", "invited_by").filter(pk=invitation_id).first()
+    if invitation is None:
+        return "gone"
+    if invitation.status != Invitation.Status.PENDING:
+        return f"skipped: {invitation.status}"
+    if invitation.email_sent_at is not None:
+        # Already sent (a redelivered task after a worker crash): do not mail twice.
+        return "already sent"
+    send_invitation_email(invitation=invitation)
+    services.invitation_mark_sent(invitation_id=invitation.id)
+    return "sent"
+
+
+@shared_task(name="projects.tasks.invitations_expire")
+def invitations_expire() -> int:
+    return services.invitations_expire()

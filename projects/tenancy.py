@@ -1,0 +1,143 @@
+"""The tenancy/permission layer: who is acting, for which organization, with which rights.
+
+Every API view, console view and admin write builds a :class:`Principal` here and passes it to
+selectors and services, which scope every query by ``principal.organization`` and, for sub-accounts,
+by ``principal.project_ids``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db.models import QuerySet
+
+from controlplane import errors
+from projects.models import ApiKey, AuditEvent, Membership, Organization, User
+from projects.roles import Role, role_has
+
+
+@dataclass(frozen=True)
+class Principal:
+    organization: Organization
+    role: str
+    # None: every project of the organization; otherwise only these (a sub-account or limited key).
+    project_ids: frozenset[str] | None
+    user: User | None = None
+    api_key: ApiKey | None = None
+    membership: Membership | None = None
+    actor_type: str = AuditEvent.ActorType.USER
+    ip: str | None = None
+    user_agent: str = ""
+    extra: dict = field(default_factory=dict)
+
+    # --- identity for the audit log -------------------------------------------------------------
+    @property
+    def actor_id(self) -> str:
+        if self.api_key is not None:
+            return self.api_key.id
+        if self.user is not None:
+            return self.user.id
+        return ""
+
+    @property
+    def actor_label(self) -> str:
+        if self.api_key is not None:
+            return f"API key {self.api_key.name} (mqc_{self.api_key.prefix})"
+        if self.user is not None:
+            return self.user.email
+        return "system"
+
+    # --- checks ---------------------------------------------------------------------------------
+    def has(self, perm: str) -> bool:
+        return role_has(self.role, perm)
+
+    def require(self, perm: str) -> None:
+        if not self.has(perm):
+            raise errors.PermissionDenied(f"Your role ({self.role}) does not allow this action.")
+
+    @property
+    def is_project_limited(self) -> bool:
+        return self.project_ids is not None
+
+    def can_see_project(self, project_id: str) -> bool:
+        return self.project_ids is None or project_id in self.project_ids
+
+    def limit_to_projects(self, queryset: QuerySet, field_name: str = "project_id") -> QuerySet:
+        if self.project_ids is None:
+            return queryset
+        return queryset.filter(**{f"{field_name}__in": self.project_ids})
+
+    # --- constructors ---------------------------------------------------------------------------
+    @classmethod
+    def for_membership(cls, membership: Membership, *, ip: str | None = None, user_agent: str = "") -> Principal:
+        limited = frozenset(membership.projects.values_list("id", flat=True))
+        return cls(
+            organization=membership.organization,
+            role=membership.role,
+            project_ids=limited or None,
+            user=membership.user,
+            membership=membership,
+            actor_type=AuditEvent.ActorType.USER,
+            ip=ip,
+            user_agent=user_agent,
+        )
+
+    @classmethod
+    def for_api_key(cls, api_key: ApiKey, *, ip: str | None = None, user_agent: str = "") -> Principal:
+        limited = frozenset(api_key.projects.values_list("id", flat=True))
+        return cls(
+            organization=api_key.organization,
+            role=api_key.role,
+            project_ids=limited or None,
+            api_key=api_key,
+            actor_type=AuditEvent.ActorType.API_KEY,
+            ip=ip,
+            user_agent=user_agent,
+        )
+
+    @classmethod
+    def for_system(cls, organization: Organization) -> Principal:
+        return cls(organization=organization, role=Role.OWNER, project_ids=None,
+                   actor_type=AuditEvent.ActorType.SYSTEM)
+
+    @classmethod
+    def for_staff(cls, user: User, organization: Organization, *, ip: str | None = None,
+                  user_agent: str = "") -> Principal:
+        return cls(organization=organization, role=Role.OWNER, project_ids=None, user=user,
+                   actor_type=AuditEvent.ActorType.STAFF, ip=ip, user_agent=user_agent)
+
+
+def memberships_of(user: User) -> QuerySet[Membership]:
+    return Membership.objects.filter(user=user).select_related("organization").order_by("created_at", "id")
+
+
+def principal_for_user(user: User, organization_id: str | None, *, ip: str | None = None,
+                       user_agent: str = "") -> Principal:
+    """The user's principal in the chosen organization (default: the first they joined).
+
+    An organization the user does not belong to is reported as not found, never as forbidden, so its
+    existence is not revealed.
+    """
+    memberships = memberships_of(user)
+    if organization_id:
+        membership = memberships.filter(organization_id=organization_id).first()
+        if membership is None:
+            raise errors.NotFound("No such organization.")
+    else:
+        membership = memberships.first()
+        if membership is None:
+            raise errors.PermissionDenied("You are not a member of any organization.")
+    return Principal.for_membership(membership, ip=ip, user_agent=user_agent)
+
+
+def client_ip(request) -> str | None:
+    """The caller's address; behind ``NUM_PROXIES`` trusted proxies, from X-Forwarded-For."""
+    from django.conf import settings
+
+    num_proxies = settings.REST_FRAMEWORK.get("NUM_PROXIES") or 0
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+    if num_proxies and forwarded:
+        addresses = [a.strip() for a in forwarded.split(",") if a.strip()]
+        if addresses:
+            return addresses[-min(num_proxies, len(addresses))]
+    return request.META.get("REMOTE_ADDR") or None
