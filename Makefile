@@ -25,7 +25,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 run: install
-	$(PY) bin/run_embedded.py
+	PORT=$(or $(PORT),8000) $(PY) bin/run_embedded.py
 
 services:
 	@bash bin/ensure_services.sh

@@ -210,7 +210,9 @@ def _check_grant(principal: Principal, role: str, projects: list[Project]) -> No
 
 
 def _owner_count(organization: Organization) -> int:
-    return Membership.objects.filter(organization=organization, role=Role.OWNER).count()
+    # Lock the owners' rows: two owners demoting each other at once must not both see "another owner".
+    owners = Membership.objects.select_for_update().filter(organization=organization, role=Role.OWNER)
+    return len(owners.values_list("pk", flat=True))
 
 
 def member_update(*, principal: Principal, member: Membership, role: str | None = None,
@@ -442,3 +444,18 @@ class LoginLocked(errors.DomainError):
     status_code = 429
     title = "Too many failed logins"
     type_slug = "login-locked"
+
+
+# --- operators --------------------------------------------------------------------------------------
+def organization_set_flagship(*, principal: Principal, enabled: bool) -> Organization:
+    """Flagship is an invite-only trial: only operators (staff principals) switch it."""
+    if principal.actor_type != AuditEvent.ActorType.STAFF:
+        raise errors.PermissionDenied("Only operators can enable the flagship tier.")
+    with transaction.atomic():
+        organization = Organization.objects.select_for_update().get(pk=principal.organization.pk)
+        if organization.flagship_enabled != enabled:
+            organization.flagship_enabled = enabled
+            organization.save(update_fields=["flagship_enabled"])
+            audit_record(principal=principal, action="organization.flagship", target=organization,
+                         changes={"flagship_enabled": [not enabled, enabled]})
+    return organization

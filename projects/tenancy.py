@@ -101,9 +101,10 @@ class Principal:
                    actor_type=AuditEvent.ActorType.SYSTEM)
 
     @classmethod
-    def for_staff(cls, user: User, organization: Organization, *, ip: str | None = None,
+    def for_staff(cls, user: User, organization: Organization | None, *, ip: str | None = None,
                   user_agent: str = "") -> Principal:
-        return cls(organization=organization, role=Role.OWNER, project_ids=None, user=user,
+        """An operator acting from the ops site; ``organization`` is None for platform-wide records."""
+        return cls(organization=organization, role=Role.OWNER, project_ids=None, user=user,  # type: ignore[arg-type]
                    actor_type=AuditEvent.ActorType.STAFF, ip=ip, user_agent=user_agent)
 
 

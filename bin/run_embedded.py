@@ -1,0 +1,108 @@
+#!/usr/bin/env python
+"""`make run`: the whole product on the embedded default, with nothing else installed.
+
+Migrates an SQLite database under var/, loads the catalog, seeds a demo organization, then runs the web
+server, a Celery worker and Celery beat (on a filesystem transport: no Redis needed) until Ctrl-C.
+No process started here talks to any host off this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+HOST = os.environ.get("HOST", "127.0.0.1")
+PORT = os.environ.get("PORT", "8000")
+
+
+def manage(*args: str) -> None:
+    subprocess.run([PY, "manage.py", *args], cwd=ROOT, check=True)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex((host, port)) != 0
+
+
+def main() -> int:
+    if not port_is_free(HOST, int(PORT)):
+        print(f"Port {PORT} on {HOST} is taken (is mqcloud already running?). "
+              f"Stop that process or choose another port: make run PORT=8001", file=sys.stderr)
+        return 1
+    env = dict(os.environ)
+    env.setdefault("MQCLOUD_PROFILE", "embedded")
+    env["PUBLIC_BASE_URL"] = f"http://{HOST}:{PORT}"
+    os.environ.update(env)
+    var = ROOT / "var"
+    (var / "celery-queue").mkdir(parents=True, exist_ok=True)
+    (var / "celery-processed").mkdir(parents=True, exist_ok=True)
+
+    manage("migrate", "--noinput", "-v", "0")
+    manage("createcachetable")
+    manage("sync_catalog")
+    manage("seed_demo")
+
+    commands = {
+        "web": [PY, "manage.py", "runserver", f"{HOST}:{PORT}", "--noreload"],
+        "worker": [PY, "-m", "celery", "-A", "controlplane", "--quiet", "worker", "-P", "solo", "-l", "WARNING"],
+        "beat": [PY, "-m", "celery", "-A", "controlplane", "--quiet", "beat", "-l", "WARNING",
+                 "-s", str(var / "celerybeat-schedule")],
+    }
+    from projects.demo import DEMO_EMAIL, DEMO_PASSWORD, OPS_EMAIL
+
+    processes: dict[str, subprocess.Popen] = {}
+    for name, cmd in commands.items():
+        processes[name] = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    time.sleep(2)
+    print(
+        "\n"
+        "  mqcloud is running (embedded default: SQLite, filesystem Celery transport, local outbox)\n"
+        f"  console:  http://{HOST}:{PORT}/console/\n"
+        f"  login:    {DEMO_EMAIL} / {DEMO_PASSWORD}\n"
+        f"  ops site: http://{HOST}:{PORT}/ops/  ({OPS_EMAIL} / {DEMO_PASSWORD})\n"
+        f"  API docs: http://{HOST}:{PORT}/api/v1/docs\n"
+        "  Ctrl-C stops everything.\n",
+        flush=True,
+    )
+
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    exit_code = 0
+    try:
+        while not stopping:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    print(f"{name} exited with {process.returncode}; stopping the rest", file=sys.stderr)
+                    exit_code = process.returncode or 1
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.time() + 10
+        for process in processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The ops site (/ops/): search and filters over tenants; changes go through services and are audited."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+
+from controlplane.admin_base import AuditedModelAdmin, ReadOnlyModelAdmin, staff_principal
+from projects import services
+from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, User
+
+admin.site.site_header = "mqcloud ops"
+admin.site.site_title = "mqcloud ops"
+admin.site.index_title = "Operations"
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    fields = ("id", "user", "role", "created_at")
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Organization)
+class OrganizationAdmin(AuditedModelAdmin):
+    list_display = ("id", "name", "site", "country", "flagship_enabled", "created_at")
+    list_filter = ("site", "flagship_enabled", "country")
+    search_fields = ("id", "name", "memberships__user__email")
+    readonly_fields = ("id", "site", "created_at")
+    fields = ("id", "name", "site", "country", "flagship_enabled", "created_at")
+    inlines = [MembershipInline]
+    actions = ["enable_flagship", "disable_flagship"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # organizations are created by signup only
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Enable the flagship tier trial")
+    def enable_flagship(self, request, queryset) -> None:
+        self._set_flagship(request, queryset, True)
+
+    @admin.action(description="Disable the flagship tier")
+    def disable_flagship(self, request, queryset) -> None:
+        self._set_flagship(request, queryset, False)
+
+    def _set_flagship(self, request, queryset, enabled: bool) -> None:
+        changed = 0
+        for organization in queryset:
+            if organization.flagship_enabled != enabled:
+                services.organization_set_flagship(principal=staff_principal(request, organization), enabled=enabled)
+                changed += 1
+        self.message_user(request, f"Flagship {'enabled' if enabled else 'disabled'} for {changed} organization(s).")
+
+
+@admin.register(User)
+class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
+    ordering = ("-date_joined",)
+    list_display = ("id", "email", "name", "is_active", "is_staff", "date_joined", "last_login")
+    list_filter = ("is_active", "is_staff")
+    search_fields = ("id", "email", "name")
+    readonly_fields = ("id", "email", "date_joined", "last_login")
+    fieldsets = ((None, {"fields": ("id", "email", "name", "is_active", "is_staff", "date_joined", "last_login")}),)
+    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+    filter_horizontal = ()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Membership)
+class MembershipAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "user", "organization", "role", "created_at")
+    list_filter = ("role",)
+    search_fields = ("id", "user__email", "organization__name", "organization__id")
+    list_select_related = ("user", "organization")
+
+
+@admin.register(Project)
+class ProjectAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "name", "organization", "created_at")
+    search_fields = ("id", "name", "organization__name", "organization__id")
+    list_select_related = ("organization",)
+
+
+@admin.register(Invitation)
+class InvitationAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "email", "organization", "role", "status", "expires_at", "email_sent_at", "created_at")
+    list_filter = ("status", "role")
+    search_fields = ("id", "email", "organization__name", "organization__id")
+    exclude = ("token_hash", "token_encrypted")
+    list_select_related = ("organization",)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "name", "organization", "role", "prefix", "created_at", "expires_at", "revoked_at",
+                    "last_used_at")
+    list_filter = ("role",)
+    search_fields = ("id", "name", "prefix", "organization__name", "organization__id")
+    exclude = ("secret_hash",)
+    list_select_related = ("organization",)
+    actions = ["revoke_keys"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Needed for the revoke action to show; the form itself stays read-only (all fields below).
+        return obj is None and request.user.is_staff
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke_keys(self, request, queryset) -> None:
+        for api_key in queryset.select_related("organization"):
+            services.api_key_revoke(principal=staff_principal(request, api_key), api_key=api_key)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyModelAdmin):
+    list_display = ("created_at", "organization", "actor_type", "actor_label", "action", "target_type", "target_id",
+                    "ip")
+    list_filter = ("actor_type", "action")
+    search_fields = ("id", "actor_label", "actor_id", "action", "target_id", "organization__id", "organization__name")
+    date_hierarchy = "created_at"
+    list_select_related = ("organization",)
