@@ -10,6 +10,7 @@ Profiles (``MQCLOUD_PROFILE``):
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dj_database_url
@@ -131,6 +132,7 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "idempotency-records-purge": {"task": "controlplane.tasks.idempotency_records_purge", "schedule": 3600.0},
     "invitations-expire": {"task": "projects.tasks.invitations_expire", "schedule": 900.0},
+    "deployments-reconcile": {"task": "deployments.tasks.deployments_reconcile", "schedule": 60.0},
 }
 
 # --- security ---------------------------------------------------------------------------------------
@@ -247,8 +249,20 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "projects.roles.Role.choices",
         "SiteEnum": "projects.models.Site.choices",
+        "DeploymentStatusEnum": "deployments.models.DeploymentStatus.choices",
     },
 }
+
+# --- Kubernetes -------------------------------------------------------------------------------------
+# Per region: {"aws-us-east-1": {"kubeconfig": "/etc/mqcloud/kube/us-east-1.yaml", "context": "..."}} or
+# {"...": {"in_cluster": true}}. Regions not listed use the simulated cluster at KUBERNETES_SIMULATOR_URL.
+KUBERNETES_CLUSTERS = json.loads(env_str("KUBERNETES_CLUSTERS_JSON", "{}"))
+KUBERNETES_SIMULATOR_URL = env_str("KUBERNETES_SIMULATOR_URL", "" if PRODUCTION else "http://127.0.0.1:8790")
+EMQX_IMAGE = env_str("EMQX_IMAGE", "emqx/emqx:5.8.6")
+# A transitional state held longer than this moves the deployment to failed with the last observation.
+DEPLOYMENT_OPERATION_TIMEOUT_SECONDS = env_int("DEPLOYMENT_OPERATION_TIMEOUT_SECONDS", 900)
+# How soon a worker looks again at a rollout in progress.
+DEPLOYMENT_POLL_SECONDS = float(env_str("DEPLOYMENT_POLL_SECONDS", "2"))
 
 LOGGING = {
     "version": 1,

@@ -1,20 +1,48 @@
-"""Reads of deployments and the catalog."""
+"""Reads of deployments and the catalog. Organization (via the principal) first."""
 
 from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from deployments.models import Region, Spec, Tier
+from controlplane import errors
+from deployments.models import Deployment, DeploymentEvent, Region, Spec, Tier
+from deployments.models import DeploymentStatus as S
+from projects.tenancy import Principal
 
 
 def deployment_count_for_project(*, project_id: str) -> int:
-    # Deployments arrive with issue 3; until then no project has any.
-    return 0
+    return Deployment.objects.filter(project_id=project_id).exclude(status=S.DELETED).count()
+
+
+def deployment_list(*, principal: Principal, include_deleted: bool = False) -> QuerySet[Deployment]:
+    qs = Deployment.objects.filter(organization=principal.organization).select_related("spec", "region",
+                                                                                        "target_spec")
+    if not include_deleted:
+        qs = qs.exclude(status=S.DELETED)
+    return principal.limit_to_projects(qs)
+
+
+def deployment_get(*, principal: Principal, deployment_id: str) -> Deployment:
+    deployment = deployment_list(principal=principal).filter(id=deployment_id).first()
+    if deployment is None:
+        raise errors.NotFound(f"No deployment {deployment_id}.")
+    return deployment
+
+
+def deployment_event_list(*, principal: Principal, deployment: Deployment) -> QuerySet[DeploymentEvent]:
+    return DeploymentEvent.objects.filter(organization=principal.organization, deployment=deployment)
 
 
 def region_list(*, site: str) -> QuerySet[Region]:
     regions = Region.objects.filter(active=True).order_by("provider", "code")
     return regions.filter(id__in=[r.id for r in regions if site in r.sites])
+
+
+def region_get(*, site: str, region_id: str) -> Region:
+    region = region_list(site=site).filter(id=region_id).first()
+    if region is None:
+        raise errors.ValidationFailed(f"No region {region_id}.", errors={"region": [f"No region {region_id}."]})
+    return region
 
 
 def spec_list(*, flagship_enabled: bool) -> QuerySet[Spec]:
@@ -23,3 +51,10 @@ def spec_list(*, flagship_enabled: bool) -> QuerySet[Spec]:
     if not flagship_enabled:
         qs = qs.exclude(tier=Tier.FLAGSHIP)
     return qs
+
+
+def spec_get(*, flagship_enabled: bool, spec_id: str) -> Spec:
+    spec = spec_list(flagship_enabled=flagship_enabled).filter(id=spec_id).first()
+    if spec is None:
+        raise errors.ValidationFailed(f"No spec {spec_id}.", errors={"spec": [f"No spec {spec_id}."]})
+    return spec

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
+import secrets
 from decimal import Decimal
 from pathlib import Path
 
 from django.db import transaction
 
-from deployments.models import Region, Spec, SpecPrice
+from controlplane import errors
+from deployments.lifecycle import LIVE, transition
+from deployments.models import Deployment, DeploymentEvent, Region, Spec, SpecPrice, Tier
+from deployments.models import DeploymentStatus as S
+from projects.models import Project
+from projects.roles import Perm
+from projects.services import audit_record
+from projects.tenancy import Principal
 
 CATALOG_FILE = Path(__file__).resolve().parent / "data" / "catalog.json"
 
@@ -47,3 +56,163 @@ def catalog_sync(*, path: Path = CATALOG_FILE) -> dict[str, int]:
     Region.objects.exclude(id__in=region_ids).update(active=False)
     Spec.objects.exclude(id__in=spec_ids).update(active=False)
     return {"regions": len(region_ids), "specs": len(spec_ids)}
+
+
+
+# --- deployments: what customers ask for ------------------------------------------------------------
+DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
+PROTECTED_BY_DEFAULT = frozenset({Tier.PROFESSIONAL, Tier.FLAGSHIP})
+
+
+def _enqueue_converge(deployment: Deployment) -> None:
+    from deployments.tasks import deployment_converge
+
+    deployment_id = deployment.id
+    transaction.on_commit(lambda: deployment_converge.delay(deployment_id))
+
+
+def _locked(principal: Principal, deployment: Deployment) -> Deployment:
+    return Deployment.objects.select_for_update().get(pk=deployment.pk, organization=principal.organization)
+
+
+def _bad(field: str, message: str) -> errors.ValidationFailed:
+    return errors.ValidationFailed(message, errors={field: [message]})
+
+
+def _check_spec_allowed(principal: Principal, spec: Spec, region: Region | None = None) -> None:
+    if not spec.active:
+        raise _bad("spec", f"The spec {spec.id} is no longer offered.")
+    if spec.tier == Tier.FLAGSHIP and not principal.organization.flagship_enabled:
+        raise _bad("spec", "The flagship tier is by invitation; ask support to enable it for your organization.")
+    if region is not None and spec.tier not in region.tiers:
+        raise _bad("spec", f"The {spec.tier} tier is not offered in {region.name}.")
+
+
+def deployment_create(*, principal: Principal, project: Project, name: str, region: Region,
+                      spec: Spec) -> Deployment:
+    principal.require(Perm.DEPLOYMENTS_WRITE)
+    if not principal.can_see_project(project.id):
+        raise errors.NotFound(f"No project {project.id}.")
+    if not DNS_LABEL.match(name):
+        raise _bad("name", "Use 1 to 40 lowercase letters, digits and hyphens, starting with a letter and not "
+                           "ending with a hyphen.")
+    if not region.active or principal.organization.site not in region.sites:
+        raise _bad("region", f"The region {region.id} is not available to your organization.")
+    _check_spec_allowed(principal, spec, region)
+    with transaction.atomic():
+        if Deployment.objects.filter(project=project, name=name).exclude(status=S.DELETED).exists():
+            raise _bad("name", f"The project already has a deployment named {name}.")
+        deployment = Deployment.objects.create(
+            organization=principal.organization, project=project, name=name, region=region, spec=spec,
+            target_spec=spec, tier=spec.tier, deletion_protection=spec.tier in PROTECTED_BY_DEFAULT,
+            node_cookie=secrets.token_urlsafe(32), dashboard_password=secrets.token_urlsafe(24),
+        )
+        DeploymentEvent.objects.create(
+            organization=principal.organization, deployment=deployment, from_status="", to_status=S.PENDING,
+            spec=spec, actor_label=principal.actor_label, reason="created", created_at=deployment.created_at,
+        )
+        audit_record(principal=principal, action="deployment.create", target=deployment,
+                     changes={"name": name, "project": project.id, "region": region.id, "spec": spec.id})
+        _enqueue_converge(deployment)
+    return deployment
+
+
+def deployment_update(*, principal: Principal, deployment: Deployment, name: str | None = None,
+                      deletion_protection: bool | None = None) -> Deployment:
+    principal.require(Perm.DEPLOYMENTS_WRITE)
+    if name is not None and not DNS_LABEL.match(name):
+        raise _bad("name", "Use 1 to 40 lowercase letters, digits and hyphens, starting with a letter.")
+    with transaction.atomic():
+        deployment = _locked(principal, deployment)
+        if deployment.status in (S.DELETING, S.DELETED):
+            raise errors.Conflict(f"The deployment is {deployment.status}.")
+        changes = {}
+        if name is not None and name != deployment.name:
+            if Deployment.objects.filter(project_id=deployment.project_id, name=name).exclude(
+                    status=S.DELETED).exclude(pk=deployment.pk).exists():
+                raise _bad("name", f"The project already has a deployment named {name}.")
+            changes["name"] = [deployment.name, name]
+            deployment.name = name
+        if deletion_protection is not None and deletion_protection != deployment.deletion_protection:
+            changes["deletion_protection"] = [deployment.deletion_protection, deletion_protection]
+            deployment.deletion_protection = deletion_protection
+        if changes:
+            deployment.save(update_fields=["name", "deletion_protection", "updated_at"])
+            audit_record(principal=principal, action="deployment.update", target=deployment, changes=changes)
+    return deployment
+
+
+def _begin(principal: Principal, deployment: Deployment, to_status: str, *, action: str,
+           required: tuple[str, ...], changes: dict | None = None, prepare=None) -> Deployment:
+    """Common shape of every lifecycle request: lock, check state, transition, audit, enqueue."""
+    principal.require(Perm.DEPLOYMENTS_WRITE)
+    with transaction.atomic():
+        deployment = _locked(principal, deployment)
+        if deployment.status not in required:
+            raise errors.Conflict(
+                f"Cannot {action.split('.')[-1]} a deployment that is {deployment.status} "
+                f"(it must be {' or '.join(required)})."
+            )
+        if prepare is not None:
+            prepare(deployment)
+        transition(deployment, to_status, actor_label=principal.actor_label, reason=action)
+        audit_record(principal=principal, action=action, target=deployment, changes=changes or {})
+        _enqueue_converge(deployment)
+    return deployment
+
+
+def deployment_scale(*, principal: Principal, deployment: Deployment, spec: Spec) -> Deployment:
+    if spec.tier != deployment.tier:
+        raise _bad("spec", f"Scaling stays within the {deployment.tier} tier; {spec.id} is {spec.tier}.")
+    if spec.id == deployment.spec_id:
+        raise _bad("spec", f"The deployment already runs {spec.id}.")
+    _check_spec_allowed(principal, spec, deployment.region)
+
+    def prepare(locked: Deployment) -> None:
+        locked.target_spec = spec
+        locked.rollout_step = 0
+        locked.desired_generation += 1
+
+    return _begin(principal, deployment, S.SCALING, action="deployment.scale", required=(S.RUNNING,),
+                  changes={"spec": [deployment.spec_id, spec.id]}, prepare=prepare)
+
+
+def deployment_stop(*, principal: Principal, deployment: Deployment) -> Deployment:
+    def prepare(locked: Deployment) -> None:
+        locked.desired_generation += 1
+
+    return _begin(principal, deployment, S.STOPPING, action="deployment.stop", required=(S.RUNNING,),
+                  prepare=prepare)
+
+
+def deployment_start(*, principal: Principal, deployment: Deployment) -> Deployment:
+    def prepare(locked: Deployment) -> None:
+        locked.desired_generation += 1
+
+    return _begin(principal, deployment, S.STARTING, action="deployment.start", required=(S.STOPPED,),
+                  prepare=prepare)
+
+
+def deployment_retry(*, principal: Principal, deployment: Deployment) -> Deployment:
+    """Re-drives the operation that failed (provisioning, scaling, stopping, starting or deleting)."""
+    operation = deployment.failed_operation or S.PROVISIONING
+    return _begin(principal, deployment, operation, action="deployment.retry", required=(S.FAILED,),
+                  changes={"operation": operation})
+
+
+def deployment_delete(*, principal: Principal, deployment: Deployment) -> Deployment:
+    """Idempotent: deleting a deployment that is already going (or gone) changes nothing."""
+    principal.require(Perm.DEPLOYMENTS_WRITE)
+    with transaction.atomic():
+        deployment = _locked(principal, deployment)
+        if deployment.status in (S.DELETING, S.DELETED):
+            return deployment
+        if deployment.deletion_protection:
+            raise errors.Conflict("Deletion protection is on; turn it off (PATCH deletion_protection=false) "
+                                  "before deleting.")
+        if deployment.status not in LIVE:
+            raise errors.Conflict(f"Cannot delete a deployment that is {deployment.status}.")
+        transition(deployment, S.DELETING, actor_label=principal.actor_label, reason="deployment.delete")
+        audit_record(principal=principal, action="deployment.delete", target=deployment)
+        _enqueue_converge(deployment)
+    return deployment

@@ -1,0 +1,71 @@
+"""The deployment state machine: the allowed transitions in one place, each one recorded as an event."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from controlplane import errors
+from deployments.models import Deployment, DeploymentEvent
+from deployments.models import DeploymentStatus as S
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    S.PENDING: frozenset({S.PROVISIONING, S.FAILED, S.DELETING}),
+    S.PROVISIONING: frozenset({S.RUNNING, S.FAILED, S.DELETING}),
+    S.RUNNING: frozenset({S.SCALING, S.STOPPING, S.DELETING, S.FAILED}),
+    S.SCALING: frozenset({S.RUNNING, S.FAILED, S.DELETING}),
+    S.STOPPING: frozenset({S.STOPPED, S.FAILED, S.DELETING}),
+    S.STOPPED: frozenset({S.STARTING, S.DELETING}),
+    S.STARTING: frozenset({S.RUNNING, S.FAILED, S.DELETING}),
+    # Retrying re-enters the state of the operation that failed.
+    S.FAILED: frozenset({S.PROVISIONING, S.SCALING, S.STOPPING, S.STARTING, S.DELETING}),
+    S.DELETING: frozenset({S.DELETED, S.FAILED}),
+    S.DELETED: frozenset(),
+}
+
+#: States in which a worker is expected to be moving the deployment along.
+TRANSITIONAL = frozenset({S.PENDING, S.PROVISIONING, S.SCALING, S.STOPPING, S.STARTING, S.DELETING})
+#: States billed by the hour (DESIGN.md: running and scaling).
+BILLABLE = frozenset({S.RUNNING, S.SCALING})
+#: States in which the deployment still has (or is getting) resources in a cluster.
+LIVE = frozenset(set(TRANSITIONS) - {S.DELETED})
+
+
+def can_transition(from_status: str, to_status: str) -> bool:
+    return to_status in TRANSITIONS.get(from_status, frozenset())
+
+
+def transition(
+    deployment: Deployment,
+    to_status: str,
+    *,
+    reason: str = "",
+    actor_label: str = "system",
+    details: dict | None = None,
+) -> DeploymentEvent:
+    """Moves ``deployment`` (locked by the caller with select_for_update) and records the event."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("transition() must run inside transaction.atomic with the row locked")
+    from_status = deployment.status
+    if not can_transition(from_status, to_status):
+        raise errors.Conflict(f"A deployment cannot go from {from_status} to {to_status}.")
+    now = timezone.now()
+    deployment.status = to_status
+    deployment.status_reason = reason if to_status == S.FAILED else ""
+    deployment.status_changed_at = now
+    if to_status == S.DELETED:
+        deployment.deleted_at = now
+    deployment.save(update_fields=["status", "status_reason", "status_changed_at", "deleted_at", "updated_at",
+                                   "failed_operation", "spec", "target_spec", "desired_generation",
+                                   "applied_generation", "endpoints", "rollout_step"])
+    return DeploymentEvent.objects.create(
+        organization_id=deployment.organization_id,
+        deployment=deployment,
+        from_status=from_status,
+        to_status=to_status,
+        spec_id=deployment.spec_id,
+        reason=reason,
+        actor_label=actor_label[:254],
+        details=details or {},
+        created_at=now,
+    )

@@ -1,0 +1,197 @@
+"""Driving a deployment towards the state its status asks for. Called by workers, never by views.
+
+One step at a time: each call looks at the deployment and at the cluster, does at most one kind of
+write (an apply, a delete, or a transition), and says whether to look again. Every step is idempotent,
+so a duplicated task, a worker killed halfway, or a retry after an API error all converge to the same
+result. No database lock is held while Kubernetes is called.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from deployments.lifecycle import TRANSITIONAL, transition
+from deployments.models import Deployment, Spec
+from deployments.models import DeploymentStatus as S
+from k8s.render import MQTT_PORTS, BrokerClusterSpec
+from k8s.services import (
+    KubernetesError,
+    ObservedCluster,
+    apply_broker_cluster,
+    delete_broker_cluster,
+    observe_broker_cluster,
+)
+
+logger = logging.getLogger(__name__)
+
+BROKER_NAME = "emqx"
+
+# Steps of resizing a single-node deployment without leaving its clients without a node:
+SURGE_NEW_NODE = 0  # run a second node with the new size next to the old one
+SURGE_REPLACE_OLD = 1  # replace the old node (its clients are evacuated to the new one first)
+SURGE_SHRINK = 2  # back to one node (the surge node's clients are evacuated to the replaced one)
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a worker should do next: ``again_in`` seconds, or nothing (``None``)."""
+
+    again_in: float | None
+    note: str = ""
+
+
+DONE = Step(None)
+
+
+def broker_cluster_spec(deployment: Deployment, spec: Spec, *, replicas: int | None = None,
+                        surge_replicas: int | None = None, partition: int = 0) -> BrokerClusterSpec:
+    return BrokerClusterSpec(
+        namespace=deployment.namespace,
+        name=BROKER_NAME,
+        organization_id=deployment.organization_id,
+        project_id=deployment.project_id,
+        deployment_id=deployment.id,
+        tier=deployment.tier,
+        replicas=spec.replicas if replicas is None else replicas,
+        cpu_millicores=spec.cpu_millicores,
+        memory_mib=spec.memory_mib,
+        max_connections=spec.max_connections,
+        image=settings.EMQX_IMAGE,
+        node_cookie=deployment.node_cookie,
+        dashboard_password=deployment.dashboard_password,
+        surge_replicas=surge_replicas,
+        partition=partition,
+    )
+
+
+def desired_cluster_spec(deployment: Deployment) -> BrokerClusterSpec | None:
+    """What should be in the cluster for the deployment's current status (None: nothing)."""
+    status = deployment.status
+    if status in (S.PENDING, S.PROVISIONING, S.RUNNING, S.STARTING):
+        return broker_cluster_spec(deployment, deployment.spec)
+    if status in (S.STOPPING, S.STOPPED):
+        return broker_cluster_spec(deployment, deployment.spec, replicas=0)
+    if status == S.SCALING:
+        target = deployment.target_spec
+        if deployment.spec.replicas == 1 and target.replicas == 1:
+            step = deployment.rollout_step
+            if step == SURGE_NEW_NODE:
+                return broker_cluster_spec(deployment, target, surge_replicas=2, partition=1)
+            if step == SURGE_REPLACE_OLD:
+                return broker_cluster_spec(deployment, target, surge_replicas=2, partition=0)
+        return broker_cluster_spec(deployment, target)
+    return None
+
+
+def _endpoints(host: str) -> dict[str, str]:
+    return {name: f"{host}:{port}" for name, port in MQTT_PORTS.items()}
+
+
+def _move(deployment_id: str, expected_status: str, to_status: str, *, reason: str = "", **fields) -> bool:
+    """Transition under a row lock, only if nobody moved the deployment meanwhile."""
+    with transaction.atomic():
+        deployment = Deployment.objects.select_for_update().get(pk=deployment_id)
+        if deployment.status != expected_status:
+            return False
+        for name, value in fields.items():
+            setattr(deployment, name, value)
+        if to_status == S.FAILED:
+            deployment.failed_operation = expected_status if expected_status != S.PENDING else S.PROVISIONING
+        transition(deployment, to_status, reason=reason, details={"operation": expected_status})
+    return True
+
+
+def _save_fields(deployment_id: str, expected_status: str, **fields) -> None:
+    Deployment.objects.filter(pk=deployment_id, status=expected_status).update(**fields)
+
+
+def converge(deployment_id: str) -> Step:
+    """One step towards what the deployment's status asks for. Raises KubernetesError when retryable."""
+    deployment = Deployment.objects.select_related("spec", "target_spec", "region").filter(pk=deployment_id).first()
+    if deployment is None or deployment.status not in TRANSITIONAL:
+        return DONE
+    status = deployment.status
+    timeout = timedelta(seconds=settings.DEPLOYMENT_OPERATION_TIMEOUT_SECONDS)
+    poll = settings.DEPLOYMENT_POLL_SECONDS
+    try:
+        if status == S.PENDING:
+            _move(deployment.id, S.PENDING, S.PROVISIONING, reason="worker picked it up")
+            return Step(0, "provisioning")
+        if status == S.DELETING:
+            gone = delete_broker_cluster(region_id=deployment.region_id, namespace=deployment.namespace)
+            if gone:
+                _move(deployment.id, S.DELETING, S.DELETED, endpoints={})
+                return DONE
+            return _wait_or_fail(deployment, timeout, poll, "the namespace is still terminating")
+        desired = desired_cluster_spec(deployment)
+        assert desired is not None
+        apply_broker_cluster(region_id=deployment.region_id, spec=desired)
+        observed = observe_broker_cluster(region_id=deployment.region_id, namespace=deployment.namespace,
+                                          name=BROKER_NAME)
+        return _advance(deployment, desired, observed, timeout, poll)
+    except KubernetesError as exc:
+        if exc.retryable:
+            raise
+        _move(deployment.id, status, S.FAILED, reason=f"Kubernetes refused the change: {exc}")
+        return DONE
+
+
+def _settled(desired: BrokerClusterSpec, observed: ObservedCluster) -> bool:
+    replicas = desired.surge_replicas if desired.surge_replicas is not None else desired.replicas
+    return observed.rolled_out and observed.desired_replicas == replicas and observed.ready_replicas == replicas
+
+
+def _advance(deployment: Deployment, desired: BrokerClusterSpec, observed: ObservedCluster, timeout: timedelta,
+             poll: float) -> Step:
+    status = deployment.status
+    if status == S.SCALING and desired.surge_replicas is not None:
+        # A single node's surge: step 0 waits for the new node next to the old one (only the pods at or
+        # above the partition take the new size), step 1 for the old one replaced; then step 2 shrinks.
+        wanted_updated = 1 if desired.partition == 1 else 2
+        if observed.ready_replicas == 2 and observed.updated_replicas >= wanted_updated and observed.exists:
+            _save_fields(deployment.id, S.SCALING, rollout_step=deployment.rollout_step + 1)
+            return Step(0, f"surge step {deployment.rollout_step} done")
+        return _wait_or_fail(deployment, timeout, poll, "waiting for the surge node")
+    if not _settled(desired, observed):
+        return _wait_or_fail(deployment, timeout, poll,
+                             f"{observed.ready_replicas}/{observed.desired_replicas} nodes ready")
+    if status in (S.PROVISIONING, S.STARTING):
+        if not observed.load_balancer_host:
+            return _wait_or_fail(deployment, timeout, poll, "waiting for the load balancer address")
+        _move(deployment.id, status, S.RUNNING, endpoints=_endpoints(observed.load_balancer_host),
+              applied_generation=deployment.desired_generation)
+    elif status == S.SCALING:
+        _move(deployment.id, S.SCALING, S.RUNNING, spec=deployment.target_spec, rollout_step=0,
+              applied_generation=deployment.desired_generation)
+    elif status == S.STOPPING:
+        _move(deployment.id, S.STOPPING, S.STOPPED, applied_generation=deployment.desired_generation)
+    return DONE
+
+
+def _wait_or_fail(deployment: Deployment, timeout: timedelta, poll: float, observation: str) -> Step:
+    if timezone.now() - deployment.status_changed_at > timeout:
+        _move(deployment.id, deployment.status, S.FAILED,
+              reason=f"Did not finish {deployment.status} within {int(timeout.total_seconds())} s: {observation}.")
+        return DONE
+    return Step(poll, observation)
+
+
+def repair(deployment_id: str) -> int:
+    """Re-applies a settled deployment's objects (restoring anything deleted or edited by hand).
+
+    Returns the number of Kubernetes API calls made.
+    """
+    deployment = Deployment.objects.select_related("spec", "target_spec", "region").filter(pk=deployment_id).first()
+    if deployment is None or deployment.status not in (S.RUNNING, S.STOPPED):
+        return 0
+    desired = desired_cluster_spec(deployment)
+    assert desired is not None
+    report = apply_broker_cluster(region_id=deployment.region_id, spec=desired)
+    Deployment.objects.filter(pk=deployment.id).update(last_reconciled_at=timezone.now())
+    return report.api_calls

@@ -1,0 +1,73 @@
+"""Deployment workers: thin and idempotent. Take an id, run one converge step, schedule the next.
+
+A per-deployment lock (in the cache: Redis in production) keeps two workers from driving the same
+deployment at once; a duplicate task simply finds the lock taken and leaves, because the holder
+schedules its own follow-up.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+
+from celery import shared_task
+from django.core.cache import cache
+
+from deployments import provisioning
+from deployments.lifecycle import TRANSITIONAL
+from deployments.models import Deployment
+from deployments.models import DeploymentStatus as S
+from k8s.services import KubernetesError
+
+logger = logging.getLogger(__name__)
+
+LOCK_SECONDS = 120
+
+
+@contextmanager
+def deployment_lock(deployment_id: str):
+    key = f"lock:deployment:{deployment_id}"
+    acquired = cache.add(key, "1", timeout=LOCK_SECONDS)
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            cache.delete(key)
+
+
+@shared_task(name="deployments.tasks.deployment_converge", bind=True, acks_late=True,
+             autoretry_for=(KubernetesError, ConnectionError, TimeoutError), retry_backoff=2, retry_backoff_max=120,
+             retry_jitter=True, max_retries=None)
+def deployment_converge(self, deployment_id: str) -> str:
+    with deployment_lock(deployment_id) as acquired:
+        if not acquired:
+            return "busy"
+        step = provisioning.converge(deployment_id)
+    if step.again_in is not None:
+        deployment_converge.apply_async((deployment_id,), countdown=step.again_in)
+    return step.note or "done"
+
+
+@shared_task(name="deployments.tasks.deployment_repair", bind=True, acks_late=True,
+             autoretry_for=(KubernetesError, ConnectionError, TimeoutError), retry_backoff=5, retry_backoff_max=300,
+             max_retries=5)
+def deployment_repair(self, deployment_id: str) -> int:
+    with deployment_lock(deployment_id) as acquired:
+        if not acquired:
+            return 0
+        return provisioning.repair(deployment_id)
+
+
+@shared_task(name="deployments.tasks.deployments_reconcile")
+def deployments_reconcile() -> dict[str, int]:
+    """Beat job: re-drive every deployment in a transitional state and repair drift of settled ones."""
+    counts = {"converge": 0, "repair": 0}
+    for deployment_id, status in Deployment.objects.exclude(status__in=[S.DELETED, S.FAILED]).values_list(
+            "id", "status"):
+        if status in TRANSITIONAL:
+            deployment_converge.delay(deployment_id)
+            counts["converge"] += 1
+        else:
+            deployment_repair.delay(deployment_id)
+            counts["repair"] += 1
+    return counts

@@ -1,0 +1,269 @@
+"""Rendering a broker cluster into Kubernetes objects. Pure: same input, same objects, no I/O.
+
+The control plane owns every field it renders (server-side apply, field manager ``mqcloud``); fields it
+does not render (status, defaults the API server fills in) stay with whoever set them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+LABEL_PREFIX = "mqcloud.io"
+MQTT_PORTS = {"mqtt": 1883, "mqtts": 8883, "ws": 8083, "wss": 8084}
+DASHBOARD_PORT = 18083
+CLUSTER_PORTS = {"ekka": 4370, "genrpc": 5369}
+DATA_MOUNT = "/opt/emqx/data"
+
+
+@dataclass(frozen=True)
+class BrokerClusterSpec:
+    """Everything the renderer needs; the deployments app builds it from a Deployment."""
+
+    namespace: str
+    name: str  # the StatefulSet/Service base name inside the namespace
+    organization_id: str
+    project_id: str
+    deployment_id: str
+    tier: str
+    replicas: int
+    cpu_millicores: int
+    memory_mib: int
+    max_connections: int
+    image: str
+    node_cookie: str
+    dashboard_password: str
+    storage_gib: int = 10
+    #: HOCON fragments appended to emqx.conf (e.g. the HTTP authentication chain).
+    extra_config: tuple[str, ...] = ()
+    #: For a single node being resized: run this many replicas during the surge.
+    surge_replicas: int | None = None
+    #: StatefulSet rolling-update partition (pods with ordinal >= partition get the new template).
+    partition: int = 0
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {
+            "app.kubernetes.io/name": "emqx",
+            "app.kubernetes.io/instance": self.name,
+            "app.kubernetes.io/managed-by": "mqcloud",
+            f"{LABEL_PREFIX}/organization": self.organization_id,
+            f"{LABEL_PREFIX}/project": self.project_id,
+            f"{LABEL_PREFIX}/deployment": self.deployment_id,
+            f"{LABEL_PREFIX}/tier": self.tier,
+        }
+
+    @property
+    def selector(self) -> dict[str, str]:
+        return {"app.kubernetes.io/instance": self.name, f"{LABEL_PREFIX}/deployment": self.deployment_id}
+
+    @property
+    def headless_service(self) -> str:
+        return f"{self.name}-headless"
+
+
+def _meta(spec: BrokerClusterSpec, name: str, *, namespaced: bool = True) -> dict:
+    meta: dict = {"name": name, "labels": dict(spec.labels)}
+    if namespaced:
+        meta["namespace"] = spec.namespace
+    return meta
+
+
+def emqx_config(spec: BrokerClusterSpec) -> str:
+    """emqx.conf (HOCON). Cluster discovery by DNS SRV records of the headless service."""
+    fqdn = f"{spec.headless_service}.{spec.namespace}.svc.cluster.local"
+    lines = [
+        "node {",
+        "  data_dir = \"data\"",
+        "  cookie = ${?EMQX_NODE__COOKIE}",
+        "}",
+        "cluster {",
+        "  discovery_strategy = dns",
+        f"  dns {{ name = \"{fqdn}\", record_type = srv }}",
+        "}",
+        *(
+            f"listeners.{kind}.default {{ bind = \"0.0.0.0:{MQTT_PORTS[port]}\", "
+            f"max_connections = {spec.max_connections} }}"
+            for kind, port in (("tcp", "mqtt"), ("ssl", "mqtts"), ("ws", "ws"), ("wss", "wss"))
+        ),
+        f"dashboard.listeners.http.bind = {DASHBOARD_PORT}",
+        "log.console.level = warning",
+    ]
+    lines.extend(spec.extra_config)
+    return "\n".join(lines) + "\n"
+
+
+def render(spec: BrokerClusterSpec) -> list[dict]:
+    """All objects of one broker cluster, in the order they should be applied."""
+    config = emqx_config(spec)
+    # A hash of the config in the pod template restarts pods (one at a time) when the config changes.
+    config_hash = hashlib.sha256(config.encode()).hexdigest()[:16]
+    replicas = spec.surge_replicas if spec.surge_replicas is not None else spec.replicas
+    quota_pods = max(replicas, spec.replicas) + 1
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(spec, spec.namespace, namespaced=False)},
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": _meta(spec, "broker-quota"),
+            "spec": {
+                "hard": {
+                    "pods": str(quota_pods),
+                    "requests.cpu": f"{spec.cpu_millicores * quota_pods}m",
+                    "requests.memory": f"{spec.memory_mib * quota_pods}Mi",
+                    "limits.cpu": f"{spec.cpu_millicores * quota_pods}m",
+                    "limits.memory": f"{spec.memory_mib * quota_pods}Mi",
+                    "persistentvolumeclaims": str(quota_pods),
+                    "services.loadbalancers": "1",
+                }
+            },
+        },
+        _network_policy(spec),
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(spec, f"{spec.name}-config"),
+            "data": {"emqx.conf": config},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _meta(spec, f"{spec.name}-bootstrap"),
+            "type": "Opaque",
+            "stringData": {"node_cookie": spec.node_cookie, "dashboard_password": spec.dashboard_password},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(spec, spec.headless_service),
+            "spec": {
+                "clusterIP": "None",
+                # Nodes must find each other before they are ready, or the cluster never forms.
+                "publishNotReadyAddresses": True,
+                "selector": spec.selector,
+                "ports": [{"name": n, "port": p, "targetPort": p, "protocol": "TCP"} for n, p in CLUSTER_PORTS.items()],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(spec, f"{spec.name}-public"),
+            "spec": {
+                "type": "LoadBalancer",
+                "externalTrafficPolicy": "Local",
+                "selector": spec.selector,
+                "ports": [{"name": n, "port": p, "targetPort": p, "protocol": "TCP"} for n, p in MQTT_PORTS.items()],
+            },
+        },
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": _meta(spec, spec.name),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": spec.selector}},
+        },
+        _stateful_set(spec, replicas, config_hash),
+    ]
+
+
+def _network_policy(spec: BrokerClusterSpec) -> dict:
+    mqtt_ports = [{"protocol": "TCP", "port": p} for p in MQTT_PORTS.values()]
+    cluster_ports = [{"protocol": "TCP", "port": p} for p in CLUSTER_PORTS.values()]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(spec, "tenant-isolation"),
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                # MQTT listeners are public (the LoadBalancer); nothing else is.
+                {"ports": mqtt_ports},
+                # Broker nodes talk to each other only inside this namespace.
+                {"from": [{"podSelector": {"matchLabels": spec.selector}}], "ports": cluster_ports},
+                # The control plane reaches the management API to evacuate nodes and read metrics.
+                {
+                    "from": [{"namespaceSelector": {"matchLabels": {f"{LABEL_PREFIX}/control-plane": "true"}}}],
+                    "ports": [{"protocol": "TCP", "port": DASHBOARD_PORT}],
+                },
+            ],
+        },
+    }
+
+
+def _stateful_set(spec: BrokerClusterSpec, replicas: int, config_hash: str) -> dict:
+    fqdn_suffix = f"{spec.headless_service}.{spec.namespace}.svc.cluster.local"
+    resources = {"cpu": f"{spec.cpu_millicores}m", "memory": f"{spec.memory_mib}Mi"}
+    probe = {"httpGet": {"path": "/status", "port": DASHBOARD_PORT}}
+    container = {
+        "name": "emqx",
+        "image": spec.image,
+        "imagePullPolicy": "IfNotPresent",
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "EMQX_NODE__NAME", "value": f"emqx@$(POD_NAME).{fqdn_suffix}"},
+            {"name": "EMQX_NODE__COOKIE",
+             "valueFrom": {"secretKeyRef": {"name": f"{spec.name}-bootstrap", "key": "node_cookie"}}},
+            {"name": "EMQX_DASHBOARD__DEFAULT_PASSWORD",
+             "valueFrom": {"secretKeyRef": {"name": f"{spec.name}-bootstrap", "key": "dashboard_password"}}},
+        ],
+        "ports": [
+            *({"name": n, "containerPort": p, "protocol": "TCP"} for n, p in MQTT_PORTS.items()),
+            *({"name": n, "containerPort": p, "protocol": "TCP"} for n, p in CLUSTER_PORTS.items()),
+            {"name": "dashboard", "containerPort": DASHBOARD_PORT, "protocol": "TCP"},
+        ],
+        "resources": {"requests": dict(resources), "limits": dict(resources)},
+        "readinessProbe": {**probe, "initialDelaySeconds": 5, "periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {**probe, "initialDelaySeconds": 60, "periodSeconds": 30, "failureThreshold": 3},
+        "lifecycle": {
+            # Before a node stops, move its clients to the other nodes (EMQX node evacuation), so a
+            # rolling restart disconnects each client once and never leaves it without a node to join.
+            "preStop": {"exec": {"command": [
+                "/opt/emqx/bin/emqx", "ctl", "rebalance", "start", "--evacuation",
+                "--conn-evict-rate", "500", "--sess-evict-rate", "500", "--wait-takeover", "10",
+            ]}}
+        },
+        "volumeMounts": [
+            {"name": "data", "mountPath": DATA_MOUNT},
+            {"name": "config", "mountPath": "/opt/emqx/etc/emqx.conf", "subPath": "emqx.conf", "readOnly": True},
+        ],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {**_meta(spec, spec.name), "annotations": dict(spec.annotations)},
+        "spec": {
+            "serviceName": spec.headless_service,
+            "replicas": replicas,
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": spec.selector},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": spec.partition}},
+            "template": {
+                "metadata": {
+                    "labels": {**spec.labels, **spec.selector},
+                    "annotations": {f"{LABEL_PREFIX}/config-hash": config_hash},
+                },
+                "spec": {
+                    "terminationGracePeriodSeconds": 120,
+                    "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
+                    "containers": [container],
+                    "volumes": [{"name": "config", "configMap": {"name": f"{spec.name}-config"}}],
+                },
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": f"{spec.storage_gib}Gi"}},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def manifest_digest(objects: list[dict]) -> str:
+    """A stable digest of rendered objects, to tell whether anything needs re-applying."""
+    return hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest()

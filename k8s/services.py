@@ -1,0 +1,156 @@
+"""The k8s app's facade: apply a broker cluster, observe it, delete it. Other apps call only these.
+
+Every write is a server-side apply with field manager ``mqcloud`` and ``force=True``: we own the
+fields we render, so a hand edit of one of them is overwritten on the next apply (drift repair), and
+re-applying an unchanged object is a no-op on the API server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from k8s.clusters import api_client_for_region
+from k8s.render import BrokerClusterSpec, render
+
+FIELD_MANAGER = "mqcloud"
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+REQUEST_TIMEOUT = (5, 30)  # connect, read (seconds)
+
+# kind → (typed API class, patch method, namespaced?)
+_KINDS: dict[str, tuple[type, str, bool]] = {
+    "Namespace": (client.CoreV1Api, "patch_namespace", False),
+    "ResourceQuota": (client.CoreV1Api, "patch_namespaced_resource_quota", True),
+    "NetworkPolicy": (client.NetworkingV1Api, "patch_namespaced_network_policy", True),
+    "ConfigMap": (client.CoreV1Api, "patch_namespaced_config_map", True),
+    "Secret": (client.CoreV1Api, "patch_namespaced_secret", True),
+    "Service": (client.CoreV1Api, "patch_namespaced_service", True),
+    "PodDisruptionBudget": (client.PolicyV1Api, "patch_namespaced_pod_disruption_budget", True),
+    "StatefulSet": (client.AppsV1Api, "patch_namespaced_stateful_set", True),
+}
+
+#: Kubernetes answers that are worth retrying: conflicts, throttling, server trouble.
+RETRYABLE_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
+
+
+class KubernetesError(Exception):
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+def _translate(exc: Exception, what: str) -> KubernetesError:
+    if isinstance(exc, ApiException):
+        reason = exc.reason
+        try:
+            reason = json.loads(exc.body or "{}").get("message") or reason
+        except (ValueError, AttributeError):
+            pass
+        retryable = exc.status in RETRYABLE_STATUSES or exc.status == 0
+        return KubernetesError(f"{what}: {exc.status} {reason}", status=exc.status, retryable=retryable)
+    return KubernetesError(f"{what}: {type(exc).__name__}: {exc}", retryable=True)
+
+
+def _call(what: str, method: Callable, *args, tolerate: tuple[int, ...] = (), **kwargs) -> tuple[int, dict | None]:
+    """Calls a typed client method; returns (200, body) or (status, None) for a tolerated status."""
+    try:
+        response = method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kwargs)
+    except ApiException as exc:
+        if exc.status in tolerate:
+            return exc.status, None
+        raise _translate(exc, what) from exc
+    except Exception as exc:  # urllib3 connection errors, timeouts...
+        raise _translate(exc, what) from exc
+    return 200, json.loads(response.data or b"{}")
+
+
+@dataclass
+class ApplyReport:
+    objects: list[str] = field(default_factory=list)
+    api_calls: int = 0
+
+
+def apply_broker_cluster(*, region_id: str, spec: BrokerClusterSpec) -> ApplyReport:
+    """Applies every object of the cluster, in order. Raises KubernetesError (``retryable`` tells)."""
+    api_client = api_client_for_region(region_id)
+    report = ApplyReport()
+    for obj in render(spec):
+        api_class, method, namespaced = _KINDS[obj["kind"]]
+        patch: Callable = getattr(api_class(api_client), method)
+        name = obj["metadata"]["name"]
+        args = (name, obj["metadata"]["namespace"], obj) if namespaced else (name, obj)
+        label = f"apply {obj['kind']} {obj['metadata'].get('namespace', '')}/{name}"
+        _call(label, patch, *args, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY_CONTENT_TYPE)
+        report.api_calls += 1
+        report.objects.append(f"{obj['kind']}/{name}")
+    return report
+
+
+@dataclass(frozen=True)
+class ObservedCluster:
+    exists: bool
+    desired_replicas: int = 0
+    ready_replicas: int = 0
+    updated_replicas: int = 0
+    generation: int = 0
+    observed_generation: int = 0
+    current_revision: str = ""
+    update_revision: str = ""
+    resources: dict = field(default_factory=dict)
+    load_balancer_host: str = ""
+
+    @property
+    def rolled_out(self) -> bool:
+        """The controller has seen the latest spec and every desired pod runs it and is ready."""
+        return (
+            self.exists
+            and self.observed_generation >= self.generation
+            and self.ready_replicas == self.desired_replicas
+            and self.updated_replicas == self.desired_replicas
+            and (not self.update_revision or self.current_revision == self.update_revision)
+        )
+
+
+def observe_broker_cluster(*, region_id: str, namespace: str, name: str) -> ObservedCluster:
+    api_client = api_client_for_region(region_id)
+    apps = client.AppsV1Api(api_client)
+    core = client.CoreV1Api(api_client)
+    _, sts = _call(f"read StatefulSet {namespace}/{name}", apps.read_namespaced_stateful_set, name,
+                             namespace, tolerate=(404,))
+    if sts is None:
+        return ObservedCluster(exists=False)
+    spec, status = sts.get("spec", {}), sts.get("status", {})
+    container = (spec.get("template", {}).get("spec", {}).get("containers") or [{}])[0]
+    _, svc = _call(f"read Service {namespace}/{name}-public", core.read_namespaced_service, f"{name}-public",
+                   namespace, tolerate=(404,))
+    ingress = ((svc or {}).get("status", {}).get("loadBalancer", {}).get("ingress") or [{}])[0]
+    host = ingress.get("hostname") or ingress.get("ip") or ""
+    return ObservedCluster(
+        exists=True,
+        desired_replicas=int(spec.get("replicas") or 0),
+        ready_replicas=int(status.get("readyReplicas") or 0),
+        updated_replicas=int(status.get("updatedReplicas") or 0),
+        generation=int(sts.get("metadata", {}).get("generation") or 0),
+        observed_generation=int(status.get("observedGeneration") or 0),
+        current_revision=status.get("currentRevision") or "",
+        update_revision=status.get("updateRevision") or "",
+        resources=container.get("resources", {}).get("limits", {}),
+        load_balancer_host=host,
+    )
+
+
+def delete_broker_cluster(*, region_id: str, namespace: str) -> bool:
+    """Starts deleting the namespace (and so everything in it). Returns True once it is gone."""
+    core = client.CoreV1Api(api_client_for_region(region_id))
+    # 409: already terminating, which is what we asked for.
+    status_code, _ = _call(f"delete Namespace {namespace}", core.delete_namespace, namespace,
+                           propagation_policy="Foreground", tolerate=(404, 409))
+    if status_code == 404:
+        return True
+    status_code, _ = _call(f"read Namespace {namespace}", core.read_namespace, namespace, tolerate=(404,))
+    return status_code == 404
