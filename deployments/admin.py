@@ -1,7 +1,11 @@
-from django.contrib import admin
+import json
 
-from controlplane.admin_base import ReadOnlyModelAdmin
-from deployments.models import Region, Spec, SpecPrice
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from controlplane.admin_base import ReadOnlyModelAdmin, staff_principal
+from deployments import services
+from deployments.models import Deployment, DeploymentEvent, Region, Spec, SpecPrice
 
 
 class SpecPriceInline(admin.TabularInline):
@@ -27,3 +31,59 @@ class SpecAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "tier", "max_connections", "max_messages_per_second", "replicas", "active")
     list_filter = ("tier", "active")
     inlines = [SpecPriceInline]
+
+
+class DeploymentEventInline(admin.TabularInline):
+    model = DeploymentEvent
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "from_status", "to_status", "spec", "reason", "actor_label")
+    readonly_fields = fields
+    ordering = ("created_at",)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "name", "organization", "tier", "spec", "region", "status", "status_changed_at")
+    list_filter = ("status", "tier", "region")
+    search_fields = ("id", "name", "organization__id", "organization__name", "project__id")
+    list_select_related = ("organization", "spec", "region")
+    exclude = ("node_cookie", "dashboard_password")
+    readonly_fields = ("rendered_manifests",)
+    inlines = [DeploymentEventInline]
+    actions = ["force_reconcile", "mark_failed"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Actions need it; every field stays read-only.
+        return obj is None and request.user.is_staff
+
+    @admin.display(description="Rendered Kubernetes objects")
+    def rendered_manifests(self, obj: Deployment) -> str:
+        from deployments.provisioning import desired_cluster_spec
+        from k8s.render import render
+
+        desired = desired_cluster_spec(obj)
+        if desired is None:
+            return "(nothing: the deployment is not meant to be in a cluster now)"
+        objects = render(desired)
+        for item in objects:
+            if item["kind"] == "Secret":
+                item["stringData"] = {key: "•••" for key in item.get("stringData", {})}
+        return format_html("<pre style='max-height:40em;overflow:auto'>{}</pre>",
+                           json.dumps(objects, indent=2, sort_keys=False))
+
+    @admin.action(description="Force reconcile now")
+    def force_reconcile(self, request, queryset) -> None:
+        for deployment in queryset:
+            services.deployment_force_reconcile(principal=staff_principal(request, deployment), deployment=deployment)
+        self.message_user(request, f"Reconcile queued for {queryset.count()} deployment(s).", messages.SUCCESS)
+
+    @admin.action(description="Mark failed (stops the current operation)")
+    def mark_failed(self, request, queryset) -> None:
+        for deployment in queryset:
+            services.deployment_mark_failed(principal=staff_principal(request, deployment), deployment=deployment,
+                                            reason=f"Marked failed by operator {request.user.email}.")
+        self.message_user(request, f"Marked {queryset.count()} deployment(s) failed.", messages.WARNING)

@@ -216,3 +216,27 @@ def deployment_delete(*, principal: Principal, deployment: Deployment) -> Deploy
         audit_record(principal=principal, action="deployment.delete", target=deployment)
         _enqueue_converge(deployment)
     return deployment
+
+
+# --- operators --------------------------------------------------------------------------------------
+def deployment_force_reconcile(*, principal: Principal, deployment: Deployment) -> None:
+    """Ops: drive the deployment now instead of waiting for the next reconciler pass."""
+    from deployments.tasks import deployment_converge, deployment_repair
+
+    audit_record(principal=principal, action="deployment.force_reconcile", target=deployment)
+    task = deployment_repair if deployment.status in (S.RUNNING, S.STOPPED) else deployment_converge
+    deployment_id = deployment.id
+    transaction.on_commit(lambda: task.delay(deployment_id))
+
+
+def deployment_mark_failed(*, principal: Principal, deployment: Deployment, reason: str) -> Deployment:
+    """Ops: stop a stuck operation; the customer (or ops) can retry it."""
+    with transaction.atomic():
+        deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        if deployment.status == S.FAILED:
+            return deployment
+        deployment.failed_operation = deployment.status if deployment.status != S.PENDING else S.PROVISIONING
+        transition(deployment, S.FAILED, reason=reason, actor_label=principal.actor_label)
+        audit_record(principal=principal, action="deployment.mark_failed", target=deployment,
+                     changes={"reason": reason})
+    return deployment

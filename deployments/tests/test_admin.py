@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import pytest
+
+from deployments.models import Deployment
+from deployments.tests.factories import DeploymentFactory
+from projects.models import AuditEvent, User
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def operator(client):
+    staff = User.objects.create_superuser("ops@example.com", "an-operator-passphrase")
+    client.force_login(staff)
+    return staff
+
+
+def test_deployment_page_shows_rendered_manifests_without_secrets(client, operator):
+    deployment = DeploymentFactory(node_cookie="super-secret-cookie")
+    page = client.get(f"/ops/deployments/deployment/{deployment.id}/change/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "StatefulSet" in text and deployment.namespace in text
+    assert "super-secret-cookie" not in text
+
+
+def test_mark_failed_is_an_audited_operator_action(client, operator):
+    deployment = DeploymentFactory(status="provisioning")
+    response = client.post("/ops/deployments/deployment/", {"action": "mark_failed",
+                                                            "_selected_action": [deployment.id]})
+    assert response.status_code == 302
+    deployment.refresh_from_db()
+    assert deployment.status == "failed" and deployment.failed_operation == "provisioning"
+    assert "ops@example.com" in deployment.status_reason
+    assert AuditEvent.objects.get(action="deployment.mark_failed").actor_type == "staff"
+
+
+def test_force_reconcile_is_audited(client, operator):
+    deployment = DeploymentFactory()
+    client.post("/ops/deployments/deployment/", {"action": "force_reconcile", "_selected_action": [deployment.id]})
+    assert AuditEvent.objects.filter(action="deployment.force_reconcile", target_id=deployment.id).exists()
+    assert Deployment.objects.get(pk=deployment.pk).status == "running"
