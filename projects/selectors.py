@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from controlplane import errors
 from projects.models import ApiKey, AuditEvent, Invitation, Membership, Project
@@ -40,11 +40,19 @@ def member_list(*, principal: Principal) -> QuerySet[Membership]:
         .select_related("user")
         .prefetch_related(Prefetch("projects", queryset=Project.objects.only("id")))
     )
-    if principal.is_project_limited:
-        # A sub-account sees the people who share at least one of its projects, and unlimited members.
-        qs = qs.filter(projects__isnull=True) | qs.filter(projects__in=principal.project_ids)
-        qs = qs.distinct()
-    return qs
+    return _shared_with(principal, qs)
+
+
+def _shared_with(principal: Principal, qs: QuerySet) -> QuerySet:
+    """For a sub-account: rows (with a ``projects`` limit) that are unlimited or share one of its projects.
+
+    Rows limited only to projects the principal cannot see would reveal those projects, so they are
+    left out, exactly like the projects themselves.
+    """
+    if not principal.is_project_limited:
+        return qs
+    visible = qs.model.objects.filter(Q(projects__isnull=True) | Q(projects__in=principal.project_ids))
+    return qs.filter(pk__in=visible.values("pk"))
 
 
 def member_get(*, principal: Principal, member_id: str) -> Membership:
@@ -57,7 +65,8 @@ def member_get(*, principal: Principal, member_id: str) -> Membership:
 # --- invitations ------------------------------------------------------------------------------------
 def invitation_list(*, principal: Principal) -> QuerySet[Invitation]:
     principal.require(Perm.MEMBERS_MANAGE)
-    return Invitation.objects.filter(organization=principal.organization).prefetch_related("projects")
+    qs = Invitation.objects.filter(organization=principal.organization).prefetch_related("projects")
+    return _shared_with(principal, qs)
 
 
 def invitation_get(*, principal: Principal, invitation_id: str) -> Invitation:
@@ -82,7 +91,8 @@ def invitation_get_by_token(*, token: str) -> Invitation:
 # --- api keys ---------------------------------------------------------------------------------------
 def api_key_list(*, principal: Principal) -> QuerySet[ApiKey]:
     principal.require(Perm.API_KEYS_MANAGE)
-    return ApiKey.objects.filter(organization=principal.organization).prefetch_related("projects")
+    qs = ApiKey.objects.filter(organization=principal.organization).prefetch_related("projects")
+    return _shared_with(principal, qs)
 
 
 def api_key_get(*, principal: Principal, api_key_id: str) -> ApiKey:
@@ -96,4 +106,25 @@ def api_key_get(*, principal: Principal, api_key_id: str) -> ApiKey:
 def audit_event_list(*, principal: Principal) -> QuerySet[AuditEvent]:
     """The organization's audit trail; narrow it with ``projects.filters.AuditEventFilter``."""
     principal.require(Perm.AUDIT_READ)
-    return AuditEvent.objects.filter(organization=principal.organization)
+    qs = AuditEvent.objects.filter(organization=principal.organization)
+    if principal.is_project_limited:
+        # A sub-account reads what it did itself and what was done to objects it can see; the rest
+        # would name projects (and people, keys) outside its limits.
+        org = principal.organization
+        visible = (
+            Q(actor_id=principal.actor_id)
+            | Q(target_id__in=principal.project_ids)
+            | Q(target_id__in=_shared_with(principal, Membership.objects.filter(organization=org)).values("pk"))
+            | Q(target_id__in=_shared_with(principal, Invitation.objects.filter(organization=org)).values("pk"))
+            | Q(target_id__in=_shared_with(principal, ApiKey.objects.filter(organization=org)).values("pk"))
+        )
+        qs = qs.filter(visible)
+    return qs
+
+
+# --- accounts ---------------------------------------------------------------------------------------
+def user_exists(*, email: str) -> bool:
+    """Whether an account uses this address (the invitation page asks to log in, or to choose a password)."""
+    from projects.models import User
+
+    return User.objects.filter(email=User.objects.normalize_email(email).lower()).exists()

@@ -1,0 +1,88 @@
+"""Console forms: they check shape only; every rule lives in the services they feed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from projects import selectors
+from projects.models import Site
+from projects.roles import Role, role_can_grant
+from projects.tenancy import Principal
+
+
+class LoginForm(forms.Form):
+    email = forms.EmailField(widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}))
+    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+
+
+class SignupForm(forms.Form):
+    name = forms.CharField(max_length=100, required=False, label="Your name")
+    email = forms.EmailField(widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+                               help_text="At least 10 characters.")
+    organization_name = forms.CharField(max_length=100, label="Organization")
+    site = forms.ChoiceField(choices=Site.choices, initial=Site.GLOBAL,
+                             help_text="Where you are billed; it fixes the currency.")
+    country = forms.CharField(min_length=2, max_length=2, help_text="Two letters, e.g. DE or US.",
+                              widget=forms.TextInput(attrs={"size": 2, "autocomplete": "country"}))
+
+
+class ProjectForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    description = forms.CharField(max_length=500, required=False, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class AccessForm(forms.Form):
+    """A role and optional project limits, offering only what the current principal may hand out."""
+
+    role = forms.ChoiceField()
+    projects = forms.ModelMultipleChoiceField(
+        queryset=None, required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="Leave all unticked for access to every project.",
+    )
+
+    def __init__(self, *args: Any, principal: Principal, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["role"].choices = [(role.value, role.label) for role in Role
+                                       if role_can_grant(principal.role, role.value)]
+        self.fields["projects"].queryset = selectors.project_list(principal=principal).order_by("name")
+        self.fields["projects"].label_from_instance = lambda project: project.name
+        if principal.is_project_limited:
+            self.fields["projects"].help_text = "Tick at least one of your projects."
+
+
+class MemberForm(AccessForm):
+    pass
+
+
+class InvitationForm(AccessForm):
+    email = forms.EmailField()
+    field_order = ["email", "role", "projects"]
+
+
+class ApiKeyForm(AccessForm):
+    name = forms.CharField(max_length=100)
+    expires_at = forms.DateTimeField(
+        required=False, label="Expires (UTC)", help_text="The key stops working then.",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    field_order = ["name", "role", "projects", "expires_at"]
+
+
+class InvitationAcceptForm(forms.Form):
+    name = forms.CharField(max_length=100, required=False, label="Your name")
+    password = forms.CharField(required=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+
+    def __init__(self, *args: Any, new_account: bool, signed_in: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if signed_in:
+            del self.fields["name"], self.fields["password"]
+        elif not new_account:
+            del self.fields["name"]
+            self.fields["password"].label = "Your password"
+            self.fields["password"].widget.attrs["autocomplete"] = "current-password"
+        else:
+            self.fields["password"].label = "Choose a password"
+            self.fields["password"].help_text = "At least 10 characters."
