@@ -37,3 +37,28 @@ def make_client():
         return client
 
     return _make
+
+
+@pytest.fixture
+def session_client():
+    """A client logged in to the console as the given user (DRF's test client skips CSRF checks)."""
+
+    def _make(user, organization_id: str | None = None) -> APIClient:
+        client = APIClient()
+        client.force_login(user)
+        if organization_id:
+            client.credentials(HTTP_X_ORGANIZATION=organization_id)
+        return client
+
+    return _make
+
+
+@pytest.fixture(autouse=True)
+def _catalog_for_transactional_tests(request):
+    """Transactional tests empty every table afterwards, the catalog too; load it again for each."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None and marker.kwargs.get("transaction"):
+        request.getfixturevalue("transactional_db")
+        from deployments.services import catalog_sync
+
+        catalog_sync()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db.models import QuerySet
 
 from controlplane import errors
@@ -58,3 +60,19 @@ def spec_get(*, flagship_enabled: bool, spec_id: str) -> Spec:
     if spec is None:
         raise errors.ValidationFailed(f"No spec {spec_id}.", errors={"spec": [f"No spec {spec_id}."]})
     return spec
+
+
+HOURS_PER_YEAR = 8760
+
+
+def spec_prices(*, spec: Spec, currency: str) -> dict | None:
+    """The spec's hourly and annual prices in ``currency``, and how much annual saves against a year of hours.
+
+    Reads ``spec.prices.all()`` so a ``spec_list`` (which prefetches them) costs no query per spec.
+    """
+    price = next((p for p in spec.prices.all() if p.currency == currency), None)
+    if price is None:
+        return None
+    full_year = price.hourly * HOURS_PER_YEAR
+    saving = ((full_year - price.annual) / full_year * 100).quantize(Decimal("0.1")) if full_year else Decimal(0)
+    return {"hourly": price.hourly, "annual": price.annual, "currency": currency, "annual_saving_pct": saving}

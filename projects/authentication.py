@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 
 from django.utils import timezone
@@ -12,6 +13,7 @@ from rest_framework import authentication, exceptions
 from projects.models import ApiKey
 
 KEY_SCHEME = "mqc"
+_PREFIX_RE = re.compile(r"[0-9a-f]{1,16}")
 
 
 def generate_api_key_secret() -> tuple[str, str, str]:
@@ -30,6 +32,10 @@ def hash_secret(secret: str) -> str:
 def parse_api_key(raw: str) -> tuple[str, str] | None:
     parts = raw.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_SCHEME or not parts[1] or not parts[2]:
+        return None
+    # Only what generate_api_key_secret makes: anything else (a NUL byte above all, which the database
+    # refuses) is simply not a key, and must not reach a query.
+    if not _PREFIX_RE.fullmatch(parts[1]):
         return None
     return parts[1], parts[2]
 

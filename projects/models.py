@@ -132,7 +132,7 @@ class Invitation(models.Model):
         REVOKED = "revoked"
         EXPIRED = "expired"
 
-    id = PrefixedIdField(prefix="ivt")
+    id = PrefixedIdField(prefix="inv")
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
     email = models.EmailField(max_length=254)
     role = models.CharField(max_length=16, choices=Role.choices)

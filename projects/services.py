@@ -41,7 +41,8 @@ def audit_record(
         target_label=str(target)[:254] if target is not None else "",
         changes=_jsonable(changes or {}),
         ip=principal.ip,
-        user_agent=(principal.user_agent or "")[:256],
+        # The header is the client's to fill: drop control characters (PostgreSQL refuses NUL outright).
+        user_agent="".join(ch for ch in (principal.user_agent or "") if ch.isprintable())[:256],
     )
     event.save()
     return event
@@ -155,7 +156,12 @@ def project_create(*, principal: Principal, name: str, description: str = "") ->
         if Project.objects.filter(organization=principal.organization, name=project.name).exists():
             raise errors.Conflict(f"A project named {project.name!r} already exists.",
                                   errors={"name": ["A project with this name already exists."]})
-        project.save()
+        try:
+            with transaction.atomic():
+                project.save()
+        except IntegrityError as exc:  # a concurrent request took the name since the check above
+            raise errors.Conflict(f"A project named {project.name!r} already exists.",
+                                  errors={"name": ["A project with this name already exists."]}) from exc
         audit_record(principal=principal, action="project.create", target=project,
                      changes={"name": project.name, "description": project.description})
     return project
@@ -179,7 +185,12 @@ def project_update(*, principal: Principal, project: Project, name: str | None =
         changes = _diff(project, updates)
         if changes:
             _full_clean(project, validate_constraints=False)
-            project.save()
+            try:
+                with transaction.atomic():
+                    project.save()
+            except IntegrityError as exc:  # a concurrent request took the name since the check above
+                raise errors.Conflict(f"A project named {project.name!r} already exists.",
+                                      errors={"name": ["A project with this name already exists."]}) from exc
             audit_record(principal=principal, action="project.update", target=project, changes=changes)
     return project
 
@@ -285,7 +296,12 @@ def invitation_create(*, principal: Principal, email: str, role: str, projects: 
                                      status=Invitation.Status.PENDING).exists():
             raise errors.Conflict(f"{email} already has a pending invitation; revoke it to send a new one.",
                                   errors={"email": ["Already invited."]})
-        invitation.save()
+        try:
+            with transaction.atomic():
+                invitation.save()
+        except IntegrityError as exc:  # a concurrent invitation to the same address won the race
+            raise errors.Conflict(f"{email} already has a pending invitation; revoke it to send a new one.",
+                                  errors={"email": ["Already invited."]}) from exc
         invitation.projects.set(projects)
         audit_record(principal=principal, action="invitation.create", target=invitation,
                      changes={"email": email, "role": role, "projects": [p.id for p in projects]})

@@ -121,7 +121,10 @@ def principal_for_user(user: User, organization_id: str | None, *, ip: str | Non
     """
     memberships = memberships_of(user)
     if organization_id:
-        membership = memberships.filter(organization_id=organization_id).first()
+        # Whatever the header holds, it is compared, never trusted: a value that cannot be an id (too
+        # long, a NUL byte the database would refuse) is just an organization that does not exist.
+        is_id = len(organization_id) <= 32 and organization_id.isascii() and organization_id.isprintable()
+        membership = memberships.filter(organization_id=organization_id).first() if is_id else None
         if membership is None:
             raise errors.NotFound("No such organization.")
     else:
@@ -140,5 +143,19 @@ def client_ip(request) -> str | None:
     if num_proxies and forwarded:
         addresses = [a.strip() for a in forwarded.split(",") if a.strip()]
         if addresses:
-            return addresses[-min(num_proxies, len(addresses))]
+            candidate = addresses[-min(num_proxies, len(addresses))]
+            # With fewer hops than proxies the entry is the client's own text; it is stored in inet
+            # columns, so only a real address counts.
+            if _is_ip(candidate):
+                return candidate
     return request.META.get("REMOTE_ADDR") or None
+
+
+def _is_ip(value: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True

@@ -14,6 +14,7 @@ from django.utils import timezone
 from rest_framework.response import Response
 
 from controlplane import errors
+from controlplane.api.problems import PROBLEM_CONTENT_TYPE
 from controlplane.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
@@ -43,6 +44,11 @@ def idempotency_begin(*, scope: str, key: str, method: str, path: str, data: obj
         raise errors.ValidationFailed(
             f"{HEADER} must be 1 to {MAX_KEY_LENGTH} characters.", errors={HEADER: ["Invalid length."]}
         )
+    if not (key.isascii() and key.isprintable()):
+        # Control characters (NUL above all) cannot be stored and are never part of a sensible key.
+        raise errors.ValidationFailed(
+            f"{HEADER} must be printable ASCII.", errors={HEADER: ["Use printable ASCII characters."]}
+        )
     request_fp = fingerprint(method, path, data)
     expired_before = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS)
     IdempotencyRecord.objects.filter(scope=scope, key=key, created_at__lt=expired_before).delete()
@@ -61,7 +67,10 @@ def idempotency_begin(*, scope: str, key: str, method: str, path: str, data: obj
     if existing.status_code is None:
         raise IdempotencyInProgress(f"A request with this {HEADER} is still being handled; retry shortly.")
     body = json.loads(existing.response_body) if existing.response_body else None
-    response = Response(body, status=existing.status_code, headers={"Idempotent-Replayed": "true"})
+    # A replayed error is still a problem document.
+    content_type = PROBLEM_CONTENT_TYPE if existing.status_code >= 400 else None
+    response = Response(body, status=existing.status_code, headers={"Idempotent-Replayed": "true"},
+                        content_type=content_type)
     raise Replay(response)
 
 

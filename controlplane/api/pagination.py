@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from base64 import b64decode
+from urllib import parse
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
@@ -33,12 +38,35 @@ class CursorLimitPagination(CursorPagination):
             )
         return limit
 
+    def _invalid_cursor(self) -> ValidationFailed:
+        message = self.invalid_cursor_message
+        return ValidationFailed(message, errors={"cursor": [message]})
+
     def decode_cursor(self, request):
+        encoded = request.query_params.get(self.cursor_query_param)
+        if encoded is not None:
+            # DRF's decoder skips characters that are not base64 and reads an empty result as "the first
+            # page", so garbage would silently restart the walk; only accept what encode_cursor makes.
+            try:
+                tokens = parse.parse_qs(b64decode(encoded.encode("ascii"), validate=True).decode("ascii"),
+                                        keep_blank_values=True, strict_parsing=True)
+            except (ValueError, UnicodeError) as exc:
+                raise self._invalid_cursor() from exc
+            if not tokens or not set(tokens) <= {"o", "r", "p"}:
+                raise self._invalid_cursor()
         try:
             return super().decode_cursor(request)
         except Exception as exc:  # DRF raises NotFound for a bad cursor; a bad cursor is bad input
-            message = self.invalid_cursor_message
-            raise ValidationFailed(message, errors={"cursor": [message]}) from exc
+            raise self._invalid_cursor() from exc
+
+    def paginate_queryset(self, queryset, request, view=None):
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except (DjangoValidationError, DataError, ValueError, TypeError, OverflowError) as exc:
+            # A well-formed cursor whose position does not fit the ordering field (a forged "p=").
+            if request.query_params.get(self.cursor_query_param) is None:
+                raise
+            raise self._invalid_cursor() from exc
 
     def get_paginated_response(self, data) -> Response:
         return Response({"results": data, "next": self.get_next_link()})

@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from controlplane.api.serializers import InputSerializer
+from deployments import selectors
 from deployments.models import Deployment, DeploymentEvent, Region, Spec
 
 
@@ -35,16 +36,8 @@ class SpecOut(serializers.ModelSerializer):
 
     @extend_schema_field(SpecPricesOut(allow_null=True))
     def get_prices(self, obj: Spec) -> dict | None:
-        from decimal import Decimal
-
-        currency = self.context["currency"]
-        price = next((p for p in obj.prices.all() if p.currency == currency), None)
-        if price is None:
-            return None
-        full_year = price.hourly * 8760
-        saving = ((full_year - price.annual) / full_year * 100).quantize(Decimal("0.1")) if full_year else Decimal(0)
-        return SpecPricesOut({"hourly": price.hourly, "annual": price.annual, "currency": currency,
-                              "annual_saving_pct": saving}).data
+        prices = selectors.spec_prices(spec=obj, currency=self.context["currency"])
+        return None if prices is None else SpecPricesOut(prices).data
 
 
 # --- deployments ------------------------------------------------------------------------------------

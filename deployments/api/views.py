@@ -135,9 +135,9 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organi
     @extend_schema(request=s.DeploymentScaleIn, responses={202: s.DeploymentOut})
     @action(detail=True, methods=["post"])
     def scale(self, request: Request, pk: str) -> Response:
+        deployment = self.get_object()  # a stranger's deployment is 404 whatever the body
         data = s.DeploymentScaleIn(data=request.data)
         data.is_valid(raise_exception=True)
-        deployment = self.get_object()
         spec = selectors.spec_get(flagship_enabled=self.principal.organization.flagship_enabled,
                                   spec_id=data.validated_data["spec"])
         return self._accepted(services.deployment_scale(principal=self.principal, deployment=deployment, spec=spec))

@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('deployments', '0001_initial'),
-        ('projects', '0002_invitation_id_prefix'),
+        ('projects', '0001_initial'),
     ]
 
     operations = [

@@ -50,7 +50,15 @@ class _IdempotentPostMixin:
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, idempotency.Replay):
             return exc.response
-        return super().handle_exception(exc)
+        try:
+            return super().handle_exception(exc)
+        except Exception:
+            # An unhandled error (a 500) never reaches finalize_response: release the key, or every retry
+            # with it would be told "still in progress" until the record expires.
+            record, self._idempotency_record = self._idempotency_record, None
+            if record is not None:
+                record.delete()
+            raise
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)

@@ -26,6 +26,10 @@ class SignupView(_IdempotentPostMixin, APIView):
     permission_classes = [AllowAny]
     throttle_classes = [SignupRateThrottle, ClientIpRateThrottle]
 
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)
+        self.begin_idempotency(request, scope=f"signup:{client_ip(request)}")
+
     @extend_schema(request=s.SignupIn, responses={201: s.SignupOut}, auth=[])
     def post(self, request: Request) -> Response:
         data = s.SignupIn(data=request.data)
@@ -73,9 +77,10 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizat
 
     @extend_schema(request=s.ProjectPatchIn, responses=s.ProjectOut)
     def partial_update(self, request: Request, pk: str) -> Response:
+        project = self.get_object()  # a stranger's object is 404 whatever the body
         data = s.ProjectPatchIn(data=request.data)
         data.is_valid(raise_exception=True)
-        project = services.project_update(principal=self.principal, project=self.get_object(), **data.validated_data)
+        project = services.project_update(principal=self.principal, project=project, **data.validated_data)
         return Response(s.ProjectOut(project).data)
 
     @extend_schema(responses={204: None})
@@ -95,9 +100,9 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizati
 
     @extend_schema(request=s.MemberPatchIn, responses=s.MemberOut)
     def partial_update(self, request: Request, pk: str) -> Response:
+        member = self.get_object()  # a stranger's object is 404 whatever the body
         data = s.MemberPatchIn(data=request.data)
         data.is_valid(raise_exception=True)
-        member = self.get_object()
         projects = data.validated_data.get("projects")
         if projects is not None:
             projects = selectors.projects_by_ids(principal=self.principal, project_ids=projects)
@@ -140,6 +145,10 @@ class InvitationAcceptView(_IdempotentPostMixin, APIView):
 
     permission_classes = [AllowAny]
     throttle_classes = [ClientIpRateThrottle]
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)
+        self.begin_idempotency(request, scope=f"invitation-accept:{client_ip(request)}")
 
     @extend_schema(request=s.InvitationAcceptIn, responses={200: s.InvitationAcceptOut})
     def post(self, request: Request) -> Response:

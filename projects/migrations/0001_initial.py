@@ -81,7 +81,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='Invitation',
             fields=[
-                ('id', controlplane.ids.PrefixedIdField(editable=False, max_length=32, prefix='ivt', primary_key=True, serialize=False)),
+                ('id', controlplane.ids.PrefixedIdField(editable=False, max_length=32, prefix="inv", primary_key=True, serialize=False)),
                 ('email', models.EmailField(max_length=254)),
                 ('role', models.CharField(choices=[('owner', 'Owner'), ('admin', 'Admin'), ('developer', 'Developer'), ('billing', 'Billing'), ('viewer', 'Viewer')], max_length=16)),
                 ('status', models.CharField(choices=[('pending', 'Pending'), ('accepted', 'Accepted'), ('revoked', 'Revoked'), ('expired', 'Expired')], default='pending', max_length=16)),

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import secrets
+from datetime import timedelta
+
 import factory
 from django.utils import timezone
 
-from projects.authentication import generate_api_key_secret
-from projects.models import ApiKey, Membership, Organization, Project, User
+from projects.authentication import generate_api_key_secret, hash_secret
+from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, User
 from projects.roles import Role
+from projects.services import invitation_token_hash
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -65,3 +69,56 @@ def make_api_key(organization: Organization, role: str = Role.OWNER, projects=()
                                 secret_hash=secret_hash, expires_at=expires_at, created_at=timezone.now())
     key.projects.set(projects)
     return key, full
+
+
+class InvitationFactory(factory.django.DjangoModelFactory):
+    """A pending invitation; ``token`` (not a model field) is the secret the email would carry."""
+
+    class Meta:
+        model = Invitation
+        skip_postgeneration_save = True
+        exclude = ["token"]
+
+    organization = factory.SubFactory(OrganizationFactory)
+    email = factory.Sequence(lambda n: f"invitee{n}@example.com")
+    role = Role.DEVELOPER
+    token = factory.LazyFunction(lambda: secrets.token_urlsafe(32))
+    token_hash = factory.LazyAttribute(lambda o: invitation_token_hash(o.token))
+    token_encrypted = factory.LazyAttribute(lambda o: o.token)
+    expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=7))
+
+    @factory.post_generation
+    def projects(obj, create, extracted, **kwargs):
+        if create and extracted:
+            obj.projects.set(extracted)
+
+
+class ApiKeyFactory(factory.django.DjangoModelFactory):
+    """An API key whose secret is unknown (use :func:`make_api_key` to call the API with one)."""
+
+    class Meta:
+        model = ApiKey
+        skip_postgeneration_save = True
+
+    organization = factory.SubFactory(OrganizationFactory)
+    name = factory.Sequence(lambda n: f"key {n}")
+    role = Role.VIEWER
+    prefix = factory.LazyFunction(lambda: secrets.token_hex(6))
+    secret_hash = factory.LazyFunction(lambda: hash_secret(secrets.token_urlsafe(32)))
+
+    @factory.post_generation
+    def projects(obj, create, extracted, **kwargs):
+        if create and extracted:
+            obj.projects.set(extracted)
+
+
+class AuditEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AuditEvent
+
+    organization = factory.SubFactory(OrganizationFactory)
+    actor_type = AuditEvent.ActorType.SYSTEM
+    actor_label = "system"
+    action = "project.update"
+    target_type = "project"
+    target_id = factory.Sequence(lambda n: f"prj_{n:020d}")
