@@ -208,8 +208,8 @@ def deployment_delete(*, principal: Principal, deployment: Deployment) -> Deploy
         if deployment.status in (S.DELETING, S.DELETED):
             return deployment
         if deployment.deletion_protection:
-            raise errors.Conflict("Deletion protection is on; turn it off (PATCH deletion_protection=false) "
-                                  "before deleting.")
+            raise errors.Conflict("Deletion protection is on for this deployment; turn it off before deleting "
+                                  "(API: PATCH deletion_protection=false).")
         if deployment.status not in LIVE:
             raise errors.Conflict(f"Cannot delete a deployment that is {deployment.status}.")
         transition(deployment, S.DELETING, actor_label=principal.actor_label, reason="deployment.delete")

@@ -74,3 +74,53 @@ def test_signup_project_api_key_and_audit_log(page):
         expect(page.get_by_text(action, exact=True).first).to_be_visible()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "console.png"), full_page=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_create_a_deployment_and_see_it_listed_as_pending(page):
+    from django.db import connections
+    from playwright.sync_api import expect
+
+    from deployments.services import catalog_sync
+    from projects.tests.factories import PASSWORD, MembershipFactory, ProjectFactory
+
+    catalog_sync()  # a transactional test starts from empty tables: the session's catalog was flushed
+    member = MembershipFactory(user__email="ada@example.com", organization__name="Analytical Engines")
+    ProjectFactory(organization=member.organization, name="telemetry")
+    # Under Playwright these calls run in another context (greenlet) than pytest-django's teardown, which would
+    # never close their connection, and the test database could not be dropped at the end.
+    connections.close_all()
+
+    page.goto("/console/login")
+    page.get_by_label("Email").fill("ada@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+    page.get_by_role("link", name="Deployments").click()
+    expect(page.get_by_text("No deployments yet")).to_be_visible()
+    page.get_by_role("link", name="Create deployment").first.click()
+    page.get_by_label("Name").fill("fleet-eu")
+    page.get_by_label("Region").select_option("aws-ap-southeast-1")
+    # Singapore offers no basic tier: the page greys those sizes out.
+    expect(page.get_by_role("radio", name="Basic 1K")).to_be_disabled()
+    page.get_by_label("Region").select_option("aws-eu-central-1")
+    page.get_by_text("Professional 5K").click()
+    expect(page.get_by_role("radio", name="Professional 5K")).to_be_checked()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "deployment-create.png"), full_page=True)
+    page.get_by_role("button", name="Create deployment").click()
+
+    expect(page.get_by_text("Provisioning started")).to_be_visible()
+    expect(page.get_by_role("heading", name="fleet-eu")).to_be_visible()
+    expect(page.locator("#deployment-status")).to_have_text("Pending")
+    expect(page.get_by_text("Endpoints appear when the deployment is running")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "deployment-detail.png"), full_page=True)
+
+    page.get_by_role("link", name="Deployments").first.click()
+    row = page.locator("#deployment-rows tr", has_text="fleet-eu")
+    expect(row).to_contain_text("Pending")
+    expect(row).to_contain_text("Professional 5K")
+    expect(row).to_contain_text("AWS Frankfurt")
+    # No worker runs here, so the row stays pending and the table keeps polling.
+    expect(page.locator("#deployment-rows")).to_have_attribute("hx-trigger", "every 3s")
+    page.screenshot(path=str(ARTIFACTS / "deployments.png"), full_page=True)

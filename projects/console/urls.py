@@ -1,5 +1,6 @@
 from django.urls import path
 
+from deployments.console import urls as deployment_urls
 from projects.console import views
 
 urlpatterns = [
@@ -22,4 +23,5 @@ urlpatterns = [
     path("api-keys/<str:object_id>/revoke", views.ApiKeyRevokeView.as_view(), name="api-key-revoke"),
     path("audit", views.AuditLogView.as_view(), name="audit"),
     path("outbox", views.OutboxView.as_view(), name="outbox"),
+    *deployment_urls.urlpatterns,
 ]

@@ -1,0 +1,297 @@
+"""Console pages for deployments. Thin, like every console page: selectors read, services write.
+
+The list and the detail page poll themselves with htmx only while something is in a transitional state,
+so an idle console sends no requests.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, ClassVar
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+
+from controlplane import errors
+from deployments import selectors, services
+from deployments.console import forms as deployment_forms
+from deployments.lifecycle import TRANSITIONAL
+from deployments.models import Deployment, DeploymentStatus, Spec, Tier
+from projects import selectors as project_selectors
+from projects.console.base import OrganizationConsoleView, OrganizationFormView
+from projects.roles import Perm
+from projects.tenancy import Principal
+
+CURRENCY_SYMBOLS = {"USD": "$", "CNY": "¥"}
+TIER_BLURBS = {
+    Tier.BASIC: "A single broker node with a public endpoint.",
+    Tier.PROFESSIONAL: "A dedicated multi-node cluster; VPC peering and private HTTP authentication.",
+    Tier.FLAGSHIP: "Professional plus IoT-platform features; enabled for your organization by invitation.",
+}
+TIER_ORDER = {tier: position for position, tier in enumerate(Tier.values)}
+# The order endpoints are listed in, with what each one is for.
+ENDPOINT_KINDS = {"mqtt": "MQTT over TCP", "mqtts": "MQTT over TLS", "ws": "MQTT over WebSocket",
+                  "wss": "MQTT over secure WebSocket"}
+# An action refused for these reasons ends on an error page; any other refusal becomes a flash message.
+_PAGE_ERRORS = (errors.NotFound, errors.PermissionDenied)
+
+
+# --- what templates show beyond the models' own fields ----------------------------------------------
+def describe_spec(spec: Spec, currency: str) -> Spec:
+    spec.price = selectors.spec_prices(spec=spec, currency=currency)
+    spec.currency_symbol = CURRENCY_SYMBOLS.get(currency, f"{currency} ")
+    spec.vcpu = spec.cpu_millicores / 1000
+    spec.memory_gib = spec.memory_mib / 1024
+    return spec
+
+
+def spec_label(spec: Spec) -> str:
+    """Short enough for a narrow select: the name (which says the connections) and the hourly price."""
+    if spec.price is None:
+        return spec.name
+    return f"{spec.name} · {spec.currency_symbol}{spec.price['hourly']:,.2f}/h"
+
+
+def endpoint_host(deployment: Deployment) -> str:
+    address = next(iter(deployment.endpoints.values()), "") if deployment.endpoints else ""
+    return address.rsplit(":", 1)[0]
+
+
+def describe_deployment(deployment: Deployment) -> Deployment:
+    deployment.is_transitional = deployment.status in TRANSITIONAL
+    deployment.host = endpoint_host(deployment)
+    return deployment
+
+
+def tier_groups(specs: list[Spec]) -> list[dict[str, Any]]:
+    groups: dict[str, list[Spec]] = {}
+    for spec in sorted(specs, key=lambda spec: (TIER_ORDER.get(spec.tier, 99), spec.max_connections)):
+        groups.setdefault(spec.tier, []).append(spec)
+    return [{"tier": tier, "label": Tier(tier).label, "blurb": TIER_BLURBS.get(tier, ""), "specs": tier_specs}
+            for tier, tier_specs in groups.items()]
+
+
+class _DeploymentMixin:
+    principal: Principal
+    kwargs: dict[str, Any]
+
+    @cached_property
+    def deployment(self) -> Deployment:
+        deployment = selectors.deployment_get(principal=self.principal, deployment_id=self.kwargs["deployment_id"])
+        return describe_deployment(deployment)
+
+    @property
+    def currency(self) -> str:
+        return self.principal.organization.currency
+
+    def specs(self) -> list[Spec]:
+        organization = self.principal.organization
+        return [describe_spec(spec, self.currency)
+                for spec in selectors.spec_list(flagship_enabled=organization.flagship_enabled)]
+
+
+# --- list -------------------------------------------------------------------------------------------
+class DeploymentListView(OrganizationConsoleView):
+    template_name = "console/deployments/list.html"
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        projects = list(project_selectors.project_list(principal=self.principal).order_by("name"))
+        deployments = selectors.deployment_list(principal=self.principal).select_related("project")
+        any_deployments = deployments.exists()
+        filter_form = deployment_forms.DeploymentFilterForm(request.GET, projects=projects)
+        if filter_form.is_valid():
+            if filter_form.cleaned_data["project"]:
+                deployments = deployments.filter(project_id=filter_form.cleaned_data["project"])
+            if filter_form.cleaned_data["status"]:
+                deployments = deployments.filter(status=filter_form.cleaned_data["status"])
+        else:
+            deployments = deployments.none()
+        rows = [describe_deployment(deployment) for deployment in deployments.order_by("-created_at", "-id")]
+        context = {
+            "deployments": rows,
+            "polling": any(row.is_transitional for row in rows),
+            "poll_url": request.get_full_path(),
+            "filter_form": filter_form,
+            "filtered": any(request.GET.get(name) for name in filter_form.fields),
+            "any_deployments": any_deployments,
+            "can_create": self.principal.has(Perm.DEPLOYMENTS_WRITE) and bool(projects),
+        }
+        if self.is_htmx:
+            return self.render_page(context, template_name="console/deployments/_rows.html")
+        return self.render_page(context)
+
+
+# --- create -----------------------------------------------------------------------------------------
+class DeploymentCreateView(_DeploymentMixin, OrganizationFormView):
+    template_name = "console/deployments/create.html"
+    form_class = deployment_forms.DeploymentCreateForm
+    required_perm = Perm.DEPLOYMENTS_WRITE
+
+    @cached_property
+    def catalog(self) -> dict[str, Any]:
+        organization = self.principal.organization
+        return {
+            "projects": list(project_selectors.project_list(principal=self.principal).order_by("name")),
+            "regions": list(selectors.region_list(site=organization.site)),
+            "specs": self.specs(),
+        }
+
+    def get_form_kwargs(self) -> dict[str, Any]:
+        initial = {}
+        if self.request.GET.get("project"):
+            initial["project"] = self.request.GET["project"]
+        return {**self.catalog, "initial": initial}
+
+    def get_context(self, form: forms.Form) -> dict[str, Any]:
+        return {"form": form, "tier_groups": tier_groups(self.catalog["specs"]),
+                "has_projects": bool(self.catalog["projects"]), "selected_spec": form["spec"].value()}
+
+    def form_valid(self, form: forms.Form) -> HttpResponse:
+        organization = self.principal.organization
+        data = form.cleaned_data
+        deployment = services.deployment_create(
+            principal=self.principal,
+            project=project_selectors.project_get(principal=self.principal, project_id=data["project"]),
+            name=data["name"],
+            region=selectors.region_get(site=organization.site, region_id=data["region"]),
+            spec=selectors.spec_get(flagship_enabled=organization.flagship_enabled, spec_id=data["spec"]),
+        )
+        messages.success(self.request, f"Provisioning started: {deployment.name} is being created in "
+                                       f"{deployment.region.name}.")
+        return redirect("console:deployment-detail", deployment.id)
+
+
+# --- detail -----------------------------------------------------------------------------------------
+class DeploymentDetailView(_DeploymentMixin, OrganizationConsoleView):
+    template_name = "console/deployments/detail.html"
+
+    def get(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
+        if self.is_htmx and request.GET.get("part") == "status":
+            return self.status_part(request)
+        deployment = self.deployment
+        specs = self.specs()
+        current = next((spec for spec in specs if spec.id == deployment.spec_id), None)
+        target = next((spec for spec in specs if spec.id == deployment.target_spec_id), None)
+        scale_choices = [(spec.id, spec_label(spec)) for spec in specs
+                         if spec.tier == deployment.tier and spec.id != deployment.spec_id]
+        if scale_choices:
+            scale_choices.insert(0, ("", "Choose a size…"))
+        events = selectors.deployment_event_list(principal=self.principal, deployment=deployment)
+        endpoints = [{"kind": kind, "label": label, "address": deployment.endpoints[kind]}
+                     for kind, label in ENDPOINT_KINDS.items() if deployment.endpoints.get(kind)]
+        mqtt_port = deployment.endpoints.get("mqtt", "").rpartition(":")[2] or "1883"
+        return self.render_page({
+            "deployment": deployment,
+            "spec": current or describe_spec(deployment.spec, self.currency),
+            "target_spec": target if deployment.target_spec_id != deployment.spec_id else None,
+            "endpoints": endpoints,
+            "mqtt_port": mqtt_port,
+            "events": events.order_by("-created_at", "-id"),
+            "scale_form": deployment_forms.ScaleForm(choices=scale_choices) if scale_choices else None,
+            "is_running": deployment.status == DeploymentStatus.RUNNING,
+            "is_stopped": deployment.status == DeploymentStatus.STOPPED,
+            "is_failed": deployment.status == DeploymentStatus.FAILED,
+        })
+
+    def status_part(self, request: HttpRequest) -> HttpResponse:
+        """The polled status badge; once the status moved on, the whole page is out of date: reload it."""
+        try:
+            deployment = self.deployment
+        except errors.NotFound:
+            # Deleted while we watched.
+            response = HttpResponse(status=204)
+            response["HX-Redirect"] = reverse("console:deployments")
+            return response
+        if request.GET.get("shown") != deployment.status:
+            response = HttpResponse(status=204)
+            response["HX-Refresh"] = "true"
+            return response
+        return self.render_page({"deployment": deployment}, template_name="console/deployments/_status.html")
+
+
+# --- actions ----------------------------------------------------------------------------------------
+class DeploymentActionView(_DeploymentMixin, OrganizationConsoleView):
+    """A POST from the detail page that asks a service for one change, then goes back to the page.
+
+    A refusal the person can act on (a 409 because the state moved on, a spec that does not fit) becomes
+    a flash message on the detail page.
+    """
+
+    http_method_names: ClassVar[list[str]] = ["post"]
+    required_perm = Perm.DEPLOYMENTS_WRITE
+
+    def perform(self, deployment: Deployment) -> str:
+        """Calls the service; returns the message to show."""
+        raise NotImplementedError
+
+    def post(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
+        deployment = self.deployment
+        try:
+            message = self.perform(deployment)
+        except _PAGE_ERRORS:
+            raise
+        except errors.DomainError as exc:
+            messages.error(request, exc.detail)
+        else:
+            messages.success(request, message)
+        return redirect("console:deployment-detail", deployment.id)
+
+
+class DeploymentScaleView(DeploymentActionView):
+    def perform(self, deployment: Deployment) -> str:
+        organization = self.principal.organization
+        choices = [(spec.id, spec.name) for spec in self.specs() if spec.tier == deployment.tier]
+        form = deployment_forms.ScaleForm(self.request.POST, choices=choices)
+        if not form.is_valid():
+            raise errors.ValidationFailed(" ".join(form.errors["spec"]))
+        spec = selectors.spec_get(flagship_enabled=organization.flagship_enabled, spec_id=form.cleaned_data["spec"])
+        services.deployment_scale(principal=self.principal, deployment=deployment, spec=spec)
+        return f"Scaling {deployment.name} to {spec.name}; clients reconnect as nodes are replaced."
+
+
+class DeploymentStopView(DeploymentActionView):
+    def perform(self, deployment: Deployment) -> str:
+        services.deployment_stop(principal=self.principal, deployment=deployment)
+        return f"Stopping {deployment.name}."
+
+
+class DeploymentStartView(DeploymentActionView):
+    def perform(self, deployment: Deployment) -> str:
+        services.deployment_start(principal=self.principal, deployment=deployment)
+        return f"Starting {deployment.name}."
+
+
+class DeploymentRetryView(DeploymentActionView):
+    def perform(self, deployment: Deployment) -> str:
+        deployment = services.deployment_retry(principal=self.principal, deployment=deployment)
+        return f"Retrying: {deployment.name} is {deployment.status} again."
+
+
+class DeploymentProtectionView(DeploymentActionView):
+    def perform(self, deployment: Deployment) -> str:
+        form = deployment_forms.ProtectionForm(self.request.POST)
+        form.is_valid()  # a checkbox: absent means off
+        protected = bool(form.cleaned_data.get("deletion_protection"))
+        services.deployment_update(principal=self.principal, deployment=deployment, deletion_protection=protected)
+        return "Deletion protection is on." if protected else "Deletion protection is off."
+
+
+class DeploymentDeleteView(_DeploymentMixin, OrganizationFormView):
+    template_name = "console/deployments/delete.html"
+    form_class = deployment_forms.DeleteConfirmForm
+    required_perm = Perm.DEPLOYMENTS_WRITE
+
+    def get_form_kwargs(self) -> dict[str, Any]:
+        return {"deployment_name": self.deployment.name}
+
+    def get_context(self, form: forms.Form) -> dict[str, Any]:
+        return {"form": form, "deployment": self.deployment}
+
+    def form_valid(self, form: forms.Form) -> HttpResponse:
+        services.deployment_delete(principal=self.principal, deployment=self.deployment)
+        messages.success(self.request, f"Deleting {self.deployment.name}; it leaves the list once its resources "
+                                       f"are gone.")
+        return redirect("console:deployments")
