@@ -25,7 +25,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 run: install
-	PORT=$(or $(PORT),8000) $(PY) bin/run_embedded.py
+	PORT=$(or $(PORT),8000) SIMULATOR_PORT=$(or $(SIMULATOR_PORT),8790) $(PY) bin/run_embedded.py
 
 services:
 	@bash bin/ensure_services.sh

@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 HOST = os.environ.get("HOST", "127.0.0.1")
 PORT = os.environ.get("PORT", "8000")
+# The simulated Kubernetes cluster every region's deployments go to (KUBERNETES_SIMULATOR_URL).
+SIMULATOR_PORT = os.environ.get("SIMULATOR_PORT", "8790")
 
 
 def manage(*args: str) -> None:
@@ -32,13 +34,15 @@ def port_is_free(host: str, port: int) -> bool:
 
 
 def main() -> int:
-    if not port_is_free(HOST, int(PORT)):
-        print(f"Port {PORT} on {HOST} is taken (is mqcloud already running?). "
-              f"Stop that process or choose another port: make run PORT=8001", file=sys.stderr)
-        return 1
+    for host, port, variable in ((HOST, PORT, "PORT"), ("127.0.0.1", SIMULATOR_PORT, "SIMULATOR_PORT")):
+        if not port_is_free(host, int(port)):
+            print(f"Port {port} on {host} is taken (is mqcloud already running?). "
+                  f"Stop that process or choose another port: make run {variable}=<port>", file=sys.stderr)
+            return 1
     env = dict(os.environ)
     env.setdefault("MQCLOUD_PROFILE", "embedded")
     env["PUBLIC_BASE_URL"] = f"http://{HOST}:{PORT}"
+    env["KUBERNETES_SIMULATOR_URL"] = f"http://127.0.0.1:{SIMULATOR_PORT}"
     os.environ.update(env)
     var = ROOT / "var"
     (var / "celery-queue").mkdir(parents=True, exist_ok=True)
@@ -50,6 +54,8 @@ def main() -> int:
     manage("seed_demo")
 
     commands = {
+        "cluster": [PY, "-m", "k8s.simulator", "--port", SIMULATOR_PORT, "--kubeconfig",
+                    str(var / "kubeconfig-sim.yaml")],
         "web": [PY, "manage.py", "runserver", f"{HOST}:{PORT}", "--noreload"],
         "worker": [PY, "-m", "celery", "-A", "controlplane", "--quiet", "worker", "-P", "solo", "-l", "WARNING"],
         "beat": [PY, "-m", "celery", "-A", "controlplane", "--quiet", "beat", "-l", "WARNING",
@@ -68,6 +74,7 @@ def main() -> int:
         f"  login:    {DEMO_EMAIL} / {DEMO_PASSWORD}\n"
         f"  ops site: http://{HOST}:{PORT}/ops/  ({OPS_EMAIL} / {DEMO_PASSWORD})\n"
         f"  API docs: http://{HOST}:{PORT}/api/v1/docs\n"
+        f"  simulated Kubernetes cluster: http://127.0.0.1:{SIMULATOR_PORT} (kubeconfig var/kubeconfig-sim.yaml)\n"
         "  Ctrl-C stops everything.\n",
         flush=True,
     )

@@ -1,0 +1,203 @@
+"""A deployment's whole life against the simulated cluster over HTTP, with a real Celery worker on Redis.
+
+create → running → scale → stop → start → delete, asserting the Kubernetes objects' fields through the
+official client; then faults: API errors, a duplicated task, objects deleted or edited by hand.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from django.db import connections
+from django.test import override_settings
+from kubernetes import client as k8s_client
+
+from controlplane.celery import app as celery_app
+from deployments.models import Deployment, DeploymentEvent
+from deployments.tasks import deployment_converge, deployments_reconcile
+from k8s.clusters import forget_clients
+from k8s.simulator import SimulatedCluster
+from projects.tests.factories import OrganizationFactory, ProjectFactory, make_api_key
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+TIMEOUT = 40.0
+
+
+@pytest.fixture
+def cluster():
+    with SimulatedCluster(ready_delay_s=0.05, namespace_delete_delay_s=0.2, seed=7) as simulated:
+        with override_settings(KUBERNETES_SIMULATOR_URL=simulated.url, KUBERNETES_CLUSTERS={},
+                               DEPLOYMENT_POLL_SECONDS=0.1):
+            forget_clients()
+            yield simulated
+    forget_clients()
+
+
+@pytest.fixture
+def worker(cluster):
+    from celery.contrib.testing.worker import start_worker
+
+    assert not celery_app.conf.task_always_eager
+    celery_app.control.purge()
+    with start_worker(celery_app, perform_ping_check=False, pool="solo", shutdown_timeout=30):
+        yield
+    connections.close_all()
+
+
+@pytest.fixture
+def api(make_client):
+    organization = OrganizationFactory()
+    _, secret = make_api_key(organization)
+    api = make_client(secret)
+    api.project = ProjectFactory(organization=organization)
+    return api
+
+
+def wait_for(predicate: Callable[[], object], what: str, timeout: float = TIMEOUT) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def wait_status(api, deployment_id: str, status: str) -> dict:
+    def current():
+        body = api.get(f"/api/v1/deployments/{deployment_id}").json()
+        assert body.get("status") != "failed", body
+        return body if body.get("status") == status else None
+
+    return wait_for(current, f"{deployment_id} to be {status}")
+
+
+def statefulset(cluster: SimulatedCluster, namespace: str) -> k8s_client.V1StatefulSet:
+    return k8s_client.AppsV1Api(cluster.api_client()).read_namespaced_stateful_set("emqx", namespace)
+
+
+def create(api, name: str = "fleet", spec: str = "basic-1k") -> dict:
+    response = api.post("/api/v1/deployments", {"project": api.project.id, "name": name,
+                                                "region": "aws-us-east-1", "spec": spec}, format="json")
+    assert response.status_code == 202, response.content
+    return response.json()
+
+
+def test_full_lifecycle_with_exact_kubernetes_objects(api, cluster, worker):
+    created = create(api)
+    deployment = Deployment.objects.get(pk=created["id"])
+    namespace = deployment.namespace
+    running = wait_status(api, created["id"], "running")
+    assert running["endpoints"]["mqtt"] == f"emqx-public.{namespace}.lb.sim.mqcloud.localhost:1883"
+
+    core = k8s_client.CoreV1Api(cluster.api_client())
+    ns = core.read_namespace(namespace)
+    assert ns.metadata.labels["mqcloud.io/deployment"] == deployment.id
+    assert ns.metadata.labels["mqcloud.io/organization"] == deployment.organization_id
+    sts = statefulset(cluster, namespace)
+    assert sts.spec.replicas == 1
+    container = sts.spec.template.spec.containers[0]
+    assert container.image == "emqx/emqx:5.8.6"
+    assert container.resources.limits == {"cpu": "500m", "memory": "1024Mi"}
+    assert [m.manager for m in sts.metadata.managed_fields if m.operation == "Apply"] == ["mqcloud"]
+    assert core.read_namespaced_config_map("emqx-config", namespace).data["emqx.conf"].count("max_connections = 1000")
+    assert {s.metadata.name for s in core.list_namespaced_service(namespace).items} == {"emqx-headless",
+                                                                                       "emqx-public"}
+
+    # Scale a single node: a second node with the new size first, so clients always have a node.
+    started = time.time()
+    assert api.post(f"/api/v1/deployments/{created['id']}/scale", {"spec": "basic-5k"},
+                    format="json").status_code == 202
+    scaled = wait_status(api, created["id"], "running")
+    assert scaled["spec"] == "basic-5k"
+    sts = statefulset(cluster, namespace)
+    assert sts.spec.replicas == 1
+    assert sts.spec.template.spec.containers[0].resources.limits == {"cpu": "1000m", "memory": "2048Mi"}
+    outage = cluster.state.ready_below_seconds(namespace, 1, since=started, prefix="emqx-")
+    assert outage == 0.0, f"single-node resize left clients without a node for {outage:.3f}s"
+
+    assert api.post(f"/api/v1/deployments/{created['id']}/stop").status_code == 202
+    wait_status(api, created["id"], "stopped")
+    assert statefulset(cluster, namespace).spec.replicas == 0
+    assert api.post(f"/api/v1/deployments/{created['id']}/start").status_code == 202
+    wait_status(api, created["id"], "running")
+    assert statefulset(cluster, namespace).spec.replicas == 1
+
+    assert api.delete(f"/api/v1/deployments/{created['id']}").status_code == 202
+    wait_for(lambda: Deployment.objects.get(pk=created["id"]).status == "deleted", "deletion")
+    assert api.get(f"/api/v1/deployments/{created['id']}").status_code == 404
+    assert namespace not in {n.metadata.name for n in core.list_namespace().items}
+    transitions = list(DeploymentEvent.objects.filter(deployment_id=created["id"]).order_by("created_at")
+                       .values_list("to_status", flat=True))
+    assert transitions == ["pending", "provisioning", "running", "scaling", "running", "stopping", "stopped",
+                           "starting", "running", "deleting", "deleted"]
+    billed_specs = list(DeploymentEvent.objects.filter(deployment_id=created["id"], to_status="running")
+                        .order_by("created_at").values_list("spec_id", flat=True))
+    assert billed_specs == ["basic-1k", "basic-5k", "basic-5k"]
+
+
+def test_multi_node_scale_rolls_one_node_at_a_time(api, cluster, worker):
+    created = create(api, spec="pro-10k")
+    namespace = Deployment.objects.get(pk=created["id"]).namespace
+    wait_status(api, created["id"], "running")
+    started = time.time()
+    api.post(f"/api/v1/deployments/{created['id']}/scale", {"spec": "pro-50k"}, format="json")
+    wait_status(api, created["id"], "running")
+    sts = statefulset(cluster, namespace)
+    assert sts.spec.replicas == 3
+    assert sts.spec.template.spec.containers[0].resources.limits == {"cpu": "4000m", "memory": "8192Mi"}
+    # Never more than one of three nodes away, and never none: the PodDisruptionBudget's promise.
+    assert cluster.state.ready_below_seconds(namespace, 2, since=started, prefix="emqx-") == 0.0
+    assert cluster.state.ready_below_seconds(namespace, 1, since=started, prefix="emqx-") == 0.0
+
+
+def test_api_errors_are_retried_and_nothing_is_created_twice(api, cluster, worker):
+    cluster.faults.fail_next(3, status=500, verb="patch", resource="statefulsets")
+    cluster.faults.fail_next(2, status=429, verb="patch", resource="configmaps")
+    created = create(api)
+    # A duplicated task (at-least-once delivery) must not disturb anything.
+    deployment_converge.delay(created["id"])
+    wait_status(api, created["id"], "running")
+    namespace = Deployment.objects.get(pk=created["id"]).namespace
+    apps = k8s_client.AppsV1Api(cluster.api_client())
+    assert [s.metadata.name for s in apps.list_namespaced_stateful_set(namespace).items] == ["emqx"]
+    assert DeploymentEvent.objects.filter(deployment_id=created["id"], to_status="running").count() == 1
+
+
+def test_reconciler_restores_objects_deleted_or_edited_by_hand(api, cluster, worker):
+    created = create(api)
+    wait_status(api, created["id"], "running")
+    namespace = Deployment.objects.get(pk=created["id"]).namespace
+    cluster.vanish("configmaps", namespace, "emqx-config")
+    cluster.edit("statefulsets", namespace, "emqx", {"spec": {"replicas": 5}})
+    deployments_reconcile.delay()
+    core = k8s_client.CoreV1Api(cluster.api_client())
+
+    def restored():
+        try:
+            core.read_namespaced_config_map("emqx-config", namespace)
+        except k8s_client.ApiException:
+            return False
+        return statefulset(cluster, namespace).spec.replicas == 1
+
+    wait_for(restored, "the reconciler to restore the ConfigMap and replicas")
+
+
+def test_a_cluster_that_never_converges_fails_with_a_reason(api, cluster, worker):
+    with override_settings(DEPLOYMENT_OPERATION_TIMEOUT_SECONDS=1):
+        created = create(api)
+        namespace = Deployment.objects.get(pk=created["id"]).namespace
+        cluster.faults.block_readiness(namespace)
+
+        def failed():
+            body = api.get(f"/api/v1/deployments/{created['id']}").json()
+            return body if body["status"] == "failed" else None
+
+        body = wait_for(failed, "the deployment to fail")
+    assert "provisioning" in body["status_reason"] and "nodes ready" in body["status_reason"]
+    cluster.faults.unblock_readiness(namespace)
+    assert api.post(f"/api/v1/deployments/{created['id']}/retry").json()["status"] == "provisioning"
+    wait_status(api, created["id"], "running")

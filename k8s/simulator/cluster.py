@@ -1,0 +1,138 @@
+"""`SimulatedCluster`: the fake API server, its controllers, fault injection and broker metrics behind one
+object that tests start in-process and `python -m k8s.simulator` runs standalone."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from . import apply
+from .api import ApiRouter
+from .control import ControlRouter
+from .faults import FaultInjector
+from .kubelet import Kubelet
+from .metrics import BrokerMetrics
+from .resources import BY_PLURAL, NAMESPACES
+from .server import SimulatorHTTPServer
+from .store import MERGE_PATCH, Store
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public")
+
+
+class SimulatedCluster:
+    """A stateful stand-in for one Kubernetes cluster, on loopback.
+
+    `state` is the object store (with the pod readiness timeline), `faults` the fault injector, `metrics`
+    the fake broker metrics, `kubelet` the simulated controllers."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, ready_delay_s: float = 0.2,
+                 terminate_delay_s: float = 0.0, namespace_delete_delay_s: float = 0.5, watch_history: int = 2000,
+                 seed: int | None = None) -> None:
+        self._address = (host, port)
+        self.state = Store(watch_history=watch_history, namespace_delete_delay_s=namespace_delete_delay_s)
+        self.faults = FaultInjector(seed)
+        self.metrics = BrokerMetrics(self.state)
+        self.kubelet = Kubelet(self.state, self.faults, ready_delay_s=ready_delay_s,
+                               terminate_delay_s=terminate_delay_s)
+        self.api = ApiRouter(self.state, self.faults)
+        self.control = ControlRouter(self)
+        self._httpd: SimulatorHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        for name in BUILTIN_NAMESPACES:
+            self.state.create(NAMESPACES, None, {"metadata": {"name": name}}, manager="kube-apiserver")
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self) -> SimulatedCluster:
+        self.state.closed = False
+        self._httpd = SimulatorHTTPServer(self._address, self)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="sim-apiserver", daemon=True)
+        self._thread.start()
+        self.kubelet.start()
+        return self
+
+    def stop(self) -> None:
+        self.kubelet.stop()
+        self.state.close()  # ends open watch streams
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> SimulatedCluster:
+        return self.start() if self._httpd is None else self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("the simulated cluster is not started")
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # ---- clients ---------------------------------------------------------------------------------------
+
+    def api_client(self) -> ApiClient:
+        """An official-client ApiClient pointed at this cluster (imported lazily: the server needs no client)."""
+        from kubernetes import client
+
+        configuration = client.Configuration(host=self.url)
+        return client.ApiClient(configuration)
+
+    def kubeconfig(self, *, context: str = "mqcloud-sim") -> dict[str, Any]:
+        return {
+            "apiVersion": "v1", "kind": "Config", "preferences": {}, "current-context": context,
+            "clusters": [{"name": context, "cluster": {"server": self.url}}],
+            # The simulator ignores credentials; a token keeps the client's auth code on its usual path.
+            "users": [{"name": context, "user": {"token": "simulated"}}],
+            "contexts": [{"name": context, "context": {"cluster": context, "user": context, "namespace": "default"}}],
+        }
+
+    def write_kubeconfig(self, path: str | os.PathLike[str], *, context: str = "mqcloud-sim") -> Path:
+        """Write atomically, so a process polling for the file never reads half of it."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".kubeconfig-")
+        with os.fdopen(fd, "w") as fh:
+            yaml.safe_dump(self.kubeconfig(context=context), fh, sort_keys=False)
+        os.replace(tmp, target)
+        return target
+
+    # ---- sabotage --------------------------------------------------------------------------------------
+
+    def vanish(self, resource: str, namespace: str | None, name: str) -> None:
+        """Delete an object behind everyone's back: no API call, no fault rules, no grace period. A namespace
+        goes at once with everything in it."""
+        if resource == NAMESPACES.plural:
+            self.state.purge_namespace(name)
+        else:
+            self.state.remove(BY_PLURAL[resource], namespace, name)
+
+    def edit(self, resource: str, namespace: str | None, name: str, patch: dict[str, Any], *,
+             manager: str = "kubectl-edit") -> dict[str, Any]:
+        """Change fields by hand, as `kubectl edit` would: an Update that takes ownership of what it changes,
+        so mqcloud's next server-side apply of those fields conflicts unless forced."""
+        rt = BY_PLURAL[resource]
+        if rt.read_only:  # pods: the kubelet's objects, edited without admission
+            obj = self.state.get(rt, namespace, name)
+            return self.state.put(rt, apply.merge_patch(obj, patch))
+        obj, _ = self.state.patch(rt, namespace, name, MERGE_PATCH, patch, manager=manager)
+        return obj
+
+    def reset_faults(self) -> None:
+        """Clear fault rules, readiness blocks and pinned metrics (objects stay)."""
+        self.faults.clear()
+        self.metrics.reset()
