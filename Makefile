@@ -42,8 +42,8 @@ test: install-dev services browser
 		$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: install-dev services
-	MQCLOUD_PROFILE=test DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
-		$(PY) bench/run.py
+	MQCLOUD_PROFILE=test DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/run.py
+	MQCLOUD_PROFILE=test DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/provisioning.py
 
 clean:
 	rm -rf var staticfiles .pytest_cache

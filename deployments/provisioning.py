@@ -47,6 +47,7 @@ class Step:
 
 
 DONE = Step(None)
+REAPPLY_WHILE_WAITING_SECONDS = 60
 
 
 def broker_cluster_spec(deployment: Deployment, spec: Spec, *, replicas: int | None = None,
@@ -131,7 +132,11 @@ def converge(deployment_id: str) -> Step:
             return _wait_or_fail(deployment, timeout, poll, "the namespace is still terminating")
         desired = desired_cluster_spec(deployment)
         assert desired is not None
-        apply_broker_cluster(region_id=deployment.region_id, spec=desired)
+        if _needs_apply(deployment):
+            apply_broker_cluster(region_id=deployment.region_id, spec=desired)
+            # Only the generation just applied is recorded; a newer request re-applies on its next step.
+            Deployment.objects.filter(pk=deployment.id, desired_generation=deployment.desired_generation).update(
+                applied_generation=deployment.desired_generation, last_reconciled_at=timezone.now())
         observed = observe_broker_cluster(region_id=deployment.region_id, namespace=deployment.namespace,
                                           name=BROKER_NAME)
         return _advance(deployment, desired, observed, timeout, poll)
@@ -140,6 +145,14 @@ def converge(deployment_id: str) -> Step:
             raise
         _move(deployment.id, status, S.FAILED, reason=f"Kubernetes refused the change: {exc}")
         return DONE
+
+
+def _needs_apply(deployment: Deployment) -> bool:
+    """Apply once per requested change; while waiting, only look, unless the last apply is getting old
+    (then apply again, in case something was deleted by hand in the middle of the operation)."""
+    if deployment.applied_generation != deployment.desired_generation or deployment.last_reconciled_at is None:
+        return True
+    return timezone.now() - deployment.last_reconciled_at > timedelta(seconds=REAPPLY_WHILE_WAITING_SECONDS)
 
 
 def _settled(desired: BrokerClusterSpec, observed: ObservedCluster) -> bool:
@@ -155,7 +168,8 @@ def _advance(deployment: Deployment, desired: BrokerClusterSpec, observed: Obser
         # above the partition take the new size), step 1 for the old one replaced; then step 2 shrinks.
         wanted_updated = 1 if desired.partition == 1 else 2
         if observed.ready_replicas == 2 and observed.updated_replicas >= wanted_updated and observed.exists:
-            _save_fields(deployment.id, S.SCALING, rollout_step=deployment.rollout_step + 1)
+            _save_fields(deployment.id, S.SCALING, rollout_step=deployment.rollout_step + 1,
+                         desired_generation=deployment.desired_generation + 1)
             return Step(0, f"surge step {deployment.rollout_step} done")
         return _wait_or_fail(deployment, timeout, poll, "waiting for the surge node")
     if not _settled(desired, observed):
@@ -164,13 +178,11 @@ def _advance(deployment: Deployment, desired: BrokerClusterSpec, observed: Obser
     if status in (S.PROVISIONING, S.STARTING):
         if not observed.load_balancer_host:
             return _wait_or_fail(deployment, timeout, poll, "waiting for the load balancer address")
-        _move(deployment.id, status, S.RUNNING, endpoints=_endpoints(observed.load_balancer_host),
-              applied_generation=deployment.desired_generation)
+        _move(deployment.id, status, S.RUNNING, endpoints=_endpoints(observed.load_balancer_host))
     elif status == S.SCALING:
-        _move(deployment.id, S.SCALING, S.RUNNING, spec=deployment.target_spec, rollout_step=0,
-              applied_generation=deployment.desired_generation)
+        _move(deployment.id, S.SCALING, S.RUNNING, spec=deployment.target_spec, rollout_step=0)
     elif status == S.STOPPING:
-        _move(deployment.id, S.STOPPING, S.STOPPED, applied_generation=deployment.desired_generation)
+        _move(deployment.id, S.STOPPING, S.STOPPED)
     return DONE
 
 

@@ -196,8 +196,12 @@ def deployment_start(*, principal: Principal, deployment: Deployment) -> Deploym
 def deployment_retry(*, principal: Principal, deployment: Deployment) -> Deployment:
     """Re-drives the operation that failed (provisioning, scaling, stopping, starting or deleting)."""
     operation = deployment.failed_operation or S.PROVISIONING
+
+    def prepare(locked: Deployment) -> None:
+        locked.desired_generation += 1  # apply again: whatever was half-done is redone
+
     return _begin(principal, deployment, operation, action="deployment.retry", required=(S.FAILED,),
-                  changes={"operation": operation})
+                  changes={"operation": operation}, prepare=prepare)
 
 
 def deployment_delete(*, principal: Principal, deployment: Deployment) -> Deployment:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import pytest
 from django.db import connections
@@ -36,15 +37,21 @@ def cluster():
     forget_clients()
 
 
-@pytest.fixture
-def worker(cluster):
+@contextmanager
+def running_worker():
     from celery.contrib.testing.worker import start_worker
 
     assert not celery_app.conf.task_always_eager
-    celery_app.control.purge()
     with start_worker(celery_app, perform_ping_check=False, pool="solo", shutdown_timeout=30):
         yield
     connections.close_all()
+
+
+@pytest.fixture
+def worker(cluster):
+    celery_app.control.purge()
+    with running_worker():
+        yield
 
 
 @pytest.fixture
@@ -201,3 +208,14 @@ def test_a_cluster_that_never_converges_fails_with_a_reason(api, cluster, worker
     cluster.faults.unblock_readiness(namespace)
     assert api.post(f"/api/v1/deployments/{created['id']}/retry").json()["status"] == "provisioning"
     wait_status(api, created["id"], "running")
+
+
+def test_a_lost_task_is_re_driven_by_the_reconciler(api, cluster):
+    """The task that should provision is lost (a broker restart without persistence, a purge): the
+    periodic reconciler finds the deployment still pending and drives it to running."""
+    celery_app.control.purge()
+    created = create(api)
+    assert celery_app.control.purge() == 1  # the provisioning task, dropped before any worker saw it
+    with running_worker():
+        deployments_reconcile.delay()
+        wait_status(api, created["id"], "running")

@@ -4,8 +4,10 @@ object that tests start in-process and `python -m k8s.simulator` runs standalone
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import threading
+from collections import Counter
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public")
+_NAMESPACE_IN_PATH = re.compile(r"/namespaces/([^/]+)")
 
 
 class SimulatedCluster:
@@ -46,6 +49,9 @@ class SimulatedCluster:
         self.api = ApiRouter(self.state, self.faults)
         self.control = ControlRouter(self)
         self._httpd: SimulatorHTTPServer | None = None
+        # Kubernetes API requests served, per (method, namespace): benchmarks compare them to the minimum.
+        self._api_calls: Counter[tuple[str, str]] = Counter()
+        self._api_calls_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         for name in BUILTIN_NAMESPACES:
             self.state.create(NAMESPACES, None, {"metadata": {"name": name}}, manager="kube-apiserver")
@@ -110,6 +116,23 @@ class SimulatedCluster:
             yaml.safe_dump(self.kubeconfig(context=context), fh, sort_keys=False)
         os.replace(tmp, target)
         return target
+
+    # ---- accounting ------------------------------------------------------------------------------------
+
+    def record_api_call(self, method: str, path: str) -> None:
+        match = _NAMESPACE_IN_PATH.search(path)
+        with self._api_calls_lock:
+            self._api_calls[(method, match.group(1) if match else "")] += 1
+
+    def api_calls(self, *, namespace: str | None = None, method: str | None = None) -> int:
+        """Kubernetes API requests served so far (a namespace's own object counts as in it)."""
+        with self._api_calls_lock:
+            return sum(count for (m, ns), count in self._api_calls.items()
+                       if (namespace is None or ns == namespace) and (method is None or m == method))
+
+    def reset_api_calls(self) -> None:
+        with self._api_calls_lock:
+            self._api_calls.clear()
 
     # ---- sabotage --------------------------------------------------------------------------------------
 

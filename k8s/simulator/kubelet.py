@@ -70,7 +70,7 @@ class Kubelet:
         self.faults = faults
         self.ready_delay_s = ready_delay_s
         self.terminate_delay_s = terminate_delay_s
-        self.tick_s = tick_s or min(0.05, max(0.005, ready_delay_s / 10))
+        self.tick_s = tick_s or min(0.05, max(0.02, ready_delay_s / 10))
         # Deadlines by object uid (monotonic clock): when a pod may turn Ready, when a terminating pod is
         # gone, when a load balancer gets its address.
         self._ready_at: dict[str, float] = {}
@@ -101,14 +101,14 @@ class Kubelet:
         with self.store.lock:
             now = time.monotonic()
             self.store.purge_terminated()
-            owners = {s["metadata"]["uid"]: s for s in self.store.objects(STATEFULSETS)}
-            for pod in self.store.objects(PODS):
+            owners = {s["metadata"]["uid"]: s for s in self.store.objects(STATEFULSETS, copies=False)}
+            for pod in self.store.objects(PODS, copies=False):
                 self._progress_pod(pod, owners, now)
             for sts in owners.values():
                 self._reconcile_statefulset(sts, now)
-            for svc in self.store.objects(SERVICES):
+            for svc in self.store.objects(SERVICES, copies=False):
                 self._reconcile_service(svc, now)
-            for pdb in self.store.objects(PDBS):
+            for pdb in self.store.objects(PDBS, copies=False):
                 self._reconcile_pdb(pdb)
 
     # ---- pods ------------------------------------------------------------------------------------------
@@ -158,7 +158,8 @@ class Kubelet:
 
     def _owned_pods(self, sts: dict[str, Any]) -> dict[int, dict[str, Any]]:
         uid = sts["metadata"]["uid"]
-        return {_ordinal(p): p for p in self.store.objects(PODS, sts["metadata"]["namespace"]) if _owner_uid(p) == uid}
+        pods = self.store.objects(PODS, sts["metadata"]["namespace"], copies=False)
+        return {_ordinal(p): p for p in pods if _owner_uid(p) == uid}
 
     def _reconcile_statefulset(self, sts: dict[str, Any], now: float) -> None:
         spec = sts["spec"]
@@ -227,7 +228,8 @@ class Kubelet:
     def _reconcile_pdb(self, pdb: dict[str, Any]) -> None:
         meta, spec = pdb["metadata"], pdb.get("spec") or {}
         reqs = selectors.from_label_selector(spec.get("selector"))
-        pods = [p for p in self.store.objects(PODS, meta["namespace"]) if not p["metadata"].get("deletionTimestamp")
+        pods = [p for p in self.store.objects(PODS, meta["namespace"], copies=False)
+                if not p["metadata"].get("deletionTimestamp")
                 and reqs and selectors.labels_match(reqs, p["metadata"].get("labels"))]
         expected, healthy = len(pods), sum(is_ready(p) for p in pods)
         if "minAvailable" in spec:

@@ -72,7 +72,10 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         length = int(headers.get("content-length") or 0)
         raw = self.rfile.read(length) if length else b""
-        router = cluster.control if url.path.startswith("/_sim/") else cluster.api
+        is_control = url.path.startswith("/_sim/")
+        router = cluster.control if is_control else cluster.api
+        if not is_control:
+            cluster.record_api_call(method, url.path)
         try:
             response = router.route(method, url.path, query, raw, headers)
         except ApiError as exc:

@@ -53,6 +53,9 @@ class Store:
         self.lock = threading.RLock()
         self._changed = threading.Condition(self.lock)
         self._objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        # The same objects grouped by (plural, namespace): controllers list a namespace's pods for every
+        # StatefulSet on every pass, which must not cost a scan of the whole cluster.
+        self._groups: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         self._rv = 0
         self._events: deque[Event] = deque()
         self._history = watch_history
@@ -78,10 +81,14 @@ class Store:
             return {"kind": f"{rt.kind}List", "apiVersion": rt.api_version,
                     "metadata": {"resourceVersion": str(self._rv)}, "items": items}
 
-    def objects(self, rt: ResourceType, namespace: str | None = None) -> list[dict[str, Any]]:
-        """Copies of every object of a type, for the simulated controllers."""
+    def objects(self, rt: ResourceType, namespace: str | None = None, *,
+                copies: bool = True) -> list[dict[str, Any]]:
+        """Every object of a type. ``copies=False`` hands out the stored objects themselves: only for a
+        caller that holds ``self.lock`` and never mutates them (the controllers' passes, which would
+        otherwise deep-copy the whole cluster many times a second)."""
         with self.lock:
-            return [copy.deepcopy(o) for o in self._scan(rt, namespace)]
+            found = self._scan(rt, namespace)
+            return [copy.deepcopy(o) for o in found] if copies else found
 
     # ---- writes through the API ------------------------------------------------------------------------
 
@@ -213,9 +220,15 @@ class Store:
 
     def remove(self, rt: ResourceType, namespace: str | None, name: str) -> None:
         with self.lock:
-            old = self._objects.pop(self._key(rt, namespace, name), None)
+            key = self._key(rt, namespace, name)
+            old = self._objects.pop(key, None)
             if old is None:
                 return
+            group = self._groups.get(key[:2])
+            if group is not None:
+                group.pop(name, None)
+                if not group:
+                    del self._groups[key[:2]]
             self._rv += 1
             gone = copy.deepcopy(old)
             gone["metadata"]["resourceVersion"] = str(self._rv)
@@ -231,8 +244,11 @@ class Store:
     def purge_namespace(self, name: str) -> None:
         """Remove a namespace at once: its contents first, then the namespace itself."""
         with self.lock:
-            for plural, namespace, obj_name in [k for k in self._objects if k[1] == name]:
-                self.remove(BY_PLURAL[plural], namespace, obj_name)
+            contents = [(plural, obj_name) for (plural, ns), group in self._groups.items() if ns == name
+                        for obj_name in group]
+            for plural, obj_name in contents:
+                if BY_PLURAL[plural].namespaced:
+                    self.remove(BY_PLURAL[plural], name, obj_name)
             self.remove(NAMESPACES, None, name)
             self._namespace_deadlines.pop(name, None)
 
@@ -320,8 +336,10 @@ class Store:
         return rt.plural, (namespace or "") if rt.namespaced else "", name
 
     def _scan(self, rt: ResourceType, namespace: str | None) -> list[dict[str, Any]]:
-        found = [o for (plural, ns, _), o in self._objects.items()
-                 if plural == rt.plural and (namespace is None or not rt.namespaced or ns == namespace)]
+        if namespace is not None and rt.namespaced:
+            found = list(self._groups.get((rt.plural, namespace), {}).values())
+        else:
+            found = [o for (plural, _), group in self._groups.items() if plural == rt.plural for o in group.values()]
         return sorted(found, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
 
     def _existing(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
@@ -397,7 +415,9 @@ class Store:
         self._rv += 1
         new["metadata"]["resourceVersion"] = str(self._rv)
         namespace = new["metadata"].get("namespace")
-        self._objects[self._key(rt, namespace, new["metadata"]["name"])] = new
+        key = self._key(rt, namespace, new["metadata"]["name"])
+        self._objects[key] = new
+        self._groups.setdefault(key[:2], {})[key[2]] = new
         self._record(Event(self._rv, "MODIFIED" if old else "ADDED", rt.plural, namespace or "", new), old, new)
         return copy.deepcopy(new)
 
