@@ -21,7 +21,7 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.test.utils import setup_test_environment  # noqa: E402
+from django.test.utils import setup_test_environment, teardown_test_environment  # noqa: E402
 
 
 @contextmanager
@@ -40,6 +40,7 @@ def benchmark_database(name: str) -> Iterator[None]:
         yield
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
+        teardown_test_environment()
 
 
 def median_seconds(label: str, call: Callable[[], object], rounds: int, warmup: int = 10) -> float:

@@ -77,7 +77,56 @@ def main() -> int:
             lambda: provisioning.repair(sample[next(index) % len(sample)].id), rounds=len(sample) * 2, warmup=5)
         print(f"  reconcile per deployment: {reconcile * 1000:.1f} ms = {reconcile / baseline:.1f}x one API GET")
     forget_clients()
+    measure_scaling_windows()
     return 0
+
+
+def drive(deployment_id: str) -> None:
+    from deployments import provisioning
+
+    while provisioning.converge(deployment_id).again_in is not None:
+        time.sleep(0.01)
+
+
+def measure_scaling_windows() -> None:
+    """The client disconnect window of a resize, from the simulator's pod readiness timeline: how long no
+    node was ready (every client disconnected) and how long the cluster ran short of nodes."""
+    from django.test import override_settings
+
+    from k8s.clusters import forget_clients
+    from k8s.simulator import SimulatedCluster
+
+    ready_delay = float(os.environ.get("BENCH_READY_DELAY", "0.5"))
+    print(f"bench scaling windows (each new node takes {ready_delay} s to become ready):")
+    with benchmark_database("mqcloud_bench_scaling"), SimulatedCluster(ready_delay_s=ready_delay) as cluster, \
+            override_settings(KUBERNETES_SIMULATOR_URL=cluster.url, KUBERNETES_CLUSTERS={},
+                              DEPLOYMENT_POLL_SECONDS=0):
+        forget_clients()
+        from deployments import services
+        from deployments.models import Deployment, Region, Spec
+        from projects.tenancy import Principal
+        from projects.tests.factories import OrganizationFactory, ProjectFactory
+
+        organization = OrganizationFactory()
+        project = ProjectFactory(organization=organization)
+        principal = Principal.for_system(organization)
+        region = Region.objects.get(id="aws-us-east-1")
+        for name, before, after in (("single node", "basic-1k", "basic-5k"), ("three nodes", "pro-10k", "pro-50k")):
+            spec = Spec.objects.get(id=before)
+            deployment = Deployment.objects.create(
+                organization=organization, project=project, name=name.replace(" ", "-"), region=region, spec=spec,
+                target_spec=spec, tier=spec.tier, node_cookie="c", dashboard_password="p")
+            drive(deployment.id)
+            started = time.time()
+            services.deployment_scale(principal=principal, deployment=deployment, spec=Spec.objects.get(id=after))
+            drive(deployment.id)
+            took = time.time() - started
+            nodes = spec.replicas
+            outage = cluster.state.ready_below_seconds(deployment.namespace, 1, since=started, prefix="emqx-")
+            short = cluster.state.ready_below_seconds(deployment.namespace, nodes, since=started, prefix="emqx-")
+            print(f"  {name:<12} {before} -> {after}: took {took:5.2f} s; no node ready for {outage:.3f} s; "
+                  f"fewer than {nodes} node(s) ready for {short:.2f} s ({short / took:.0%} of the resize)")
+    forget_clients()
 
 
 if __name__ == "__main__":
