@@ -83,6 +83,16 @@ def _full_clean(instance: models.Model, **kwargs) -> None:
         ) from exc
 
 
+def _insert_or_conflict(instance: models.Model, conflict: errors.Conflict) -> None:
+    """Inserts a row whose uniqueness a constraint guards; a violation (also by a concurrent request that
+    won the race) becomes ``conflict`` instead of a 500, and the surrounding transaction survives."""
+    try:
+        with transaction.atomic():
+            instance.save()
+    except IntegrityError as exc:
+        raise conflict from exc
+
+
 def _validate_password(password: str, user: User | None = None, field: str = "password") -> None:
     try:
         password_validation.validate_password(password, user=user)
@@ -153,15 +163,8 @@ def project_create(*, principal: Principal, name: str, description: str = "") ->
     project = Project(organization=principal.organization, name=name.strip(), description=description)
     _full_clean(project, validate_constraints=False)
     with transaction.atomic():
-        if Project.objects.filter(organization=principal.organization, name=project.name).exists():
-            raise errors.Conflict(f"A project named {project.name!r} already exists.",
-                                  errors={"name": ["A project with this name already exists."]})
-        try:
-            with transaction.atomic():
-                project.save()
-        except IntegrityError as exc:  # a concurrent request took the name since the check above
-            raise errors.Conflict(f"A project named {project.name!r} already exists.",
-                                  errors={"name": ["A project with this name already exists."]}) from exc
+        _insert_or_conflict(project, errors.Conflict(f"A project named {project.name!r} already exists.",
+                                                     errors={"name": ["A project with this name already exists."]}))
         audit_record(principal=principal, action="project.create", target=project,
                      changes={"name": project.name, "description": project.description})
     return project
@@ -292,16 +295,9 @@ def invitation_create(*, principal: Principal, email: str, role: str, projects: 
     )
     _full_clean(invitation, validate_constraints=False)
     with transaction.atomic():
-        if Invitation.objects.filter(organization=principal.organization, email=email,
-                                     status=Invitation.Status.PENDING).exists():
-            raise errors.Conflict(f"{email} already has a pending invitation; revoke it to send a new one.",
-                                  errors={"email": ["Already invited."]})
-        try:
-            with transaction.atomic():
-                invitation.save()
-        except IntegrityError as exc:  # a concurrent invitation to the same address won the race
-            raise errors.Conflict(f"{email} already has a pending invitation; revoke it to send a new one.",
-                                  errors={"email": ["Already invited."]}) from exc
+        _insert_or_conflict(invitation, errors.Conflict(
+            f"{email} already has a pending invitation; revoke it to send a new one.",
+            errors={"email": ["Already invited."]}))
         invitation.projects.set(projects)
         audit_record(principal=principal, action="invitation.create", target=invitation,
                      changes={"email": email, "role": role, "projects": [p.id for p in projects]})
