@@ -253,6 +253,10 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- outbound HTTP to customer URLs (controlplane/outbound.py) -----------------------------------
+# Only the test suite turns this on: it lets the guarded client reach loopback stand-ins.
+OUTBOUND_HTTP_ALLOW_LOOPBACK = env_bool("OUTBOUND_HTTP_ALLOW_LOOPBACK", False) and not PRODUCTION
+
 # --- Kubernetes -------------------------------------------------------------------------------------
 # Per region: {"aws-us-east-1": {"kubeconfig": "/etc/mqcloud/kube/us-east-1.yaml", "context": "..."}} or
 # {"...": {"in_cluster": true}}. Regions not listed use the simulated cluster at KUBERNETES_SIMULATOR_URL.

@@ -1,0 +1,255 @@
+"""The one guarded client for every HTTP request to a customer-supplied URL (webhooks, HTTP-auth tests,
+VAT checks).
+
+Customer URLs are attacker-controlled: without these guards a URL could make our servers talk to the
+cloud metadata service, to other tenants' brokers or to the control plane's own databases (SSRF). So:
+- only http and https;
+- the host is resolved once, every address is checked, and the connection goes to the checked address
+  (pinned), so a DNS answer that changes between check and connect (rebinding) gains nothing;
+- private, loopback, link-local, CGNAT, multicast, reserved, unspecified and metadata addresses are
+  refused, IPv4 and IPv6 alike, including IPv4 embedded in IPv6 (mapped, 6to4, NAT64, Teredo);
+- redirects are not followed unless asked, and then every hop is checked again;
+- connect timeout, total deadline, and a cap on the response size.
+Tests allow loopback with ``OUTBOUND_HTTP_ALLOW_LOOPBACK``; a caller may allow specific private networks
+(a deployment's active VPC peerings) with ``allow_networks``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+import urllib3
+from django.conf import settings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+ALLOWED_SCHEMES = ("http", "https")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+_CHUNK = 16 * 1024
+
+_BLOCKED_NETWORKS: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+        "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
+        "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
+        "::/128", "::1/128", "100::/64", "2001:db8::/32", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+        "fd00:ec2::254/128",  # AWS's IPv6 metadata service (inside fc00::/7 too; named for the record)
+    )
+)
+_LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+class OutboundError(Exception):
+    """The request could not be made or completed. ``kind`` says why, for logs and API answers."""
+
+    kind = "connection"
+
+    def __init__(self, message: str, *, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if kind is not None:
+            self.kind = kind
+
+
+class OutboundBlocked(OutboundError):
+    """The URL is not allowed: a scheme we do not speak or an address we never connect to."""
+
+    kind = "blocked"
+
+
+@dataclass
+class OutboundResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    elapsed_ms: float
+    url: str
+    redirects: list[str] = field(default_factory=list)
+
+    def json(self):
+        import json
+
+        return json.loads(self.body.decode("utf-8"))
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries, for the forms that route to it."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address in ipaddress.ip_network("64:ff9b::/96"):  # NAT64
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in ipaddress.ip_network("::/96"):  # deprecated IPv4-compatible
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def address_refusal(address: IPAddress, allow_networks: Sequence[IPNetwork] = ()) -> str | None:
+    """Why we would not connect to ``address`` (None: we would)."""
+    candidates: list[IPAddress] = [address]
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            candidates.append(embedded)
+    for candidate in candidates:
+        if any(candidate in net for net in allow_networks if net.version == candidate.version):
+            continue
+        if getattr(settings, "OUTBOUND_HTTP_ALLOW_LOOPBACK", False) and any(
+                candidate in net for net in _LOOPBACK if net.version == candidate.version):
+            continue
+        for net in _BLOCKED_NETWORKS:
+            if net.version == candidate.version and candidate in net:
+                return f"{address} is a private, loopback, link-local or reserved address ({net})"
+        if candidate.is_multicast or candidate.is_unspecified or candidate.is_reserved:
+            return f"{address} is not a public unicast address"
+    return None
+
+
+@dataclass(frozen=True)
+class _Target:
+    scheme: str
+    host: str
+    port: int
+    path: str
+    addresses: tuple[IPAddress, ...]
+
+
+def _resolve(url: str, allow_networks: Sequence[IPNetwork]) -> _Target:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise OutboundBlocked(f"The URL is not valid: {exc}.") from exc
+    scheme = (parts.scheme or "").lower()
+    if scheme not in ALLOWED_SCHEMES:
+        raise OutboundBlocked(f"Only http and https URLs are allowed, not {scheme or 'a URL without a scheme'}.")
+    host = parts.hostname
+    if not host:
+        raise OutboundBlocked("The URL has no host.")
+    if parts.username or parts.password:
+        raise OutboundBlocked("Credentials in the URL are not allowed; use a header.")
+    port = port or DEFAULT_PORTS[scheme]
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        addresses: tuple[IPAddress, ...] = (literal,)
+    else:
+        try:
+            infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise OutboundError(f"The host {host} could not be resolved.", kind="connection") from exc
+        addresses = tuple(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
+    for address in addresses:
+        # Every answer is checked, not only the first: a resolver may rotate to the private one later.
+        refusal = address_refusal(address, allow_networks)
+        if refusal:
+            raise OutboundBlocked(f"{host} resolves to {refusal}; requests there are not allowed.")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return _Target(scheme, host, port, path, addresses)
+
+
+def check_url(url: str, *, allow_networks: Sequence[IPNetwork] = ()) -> list[IPAddress]:
+    """Raises OutboundBlocked unless every address ``url``'s host resolves to is allowed."""
+    return list(_resolve(url, allow_networks).addresses)
+
+
+def _pool(target: _Target, address: IPAddress, connect_timeout: float, read_timeout: float):
+    timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+    if target.scheme == "https":
+        # Connect to the checked address, but verify the certificate and send SNI for the host name.
+        return urllib3.HTTPSConnectionPool(
+            str(address), target.port, timeout=timeout, retries=False, maxsize=1,
+            server_hostname=target.host, assert_hostname=target.host, ssl_context=ssl.create_default_context(),
+        )
+    return urllib3.HTTPConnectionPool(str(address), target.port, timeout=timeout, retries=False, maxsize=1)
+
+
+def send(
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    connect_timeout: float = 3.0,
+    timeout: float = 10.0,
+    max_bytes: int = 1_000_000,
+    max_redirects: int = 0,
+    allow_networks: Sequence[IPNetwork] = (),
+) -> OutboundResponse:
+    """One guarded request. ``timeout`` bounds the whole exchange, redirects included."""
+    started = time.monotonic()
+    deadline = started + timeout
+    redirects: list[str] = []
+    current = url
+    while True:
+        target = _resolve(current, allow_networks)
+        status, response_headers, payload = _exchange(method, target, headers or {}, body, connect_timeout,
+                                                      deadline, max_bytes)
+        location = response_headers.get("location")
+        if 300 <= status < 400 and location and max_redirects > len(redirects):
+            redirects.append(current)
+            current = urljoin(current, location)
+            if status in (301, 302, 303):
+                method, body = ("GET" if method.upper() != "HEAD" else "HEAD"), None
+            continue
+        return OutboundResponse(status=status, headers=response_headers, body=payload,
+                                elapsed_ms=(time.monotonic() - started) * 1000, url=current, redirects=redirects)
+
+
+def _exchange(method: str, target: _Target, headers: dict[str, str], body: bytes | None, connect_timeout: float,
+              deadline: float, max_bytes: int) -> tuple[int, dict[str, str], bytes]:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise OutboundError("The request took too long.", kind="timeout")
+    default_port = DEFAULT_PORTS[target.scheme]
+    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
+    if ":" in target.host and not target.host.startswith("["):
+        host_header = f"[{target.host}]" + ("" if target.port == default_port else f":{target.port}")
+    request_headers = {"User-Agent": "mqcloud/1", **headers, "Host": host_header}
+    pool = _pool(target, target.addresses[0], min(connect_timeout, remaining), min(remaining, 30.0))
+    try:
+        response = pool.urlopen(method.upper(), target.path, body=body, headers=request_headers, redirect=False,
+                                preload_content=False, assert_same_host=False)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.stream(_CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise OutboundError(f"The response is larger than {max_bytes} bytes.", kind="too_large")
+                if time.monotonic() > deadline:
+                    raise OutboundError("The response took too long.", kind="timeout")
+                chunks.append(chunk)
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, b"".join(chunks)
+        finally:
+            response.release_conn()
+            response.close()
+    except OutboundError:
+        raise
+    except urllib3.exceptions.NewConnectionError as exc:  # a subclass of ConnectTimeoutError, but a refusal
+        raise OutboundError(f"Could not connect: {exc}", kind="connection") from exc
+    except (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.ReadTimeoutError, TimeoutError) as exc:
+        raise OutboundError("The server did not answer in time.", kind="timeout") from exc
+    except urllib3.exceptions.SSLError as exc:
+        raise OutboundError(f"TLS failed: {exc}", kind="protocol") from exc
+    except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError) as exc:
+        raise OutboundError(f"The server broke the HTTP exchange: {exc}", kind="protocol") from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise OutboundError(f"Could not connect: {exc}", kind="connection") from exc
+    finally:
+        pool.close()

@@ -1,0 +1,224 @@
+"""The guarded outbound client against real sockets on loopback: what it refuses, and that a refused
+address is never connected to."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.test import override_settings
+
+from controlplane.outbound import OutboundBlocked, OutboundError, address_refusal, check_url, send
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's hook name)
+        route = self.server.routes.get(self.path.split("?")[0])
+        self.server.hits.append(self.path)
+        if route is None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        route(self)
+
+
+@contextmanager
+def local_server(routes: dict) -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    server.routes, server.hits = routes, []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def url_of(server: ThreadingHTTPServer, path: str) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}{path}"
+
+
+def ok(handler: BaseHTTPRequestHandler) -> None:
+    payload = b'{"result": "allow"}'
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    handler.wfile.write(payload)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[::ffff:a9fe:a9fe]/",  # 169.254.169.254, IPv4-mapped
+        "http://[2002:a00:1::]/",  # 6to4 wrapping 10.0.0.1
+        "http://[64:ff9b::a00:1]/",  # NAT64 wrapping 10.0.0.1
+        "http://[fd00:ec2::254]/",
+        "http://[fe80::1]/",
+        "http://10.0.0.1/",
+        "http://172.16.5.4/",
+        "http://192.168.1.1/",
+        "http://100.64.0.1/",  # CGNAT
+        "http://0.0.0.0/",
+        "http://224.0.0.1/",
+        "http://127.0.0.1/",
+        "http://localhost/",  # a name that resolves to a blocked address
+        "http://2130706433/",  # 127.0.0.1 as a decimal integer host
+        "file:///etc/passwd",
+        "gopher://example.com/",
+        "ftp://example.com/",
+        "http://user:pw@example.com/",
+        "not a url",
+    ],
+)
+def test_blocked_urls_are_refused_with_a_reason(url):
+    with pytest.raises(OutboundBlocked) as caught:
+        check_url(url)
+    assert caught.value.kind == "blocked" and caught.value.message
+
+
+def test_public_addresses_pass_the_check():
+    assert address_refusal(__import__("ipaddress").ip_address("93.184.216.34")) is None
+    assert address_refusal(__import__("ipaddress").ip_address("2606:2800:220:1:248:1893:25c8:1946")) is None
+
+
+def test_an_allowed_private_network_passes_only_inside_it():
+    import ipaddress
+
+    peering = [ipaddress.ip_network("10.20.0.0/16")]
+    assert check_url("http://10.20.3.4/auth", allow_networks=peering)
+    with pytest.raises(OutboundBlocked):
+        check_url("http://10.21.3.4/auth", allow_networks=peering)
+
+
+def test_a_blocked_address_is_never_connected_to():
+    with local_server({"/": ok}) as server:
+        with pytest.raises(OutboundBlocked):
+            send("GET", url_of(server, "/"))
+        assert server.hits == []
+
+
+@override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True)
+def test_a_plain_request_with_loopback_allowed_for_tests():
+    with local_server({"/auth": ok}) as server:
+        response = send("GET", url_of(server, "/auth?clientid=a%26b"))
+    assert response.status == 200 and response.json() == {"result": "allow"}
+    assert server.hits == ["/auth?clientid=a%26b"]
+    assert response.elapsed_ms > 0
+
+
+@override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True)
+def test_redirects_are_not_followed_by_default_and_rechecked_when_they_are():
+    def to_metadata(handler):
+        handler.send_response(302)
+        handler.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    with local_server({"/hop": to_metadata}) as server:
+        assert send("GET", url_of(server, "/hop")).status == 302
+        with pytest.raises(OutboundBlocked):
+            send("GET", url_of(server, "/hop"), max_redirects=3)
+
+
+@pytest.fixture
+def silent_server():
+    """Accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    stop.set()
+    thread.join(2)
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+@override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True)
+def test_a_server_that_never_answers_times_out(silent_server):
+    started = time.monotonic()
+    with pytest.raises(OutboundError) as caught:
+        send("GET", silent_server, timeout=0.5)
+    assert caught.value.kind == "timeout"
+    assert time.monotonic() - started < 3
+
+
+@override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True)
+def test_an_endless_body_is_cut_at_the_size_cap():
+    def endless(handler):
+        handler.send_response(200)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        try:
+            while True:
+                chunk = b"x" * 8192
+                handler.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        except OSError:
+            pass
+
+    with local_server({"/": endless}) as server:
+        with pytest.raises(OutboundError) as caught:
+            send("GET", url_of(server, "/"), max_bytes=100_000)
+    assert caught.value.kind == "too_large"
+
+
+@override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True)
+def test_a_slow_drip_hits_the_total_deadline():
+    def drip(handler):
+        handler.send_response(200)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        try:
+            for _ in range(100):
+                handler.wfile.write(b"1\r\nx\r\n")
+                handler.wfile.flush()
+                time.sleep(0.1)
+        except OSError:
+            pass
+
+    with local_server({"/": drip}) as server:
+        started = time.monotonic()
+        with pytest.raises(OutboundError) as caught:
+            send("GET", url_of(server, "/"), timeout=0.5)
+    assert caught.value.kind == "timeout"
+    assert time.monotonic() - started < 2
+
+
+@override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True)
+def test_connection_refused_is_a_connection_error():
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    with pytest.raises(OutboundError) as caught:
+        send("GET", f"http://127.0.0.1:{port}/", timeout=2)
+    assert caught.value.kind == "connection"
