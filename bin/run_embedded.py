@@ -22,6 +22,9 @@ HOST = os.environ.get("HOST", "127.0.0.1")
 PORT = os.environ.get("PORT", "8000")
 # The simulated Kubernetes cluster every region's deployments go to (KUBERNETES_SIMULATOR_URL).
 SIMULATOR_PORT = os.environ.get("SIMULATOR_PORT", "8790")
+# The simulated clouds of VPC peering (deployments.cloudsim): moto's server for AWS, our Azure stand-in.
+AWS_SIM_PORT = os.environ.get("AWS_SIM_PORT", "8791")
+AZURE_SIM_PORT = os.environ.get("AZURE_SIM_PORT", "8792")
 
 
 def manage(*args: str) -> None:
@@ -34,7 +37,9 @@ def port_is_free(host: str, port: int) -> bool:
 
 
 def main() -> int:
-    for host, port, variable in ((HOST, PORT, "PORT"), ("127.0.0.1", SIMULATOR_PORT, "SIMULATOR_PORT")):
+    for host, port, variable in ((HOST, PORT, "PORT"), ("127.0.0.1", SIMULATOR_PORT, "SIMULATOR_PORT"),
+                                 ("127.0.0.1", AWS_SIM_PORT, "AWS_SIM_PORT"),
+                                 ("127.0.0.1", AZURE_SIM_PORT, "AZURE_SIM_PORT")):
         if not port_is_free(host, int(port)):
             print(f"Port {port} on {host} is taken (is mqcloud already running?). "
                   f"Stop that process or choose another port: make run {variable}=<port>", file=sys.stderr)
@@ -43,6 +48,10 @@ def main() -> int:
     env.setdefault("MQCLOUD_PROFILE", "embedded")
     env["PUBLIC_BASE_URL"] = f"http://{HOST}:{PORT}"
     env["KUBERNETES_SIMULATOR_URL"] = f"http://127.0.0.1:{SIMULATOR_PORT}"
+    env["PEERING_AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{AWS_SIM_PORT}"
+    env["PEERING_AZURE_ENDPOINT_URL"] = f"http://127.0.0.1:{AZURE_SIM_PORT}"
+    networks_file = ROOT / "var" / "cloudsim-networks.json"
+    env["PEERING_PLATFORM_NETWORKS_FILE"] = str(networks_file)
     os.environ.update(env)
     var = ROOT / "var"
     (var / "celery-queue").mkdir(parents=True, exist_ok=True)
@@ -56,6 +65,8 @@ def main() -> int:
     commands = {
         "cluster": [PY, "-m", "k8s.simulator", "--port", SIMULATOR_PORT, "--kubeconfig",
                     str(var / "kubeconfig-sim.yaml")],
+        "clouds": [PY, "-m", "deployments.cloudsim", "--aws-port", AWS_SIM_PORT, "--azure-port", AZURE_SIM_PORT,
+                   "--networks-file", str(networks_file)],
         "web": [PY, "manage.py", "runserver", f"{HOST}:{PORT}", "--noreload"],
         "worker": [PY, "-m", "celery", "-A", "controlplane", "--quiet", "worker", "-P", "solo", "-l", "WARNING"],
         "beat": [PY, "-m", "celery", "-A", "controlplane", "--quiet", "beat", "-l", "WARNING",
@@ -75,6 +86,9 @@ def main() -> int:
         f"  ops site: http://{HOST}:{PORT}/ops/  ({OPS_EMAIL} / {DEMO_PASSWORD})\n"
         f"  API docs: http://{HOST}:{PORT}/api/v1/docs\n"
         f"  simulated Kubernetes cluster: http://127.0.0.1:{SIMULATOR_PORT} (kubeconfig var/kubeconfig-sim.yaml)\n"
+        f"  simulated clouds for VPC peering: AWS (moto) http://127.0.0.1:{AWS_SIM_PORT}, Azure "
+        f"http://127.0.0.1:{AZURE_SIM_PORT}; demo customer and ids in var/cloudsim-networks.json; ops site → "
+        f"Peerings → \"Play the customer's side\"\n"
         "  Ctrl-C stops everything.\n",
         flush=True,
     )

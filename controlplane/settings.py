@@ -133,6 +133,7 @@ CELERY_BEAT_SCHEDULE = {
     "idempotency-records-purge": {"task": "controlplane.tasks.idempotency_records_purge", "schedule": 3600.0},
     "invitations-expire": {"task": "projects.tasks.invitations_expire", "schedule": 900.0},
     "deployments-reconcile": {"task": "deployments.tasks.deployments_reconcile", "schedule": 60.0},
+    "peerings-reconcile": {"task": "deployments.tasks.peerings_reconcile", "schedule": 120.0},
 }
 
 # --- security ---------------------------------------------------------------------------------------
@@ -250,6 +251,7 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "projects.roles.Role.choices",
         "SiteEnum": "projects.models.Site.choices",
         "DeploymentStatusEnum": "deployments.models.DeploymentStatus.choices",
+        "PeeringStatusEnum": "deployments.models.PeeringStatus.choices",
     },
 }
 
@@ -268,11 +270,44 @@ DEPLOYMENT_OPERATION_TIMEOUT_SECONDS = env_int("DEPLOYMENT_OPERATION_TIMEOUT_SEC
 # How soon a worker looks again at a rollout in progress.
 DEPLOYMENT_POLL_SECONDS = float(env_str("DEPLOYMENT_POLL_SECONDS", "2"))
 
+# --- VPC peering (deployments/peering/) ---------------------------------------------------------------
+# Outside production the workers talk to simulated clouds on loopback (deployments.cloudsim: moto's server
+# for AWS, our Azure Resource Manager stand-in); production needs the platform's own credentials.
+PEERING_AWS_ENDPOINT_URL = env_str("PEERING_AWS_ENDPOINT_URL", "" if PRODUCTION else "http://127.0.0.1:8791")
+# Empty in production: boto3's default chain (the worker pod's IAM role) supplies credentials.
+PEERING_AWS_ACCESS_KEY_ID = env_str("PEERING_AWS_ACCESS_KEY_ID", "" if PRODUCTION else "testing")
+PEERING_AWS_SECRET_ACCESS_KEY = env_str("PEERING_AWS_SECRET_ACCESS_KEY", "" if PRODUCTION else "testing")
+PEERING_AWS_MAX_ATTEMPTS = env_int("PEERING_AWS_MAX_ATTEMPTS", 3 if PRODUCTION else 1)
+PEERING_AWS_ACCEPT_DAYS = env_int("PEERING_AWS_ACCEPT_DAYS", 7)
+PEERING_AZURE_SIMULATED = env_bool("PEERING_AZURE_SIMULATED", not PRODUCTION) and not PRODUCTION
+PEERING_AZURE_ENDPOINT_URL = env_str(
+    "PEERING_AZURE_ENDPOINT_URL", "http://127.0.0.1:8792" if PEERING_AZURE_SIMULATED else "https://management.azure.com")
+PEERING_AZURE_TENANT_ID = env_str("PEERING_AZURE_TENANT_ID", required=True) if PRODUCTION else ""
+PEERING_AZURE_CLIENT_ID = env_str("PEERING_AZURE_CLIENT_ID", required=True) if PRODUCTION else ""
+PEERING_AZURE_CLIENT_SECRET = env_str("PEERING_AZURE_CLIENT_SECRET", required=True) if PRODUCTION else ""
+PEERING_AZURE_POLLING_INTERVAL = env_int("PEERING_AZURE_POLLING_INTERVAL", 10 if PRODUCTION else 0)
+PEERING_AZURE_RETRY_TOTAL = env_int("PEERING_AZURE_RETRY_TOTAL", 3 if PRODUCTION else 0)
+# Per-region overrides of the catalog's platform network ({"aws-us-east-1": {"vpc_id": ...}}): the simulated
+# clouds cannot create resources with the catalog's ids. A JSON file written by deployments.cloudsim, or inline.
+PEERING_PLATFORM_NETWORKS_FILE = env_str("PEERING_PLATFORM_NETWORKS_FILE",
+                                         "" if PRODUCTION else str(VAR_DIR / "cloudsim-networks.json"))
+PEERING_PLATFORM_NETWORKS = {} if PRODUCTION else json.loads(env_str("PEERING_PLATFORM_NETWORKS_JSON", "{}"))
+# The ops action "play the customer's side" (accept / create the reverse peering): simulated clouds only.
+PEERING_SIMULATED_CUSTOMER = env_bool("PEERING_SIMULATED_CUSTOMER", not PRODUCTION) and not PRODUCTION
+PEERING_BROKER_PORTS = [int(p) for p in env_list("PEERING_BROKER_PORTS", ["1883", "8883", "8083", "8084"])]
+PEERING_MAX_PER_DEPLOYMENT = env_int("PEERING_MAX_PER_DEPLOYMENT", 10)
+# How soon a worker looks again while waiting for the customer: often at first, then rarely.
+PEERING_POLL_SECONDS = float(env_str("PEERING_POLL_SECONDS", "5"))
+PEERING_SLOW_POLL_SECONDS = float(env_str("PEERING_SLOW_POLL_SECONDS", "300"))
+PEERING_FAST_POLL_WINDOW_SECONDS = env_int("PEERING_FAST_POLL_WINDOW_SECONDS", 3600)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    "loggers": {"django.request": {"level": "ERROR"},
+                # The Azure SDK logs every request and response at INFO.
+                "azure": {"level": "WARNING"}},
 }

@@ -5,7 +5,8 @@ from django.utils.html import format_html
 
 from controlplane.admin_base import ReadOnlyModelAdmin, staff_principal
 from deployments import services
-from deployments.models import Deployment, DeploymentEvent, Region, Spec, SpecPrice
+from deployments.models import Deployment, DeploymentEvent, Peering, PeeringEvent, Region, Spec, SpecPrice
+from deployments.peering import services as peering_services
 
 
 class SpecPriceInline(admin.TabularInline):
@@ -87,3 +88,53 @@ class DeploymentAdmin(ReadOnlyModelAdmin):
             services.deployment_mark_failed(principal=staff_principal(request, deployment), deployment=deployment,
                                             reason=f"Marked failed by operator {request.user.email}.")
         self.message_user(request, f"Marked {queryset.count()} deployment(s) failed.", messages.WARNING)
+
+
+# --- VPC peering ------------------------------------------------------------------------------------
+class PeeringEventInline(admin.TabularInline):
+    model = PeeringEvent
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "from_status", "to_status", "reason", "actor_label")
+    readonly_fields = fields
+    ordering = ("created_at",)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Peering)
+class PeeringAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "provider", "cidr", "deployment", "organization", "status", "cloud_state", "cloud_id",
+                    "status_changed_at", "expires_at")
+    list_filter = ("status", "provider", "deployment__region")
+    search_fields = ("id", "cloud_id", "deployment__id", "organization__id", "organization__name", "account_id",
+                     "vpc_id", "subscription_id", "vnet_name")
+    list_select_related = ("organization", "deployment")
+    inlines = [PeeringEventInline]
+    actions = ["force_converge", "play_customer_side"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return obj is None and request.user.is_staff
+
+    @admin.action(description="Converge now")
+    def force_converge(self, request, queryset) -> None:
+        for peering in queryset:
+            peering_services.peering_force_converge(principal=staff_principal(request, peering), peering=peering)
+        self.message_user(request, f"Converge queued for {queryset.count()} peering(s).", messages.SUCCESS)
+
+    @admin.action(description="Play the customer's side (simulated clouds only): accept / create reverse peering")
+    def play_customer_side(self, request, queryset) -> None:
+        from controlplane import errors
+
+        for peering in queryset:
+            try:
+                note = peering_services.peering_play_customer_side(principal=staff_principal(request, peering),
+                                                                   peering=peering)
+            except errors.DomainError as exc:
+                self.message_user(request, exc.detail, messages.ERROR)
+                return
+            except Exception as exc:  # the simulated cloud's refusal, shown to the operator
+                self.message_user(request, f"{peering.id}: {exc}", messages.ERROR)
+                continue
+            self.message_user(request, f"{peering.id}: {note}", messages.SUCCESS)

@@ -30,6 +30,9 @@ class Region(models.Model):
     tiers = models.JSONField(default=list)
     sites = models.JSONField(default=list)
     active = models.BooleanField(default=True)
+    #: The platform network deployments of this region live in, peered with customers' networks.
+    #: AWS: ``account_id, vpc_id, cidr, route_table_ids, security_group_id``; Azure: ``vnet_id, cidr``.
+    network = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.id})"
@@ -155,3 +158,131 @@ class DeploymentEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.deployment_id}: {self.from_status or '∅'} → {self.to_status}"
+
+
+class HttpAuthMethod(models.TextChoices):
+    GET = "get", "GET"
+    POST = "post", "POST"
+
+
+class HttpAuthConfig(models.Model):
+    """A deployment's custom HTTP authentication (and optional authorization/ACL) requests; one per deployment.
+
+    Each request is ``<kind>_method/url/headers/params/timeout_ms`` with kind ``authn`` or ``authz``; the
+    authorization request is configured only while ``authz_url`` is set. Header values are secrets: the
+    ``*_headers`` columns hold a JSON object ``{name: value}`` encrypted at rest and never leave through the
+    API. ``generation`` is bumped on every change; provisioning records in ``applied_generation`` the one
+    it pushed to the cluster, so the API can tell whether the broker runs the current config.
+    """
+
+    id = PrefixedIdField(prefix="hau")
+    organization = models.ForeignKey("projects.Organization", on_delete=models.PROTECT, related_name="+")
+    deployment = models.OneToOneField(Deployment, on_delete=models.CASCADE, related_name="http_auth")
+    enabled = models.BooleanField(default=True)
+
+    authn_method = models.CharField(max_length=4, choices=HttpAuthMethod.choices, default=HttpAuthMethod.POST)
+    authn_url = models.URLField(max_length=2048)
+    authn_headers = EncryptedTextField(default="{}")
+    authn_params = models.JSONField(default=dict, blank=True)
+    authn_timeout_ms = models.PositiveIntegerField(default=5000)
+
+    authz_method = models.CharField(max_length=4, choices=HttpAuthMethod.choices, default=HttpAuthMethod.POST)
+    authz_url = models.URLField(max_length=2048, blank=True)
+    authz_headers = EncryptedTextField(default="{}")
+    authz_params = models.JSONField(default=dict, blank=True)
+    authz_timeout_ms = models.PositiveIntegerField(default=5000)
+
+    generation = models.PositiveIntegerField(default=1)
+    applied_generation = models.PositiveIntegerField(default=0)
+    #: Last "test" result per kind ("authentication"/"authorization"): decision, status_code, latency_ms,
+    #: error, tested_at. Kept so a slow or failing auth service shows before it slows client connects.
+    last_tests = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "HTTP auth config"
+
+    def __str__(self) -> str:
+        return f"HTTP auth of {self.deployment_id}"
+
+
+class PeeringStatus(models.TextChoices):
+    PENDING = "pending"
+    PENDING_ACCEPTANCE = "pending_acceptance"
+    INITIATED = "initiated"
+    ACTIVE = "active"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    DELETING = "deleting"
+    DELETED = "deleted"
+
+
+class Peering(models.Model):
+    """A private network link between a deployment's platform network and the customer's AWS VPC or Azure VNet.
+
+    ``status`` only changes through ``deployments.peering.lifecycle.transition`` (every change is a
+    :class:`PeeringEvent`). AWS fields (``account_id, vpc_id, peer_region``) or Azure fields (``tenant_id,
+    subscription_id, resource_group, vnet_name``) are filled according to ``provider``. ``cloud_id`` is the
+    VPC peering connection id (``pcx-…``) or the resource id of our side of the VNet peering.
+    """
+
+    id = PrefixedIdField(prefix="pcx")
+    organization = models.ForeignKey("projects.Organization", on_delete=models.PROTECT, related_name="+")
+    deployment = models.ForeignKey(Deployment, on_delete=models.PROTECT, related_name="peerings")
+    provider = models.CharField(max_length=8, choices=Provider.choices)
+    cidr = models.CharField(max_length=18, help_text="the customer's network, e.g. 10.20.0.0/16")
+    # AWS
+    account_id = models.CharField(max_length=12, blank=True)
+    vpc_id = models.CharField(max_length=21, blank=True)
+    peer_region = models.CharField(max_length=32, blank=True)
+    # Azure
+    tenant_id = models.CharField(max_length=36, blank=True)
+    subscription_id = models.CharField(max_length=36, blank=True)
+    resource_group = models.CharField(max_length=90, blank=True)
+    vnet_name = models.CharField(max_length=64, blank=True)
+
+    status = models.CharField(max_length=24, choices=PeeringStatus.choices, default=PeeringStatus.PENDING)
+    status_reason = models.CharField(max_length=500, blank=True)
+    cloud_id = models.CharField(max_length=400, blank=True)
+    #: The state the cloud reported last (``pending-acceptance``, ``Initiated``…), for operators.
+    cloud_state = models.CharField(max_length=40, blank=True)
+    #: Set once routes and security-group rules for ``cidr`` are in place on the platform side (AWS).
+    network_configured_at = models.DateTimeField(null=True, blank=True)
+    requested_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "-created_at"]),
+            models.Index(fields=["status", "status_changed_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} peering {self.cidr} ({self.id})"
+
+
+class PeeringEvent(models.Model):
+    """One peering transition. Append-only."""
+
+    id = PrefixedIdField(prefix="evt")
+    organization = models.ForeignKey("projects.Organization", on_delete=models.PROTECT, related_name="+")
+    peering = models.ForeignKey(Peering, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=24, choices=PeeringStatus.choices, blank=True)
+    to_status = models.CharField(max_length=24, choices=PeeringStatus.choices)
+    reason = models.CharField(max_length=500, blank=True)
+    actor_label = models.CharField(max_length=254, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["peering", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.peering_id}: {self.from_status or '∅'} → {self.to_status}"

@@ -16,8 +16,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from deployments.http_auth import broker_config as http_auth_broker_config
 from deployments.lifecycle import TRANSITIONAL, transition
-from deployments.models import Deployment, Spec
+from deployments.models import Deployment, HttpAuthConfig, Spec
 from deployments.models import DeploymentStatus as S
 from k8s.render import MQTT_PORTS, BrokerClusterSpec
 from k8s.services import (
@@ -48,10 +49,15 @@ class Step:
 
 DONE = Step(None)
 REAPPLY_WHILE_WAITING_SECONDS = 60
+# On the StatefulSet (not the pod template): which HTTP auth config generation the applied objects carry.
+HTTP_AUTH_GENERATION_ANNOTATION = "mqcloud.io/http-auth-generation"
 
 
 def broker_cluster_spec(deployment: Deployment, spec: Spec, *, replicas: int | None = None,
                         surge_replicas: int | None = None, partition: int = 0) -> BrokerClusterSpec:
+    http_auth = HttpAuthConfig.objects.filter(deployment_id=deployment.id).first()
+    extra_config, secret_env = http_auth_broker_config(http_auth)
+    annotations = {HTTP_AUTH_GENERATION_ANNOTATION: str(http_auth.generation)} if http_auth else {}
     return BrokerClusterSpec(
         namespace=deployment.namespace,
         name=BROKER_NAME,
@@ -68,7 +74,18 @@ def broker_cluster_spec(deployment: Deployment, spec: Spec, *, replicas: int | N
         dashboard_password=deployment.dashboard_password,
         surge_replicas=surge_replicas,
         partition=partition,
+        extra_config=extra_config,
+        secret_env=secret_env,
+        annotations=annotations,
     )
+
+
+def _record_http_auth_applied(deployment_id: str, desired: BrokerClusterSpec) -> None:
+    """After an apply: the HTTP auth config generation it carried is in the cluster (pods roll to it)."""
+    generation = desired.annotations.get(HTTP_AUTH_GENERATION_ANNOTATION)
+    if generation is not None:
+        HttpAuthConfig.objects.filter(deployment_id=deployment_id, generation=int(generation)).update(
+            applied_generation=int(generation))
 
 
 def desired_cluster_spec(deployment: Deployment) -> BrokerClusterSpec | None:
@@ -137,6 +154,7 @@ def converge(deployment_id: str) -> Step:
             # Only the generation just applied is recorded; a newer request re-applies on its next step.
             Deployment.objects.filter(pk=deployment.id, desired_generation=deployment.desired_generation).update(
                 applied_generation=deployment.desired_generation, last_reconciled_at=timezone.now())
+            _record_http_auth_applied(deployment.id, desired)
         observed = observe_broker_cluster(region_id=deployment.region_id, namespace=deployment.namespace,
                                           name=BROKER_NAME)
         return _advance(deployment, desired, observed, timeout, poll)
@@ -206,4 +224,5 @@ def repair(deployment_id: str) -> int:
     assert desired is not None
     report = apply_broker_cluster(region_id=deployment.region_id, spec=desired)
     Deployment.objects.filter(pk=deployment.id).update(last_reconciled_at=timezone.now())
+    _record_http_auth_applied(deployment.id, desired)
     return report.api_calls

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from decimal import Decimal
 
 from django.db.models import QuerySet
 
 from controlplane import errors
-from deployments.models import Deployment, DeploymentEvent, Region, Spec, Tier
+from deployments.models import Deployment, DeploymentEvent, HttpAuthConfig, Region, Spec, Tier
 from deployments.models import DeploymentStatus as S
 from projects.tenancy import Principal
 
@@ -33,6 +34,25 @@ def deployment_get(*, principal: Principal, deployment_id: str) -> Deployment:
 
 def deployment_event_list(*, principal: Principal, deployment: Deployment) -> QuerySet[DeploymentEvent]:
     return DeploymentEvent.objects.filter(organization=principal.organization, deployment=deployment)
+
+
+def http_auth_list(*, principal: Principal) -> QuerySet[HttpAuthConfig]:
+    return HttpAuthConfig.objects.filter(organization=principal.organization)
+
+
+def http_auth_get(*, principal: Principal, deployment: Deployment) -> HttpAuthConfig:
+    config = http_auth_list(principal=principal).filter(deployment=deployment).first()
+    if config is None:
+        raise errors.NotFound(f"The deployment {deployment.id} has no HTTP authentication configured.")
+    return config
+
+
+def active_peering_networks(deployment: Deployment) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The CIDRs of the deployment's active VPC peerings: private addresses the broker may reach."""
+    from deployments.models import Peering, PeeringStatus
+
+    cidrs = Peering.objects.filter(deployment=deployment, status=PeeringStatus.ACTIVE).order_by("created_at", "id")
+    return [ipaddress.ip_network(cidr) for cidr in cidrs.values_list("cidr", flat=True)]
 
 
 def region_list(*, site: str) -> QuerySet[Region]:

@@ -33,7 +33,8 @@ def catalog_sync(*, path: Path = CATALOG_FILE) -> dict[str, int]:
     for entry in data["regions"]:
         Region.objects.update_or_create(
             id=entry["id"],
-            defaults={k: entry[k] for k in ("provider", "code", "name", "tiers", "sites")} | {"active": True},
+            defaults={k: entry[k] for k in ("provider", "code", "name", "tiers", "sites")}
+            | {"active": True, "network": entry.get("network", {})},
         )
         region_ids.append(entry["id"])
     for entry in data["specs"]:

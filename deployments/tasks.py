@@ -71,3 +71,52 @@ def deployments_reconcile() -> dict[str, int]:
             deployment_repair.delay(deployment_id)
             counts["repair"] += 1
     return counts
+
+
+# --- VPC peering ------------------------------------------------------------------------------------
+@contextmanager
+def peering_lock(peering_id: str):
+    key = f"lock:peering:{peering_id}"
+    acquired = cache.add(key, "1", timeout=LOCK_SECONDS)
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            cache.delete(key)
+
+
+class PeeringTransientError(Exception):
+    """A retryable cloud error (throttling, 5xx, connection trouble), raised for Celery's autoretry."""
+
+
+@shared_task(name="deployments.tasks.peering_converge", bind=True, acks_late=True,
+             autoretry_for=(PeeringTransientError, ConnectionError, TimeoutError), retry_backoff=2,
+             retry_backoff_max=300, retry_jitter=True, max_retries=None)
+def peering_converge(self, peering_id: str) -> str:
+    """One idempotent step of a peering; reschedules itself while waiting for the cloud or the customer."""
+    from deployments.peering.steps import CloudError
+    from deployments.peering.worker import converge
+
+    with peering_lock(peering_id) as acquired:
+        if not acquired:
+            return "busy"
+        try:
+            step = converge(peering_id)
+        except CloudError as exc:  # only transient ones get here
+            logger.info("peering %s: %s; retrying", peering_id, exc.message)
+            raise PeeringTransientError(exc.message) from exc
+    if step.again_in is not None:
+        peering_converge.apply_async((peering_id,), countdown=step.again_in)
+    return step.note or "done"
+
+
+@shared_task(name="deployments.tasks.peerings_reconcile")
+def peerings_reconcile() -> int:
+    """Beat job: re-drive pending/initiated/pending_acceptance/deleting peerings (the 7-day expiry happens in
+    their step), check active ones still are, and tear down peerings of deployments being deleted."""
+    from deployments.peering.worker import peerings_to_drive
+
+    peering_ids = peerings_to_drive()
+    for peering_id in peering_ids:
+        peering_converge.delay(peering_id)
+    return len(peering_ids)

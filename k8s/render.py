@@ -37,6 +37,9 @@ class BrokerClusterSpec:
     storage_gib: int = 10
     #: HOCON fragments appended to emqx.conf (e.g. the HTTP authentication chain).
     extra_config: tuple[str, ...] = ()
+    #: Secrets the config reads from the environment (``${?NAME}`` in HOCON): (variable name, value). The
+    #: values go into the bootstrap Secret, never into the ConfigMap.
+    secret_env: tuple[tuple[str, str], ...] = ()
     #: For a single node being resized: run this many replicas during the surge.
     surge_replicas: int | None = None
     #: StatefulSet rolling-update partition (pods with ordinal >= partition get the new template).
@@ -62,6 +65,11 @@ class BrokerClusterSpec:
     @property
     def headless_service(self) -> str:
         return f"{self.name}-headless"
+
+
+def secret_env_key(name: str) -> str:
+    """The bootstrap Secret's key holding the environment variable ``name``."""
+    return "env-" + name.lower().replace("_", "-")
 
 
 def _meta(spec: BrokerClusterSpec, name: str, *, namespaced: bool = True) -> dict:
@@ -99,7 +107,12 @@ def render(spec: BrokerClusterSpec) -> list[dict]:
     """All objects of one broker cluster, in the order they should be applied."""
     config = emqx_config(spec)
     # A hash of the config in the pod template restarts pods (one at a time) when the config changes.
-    config_hash = hashlib.sha256(config.encode()).hexdigest()[:16]
+    hashed = config
+    if spec.secret_env:
+        # A changed secret must roll the pods too (the environment is read at start). Salted with the node
+        # cookie so the annotation says nothing about the secret values.
+        hashed += "\0" + spec.node_cookie + json.dumps(spec.secret_env)
+    config_hash = hashlib.sha256(hashed.encode()).hexdigest()[:16]
     replicas = spec.surge_replicas if spec.surge_replicas is not None else spec.replicas
     quota_pods = max(replicas, spec.replicas) + 1
     return [
@@ -132,7 +145,8 @@ def render(spec: BrokerClusterSpec) -> list[dict]:
             "kind": "Secret",
             "metadata": _meta(spec, f"{spec.name}-bootstrap"),
             "type": "Opaque",
-            "stringData": {"node_cookie": spec.node_cookie, "dashboard_password": spec.dashboard_password},
+            "stringData": {"node_cookie": spec.node_cookie, "dashboard_password": spec.dashboard_password,
+                           **{secret_env_key(name): value for name, value in spec.secret_env}},
         },
         {
             "apiVersion": "v1",
@@ -207,6 +221,9 @@ def _stateful_set(spec: BrokerClusterSpec, replicas: int, config_hash: str) -> d
              "valueFrom": {"secretKeyRef": {"name": f"{spec.name}-bootstrap", "key": "node_cookie"}}},
             {"name": "EMQX_DASHBOARD__DEFAULT_PASSWORD",
              "valueFrom": {"secretKeyRef": {"name": f"{spec.name}-bootstrap", "key": "dashboard_password"}}},
+            *({"name": name, "valueFrom": {"secretKeyRef": {"name": f"{spec.name}-bootstrap",
+                                                            "key": secret_env_key(name)}}}
+              for name, _ in spec.secret_env),
         ],
         "ports": [
             *({"name": n, "containerPort": p, "protocol": "TCP"} for n, p in MQTT_PORTS.items()),

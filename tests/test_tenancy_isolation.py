@@ -16,8 +16,8 @@ from django.db import models
 from django.urls import URLPattern, URLResolver, reverse
 
 from controlplane.api import urls as api_urls
-from deployments.models import Deployment, Region, Spec
-from deployments.tests.factories import DeploymentFactory
+from deployments.models import Deployment, Peering, Region, Spec
+from deployments.tests.factories import DeploymentFactory, PeeringFactory
 from projects.api.base import OrganizationScopedViewSet
 from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project
 from projects.roles import Role
@@ -42,6 +42,7 @@ FACTORIES: dict[type[models.Model], Callable[[Organization], models.Model]] = {
     ApiKey: lambda org: ApiKeyFactory(organization=org),
     AuditEvent: lambda org: AuditEventFactory(organization=org),
     Deployment: lambda org: DeploymentFactory(organization=org),
+    Peering: lambda org: PeeringFactory(organization=org),
 }
 
 #: models every organization reads (no organization column): there is nothing to isolate.

@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from controlplane.api.serializers import InputSerializer
 from deployments import selectors
-from deployments.models import Deployment, DeploymentEvent, Region, Spec
+from deployments.models import Deployment, DeploymentEvent, HttpAuthConfig, Region, Spec
 
 
 class RegionOut(serializers.ModelSerializer):
@@ -93,3 +93,119 @@ class DeploymentScaleIn(InputSerializer):
 class EmptyIn(InputSerializer):
     pass
 
+
+
+# --- custom HTTP authentication ---------------------------------------------------------------------
+class HttpAuthRequestIn(InputSerializer):
+    method = serializers.CharField(max_length=8, help_text="GET (params as query string) or POST (params as a "
+                                                            "JSON body).")
+    url = serializers.CharField(max_length=2048, help_text="http:// or https://; basic deployments: a public "
+                                                           "address only.")
+    headers = serializers.DictField(child=serializers.CharField(max_length=4096, allow_blank=True,
+                                                                trim_whitespace=False),
+                                    required=False, default=dict,
+                                    help_text="Header name → value. Write-only: responses list the names only. "
+                                              "A PUT replaces every header; one left out is removed.")
+    params = serializers.DictField(child=serializers.CharField(max_length=1024, allow_blank=True,
+                                                               trim_whitespace=False),
+                                   required=False, default=dict,
+                                   help_text="Param name → template with placeholders such as ${username}.")
+    timeout_ms = serializers.IntegerField(min_value=100, max_value=10000, default=5000)
+
+    def to_internal_value(self, data):
+        # Nested serializers have no initial_data of their own: refuse unknown fields here.
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+    def validate_method(self, value: str) -> str:
+        if value.lower() not in ("get", "post"):
+            raise serializers.ValidationError("Use GET or POST.")
+        return value.lower()
+
+
+class HttpAuthIn(InputSerializer):
+    enabled = serializers.BooleanField(default=True)
+    authentication = HttpAuthRequestIn()
+    authorization = HttpAuthRequestIn(required=False, allow_null=True, default=None,
+                                      help_text="The ACL request; null or absent: no HTTP authorization.")
+
+
+class HttpAuthRequestOut(serializers.Serializer):
+    method = serializers.CharField()
+    url = serializers.CharField()
+    headers = serializers.ListField(child=serializers.CharField(), help_text="Header names; values are write-only.")
+    params = serializers.DictField(child=serializers.CharField())
+    timeout_ms = serializers.IntegerField()
+
+
+class HttpAuthTestResultOut(serializers.Serializer):
+    kind = serializers.CharField()
+    decision = serializers.ChoiceField(choices=["allow", "deny", "ignore"])
+    status_code = serializers.IntegerField(allow_null=True)
+    latency_ms = serializers.FloatField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+    is_superuser = serializers.BooleanField(allow_null=True)
+    tested_at = serializers.DateTimeField()
+    slow = serializers.BooleanField(help_text="Latency above one second: every client connect waits that long.")
+
+
+class HttpAuthLastTestsOut(serializers.Serializer):
+    authentication = HttpAuthTestResultOut(allow_null=True)
+    authorization = HttpAuthTestResultOut(allow_null=True)
+
+
+class HttpAuthOut(serializers.Serializer):
+    deployment = serializers.CharField()
+    enabled = serializers.BooleanField()
+    authentication = HttpAuthRequestOut()
+    authorization = HttpAuthRequestOut(allow_null=True)
+    generation = serializers.IntegerField()
+    applied = serializers.BooleanField(help_text="Whether this configuration has been pushed to the cluster "
+                                                 "(the broker nodes then restart one at a time to load it).")
+    last_tests = HttpAuthLastTestsOut()
+    updated_at = serializers.DateTimeField()
+
+
+class HttpAuthTestIn(InputSerializer):
+    kind = serializers.ChoiceField(choices=["authentication", "authorization"], default="authentication")
+    clientid = serializers.CharField(max_length=256, allow_blank=True, default="", trim_whitespace=False)
+    username = serializers.CharField(max_length=256, allow_blank=True, default="", trim_whitespace=False)
+    password = serializers.CharField(max_length=1024, allow_blank=True, default="", trim_whitespace=False)
+    peerhost = serializers.CharField(max_length=64, allow_blank=True, default="127.0.0.1")
+    cert_subject = serializers.CharField(max_length=1024, allow_blank=True, default="", trim_whitespace=False)
+    topic = serializers.CharField(max_length=1024, allow_blank=True, default="", trim_whitespace=False)
+    action = serializers.ChoiceField(choices=["publish", "subscribe"], default="publish")
+
+
+class HttpAuthTestOut(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=["allow", "deny", "ignore"])
+    status_code = serializers.IntegerField(allow_null=True)
+    latency_ms = serializers.FloatField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+    is_superuser = serializers.BooleanField(allow_null=True)
+    kind = serializers.CharField()
+
+
+def http_auth_out(config: HttpAuthConfig) -> dict:
+    from deployments.http_auth import KINDS, request_spec
+
+    def request_out(kind: str) -> dict | None:
+        spec = request_spec(config, kind)
+        if spec is None:
+            return None
+        return {"method": spec.method.upper(), "url": spec.url, "headers": sorted(spec.headers),
+                "params": spec.params, "timeout_ms": spec.timeout_ms}
+
+    return HttpAuthOut({
+        "deployment": config.deployment_id,
+        "enabled": config.enabled,
+        "authentication": request_out(KINDS[0]),
+        "authorization": request_out(KINDS[1]),
+        "generation": config.generation,
+        "applied": config.applied_generation >= config.generation,
+        "last_tests": {kind: config.last_tests.get(kind) for kind in KINDS},
+        "updated_at": config.updated_at,
+    }).data

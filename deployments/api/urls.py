@@ -1,10 +1,12 @@
 from rest_framework.routers import SimpleRouter
 
 from deployments.api import views
+from deployments.api.peering import PeeringViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("regions", views.RegionViewSet, basename="region")
 router.register("specs", views.SpecViewSet, basename="spec")
 router.register("deployments", views.DeploymentViewSet, basename="deployment")
+router.register("peerings", PeeringViewSet, basename="peering")
 
 urlpatterns = router.urls

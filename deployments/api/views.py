@@ -9,8 +9,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane.api.pagination import CursorLimitPagination
-from deployments import selectors, services
+from deployments import http_auth, selectors, services
 from deployments.api import serializers as s
+from deployments.api.peering import DeploymentPeeringsMixin
 from deployments.models import Deployment, DeploymentStatus, Provider, Region, Spec, Tier
 from projects.api.base import OrganizationScopedViewSet
 from projects.roles import Perm
@@ -87,14 +88,17 @@ class DeploymentFilter(django_filters.FilterSet):
         fields = ["project", "status", "tier", "region"]
 
 
-class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):
+class DeploymentViewSet(DeploymentPeeringsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                        OrganizationScopedViewSet):
     """Broker deployments. Lifecycle requests answer 202 with the deployment in its new state; poll it."""
 
     permission_by_action = {action: Perm.DEPLOYMENTS_WRITE for action in
-                            ("create", "partial_update", "destroy", "scale", "stop", "start", "retry")}
+                            ("create", "partial_update", "destroy", "scale", "stop", "start", "retry",
+                             "http_auth_put", "http_auth_delete", "http_auth_test")}
     serializer_class = s.DeploymentOut
     filterset_class = DeploymentFilter
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    # PUT only for /http-auth (the deployment itself has no update action, so no PUT route).
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
     def scoped_queryset(self, principal: Principal) -> QuerySet:
         return selectors.deployment_list(principal=principal)
@@ -165,3 +169,53 @@ class DeploymentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organi
         events = selectors.deployment_event_list(principal=self.principal, deployment=deployment)
         page = self.paginate_queryset(events)
         return self.get_paginated_response(s.DeploymentEventOut(page, many=True).data)
+
+    # --- custom HTTP authentication ---------------------------------------------------------------
+    @extend_schema(responses=s.HttpAuthOut, description="The HTTP authentication/ACL configuration; header "
+                   "values are write-only (names only). `applied` tells whether the cluster runs it. 404 when "
+                   "none is configured.")
+    @action(detail=True, methods=["get"], url_path="http-auth")
+    def http_auth(self, request: Request, pk: str) -> Response:
+        config = selectors.http_auth_get(principal=self.principal, deployment=self.get_object())
+        return Response(s.http_auth_out(config))
+
+    @extend_schema(request=s.HttpAuthIn, responses=s.HttpAuthOut,
+                   description="Replaces the whole configuration (header values included: a header left out is "
+                               "removed). The broker nodes restart one at a time to load it.")
+    @http_auth.mapping.put
+    def http_auth_put(self, request: Request, pk: str) -> Response:
+        deployment = self.get_object()
+        data = s.HttpAuthIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        config = http_auth.http_auth_put(
+            principal=self.principal, deployment=deployment, enabled=values["enabled"],
+            authentication=_request_spec(values["authentication"]),
+            authorization=_request_spec(values["authorization"]) if values.get("authorization") else None,
+        )
+        return Response(s.http_auth_out(config))
+
+    @extend_schema(request=None, responses={204: None})
+    @http_auth.mapping.delete
+    def http_auth_delete(self, request: Request, pk: str) -> Response:
+        http_auth.http_auth_delete(principal=self.principal, deployment=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=s.HttpAuthTestIn, responses=s.HttpAuthTestOut,
+                   description="Sends the configured request built from these sample values, exactly as the "
+                               "broker would, and reports what the broker would decide.")
+    @action(detail=True, methods=["post"], url_path="http-auth/test")
+    def http_auth_test(self, request: Request, pk: str) -> Response:
+        deployment = self.get_object()
+        data = s.HttpAuthTestIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        kind = values.pop("kind")
+        result = http_auth.http_auth_test(principal=self.principal, deployment=deployment, kind=kind,
+                                          sample=values)
+        return Response(s.HttpAuthTestOut(result.as_dict()).data)
+
+
+def _request_spec(values: dict) -> http_auth.HttpRequestSpec:
+    return http_auth.HttpRequestSpec(method=values["method"], url=values["url"], headers=dict(values["headers"]),
+                                     params=dict(values["params"]), timeout_ms=values["timeout_ms"])

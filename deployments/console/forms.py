@@ -93,3 +93,84 @@ class DeleteConfirmForm(forms.Form):
         if value != self.deployment_name:
             raise forms.ValidationError(f"Type {self.deployment_name} exactly to confirm.")
         return value
+
+
+# --- custom HTTP authentication ---------------------------------------------------------------------
+METHOD_CHOICES = [("post", "POST (params as a JSON body)"), ("get", "GET (params in the query string)")]
+PLACEHOLDER_HELP = "One name=value per line; values may use ${clientid}, ${username}, ${password}, ${peerhost}, " \
+                   "${cert_subject}"
+
+
+def parse_lines(text: str, separator: str, what: str) -> dict[str, str]:
+    """``Name: value`` (headers) or ``name=value`` (params) lines into a dict; blank lines are skipped."""
+    result: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        name, found, value = line.partition(separator)
+        if not found or not name.strip():
+            raise forms.ValidationError(f"Line {number}: write {what}.")
+        result[name.strip()] = value.strip()
+    return result
+
+
+class HttpAuthForm(forms.Form):
+    """Both requests; the service checks every rule. Header values are write-only: the field starts empty,
+    and left empty it keeps the stored headers (tick "remove" to drop them)."""
+
+    enabled = forms.BooleanField(required=False, initial=True, label="Enabled")
+    authn_method = forms.ChoiceField(choices=METHOD_CHOICES, label="Method")
+    authn_url = forms.CharField(max_length=2048, label="URL",
+                                widget=forms.URLInput(attrs={"placeholder": "https://auth.example.com/mqtt/auth"}))
+    authn_headers = forms.CharField(required=False, label="Headers", widget=forms.Textarea(attrs={"rows": 3}),
+                                    help_text="One 'Name: value' per line. Values are never shown again.")
+    authn_headers_clear = forms.BooleanField(required=False, label="Remove the stored headers")
+    authn_params = forms.CharField(required=False, label="Params", widget=forms.Textarea(attrs={"rows": 4}),
+                                   help_text=PLACEHOLDER_HELP + ".")
+    authn_timeout_ms = forms.IntegerField(min_value=100, max_value=10000, initial=5000, label="Timeout (ms)")
+
+    authz_enabled = forms.BooleanField(required=False, label="Also authorize topics (ACL) over HTTP")
+    authz_method = forms.ChoiceField(choices=METHOD_CHOICES, label="Method", required=False)
+    authz_url = forms.CharField(max_length=2048, label="URL", required=False,
+                                widget=forms.URLInput(attrs={"placeholder": "https://auth.example.com/mqtt/acl"}))
+    authz_headers = forms.CharField(required=False, label="Headers", widget=forms.Textarea(attrs={"rows": 3}),
+                                    help_text="One 'Name: value' per line. Values are never shown again.")
+    authz_headers_clear = forms.BooleanField(required=False, label="Remove the stored headers")
+    authz_params = forms.CharField(required=False, label="Params", widget=forms.Textarea(attrs={"rows": 4}),
+                                   help_text=PLACEHOLDER_HELP + ", ${topic}, ${action}.")
+    authz_timeout_ms = forms.IntegerField(min_value=100, max_value=10000, initial=5000, label="Timeout (ms)",
+                                          required=False)
+
+    def _lines(self, name: str, separator: str, what: str) -> dict[str, str]:
+        return parse_lines(self.cleaned_data.get(name) or "", separator, what)
+
+    def clean_authn_headers(self) -> dict[str, str]:
+        return self._lines("authn_headers", ":", "'Name: value'")
+
+    def clean_authz_headers(self) -> dict[str, str]:
+        return self._lines("authz_headers", ":", "'Name: value'")
+
+    def clean_authn_params(self) -> dict[str, str]:
+        return self._lines("authn_params", "=", "name=value")
+
+    def clean_authz_params(self) -> dict[str, str]:
+        return self._lines("authz_params", "=", "name=value")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("authz_enabled"):
+            for name in ("authz_method", "authz_url", "authz_timeout_ms"):
+                if data.get(name) in (None, ""):
+                    self.add_error(name, "Required for the ACL request.")
+        return data
+
+
+class HttpAuthTestForm(forms.Form):
+    kind = forms.ChoiceField(choices=[("authentication", "Authentication"), ("authorization", "Authorization (ACL)")])
+    clientid = forms.CharField(max_length=256, required=False, initial="test-client", label="Client ID")
+    username = forms.CharField(max_length=256, required=False, label="Username", strip=False)
+    password = forms.CharField(max_length=1024, required=False, label="Password", strip=False,
+                               widget=forms.PasswordInput(render_value=False))
+    peerhost = forms.CharField(max_length=64, required=False, initial="203.0.113.10", label="Peer host")
+    topic = forms.CharField(max_length=1024, required=False, label="Topic (ACL)", strip=False)
+    action = forms.ChoiceField(choices=[("publish", "publish"), ("subscribe", "subscribe")], label="Action (ACL)")

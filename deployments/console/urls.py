@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from deployments.console import views
+from deployments.console import peering, views
 
 urlpatterns = [
     path("deployments", views.DeploymentListView.as_view(), name="deployments"),
@@ -15,4 +15,14 @@ urlpatterns = [
     path("deployments/<str:deployment_id>/protection", views.DeploymentProtectionView.as_view(),
          name="deployment-protection"),
     path("deployments/<str:deployment_id>/delete", views.DeploymentDeleteView.as_view(), name="deployment-delete"),
+    path("deployments/<str:deployment_id>/peerings", peering.PeeringSectionView.as_view(),
+         name="deployment-peerings"),
+    path("deployments/<str:deployment_id>/peerings/new", peering.PeeringCreateView.as_view(), name="peering-create"),
+    path("peerings/<str:peering_id>", peering.PeeringDetailView.as_view(), name="peering-detail"),
+    path("peerings/<str:peering_id>/delete", peering.PeeringDeleteView.as_view(), name="peering-delete"),
+    path("deployments/<str:deployment_id>/http-auth", views.HttpAuthView.as_view(), name="deployment-http-auth"),
+    path("deployments/<str:deployment_id>/http-auth/test", views.HttpAuthTestView.as_view(),
+         name="deployment-http-auth-test"),
+    path("deployments/<str:deployment_id>/http-auth/delete", views.HttpAuthDeleteView.as_view(),
+         name="deployment-http-auth-delete"),
 ]

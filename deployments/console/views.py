@@ -16,10 +16,10 @@ from django.shortcuts import redirect
 from django.urls import reverse
 
 from controlplane import errors
-from deployments import selectors, services
+from deployments import http_auth, selectors, services
 from deployments.console import forms as deployment_forms
 from deployments.lifecycle import TRANSITIONAL
-from deployments.models import Deployment, DeploymentStatus, Spec, Tier
+from deployments.models import Deployment, DeploymentStatus, HttpAuthConfig, Spec, Tier
 from projects import selectors as project_selectors
 from projects.console.base import OrganizationConsoleView, OrganizationFormView
 from projects.roles import Perm
@@ -194,6 +194,7 @@ class DeploymentDetailView(_DeploymentMixin, OrganizationConsoleView):
             "is_running": deployment.status == DeploymentStatus.RUNNING,
             "is_stopped": deployment.status == DeploymentStatus.STOPPED,
             "is_failed": deployment.status == DeploymentStatus.FAILED,
+            "http_auth": selectors.http_auth_list(principal=self.principal).filter(deployment=deployment).first(),
         })
 
     def status_part(self, request: HttpRequest) -> HttpResponse:
@@ -295,3 +296,142 @@ class DeploymentDeleteView(_DeploymentMixin, OrganizationFormView):
         messages.success(self.request, f"Deleting {self.deployment.name}; it leaves the list once its resources "
                                        f"are gone.")
         return redirect("console:deployments")
+
+
+# --- custom HTTP authentication ---------------------------------------------------------------------
+_FORM_PREFIX = {http_auth.AUTHENTICATION: "authn", http_auth.AUTHORIZATION: "authz"}
+
+
+def _form_field(service_field: str) -> str | None:
+    """``authentication.url`` (a service's error key) → ``authn_url`` (the form's field)."""
+    kind, _, name = service_field.partition(".")
+    if kind in _FORM_PREFIX and name:
+        return f"{_FORM_PREFIX[kind]}_{name}"
+    return None
+
+
+def _lines(values: dict[str, str], separator: str) -> str:
+    return "\n".join(f"{name}{separator}{value}" for name, value in values.items())
+
+
+class HttpAuthView(_DeploymentMixin, OrganizationConsoleView):
+    """The deployment's HTTP authentication/ACL: the form, the test form and the last test results."""
+
+    template_name = "console/deployments/http_auth.html"
+
+    @cached_property
+    def config(self) -> HttpAuthConfig | None:
+        try:
+            return selectors.http_auth_get(principal=self.principal, deployment=self.deployment)
+        except errors.NotFound:
+            return None
+
+    def initial(self) -> dict[str, Any]:
+        config = self.config
+        if config is None:
+            return {"enabled": True, "authn_method": "post", "authn_timeout_ms": 5000, "authz_method": "post",
+                    "authz_timeout_ms": 5000,
+                    "authn_params": "clientid=${clientid}\nusername=${username}\npassword=${password}",
+                    "authz_params": "clientid=${clientid}\ntopic=${topic}\naction=${action}"}
+        initial: dict[str, Any] = {"enabled": config.enabled}
+        for kind, prefix in _FORM_PREFIX.items():
+            spec = http_auth.request_spec(config, kind)
+            if spec is None:
+                initial.update({f"{prefix}_method": "post", f"{prefix}_timeout_ms": 5000})
+                continue
+            initial.update({f"{prefix}_method": spec.method, f"{prefix}_url": spec.url,
+                            f"{prefix}_params": _lines(spec.params, "="), f"{prefix}_timeout_ms": spec.timeout_ms})
+        initial["authz_enabled"] = bool(config.authz_url)
+        return initial
+
+    def context(self, form: forms.Form, test_form: forms.Form | None = None) -> dict[str, Any]:
+        config = self.config
+        header_names, last_tests = {}, []
+        if config is not None:
+            for kind, prefix in _FORM_PREFIX.items():
+                spec = http_auth.request_spec(config, kind)
+                header_names[prefix] = sorted(spec.headers) if spec else []
+                result = config.last_tests.get(kind)
+                if result:
+                    last_tests.append({**result, "slow": (result.get("latency_ms") or 0) > http_auth.SLOW_MS})
+        return {"deployment": self.deployment, "config": config, "form": form,
+                "test_form": test_form or deployment_forms.HttpAuthTestForm(),
+                "header_names": header_names, "last_tests": last_tests,
+                "applied": config is not None and config.applied_generation >= config.generation,
+                "slow_ms": http_auth.SLOW_MS}
+
+    def get(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
+        return self.render_page(self.context(deployment_forms.HttpAuthForm(initial=self.initial())))
+
+    def post(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
+        self.principal.require(Perm.DEPLOYMENTS_WRITE)
+        form = deployment_forms.HttpAuthForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                http_auth.http_auth_put(
+                    principal=self.principal, deployment=self.deployment, enabled=data["enabled"],
+                    authentication=self._spec(http_auth.AUTHENTICATION, data),
+                    authorization=self._spec(http_auth.AUTHORIZATION, data) if data["authz_enabled"] else None,
+                )
+            except _PAGE_ERRORS:
+                raise
+            except errors.DomainError as exc:
+                placed = False
+                for field, field_messages in exc.errors.items():
+                    name = _form_field(field)
+                    form.add_error(name if name in form.fields else None, list(field_messages))
+                    placed = True
+                if not placed:
+                    form.add_error(None, exc.detail)
+            else:
+                messages.success(request, "HTTP authentication saved; the broker nodes restart one at a time to "
+                                          "load it.")
+                return redirect("console:deployment-http-auth", self.deployment.id)
+        return self.render_page(self.context(form), status=400)
+
+    def _spec(self, kind: str, data: dict[str, Any]) -> http_auth.HttpRequestSpec:
+        prefix = _FORM_PREFIX[kind]
+        headers = data[f"{prefix}_headers"]
+        if not headers and not data[f"{prefix}_headers_clear"] and self.config is not None:
+            stored = http_auth.request_spec(self.config, kind)
+            headers = stored.headers if stored else {}  # write-only values: empty keeps what is stored
+        return http_auth.HttpRequestSpec(method=data[f"{prefix}_method"], url=data[f"{prefix}_url"].strip(),
+                                         headers=headers, params=data[f"{prefix}_params"],
+                                         timeout_ms=data[f"{prefix}_timeout_ms"])
+
+
+class HttpAuthTestView(HttpAuthView):
+    """Runs the test call and shows the decision in a flash message; the result joins the last results."""
+
+    http_method_names: ClassVar[list[str]] = ["post"]
+    required_perm = Perm.DEPLOYMENTS_WRITE
+
+    def post(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
+        test_form = deployment_forms.HttpAuthTestForm(request.POST)
+        if not test_form.is_valid():
+            form = deployment_forms.HttpAuthForm(initial=self.initial())
+            return self.render_page(self.context(form, test_form), status=400)
+        sample = dict(test_form.cleaned_data)
+        kind = sample.pop("kind")
+        try:
+            result = http_auth.http_auth_test(principal=self.principal, deployment=self.deployment, kind=kind,
+                                              sample=sample)
+        except _PAGE_ERRORS:
+            raise
+        except errors.DomainError as exc:
+            messages.error(request, exc.detail)
+        else:
+            status_code = result.status_code if result.status_code is not None else "no response"
+            latency = f"{result.latency_ms:.0f} ms" if result.latency_ms is not None else "no latency"
+            text = f"Test {kind}: {result.decision} (status {status_code}, {latency})"
+            if result.error:
+                text += f" — {result.error}"
+            (messages.warning if result.decision != "allow" or result.slow else messages.success)(request, text)
+        return redirect("console:deployment-http-auth", self.deployment.id)
+
+
+class HttpAuthDeleteView(DeploymentActionView):
+    def perform(self, deployment: Deployment) -> str:
+        http_auth.http_auth_delete(principal=self.principal, deployment=deployment)
+        return "HTTP authentication removed; the broker goes back to the default authentication."

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import factory
 
-from deployments.models import Deployment, Region, Spec
+from deployments.models import Deployment, Peering, Region, Spec
 from projects.tests.factories import OrganizationFactory, ProjectFactory
 
 
@@ -22,3 +22,20 @@ class DeploymentFactory(factory.django.DjangoModelFactory):
     status = "running"
     node_cookie = "cookie"
     dashboard_password = "password"
+
+
+class PeeringFactory(factory.django.DjangoModelFactory):
+    """An AWS peering of a professional deployment, as recorded before the worker ran."""
+
+    class Meta:
+        model = Peering
+
+    organization = factory.SubFactory(OrganizationFactory)
+    deployment = factory.SubFactory(DeploymentFactory, organization=factory.SelfAttribute("..organization"),
+                                    spec=factory.LazyFunction(lambda: Spec.objects.get(id="pro-1k")))
+    provider = "aws"
+    cidr = factory.Sequence(lambda n: f"10.{20 + n % 60}.0.0/16")
+    account_id = "111122223333"
+    vpc_id = "vpc-0123456789abcdef0"
+    peer_region = "us-east-1"
+    status = "pending"

@@ -1,0 +1,113 @@
+"""Writes for peerings: every one audited; outside work is recorded here and done by the worker."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+
+from django.conf import settings
+from django.db import transaction
+
+from controlplane import errors
+from deployments.models import Deployment, DeploymentStatus, Peering, PeeringEvent, Tier
+from deployments.models import PeeringStatus as P
+from deployments.peering import selectors, validation
+from deployments.peering.lifecycle import transition
+from deployments.peering.network import platform_network
+from projects.roles import Perm
+from projects.services import audit_record
+from projects.tenancy import Principal
+
+PEERABLE_TIERS = frozenset({Tier.PROFESSIONAL, Tier.FLAGSHIP})
+#: Deployment states in which no new peering may be requested.
+CLOSED_DEPLOYMENT_STATES = frozenset({DeploymentStatus.DELETING, DeploymentStatus.DELETED})
+
+
+def _enqueue_converge(peering: Peering) -> None:
+    from deployments.tasks import peering_converge
+
+    peering_id = peering.id
+    transaction.on_commit(lambda: peering_converge.delay(peering_id))
+
+
+def peering_create(*, principal: Principal, deployment: Deployment, provider: str,
+                   fields: Mapping[str, str]) -> Peering:
+    """Records the request (status ``pending``) and hands it to the worker. 409 for basic deployments."""
+    principal.require(Perm.DEPLOYMENTS_WRITE)
+    if deployment.tier not in PEERABLE_TIERS:
+        raise errors.Conflict(f"VPC peering needs a professional or flagship deployment; {deployment.name} is "
+                              f"{deployment.tier}.")
+    with transaction.atomic():
+        # Locks the deployment: two concurrent requests cannot both pass the overlap check.
+        deployment = Deployment.objects.select_for_update().select_related("region").get(
+            pk=deployment.pk, organization=principal.organization)
+        if deployment.status in CLOSED_DEPLOYMENT_STATES:
+            raise errors.Conflict(f"The deployment is {deployment.status}; it cannot be peered.")
+        region = deployment.region
+        network = platform_network(region)
+        cleaned = validation.validate_request(
+            provider=provider, fields=fields, platform_provider=region.provider, platform_region=region.code,
+            platform_cidr=network.get("cidr"), other_cidrs=selectors.reserved_cidrs(deployment=deployment))
+        if provider == "aws":
+            _check_region_routes(deployment, cleaned["cidr"])
+        if len(selectors.reserved_cidrs(deployment=deployment)) >= settings.PEERING_MAX_PER_DEPLOYMENT:
+            raise errors.Conflict(f"A deployment can have at most {settings.PEERING_MAX_PER_DEPLOYMENT} peerings; "
+                                  f"delete one first.")
+        values = {"cidr": cleaned["cidr"]}
+        if provider == "aws":
+            values |= {"account_id": cleaned["account_id"], "vpc_id": cleaned["vpc_id"],
+                       "peer_region": cleaned["region"]}
+        else:
+            values |= {k: cleaned[k] for k in validation.AZURE_FIELDS}
+        peering = Peering(organization=principal.organization, deployment=deployment, provider=provider, **values)
+        peering.full_clean()
+        peering.save()
+        PeeringEvent.objects.create(organization=principal.organization, peering=peering, from_status="",
+                                    to_status=P.PENDING, reason="requested", actor_label=principal.actor_label[:254],
+                                    created_at=peering.created_at)
+        audit_record(principal=principal, action="peering.create", target=peering,
+                     changes={"deployment": deployment.id, "provider": provider, **values})
+        _enqueue_converge(peering)
+    return peering
+
+
+def _check_region_routes(deployment: Deployment, cidr: str) -> None:
+    network = ipaddress.ip_network(cidr)
+    for other in selectors.region_routed_cidrs(deployment=deployment):
+        if network.overlaps(ipaddress.ip_network(other)):
+            message = (f"{cidr} is already routed from this region's platform network for another peering; "
+                       f"choose another range.")
+            raise errors.ValidationFailed(message, errors={"cidr": [message]})
+
+
+def peering_delete(*, principal: Principal, peering: Peering) -> Peering:
+    """Starts removing the peering (status ``deleting``). Idempotent: deleting again changes nothing."""
+    principal.require(Perm.DEPLOYMENTS_WRITE)
+    with transaction.atomic():
+        peering = Peering.objects.select_for_update().get(pk=peering.pk, organization=principal.organization)
+        if peering.status in (P.DELETING, P.DELETED):
+            return peering
+        transition(peering, P.DELETING, actor_label=principal.actor_label, reason="peering.delete")
+        audit_record(principal=principal, action="peering.delete", target=peering)
+        _enqueue_converge(peering)
+    return peering
+
+
+# --- operators --------------------------------------------------------------------------------------
+def peering_force_converge(*, principal: Principal, peering: Peering) -> None:
+    """Ops: drive the peering now instead of waiting for the next reconciler pass."""
+    audit_record(principal=principal, action="peering.force_converge", target=peering)
+    _enqueue_converge(peering)
+
+
+def peering_play_customer_side(*, principal: Principal, peering: Peering) -> str:
+    """Ops, simulated clouds only: do what the customer would (accept the AWS request / create the Azure
+    reverse peering), so the whole flow can be tried locally."""
+    from deployments.peering import customer_side
+
+    if not settings.PEERING_SIMULATED_CUSTOMER:
+        raise errors.Conflict("Playing the customer's side is only possible against the simulated clouds.")
+    note = customer_side.play(peering)
+    audit_record(principal=principal, action="peering.simulate_customer", target=peering, changes={"note": note})
+    _enqueue_converge(peering)
+    return note
