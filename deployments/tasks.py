@@ -8,11 +8,10 @@ schedules its own follow-up.
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 
 from celery import shared_task
-from django.core.cache import cache
 
+from controlplane.locks import exclusive
 from deployments import provisioning
 from deployments.lifecycle import TRANSITIONAL
 from deployments.models import Deployment
@@ -24,15 +23,8 @@ logger = logging.getLogger(__name__)
 LOCK_SECONDS = 120
 
 
-@contextmanager
 def deployment_lock(deployment_id: str):
-    key = f"lock:deployment:{deployment_id}"
-    acquired = cache.add(key, "1", timeout=LOCK_SECONDS)
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            cache.delete(key)
+    return exclusive(f"deployment:{deployment_id}", timeout=LOCK_SECONDS)
 
 
 @shared_task(name="deployments.tasks.deployment_converge", bind=True, acks_late=True,
@@ -74,15 +66,8 @@ def deployments_reconcile() -> dict[str, int]:
 
 
 # --- VPC peering ------------------------------------------------------------------------------------
-@contextmanager
 def peering_lock(peering_id: str):
-    key = f"lock:peering:{peering_id}"
-    acquired = cache.add(key, "1", timeout=LOCK_SECONDS)
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            cache.delete(key)
+    return exclusive(f"peering:{peering_id}", timeout=LOCK_SECONDS)
 
 
 class PeeringTransientError(Exception):
