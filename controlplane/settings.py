@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 from controlplane.env import env_bool, env_int, env_list, env_str
 
@@ -134,6 +135,14 @@ CELERY_BEAT_SCHEDULE = {
     "invitations-expire": {"task": "projects.tasks.invitations_expire", "schedule": 900.0},
     "deployments-reconcile": {"task": "deployments.tasks.deployments_reconcile", "schedule": 60.0},
     "peerings-reconcile": {"task": "deployments.tasks.peerings_reconcile", "schedule": 120.0},
+    # Billing: meter the last closed hours (re-metering catches late events); invoice on the 1st.
+    "billing-usage-meter": {"task": "billing.tasks.usage_meter_recent", "schedule": crontab(minute=5)},
+    "billing-invoices-generate": {"task": "billing.tasks.invoices_generate_previous_month",
+                                  "schedule": crontab(minute=30, hour=0, day_of_month=1)},
+    "alerts-metrics-collect": {"task": "alerts.tasks.metrics_collect", "schedule": 30.0},
+    "alerts-metric-samples-purge": {"task": "alerts.tasks.metric_samples_purge", "schedule": 3600.0},
+    "alerts-evaluate": {"task": "alerts.tasks.alerts_evaluate", "schedule": 30.0},
+    "alerts-notifications-redrive": {"task": "alerts.tasks.notifications_redrive", "schedule": 300.0},
 }
 
 # --- security ---------------------------------------------------------------------------------------
@@ -265,6 +274,24 @@ OUTBOUND_HTTP_ALLOW_LOOPBACK = env_bool("OUTBOUND_HTTP_ALLOW_LOOPBACK", False) a
 KUBERNETES_CLUSTERS = json.loads(env_str("KUBERNETES_CLUSTERS_JSON", "{}"))
 KUBERNETES_SIMULATOR_URL = env_str("KUBERNETES_SIMULATOR_URL", "" if PRODUCTION else "http://127.0.0.1:8790")
 EMQX_IMAGE = env_str("EMQX_IMAGE", "emqx/emqx:5.8.6")
+
+# --- alerts and metrics -----------------------------------------------------------------------------
+METRICS_RETENTION_DAYS = env_int("METRICS_RETENTION_DAYS", 7)
+METRICS_SCRAPE_CONCURRENCY = env_int("METRICS_SCRAPE_CONCURRENCY", 16)
+METRICS_SCRAPE_CONNECT_TIMEOUT_S = 1.0
+METRICS_SCRAPE_READ_TIMEOUT_S = 2.0
+# Counters older than this are not used to compute a rate (a gap in scraping starts the rate afresh).
+METRICS_RATE_WINDOW_S = 300
+PAGERDUTY_EVENTS_URL = env_str("PAGERDUTY_EVENTS_URL", "https://events.pagerduty.com/v2/enqueue")
+# A sample older than this does not count as the current value (a broker that stopped reporting).
+ALERTS_SAMPLE_STALE_S = 120
+# An incident resolves once its condition has been clear this long (damps flapping around the threshold).
+ALERTS_RESOLVE_AFTER_S = env_int("ALERTS_RESOLVE_AFTER_S", 60)
+NOTIFICATION_TIMEOUT_S = 10.0
+# Delays before attempts 2, 3, ... of a transient failure (Standard Webhooks-like: seconds, minutes, hours).
+NOTIFICATION_RETRY_SCHEDULE_S = [5, 300, 1800, 7200, 18000, 36000, 36000]
+NOTIFICATION_REDRIVE_AFTER_S = 600
+PAGERDUTY_EVENTS_PER_MINUTE = 120
 # A transitional state held longer than this moves the deployment to failed with the last observation.
 DEPLOYMENT_OPERATION_TIMEOUT_SECONDS = env_int("DEPLOYMENT_OPERATION_TIMEOUT_SECONDS", 900)
 # How soon a worker looks again at a rollout in progress.

@@ -15,6 +15,10 @@ import pytest
 from django.db import models
 from django.urls import URLPattern, URLResolver, reverse
 
+from alerts.models import Alert, AlertChannel, AlertRule, Notification
+from alerts.tests.factories import AlertChannelFactory, AlertFactory, AlertRuleFactory, NotificationFactory
+from billing.models import Invoice
+from billing.tests.factories import InvoiceFactory
 from controlplane.api import urls as api_urls
 from deployments.models import Deployment, Peering, Region, Spec
 from deployments.tests.factories import DeploymentFactory, PeeringFactory
@@ -43,6 +47,11 @@ FACTORIES: dict[type[models.Model], Callable[[Organization], models.Model]] = {
     AuditEvent: lambda org: AuditEventFactory(organization=org),
     Deployment: lambda org: DeploymentFactory(organization=org),
     Peering: lambda org: PeeringFactory(organization=org),
+    AlertChannel: lambda org: AlertChannelFactory(organization=org),
+    AlertRule: lambda org: AlertRuleFactory(organization=org),
+    Alert: lambda org: AlertFactory(organization=org),
+    Notification: lambda org: NotificationFactory(organization=org),
+    Invoice: lambda org: InvoiceFactory(organization=org),
 }
 
 #: models every organization reads (no organization column): there is nothing to isolate.

@@ -8,6 +8,8 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from alerts.api.metrics import DeploymentMetricsMixin
+from billing.api.views import DeploymentSubscriptionMixin
 from controlplane.api.pagination import CursorLimitPagination
 from deployments import http_auth, selectors, services
 from deployments.api import serializers as s
@@ -88,8 +90,9 @@ class DeploymentFilter(django_filters.FilterSet):
         fields = ["project", "status", "tier", "region"]
 
 
-class DeploymentViewSet(DeploymentPeeringsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                        OrganizationScopedViewSet):
+class DeploymentViewSet(DeploymentSubscriptionMixin, DeploymentPeeringsMixin, DeploymentMetricsMixin,
+                        mixins.ListModelMixin,
+                        mixins.RetrieveModelMixin, OrganizationScopedViewSet):
     """Broker deployments. Lifecycle requests answer 202 with the deployment in its new state; poll it."""
 
     permission_by_action = {action: Perm.DEPLOYMENTS_WRITE for action in

@@ -1,0 +1,136 @@
+"""Input serializers check shape; output serializers render (secrets never leave)."""
+
+from __future__ import annotations
+
+import json
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from alerts.models import (
+    RULE_METRICS,
+    Alert,
+    AlertChannel,
+    AlertRule,
+    ChannelType,
+    Notification,
+    Operator,
+    Severity,
+)
+from controlplane.api.serializers import InputSerializer, PrefixedIdListField
+
+MASK = "•••"
+
+
+class ChannelIn(InputSerializer):
+    name = serializers.CharField(max_length=100)
+    type = serializers.ChoiceField(choices=ChannelType.choices)
+    config = serializers.DictField(help_text="email: {recipients: [..]} (max 20); pagerduty: {routing_key} "
+                                             "(32 chars); webhook: {url, secret, headers}. Secrets are write-only.")
+
+
+class ChannelPatchIn(InputSerializer):
+    name = serializers.CharField(max_length=100, required=False)
+    config = serializers.DictField(required=False, help_text="Keys given replace the stored ones.")
+    enabled = serializers.BooleanField(required=False)
+
+
+class ChannelOut(serializers.ModelSerializer):
+    config = serializers.SerializerMethodField(help_text="Secrets shown masked: `•••`.")
+    last_delivery = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AlertChannel
+        fields = ["id", "name", "type", "config", "enabled", "disabled_reason", "last_delivery", "created_at",
+                  "updated_at"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.DictField())
+    def get_config(self, obj: AlertChannel) -> dict:
+        config = dict(obj.config)
+        if obj.type == ChannelType.PAGERDUTY:
+            config.update({"routing_key": MASK if obj.secret else None, "has_routing_key": bool(obj.secret)})
+        elif obj.type == ChannelType.WEBHOOK:
+            headers = json.loads(obj.headers or "{}")
+            config.update({"secret": MASK if obj.secret else None, "has_secret": bool(obj.secret),
+                           "headers": dict.fromkeys(headers, MASK)})
+        return config
+
+    @extend_schema_field(serializers.DictField(allow_null=True))
+    def get_last_delivery(self, obj: AlertChannel) -> dict | None:
+        last = obj.notifications.order_by("-created_at").first()
+        if last is None:
+            return None
+        return {"id": last.id, "kind": last.kind, "status": last.status, "status_code": last.status_code,
+                "error": last.last_error, "at": last.created_at.isoformat()}
+
+
+class ChannelTestOut(serializers.Serializer):
+    delivered = serializers.BooleanField()
+    status_code = serializers.IntegerField(allow_null=True)
+    error = serializers.CharField(allow_null=True, allow_blank=True)
+    delivery = serializers.CharField(help_text="The notification id (see /notifications).")
+
+
+class RuleIn(InputSerializer):
+    name = serializers.CharField(max_length=100)
+    project = serializers.RegexField(r"^prj_[a-z0-9]{1,28}$", max_length=32)
+    deployment = serializers.RegexField(r"^dep_[a-z0-9]{1,28}$", max_length=32, required=False, allow_null=True)
+    metric = serializers.ChoiceField(choices=RULE_METRICS, help_text="A metric, or `deployment_failed` (1 while the "
+                                     "deployment is failed, so use `> 0` or `>= 1`).")
+    operator = serializers.ChoiceField(choices=Operator.choices)
+    threshold = serializers.DecimalField(max_digits=14, decimal_places=4)
+    duration_s = serializers.IntegerField(min_value=0, max_value=86400, default=300)
+    severity = serializers.ChoiceField(choices=Severity.choices, default=Severity.WARNING)
+    channels = PrefixedIdListField(prefix="ach", max_length=20, default=list)
+    repeat_interval_s = serializers.IntegerField(min_value=0, max_value=7 * 86400, default=3600)
+    enabled = serializers.BooleanField(default=True)
+
+
+class RulePatchIn(InputSerializer):
+    name = serializers.CharField(max_length=100, required=False)
+    deployment = serializers.RegexField(r"^dep_[a-z0-9]{1,28}$", max_length=32, required=False, allow_null=True)
+    metric = serializers.ChoiceField(choices=RULE_METRICS, required=False)
+    operator = serializers.ChoiceField(choices=Operator.choices, required=False)
+    threshold = serializers.DecimalField(max_digits=14, decimal_places=4, required=False)
+    duration_s = serializers.IntegerField(min_value=0, max_value=86400, required=False)
+    severity = serializers.ChoiceField(choices=Severity.choices, required=False)
+    channels = PrefixedIdListField(prefix="ach", max_length=20, required=False)
+    repeat_interval_s = serializers.IntegerField(min_value=0, max_value=7 * 86400, required=False)
+    enabled = serializers.BooleanField(required=False)
+
+
+class RuleOut(serializers.ModelSerializer):
+    project = serializers.CharField(source="project_id")
+    deployment = serializers.CharField(source="deployment_id", allow_null=True)
+    channels = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AlertRule
+        fields = ["id", "name", "project", "deployment", "metric", "operator", "threshold", "duration_s", "severity",
+                  "channels", "repeat_interval_s", "enabled", "created_at", "updated_at"]
+        read_only_fields = fields
+
+    def get_channels(self, obj: AlertRule) -> list[str]:
+        return sorted(c.id for c in obj.channels.all())
+
+
+class AlertOut(serializers.ModelSerializer):
+    rule = serializers.CharField(source="rule_id")
+    deployment = serializers.CharField(source="deployment_id")
+
+    class Meta:
+        model = Alert
+        fields = ["id", "rule", "deployment", "state", "started_at", "resolved_at", "value", "last_notified_at"]
+        read_only_fields = fields
+
+
+class NotificationOut(serializers.ModelSerializer):
+    channel = serializers.CharField(source="channel_id")
+    alert = serializers.CharField(source="alert_id", allow_null=True)
+
+    class Meta:
+        model = Notification
+        fields = ["id", "channel", "alert", "kind", "status", "attempts", "status_code", "last_error",
+                  "next_attempt_at", "delivered_at", "created_at"]
+        read_only_fields = fields

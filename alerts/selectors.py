@@ -1,0 +1,64 @@
+"""Reads of the alerts app. Organization (via the principal or the deployment already scoped by it) first."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.db.models import Max, QuerySet
+
+from alerts.models import PUBLIC_METRICS, Alert, AlertChannel, AlertRule, MetricSample, Notification
+from deployments.models import Deployment
+from projects.tenancy import Principal
+
+
+def metrics_current(*, deployment: Deployment) -> dict:
+    """The latest scrape's values of every public metric (None when not known yet)."""
+    samples = MetricSample.objects.filter(organization_id=deployment.organization_id, deployment=deployment,
+                                          metric__in=PUBLIC_METRICS)
+    latest = samples.aggregate(at=Max("at"))["at"]
+    values: dict[str, float | None] = dict.fromkeys(PUBLIC_METRICS)
+    if latest is not None:
+        values.update(dict(samples.filter(at=latest).values_list("metric", "value")))
+    return {"deployment": deployment.id, "at": latest, "metrics": values}
+
+
+def metric_series(*, deployment: Deployment, metric: str, since: datetime, until: datetime,
+                  step_s: int) -> list[dict]:
+    """Averages of one metric over buckets of ``step_s`` seconds, aligned to the epoch; empty buckets left out."""
+    rows = (MetricSample.objects.filter(organization_id=deployment.organization_id, deployment=deployment,
+                                        metric=metric, at__gte=since, at__lte=until)
+            .order_by("at").values_list("at", "value"))
+    buckets: dict[int, list[float]] = {}
+    for at, value in rows:
+        key = int(at.timestamp()) // step_s * step_s
+        buckets.setdefault(key, []).append(value)
+    return [{"at": datetime.fromtimestamp(key, tz=UTC), "value": round(sum(vals) / len(vals), 4),
+             "samples": len(vals)} for key, vals in sorted(buckets.items())]
+
+
+def metric_latest_values(*, deployment_ids: list[str], metric: str, since: datetime) -> dict[str, list]:
+    """Samples of one metric since a time for many deployments (system reads, used by the evaluator)."""
+    result: dict[str, list] = {}
+    rows = (MetricSample.objects.filter(deployment_id__in=deployment_ids, metric=metric, at__gte=since)
+            .order_by("at").values_list("deployment_id", "at", "value"))
+    for deployment_id, at, value in rows:
+        result.setdefault(deployment_id, []).append((at, value))
+    return result
+
+
+def channel_list(*, principal: Principal) -> QuerySet[AlertChannel]:
+    return AlertChannel.objects.filter(organization=principal.organization).order_by("created_at", "id")
+
+
+def rule_list(*, principal: Principal) -> QuerySet[AlertRule]:
+    qs = AlertRule.objects.filter(organization=principal.organization).prefetch_related("channels")
+    return principal.limit_to_projects(qs).order_by("created_at", "id")
+
+
+def alert_list(*, principal: Principal) -> QuerySet[Alert]:
+    qs = Alert.objects.filter(organization=principal.organization)
+    return principal.limit_to_projects(qs, "rule__project_id").order_by("-started_at", "id")
+
+
+def notification_list(*, principal: Principal) -> QuerySet[Notification]:
+    return Notification.objects.filter(organization=principal.organization).order_by("-created_at", "id")

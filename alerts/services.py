@@ -1,0 +1,414 @@
+"""Writes of the alerts app: channels, rules, incidents, notification deliveries, metric retention.
+
+Keyword-only, typed, atomic; every customer-visible write is audited. Deliveries are recorded first and
+sent by Celery tasks enqueued on commit.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.utils import timezone
+
+from alerts import delivery
+from alerts.models import (
+    Alert,
+    AlertChannel,
+    AlertRule,
+    ChannelType,
+    MetricSample,
+    Notification,
+    NotificationKind,
+    NotificationStatus,
+)
+from controlplane import errors, outbound
+from deployments.models import Deployment
+from projects.models import Project
+from projects.roles import Perm
+from projects.services import audit_record
+from projects.tenancy import Principal
+
+MAX_RECIPIENTS = 20
+ROUTING_KEY_RE = re.compile(r"^[A-Za-z0-9]{32}$")
+HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
+RESERVED_HEADERS = {"host", "content-length", "content-type", "transfer-encoding", "connection", "webhook-id",
+                    "webhook-timestamp", "webhook-signature"}
+WRITE_PERM = Perm.DEPLOYMENTS_WRITE
+
+
+def _invalid(field: str, message: str) -> errors.ValidationFailed:
+    return errors.ValidationFailed("The request has invalid fields.", errors={field: [message]})
+
+
+# --- channels ----------------------------------------------------------------------------------------------
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def _check_webhook_url(url: str) -> None:
+    if not isinstance(url, str) or not url or len(url) > 2000:
+        raise _invalid("config", "url: a http(s) URL is required.")
+    try:
+        outbound.check_url(url)
+    except outbound.OutboundBlocked as exc:
+        raise _invalid("config", f"url: {exc.message}") from exc
+    except outbound.OutboundError as exc:
+        raise _invalid("config", f"url: {exc.message}") from exc
+
+
+def _apply_config(channel: AlertChannel, config: dict[str, Any], *, creating: bool) -> dict[str, Any] | None:
+    """Validates ``config`` for the channel's type and stores it; returns a generated secret to show once."""
+    if not isinstance(config, dict):
+        raise _invalid("config", "Must be an object.")
+    generated: dict[str, Any] | None = None
+    if channel.type == ChannelType.EMAIL:
+        unknown = set(config) - {"recipients"}
+        recipients = config.get("recipients", None if creating else channel.config.get("recipients"))
+        if unknown:
+            raise _invalid("config", f"Unknown keys for an email channel: {sorted(unknown)}.")
+        if not isinstance(recipients, list) or not recipients or len(recipients) > MAX_RECIPIENTS:
+            raise _invalid("config", f"recipients: a list of 1 to {MAX_RECIPIENTS} email addresses.")
+        for address in recipients:
+            try:
+                if not isinstance(address, str) or len(address) > 254:
+                    raise DjangoValidationError("invalid")
+                validate_email(address)
+            except DjangoValidationError as exc:
+                raise _invalid("config", f"recipients: {address!r} is not a valid email address.") from exc
+        channel.config = {"recipients": sorted(set(recipients), key=recipients.index)}
+    elif channel.type == ChannelType.PAGERDUTY:
+        unknown = set(config) - {"routing_key"}
+        if unknown:
+            raise _invalid("config", f"Unknown keys for a PagerDuty channel: {sorted(unknown)}.")
+        key = config.get("routing_key")
+        if key is None and not creating:
+            return None
+        if not isinstance(key, str) or not ROUTING_KEY_RE.match(key):
+            raise _invalid("config", "routing_key: the 32-character integration key of an Events API v2 service.")
+        channel.secret = key
+        channel.config = {}
+    else:
+        unknown = set(config) - {"url", "secret", "headers"}
+        if unknown:
+            raise _invalid("config", f"Unknown keys for a webhook channel: {sorted(unknown)}.")
+        url = config.get("url", None if creating else channel.config.get("url"))
+        _check_webhook_url(url)
+        channel.config = {"url": url}
+        if "secret" in config:
+            secret = config["secret"]
+            if not isinstance(secret, str) or not 16 <= len(secret) <= 200:
+                raise _invalid("config", "secret: 16 to 200 characters (Standard Webhooks: whsec_<base64>).")
+            if secret.startswith("whsec_"):
+                try:
+                    base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+                except ValueError as exc:
+                    raise _invalid("config", "secret: whsec_ must be followed by base64.") from exc
+            channel.secret = secret
+        elif creating:
+            channel.secret = new_webhook_secret()
+            generated = {"secret": channel.secret}
+        if "headers" in config:
+            headers = config["headers"] or {}
+            if not isinstance(headers, dict) or len(headers) > 20:
+                raise _invalid("config", "headers: an object of at most 20 header names and values.")
+            for name, value in headers.items():
+                if not HEADER_NAME_RE.match(name) or name.lower() in RESERVED_HEADERS:
+                    raise _invalid("config", f"headers: {name!r} is not a header you may set.")
+                if not isinstance(value, str) or len(value) > 2000 or any(c in value for c in "\r\n\0"):
+                    raise _invalid("config", f"headers: the value of {name!r} must be a single-line string.")
+            channel.headers = json.dumps(headers)
+    return generated
+
+
+def channel_create(*, principal: Principal, name: str, type: str, config: dict[str, Any]
+                   ) -> tuple[AlertChannel, dict[str, Any] | None]:
+    principal.require(WRITE_PERM)
+    channel = AlertChannel(organization=principal.organization, name=name.strip(), type=type)
+    generated = _apply_config(channel, config, creating=True)
+    with transaction.atomic():
+        channel.save()
+        audit_record(principal=principal, action="alert_channel.create", target=channel,
+                     changes={"name": channel.name, "type": channel.type, "config": channel.config})
+    return channel, generated
+
+
+def channel_update(*, principal: Principal, channel: AlertChannel, name: str | None = None,
+                   config: dict[str, Any] | None = None, enabled: bool | None = None) -> AlertChannel:
+    principal.require(WRITE_PERM)
+    with transaction.atomic():
+        channel = AlertChannel.objects.select_for_update().get(pk=channel.pk, organization=principal.organization)
+        changes: dict[str, Any] = {}
+        if name is not None and name.strip() != channel.name:
+            changes["name"] = [channel.name, name.strip()]
+            channel.name = name.strip()
+        if config is not None:
+            before = channel.config
+            _apply_config(channel, config, creating=False)
+            changes["config"] = [before, channel.config]
+            if {"secret", "routing_key", "headers"} & set(config):
+                changes["secrets_changed"] = sorted({"secret", "routing_key", "headers"} & set(config))
+        if enabled is not None and enabled != channel.enabled:
+            changes["enabled"] = [channel.enabled, enabled]
+            channel.enabled = enabled
+            if enabled:
+                channel.disabled_reason = ""
+        channel.updated_at = timezone.now()
+        channel.save()
+        audit_record(principal=principal, action="alert_channel.update", target=channel, changes=changes)
+    return channel
+
+
+def channel_delete(*, principal: Principal, channel: AlertChannel) -> None:
+    principal.require(WRITE_PERM)
+    with transaction.atomic():
+        audit_record(principal=principal, action="alert_channel.delete", target=channel,
+                     changes={"name": channel.name, "type": channel.type})
+        channel.delete()
+
+
+def _test_payload(channel: AlertChannel, principal: Principal) -> dict[str, Any]:
+    return {
+        "type": "alert.test",
+        "event": "test",
+        "test": True,
+        "summary": f"TEST notification from mqcloud to channel {channel.name!r} - no action needed",
+        "severity": "info",
+        "organization": {"id": principal.organization.id},
+        "channel": {"id": channel.id, "name": channel.name},
+        "sent_at": timezone.now().isoformat(),
+        "links": {"console": settings.PUBLIC_BASE_URL},
+    }
+
+
+def channel_test(*, principal: Principal, channel: AlertChannel) -> tuple[Notification, delivery.DeliveryResult]:
+    """Sends a clearly marked test notification now (one attempt, no retries) and records it."""
+    principal.require(WRITE_PERM)
+    notification = Notification.objects.create(organization=principal.organization, channel=channel,
+                                               kind=NotificationKind.TEST, payload=_test_payload(channel, principal))
+    result = delivery.deliver(channel, notification)
+    _record_attempt(notification, result, final=True)
+    audit_record(principal=principal, action="alert_channel.test", target=channel,
+                 changes={"delivered": result.delivered, "status_code": result.status_code})
+    return notification, result
+
+
+# --- notifications -----------------------------------------------------------------------------------------
+def _record_attempt(notification: Notification, result: delivery.DeliveryResult, *, final: bool) -> float | None:
+    """Stores an attempt's outcome; returns the delay before the next attempt, or None when done."""
+    now = timezone.now()
+    notification.attempts += 1
+    notification.status_code = result.status_code
+    notification.last_error = result.error[:500]
+    delay: float | None = None
+    if result.delivered:
+        notification.status = NotificationStatus.DELIVERED
+        notification.delivered_at = now
+        notification.next_attempt_at = None
+    else:
+        schedule = list(settings.NOTIFICATION_RETRY_SCHEDULE_S)
+        if result.transient and not final and notification.attempts <= len(schedule):
+            delay = float(schedule[notification.attempts - 1])
+            if result.retry_after_s is not None:
+                delay = max(delay, min(result.retry_after_s, 24 * 3600.0))
+            notification.status = NotificationStatus.PENDING
+            notification.next_attempt_at = now + timedelta(seconds=delay)
+        else:
+            notification.status = NotificationStatus.FAILED
+            notification.next_attempt_at = None
+    notification.save(update_fields=["attempts", "status_code", "last_error", "status", "delivered_at",
+                                     "next_attempt_at"])
+    if result.gone and notification.channel.type == ChannelType.WEBHOOK:
+        AlertChannel.objects.filter(pk=notification.channel_id).update(
+            enabled=False, disabled_reason="The endpoint answered 410 Gone.", updated_at=now)
+    return delay
+
+
+def _pagerduty_throttle(notification: Notification) -> float | None:
+    """PagerDuty accepts about 120 events a minute per routing key: beyond that, wait instead of being refused."""
+    now = timezone.now()
+    recent = Notification.objects.filter(channel_id=notification.channel_id, delivered_at__gte=now - timedelta(
+        seconds=60)).count()
+    if recent < settings.PAGERDUTY_EVENTS_PER_MINUTE:
+        return None
+    notification.next_attempt_at = now + timedelta(seconds=15)
+    notification.save(update_fields=["next_attempt_at"])
+    return 15.0
+
+
+def notification_attempt(*, notification_id: str) -> float | None:
+    """One delivery attempt of a pending notification. Returns the delay before a retry, or None when done
+    (delivered, failed, gone, or not pending: a duplicated task is a no-op)."""
+    with transaction.atomic():
+        notification = (Notification.objects.select_for_update(skip_locked=True).select_related("channel")
+                        .filter(pk=notification_id, status=NotificationStatus.PENDING).first())
+        if notification is None:
+            return None
+        if not notification.channel.enabled:
+            notification.status = NotificationStatus.FAILED
+            notification.last_error = f"channel disabled: {notification.channel.disabled_reason}"[:500]
+            notification.next_attempt_at = None
+            notification.save(update_fields=["status", "last_error", "next_attempt_at"])
+            return None
+        if notification.channel.type == ChannelType.PAGERDUTY:
+            delay = _pagerduty_throttle(notification)
+            if delay is not None:
+                return delay
+        # The row stays locked during the send so a concurrent duplicate task skips it.
+        result = delivery.deliver(notification.channel, notification)
+        return _record_attempt(notification, result, final=False)
+
+
+def _enqueue(notification_ids: list[str]) -> None:
+    from alerts.tasks import notification_deliver
+
+    def send() -> None:
+        for notification_id in notification_ids:
+            notification_deliver.delay(notification_id)
+
+    transaction.on_commit(send)
+
+
+def notifications_redrive(*, now: datetime | None = None) -> int:
+    """Re-enqueues pending deliveries whose next attempt is overdue (a lost task, a worker crash)."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.NOTIFICATION_REDRIVE_AFTER_S)
+    ids = list(Notification.objects.filter(status=NotificationStatus.PENDING, next_attempt_at__lt=stale)
+               .values_list("id", flat=True)[:1000])
+    if ids:
+        Notification.objects.filter(id__in=ids).update(next_attempt_at=now)
+        _enqueue(ids)
+    return len(ids)
+
+
+def _alert_payload(alert: Alert, kind: str, now: datetime) -> dict[str, Any]:
+    rule, deployment = alert.rule, alert.deployment
+    verb = "resolved" if kind == NotificationKind.RESOLVE else "firing"
+    base = settings.PUBLIC_BASE_URL.rstrip("/")
+    return {
+        "type": f"alert.{verb}",
+        "event": verb,
+        "test": False,
+        "summary": f"[{rule.severity.upper()}] {rule.name}: {rule.metric} {rule.operator} {rule.threshold} on "
+                   f"{deployment.name} ({verb}, value {alert.value:g})",
+        "severity": rule.severity,
+        "value": alert.value,
+        "organization": {"id": alert.organization_id},
+        "alert": {"id": alert.id, "state": alert.state, "started_at": alert.started_at.isoformat(),
+                  "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None},
+        "rule": {"id": rule.id, "name": rule.name, "metric": rule.metric, "operator": rule.operator,
+                 "threshold": str(rule.threshold), "duration_s": rule.duration_s},
+        "deployment": {"id": deployment.id, "name": deployment.name, "project": deployment.project_id,
+                       "status": deployment.status, "status_reason": deployment.status_reason},
+        "sent_at": now.isoformat(),
+        "links": {"alert": f"{base}/api/v1/alerts/{alert.id}", "deployment": f"{base}/api/v1/deployments/"
+                                                                              f"{deployment.id}"},
+    }
+
+
+def _notify(alert: Alert, kind: str, now: datetime) -> list[str]:
+    payload = _alert_payload(alert, kind, now)
+    notifications = [Notification(organization_id=alert.organization_id, channel=channel, alert=alert, kind=kind,
+                                  payload=payload, next_attempt_at=now)
+                     for channel in alert.rule.channels.all() if channel.enabled]
+    Notification.objects.bulk_create(notifications)
+    ids = [n.id for n in notifications]
+    _enqueue(ids)
+    return ids
+
+
+# --- rules ---------------------------------------------------------------------------------------------------
+def _rule_refs(principal: Principal, *, project_id: str | None, deployment_id: str | None,
+               channel_ids: list[str] | None) -> dict[str, Any]:
+    refs: dict[str, Any] = {}
+    if project_id is not None:
+        project = Project.objects.filter(organization=principal.organization, pk=project_id).first()
+        if project is None or not principal.can_see_project(project.id):
+            raise _invalid("project", f"No project {project_id}.")
+        refs["project"] = project
+    if deployment_id is not None:
+        deployment = Deployment.objects.filter(organization=principal.organization, pk=deployment_id).exclude(
+            status="deleted").first()
+        if deployment is None or not principal.can_see_project(deployment.project_id):
+            raise _invalid("deployment", f"No deployment {deployment_id}.")
+        refs["deployment"] = deployment
+    if channel_ids is not None:
+        channels = list(AlertChannel.objects.filter(organization=principal.organization, pk__in=channel_ids))
+        missing = sorted(set(channel_ids) - {c.id for c in channels})
+        if missing:
+            raise _invalid("channels", f"No alert channel(s) {', '.join(missing)}.")
+        refs["channels"] = channels
+    return refs
+
+
+def rule_create(*, principal: Principal, name: str, project: str, metric: str, operator: str, threshold: Any,
+                duration_s: int = 300, severity: str = "warning", channels: list[str] | None = None,
+                repeat_interval_s: int = 3600, enabled: bool = True, deployment: str | None = None) -> AlertRule:
+    principal.require(WRITE_PERM)
+    refs = _rule_refs(principal, project_id=project, deployment_id=deployment, channel_ids=channels or [])
+    if "deployment" in refs and refs["deployment"].project_id != refs["project"].id:
+        raise _invalid("deployment", "The deployment is not in the rule's project.")
+    rule = AlertRule(organization=principal.organization, project=refs["project"], deployment=refs.get("deployment"),
+                     name=name.strip(), metric=metric, operator=operator, threshold=threshold, duration_s=duration_s,
+                     severity=severity, repeat_interval_s=repeat_interval_s, enabled=enabled)
+    with transaction.atomic():
+        rule.save()
+        rule.channels.set(refs["channels"])
+        audit_record(principal=principal, action="alert_rule.create", target=rule,
+                     changes={"name": rule.name, "metric": metric, "operator": operator, "threshold": str(threshold),
+                              "duration_s": duration_s, "channels": [c.id for c in refs["channels"]]})
+    return rule
+
+
+RULE_FIELDS = ("name", "metric", "operator", "threshold", "duration_s", "severity", "repeat_interval_s", "enabled")
+
+
+def rule_update(*, principal: Principal, rule: AlertRule, **updates: Any) -> AlertRule:
+    principal.require(WRITE_PERM)
+    refs = _rule_refs(principal, project_id=None,
+                      deployment_id=updates.get("deployment") if updates.get("deployment") else None,
+                      channel_ids=updates.get("channels"))
+    with transaction.atomic():
+        rule = AlertRule.objects.select_for_update().get(pk=rule.pk, organization=principal.organization)
+        changes: dict[str, Any] = {}
+        for field in RULE_FIELDS:
+            if field in updates and updates[field] != getattr(rule, field):
+                changes[field] = [str(getattr(rule, field)), str(updates[field])]
+                setattr(rule, field, updates[field])
+        if "deployment" in updates:
+            new = refs.get("deployment")
+            if new is not None and new.project_id != rule.project_id:
+                raise _invalid("deployment", "The deployment is not in the rule's project.")
+            if (new.id if new else None) != rule.deployment_id:
+                changes["deployment"] = [rule.deployment_id, new.id if new else None]
+                rule.deployment = new
+        rule.updated_at = timezone.now()
+        rule.save()
+        if "channels" in refs:
+            changes["channels"] = [c.id for c in refs["channels"]]
+            rule.channels.set(refs["channels"])
+        audit_record(principal=principal, action="alert_rule.update", target=rule, changes=changes)
+    return rule
+
+
+def rule_delete(*, principal: Principal, rule: AlertRule) -> None:
+    principal.require(WRITE_PERM)
+    with transaction.atomic():
+        audit_record(principal=principal, action="alert_rule.delete", target=rule, changes={"name": rule.name})
+        rule.delete()
+
+
+# --- metrics retention -----------------------------------------------------------------------------------------
+def metric_samples_purge(*, now: datetime | None = None) -> int:
+    """Deletes samples older than the retention limit; returns how many went."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.METRICS_RETENTION_DAYS)
+    deleted, _ = MetricSample.objects.filter(at__lt=cutoff).delete()
+    return deleted

@@ -1,0 +1,38 @@
+"""Thin, idempotent jobs of the alerts app: take ids, load, return early when there is nothing to do."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from alerts import evaluator, metrics, services
+
+
+@shared_task(name="alerts.tasks.metrics_collect", ignore_result=True)
+def metrics_collect() -> int:
+    return metrics.metrics_collect()
+
+
+@shared_task(name="alerts.tasks.metric_samples_purge", ignore_result=True)
+def metric_samples_purge() -> int:
+    return services.metric_samples_purge()
+
+
+@shared_task(name="alerts.tasks.alerts_evaluate", ignore_result=True)
+def alerts_evaluate() -> dict[str, int]:
+    return evaluator.alerts_evaluate()
+
+
+@shared_task(name="alerts.tasks.notification_deliver", bind=True, acks_late=True, ignore_result=True)
+def notification_deliver(self, notification_id: str) -> str:
+    # Transient failures are retried by re-enqueuing with the schedule's delay (Retry-After honoured); the
+    # state lives in the row, so a lost task is re-driven by notifications_redrive.
+    delay = services.notification_attempt(notification_id=notification_id)
+    if delay is None:
+        return "done"
+    self.apply_async((notification_id,), countdown=delay)
+    return f"retry in {delay:g}s"
+
+
+@shared_task(name="alerts.tasks.notifications_redrive", ignore_result=True)
+def notifications_redrive() -> int:
+    return services.notifications_redrive()

@@ -1,0 +1,16 @@
+from django.urls import path, re_path
+from rest_framework.routers import SimpleRouter
+
+from billing.api import views
+
+router = SimpleRouter(trailing_slash=False)
+router.register("invoices", views.InvoiceViewSet, basename="invoice")
+
+urlpatterns = [
+    path("billing/account", views.BillingAccountViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),
+         name="billing-account"),
+    path("billing/usage", views.UsageViewSet.as_view({"get": "retrieve"}), name="billing-usage"),
+    re_path(r"^invoices/(?P<pk>[a-z]{3}_[a-z0-9]+)\.pdf$", views.InvoiceViewSet.as_view({"get": "pdf"}),
+            name="invoice-pdf"),
+    *router.urls,
+]

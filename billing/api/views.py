@@ -1,0 +1,107 @@
+"""Billing API: ``/billing/account``, ``/billing/usage``, ``/invoices`` and ``/deployments/{id}/subscription``."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from django.db.models import QuerySet
+from django.http import HttpResponse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from billing import selectors, services
+from billing.api import serializers as s
+from billing.models import Invoice
+from billing.pdf import invoice_pdf
+from controlplane import errors
+from projects.api.base import OrganizationScopedViewSet
+from projects.roles import Perm
+from projects.tenancy import Principal
+
+
+class BillingAccountViewSet(OrganizationScopedViewSet):
+    """The organization's billing details (created on first read)."""
+
+    permission_by_action = {"retrieve": Perm.BILLING_READ, "partial_update": Perm.BILLING_MANAGE}
+    serializer_class = s.BillingAccountOut
+
+    @extend_schema(responses=s.BillingAccountOut)
+    def retrieve(self, request: Request) -> Response:
+        return Response(s.BillingAccountOut(selectors.billing_account_get(principal=self.principal)).data)
+
+    @extend_schema(request=s.BillingAccountPatchIn, responses=s.BillingAccountOut,
+                   description="400 for an invalid VAT number or one that does not match the country.")
+    def partial_update(self, request: Request) -> Response:
+        data = s.BillingAccountPatchIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        account = services.billing_account_update(principal=self.principal, **data.validated_data)
+        return Response(s.BillingAccountOut(account).data)
+
+
+class UsageViewSet(OrganizationScopedViewSet):
+    permission_by_action = {"retrieve": Perm.BILLING_READ}
+    serializer_class = s.UsageOut
+
+    @extend_schema(parameters=[OpenApiParameter("since", str, description="RFC 3339; default: start of the month"),
+                               OpenApiParameter("until", str, description="RFC 3339; default: now")],
+                   responses=s.UsageOut)
+    def retrieve(self, request: Request) -> Response:
+        query = s.UsageQueryIn(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        now = timezone.now().astimezone(UTC)
+        since = query.validated_data.get("since") or now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        until = query.validated_data.get("until") or now
+        if since > until:
+            raise errors.ValidationFailed("since is after until.", errors={"since": ["Must not be after until."]})
+        summary = selectors.usage_summary(principal=self.principal, since=since, until=until, now=now)
+        return Response(s.UsageOut(summary).data)
+
+
+class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):
+    """Monthly invoices. Money is a decimal string plus `currency`."""
+
+    permission_by_action = {"list": Perm.BILLING_READ, "retrieve": Perm.BILLING_READ, "pdf": Perm.BILLING_READ}
+    serializer_class = s.InvoiceOut
+    queryset = Invoice.objects.none()
+
+    def scoped_queryset(self, principal: Principal) -> QuerySet:
+        return selectors.invoice_list(principal=principal)
+
+    @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY},
+                   description="The invoice as a PDF document.")
+    def pdf(self, request: Request, pk: str) -> HttpResponse:
+        invoice = self.get_object()
+        response = HttpResponse(invoice_pdf(invoice), content_type="application/pdf")
+        response["Content-Disposition"] = f'inline; filename="{invoice.number}.pdf"'
+        return response
+
+
+class DeploymentSubscriptionMixin:
+    """Mixed into the deployment viewset, so the deployment is resolved (and scoped) by the tenancy base."""
+
+    @extend_schema(request=None, responses=s.SubscriptionOut,
+                   description="How the deployment is paid: `hourly` (default) or a prepaid `annual` term.")
+    @action(detail=True, methods=["get"], url_path="subscription")
+    def subscription(self, request: Request, pk: str) -> Response:
+        self.principal.require(Perm.BILLING_READ)
+        deployment = self.get_object()
+        return Response(s.SubscriptionOut(selectors.subscription_get(principal=self.principal,
+                                                                     deployment=deployment)).data)
+
+    @extend_schema(request=s.SwitchToAnnualIn, responses={200: s.SubscriptionOut},
+                   description="Hourly metering stops now and a 12-month term starts, charged on the next "
+                               "invoice. 409 if the deployment is already annual.")
+    @action(detail=True, methods=["post"], url_path="subscription/switch-to-annual")
+    def switch_to_annual(self, request: Request, pk: str) -> Response:
+        self.principal.require(Perm.BILLING_MANAGE)
+        deployment = self.get_object()
+        data = s.SwitchToAnnualIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        subscription = services.subscription_switch_to_annual(principal=self.principal, deployment=deployment,
+                                                              renew=data.validated_data["renew"])
+        return Response(s.SubscriptionOut(subscription).data)

@@ -1,0 +1,365 @@
+"""Every write to billing data: keyword-only, atomic, audited. Reruns of metering and invoicing are no-ops."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db import transaction
+from django.db.models import OuterRef, Subquery, Sum
+from django.utils import timezone
+from stdnum.eu import vat as eu_vat
+from stdnum.gb import vat as gb_vat
+from stdnum.util import clean
+
+from billing import money
+from billing.metering import Transition, billable_seconds
+from billing.models import (
+    AnnualCharge,
+    BillingAccount,
+    Invoice,
+    InvoiceCounter,
+    InvoiceLine,
+    Subscription,
+    SubscriptionMode,
+    UsageRecord,
+    VatStatus,
+)
+from controlplane import errors
+from deployments.models import Deployment, DeploymentEvent, SpecPrice
+from deployments.models import DeploymentStatus as S
+from projects.models import Organization
+from projects.services import audit_record
+from projects.tenancy import Principal
+
+HOUR = timedelta(hours=1)
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+# --- billing account --------------------------------------------------------------------------------
+def vat_number_normalize(*, country: str, vat_number: str) -> str:
+    """The compact VAT number with its prefix (``EL`` for Greece, ``GB``/``XI`` for the UK), checked for format
+    and check digit. Raises ValidationFailed on a bad number or one that does not belong to ``country``."""
+
+    def fail(message: str) -> errors.ValidationFailed:
+        return errors.ValidationFailed(message, errors={"vat_number": [message]})
+
+    if not country:
+        raise fail("Set the country before the VAT number.")
+    if country not in money.eu_member_states() and country != "GB":
+        raise fail("VAT numbers are recorded for customers in the EU and the United Kingdom only.")
+    compact = clean(vat_number, " -./,:").upper().strip()
+    prefixes = money.vat_prefixes(country)
+    if compact[:1].isdigit():
+        compact = prefixes[0] + compact
+    if compact[:2] not in prefixes:
+        raise fail(f"A VAT number of {country} starts with {' or '.join(prefixes)}.")
+    valid = gb_vat.is_valid(compact[2:]) if compact[:2] == "GB" else eu_vat.is_valid(compact)
+    if not valid:
+        raise fail("This is not a valid VAT number (format or check digit).")
+    return compact
+
+
+@transaction.atomic
+def billing_account_update(*, principal: Principal, legal_name: str | None = None, address: str | None = None,
+                           country: str | None = None, vat_number: str | None = None) -> BillingAccount:
+    account, _ = BillingAccount.objects.get_or_create(organization=principal.organization)
+    account = BillingAccount.objects.select_for_update().get(pk=account.pk)
+    before = {f: getattr(account, f) for f in ("legal_name", "address", "country", "vat_number", "vat_status")}
+    if legal_name is not None:
+        account.legal_name = legal_name.strip()
+    if address is not None:
+        account.address = address.strip()
+    if country is not None:
+        country = country.strip().upper()
+        if country and not _COUNTRY.match(country):
+            raise errors.ValidationFailed("Invalid country.", errors={"country": [
+                "Use an ISO 3166-1 alpha-2 country code such as DE or US."]})
+        account.country = country
+    number = account.vat_number if vat_number is None else vat_number.strip()
+    if number and (vat_number is not None or country is not None):
+        normalized = vat_number_normalize(country=account.country, vat_number=number)
+        if normalized != account.vat_number:
+            # Format and check digit only; a VIES consultation (not wired yet) is what sets `valid`.
+            account.vat_status = VatStatus.UNCHECKED
+        account.vat_number = normalized
+    elif not number:
+        account.vat_number = ""
+        account.vat_status = VatStatus.UNCHECKED
+    account.full_clean()
+    account.save()
+    changes = {f: [before[f], getattr(account, f)] for f in before if before[f] != getattr(account, f)}
+    if changes:
+        audit_record(principal=principal, action="billing_account.update", target=account, changes=changes)
+    return account
+
+
+# --- metering ---------------------------------------------------------------------------------------
+def _hour_floor(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _price_table() -> dict[tuple[str, str], SpecPrice]:
+    return {(p.spec_id, p.currency): p for p in SpecPrice.objects.all()}
+
+
+def usage_meter_hour(*, hour_start: datetime) -> int:
+    """Meters one closed hour from DeploymentEvents and upserts its UsageRecords; returns how many rows changed.
+
+    Idempotent: an unchanged history writes nothing. Re-running an hour after late events recomputes it
+    (changed rows updated, vanished ones deleted). Hourly metering stops at the second of a switch to annual.
+    """
+    if hour_start.tzinfo is None or hour_start != _hour_floor(hour_start):
+        raise ValueError("hour_start must be an aware datetime on the hour")
+    end = hour_start + HOUR
+    deployments = list(
+        Deployment.objects.filter(created_at__lt=end)
+        .exclude(deleted_at__lt=hour_start)
+        .select_related("organization")
+        .annotate(state_event=Subquery(
+            DeploymentEvent.objects.filter(deployment=OuterRef("pk"), created_at__lte=hour_start)
+            .order_by("-created_at", "-id").values("id")[:1]))
+    )
+    ids = [d.pk for d in deployments]
+    events: dict[str, list[Transition]] = defaultdict(list)
+    state_ids = [d.state_event for d in deployments if d.state_event]
+    window = DeploymentEvent.objects.filter(deployment_id__in=ids, created_at__gt=hour_start, created_at__lt=end)
+    for row in (DeploymentEvent.objects.filter(id__in=state_ids) | window).values(
+            "deployment_id", "created_at", "to_status", "spec_id"):
+        events[row["deployment_id"]].append(Transition(row["created_at"], row["to_status"], row["spec_id"]))
+    annual_terms: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for dep_id, term_start, term_end in AnnualCharge.objects.filter(
+            deployment_id__in=ids, term_start__lt=end, term_end__gt=hour_start).values_list(
+            "deployment_id", "term_start", "term_end"):
+        annual_terms[dep_id].append((term_start, term_end))
+    prices = _price_table()
+    wanted: dict[tuple[str, str], UsageRecord] = {}
+    for deployment in deployments:
+        currency = deployment.organization.currency
+        seconds = billable_seconds(events[deployment.pk], start=hour_start, end=end,
+                                   annual_terms=annual_terms[deployment.pk])
+        for spec_id, secs in seconds.items():
+            price = prices[(spec_id, currency)]
+            wanted[(deployment.pk, spec_id)] = UsageRecord(
+                organization_id=deployment.organization_id, deployment_id=deployment.pk, hour_start=hour_start,
+                spec_id=spec_id, seconds=secs, currency=currency, hourly_price=price.hourly)
+    with transaction.atomic():
+        existing = {(r.deployment_id, r.spec_id): r
+                    for r in UsageRecord.objects.select_for_update().filter(hour_start=hour_start)}
+        stale = [r.pk for key, r in existing.items() if key not in wanted]
+        changed = [r for key, r in wanted.items()
+                   if key not in existing or (existing[key].seconds, existing[key].hourly_price, existing[key].currency)
+                   != (r.seconds, r.hourly_price, r.currency)]
+        if stale:
+            UsageRecord.objects.filter(pk__in=stale).delete()
+        if changed:
+            UsageRecord.objects.bulk_create(changed, update_conflicts=True,
+                                            unique_fields=["deployment", "hour_start", "spec"],
+                                            update_fields=["seconds", "currency", "hourly_price", "metered_at"])
+    return len(stale) + len(changed)
+
+
+def usage_meter_recent(*, hours: int = 3, now: datetime | None = None) -> int:
+    """Meters the last ``hours`` closed hours (re-metering catches events recorded late)."""
+    current = _hour_floor(now or timezone.now())
+    return sum(usage_meter_hour(hour_start=current - HOUR * n) for n in range(hours, 0, -1))
+
+
+def usage_amount(*, seconds: int, hourly_price: Decimal, currency: str) -> Decimal:
+    return money.quantize(Decimal(seconds) * hourly_price / Decimal(3600), currency)
+
+
+# --- subscriptions ----------------------------------------------------------------------------------
+def _one_year_later(moment: datetime) -> datetime:
+    try:
+        return moment.replace(year=moment.year + 1)
+    except ValueError:  # 29 February: the term ends on 28 February
+        return moment.replace(year=moment.year + 1, day=28)
+
+
+@transaction.atomic
+def subscription_switch_to_annual(*, principal: Principal, deployment: Deployment, renew: bool) -> Subscription:
+    """Hourly metering stops at this second, a 12-month term starts, its price is charged on the next invoice."""
+    deployment = Deployment.objects.select_for_update().get(pk=deployment.pk, organization=principal.organization)
+    if deployment.status in (S.DELETING, S.DELETED):
+        raise errors.Conflict("A deployment being deleted cannot switch to annual billing.")
+    Subscription.objects.get_or_create(deployment=deployment, defaults={"organization_id": deployment.organization_id})
+    subscription = Subscription.objects.select_for_update().get(deployment=deployment)
+    if subscription.mode == SubscriptionMode.ANNUAL:
+        raise errors.Conflict("This deployment is already on annual billing.")
+    currency = principal.organization.currency
+    price = SpecPrice.objects.get(spec_id=deployment.spec_id, currency=currency).annual
+    now = timezone.now()
+    subscription.mode = SubscriptionMode.ANNUAL
+    subscription.term_start = now
+    subscription.term_end = _one_year_later(now)
+    subscription.annual_price = price
+    subscription.currency = currency
+    subscription.renews = renew
+    subscription.full_clean()
+    subscription.save()
+    AnnualCharge.objects.create(organization_id=deployment.organization_id, subscription=subscription,
+                                deployment=deployment, spec_id=deployment.spec_id,
+                                amount=money.quantize(price, currency), currency=currency,
+                                term_start=subscription.term_start, term_end=subscription.term_end)
+    audit_record(principal=principal, action="subscription.switch_to_annual", target=deployment,
+                 changes={"mode": ["hourly", "annual"], "annual_price": str(price), "currency": currency,
+                          "renews": renew, "term_start": now.isoformat()})
+    return subscription
+
+
+# --- invoices ---------------------------------------------------------------------------------------
+def _month_after(day: date) -> date:
+    return date(day.year + (day.month == 12), day.month % 12 + 1, 1)
+
+
+def _as_utc(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _next_number(*, site: str, year: int) -> str:
+    InvoiceCounter.objects.get_or_create(site=site, year=year)
+    # Locked until the invoice commits: a rolled-back invoice gives its number back, so there are no gaps.
+    counter = InvoiceCounter.objects.select_for_update().get(site=site, year=year)
+    counter.last_number += 1
+    counter.save(update_fields=["last_number"])
+    return f"MQ-{site.upper()}-{year}-{counter.last_number:06d}"
+
+
+@transaction.atomic
+def invoice_generate(*, account: BillingAccount, period_start: date) -> Invoice | None:
+    """The account's invoice for the month starting ``period_start``; a rerun returns the same invoice.
+
+    None when there is nothing to charge (no number is used up). Lines: hours per deployment and spec, and
+    annual charges not yet invoiced; each line rounded half-up, VAT on the subtotal.
+    """
+    if period_start.day != 1:
+        raise errors.ValidationFailed("An invoice period starts on the 1st of a month.")
+    period_end = _month_after(period_start)
+    if _as_utc(period_end) > timezone.now():
+        raise errors.Conflict("The period is not closed yet.")
+    account = BillingAccount.objects.select_for_update().select_related("organization").get(pk=account.pk)
+    existing = Invoice.objects.filter(account=account, period_start=period_start).first()
+    if existing is not None:
+        return existing
+    org: Organization = account.organization
+    currency = org.currency
+    lines: list[InvoiceLine] = []
+    usage = (UsageRecord.objects.filter(organization=org, hour_start__gte=_as_utc(period_start),
+                                        hour_start__lt=_as_utc(period_end))
+             .values("deployment_id", "deployment__name", "spec_id", "spec__name", "hourly_price")
+             .annotate(total_seconds=Sum("seconds")).order_by("deployment__name", "deployment_id", "spec_id"))
+    for row in usage:
+        seconds = row["total_seconds"]
+        lines.append(InvoiceLine(
+            description=f"{row['deployment__name']} ({row['deployment_id']}), {row['spec__name']}, hourly",
+            quantity=(Decimal(seconds) / Decimal(3600)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP),
+            unit="hour", unit_price=row["hourly_price"], deployment_id=row["deployment_id"],
+            amount=usage_amount(seconds=seconds, hourly_price=row["hourly_price"], currency=currency)))
+    charges = list(AnnualCharge.objects.select_for_update().filter(
+        organization=org, invoice__isnull=True, created_at__lt=_as_utc(period_end)).select_related("deployment"))
+    for charge in charges:
+        lines.append(InvoiceLine(
+            description=(f"{charge.deployment.name} ({charge.deployment_id}), annual term "
+                         f"{charge.term_start:%Y-%m-%d} to {charge.term_end:%Y-%m-%d}"),
+            quantity=Decimal(1), unit="year", unit_price=charge.amount, amount=charge.amount,
+            deployment_id=charge.deployment_id))
+    if not lines:
+        return None
+    subtotal = sum((line.amount for line in lines), Decimal("0.00"))
+    treatment = money.vat_treatment(site=org.site, customer_country=account.country or org.country,
+                                    vat_number_valid=account.vat_status == VatStatus.VALID and bool(account.vat_number),
+                                    tax_exempt=account.tax_exempt, on=period_end - timedelta(days=1))
+    vat = money.vat_amount(subtotal, treatment.rate, currency)
+    now = timezone.now()
+    invoice = Invoice.objects.create(
+        organization=org, account=account, number=_next_number(site=org.site, year=now.year),
+        period_start=period_start, period_end=period_end, currency=currency, subtotal=subtotal,
+        vat_rate=treatment.rate, vat_amount=vat, vat_note=treatment.note, total=subtotal + vat,
+        legal_name=account.legal_name, address=account.address, country=account.country or org.country,
+        vat_number=account.vat_number, issued_at=now)
+    for position, line in enumerate(lines, start=1):
+        line.invoice, line.position = invoice, position
+    InvoiceLine.objects.bulk_create(lines)
+    AnnualCharge.objects.filter(pk__in=[c.pk for c in charges]).update(invoice=invoice)
+    audit_record(principal=Principal.for_system(org), action="invoice.issue", target=invoice,
+                 changes={"number": invoice.number, "total": str(invoice.total), "currency": currency})
+    return invoice
+
+
+def invoices_generate_for_month(*, period_start: date) -> int:
+    """Invoices every organization with usage or pending annual charges in the month; returns how many."""
+    start, end = _as_utc(period_start), _as_utc(_month_after(period_start))
+    org_ids = set(UsageRecord.objects.filter(hour_start__gte=start, hour_start__lt=end)
+                  .values_list("organization_id", flat=True).distinct())
+    org_ids |= set(AnnualCharge.objects.filter(invoice__isnull=True, created_at__lt=end)
+                   .values_list("organization_id", flat=True).distinct())
+    count = 0
+    for org_id in sorted(org_ids):
+        account, _ = BillingAccount.objects.get_or_create(organization_id=org_id)
+        if invoice_generate(account=account, period_start=period_start) is not None:
+            count += 1
+    return count
+
+
+# --- operators --------------------------------------------------------------------------------------
+@transaction.atomic
+def billing_account_operator_update(*, principal: Principal, account: BillingAccount, tax_exempt: bool | None = None,
+                                    vat_status: str | None = None) -> BillingAccount:
+    """Operator-only changes: the tax-exempt flag and a VAT status confirmed outside the API (e.g. in VIES)."""
+    account = BillingAccount.objects.select_for_update().get(pk=account.pk)
+    before = {"tax_exempt": account.tax_exempt, "vat_status": account.vat_status}
+    if tax_exempt is not None:
+        account.tax_exempt = tax_exempt
+    if vat_status is not None:
+        if vat_status == VatStatus.VALID and not account.vat_number:
+            raise errors.Conflict("The account has no VAT number.")
+        account.vat_status = vat_status
+    account.full_clean()
+    account.save()
+    changes = {f: [before[f], getattr(account, f)] for f in before if before[f] != getattr(account, f)}
+    if changes:
+        audit_record(principal=principal, action="billing_account.operator_update", target=account, changes=changes,
+                     organization=account.organization)
+    return account
+
+
+def subscriptions_roll_over(*, now: datetime | None = None) -> int:
+    """Ends annual terms that are over: renews them (a new term, charged on the next invoice) or returns the
+    deployment to hourly billing from the second the term ended. Idempotent; returns how many changed."""
+    now = now or timezone.now()
+    changed = 0
+    for subscription_id in Subscription.objects.filter(mode=SubscriptionMode.ANNUAL, term_end__lte=now).values_list(
+            "id", flat=True):
+        with transaction.atomic():
+            subscription = (Subscription.objects.select_for_update().select_related("deployment__organization")
+                            .filter(id=subscription_id, mode=SubscriptionMode.ANNUAL, term_end__lte=now).first())
+            if subscription is None:
+                continue
+            deployment = subscription.deployment
+            principal = Principal.for_system(deployment.organization)
+            live = deployment.status not in (S.DELETING, S.DELETED)
+            while subscription.renews and live and subscription.term_end <= now:
+                price = SpecPrice.objects.get(spec_id=deployment.spec_id, currency=subscription.currency).annual
+                subscription.term_start, subscription.term_end = (subscription.term_end,
+                                                                  _one_year_later(subscription.term_end))
+                subscription.annual_price = price
+                AnnualCharge.objects.get_or_create(
+                    subscription=subscription, term_start=subscription.term_start,
+                    defaults={"organization_id": deployment.organization_id, "deployment": deployment,
+                              "spec_id": deployment.spec_id, "amount": money.quantize(price, subscription.currency),
+                              "currency": subscription.currency, "term_end": subscription.term_end})
+                audit_record(principal=principal, action="subscription.renew", target=deployment,
+                             changes={"term_start": subscription.term_start.isoformat(),
+                                      "annual_price": str(price)})
+            if subscription.term_end <= now:
+                audit_record(principal=principal, action="subscription.return_to_hourly", target=deployment,
+                             changes={"mode": ["annual", "hourly"], "term_end": subscription.term_end.isoformat()})
+                subscription.mode = SubscriptionMode.HOURLY
+                subscription.term_start = subscription.term_end = subscription.annual_price = None
+                subscription.renews = False
+            subscription.save()
+            changed += 1
+    return changed

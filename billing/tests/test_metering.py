@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from hypothesis import given
+from hypothesis import strategies as st
+
+from billing import services
+from billing.metering import Transition, billable_seconds
+from billing.models import UsageRecord
+from billing.tests.factories import record_event
+from deployments.lifecycle import BILLABLE
+from deployments.tests.factories import DeploymentFactory
+
+H = datetime(2026, 3, 10, 12, tzinfo=UTC)
+STATUSES = ["provisioning", "running", "scaling", "stopping", "stopped", "starting", "failed", "deleted"]
+
+
+@given(st.lists(st.tuples(st.integers(-7200, 7199), st.sampled_from(STATUSES), st.sampled_from(["a", "b"])),
+                max_size=12),
+       st.lists(st.tuples(st.integers(-7200, 7199), st.integers(1, 7200)), max_size=3))
+def test_metered_seconds_equal_billable_intervals(raw, raw_terms):
+    events = [Transition(H + timedelta(seconds=s), status, spec) for s, status, spec in raw]
+    terms = [(H + timedelta(seconds=s), H + timedelta(seconds=s + length)) for s, length in raw_terms]
+    result = billable_seconds(events, start=H, end=H + timedelta(hours=1), annual_terms=terms)
+    # Brute force: the state in force at each second of the hour.
+    ordered = sorted(events, key=lambda e: e.at)
+    expected: dict[str, int] = {}
+    for second in range(3600):
+        moment = H + timedelta(seconds=second)
+        state = None
+        for event in ordered:
+            if event.at <= moment:
+                state = event
+        prepaid = any(a <= moment < b for a, b in terms)
+        if state is not None and state.to_status in BILLABLE and not prepaid:
+            expected[state.spec_id] = expected.get(state.spec_id, 0) + 1
+    assert result == expected
+    assert sum(result.values()) <= 3600
+
+
+def test_scale_splits_the_hour_and_annual_stops_it():
+    events = [Transition(H - timedelta(hours=2), "running", "small"),
+              Transition(H + timedelta(minutes=10), "scaling", "small"),
+              Transition(H + timedelta(minutes=20), "running", "big")]
+    assert billable_seconds(events, start=H, end=H + timedelta(hours=1)) == {"small": 1200, "big": 2400}
+    year = timedelta(days=365)
+    switched = H + timedelta(minutes=30)
+    assert billable_seconds(events, start=H, end=H + timedelta(hours=1),
+                            annual_terms=[(switched, switched + year)]) == {"small": 1200, "big": 600}
+    assert billable_seconds(events, start=H, end=H + timedelta(hours=1),
+                            annual_terms=[(H - timedelta(days=1), H + year)]) == {}
+    # A term that ended (not renewed) at minute 50: hourly metering resumes at that second.
+    assert billable_seconds(events, start=H, end=H + timedelta(hours=1),
+                            annual_terms=[(H - year, H + timedelta(minutes=50))]) == {"big": 600}
+
+
+
+
+@pytest.mark.django_db
+def test_meter_hour_is_idempotent_and_handles_late_events():
+    deployment = DeploymentFactory(created_at=H - timedelta(days=1))
+    record_event(deployment, "running", H - timedelta(days=1))
+    record_event(deployment, "scaling", H + timedelta(minutes=15))
+    record_event(deployment, "running", H + timedelta(minutes=30), spec_id="basic-5k")
+    assert services.usage_meter_hour(hour_start=H) == 2
+    rows = {r.spec_id: r.seconds for r in UsageRecord.objects.filter(deployment=deployment, hour_start=H)}
+    assert rows == {"basic-1k": 1800, "basic-5k": 1800}
+    assert services.usage_meter_hour(hour_start=H) == 0  # rerun: nothing changes
+    # A late event (recorded after the hour was metered): re-metering corrects the hour.
+    record_event(deployment, "stopping", H + timedelta(minutes=45), spec_id="basic-5k")
+    assert services.usage_meter_hour(hour_start=H) == 1
+    rows = {r.spec_id: r.seconds for r in UsageRecord.objects.filter(deployment=deployment, hour_start=H)}
+    assert rows == {"basic-1k": 1800, "basic-5k": 900}
+    assert UsageRecord.objects.filter(deployment=deployment).count() == 2
+    # The following hours: stopped, nothing metered.
+    assert services.usage_meter_hour(hour_start=H + timedelta(hours=1)) == 0
+
+
+@pytest.mark.django_db
+def test_meter_recent_meters_closed_hours_only():
+    deployment = DeploymentFactory(created_at=H - timedelta(days=1))
+    record_event(deployment, "running", H - timedelta(days=1))
+    with time_machine.travel(H + timedelta(hours=3, minutes=5), tick=False):
+        services.usage_meter_recent(hours=3)
+    hours = sorted(UsageRecord.objects.filter(deployment=deployment).values_list("hour_start", flat=True))
+    assert hours == [H, H + timedelta(hours=1), H + timedelta(hours=2)]
+    assert all(r.seconds == 3600 for r in UsageRecord.objects.filter(deployment=deployment))
+
+
+def test_hour_start_must_be_on_the_hour():
+    with pytest.raises(ValueError):
+        services.usage_meter_hour(hour_start=H + timedelta(minutes=1))
