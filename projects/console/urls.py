@@ -1,5 +1,7 @@
 from django.urls import path
 
+from alerts.console import urls as alert_urls
+from billing.console import urls as billing_urls
 from deployments.console import urls as deployment_urls
 from projects.console import views
 
@@ -23,5 +25,7 @@ urlpatterns = [
     path("api-keys/<str:object_id>/revoke", views.ApiKeyRevokeView.as_view(), name="api-key-revoke"),
     path("audit", views.AuditLogView.as_view(), name="audit"),
     path("outbox", views.OutboxView.as_view(), name="outbox"),
+    *alert_urls.urlpatterns,
     *deployment_urls.urlpatterns,
+    *billing_urls.urlpatterns,
 ]

@@ -1,0 +1,14 @@
+"""Billing pages of the console; spliced into ``projects.console.urls`` so they share its namespace."""
+
+from django.urls import path
+
+from billing.console import views
+
+urlpatterns = [
+    path("billing", views.UsageView.as_view(), name="billing"),
+    path("billing/account", views.BillingAccountView.as_view(), name="billing-account"),
+    path("billing/invoices", views.InvoiceListView.as_view(), name="billing-invoices"),
+    path("billing/invoices/<str:invoice_id>", views.InvoiceDetailView.as_view(), name="billing-invoice"),
+    path("deployments/<str:deployment_id>/subscription/switch-to-annual", views.SwitchToAnnualView.as_view(),
+         name="deployment-switch-to-annual"),
+]

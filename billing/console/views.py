@@ -1,0 +1,122 @@
+"""Console pages for billing: account details, this month's usage, invoices, switching to annual.
+
+Reads go through selectors, writes through services; the console base maps domain errors to pages.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils import timezone
+
+from billing import money, selectors, services
+from billing.console import forms as billing_forms
+from billing.models import VatStatus
+from controlplane import errors
+from deployments import selectors as deployment_selectors
+from projects.console.base import OrganizationConsoleView, OrganizationFormView
+from projects.roles import Perm
+
+VAT_STATUS_HELP = {
+    VatStatus.VALID: "Verified: EU business-to-business invoices use the reverse charge (no VAT charged).",
+    VatStatus.INVALID: "The VAT number was rejected; VAT is charged at your country's rate.",
+    VatStatus.UNCHECKED: "Not verified yet: VAT is charged until the number is verified; the reverse charge "
+                         "applies once it is.",
+}
+
+
+class BillingAccountView(OrganizationFormView):
+    """The organization's billing details; everyone with billing access reads, billing managers edit."""
+
+    template_name = "console/billing/account.html"
+    form_class = billing_forms.BillingAccountForm
+    required_perm = Perm.BILLING_READ
+
+    def get_form(self, data: Any = None) -> forms.Form:
+        account = selectors.billing_account_get(principal=self.principal)
+        initial = {name: getattr(account, name) for name in ("legal_name", "address", "country", "vat_number")}
+        return self.form_class(data, initial=initial)
+
+    def get_context(self, form: forms.Form) -> dict[str, Any]:
+        account = selectors.billing_account_get(principal=self.principal)
+        return {"form": form, "account": account, "organization": self.principal.organization,
+                "vat_help": VAT_STATUS_HELP.get(account.vat_status, ""),
+                "can_manage": self.principal.has(Perm.BILLING_MANAGE)}
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self.principal.require(Perm.BILLING_MANAGE)
+        return super().post(request, *args, **kwargs)
+
+    def form_valid(self, form: forms.Form) -> HttpResponse:
+        services.billing_account_update(principal=self.principal, **form.cleaned_data)
+        messages.success(self.request, "Billing details saved.")
+        return redirect(reverse("console:billing-account"))
+
+
+class UsageView(OrganizationConsoleView):
+    """This month's metered usage per deployment and the current month's estimate."""
+
+    template_name = "console/billing/usage.html"
+    required_perm = Perm.BILLING_READ
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        now = timezone.now().astimezone(UTC)
+        since = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        summary = selectors.usage_summary(principal=self.principal, since=since, until=now, now=now)
+        ids = [row["deployment"] for row in summary["deployments"]]
+        names = dict(deployment_selectors.deployment_list(principal=self.principal, include_deleted=True)
+                     .filter(id__in=ids).values_list("id", "name"))
+        for row in summary["deployments"]:
+            row["name"] = names.get(row["deployment"], row["deployment"])
+            for line in row["specs"]:
+                line["hours"] = Decimal(line["seconds"]) / Decimal(3600)
+        return self.render_page({"summary": summary, "since": since, "now": now})
+
+
+class InvoiceListView(OrganizationConsoleView):
+    template_name = "console/billing/invoices.html"
+    required_perm = Perm.BILLING_READ
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return self.render_page({"invoices": selectors.invoice_list(principal=self.principal)})
+
+
+class InvoiceDetailView(OrganizationConsoleView):
+    """A clean HTML rendering of one invoice, with a link to its PDF."""
+
+    template_name = "console/billing/invoice.html"
+    required_perm = Perm.BILLING_READ
+
+    def get(self, request: HttpRequest, invoice_id: str) -> HttpResponse:
+        invoice = selectors.invoice_get(principal=self.principal, invoice_id=invoice_id)
+        return self.render_page({"invoice": invoice, "lines": list(invoice.lines.all()),
+                                 "seller_country": money.seller_country(invoice.organization.site),
+                                 "pdf_url": f"/api/v1/invoices/{invoice.id}.pdf"})
+
+
+class SwitchToAnnualView(OrganizationConsoleView):
+    """POST from the deployment page's subscription card; a refusal (already annual: 409) becomes a message."""
+
+    http_method_names: ClassVar[list[str]] = ["post"]
+    required_perm = Perm.BILLING_MANAGE
+
+    def post(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
+        deployment = deployment_selectors.deployment_get(principal=self.principal, deployment_id=deployment_id)
+        form = billing_forms.SwitchToAnnualForm(request.POST)
+        renew = form.is_valid() and form.cleaned_data["renew"]
+        try:
+            services.subscription_switch_to_annual(principal=self.principal, deployment=deployment, renew=renew)
+        except (errors.NotFound, errors.PermissionDenied):
+            raise
+        except errors.DomainError as exc:
+            messages.error(request, exc.detail)
+        else:
+            messages.success(request, f"{deployment.name} is now on annual billing.")
+        return redirect(reverse("console:deployment-detail", args=[deployment.id]))

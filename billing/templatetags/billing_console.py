@@ -1,0 +1,31 @@
+"""``{% subscription_card deployment %}``: the deployment page's billing card (mode, term, switch to annual)."""
+
+from __future__ import annotations
+
+from django import template
+
+from billing import selectors
+from billing.console.forms import SwitchToAnnualForm
+from billing.models import SubscriptionMode
+from deployments import selectors as deployment_selectors
+from projects.roles import Perm
+
+register = template.Library()
+
+
+@register.inclusion_tag("console/billing/_subscription_card.html", takes_context=True)
+def subscription_card(context: template.Context, deployment) -> dict:
+    request = context.get("request")
+    principal = getattr(request, "principal", None)
+    if principal is None or not principal.has(Perm.BILLING_READ):
+        return {"show": False}
+    subscription = selectors.subscription_get(principal=principal, deployment=deployment)
+    currency = principal.organization.currency
+    prices = deployment_selectors.spec_prices(spec=deployment.spec, currency=currency)
+    if prices is not None:
+        prices["hourly_year"] = prices["hourly"] * deployment_selectors.HOURS_PER_YEAR
+        prices["saving"] = prices["hourly_year"] - prices["annual"]
+    return {"show": True, "deployment": deployment, "subscription": subscription, "prices": prices,
+            "is_annual": subscription.mode == SubscriptionMode.ANNUAL,
+            "can_switch": principal.has(Perm.BILLING_MANAGE) and deployment.status not in ("deleting", "deleted"),
+            "form": SwitchToAnnualForm(), "csrf_token": context.get("csrf_token")}

@@ -1,0 +1,187 @@
+"""The billing pages of the console, driven through Django's test client."""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from billing.models import BillingAccount, InvoiceLine, Subscription, SubscriptionMode, UsageRecord, VatStatus
+from billing.money import REVERSE_CHARGE_NOTE
+from billing.tests.factories import BillingAccountFactory, InvoiceFactory
+from deployments.models import Spec
+from deployments.tests.factories import DeploymentFactory
+from projects.models import Membership
+from projects.roles import Role
+from projects.tests.factories import MembershipFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def logged_in(role: str = Role.OWNER, **membership) -> tuple[Client, Membership]:
+    member = MembershipFactory(role=role, **membership)
+    client = Client()
+    client.force_login(member.user)
+    return client, member
+
+
+def url(name: str, *args) -> str:
+    return reverse(f"console:{name}", args=args)
+
+
+def page(client: Client, name: str, *args) -> str:
+    response = client.get(url(name, *args))
+    assert response.status_code == 200, response.content[:500]
+    return response.content.decode()
+
+
+def account_data(**overrides) -> dict:
+    return {"legal_name": "Acme GmbH", "address": "Hauptstr. 1\n10115 Berlin", "country": "DE",
+            "vat_number": "DE136695976"} | overrides
+
+
+# --- nav and pages ------------------------------------------------------------------------------------
+def test_nav_entry_only_for_billing_roles():
+    client, _ = logged_in(Role.BILLING)
+    assert ">Billing<" in page(client, "deployments")
+    client, _ = logged_in(Role.DEVELOPER)
+    assert ">Billing<" not in page(client, "deployments")
+    assert client.get(url("billing")).status_code == 403
+
+
+def test_empty_states():
+    client, member = logged_in()
+    usage = page(client, "billing")
+    assert "No metered usage this month yet" in usage
+    assert "0.00 USD" in usage
+    assert "No invoices yet" in page(client, "billing-invoices")
+    account = page(client, "billing-account")
+    assert "USD" in account and "Edit billing details" in account
+
+
+def test_usage_page_lists_metered_deployments_and_estimate():
+    client, member = logged_in()
+    deployment = DeploymentFactory(organization=member.organization, name="telemetry")
+    spec = Spec.objects.get(id="basic-1k")
+    hour = timezone.now().astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    for n in range(2):
+        UsageRecord.objects.create(organization=member.organization, deployment=deployment, spec=spec,
+                                   hour_start=hour + timedelta(hours=n), seconds=3600, currency="USD",
+                                   hourly_price=Decimal("0.5000"))
+    body = page(client, "billing")
+    assert "telemetry" in body and "basic-1k" in body
+    assert "2.00 h" in body
+    assert "1.00 USD" in body
+    assert "No metered usage" not in body
+
+
+def test_account_page_shows_details_and_vat_status():
+    client, member = logged_in(Role.BILLING)
+    BillingAccountFactory(organization=member.organization, legal_name="Acme GmbH", vat_number="DE136695976",
+                          vat_status=VatStatus.UNCHECKED)
+    body = page(client, "billing-account")
+    assert "Acme GmbH" in body and "DE136695976" in body
+    assert "badge-vat-unchecked" in body and "reverse charge applies once it is" in body
+
+
+def test_billing_role_edits_the_account():
+    client, member = logged_in(Role.BILLING)
+    response = client.post(url("billing-account"), account_data())
+    assert response.status_code == 302
+    account = BillingAccount.objects.get(organization=member.organization)
+    assert account.legal_name == "Acme GmbH" and account.vat_number == "DE136695976"
+    assert account.vat_status == VatStatus.UNCHECKED
+    assert "Billing details saved" in client.get(response.url).content.decode()
+
+
+def test_invalid_vat_number_is_shown_on_the_form():
+    client, member = logged_in()
+    response = client.post(url("billing-account"), account_data(vat_number="DE136695977"))
+    assert response.status_code == 400
+    assert "not a valid VAT number" in response.content.decode()
+    assert not BillingAccount.objects.filter(organization=member.organization, vat_number__gt="").exists()
+
+
+def test_country_mismatch_is_shown_on_the_form():
+    client, _ = logged_in()
+    response = client.post(url("billing-account"), account_data(country="FR"))
+    assert response.status_code == 400
+    assert "starts with FR" in response.content.decode()
+
+
+@pytest.mark.parametrize("role", [Role.DEVELOPER, Role.VIEWER])
+def test_roles_without_billing_manage_cannot_post(role):
+    client, member = logged_in(role)
+    deployment = DeploymentFactory(organization=member.organization)
+    assert client.post(url("billing-account"), account_data()).status_code == 403
+    assert client.post(url("deployment-switch-to-annual", deployment.id), {"renew": "on"}).status_code == 403
+    assert not Subscription.objects.filter(deployment=deployment, mode=SubscriptionMode.ANNUAL).exists()
+
+
+# --- invoices -----------------------------------------------------------------------------------------
+def test_invoice_list_and_html_view_with_reverse_charge():
+    client, member = logged_in()
+    invoice = InvoiceFactory(organization=member.organization, legal_name="Acme SAS", country="FR",
+                             vat_number="FR40303265045", vat_rate=Decimal("0"), vat_amount=Decimal("0.00"),
+                             subtotal=Decimal("12.50"), total=Decimal("12.50"), vat_note=REVERSE_CHARGE_NOTE)
+    InvoiceLine.objects.create(invoice=invoice, position=1, description="broker-1 basic-1k", quantity=Decimal(25),
+                               unit="h", unit_price=Decimal("0.5"), amount=Decimal("12.50"))
+    listing = page(client, "billing-invoices")
+    assert invoice.number in listing and "12.50 USD" in listing and "badge-invoice-open" in listing
+    body = page(client, "billing-invoice", invoice.id)
+    assert "Acme SAS" in body and "FR40303265045" in body and "broker-1 basic-1k" in body
+    assert "Reverse charge" in body and 'id="vat-note"' in body
+    assert f"/api/v1/invoices/{invoice.id}.pdf" in body
+    pdf = client.get(f"/api/v1/invoices/{invoice.id}.pdf")
+    assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf"
+
+
+def test_invoice_without_reverse_charge_has_no_note():
+    client, member = logged_in()
+    invoice = InvoiceFactory(organization=member.organization)
+    body = page(client, "billing-invoice", invoice.id)
+    assert "VAT 19%" in body and "1.90 USD" in body and "11.90 USD" in body
+    assert 'id="vat-note"' not in body
+
+
+def test_other_organizations_invoice_is_404():
+    client, _ = logged_in()
+    other = InvoiceFactory()
+    assert client.get(url("billing-invoice", other.id)).status_code == 404
+    assert other.number not in page(client, "billing-invoices")
+
+
+# --- subscription card --------------------------------------------------------------------------------
+def test_switch_to_annual_and_second_switch_is_a_message():
+    client, member = logged_in(Role.BILLING)
+    deployment = DeploymentFactory(organization=member.organization)
+    body = page(client, "deployment-detail", deployment.id)
+    assert "Switch to annual" in body and "saving" in body
+    response = client.post(url("deployment-switch-to-annual", deployment.id), {"renew": "on"}, follow=True)
+    assert response.status_code == 200
+    subscription = Subscription.objects.get(deployment=deployment)
+    assert subscription.mode == SubscriptionMode.ANNUAL and subscription.renews
+    body = response.content.decode()
+    assert "now on annual billing" in body and "Renews automatically" in body
+    assert "Switch to annual</button>" not in body
+    response = client.post(url("deployment-switch-to-annual", deployment.id), {}, follow=True)
+    assert response.status_code == 200
+    assert "already on annual billing" in response.content.decode()
+    assert Subscription.objects.get(deployment=deployment).renews
+
+
+def test_subscription_card_hidden_without_billing_read():
+    client, member = logged_in(Role.DEVELOPER)
+    deployment = DeploymentFactory(organization=member.organization)
+    assert 'id="subscription"' not in page(client, "deployment-detail", deployment.id)
+
+
+def test_switch_for_another_organizations_deployment_is_404():
+    client, _ = logged_in()
+    other = DeploymentFactory()
+    assert client.post(url("deployment-switch-to-annual", other.id)).status_code == 404
+    assert not Subscription.objects.filter(deployment=other, mode=SubscriptionMode.ANNUAL).exists()
