@@ -44,6 +44,9 @@ def test_staff_edit_of_an_organization_is_audited(client, operator):
          "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"},
     )
     assert response.status_code == 302, response.content[:2000]
+    # The admin redirects to the list after a save; anywhere else means it did not save.
+    assert response["Location"] == "/ops/projects/organization/", (response["Location"],
+                                                                  [str(m) for m in response.wsgi_request._messages])
     organization.refresh_from_db()
     assert organization.name == "After"
     event = AuditEvent.objects.get(organization=organization, action="ops.organization.update")
