@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.utils import quote  # ids contain _, which the admin escapes
 
 from deployments.models import Deployment
 from deployments.tests.factories import DeploymentFactory
@@ -18,7 +19,7 @@ def operator(client):
 
 def test_deployment_page_shows_rendered_manifests_without_secrets(client, operator):
     deployment = DeploymentFactory(node_cookie="super-secret-cookie")
-    page = client.get(f"/ops/deployments/deployment/{deployment.id}/change/")
+    page = client.get(f"/ops/deployments/deployment/{quote(deployment.id)}/change/")
     assert page.status_code == 200
     text = page.content.decode()
     assert "StatefulSet" in text and deployment.namespace in text

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from django.contrib.admin.utils import quote  # ids contain _, which the admin escapes
 from django.db import connection
 from django.test import override_settings
 
@@ -345,6 +346,6 @@ def test_admin_never_shows_header_values(client, deployment, api, auth_service):
     put(api, deployment, config_body(auth_service.url))
     staff = User.objects.create_superuser("ops@example.com", "an-operator-passphrase")
     client.force_login(staff)
-    text = client.get(f"/ops/deployments/deployment/{deployment.id}/change/").content.decode()
+    text = client.get(f"/ops/deployments/deployment/{quote(deployment.id)}/change/").content.decode()
     assert "MQCLOUD_HTTP_AUTHN_HEADER_0" in text  # the config is there, by reference
     assert "s3cr3t" not in text and base64.b64encode(SECRET.encode()).decode() not in text

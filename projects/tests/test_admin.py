@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.utils import quote  # ids contain _, which the admin escapes
 
 from projects.models import AuditEvent, Organization, User
 from projects.tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory, make_api_key
@@ -39,7 +40,7 @@ def test_every_tenancy_list_renders_with_search(client, operator, path):
 def test_staff_edit_of_an_organization_is_audited(client, operator):
     organization = OrganizationFactory(name="Before", country="DE")
     response = client.post(
-        f"/ops/projects/organization/{organization.id}/change/",
+        f"/ops/projects/organization/{quote(organization.id)}/change/",
         {"name": "After", "country": "FR", "flagship_enabled": "on",
          "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"},
     )
@@ -78,5 +79,5 @@ def test_audit_events_cannot_be_changed_from_the_ops_site(client, operator):
     organization = OrganizationFactory()
     make_api_key(organization)
     event = AuditEvent.objects.create(organization=organization, actor_type="system", action="x.y")
-    assert client.post(f"/ops/projects/auditevent/{event.id}/delete/", {"post": "yes"}).status_code == 403
+    assert client.post(f"/ops/projects/auditevent/{quote(event.id)}/delete/", {"post": "yes"}).status_code == 403
     assert AuditEvent.objects.filter(pk=event.pk).exists()
