@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 
 from billing import services
 from billing.models import BillingAccount, Invoice, InvoiceLine, Subscription, UsageRecord, VatStatus
-from controlplane.admin_base import ReadOnlyModelAdmin, staff_principal
+from controlplane.admin_base import ReadOnlyModelAdmin, ReadOnlyTabularInline, staff_principal
 
 
 @admin.register(BillingAccount)
@@ -35,14 +35,9 @@ class BillingAccountAdmin(ReadOnlyModelAdmin):
         self._update(request, queryset, vat_status=VatStatus.VALID)
 
 
-class InvoiceLineInline(admin.TabularInline):
+class InvoiceLineInline(ReadOnlyTabularInline):
     model = InvoiceLine
-    extra = 0
-    can_delete = False
     readonly_fields = ("position", "description", "quantity", "unit", "unit_price", "amount", "deployment")
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Invoice)

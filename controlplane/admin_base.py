@@ -79,3 +79,13 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
+
+
+class ReadOnlyTabularInline(admin.TabularInline):
+    """Rows shown under their parent for context; never added, edited or deleted from the ops site."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False

@@ -3,20 +3,15 @@ import json
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from controlplane.admin_base import ReadOnlyModelAdmin, staff_principal
+from controlplane.admin_base import ReadOnlyModelAdmin, ReadOnlyTabularInline, staff_principal
 from deployments import services
 from deployments.models import Deployment, DeploymentEvent, Peering, PeeringEvent, Region, Spec, SpecPrice
 from deployments.peering import services as peering_services
 
 
-class SpecPriceInline(admin.TabularInline):
+class SpecPriceInline(ReadOnlyTabularInline):
     model = SpecPrice
-    extra = 0
-    can_delete = False
     readonly_fields = ("currency", "hourly", "annual")
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Region)
@@ -34,16 +29,11 @@ class SpecAdmin(ReadOnlyModelAdmin):
     inlines = [SpecPriceInline]
 
 
-class DeploymentEventInline(admin.TabularInline):
+class DeploymentEventInline(ReadOnlyTabularInline):
     model = DeploymentEvent
-    extra = 0
-    can_delete = False
     fields = ("created_at", "from_status", "to_status", "spec", "reason", "actor_label")
     readonly_fields = fields
     ordering = ("created_at",)
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Deployment)
@@ -91,16 +81,11 @@ class DeploymentAdmin(ReadOnlyModelAdmin):
 
 
 # --- VPC peering ------------------------------------------------------------------------------------
-class PeeringEventInline(admin.TabularInline):
+class PeeringEventInline(ReadOnlyTabularInline):
     model = PeeringEvent
-    extra = 0
-    can_delete = False
     fields = ("created_at", "from_status", "to_status", "reason", "actor_label")
     readonly_fields = fields
     ordering = ("created_at",)
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Peering)

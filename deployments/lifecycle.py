@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.utils import timezone
 
-from controlplane import errors
+from controlplane.state_machine import require_transition
 from deployments.models import Deployment, DeploymentEvent
 from deployments.models import DeploymentStatus as S
 
@@ -44,11 +43,8 @@ def transition(
     details: dict | None = None,
 ) -> DeploymentEvent:
     """Moves ``deployment`` (locked by the caller with select_for_update) and records the event."""
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("transition() must run inside transaction.atomic with the row locked")
     from_status = deployment.status
-    if not can_transition(from_status, to_status):
-        raise errors.Conflict(f"A deployment cannot go from {from_status} to {to_status}.")
+    require_transition(TRANSITIONS, kind="deployment", from_status=from_status, to_status=to_status)
     now = timezone.now()
     deployment.status = to_status
     deployment.status_reason = reason if to_status == S.FAILED else ""

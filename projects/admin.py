@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from controlplane.admin_base import AuditedModelAdmin, ReadOnlyModelAdmin, staff_principal
+from controlplane.admin_base import AuditedModelAdmin, ReadOnlyModelAdmin, ReadOnlyTabularInline, staff_principal
 from projects import services
 from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, User
 
@@ -14,16 +14,11 @@ admin.site.site_title = "mqcloud ops"
 admin.site.index_title = "Operations"
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(ReadOnlyTabularInline):
     model = Membership
-    extra = 0
     fields = ("id", "user", "role", "created_at")
     readonly_fields = fields
-    can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Organization)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.utils import timezone
 
-from controlplane import errors
+from controlplane.state_machine import require_transition
 from deployments.models import Peering, PeeringEvent
 from deployments.models import PeeringStatus as P
 
@@ -42,11 +41,8 @@ def transition(peering: Peering, to_status: str, *, reason: str = "", actor_labe
 
     The caller may have set other fields on ``peering`` (cloud id, timestamps); they are saved with it.
     """
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("transition() must run inside transaction.atomic with the row locked")
     from_status = peering.status
-    if not can_transition(from_status, to_status):
-        raise errors.Conflict(f"A peering cannot go from {from_status} to {to_status}.")
+    require_transition(TRANSITIONS, kind="peering", from_status=from_status, to_status=to_status)
     now = timezone.now()
     peering.status = to_status
     peering.status_reason = reason[:500] if to_status in WITH_REASON else ""
