@@ -81,3 +81,18 @@ def usage_summary(*, principal: Principal, since: datetime, until: datetime, now
                     Decimal("0.00"))
     return {"since": since, "until": until, "currency": currency, "deployments": list(deployments.values()),
             "current_month_estimate": estimate}
+
+
+def billing_suspension_reason(*, organization_id: str) -> str | None:
+    """Why the organization may not create or start deployments (unpaid invoices past the grace period)."""
+    suspended = BillingAccount.objects.filter(organization_id=organization_id, suspended_at__isnull=False).exists()
+    if not suspended:
+        return None
+    return ("Deployments are stopped because an invoice is unpaid past the grace period; update the card on the "
+            "billing page, and start them again once it is paid.")
+
+
+def payments_of(*, principal: Principal, invoice: Invoice) -> QuerySet:
+    from billing.models import Payment
+
+    return Payment.objects.filter(organization=principal.organization, invoice=invoice).order_by("attempt")
