@@ -96,3 +96,20 @@ def payments_of(*, principal: Principal, invoice: Invoice) -> QuerySet:
     from billing.models import Payment
 
     return Payment.objects.filter(organization=principal.organization, invoice=invoice).order_by("attempt")
+
+
+def invoices_failed_unpaid(*, account: BillingAccount) -> QuerySet[Invoice]:
+    from billing.models import InvoiceStatus
+
+    return Invoice.objects.filter(account=account, status=InvoiceStatus.OPEN, payment_failed_at__isnull=False)
+
+
+def dunning_stop_date(account: BillingAccount) -> datetime | None:
+    """While a payment has failed: when running deployments will be stopped if it stays unpaid."""
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    if account.payment_failed_at is None:
+        return None
+    return account.payment_failed_at + timedelta(days=settings.BILLING_DUNNING_GRACE_DAYS)

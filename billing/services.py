@@ -18,7 +18,7 @@ from stdnum.eu import vat as eu_vat
 from stdnum.gb import vat as gb_vat
 from stdnum.util import clean
 
-from billing import emails, money, stripe_gateway
+from billing import emails, money, selectors, stripe_gateway
 from billing.metering import Transition, billable_seconds
 from billing.models import (
     AnnualCharge,
@@ -391,7 +391,7 @@ def stripe_customer_ensure(*, account: BillingAccount) -> str:
                     "metadata": {"billing_account": account.pk, "organization": org.pk}},
             options={"idempotency_key": stripe_gateway.customer_key(account.pk)})
     except stripe.StripeError as exc:
-        raise stripe_gateway.unavailable(exc) from exc
+        stripe_gateway.reraise(exc)
     with transaction.atomic():
         locked = _account_locked(account.pk)
         if not locked.stripe_customer_id:
@@ -421,7 +421,7 @@ def payment_method_setup_start(*, principal: Principal) -> dict[str, str]:
             # One SetupIntent per request; the key only makes the client's own network retries safe.
             options={"idempotency_key": f"setup-{account.pk}-{secrets.token_hex(8)}"})
     except stripe.StripeError as exc:
-        raise stripe_gateway.unavailable(exc) from exc
+        stripe_gateway.reraise(exc)
     audit_record(principal=principal, action="billing.payment_method_setup", target=account,
                  changes={"setup_intent": intent.id})
     return {"client_secret": intent.client_secret, "publishable_key": stripe_gateway.publishable_key(),
@@ -484,10 +484,6 @@ def payment_method_setup_complete(*, account: BillingAccount, setup_intent: dict
 
 
 # --- collecting invoices -------------------------------------------------------------------------
-def _failed_unpaid(account: BillingAccount):
-    return Invoice.objects.filter(account=account, status=InvoiceStatus.OPEN, payment_failed_at__isnull=False)
-
-
 def _next_retry(first_failed_at: datetime, failures: int) -> datetime | None:
     """Dunning schedule: days after the first failure (default 1, 3, 5); None once retries are used up."""
     days = settings.BILLING_DUNNING_RETRY_DAYS
@@ -726,25 +722,19 @@ def _stripe_event_handle(event: dict) -> tuple[str, str | None]:
 
 
 # --- dunning -------------------------------------------------------------------------------------
-def dunning_stop_date(account: BillingAccount) -> datetime | None:
-    if account.payment_failed_at is None:
-        return None
-    return account.payment_failed_at + timedelta(days=settings.BILLING_DUNNING_GRACE_DAYS)
-
-
 def dunning_warn(*, account_id: str) -> bool:
     """Mails the payment-failed warning to the owners and billing members, once per unpaid episode."""
     with transaction.atomic():
         account = _account_locked(account_id)
-        invoices = list(_failed_unpaid(account))
+        invoices = list(selectors.invoices_failed_unpaid(account=account))
         if account.payment_failed_at is None or account.dunning_warned_at is not None or not invoices:
             return False
-        emails.send_payment_failed(account=account, invoices=invoices, stop_on=dunning_stop_date(account))
+        emails.send_payment_failed(account=account, invoices=invoices, stop_on=selectors.dunning_stop_date(account))
         account.dunning_warned_at = timezone.now()
         account.save(update_fields=["dunning_warned_at", "updated_at"])
         audit_record(principal=Principal.for_system(account.organization), action="billing_account.dunning_warn",
                      target=account, changes={"invoices": [i.number for i in invoices],
-                                              "stop_on": dunning_stop_date(account).isoformat()})
+                                              "stop_on": selectors.dunning_stop_date(account).isoformat()})
     return True
 
 
@@ -758,8 +748,8 @@ def dunning_suspend(*, account_id: str, now: datetime | None = None) -> list[str
     now = now or timezone.now()
     with transaction.atomic():
         account = _account_locked(account_id)
-        stop_on = dunning_stop_date(account)
-        if stop_on is None or stop_on > now or not _failed_unpaid(account).exists():
+        stop_on = selectors.dunning_stop_date(account)
+        if stop_on is None or stop_on > now or not selectors.invoices_failed_unpaid(account=account).exists():
             return []
         first = account.suspended_at is None
         if first:
@@ -778,7 +768,8 @@ def dunning_suspend(*, account_id: str, now: datetime | None = None) -> list[str
         audit_record(principal=system, action="billing_account.suspend", target=account,
                      changes={"stopped": stopped, "first": first})
     if first:
-        emails.send_suspended(account=account, invoices=list(_failed_unpaid(account)), stopped=stopped)
+        emails.send_suspended(account=account, invoices=list(selectors.invoices_failed_unpaid(account=account)),
+                              stopped=stopped)
     return stopped
 
 
@@ -788,7 +779,7 @@ def dunning_clear_if_settled(*, account_id: str) -> bool:
     account = _account_locked(account_id)
     if account.payment_failed_at is None and account.suspended_at is None and account.dunning_warned_at is None:
         return False
-    if _failed_unpaid(account).exists():
+    if selectors.invoices_failed_unpaid(account=account).exists():
         return False
     was_suspended = account.suspended_at is not None
     before = {"payment_failed_at": account.payment_failed_at, "suspended_at": account.suspended_at}

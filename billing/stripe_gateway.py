@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import NoReturn
 
 import stripe
 from django.conf import settings
@@ -39,6 +40,14 @@ def unavailable(exc: stripe.StripeError) -> StripeUnavailable:
     return StripeUnavailable(f"Stripe could not be reached ({type(exc).__name__}); try again shortly.")
 
 
+def reraise(exc: stripe.StripeError) -> NoReturn:
+    """A transient failure becomes ``StripeUnavailable`` (retry later); anything else is a bug or a broken
+    configuration (e.g. a revoked key) and is raised as it is, for the logs and the ops site."""
+    if is_transient(exc):
+        raise unavailable(exc) from exc
+    raise exc
+
+
 def is_configured() -> bool:
     return bool(settings.STRIPE_SECRET_KEY)
 
@@ -59,8 +68,9 @@ def publishable_key() -> str:
 
 
 def is_transient(exc: stripe.StripeError) -> bool:
-    """Worth retrying with the same idempotency key: the network, a rate limit, or Stripe's own 5xx."""
-    if isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError)):
+    """Worth retrying with the same idempotency key: the network, a rate limit, Stripe's own 5xx, or the same
+    key still in flight on Stripe's side (409 idempotency error)."""
+    if isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError, stripe.IdempotencyError)):
         return True
     status = getattr(exc, "http_status", None)
     return isinstance(exc, stripe.APIError) or (status is not None and status >= 500)

@@ -438,3 +438,11 @@ def test_localstripe_delivers_signed_webhooks_to_the_live_server(stripe_on, live
     finally:
         requests.post(f"{stripe_on.url}/_config/webhooks/mqcloud", timeout=5, data={
             "url": "http://127.0.0.1:9/gone", "secret": WEBHOOK_SECRET, "events[]": ["none"]})
+
+
+def test_schema_documents_the_payment_endpoints(anon):
+    schema = anon.get("/api/v1/schema?format=json").json()
+    paths = schema["paths"]
+    ref = paths["/api/v1/billing/payment-method/setup"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert "client_secret" in schema["components"]["schemas"][ref["schema"]["$ref"].rsplit("/", 1)[1]]["properties"]
+    assert "/api/v1/billing/payment-method/confirm" in paths and "/api/v1/billing/stripe/webhook" in paths
