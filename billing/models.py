@@ -228,6 +228,8 @@ class Payment(models.Model):
     currency = models.CharField(max_length=3)
     status = models.CharField(max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.PENDING)
     stripe_payment_intent_id = models.CharField(max_length=255, blank=True)
+    # Fixed when the attempt is recorded: a retry with the same idempotency key must send the same request.
+    stripe_payment_method_id = models.CharField(max_length=255, blank=True)
     error_code = models.CharField(max_length=100, blank=True)
     error_message = models.CharField(max_length=300, blank=True)
     # Stripe's `created` of the last event applied: an older event arriving later changes nothing.

@@ -494,7 +494,7 @@ def _next_retry(first_failed_at: datetime, failures: int) -> datetime | None:
 def _payment_begin(*, invoice_id: str, force: bool) -> Payment | None:
     """Records the attempt before Stripe is called. A pending attempt (outage, crash) is reused as it is:
     same attempt number, same idempotency key, so Stripe never charges it twice."""
-    invoice = Invoice.objects.select_for_update().filter(pk=invoice_id).first()
+    invoice = Invoice.objects.select_for_update().select_related("account").filter(pk=invoice_id).first()
     if invoice is None or invoice.status != InvoiceStatus.OPEN or invoice.total <= 0:
         return None
     last = invoice.payments.order_by("-attempt").first()
@@ -510,7 +510,7 @@ def _payment_begin(*, invoice_id: str, force: bool) -> Payment | None:
     payment = Payment.objects.create(
         organization_id=invoice.organization_id, invoice=invoice, attempt=attempt,
         idempotency_key=stripe_gateway.payment_key(invoice.pk, attempt), amount=invoice.total,
-        currency=invoice.currency)
+        currency=invoice.currency, stripe_payment_method_id=invoice.account.stripe_payment_method_id)
     invoice.payment_attempts = attempt
     invoice.next_payment_attempt_at = None
     invoice.save(update_fields=["payment_attempts", "next_payment_attempt_at"])
@@ -533,7 +533,7 @@ def invoice_collect(*, invoice_id: str, force: bool = False) -> Payment | None:
             return None
         invoice = Invoice.objects.select_related("account__organization").get(pk=invoice_id)
         account = invoice.account
-        if not account.stripe_payment_method_id:
+        if not payment.stripe_payment_method_id:
             return payment_record_outcome(payment_id=payment.pk, status=PaymentStatus.FAILED,
                                           code="no_payment_method", message="No card on file.")
         customer_id = stripe_customer_ensure(account=account)
@@ -541,7 +541,7 @@ def invoice_collect(*, invoice_id: str, force: bool = False) -> Payment | None:
             intent = stripe_gateway.client().v1.payment_intents.create(
                 params={"amount": stripe_gateway.minor_units(payment.amount, payment.currency),
                         "currency": payment.currency.lower(), "customer": customer_id,
-                        "payment_method": account.stripe_payment_method_id, "off_session": True, "confirm": True,
+                        "payment_method": payment.stripe_payment_method_id, "off_session": True, "confirm": True,
                         "metadata": {"invoice": invoice.pk, "number": invoice.number, "payment": payment.pk,
                                      "attempt": str(payment.attempt)}},
                 options={"idempotency_key": payment.idempotency_key})

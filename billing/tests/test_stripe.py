@@ -270,7 +270,9 @@ def test_older_event_about_an_attempt_is_ignored(stripe_on):
 
 def test_stripe_outage_is_retried_later_with_one_charge(stripe_on, settings, make_client):
     org = OrganizationFactory()
-    bind_card(client_for(org, make_client))
+    api = client_for(org, make_client)
+    bind_card(api)
+    first_card = BillingAccount.objects.get(organization=org).stripe_payment_method_id
     invoice = open_invoice(org)
     settings.STRIPE_API_BASE = f"http://127.0.0.1:{free_port()}"  # nobody listens: connection refused
     with pytest.raises(stripe_gateway.StripeUnavailable):
@@ -288,8 +290,11 @@ def test_stripe_outage_is_retried_later_with_one_charge(stripe_on, settings, mak
     later = timezone.now() + timedelta(seconds=settings.BILLING_COLLECT_REDRIVE_AFTER_S + 1)
     assert services.invoices_collect_due(now=later) == [invoice.pk]
     settings.STRIPE_API_BASE = stripe_on.url
+    # A card replaced meanwhile does not change the pending attempt: same key, so the very same request.
+    bind_card(api, card="4000056655665556")
     payment = services.invoice_collect(invoice_id=invoice.pk)
     assert payment.pk == pending.pk and payment.idempotency_key == f"pay-{invoice.pk}-1"
+    assert intent_of(payment)["payment_method"] == first_card
     assert payment.status == PaymentStatus.SUCCEEDED
     assert Payment.objects.filter(invoice=invoice).count() == 1
     assert len(intents_for(invoice)) == 1
