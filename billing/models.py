@@ -211,7 +211,7 @@ class PaymentStatus(models.TextChoices):
     # same idempotency key, so Stripe answers with the charge it may already have made.
     PENDING = "pending"
     PROCESSING = "processing"
-    REQUIRES_ACTION = "requires_action"
+    REQUIRES_ACTION = "requires_action"  # not used for off-session charges (recorded as failed)
     SUCCEEDED = "succeeded"
     FAILED = "failed"
 

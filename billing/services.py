@@ -557,14 +557,18 @@ def invoice_collect(*, invoice_id: str, force: bool = False) -> Payment | None:
             # Our request or configuration is wrong, not the customer's card: no dunning. The attempt stays
             # pending; the beat job re-drives it and operators see it in the ops site.
             raise
-        return payment_record_outcome(payment_id=payment.pk, status=_INTENT_STATUS.get(intent.status,
-                                      PaymentStatus.PROCESSING), intent_id=intent.id)
+        code, message = "", ""
+        if intent.status == "requires_action":
+            code, message = "authentication_required", "The bank asks the cardholder to authenticate this payment."
+        return payment_record_outcome(payment_id=payment.pk, intent_id=intent.id, code=code, message=message,
+                                      status=_INTENT_STATUS.get(intent.status, PaymentStatus.PROCESSING))
 
 
 _INTENT_STATUS = {
     "succeeded": PaymentStatus.SUCCEEDED,
     "processing": PaymentStatus.PROCESSING,
-    "requires_action": PaymentStatus.REQUIRES_ACTION,
+    # Off-session, nobody is there to authenticate: a failure like a decline (the customer updates the card).
+    "requires_action": PaymentStatus.FAILED,
     "requires_payment_method": PaymentStatus.FAILED,
     "canceled": PaymentStatus.FAILED,
 }
@@ -584,7 +588,10 @@ def payment_record_outcome(*, payment_id: str, status: str, intent_id: str = "",
     if intent_id and not payment.stripe_payment_intent_id:
         payment.stripe_payment_intent_id = intent_id
     stale = event_at is not None and payment.stripe_event_at is not None and event_at < payment.stripe_event_at
-    if payment.status == PaymentStatus.SUCCEEDED or stale:
+    # An attempt's intent is never confirmed again: once failed, only a success (money did arrive) moves it.
+    settled = payment.status == PaymentStatus.SUCCEEDED or (
+        payment.status == PaymentStatus.FAILED and status != PaymentStatus.SUCCEEDED)
+    if settled or stale:
         payment.save(update_fields=["stripe_payment_intent_id", "updated_at"])
         return payment
     payment.status = status
@@ -700,11 +707,14 @@ def _stripe_event_handle(event: dict) -> tuple[str, str | None]:
         status = {"payment_intent.succeeded": PaymentStatus.SUCCEEDED,
                   "payment_intent.payment_failed": PaymentStatus.FAILED,
                   "payment_intent.processing": PaymentStatus.PROCESSING,
-                  "payment_intent.requires_action": PaymentStatus.REQUIRES_ACTION}.get(kind)
+                  "payment_intent.requires_action": PaymentStatus.FAILED}.get(kind)
         payment = _payment_for_intent(obj) if status else None
         if payment is None:
             return "ignored: not one of our payment attempts" if status else f"ignored: {kind}", None
         error = obj.get("last_payment_error") or {}
+        if kind == "payment_intent.requires_action":
+            error = {"code": "authentication_required",
+                     "message": "The bank asks the cardholder to authenticate this payment."}
         payment = payment_record_outcome(payment_id=payment.pk, status=status, intent_id=obj.get("id") or "",
                                          code=error.get("code") or "", message=error.get("message") or "",
                                          event_at=event_at)

@@ -268,6 +268,28 @@ def test_older_event_about_an_attempt_is_ignored(stripe_on):
     assert payment.status == PaymentStatus.PROCESSING
 
 
+def test_card_needing_authentication_off_session_is_a_failed_payment(stripe_on, make_client):
+    org = OrganizationFactory()
+    api = client_for(org, make_client)
+    setup = api.post("/api/v1/billing/payment-method/setup", {}, format="json").json()["setup_intent"]
+    three_d_secure = {"number": "4000002760003184", "exp_month": 12, "exp_year": 2031, "cvc": "123"}
+    intent = stripe_client().v1.setup_intents.confirm(setup, params={"payment_method_data": {
+        "type": "card", "card": three_d_secure}})
+    assert intent.status == "requires_action"
+    stripe_client().v1.setup_intents.confirm(setup)  # the cardholder authenticated in the browser
+    assert api.post("/api/v1/billing/payment-method/confirm", {"setup_intent": setup},
+                    format="json").status_code == 200
+    invoice = open_invoice(org)
+    payment = services.invoice_collect(invoice_id=invoice.pk)
+    assert payment.status == PaymentStatus.FAILED and payment.error_code == "authentication_required"
+    # A late "processing" event about the failed attempt does not revive it (no retry would ever come).
+    deliver(Client(), stripe_event("payment_intent.processing", intent_of(payment)))
+    payment.refresh_from_db()
+    invoice.refresh_from_db()
+    assert payment.status == PaymentStatus.FAILED
+    assert invoice.next_payment_attempt_at is not None and invoice.payment_failed_at is not None
+
+
 def test_stripe_outage_is_retried_later_with_one_charge(stripe_on, settings, make_client):
     org = OrganizationFactory()
     api = client_for(org, make_client)
