@@ -478,9 +478,17 @@ def payment_method_setup_complete(*, account: BillingAccount, setup_intent: dict
                                   "exp": f"{locked.card_exp_month}/{locked.card_exp_year}"})
     # A new card pays the debt now rather than on the next scheduled retry (outside the account lock:
     # collection locks the invoice before the account).
-    Invoice.objects.filter(account=locked, status=InvoiceStatus.OPEN, payment_failed_at__isnull=False).update(
-        next_payment_attempt_at=timezone.now())
+    unpaid = selectors.invoices_failed_unpaid(account=locked)
+    unpaid.update(next_payment_attempt_at=timezone.now())
+    for invoice_id in unpaid.values_list("pk", flat=True):
+        _enqueue_collect(invoice_id)
     return locked
+
+
+def _enqueue_collect(invoice_id: str) -> None:
+    from billing.tasks import invoice_collect
+
+    transaction.on_commit(lambda: invoice_collect.delay(invoice_id))
 
 
 # --- collecting invoices -------------------------------------------------------------------------
@@ -726,7 +734,13 @@ def _stripe_event_handle(event: dict) -> tuple[str, str | None]:
             stripe_customer_id=obj.get("customer") or "-").first()
         if account is None:
             return "ignored: unknown customer", None
-        account = payment_method_setup_complete(account=account, setup_intent=obj)
+        try:
+            account = payment_method_setup_complete(account=account, setup_intent=obj)
+        except stripe_gateway.StripeUnavailable:
+            raise  # 503: Stripe delivers the event again later
+        except errors.DomainError as exc:
+            # Acknowledged: delivering it again would be refused the same way.
+            return f"refused: {exc.detail}"[:300], None
         return f"card {account.card_brand} {account.card_last4} on {account.pk}", None
     return f"ignored: {kind}", None
 
