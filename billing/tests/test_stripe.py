@@ -21,7 +21,7 @@ from django.utils import timezone
 from billing import services, stripe_gateway
 from billing.models import BillingAccount, Invoice, InvoiceStatus, Payment, PaymentStatus, StripeEvent
 from billing.tests.conftest import WEBHOOK_SECRET
-from billing.tests.factories import BillingAccountFactory, InvoiceFactory
+from billing.tests.factories import BillingAccountFactory, InvoiceFactory, PaymentFactory
 from billing.tests.stripe_standins import Outage, free_port, signed_body, stripe_event
 from deployments import services as deployment_services
 from deployments.models import Deployment, DeploymentStatus, Region, Spec
@@ -256,9 +256,7 @@ def test_failure_reported_after_success_does_not_reopen_the_invoice(stripe_on, m
 
 
 def test_older_event_about_an_attempt_is_ignored(stripe_on):
-    account = BillingAccountFactory()
-    invoice = InvoiceFactory(organization=account.organization, account=account)
-    payment = services._payment_begin(invoice_id=invoice.pk, force=False)
+    payment = PaymentFactory()
     obj = {"id": "pi_order1", "metadata": {"payment": payment.pk}}
     now = int(time.time())
     deliver(Client(), stripe_event("payment_intent.processing", obj, created=now))

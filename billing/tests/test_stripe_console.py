@@ -11,8 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing import services, stripe_gateway
-from billing.models import BillingAccount, Payment, StripeEvent
-from billing.tests.factories import BillingAccountFactory, InvoiceFactory
+from billing.models import BillingAccount, Payment
+from billing.tests.factories import BillingAccountFactory, InvoiceFactory, StripeEventFactory
 from projects.models import AuditEvent
 from projects.roles import Role
 from projects.tests.factories import MembershipFactory, UserFactory
@@ -90,7 +90,7 @@ def test_ops_site_shows_stripe_state_and_retries_collection(stripe_on):
     account = BillingAccountFactory()
     invoice = InvoiceFactory(organization=account.organization, account=account)
     services.invoice_collect(invoice_id=invoice.pk)  # no card: a failed attempt
-    StripeEvent.objects.create(stripe_id="evt_admin", type="ping", created=timezone.now(), payload={})
+    StripeEventFactory()
     payment = Payment.objects.get(invoice=invoice)
     for url in ("/ops/billing/stripeevent/", "/ops/billing/payment/",
                 f"/ops/billing/payment/{quote(payment.pk)}/change/",
