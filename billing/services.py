@@ -376,7 +376,7 @@ def subscriptions_roll_over(*, now: datetime | None = None) -> int:
 
 # --- Stripe: customer and card -------------------------------------------------------------------
 def _account_locked(account_id: str) -> BillingAccount:
-    return BillingAccount.objects.select_for_update().select_related("organization").get(pk=account_id)
+    return BillingAccount.objects.select_for_update(of=("self",)).select_related("organization").get(pk=account_id)
 
 
 def stripe_customer_ensure(*, account: BillingAccount) -> str:
@@ -502,7 +502,7 @@ def _next_retry(first_failed_at: datetime, failures: int) -> datetime | None:
 def _payment_begin(*, invoice_id: str, force: bool) -> Payment | None:
     """Records the attempt before Stripe is called. A pending attempt (outage, crash) is reused as it is:
     same attempt number, same idempotency key, so Stripe never charges it twice."""
-    invoice = Invoice.objects.select_for_update().select_related("account").filter(pk=invoice_id).first()
+    invoice = Invoice.objects.select_for_update(of=("self",)).select_related("account").filter(pk=invoice_id).first()
     if invoice is None or invoice.status != InvoiceStatus.OPEN or invoice.total <= 0:
         return None
     last = invoice.payments.order_by("-attempt").first()
@@ -591,7 +591,7 @@ def payment_record_outcome(*, payment_id: str, status: str, intent_id: str = "",
     never reopens them. Among events, an older one (by Stripe's ``created``) than the last applied is ignored.
     """
     invoice_id = Payment.objects.filter(pk=payment_id).values_list("invoice_id", flat=True).get()
-    invoice = Invoice.objects.select_for_update().select_related("account__organization").get(pk=invoice_id)
+    invoice = Invoice.objects.select_for_update(of=("self",)).select_related("account__organization").get(pk=invoice_id)
     payment = Payment.objects.select_for_update().get(pk=payment_id)
     if intent_id and not payment.stripe_payment_intent_id:
         payment.stripe_payment_intent_id = intent_id
