@@ -207,6 +207,8 @@ def deployment_start(*, principal: Principal, deployment: Deployment) -> Deploym
 def deployment_retry(*, principal: Principal, deployment: Deployment) -> Deployment:
     """Re-drives the operation that failed (provisioning, scaling, stopping, starting or deleting)."""
     operation = deployment.failed_operation or S.PROVISIONING
+    if operation in (S.PROVISIONING, S.STARTING):
+        _check_not_suspended(principal)  # retrying these would run a deployment while suspended
 
     def prepare(locked: Deployment) -> None:
         locked.desired_generation += 1  # apply again: whatever was half-done is redone

@@ -23,6 +23,7 @@ from billing.models import BillingAccount, Invoice, InvoiceStatus, Payment, Paym
 from billing.tests.conftest import WEBHOOK_SECRET
 from billing.tests.factories import BillingAccountFactory, InvoiceFactory, PaymentFactory
 from billing.tests.stripe_standins import Outage, free_port, signed_body, stripe_event
+from controlplane import errors
 from deployments import services as deployment_services
 from deployments.models import Deployment, DeploymentStatus, Region, Spec
 from deployments.tests.factories import DeploymentFactory
@@ -374,14 +375,17 @@ def test_declined_card_warns_retries_stops_deployments_and_clears_when_paid(
         assert services.dunning_run()["stopped"] == 0  # idempotent
     running.refresh_from_db()
     assert running.status == DeploymentStatus.STOPPING
-    assert Deployment.objects.filter(organization=org).count() == 2
+    assert Deployment.objects.filter(organization=org, status=DeploymentStatus.DELETED).count() == 0
     assert AuditEvent.objects.filter(action="deployment.stop", target_id=running.pk, actor_type="system").exists()
     assert AuditEvent.objects.filter(action="billing_account.suspend").count() == 1
     assert len(mailoutbox) == 2 and running.pk in mailoutbox[1].body
     system = Principal.for_system(org)
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(errors.Conflict, match="unpaid"):
         deployment_services.deployment_start(principal=system, deployment=stopped_before)
-    assert getattr(refused.value, "status_code", None) == 409 and "unpaid" in str(refused.value)
+    failed_start = DeploymentFactory(organization=org, status=DeploymentStatus.FAILED,
+                                     failed_operation=DeploymentStatus.STARTING)
+    with pytest.raises(errors.Conflict, match="unpaid"):
+        deployment_services.deployment_retry(principal=system, deployment=failed_start)
     create = api.post("/api/v1/deployments", {"project": ProjectFactory(organization=org).pk, "name": "again",
                                               "region": Region.objects.get(id="aws-us-east-1").pk,
                                               "spec": Spec.objects.get(id="basic-1k").pk}, format="json")
