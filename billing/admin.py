@@ -1,15 +1,33 @@
 from django.contrib import admin, messages
+from django.db import transaction
 
-from billing import services
-from billing.models import BillingAccount, Invoice, InvoiceLine, Subscription, UsageRecord, VatStatus
-from controlplane.admin_base import ReadOnlyModelAdmin, ReadOnlyTabularInline, staff_principal
+from billing import services, stripe_gateway
+from billing.models import (
+    BillingAccount,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    Payment,
+    StripeEvent,
+    Subscription,
+    UsageRecord,
+    VatStatus,
+)
+from controlplane.admin_base import (
+    ReadOnlyModelAdmin,
+    ReadOnlyTabularInline,
+    audit_staff_action,
+    staff_principal,
+)
 
 
 @admin.register(BillingAccount)
 class BillingAccountAdmin(ReadOnlyModelAdmin):
-    list_display = ("id", "organization", "legal_name", "country", "vat_number", "vat_status", "tax_exempt")
-    list_filter = ("vat_status", "tax_exempt", "country")
-    search_fields = ("id", "organization__id", "organization__name", "legal_name", "vat_number")
+    list_display = ("id", "organization", "legal_name", "country", "vat_number", "vat_status", "tax_exempt",
+                    "stripe_customer_id", "card_last4", "payment_failed_at", "suspended_at")
+    list_filter = ("vat_status", "tax_exempt", "country", ("payment_failed_at", admin.EmptyFieldListFilter),
+                   ("suspended_at", admin.EmptyFieldListFilter))
+    search_fields = ("id", "organization__id", "organization__name", "legal_name", "vat_number", "stripe_customer_id")
     actions = ["mark_tax_exempt", "clear_tax_exempt", "mark_vat_valid"]
 
     def has_change_permission(self, request, obj=None) -> bool:
@@ -35,6 +53,12 @@ class BillingAccountAdmin(ReadOnlyModelAdmin):
         self._update(request, queryset, vat_status=VatStatus.VALID)
 
 
+class PaymentInline(ReadOnlyTabularInline):
+    model = Payment
+    readonly_fields = ("attempt", "status", "amount", "currency", "stripe_payment_intent_id", "idempotency_key",
+                       "error_code", "error_message", "created_at", "updated_at")
+
+
 class InvoiceLineInline(ReadOnlyTabularInline):
     model = InvoiceLine
     readonly_fields = ("position", "description", "quantity", "unit", "unit_price", "amount", "deployment")
@@ -42,10 +66,47 @@ class InvoiceLineInline(ReadOnlyTabularInline):
 
 @admin.register(Invoice)
 class InvoiceAdmin(ReadOnlyModelAdmin):
-    list_display = ("number", "organization", "period_start", "currency", "subtotal", "vat_amount", "total", "status")
+    list_display = ("number", "organization", "period_start", "currency", "subtotal", "vat_amount", "total", "status",
+                    "payment_attempts", "payment_failed_at", "next_payment_attempt_at", "paid_at")
+    list_filter = ("status", "currency", ("payment_failed_at", admin.EmptyFieldListFilter))
+    search_fields = ("id", "number", "organization__id", "organization__name", "payments__stripe_payment_intent_id")
+    inlines = [InvoiceLineInline, PaymentInline]
+    actions = ["retry_collection"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # The action needs it; every field stays read-only.
+        return obj is None and request.user.is_staff
+
+    @admin.action(description="Retry collecting now (charge the card on file)")
+    def retry_collection(self, request, queryset) -> None:
+        from billing.tasks import invoice_collect
+
+        if not stripe_gateway.is_configured():
+            self.message_user(request, stripe_gateway.OFFLINE_DETAIL, messages.ERROR)
+            return
+        queued = 0
+        for invoice in queryset.filter(status=InvoiceStatus.OPEN, total__gt=0):
+            audit_staff_action(request, invoice, "ops.invoice.retry_collection", {"number": invoice.number})
+            invoice_id = invoice.pk
+            transaction.on_commit(lambda invoice_id=invoice_id: invoice_collect.delay(invoice_id, force=True))
+            queued += 1
+        self.message_user(request, f"Queued {queued} open invoice(s) for collection.", messages.SUCCESS)
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyModelAdmin):
+    list_display = ("stripe_id", "type", "created", "received_at", "deliveries", "processed_at", "outcome")
+    list_filter = ("type", ("processed_at", admin.EmptyFieldListFilter))
+    search_fields = ("stripe_id", "type", "outcome")
+    date_hierarchy = "received_at"
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "invoice", "organization", "attempt", "status", "amount", "currency",
+                    "stripe_payment_intent_id", "error_code", "created_at")
     list_filter = ("status", "currency")
-    search_fields = ("id", "number", "organization__id", "organization__name")
-    inlines = [InvoiceLineInline]
+    search_fields = ("id", "invoice__number", "organization__id", "stripe_payment_intent_id")
 
 
 @admin.register(Subscription)

@@ -31,11 +31,35 @@ class BillingAccount(models.Model):
     vat_status = models.CharField(max_length=10, choices=VatStatus.choices, default=VatStatus.UNCHECKED)
     # Set by operators only (never through the API).
     tax_exempt = models.BooleanField(default=False)
+    # Stripe: the customer is created lazily (idempotency key ``customer-<id>``); the card is shown, never
+    # stored beyond what Stripe's dashboard shows too (brand, last 4 digits, expiry).
+    stripe_customer_id = models.CharField(max_length=255, blank=True)
+    stripe_payment_method_id = models.CharField(max_length=255, blank=True)
+    card_brand = models.CharField(max_length=20, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
+    card_exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    card_exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The Stripe `created` time of the setup that chose the card: an older setup event arriving late
+    # must not replace a newer card.
+    card_set_at = models.DateTimeField(null=True, blank=True)
+    # Dunning. Set when a payment fails, cleared when no failed unpaid invoice is left.
+    payment_failed_at = models.DateTimeField(null=True, blank=True)
+    dunning_warned_at = models.DateTimeField(null=True, blank=True)
+    suspended_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["stripe_customer_id"],
+                                               condition=~models.Q(stripe_customer_id=""),
+                                               name="one_account_per_stripe_customer")]
+
     def __str__(self) -> str:
         return f"Billing account of {self.organization_id}"
+
+    @property
+    def has_card(self) -> bool:
+        return bool(self.stripe_payment_method_id)
 
 
 class UsageRecord(models.Model):
@@ -149,6 +173,12 @@ class Invoice(models.Model):
     vat_number = models.CharField(max_length=20, blank=True)
     issued_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Collection (Stripe). Our invoice stays the source of truth; each charge attempt is a Payment.
+    paid_at = models.DateTimeField(null=True, blank=True)
+    payment_attempts = models.PositiveSmallIntegerField(default=0)
+    payment_failed_at = models.DateTimeField(null=True, blank=True, help_text="last failed attempt, while unpaid")
+    next_payment_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_payment_error = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["-period_start", "-created_at"]
@@ -174,3 +204,68 @@ class InvoiceLine(models.Model):
 
     def __str__(self) -> str:
         return self.description
+
+
+class PaymentStatus(models.TextChoices):
+    # Recorded before Stripe is called: a crash or an outage leaves it pending, and the retry sends the
+    # same idempotency key, so Stripe answers with the charge it may already have made.
+    PENDING = "pending"
+    PROCESSING = "processing"
+    REQUIRES_ACTION = "requires_action"  # not used for off-session charges (recorded as failed)
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Payment(models.Model):
+    """One attempt to charge an invoice off-session (a Stripe PaymentIntent). At most one per attempt number."""
+
+    id = PrefixedIdField(prefix="pay")
+    organization = models.ForeignKey("projects.Organization", on_delete=models.PROTECT, related_name="+")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payments")
+    attempt = models.PositiveSmallIntegerField()
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.PENDING)
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True)
+    # Fixed when the attempt is recorded: a retry with the same idempotency key must send the same request.
+    stripe_payment_method_id = models.CharField(max_length=255, blank=True)
+    error_code = models.CharField(max_length=100, blank=True)
+    error_message = models.CharField(max_length=300, blank=True)
+    # Stripe's `created` of the last event applied: an older event arriving later changes nothing.
+    stripe_event_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["invoice", "attempt"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "attempt"], name="one_payment_per_invoice_attempt"),
+            models.UniqueConstraint(fields=["stripe_payment_intent_id"],
+                                    condition=~models.Q(stripe_payment_intent_id=""),
+                                    name="one_payment_per_payment_intent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.invoice_id} attempt {self.attempt} ({self.status})"
+
+
+class StripeEvent(models.Model):
+    """Every verified Stripe webhook event, stored once by its Stripe id; ``processed_at`` marks it handled."""
+
+    stripe_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100)
+    created = models.DateTimeField(help_text="Stripe's creation time of the event")
+    livemode = models.BooleanField(default=False)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(default=timezone.now, editable=False)
+    deliveries = models.PositiveIntegerField(default=1)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [models.Index(fields=["type", "created"])]
+
+    def __str__(self) -> str:
+        return f"{self.stripe_id} {self.type}"

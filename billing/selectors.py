@@ -81,3 +81,35 @@ def usage_summary(*, principal: Principal, since: datetime, until: datetime, now
                     Decimal("0.00"))
     return {"since": since, "until": until, "currency": currency, "deployments": list(deployments.values()),
             "current_month_estimate": estimate}
+
+
+def billing_suspension_reason(*, organization_id: str) -> str | None:
+    """Why the organization may not create or start deployments (unpaid invoices past the grace period)."""
+    suspended = BillingAccount.objects.filter(organization_id=organization_id, suspended_at__isnull=False).exists()
+    if not suspended:
+        return None
+    return ("Deployments are stopped because an invoice is unpaid past the grace period; update the card on the "
+            "billing page, and start them again once it is paid.")
+
+
+def payments_of(*, principal: Principal, invoice: Invoice) -> QuerySet:
+    from billing.models import Payment
+
+    return Payment.objects.filter(organization=principal.organization, invoice=invoice).order_by("attempt")
+
+
+def invoices_failed_unpaid(*, account: BillingAccount) -> QuerySet[Invoice]:
+    from billing.models import InvoiceStatus
+
+    return Invoice.objects.filter(account=account, status=InvoiceStatus.OPEN, payment_failed_at__isnull=False)
+
+
+def dunning_stop_date(account: BillingAccount) -> datetime | None:
+    """While a payment has failed: when running deployments will be stopped if it stays unpaid."""
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    if account.payment_failed_at is None:
+        return None
+    return account.payment_failed_at + timedelta(days=settings.BILLING_DUNNING_GRACE_DAYS)

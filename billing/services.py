@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+import stripe
+from django.conf import settings
 from django.db import transaction
-from django.db.models import OuterRef, Subquery, Sum
+from django.db.models import OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 from stdnum.eu import vat as eu_vat
 from stdnum.gb import vat as gb_vat
 from stdnum.util import clean
 
-from billing import money
+from billing import emails, money, selectors, stripe_gateway
 from billing.metering import Transition, billable_seconds
 from billing.models import (
     AnnualCharge,
@@ -22,15 +26,20 @@ from billing.models import (
     Invoice,
     InvoiceCounter,
     InvoiceLine,
+    InvoiceStatus,
+    Payment,
+    PaymentStatus,
+    StripeEvent,
     Subscription,
     SubscriptionMode,
     UsageRecord,
     VatStatus,
 )
-from controlplane import errors
+from controlplane import errors, locks
 from deployments.models import Deployment, DeploymentEvent, SpecPrice
 from deployments.models import DeploymentStatus as S
 from projects.models import Organization
+from projects.roles import Perm
 from projects.services import audit_record
 from projects.tenancy import Principal
 
@@ -363,3 +372,460 @@ def subscriptions_roll_over(*, now: datetime | None = None) -> int:
             subscription.save()
             changed += 1
     return changed
+
+
+# --- Stripe: customer and card -------------------------------------------------------------------
+def _account_locked(account_id: str) -> BillingAccount:
+    return BillingAccount.objects.select_for_update(of=("self",)).select_related("organization").get(pk=account_id)
+
+
+def stripe_customer_ensure(*, account: BillingAccount) -> str:
+    """The account's Stripe customer id, created on first use. Idempotent: the idempotency key is derived
+    from the account id, so two racing callers (or a retry after a timeout) get the same customer."""
+    if account.stripe_customer_id:
+        return account.stripe_customer_id
+    org = account.organization
+    try:
+        customer = stripe_gateway.client().v1.customers.create(
+            params={"name": account.legal_name or org.name,
+                    "metadata": {"billing_account": account.pk, "organization": org.pk}},
+            options={"idempotency_key": stripe_gateway.customer_key(account.pk)})
+    except stripe.StripeError as exc:
+        stripe_gateway.reraise(exc)
+    with transaction.atomic():
+        locked = _account_locked(account.pk)
+        if not locked.stripe_customer_id:
+            locked.stripe_customer_id = customer.id
+            locked.save(update_fields=["stripe_customer_id", "updated_at"])
+            audit_record(principal=Principal.for_system(org), action="billing_account.stripe_customer_create",
+                         target=locked, changes={"stripe_customer_id": customer.id})
+    account.stripe_customer_id = locked.stripe_customer_id
+    return account.stripe_customer_id
+
+
+def payment_method_setup_start(*, principal: Principal) -> dict[str, str]:
+    """A SetupIntent for the organization's customer, to be confirmed in the browser by Stripe.js.
+
+    409 (``StripeOffline``) when card payments are not configured; 503 when Stripe cannot be reached.
+    """
+    principal.require(Perm.BILLING_MANAGE)
+    if not stripe_gateway.is_configured():
+        raise stripe_gateway.StripeOffline(stripe_gateway.OFFLINE_DETAIL)
+    account, _ = BillingAccount.objects.select_related("organization").get_or_create(
+        organization=principal.organization)
+    customer_id = stripe_customer_ensure(account=account)
+    try:
+        intent = stripe_gateway.client().v1.setup_intents.create(
+            params={"customer": customer_id, "usage": "off_session", "payment_method_types": ["card"],
+                    "metadata": {"billing_account": account.pk}},
+            # One SetupIntent per request; the key only makes the client's own network retries safe.
+            options={"idempotency_key": f"setup-{account.pk}-{secrets.token_hex(8)}"})
+    except stripe.StripeError as exc:
+        stripe_gateway.reraise(exc)
+    audit_record(principal=principal, action="billing.payment_method_setup", target=account,
+                 changes={"setup_intent": intent.id})
+    return {"client_secret": intent.client_secret, "publishable_key": stripe_gateway.publishable_key(),
+            "setup_intent": intent.id}
+
+
+def payment_method_setup_complete(*, account: BillingAccount, setup_intent: dict | None = None,
+                                  setup_intent_id: str = "", principal: Principal | None = None) -> BillingAccount:
+    """Makes the card of a succeeded SetupIntent the customer's default and shows it on the account.
+
+    Called by the ``setup_intent.succeeded`` webhook (with the event's object) and by the console after
+    Stripe.js confirmed (with an id: the intent is read back from Stripe, never trusted from the browser).
+    A SetupIntent older than the one that set the current card changes nothing (events arrive out of order).
+    """
+    client = stripe_gateway.client()
+    try:
+        if setup_intent is None:
+            setup_intent = client.v1.setup_intents.retrieve(setup_intent_id).to_dict()
+        if not account.stripe_customer_id or setup_intent.get("customer") != account.stripe_customer_id:
+            raise errors.NotFound(f"No setup intent {setup_intent.get('id') or setup_intent_id}.")
+        if setup_intent.get("status") != "succeeded" or not setup_intent.get("payment_method"):
+            raise errors.Conflict("The card setup has not succeeded yet.")
+        pm_id = setup_intent["payment_method"]
+        pm = client.v1.payment_methods.retrieve(pm_id).to_dict()
+        if pm.get("customer") != account.stripe_customer_id:
+            pm = client.v1.payment_methods.attach(
+                pm_id, params={"customer": account.stripe_customer_id},
+                options={"idempotency_key": f"attach-{account.pk}-{pm_id}"}).to_dict()
+        client.v1.customers.update(
+            account.stripe_customer_id, params={"invoice_settings": {"default_payment_method": pm_id}},
+            options={"idempotency_key": f"default-pm-{account.pk}-{pm_id}"})
+    except stripe.StripeError as exc:
+        if stripe_gateway.is_transient(exc):
+            raise stripe_gateway.unavailable(exc) from exc
+        raise errors.Conflict(f"Stripe refused the card: {exc.user_message or exc}") from exc
+    set_at = stripe_gateway.from_timestamp(setup_intent.get("created")) or timezone.now()
+    card = pm.get("card") or {}
+    with transaction.atomic():
+        locked = _account_locked(account.pk)
+        if locked.card_set_at and set_at < locked.card_set_at:
+            return locked
+        before = locked.stripe_payment_method_id
+        locked.stripe_payment_method_id = pm_id
+        locked.card_brand = str(card.get("brand") or "")[:20]
+        locked.card_last4 = str(card.get("last4") or "")[:4]
+        locked.card_exp_month = card.get("exp_month")
+        locked.card_exp_year = card.get("exp_year")
+        locked.card_set_at = set_at
+        locked.save()
+        if before != pm_id:
+            audit_record(principal=principal or Principal.for_system(locked.organization),
+                         action="billing_account.card_set", target=locked,
+                         changes={"card": f"{locked.card_brand} •••• {locked.card_last4}",
+                                  "exp": f"{locked.card_exp_month}/{locked.card_exp_year}"})
+    # A new card pays the debt now rather than on the next scheduled retry (outside the account lock:
+    # collection locks the invoice before the account).
+    unpaid = selectors.invoices_failed_unpaid(account=locked)
+    unpaid.update(next_payment_attempt_at=timezone.now())
+    for invoice_id in unpaid.values_list("pk", flat=True):
+        _enqueue_collect(invoice_id)
+    return locked
+
+
+def _enqueue_collect(invoice_id: str) -> None:
+    from billing.tasks import invoice_collect
+
+    transaction.on_commit(lambda: invoice_collect.delay(invoice_id))
+
+
+# --- collecting invoices -------------------------------------------------------------------------
+def _next_retry(first_failed_at: datetime, failures: int) -> datetime | None:
+    """Dunning schedule: days after the first failure (default 1, 3, 5); None once retries are used up."""
+    days = settings.BILLING_DUNNING_RETRY_DAYS
+    return first_failed_at + timedelta(days=days[failures - 1]) if failures <= len(days) else None
+
+
+@transaction.atomic
+def _payment_begin(*, invoice_id: str, force: bool) -> Payment | None:
+    """Records the attempt before Stripe is called. A pending attempt (outage, crash) is reused as it is:
+    same attempt number, same idempotency key, so Stripe never charges it twice."""
+    invoice = Invoice.objects.select_for_update(of=("self",)).select_related("account").filter(pk=invoice_id).first()
+    if invoice is None or invoice.status != InvoiceStatus.OPEN or invoice.total <= 0:
+        return None
+    last = invoice.payments.order_by("-attempt").first()
+    if last is not None:
+        if last.status == PaymentStatus.PENDING:
+            return last
+        if last.status != PaymentStatus.FAILED:
+            return None  # succeeded, processing, or waiting for the customer
+        due = invoice.next_payment_attempt_at is not None and invoice.next_payment_attempt_at <= timezone.now()
+        if not (force or due):
+            return None
+    attempt = invoice.payment_attempts + 1
+    payment = Payment.objects.create(
+        organization_id=invoice.organization_id, invoice=invoice, attempt=attempt,
+        idempotency_key=stripe_gateway.payment_key(invoice.pk, attempt), amount=invoice.total,
+        currency=invoice.currency, stripe_payment_method_id=invoice.account.stripe_payment_method_id)
+    invoice.payment_attempts = attempt
+    invoice.next_payment_attempt_at = None
+    invoice.save(update_fields=["payment_attempts", "next_payment_attempt_at"])
+    return payment
+
+
+def invoice_collect(*, invoice_id: str, force: bool = False) -> Payment | None:
+    """Charges an open invoice to the account's default card, off-session; returns the attempt, or None when
+    there is nothing to do (offline mode, paid, not due, another worker on it).
+
+    Raises ``StripeUnavailable`` on an outage: the attempt stays pending and the retry reuses its key.
+    """
+    if not stripe_gateway.is_configured():
+        return None  # offline mode: the invoice stays open here
+    with locks.exclusive(f"invoice-collect:{invoice_id}", timeout=300) as acquired:
+        if not acquired:
+            return None
+        payment = _payment_begin(invoice_id=invoice_id, force=force)
+        if payment is None:
+            return None
+        invoice = Invoice.objects.select_related("account__organization").get(pk=invoice_id)
+        account = invoice.account
+        if not payment.stripe_payment_method_id:
+            return payment_record_outcome(payment_id=payment.pk, status=PaymentStatus.FAILED,
+                                          code="no_payment_method", message="No card on file.")
+        customer_id = stripe_customer_ensure(account=account)
+        try:
+            intent = stripe_gateway.client().v1.payment_intents.create(
+                params={"amount": stripe_gateway.minor_units(payment.amount, payment.currency),
+                        "currency": payment.currency.lower(), "customer": customer_id,
+                        "payment_method": payment.stripe_payment_method_id, "off_session": True, "confirm": True,
+                        "metadata": {"invoice": invoice.pk, "number": invoice.number, "payment": payment.pk,
+                                     "attempt": str(payment.attempt)}},
+                options={"idempotency_key": payment.idempotency_key})
+        except stripe.CardError as exc:
+            failed_intent = getattr(exc.error, "payment_intent", None) if exc.error else None
+            return payment_record_outcome(
+                payment_id=payment.pk, status=PaymentStatus.FAILED,
+                intent_id=getattr(failed_intent, "id", "") or "", code=exc.code or "card_error",
+                message=str(exc.user_message or exc)[:300])
+        except stripe.StripeError as exc:
+            if stripe_gateway.is_transient(exc):
+                raise stripe_gateway.unavailable(exc) from exc
+            # Our request or configuration is wrong, not the customer's card: no dunning. The attempt stays
+            # pending; the beat job re-drives it and operators see it in the ops site.
+            raise
+        code, message = "", ""
+        if intent.status == "requires_action":
+            code, message = "authentication_required", "The bank asks the cardholder to authenticate this payment."
+        return payment_record_outcome(payment_id=payment.pk, intent_id=intent.id, code=code, message=message,
+                                      status=_INTENT_STATUS.get(intent.status, PaymentStatus.PROCESSING))
+
+
+_INTENT_STATUS = {
+    "succeeded": PaymentStatus.SUCCEEDED,
+    "processing": PaymentStatus.PROCESSING,
+    # Off-session, nobody is there to authenticate: a failure like a decline (the customer updates the card).
+    "requires_action": PaymentStatus.FAILED,
+    "requires_payment_method": PaymentStatus.FAILED,
+    "canceled": PaymentStatus.FAILED,
+}
+
+
+@transaction.atomic
+def payment_record_outcome(*, payment_id: str, status: str, intent_id: str = "", code: str = "",
+                           message: str = "", event_at: datetime | None = None) -> Payment:
+    """Applies what Stripe said about an attempt (its synchronous answer or a webhook), whatever the order.
+
+    ``succeeded`` is final for the attempt and ``paid`` final for the invoice: a failure reported late
+    never reopens them. Among events, an older one (by Stripe's ``created``) than the last applied is ignored.
+    """
+    invoice_id = Payment.objects.filter(pk=payment_id).values_list("invoice_id", flat=True).get()
+    invoice = Invoice.objects.select_for_update(of=("self",)).select_related("account__organization").get(pk=invoice_id)
+    payment = Payment.objects.select_for_update().get(pk=payment_id)
+    if intent_id and not payment.stripe_payment_intent_id:
+        payment.stripe_payment_intent_id = intent_id
+    stale = event_at is not None and payment.stripe_event_at is not None and event_at < payment.stripe_event_at
+    # An attempt's intent is never confirmed again: once failed, only a success (money did arrive) moves it.
+    settled = payment.status == PaymentStatus.SUCCEEDED or (
+        payment.status == PaymentStatus.FAILED and status != PaymentStatus.SUCCEEDED)
+    if settled or stale:
+        payment.save(update_fields=["stripe_payment_intent_id", "updated_at"])
+        return payment
+    payment.status = status
+    if status == PaymentStatus.FAILED:
+        payment.error_code, payment.error_message = code[:100], message[:300]
+    if event_at is not None:
+        payment.stripe_event_at = event_at
+    payment.save()
+    latest = invoice.payments.order_by("-attempt").values_list("pk", flat=True).first() == payment.pk
+    if status == PaymentStatus.SUCCEEDED:
+        _invoice_mark_paid(invoice=invoice, payment=payment)
+    elif status == PaymentStatus.FAILED and latest and invoice.status == InvoiceStatus.OPEN:
+        now = timezone.now()
+        first = invoice.payment_failed_at or now
+        failures = invoice.payments.filter(status=PaymentStatus.FAILED).count()
+        invoice.payment_failed_at = first
+        invoice.next_payment_attempt_at = _next_retry(first, failures)
+        invoice.last_payment_error = (message or code)[:300]
+        invoice.save(update_fields=["payment_failed_at", "next_payment_attempt_at", "last_payment_error"])
+        account = _account_locked(invoice.account_id)
+        if account.payment_failed_at is None:
+            account.payment_failed_at = now
+            account.save(update_fields=["payment_failed_at", "updated_at"])
+        audit_record(principal=Principal.for_system(account.organization), action="invoice.payment_failed",
+                     target=invoice, changes={"attempt": payment.attempt, "code": code, "message": message[:300]})
+    return payment
+
+
+def _invoice_mark_paid(*, invoice: Invoice, payment: Payment | None) -> None:
+    if invoice.status == InvoiceStatus.PAID:
+        return
+    invoice.status = InvoiceStatus.PAID
+    invoice.paid_at = timezone.now()
+    invoice.payment_failed_at = invoice.next_payment_attempt_at = None
+    invoice.last_payment_error = ""
+    invoice.save(update_fields=["status", "paid_at", "payment_failed_at", "next_payment_attempt_at",
+                                "last_payment_error"])
+    audit_record(principal=Principal.for_system(invoice.account.organization), action="invoice.paid",
+                 target=invoice, changes={"status": [InvoiceStatus.OPEN, InvoiceStatus.PAID],
+                                          "payment": payment.pk if payment else None,
+                                          "total": str(invoice.total), "currency": invoice.currency})
+    dunning_clear_if_settled(account_id=invoice.account_id)
+
+
+def invoices_collect_due(*, now: datetime | None = None) -> list[str]:
+    """Invoices worth a collection attempt now: never tried, due for a dunning retry, or an attempt left
+    pending by an outage or a crashed worker for a while."""
+    if not stripe_gateway.is_configured():
+        return []
+    now = now or timezone.now()
+    stuck = now - timedelta(seconds=settings.BILLING_COLLECT_REDRIVE_AFTER_S)
+    open_ = Invoice.objects.filter(status=InvoiceStatus.OPEN, total__gt=0)
+    ids = set(open_.filter(payments__isnull=True).values_list("pk", flat=True))
+    ids |= set(open_.filter(next_payment_attempt_at__lte=now).values_list("pk", flat=True))
+    ids |= set(open_.filter(payments__status=PaymentStatus.PENDING, payments__updated_at__lte=stuck)
+               .values_list("pk", flat=True))
+    return sorted(ids)
+
+
+# --- webhooks ------------------------------------------------------------------------------------
+def stripe_event_receive(*, payload: bytes, signature: str | None) -> tuple[StripeEvent, bool]:
+    """Verifies a webhook on its raw body, stores it once by its Stripe id and handles it exactly once.
+
+    Returns the stored event and whether this delivery handled it. Two deliveries at once: the second
+    insert waits on the unique index until the first commits, then finds the event already handled.
+    """
+    if not settings.STRIPE_WEBHOOK_SECRET:
+        raise stripe_gateway.StripeOffline("Stripe webhooks are not configured in this installation.")
+    try:
+        stripe.Webhook.construct_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET,
+                                       tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_S)
+        data = json.loads(payload)
+    except stripe.SignatureVerificationError as exc:
+        raise errors.ValidationFailed("The Stripe-Signature header is missing, invalid or too old.") from exc
+    except ValueError as exc:
+        raise errors.ValidationFailed("The event is not valid JSON.") from exc
+    if not isinstance(data, dict) or not data.get("id") or not data.get("type"):
+        raise errors.ValidationFailed("The event has no id or type.")
+    failed_account = None
+    with transaction.atomic():
+        row, created = StripeEvent.objects.get_or_create(
+            stripe_id=str(data["id"])[:255],
+            defaults={"type": str(data["type"])[:100], "payload": data, "livemode": bool(data.get("livemode")),
+                      "created": stripe_gateway.from_timestamp(data.get("created")) or timezone.now()})
+        row = StripeEvent.objects.select_for_update().get(pk=row.pk)
+        if not created:
+            row.deliveries += 1
+            row.save(update_fields=["deliveries"])
+        if row.processed_at is not None:
+            return row, False
+        row.outcome, failed_account = _stripe_event_handle(data)
+        row.processed_at = timezone.now()
+        row.save(update_fields=["outcome", "processed_at"])
+    if failed_account is not None:
+        dunning_warn(account_id=failed_account)
+    return row, True
+
+
+def _payment_for_intent(intent: dict) -> Payment | None:
+    payment = Payment.objects.filter(stripe_payment_intent_id=intent.get("id") or "-").first()
+    if payment is None:
+        # A webhook can beat the synchronous answer that tells us the intent id: the metadata names the attempt.
+        payment_id = (intent.get("metadata") or {}).get("payment")
+        payment = Payment.objects.filter(pk=payment_id).first() if payment_id else None
+    return payment
+
+
+def _stripe_event_handle(event: dict) -> tuple[str, str | None]:
+    """Handles one verified event; returns (outcome for the log, account id to warn after a failure)."""
+    kind, obj = event["type"], (event.get("data") or {}).get("object") or {}
+    event_at = stripe_gateway.from_timestamp(event.get("created"))
+    if kind.startswith("payment_intent."):
+        status = {"payment_intent.succeeded": PaymentStatus.SUCCEEDED,
+                  "payment_intent.payment_failed": PaymentStatus.FAILED,
+                  "payment_intent.processing": PaymentStatus.PROCESSING,
+                  "payment_intent.requires_action": PaymentStatus.FAILED}.get(kind)
+        payment = _payment_for_intent(obj) if status else None
+        if payment is None:
+            return "ignored: not one of our payment attempts" if status else f"ignored: {kind}", None
+        error = obj.get("last_payment_error") or {}
+        if kind == "payment_intent.requires_action":
+            error = {"code": "authentication_required",
+                     "message": "The bank asks the cardholder to authenticate this payment."}
+        payment = payment_record_outcome(payment_id=payment.pk, status=status, intent_id=obj.get("id") or "",
+                                         code=error.get("code") or "", message=error.get("message") or "",
+                                         event_at=event_at)
+        failed = payment.status == PaymentStatus.FAILED and status == PaymentStatus.FAILED
+        account_id = Invoice.objects.filter(pk=payment.invoice_id).values_list("account_id", flat=True).get()
+        return f"payment {payment.pk}: {payment.status}", account_id if failed else None
+    if kind == "setup_intent.succeeded":
+        account = BillingAccount.objects.select_related("organization").filter(
+            stripe_customer_id=obj.get("customer") or "-").first()
+        if account is None:
+            return "ignored: unknown customer", None
+        try:
+            account = payment_method_setup_complete(account=account, setup_intent=obj)
+        except stripe_gateway.StripeUnavailable:
+            raise  # 503: Stripe delivers the event again later
+        except errors.DomainError as exc:
+            # Acknowledged: delivering it again would be refused the same way.
+            return f"refused: {exc.detail}"[:300], None
+        return f"card {account.card_brand} {account.card_last4} on {account.pk}", None
+    return f"ignored: {kind}", None
+
+
+# --- dunning -------------------------------------------------------------------------------------
+def dunning_warn(*, account_id: str) -> bool:
+    """Mails the payment-failed warning to the owners and billing members, once per unpaid episode."""
+    with transaction.atomic():
+        account = _account_locked(account_id)
+        invoices = list(selectors.invoices_failed_unpaid(account=account))
+        if account.payment_failed_at is None or account.dunning_warned_at is not None or not invoices:
+            return False
+        emails.send_payment_failed(account=account, invoices=invoices, stop_on=selectors.dunning_stop_date(account))
+        account.dunning_warned_at = timezone.now()
+        account.save(update_fields=["dunning_warned_at", "updated_at"])
+        audit_record(principal=Principal.for_system(account.organization), action="billing_account.dunning_warn",
+                     target=account, changes={"invoices": [i.number for i in invoices],
+                                              "stop_on": selectors.dunning_stop_date(account).isoformat()})
+    return True
+
+
+def dunning_suspend(*, account_id: str, now: datetime | None = None) -> list[str]:
+    """After the grace period: stops (never deletes) every running deployment of the organization.
+
+    Rerun while suspended, it stops deployments that were mid-operation last time. Returns the ids stopped.
+    """
+    from deployments.services import deployment_stop
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        account = _account_locked(account_id)
+        stop_on = selectors.dunning_stop_date(account)
+        if stop_on is None or stop_on > now or not selectors.invoices_failed_unpaid(account=account).exists():
+            return []
+        first = account.suspended_at is None
+        if first:
+            account.suspended_at = now
+            account.save(update_fields=["suspended_at", "updated_at"])
+    org = account.organization
+    system = Principal.for_system(org)
+    stopped = []
+    for deployment in Deployment.objects.filter(organization=org, status=S.RUNNING):
+        try:
+            deployment_stop(principal=system, deployment=deployment)
+        except errors.Conflict:
+            continue  # it moved on meanwhile; the next run looks again
+        stopped.append(deployment.pk)
+    if first or stopped:
+        audit_record(principal=system, action="billing_account.suspend", target=account,
+                     changes={"stopped": stopped, "first": first})
+    if first:
+        emails.send_suspended(account=account, invoices=list(selectors.invoices_failed_unpaid(account=account)),
+                              stopped=stopped)
+    return stopped
+
+
+def dunning_clear_if_settled(*, account_id: str) -> bool:
+    """Clears the dunning state once no failed invoice is unpaid; deployments are not started again, the
+    customer is told they can start them."""
+    account = _account_locked(account_id)
+    if account.payment_failed_at is None and account.suspended_at is None and account.dunning_warned_at is None:
+        return False
+    if selectors.invoices_failed_unpaid(account=account).exists():
+        return False
+    was_suspended = account.suspended_at is not None
+    before = {"payment_failed_at": account.payment_failed_at, "suspended_at": account.suspended_at}
+    account.payment_failed_at = account.dunning_warned_at = account.suspended_at = None
+    account.save(update_fields=["payment_failed_at", "dunning_warned_at", "suspended_at", "updated_at"])
+    audit_record(principal=Principal.for_system(account.organization), action="billing_account.dunning_clear",
+                 target=account, changes={k: v.isoformat() if v else None for k, v in before.items()})
+    transaction.on_commit(lambda: emails.send_payment_restored(account=account, was_suspended=was_suspended))
+    return True
+
+
+def dunning_run(*, now: datetime | None = None) -> dict[str, int]:
+    """The beat job: warns whoever was not warned yet, suspends accounts past the grace period (and stops
+    what is running while suspended), and clears accounts whose debt is settled. Idempotent."""
+    now = now or timezone.now()
+    counts = {"warned": 0, "stopped": 0, "cleared": 0}
+    flagged = BillingAccount.objects.filter(payment_failed_at__isnull=False).values_list("pk", flat=True)
+    for account_id in list(flagged):
+        counts["warned"] += dunning_warn(account_id=account_id)
+        counts["stopped"] += len(dunning_suspend(account_id=account_id, now=now))
+    for account_id in list(BillingAccount.objects.filter(
+            Q(payment_failed_at__isnull=False) | Q(suspended_at__isnull=False)).values_list("pk", flat=True)):
+        with transaction.atomic():
+            counts["cleared"] += dunning_clear_if_settled(account_id=account_id)
+    return counts

@@ -7,7 +7,8 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from billing import services
+from billing import services, stripe_gateway
+from billing.models import PaymentStatus
 
 
 @shared_task(name="billing.tasks.usage_meter_recent")
@@ -24,3 +25,29 @@ def invoices_generate_previous_month() -> int:
     # Meter the month's last hours again first: late events must reach the invoice.
     services.usage_meter_recent(hours=6)
     return services.invoices_generate_for_month(period_start=last_month_end.replace(day=1))
+
+
+# Stripe outages: retry with exponential backoff (up to an hour apart); the attempt keeps its idempotency
+# key, so a retry never charges twice. The beat job re-drives attempts still pending after that.
+@shared_task(name="billing.tasks.invoice_collect", autoretry_for=(stripe_gateway.StripeUnavailable,),
+             retry_backoff=30, retry_backoff_max=3600, retry_jitter=True, max_retries=8)
+def invoice_collect(invoice_id: str, force: bool = False) -> str | None:
+    payment = services.invoice_collect(invoice_id=invoice_id, force=force)
+    if payment is None:
+        return None
+    if payment.status == PaymentStatus.FAILED:
+        services.dunning_warn(account_id=payment.invoice.account_id)
+    return payment.status
+
+
+@shared_task(name="billing.tasks.invoices_collect_due")
+def invoices_collect_due() -> int:
+    invoice_ids = services.invoices_collect_due()
+    for invoice_id in invoice_ids:
+        invoice_collect.delay(invoice_id)
+    return len(invoice_ids)
+
+
+@shared_task(name="billing.tasks.dunning_run")
+def dunning_run() -> dict[str, int]:
+    return services.dunning_run()

@@ -139,6 +139,9 @@ CELERY_BEAT_SCHEDULE = {
     "billing-usage-meter": {"task": "billing.tasks.usage_meter_recent", "schedule": crontab(minute=5)},
     "billing-invoices-generate": {"task": "billing.tasks.invoices_generate_previous_month",
                                   "schedule": crontab(minute=30, hour=0, day_of_month=1)},
+    # Stripe: charge open invoices, retry failed ones on the dunning schedule, suspend after the grace period.
+    "billing-invoices-collect": {"task": "billing.tasks.invoices_collect_due", "schedule": 900.0},
+    "billing-dunning-run": {"task": "billing.tasks.dunning_run", "schedule": crontab(minute=20)},
     "alerts-metrics-collect": {"task": "alerts.tasks.metrics_collect", "schedule": 30.0},
     "alerts-metric-samples-purge": {"task": "alerts.tasks.metric_samples_purge", "schedule": 3600.0},
     "alerts-evaluate": {"task": "alerts.tasks.alerts_evaluate", "schedule": 30.0},
@@ -327,6 +330,26 @@ PEERING_MAX_PER_DEPLOYMENT = env_int("PEERING_MAX_PER_DEPLOYMENT", 10)
 PEERING_POLL_SECONDS = float(env_str("PEERING_POLL_SECONDS", "5"))
 PEERING_SLOW_POLL_SECONDS = float(env_str("PEERING_SLOW_POLL_SECONDS", "300"))
 PEERING_FAST_POLL_WINDOW_SECONDS = env_int("PEERING_FAST_POLL_WINDOW_SECONDS", 3600)
+
+# --- Stripe (billing/stripe_gateway.py) ----------------------------------------------------------
+# No secret key = offline mode (the embedded default): invoices are kept here and nothing is sent to Stripe.
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "")
+STRIPE_PUBLISHABLE_KEY = env_str("STRIPE_PUBLISHABLE_KEY", "")
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")
+# Where the Stripe client sends requests; tests point it at a local stand-in (localstripe).
+STRIPE_API_BASE = env_str("STRIPE_API_BASE", "https://api.stripe.com")
+# Stripe.js for the console's card form (only loaded when a publishable key is set).
+STRIPE_JS_URL = env_str("STRIPE_JS_URL", "https://js.stripe.com/v3/")
+STRIPE_WEBHOOK_TOLERANCE_S = env_int("STRIPE_WEBHOOK_TOLERANCE_S", 300)
+STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2 if PRODUCTION else 0)
+STRIPE_TIMEOUT_S = env_int("STRIPE_TIMEOUT_S", 30)
+if PRODUCTION and STRIPE_SECRET_KEY and not STRIPE_WEBHOOK_SECRET:
+    raise ValueError("STRIPE_WEBHOOK_SECRET must be set when STRIPE_SECRET_KEY is")
+# Dunning: charge again this many days after the first failure; stop deployments after the grace period.
+BILLING_DUNNING_RETRY_DAYS = [int(d) for d in env_list("BILLING_DUNNING_RETRY_DAYS", ["1", "3", "5"])]
+BILLING_DUNNING_GRACE_DAYS = env_int("BILLING_DUNNING_GRACE_DAYS", 14)
+# A pending charge attempt (outage, crashed worker) older than this is driven again by the beat job.
+BILLING_COLLECT_REDRIVE_AFTER_S = env_int("BILLING_COLLECT_REDRIVE_AFTER_S", 600)
 
 LOGGING = {
     "version": 1,

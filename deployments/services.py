@@ -10,6 +10,7 @@ from pathlib import Path
 
 from django.db import transaction
 
+from billing import selectors as billing_selectors
 from controlplane import errors
 from deployments.lifecycle import LIVE, transition
 from deployments.models import Deployment, DeploymentEvent, Region, Spec, SpecPrice, Tier
@@ -89,6 +90,12 @@ def _check_spec_allowed(principal: Principal, spec: Spec, region: Region | None 
         raise _bad("spec", f"The {spec.tier} tier is not offered in {region.name}.")
 
 
+def _check_not_suspended(principal: Principal) -> None:
+    reason = billing_selectors.billing_suspension_reason(organization_id=principal.organization.pk)
+    if reason:
+        raise errors.Conflict(reason)
+
+
 def deployment_create(*, principal: Principal, project: Project, name: str, region: Region,
                       spec: Spec) -> Deployment:
     principal.require(Perm.DEPLOYMENTS_WRITE)
@@ -100,6 +107,7 @@ def deployment_create(*, principal: Principal, project: Project, name: str, regi
     if not region.active or principal.organization.site not in region.sites:
         raise _bad("region", f"The region {region.id} is not available to your organization.")
     _check_spec_allowed(principal, spec, region)
+    _check_not_suspended(principal)
     with transaction.atomic():
         if Deployment.objects.filter(project=project, name=name).exclude(status=S.DELETED).exists():
             raise _bad("name", f"The project already has a deployment named {name}.")
@@ -187,6 +195,8 @@ def deployment_stop(*, principal: Principal, deployment: Deployment) -> Deployme
 
 
 def deployment_start(*, principal: Principal, deployment: Deployment) -> Deployment:
+    _check_not_suspended(principal)
+
     def prepare(locked: Deployment) -> None:
         locked.desired_generation += 1
 
@@ -197,6 +207,8 @@ def deployment_start(*, principal: Principal, deployment: Deployment) -> Deploym
 def deployment_retry(*, principal: Principal, deployment: Deployment) -> Deployment:
     """Re-drives the operation that failed (provisioning, scaling, stopping, starting or deleting)."""
     operation = deployment.failed_operation or S.PROVISIONING
+    if operation in (S.PROVISIONING, S.STARTING):
+        _check_not_suspended(principal)  # retrying these would run a deployment while suspended
 
     def prepare(locked: Deployment) -> None:
         locked.desired_generation += 1  # apply again: whatever was half-done is redone

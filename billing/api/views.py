@@ -11,10 +11,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins
 from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from billing import selectors, services
+from billing import selectors, services, stripe_gateway
 from billing.api import serializers as s
 from billing.models import Invoice
 from billing.pdf import invoice_pdf
@@ -41,6 +43,54 @@ class BillingAccountViewSet(OrganizationScopedViewSet):
         data.is_valid(raise_exception=True)
         account = services.billing_account_update(principal=self.principal, **data.validated_data)
         return Response(s.BillingAccountOut(account).data)
+
+
+class PaymentMethodViewSet(OrganizationScopedViewSet):
+    """Card binding through a Stripe SetupIntent (usage `off_session`: invoices are charged automatically)."""
+
+    permission_by_action = {"setup": Perm.BILLING_MANAGE, "confirm": Perm.BILLING_MANAGE}
+    serializer_class = s.PaymentMethodSetupOut
+
+    @extend_schema(request=None, responses={200: s.PaymentMethodSetupOut},
+                   description="Starts binding a card: confirm the returned `client_secret` with Stripe.js "
+                               "(`confirmCardSetup`). 409 when card payments are offline in this installation; "
+                               "503 when Stripe cannot be reached.")
+    def setup(self, request: Request) -> Response:
+        return Response(s.PaymentMethodSetupOut(services.payment_method_setup_start(principal=self.principal)).data)
+
+    @extend_schema(request=s.PaymentMethodConfirmIn, responses={200: s.BillingAccountOut},
+                   description="After Stripe.js confirmed the SetupIntent: makes its card the default (the "
+                               "`setup_intent.succeeded` webhook does the same). 409 if it has not succeeded.")
+    def confirm(self, request: Request) -> Response:
+        data = s.PaymentMethodConfirmIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        if not stripe_gateway.is_configured():
+            raise stripe_gateway.StripeOffline(stripe_gateway.OFFLINE_DETAIL)
+        account = selectors.billing_account_get(principal=self.principal)
+        account = services.payment_method_setup_complete(
+            account=account, setup_intent_id=data.validated_data["setup_intent"], principal=self.principal)
+        return Response(s.BillingAccountOut(account).data)
+
+
+class StripeWebhookView(APIView):
+    """Stripe's events. No credential: the `Stripe-Signature` header, checked on the raw body, is the proof.
+
+    Outside the tenancy base on purpose: the event names its customer, not the caller.
+    """
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    # Stripe retries deliveries itself; throttling them would only delay payments.
+    throttle_classes: list = []
+
+    @extend_schema(request={"application/json": OpenApiTypes.OBJECT}, responses={200: s.WebhookAckOut}, auth=[],
+                   description="400 when the signature is missing, forged or older than the tolerance. Each "
+                               "event is handled once, however often and in whatever order it is delivered.")
+    def post(self, request: Request) -> Response:
+        # The raw bytes, not request.data: the signature covers the body exactly as sent.
+        _, handled = services.stripe_event_receive(payload=request.body,
+                                                   signature=request.headers.get("Stripe-Signature"))
+        return Response(s.WebhookAckOut({"received": True, "duplicate": not handled}).data)
 
 
 class UsageViewSet(OrganizationScopedViewSet):

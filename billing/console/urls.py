@@ -7,6 +7,8 @@ from billing.console import views
 urlpatterns = [
     path("billing", views.UsageView.as_view(), name="billing"),
     path("billing/account", views.BillingAccountView.as_view(), name="billing-account"),
+    path("billing/payment-method/confirm", views.PaymentMethodConfirmView.as_view(),
+         name="billing-payment-method-confirm"),
     path("billing/invoices", views.InvoiceListView.as_view(), name="billing-invoices"),
     path("billing/invoices/<str:invoice_id>", views.InvoiceDetailView.as_view(), name="billing-invoice"),
     path("deployments/<str:deployment_id>/subscription/switch-to-annual", views.SwitchToAnnualView.as_view(),

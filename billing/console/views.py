@@ -10,13 +10,14 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
 
-from billing import money, selectors, services
+from billing import money, selectors, services, stripe_gateway
 from billing.console import forms as billing_forms
 from billing.models import VatStatus
 from controlplane import errors
@@ -48,7 +49,10 @@ class BillingAccountView(OrganizationFormView):
         account = selectors.billing_account_get(principal=self.principal)
         return {"form": form, "account": account, "organization": self.principal.organization,
                 "vat_help": VAT_STATUS_HELP.get(account.vat_status, ""),
-                "can_manage": self.principal.has(Perm.BILLING_MANAGE)}
+                "can_manage": self.principal.has(Perm.BILLING_MANAGE),
+                "stripe_enabled": stripe_gateway.is_configured(),
+                "stripe_publishable_key": stripe_gateway.publishable_key() if stripe_gateway.is_configured() else "",
+                "stripe_js_url": settings.STRIPE_JS_URL}
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         self.principal.require(Perm.BILLING_MANAGE)
@@ -58,6 +62,31 @@ class BillingAccountView(OrganizationFormView):
         services.billing_account_update(principal=self.principal, **form.cleaned_data)
         messages.success(self.request, "Billing details saved.")
         return redirect(reverse("console:billing-account"))
+
+
+class PaymentMethodConfirmView(OrganizationConsoleView):
+    """Stripe.js confirmed the SetupIntent in the browser; read it back from Stripe and make its card the default."""
+
+    http_method_names: ClassVar[list[str]] = ["post"]
+    required_perm = Perm.BILLING_MANAGE
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        setup_intent_id = request.POST.get("setup_intent", "")
+        try:
+            if not stripe_gateway.is_configured():
+                raise stripe_gateway.StripeOffline(stripe_gateway.OFFLINE_DETAIL)
+            if not setup_intent_id.startswith("seti_"):
+                raise errors.ValidationFailed("The card setup did not complete.")
+            account = services.payment_method_setup_complete(
+                account=selectors.billing_account_get(principal=self.principal), setup_intent_id=setup_intent_id,
+                principal=self.principal)
+        except errors.PermissionDenied:
+            raise
+        except errors.DomainError as exc:
+            messages.error(request, exc.detail)
+        else:
+            messages.success(request, f"Card {account.card_brand} •••• {account.card_last4} saved.")
+        return redirect(reverse("console:billing-account") + "#payment-method")
 
 
 class UsageView(OrganizationConsoleView):

@@ -29,3 +29,17 @@ def subscription_card(context: template.Context, deployment) -> dict:
             "is_annual": subscription.mode == SubscriptionMode.ANNUAL,
             "can_switch": principal.has(Perm.BILLING_MANAGE) and deployment.status not in ("deleting", "deleted"),
             "form": SwitchToAnnualForm(), "csrf_token": context.get("csrf_token")}
+
+
+@register.inclusion_tag("console/billing/_dunning_banner.html", takes_context=True)
+def dunning_banner(context: template.Context) -> dict:
+    """Warned / grace until / suspended, on every billing tab."""
+    request = context.get("request")
+    principal = getattr(request, "principal", None)
+    if principal is None or not principal.has(Perm.BILLING_READ):
+        return {"show": False}
+    account = selectors.billing_account_get(principal=principal)
+    if account.payment_failed_at is None and account.suspended_at is None:
+        return {"show": False}
+    return {"show": True, "account": account, "invoices": list(selectors.invoices_failed_unpaid(account=account)),
+            "stop_on": selectors.dunning_stop_date(account)}

@@ -4,8 +4,9 @@ from datetime import date
 from decimal import Decimal
 
 import factory
+from django.utils import timezone
 
-from billing.models import BillingAccount, Invoice
+from billing.models import BillingAccount, Invoice, Payment, StripeEvent
 from deployments.models import DeploymentEvent
 from projects.tests.factories import OrganizationFactory
 
@@ -34,6 +35,28 @@ class InvoiceFactory(factory.django.DjangoModelFactory):
     vat_rate = Decimal("19")
     vat_amount = Decimal("1.90")
     total = Decimal("11.90")
+
+
+class PaymentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Payment
+
+    invoice = factory.SubFactory(InvoiceFactory)
+    organization = factory.SelfAttribute("invoice.organization")
+    attempt = 1
+    idempotency_key = factory.LazyAttribute(lambda p: f"pay-{p.invoice.pk}-{p.attempt}")
+    amount = factory.SelfAttribute("invoice.total")
+    currency = factory.SelfAttribute("invoice.currency")
+
+
+class StripeEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = StripeEvent
+
+    stripe_id = factory.Sequence(lambda n: f"evt_test{n:08d}")
+    type = "customer.created"
+    created = factory.LazyFunction(timezone.now)
+    payload = factory.LazyAttribute(lambda e: {"id": e.stripe_id, "type": e.type, "data": {"object": {}}})
 
 
 def record_event(deployment, to_status: str, at, spec_id: str | None = None) -> DeploymentEvent:
