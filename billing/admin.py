@@ -1,16 +1,27 @@
 from django.contrib import admin, messages
 
 from billing import services
-from billing.models import BillingAccount, Invoice, InvoiceLine, Subscription, UsageRecord, VatStatus
+from billing.models import (
+    BillingAccount,
+    Budget,
+    BudgetCrossing,
+    Invoice,
+    InvoiceLine,
+    Subscription,
+    UsageRecord,
+    VatStatus,
+)
 from controlplane.admin_base import ReadOnlyModelAdmin, ReadOnlyTabularInline, staff_principal
 
 
 @admin.register(BillingAccount)
 class BillingAccountAdmin(ReadOnlyModelAdmin):
-    list_display = ("id", "organization", "legal_name", "country", "vat_number", "vat_status", "tax_exempt")
+    list_display = ("id", "organization", "legal_name", "country", "vat_number", "vat_status", "vat_checked_at",
+                    "vat_check_error", "tax_exempt")
     list_filter = ("vat_status", "tax_exempt", "country")
-    search_fields = ("id", "organization__id", "organization__name", "legal_name", "vat_number")
-    actions = ["mark_tax_exempt", "clear_tax_exempt", "mark_vat_valid"]
+    search_fields = ("id", "organization__id", "organization__name", "legal_name", "vat_number",
+                     "vat_consultation_number")
+    actions = ["mark_tax_exempt", "clear_tax_exempt", "mark_vat_valid", "recheck_vat_number"]
 
     def has_change_permission(self, request, obj=None) -> bool:
         # Actions need it; every field stays read-only.
@@ -33,6 +44,13 @@ class BillingAccountAdmin(ReadOnlyModelAdmin):
     @admin.action(description="Mark VAT number valid (confirmed in VIES)")
     def mark_vat_valid(self, request, queryset) -> None:
         self._update(request, queryset, vat_status=VatStatus.VALID)
+
+    @admin.action(description="Check VAT number in VIES again")
+    def recheck_vat_number(self, request, queryset) -> None:
+        queued = sum(services.vat_number_recheck_request(principal=staff_principal(request, account),
+                                                         account=account) for account in queryset)
+        self.message_user(request, f"Queued a VIES check for {queued} account(s); GB numbers and accounts "
+                                   "without a number are not checked.", messages.SUCCESS)
 
 
 class InvoiceLineInline(ReadOnlyTabularInline):
@@ -61,3 +79,16 @@ class UsageRecordAdmin(ReadOnlyModelAdmin):
     list_filter = ("currency",)
     search_fields = ("deployment__id", "organization__id")
     date_hierarchy = "hour_start"
+
+
+class BudgetCrossingInline(ReadOnlyTabularInline):
+    model = BudgetCrossing
+    readonly_fields = ("month", "threshold", "spent", "amount", "notified", "created_at")
+
+
+@admin.register(Budget)
+class BudgetAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "organization", "project", "amount", "enabled", "created_at")
+    list_filter = ("enabled",)
+    search_fields = ("id", "organization__id", "organization__name", "project__id")
+    inlines = [BudgetCrossingInline]

@@ -99,7 +99,8 @@ def billing_account_update(*, principal: Principal, legal_name: str | None = Non
     changes = {f: [before[f], getattr(account, f)] for f in before if before[f] != getattr(account, f)}
     if changes:
         audit_record(principal=principal, action="billing_account.update", target=account, changes=changes)
-    if account.vat_number and account.vat_number != before["vat_number"]:
+    if (account.vat_number and account.vat_number != before["vat_number"] and settings.VIES_URL
+            and vies.in_vies(account.vat_number)):
         _vat_check_enqueue(account.pk)
     return account
 
@@ -116,6 +117,18 @@ def _vat_check_enqueue(account_id: str, *, force: bool = False) -> None:
 
     # On commit: a rolled-back change queues nothing, and the worker sees the committed number.
     transaction.on_commit(lambda: vat_number_check.delay(account_id, force))
+
+
+@transaction.atomic
+def vat_number_recheck_request(*, principal: Principal, account: BillingAccount) -> bool:
+    """Operators: asks VIES again about the account's number, even one already decided (a number may be
+    deregistered later). Returns False when there is nothing VIES could check."""
+    if not account.vat_number or not settings.VIES_URL or not vies.in_vies(account.vat_number):
+        return False
+    audit_record(principal=principal, action="billing_account.vat_recheck_request", target=account,
+                 changes={"vat_number": account.vat_number}, organization=account.organization)
+    _vat_check_enqueue(account.pk, force=True)
+    return True
 
 
 class VatCheckOutcome:
@@ -152,11 +165,11 @@ def vat_number_check(*, account_id: str, force: bool = False, now: datetime | No
         if account.vat_number != number:
             return VatCheckOutcome.STALE
         account.vat_check_attempted_at = now
-        if answer is None:
-            assert failure is not None
+        if failure is not None:
             account.vat_check_error = failure.message[:300]
             account.save(update_fields=["vat_check_attempted_at", "vat_check_error", "updated_at"])
             return VatCheckOutcome.UNAVAILABLE if failure.transient else VatCheckOutcome.ERROR
+        assert answer is not None  # for the type checker: no failure means an answer
         before = account.vat_status
         account.vat_status = VatStatus.VALID if answer.valid else VatStatus.INVALID
         account.vat_checked_at = now

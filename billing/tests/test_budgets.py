@@ -348,3 +348,18 @@ def test_concurrent_evaluations_notify_once(org):
         thread.join()
     assert sorted(results) == [0, 0, 0, 1]
     assert BudgetCrossing.objects.count() == 3 and Notification.objects.count() == 1
+
+
+def test_the_hourly_metering_task_evaluates_budgets(org):
+    from billing import tasks
+    from billing.tests.factories import record_event
+
+    started = datetime(2026, 3, 20, tzinfo=UTC)
+    deployment = DeploymentFactory(organization=org, created_at=started)
+    record_event(deployment, "running", started)
+    budget = BudgetFactory(organization=org, amount=Decimal("0.36"))  # two hours
+    with time_machine.travel(datetime(2026, 3, 20, 2, 5, tzinfo=UTC), tick=False):
+        tasks.usage_meter_recent()
+    assert BudgetCrossing.objects.get(budget=budget, notified=True).threshold == 100
+    with time_machine.travel(datetime(2026, 3, 20, 2, 6, tzinfo=UTC), tick=False):
+        assert tasks.budgets_evaluate() == 0

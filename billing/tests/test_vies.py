@@ -221,3 +221,24 @@ def test_monthly_invoicing_checks_pending_numbers_first(vies):
     assert account.vat_status == VatStatus.VALID
     invoice = account.invoices.get()
     assert invoice.vat_rate == 0 and invoice.vat_note.startswith("Reverse charge")
+
+
+def test_operators_can_ask_vies_again(vies, django_capture_on_commit_callbacks):
+    from django.test import Client
+
+    from projects.tests.factories import UserFactory
+
+    account = account_with("FR40303265045", "FR")
+    account.vat_status = VatStatus.INVALID
+    account.save()
+    gb = account_with("GB980780684", "GB")
+    staff = UserFactory(is_staff=True, is_superuser=True)
+    client = Client()
+    client.force_login(staff)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/ops/billing/billingaccount/", {"action": "recheck_vat_number",
+                                                                 "_selected_action": [account.pk, gb.pk]})
+    assert response.status_code == 302
+    account.refresh_from_db()
+    assert account.vat_status == VatStatus.VALID and len(vies.requests) == 1
+    assert AuditEvent.objects.filter(action="billing_account.vat_recheck_request").count() == 1
