@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.conf import settings
+from django.db.models import F, Q, QuerySet, Sum
 
-from billing.models import BillingAccount, Invoice, Subscription, UsageRecord
+from billing import money
+from billing.models import AnnualCharge, BillingAccount, Budget, Invoice, Subscription, UsageRecord, VatStatus
 from controlplane import errors
 from deployments.models import Deployment
+from projects.models import Membership
+from projects.roles import Role
 from projects.tenancy import Principal
 
 
@@ -88,11 +92,6 @@ def usage_summary(*, principal: Principal, since: datetime, until: datetime, now
 def vat_numbers_to_check(*, attempted_before: datetime | None = None, limit: int = 1000) -> list[str]:
     """Ids of accounts whose VAT number VIES has not decided yet (system read for the recheck jobs); the
     longest-waiting first. GB numbers are not in VIES and stay ``unchecked``: they are left out."""
-    from django.conf import settings
-    from django.db.models import F, Q
-
-    from billing.models import VatStatus
-
     if not settings.VIES_URL:
         return []
     qs = (BillingAccount.objects.filter(vat_status=VatStatus.UNCHECKED).exclude(vat_number="")
@@ -105,8 +104,6 @@ def vat_numbers_to_check(*, attempted_before: datetime | None = None, limit: int
 
 # --- budgets ----------------------------------------------------------------------------------------
 def month_start_of(moment: datetime) -> datetime:
-    from datetime import UTC
-
     return moment.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
@@ -114,10 +111,8 @@ def _month_after(start: datetime) -> datetime:
     return start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
 
 
-def budget_list(*, principal: Principal) -> QuerySet:
+def budget_list(*, principal: Principal) -> QuerySet[Budget]:
     """A member limited to projects sees those projects' budgets only (not the organization's)."""
-    from billing.models import Budget
-
     qs = Budget.objects.filter(organization=principal.organization).select_related("organization")
     return principal.limit_to_projects(qs).prefetch_related("channels").order_by("created_at", "id")
 
@@ -126,13 +121,6 @@ def spend_for_month(*, organization_id: str, currency: str, month_start: datetim
                     project_id: str | None = None) -> Decimal:
     """What the month costs before VAT, as invoicing counts it: metered usage per deployment and spec (one
     rounding each, as invoice lines) plus annual terms charged in the month; of one project if given."""
-    from decimal import Decimal
-
-    from django.db.models import Sum
-
-    from billing import money
-    from billing.models import AnnualCharge
-
     month_end = _month_after(month_start)
     usage = UsageRecord.objects.filter(organization_id=organization_id, hour_start__gte=month_start,
                                        hour_start__lt=month_end)
@@ -148,17 +136,14 @@ def spend_for_month(*, organization_id: str, currency: str, month_start: datetim
     return money.quantize(total, currency)
 
 
-def budget_spent(*, budget, now: datetime) -> Decimal:
+def budget_spent(*, budget: Budget, now: datetime) -> Decimal:
     """The budget's spend in the month of ``now``."""
     return spend_for_month(organization_id=budget.organization_id, currency=budget.organization.currency,
                            month_start=month_start_of(now), project_id=budget.project_id)
 
 
-def budget_notice_recipients(*, budget) -> list[str]:
+def budget_notice_recipients(*, budget: Budget) -> list[str]:
     """Who hears of a budget without channels: the owners and billing members who can see its scope."""
-    from projects.models import Membership
-    from projects.roles import Role
-
     members = (Membership.objects.filter(organization_id=budget.organization_id, role__in=[Role.OWNER, Role.BILLING],
                                          user__is_active=True)
                .select_related("user").prefetch_related("projects"))

@@ -12,11 +12,14 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import OuterRef, Subquery, Sum
+from django.urls import reverse
 from django.utils import timezone
 from stdnum.eu import vat as eu_vat
 from stdnum.gb import vat as gb_vat
 from stdnum.util import clean
 
+from alerts import notices
+from alerts import selectors as alert_selectors
 from billing import money, selectors, vies
 from billing.metering import Transition, billable_seconds
 from billing.models import (
@@ -486,8 +489,6 @@ def _budget_amount(amount: Decimal, currency: str) -> Decimal:
 
 
 def _budget_channels(principal: Principal, channel_ids: list[str]) -> list:
-    from alerts import selectors as alert_selectors
-
     channels = list(alert_selectors.channel_list(principal=principal).filter(pk__in=channel_ids))
     missing = sorted(set(channel_ids) - {c.id for c in channels})
     if missing:
@@ -608,10 +609,6 @@ def budgets_evaluate(*, now: datetime | None = None) -> int:
 
 
 def _budget_notify(*, budget: Budget, threshold: int, spent: Decimal, now: datetime) -> None:
-    from django.urls import reverse
-
-    from alerts import notices
-
     currency = budget.organization.currency
     month = selectors.month_start_of(now)
     scope = f"project {budget.project.name}" if budget.project else f"organization {budget.organization.name}"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from stdnum.util import clean
 
+from billing import money
 from controlplane import outbound
 
 #: VIES error codes that say "not now": the member state's register or VIES itself is down or saturated.
@@ -51,8 +52,6 @@ def in_vies(vat_number: str) -> bool:
     """Whether VIES knows numbers with this prefix: the EU member states and XI (Northern Ireland, kept in
     VIES under the Windsor Framework). GB numbers left VIES with Brexit, and GB is outside the EU, so no VAT
     treatment depends on them: they simply stay ``unchecked``."""
-    from billing import money
-
     prefix = vat_number[:2]
     states = {"EL" if state == "GR" else state for state in money.eu_member_states()}
     return prefix in states or prefix == "XI"
