@@ -167,6 +167,8 @@ def vat_number_check(*, account_id: str, force: bool = False, now: datetime | No
         account = BillingAccount.objects.select_for_update().select_related("organization").get(pk=account_id)
         if account.vat_number != number:
             return VatCheckOutcome.STALE
+        if account.vat_status != VatStatus.UNCHECKED and not force:
+            return VatCheckOutcome.SKIPPED  # a duplicate task recorded the verdict while we waited for VIES
         account.vat_check_attempted_at = now
         if failure is not None:
             account.vat_check_error = failure.message[:300]
