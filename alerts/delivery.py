@@ -167,5 +167,62 @@ def send_email(channel: AlertChannel, notification: Notification) -> DeliveryRes
 SENDERS = {ChannelType.EMAIL: send_email, ChannelType.PAGERDUTY: send_pagerduty, ChannelType.WEBHOOK: send_webhook}
 
 
+# --- notices (alerts.notices): not about an incident, so no alert/rule/deployment in the payload ----------
+def notice_email_content(payload: dict) -> tuple[str, str, str]:
+    """Subject, text and HTML of a notice email (channel deliveries and the direct fallback alike)."""
+    subject = f"[mqcloud] {payload['title']}"[:200]
+    lines = [payload["summary"], ""]
+    lines += [f"{label}: {value}" for label, value in payload.get("facts", [])]
+    links = payload.get("links", {})
+    if links.get("console"):
+        lines += ["", f"Details: {links['console']}"]
+    text = "\n".join(lines) + "\n"
+    html = "<html><body>" + "".join(f"<p>{escape(line)}</p>" for line in lines if line) + "</body></html>"
+    return subject, text, html
+
+
+def send_mail(subject: str, text: str, html: str, recipients: list[str]) -> DeliveryResult:
+    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, to=recipients)
+    message.attach_alternative(html, "text/html")
+    try:
+        message.send()
+    except smtplib.SMTPRecipientsRefused as exc:
+        return DeliveryResult(False, None, f"recipients refused: {sorted(exc.recipients)}")
+    except (smtplib.SMTPException, OSError) as exc:
+        return DeliveryResult(False, None, f"smtp: {exc}"[:500], transient=True)
+    return DeliveryResult(True)
+
+
+def send_notice_email(channel: AlertChannel, notification: Notification) -> DeliveryResult:
+    return send_mail(*notice_email_content(notification.payload), channel.config["recipients"])
+
+
+def send_notice_pagerduty(channel: AlertChannel, notification: Notification) -> DeliveryResult:
+    payload = notification.payload
+    event = {
+        "routing_key": channel.secret,
+        "event_action": "trigger",
+        # Given by the sender: e.g. one per budget, month and threshold, so a repeat never opens a second page.
+        "dedup_key": payload["dedup_key"],
+        "payload": {
+            "summary": payload["title"][:1024],
+            "severity": PAGERDUTY_SEVERITY.get(payload.get("severity", "info"), "info"),
+            "source": "mqcloud",
+            "component": payload.get("organization", {}).get("id", ""),
+            "class": payload["type"],
+            "custom_details": payload,
+        },
+    }
+    if payload.get("links", {}).get("console"):
+        event["links"] = [{"href": payload["links"]["console"], "text": "Open in mqcloud"}]
+    return _post_json(settings.PAGERDUTY_EVENTS_URL, json.dumps(event).encode(), {})
+
+
+NOTICE_SENDERS = {ChannelType.EMAIL: send_notice_email, ChannelType.PAGERDUTY: send_notice_pagerduty,
+                  ChannelType.WEBHOOK: send_webhook}  # a webhook gets the payload as is, signed
+
+
 def deliver(channel: AlertChannel, notification: Notification) -> DeliveryResult:
+    if notification.kind == NotificationKind.NOTICE:
+        return NOTICE_SENDERS[channel.type](channel, notification)
     return SENDERS[channel.type](channel, notification)

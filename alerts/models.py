@@ -156,6 +156,7 @@ class NotificationKind(models.TextChoices):
     TRIGGER = "trigger", "Trigger"
     RESOLVE = "resolve", "Resolve"
     TEST = "test", "Test"
+    NOTICE = "notice", "Notice"  # not about an incident (e.g. a budget threshold): alert is null
 
 
 class NotificationStatus(models.TextChoices):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from alerts import evaluator, metrics, services
+from alerts import delivery, evaluator, metrics, services
 
 
 @shared_task(name="alerts.tasks.metrics_collect", ignore_result=True)
@@ -36,3 +36,12 @@ def notification_deliver(self, notification_id: str) -> str:
 @shared_task(name="alerts.tasks.notifications_redrive", ignore_result=True)
 def notifications_redrive() -> int:
     return services.notifications_redrive()
+
+
+@shared_task(name="alerts.tasks.notice_email_send", bind=True, acks_late=True, ignore_result=True, max_retries=6)
+def notice_email_send(self, subject: str, text: str, html: str, recipients: list[str]) -> str:
+    # A notice emailed straight to people (no channel to log it in): SMTP trouble is retried with backoff.
+    result = delivery.send_mail(subject, text, html, recipients)
+    if not result.delivered and result.transient:
+        raise self.retry(countdown=min(60 * 2 ** self.request.retries, 3600))
+    return "delivered" if result.delivered else result.error

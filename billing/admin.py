@@ -4,6 +4,8 @@ from django.db import transaction
 from billing import services, stripe_gateway
 from billing.models import (
     BillingAccount,
+    Budget,
+    BudgetCrossing,
     Invoice,
     InvoiceLine,
     InvoiceStatus,
@@ -23,12 +25,13 @@ from controlplane.admin_base import (
 
 @admin.register(BillingAccount)
 class BillingAccountAdmin(ReadOnlyModelAdmin):
-    list_display = ("id", "organization", "legal_name", "country", "vat_number", "vat_status", "tax_exempt",
-                    "stripe_customer_id", "card_last4", "payment_failed_at", "suspended_at")
+    list_display = ("id", "organization", "legal_name", "country", "vat_number", "vat_status", "vat_checked_at",
+                    "tax_exempt", "stripe_customer_id", "card_last4", "payment_failed_at", "suspended_at")
     list_filter = ("vat_status", "tax_exempt", "country", ("payment_failed_at", admin.EmptyFieldListFilter),
                    ("suspended_at", admin.EmptyFieldListFilter))
-    search_fields = ("id", "organization__id", "organization__name", "legal_name", "vat_number", "stripe_customer_id")
-    actions = ["mark_tax_exempt", "clear_tax_exempt", "mark_vat_valid"]
+    search_fields = ("id", "organization__id", "organization__name", "legal_name", "vat_number",
+                     "vat_consultation_number", "stripe_customer_id")
+    actions = ["mark_tax_exempt", "clear_tax_exempt", "mark_vat_valid", "recheck_vat_number"]
 
     def has_change_permission(self, request, obj=None) -> bool:
         # Actions need it; every field stays read-only.
@@ -51,6 +54,13 @@ class BillingAccountAdmin(ReadOnlyModelAdmin):
     @admin.action(description="Mark VAT number valid (confirmed in VIES)")
     def mark_vat_valid(self, request, queryset) -> None:
         self._update(request, queryset, vat_status=VatStatus.VALID)
+
+    @admin.action(description="Check VAT number in VIES again")
+    def recheck_vat_number(self, request, queryset) -> None:
+        queued = sum(services.vat_number_recheck_request(principal=staff_principal(request, account),
+                                                         account=account) for account in queryset)
+        self.message_user(request, f"Queued a VIES check for {queued} account(s); GB numbers and accounts "
+                                   "without a number are not checked.", messages.SUCCESS)
 
 
 class PaymentInline(ReadOnlyTabularInline):
@@ -122,3 +132,16 @@ class UsageRecordAdmin(ReadOnlyModelAdmin):
     list_filter = ("currency",)
     search_fields = ("deployment__id", "organization__id")
     date_hierarchy = "hour_start"
+
+
+class BudgetCrossingInline(ReadOnlyTabularInline):
+    model = BudgetCrossing
+    readonly_fields = ("month", "threshold", "spent", "amount", "notified", "created_at")
+
+
+@admin.register(Budget)
+class BudgetAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "organization", "project", "amount", "enabled", "created_at")
+    list_filter = ("enabled",)
+    search_fields = ("id", "organization__id", "organization__name", "project__id")
+    inlines = [BudgetCrossingInline]

@@ -17,8 +17,9 @@ class VatStatus(models.TextChoices):
 class BillingAccount(models.Model):
     """Who is invoiced for an organization. Created lazily; ``site``/``currency`` come from the organization.
 
-    ``vat_status`` is ``unchecked`` when the number has a valid format and check digit; only a VIES check
-    (not wired yet) sets ``valid``, and only ``valid`` numbers get the EU B2B reverse charge.
+    ``vat_status`` is ``unchecked`` when the number has a valid format and check digit; a VIES check
+    (``billing.vies``) sets ``valid`` or ``invalid``, and only ``valid`` numbers get the EU B2B reverse charge.
+    The ``vat_check*`` fields record the last VIES answer for the current number (reset when it changes).
     """
 
     id = PrefixedIdField(prefix="bac")
@@ -29,6 +30,12 @@ class BillingAccount(models.Model):
     country = models.CharField(max_length=2, blank=True)
     vat_number = models.CharField(max_length=20, blank=True)
     vat_status = models.CharField(max_length=10, choices=VatStatus.choices, default=VatStatus.UNCHECKED)
+    vat_checked_at = models.DateTimeField(null=True, blank=True, help_text="when VIES last answered valid/invalid")
+    vat_consultation_number = models.CharField(max_length=64, blank=True,
+                                               help_text="VIES requestIdentifier: proof of the check for audits")
+    vat_registered_name = models.CharField(max_length=300, blank=True, help_text="the trader's name per VIES")
+    vat_check_error = models.CharField(max_length=300, blank=True, help_text="why the last check got no answer")
+    vat_check_attempted_at = models.DateTimeField(null=True, blank=True, help_text="the last call to VIES")
     # Set by operators only (never through the API).
     tax_exempt = models.BooleanField(default=False)
     # Stripe: the customer is created lazily (idempotency key ``customer-<id>``); the card is shown, never
@@ -269,3 +276,53 @@ class StripeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stripe_id} {self.type}"
+
+
+class Budget(models.Model):
+    """A monthly spending limit for the whole organization (``project`` null) or one project, in the
+    organization's currency. Crossing 50, 80 and 100% of it notifies ``channels`` (or, with none, the
+    organization's owners and billing members by email) once per month each."""
+
+    id = PrefixedIdField(prefix="bud")
+    organization = models.ForeignKey("projects.Organization", on_delete=models.CASCADE, related_name="+")
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, null=True, blank=True,
+                                related_name="+")
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    channels = models.ManyToManyField("alerts.AlertChannel", blank=True, related_name="+")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization"], condition=models.Q(project__isnull=True),
+                                    name="one_budget_per_organization"),
+            models.UniqueConstraint(fields=["project"], condition=models.Q(project__isnull=False),
+                                    name="one_budget_per_project"),
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="budget_amount_positive"),
+        ]
+        indexes = [models.Index(fields=["organization", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"Budget {self.amount} of {self.project_id or self.organization_id}"
+
+
+class BudgetCrossing(models.Model):
+    """A threshold (50, 80, 100 %) of a budget reached in a month. The unique constraint is what makes each
+    threshold notify once per month, however often or concurrently the evaluation runs."""
+
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="crossings")
+    month = models.DateField(help_text="the first day of the month")
+    threshold = models.PositiveSmallIntegerField()
+    spent = models.DecimalField(max_digits=14, decimal_places=2, help_text="the spend when it was crossed")
+    amount = models.DecimalField(max_digits=14, decimal_places=2, help_text="the budget then")
+    notified = models.BooleanField(default=False, help_text="false when a higher threshold crossed at the same "
+                                                            "time was notified instead")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["budget", "month", "threshold"],
+                                               name="one_crossing_per_budget_month_threshold")]
+
+    def __str__(self) -> str:
+        return f"{self.budget_id} {self.month:%Y-%m} {self.threshold}%"

@@ -37,6 +37,11 @@ def quantize(amount: Decimal, currency: str) -> Decimal:
     return amount.quantize(Decimal(1).scaleb(-minor_unit(currency)), rounding=ROUND_HALF_UP)
 
 
+def usage_amount(*, seconds: int, hourly_price: Decimal, currency: str) -> Decimal:
+    """The charge for ``seconds`` at an hourly price: one rounding per invoice line (deployment and spec)."""
+    return quantize(Decimal(seconds) * hourly_price / Decimal(3600), currency)
+
+
 def eu_member_states() -> frozenset[str]:
     return frozenset(vat_table()["eu_member_states"])
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.conf import settings
+from django.db.models import F, Q, QuerySet, Sum
 
-from billing.models import BillingAccount, Invoice, Subscription, UsageRecord
+from billing import money
+from billing.models import AnnualCharge, BillingAccount, Budget, Invoice, Subscription, UsageRecord, VatStatus
 from controlplane import errors
 from deployments.models import Deployment
+from projects.models import Membership
+from projects.roles import Role
 from projects.tenancy import Principal
 
 
@@ -113,3 +118,70 @@ def dunning_stop_date(account: BillingAccount) -> datetime | None:
     if account.payment_failed_at is None:
         return None
     return account.payment_failed_at + timedelta(days=settings.BILLING_DUNNING_GRACE_DAYS)
+# --- VAT number checks ------------------------------------------------------------------------------
+def vat_numbers_to_check(*, attempted_before: datetime | None = None, limit: int = 1000) -> list[str]:
+    """Ids of accounts whose VAT number VIES has not decided yet (system read for the recheck jobs); the
+    longest-waiting first. GB numbers are not in VIES and stay ``unchecked``: they are left out."""
+    if not settings.VIES_URL:
+        return []
+    qs = (BillingAccount.objects.filter(vat_status=VatStatus.UNCHECKED).exclude(vat_number="")
+          .exclude(vat_number__startswith="GB"))
+    if attempted_before is not None:
+        qs = qs.filter(Q(vat_check_attempted_at__isnull=True) | Q(vat_check_attempted_at__lt=attempted_before))
+    return list(qs.order_by(F("vat_check_attempted_at").asc(nulls_first=True), "id")
+                .values_list("id", flat=True)[:limit])
+
+
+# --- budgets ----------------------------------------------------------------------------------------
+def month_start_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _month_after(start: datetime) -> datetime:
+    return start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
+
+
+def budget_list(*, principal: Principal) -> QuerySet[Budget]:
+    """A member limited to projects sees those projects' budgets only (not the organization's)."""
+    qs = Budget.objects.filter(organization=principal.organization).select_related("organization")
+    return principal.limit_to_projects(qs).prefetch_related("channels").order_by("created_at", "id")
+
+
+def spend_for_month(*, organization_id: str, currency: str, month_start: datetime,
+                    project_id: str | None = None) -> Decimal:
+    """What the month costs before VAT, as invoicing counts it: metered usage per deployment and spec (one
+    rounding each, as invoice lines) plus annual terms charged in the month; of one project if given."""
+    month_end = _month_after(month_start)
+    usage = UsageRecord.objects.filter(organization_id=organization_id, hour_start__gte=month_start,
+                                       hour_start__lt=month_end)
+    charges = AnnualCharge.objects.filter(organization_id=organization_id, created_at__gte=month_start,
+                                          created_at__lt=month_end)
+    if project_id is not None:
+        usage = usage.filter(deployment__project_id=project_id)
+        charges = charges.filter(deployment__project_id=project_id)
+    total = Decimal("0.00")
+    for row in usage.values("deployment_id", "spec_id", "hourly_price").annotate(seconds=Sum("seconds")).order_by():
+        total += money.usage_amount(seconds=row["seconds"], hourly_price=row["hourly_price"], currency=currency)
+    total += sum((c for c in charges.values_list("amount", flat=True)), Decimal("0.00"))
+    return money.quantize(total, currency)
+
+
+def budget_spent(*, budget: Budget, now: datetime) -> Decimal:
+    """The budget's spend in the month of ``now``."""
+    return spend_for_month(organization_id=budget.organization_id, currency=budget.organization.currency,
+                           month_start=month_start_of(now), project_id=budget.project_id)
+
+
+def budget_notice_recipients(*, budget: Budget) -> list[str]:
+    """Who hears of a budget without channels: the owners and billing members who can see its scope."""
+    members = (Membership.objects.filter(organization_id=budget.organization_id, role__in=[Role.OWNER, Role.BILLING],
+                                         user__is_active=True)
+               .select_related("user").prefetch_related("projects"))
+    emails = []
+    for member in members:
+        limited = {p.id for p in member.projects.all()}
+        if limited and (budget.project_id is None or budget.project_id not in limited):
+            continue
+        if member.user.email:
+            emails.append(member.user.email)
+    return sorted(set(emails))

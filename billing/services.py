@@ -5,24 +5,31 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 import stripe
 from django.conf import settings
 from django.db import transaction
 from django.db.models import OuterRef, Q, Subquery, Sum
+from django.urls import reverse
 from django.utils import timezone
 from stdnum.eu import vat as eu_vat
 from stdnum.gb import vat as gb_vat
 from stdnum.util import clean
 
-from billing import emails, money, selectors, stripe_gateway
+from alerts import notices
+from alerts import selectors as alert_selectors
+from billing import emails, money, selectors, stripe_gateway, vies
 from billing.metering import Transition, billable_seconds
 from billing.models import (
     AnnualCharge,
     BillingAccount,
+    Budget,
+    BudgetCrossing,
     Invoice,
     InvoiceCounter,
     InvoiceLine,
@@ -38,7 +45,7 @@ from billing.models import (
 from controlplane import errors, locks
 from deployments.models import Deployment, DeploymentEvent, SpecPrice
 from deployments.models import DeploymentStatus as S
-from projects.models import Organization
+from projects.models import Organization, Project
 from projects.roles import Perm
 from projects.services import audit_record
 from projects.tenancy import Principal
@@ -91,18 +98,116 @@ def billing_account_update(*, principal: Principal, legal_name: str | None = Non
     if number and (vat_number is not None or country is not None):
         normalized = vat_number_normalize(country=account.country, vat_number=number)
         if normalized != account.vat_number:
-            # Format and check digit only; a VIES consultation (not wired yet) is what sets `valid`.
-            account.vat_status = VatStatus.UNCHECKED
+            # Format and check digit only; the VIES check queued below is what sets `valid` or `invalid`.
+            _vat_check_reset(account)
         account.vat_number = normalized
     elif not number:
         account.vat_number = ""
-        account.vat_status = VatStatus.UNCHECKED
+        _vat_check_reset(account)
     account.full_clean()
     account.save()
     changes = {f: [before[f], getattr(account, f)] for f in before if before[f] != getattr(account, f)}
     if changes:
         audit_record(principal=principal, action="billing_account.update", target=account, changes=changes)
+    if (account.vat_number and account.vat_number != before["vat_number"] and settings.VIES_URL
+            and vies.in_vies(account.vat_number)):
+        _vat_check_enqueue(account.pk)
     return account
+
+
+def _vat_check_reset(account: BillingAccount) -> None:
+    """What VIES said about the previous number says nothing about a new one."""
+    account.vat_status = VatStatus.UNCHECKED
+    account.vat_checked_at = account.vat_check_attempted_at = None
+    account.vat_consultation_number = account.vat_registered_name = account.vat_check_error = ""
+
+
+def _vat_check_enqueue(account_id: str, *, force: bool = False) -> None:
+    from billing.tasks import vat_number_check
+
+    # On commit: a rolled-back change queues nothing, and the worker sees the committed number.
+    transaction.on_commit(lambda: vat_number_check.delay(account_id, force))
+
+
+@transaction.atomic
+def vat_number_recheck_request(*, principal: Principal, account: BillingAccount) -> bool:
+    """Operators: asks VIES again about the account's number, even one already decided (a number may be
+    deregistered later). Returns False when there is nothing VIES could check."""
+    if not account.vat_number or not settings.VIES_URL or not vies.in_vies(account.vat_number):
+        return False
+    audit_record(principal=principal, action="billing_account.vat_recheck_request", target=account,
+                 changes={"vat_number": account.vat_number}, organization=account.organization)
+    _vat_check_enqueue(account.pk, force=True)
+    return True
+
+
+class VatCheckOutcome:
+    VALID = "valid"
+    INVALID = "invalid"
+    UNAVAILABLE = "unavailable"  # VIES down, busy or slow: retry soon
+    ERROR = "error"  # VIES refused the request: retried only by the hourly recheck
+    SKIPPED = "skipped"  # nothing to check: no number, GB, already decided, VIES offline, account gone
+    STALE = "stale"  # the number changed during the call; its own check is queued
+
+
+def vat_number_check(*, account_id: str, force: bool = False, now: datetime | None = None) -> str:
+    """Checks an account's VAT number in VIES and records the verdict; returns a ``VatCheckOutcome``.
+
+    Idempotent: an account already ``valid``/``invalid`` for its current number is skipped unless ``force``.
+    VIES trouble leaves the status as it was (``unchecked`` for a new number: VAT is charged meanwhile) and
+    records the error. The call is made outside any transaction, so no row stays locked while VIES is slow.
+    """
+    account = BillingAccount.objects.filter(pk=account_id).first()
+    if account is None or not account.vat_number or not settings.VIES_URL or not vies.in_vies(account.vat_number):
+        return VatCheckOutcome.SKIPPED
+    if account.vat_status != VatStatus.UNCHECKED and not force:
+        return VatCheckOutcome.SKIPPED
+    number = account.vat_number
+    answer: vies.ViesAnswer | None = None
+    failure: vies.ViesError | None = None
+    try:
+        answer = vies.check_vat_number(number)
+    except vies.ViesError as exc:
+        failure = exc
+    now = now or timezone.now()
+    with transaction.atomic():
+        account = BillingAccount.objects.select_for_update().select_related("organization").get(pk=account_id)
+        if account.vat_number != number:
+            return VatCheckOutcome.STALE
+        if account.vat_status != VatStatus.UNCHECKED and not force:
+            return VatCheckOutcome.SKIPPED  # a duplicate task recorded the verdict while we waited for VIES
+        account.vat_check_attempted_at = now
+        if failure is not None:
+            account.vat_check_error = failure.message[:300]
+            account.save(update_fields=["vat_check_attempted_at", "vat_check_error", "updated_at"])
+            return VatCheckOutcome.UNAVAILABLE if failure.transient else VatCheckOutcome.ERROR
+        assert answer is not None  # for the type checker: no failure means an answer
+        before = account.vat_status
+        account.vat_status = VatStatus.VALID if answer.valid else VatStatus.INVALID
+        account.vat_checked_at = now
+        account.vat_consultation_number = answer.consultation_number
+        account.vat_registered_name = answer.registered_name
+        account.vat_check_error = ""
+        account.save(update_fields=["vat_status", "vat_checked_at", "vat_check_attempted_at",
+                                    "vat_consultation_number", "vat_registered_name", "vat_check_error",
+                                    "updated_at"])
+        audit_record(principal=Principal.for_system(account.organization), action="billing_account.vat_check",
+                     target=account, changes={"vat_number": number, "vat_status": [before, account.vat_status],
+                                              "consultation_number": answer.consultation_number,
+                                              "registered_name": answer.registered_name})
+    return account.vat_status
+
+
+def vat_numbers_check_now(*, time_budget_s: float = 120.0) -> dict[str, int]:
+    """Checks every ``unchecked`` number right away (before invoicing), within a time budget: with VIES
+    down, each call may take the whole timeout, and invoicing must not wait for hours."""
+    started = time.monotonic()
+    outcomes: dict[str, int] = defaultdict(int)
+    for account_id in selectors.vat_numbers_to_check():
+        if time.monotonic() - started > time_budget_s:
+            break
+        outcomes[vat_number_check(account_id=account_id)] += 1
+    return dict(outcomes)
 
 
 # --- metering ---------------------------------------------------------------------------------------
@@ -177,7 +282,7 @@ def usage_meter_recent(*, hours: int = 3, now: datetime | None = None) -> int:
 
 
 def usage_amount(*, seconds: int, hourly_price: Decimal, currency: str) -> Decimal:
-    return money.quantize(Decimal(seconds) * hourly_price / Decimal(3600), currency)
+    return money.usage_amount(seconds=seconds, hourly_price=hourly_price, currency=currency)
 
 
 # --- subscriptions ----------------------------------------------------------------------------------
@@ -829,3 +934,169 @@ def dunning_run(*, now: datetime | None = None) -> dict[str, int]:
         with transaction.atomic():
             counts["cleared"] += dunning_clear_if_settled(account_id=account_id)
     return counts
+# --- budgets ----------------------------------------------------------------------------------------
+BUDGET_THRESHOLDS = (50, 80, 100)
+BUDGET_SEVERITY = {50: "info", 80: "warning", 100: "critical"}
+BUDGET_EVENT = "budget.threshold_crossed"
+
+
+def _budget_invalid(field: str, message: str) -> errors.ValidationFailed:
+    return errors.ValidationFailed("The request has invalid fields.", errors={field: [message]})
+
+
+def _budget_amount(amount: Decimal, currency: str) -> Decimal:
+    if not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0:
+        raise _budget_invalid("amount", "Must be greater than 0.")
+    if money.quantize(amount, currency) != amount:
+        raise _budget_invalid("amount", f"At most {money.minor_unit(currency)} decimal places for {currency}.")
+    return amount
+
+
+def _budget_channels(principal: Principal, channel_ids: list[str]) -> list:
+    channels = list(alert_selectors.channel_list(principal=principal).filter(pk__in=channel_ids))
+    missing = sorted(set(channel_ids) - {c.id for c in channels})
+    if missing:
+        raise _budget_invalid("channels", f"No alert channel(s) {', '.join(missing)}.")
+    return channels
+
+
+@transaction.atomic
+def budget_create(*, principal: Principal, amount: Decimal, project: str | None = None,
+                  channels: list[str] | None = None, enabled: bool = True) -> Budget:
+    """A monthly budget for the organization (``project`` None) or one project: one of each at most."""
+    principal.require(Perm.BILLING_MANAGE)
+    organization = principal.organization
+    project_row = None
+    if project is not None:
+        project_row = Project.objects.filter(organization=organization, pk=project).first()
+        if project_row is None or not principal.can_see_project(project_row.id):
+            raise _budget_invalid("project", f"No project {project}.")
+    elif principal.is_project_limited:
+        raise errors.PermissionDenied("A member limited to projects sets budgets of those projects only.")
+    amount = _budget_amount(amount, organization.currency)
+    channel_rows = _budget_channels(principal, channels or [])
+    # Locks the organization row: two concurrent creates of the same scope queue here instead of one
+    # failing on the unique constraint with a 500.
+    Organization.objects.select_for_update().filter(pk=organization.pk).first()
+    if Budget.objects.filter(organization=organization, project=project_row).exists():
+        scope = f"project {project_row.id}" if project_row else "the organization"
+        raise errors.Conflict(f"There is already a budget for {scope}; change that one.")
+    budget = Budget(organization=organization, project=project_row, amount=amount, enabled=enabled)
+    budget.full_clean()
+    budget.save()
+    budget.channels.set(channel_rows)
+    audit_record(principal=principal, action="budget.create", target=budget,
+                 changes={"project": project, "amount": str(amount), "currency": organization.currency,
+                          "channels": [c.id for c in channel_rows], "enabled": enabled})
+    return budget
+
+
+@transaction.atomic
+def budget_update(*, principal: Principal, budget: Budget, amount: Decimal | None = None,
+                  channels: list[str] | None = None, enabled: bool | None = None) -> Budget:
+    principal.require(Perm.BILLING_MANAGE)
+    budget = Budget.objects.select_for_update().select_related("organization").get(
+        pk=budget.pk, organization=principal.organization)
+    changes: dict[str, Any] = {}
+    if amount is not None:
+        amount = _budget_amount(amount, budget.organization.currency)
+        if amount != budget.amount:
+            changes["amount"] = [str(budget.amount), str(amount)]
+            budget.amount = amount
+    if enabled is not None and enabled != budget.enabled:
+        changes["enabled"] = [budget.enabled, enabled]
+        budget.enabled = enabled
+    if channels is not None:
+        rows = _budget_channels(principal, channels)
+        before = sorted(budget.channels.values_list("id", flat=True))
+        if sorted(c.id for c in rows) != before:
+            changes["channels"] = [before, sorted(c.id for c in rows)]
+            budget.channels.set(rows)
+    budget.full_clean()
+    budget.save()
+    if "amount" in changes:
+        # A threshold no longer reached under the new amount may notify again when it is reached; those
+        # still reached stay recorded (no second notice for them this month).
+        now = timezone.now()
+        spent = selectors.budget_spent(budget=budget, now=now)
+        budget.crossings.filter(month=selectors.month_start_of(now).date()).exclude(
+            threshold__in=_thresholds_reached(spent, budget.amount)).delete()
+    if changes:
+        audit_record(principal=principal, action="budget.update", target=budget, changes=changes)
+    return budget
+
+
+@transaction.atomic
+def budget_delete(*, principal: Principal, budget: Budget) -> None:
+    principal.require(Perm.BILLING_MANAGE)
+    audit_record(principal=principal, action="budget.delete", target=budget,
+                 changes={"project": budget.project_id, "amount": str(budget.amount)})
+    budget.delete()
+
+
+def _thresholds_reached(spent: Decimal, amount: Decimal) -> list[int]:
+    return [t for t in BUDGET_THRESHOLDS if spent * 100 >= amount * t]
+
+
+def budgets_evaluate(*, now: datetime | None = None) -> int:
+    """Records the thresholds each enabled budget has reached this month and notifies the new ones; returns
+    how many notices went out. Reruns and concurrent runs notify nothing twice: the crossing row is unique
+    per budget, month and threshold, and only the run that inserts it notifies. Several thresholds reached
+    at once (a budget set below the month's spend, a big annual charge) send one notice, for the highest."""
+    now = now or timezone.now()
+    month = selectors.month_start_of(now).date()
+    sent = 0
+    for budget_id in Budget.objects.filter(enabled=True).values_list("id", flat=True):
+        budget = Budget.objects.select_related("organization", "project").filter(pk=budget_id, enabled=True).first()
+        if budget is None:
+            continue
+        spent = selectors.budget_spent(budget=budget, now=now)
+        reached = _thresholds_reached(spent, budget.amount)
+        if not reached:
+            continue
+        with transaction.atomic():
+            new = []
+            for threshold in reached:
+                crossing, created = BudgetCrossing.objects.get_or_create(
+                    budget=budget, month=month, threshold=threshold,
+                    defaults={"spent": spent, "amount": budget.amount})
+                if created:
+                    new.append(crossing)
+            if not new:
+                continue
+            top = max(new, key=lambda c: c.threshold)
+            top.notified = True
+            top.save(update_fields=["notified"])
+            _budget_notify(budget=budget, threshold=top.threshold, spent=spent, now=now)
+            sent += 1
+    return sent
+
+
+def _budget_notify(*, budget: Budget, threshold: int, spent: Decimal, now: datetime) -> None:
+    currency = budget.organization.currency
+    month = selectors.month_start_of(now)
+    scope = f"project {budget.project.name}" if budget.project else f"organization {budget.organization.name}"
+    base = settings.PUBLIC_BASE_URL.rstrip("/")
+    title = f"Budget {threshold}% reached: {spent} of {budget.amount} {currency} ({scope}, {month:%B %Y})"
+    summary = (f"The {month:%B %Y} spend of {scope} is {spent} {currency}, {threshold}% or more of its monthly "
+               f"budget of {budget.amount} {currency} (before VAT).")
+    details = {
+        "budget": {"id": budget.id, "project": budget.project_id, "amount": str(budget.amount),
+                   "currency": currency},
+        "threshold": threshold,
+        "spent": str(spent),
+        "amount": str(budget.amount),
+        "currency": currency,
+        "month": f"{month:%Y-%m}",
+        "links": {"budget": f"{base}/api/v1/budgets/{budget.id}", "console": base + reverse("console:billing")},
+    }
+    facts = [("Budget", f"{budget.amount} {currency} per month"), ("Spent", f"{spent} {currency}"),
+             ("Threshold", f"{threshold}%"), ("Scope", scope), ("Month", f"{month:%Y-%m}")]
+    kwargs = {"organization": budget.organization, "event_type": BUDGET_EVENT, "title": title, "summary": summary,
+              "details": details, "severity": BUDGET_SEVERITY[threshold], "facts": facts, "now": now,
+              "dedup_key": f"mqcloud-budget-{budget.id}-{month:%Y-%m}-{threshold}"}
+    channels = [c for c in budget.channels.all() if c.enabled]
+    if channels:
+        notices.organization_notice_send(channels=channels, **kwargs)
+    else:
+        notices.organization_notice_email(recipients=selectors.budget_notice_recipients(budget=budget), **kwargs)

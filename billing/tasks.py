@@ -1,13 +1,14 @@
-"""Billing beat jobs: thin, idempotent, each calling one service."""
+"""Billing beat jobs and workers: thin, idempotent, each calling one service."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
-from billing import services, stripe_gateway
+from billing import selectors, services, stripe_gateway
 from billing.models import PaymentStatus
 
 
@@ -15,7 +16,15 @@ from billing.models import PaymentStatus
 def usage_meter_recent(hours: int = 3) -> int:
     # Terms that ended must be renewed or returned to hourly before their hours are metered.
     services.subscriptions_roll_over()
-    return services.usage_meter_recent(hours=hours)
+    metered = services.usage_meter_recent(hours=hours)
+    # Budgets read the usage just metered (each hour is committed already: a budget error undoes nothing).
+    services.budgets_evaluate(now=timezone.now())
+    return metered
+
+
+@shared_task(name="billing.tasks.budgets_evaluate", ignore_result=True)
+def budgets_evaluate() -> int:
+    return services.budgets_evaluate(now=timezone.now())
 
 
 @shared_task(name="billing.tasks.invoices_generate_previous_month")
@@ -24,6 +33,8 @@ def invoices_generate_previous_month() -> int:
     last_month_end = today.replace(day=1) - timedelta(days=1)
     # Meter the month's last hours again first: late events must reach the invoice.
     services.usage_meter_recent(hours=6)
+    # A number VIES confirms now still gets the reverse charge on this invoice.
+    services.vat_numbers_check_now()
     return services.invoices_generate_for_month(period_start=last_month_end.replace(day=1))
 
 
@@ -51,3 +62,21 @@ def invoices_collect_due() -> int:
 @shared_task(name="billing.tasks.dunning_run")
 def dunning_run() -> dict[str, int]:
     return services.dunning_run()
+@shared_task(name="billing.tasks.vat_number_check", bind=True, acks_late=True, ignore_result=True)
+def vat_number_check(self, account_id: str, force: bool = False) -> str:
+    outcome = services.vat_number_check(account_id=account_id, force=force)
+    schedule = settings.VIES_RETRY_SCHEDULE_S
+    if outcome == services.VatCheckOutcome.UNAVAILABLE and self.request.retries < len(schedule):
+        # VIES or the member state is down or busy: back off; after the last retry the hourly recheck
+        # (vat_numbers_recheck) keeps trying, so a lost task loses nothing either.
+        raise self.retry(countdown=schedule[self.request.retries], max_retries=len(schedule))
+    return outcome
+
+
+@shared_task(name="billing.tasks.vat_numbers_recheck", ignore_result=True)
+def vat_numbers_recheck() -> int:
+    due = timezone.now() - timedelta(seconds=settings.VIES_RECHECK_AFTER_S)
+    account_ids = selectors.vat_numbers_to_check(attempted_before=due)
+    for account_id in account_ids:
+        vat_number_check.delay(account_id)
+    return len(account_ids)

@@ -142,6 +142,8 @@ CELERY_BEAT_SCHEDULE = {
     # Stripe: charge open invoices, retry failed ones on the dunning schedule, suspend after the grace period.
     "billing-invoices-collect": {"task": "billing.tasks.invoices_collect_due", "schedule": 900.0},
     "billing-dunning-run": {"task": "billing.tasks.dunning_run", "schedule": crontab(minute=20)},
+    # VAT numbers VIES could not answer for (down, busy, timeout) are checked again; rate-limited per account.
+    "billing-vat-numbers-recheck": {"task": "billing.tasks.vat_numbers_recheck", "schedule": crontab(minute=20)},
     "alerts-metrics-collect": {"task": "alerts.tasks.metrics_collect", "schedule": 30.0},
     "alerts-metric-samples-purge": {"task": "alerts.tasks.metric_samples_purge", "schedule": 3600.0},
     "alerts-evaluate": {"task": "alerts.tasks.alerts_evaluate", "schedule": 30.0},
@@ -350,6 +352,19 @@ BILLING_DUNNING_RETRY_DAYS = [int(d) for d in env_list("BILLING_DUNNING_RETRY_DA
 BILLING_DUNNING_GRACE_DAYS = env_int("BILLING_DUNNING_GRACE_DAYS", 14)
 # A pending charge attempt (outage, crashed worker) older than this is driven again by the beat job.
 BILLING_COLLECT_REDRIVE_AFTER_S = env_int("BILLING_COLLECT_REDRIVE_AFTER_S", 600)
+# --- VAT number checks (billing/vies.py) ----------------------------------------------------------
+# The EU VIES REST API, reached through the guarded outbound client. Empty outside production: no call is
+# made and numbers stay `unchecked` (the embedded default never leaves the machine; tests point it at a
+# local stand-in).
+VIES_URL = env_str("VIES_URL", "https://ec.europa.eu/taxation_customs/vies/rest-api/check-vat-number"
+                   if PRODUCTION else "")
+# Our own VAT number (e.g. DE123456789): with it VIES returns a consultation number, the proof of the check.
+VIES_REQUESTER_VAT = env_str("VIES_REQUESTER_VAT", "")
+VIES_TIMEOUT_S = float(env_str("VIES_TIMEOUT_S", "15"))
+# Delays before retries of a check VIES could not answer; after the last one the hourly recheck takes over.
+VIES_RETRY_SCHEDULE_S = [60, 300, 900, 3600]
+# The hourly recheck leaves alone a number whose last attempt is more recent than this.
+VIES_RECHECK_AFTER_S = env_int("VIES_RECHECK_AFTER_S", 3600)
 
 LOGGING = {
     "version": 1,

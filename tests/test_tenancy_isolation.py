@@ -17,8 +17,8 @@ from django.urls import URLPattern, URLResolver, reverse
 
 from alerts.models import Alert, AlertChannel, AlertRule, Notification
 from alerts.tests.factories import AlertChannelFactory, AlertFactory, AlertRuleFactory, NotificationFactory
-from billing.models import Invoice
-from billing.tests.factories import InvoiceFactory
+from billing.models import Budget, Invoice
+from billing.tests.factories import BudgetFactory, InvoiceFactory
 from controlplane.api import urls as api_urls
 from deployments.models import Deployment, Peering, Region, Spec
 from deployments.tests.factories import DeploymentFactory, PeeringFactory
@@ -52,6 +52,7 @@ FACTORIES: dict[type[models.Model], Callable[[Organization], models.Model]] = {
     Alert: lambda org: AlertFactory(organization=org),
     Notification: lambda org: NotificationFactory(organization=org),
     Invoice: lambda org: InvoiceFactory(organization=org),
+    Budget: lambda org: BudgetFactory(organization=org),
 }
 
 #: models every organization reads (no organization column): there is nothing to isolate.

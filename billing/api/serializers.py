@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from billing.models import BillingAccount, Invoice, InvoiceLine, Subscription
-from controlplane.api.serializers import InputSerializer
+from billing import selectors
+from billing.models import BillingAccount, Budget, Invoice, InvoiceLine, Subscription
+from controlplane.api.serializers import InputSerializer, PrefixedIdListField
 
 
 class CardOut(serializers.Serializer):
@@ -25,9 +29,21 @@ class BillingAccountOut(serializers.ModelSerializer):
 
     class Meta:
         model = BillingAccount
-        fields = ["legal_name", "address", "country", "vat_number", "vat_status", "tax_exempt", "site", "currency",
-                  "card", "payment_failed_at", "deployments_stop_on", "suspended_at", "updated_at"]
+        fields = ["legal_name", "address", "country", "vat_number", "vat_status", "vat_checked_at",
+                  "vat_consultation_number", "vat_registered_name", "vat_check_error", "vat_check_attempted_at",
+                  "tax_exempt", "site", "currency", "card", "payment_failed_at", "deployments_stop_on",
+                  "suspended_at", "updated_at"]
         read_only_fields = fields
+        extra_kwargs = {
+            "vat_checked_at": {"help_text": "When VIES last gave a verdict on this number (null: not yet)."},
+            "vat_consultation_number": {"help_text": "The VIES consultation number of that verdict: proof of the "
+                                                     "check for tax audits."},
+            "vat_registered_name": {"help_text": "The trader's name as VIES returned it (empty when the member "
+                                                 "state does not disclose it)."},
+            "vat_check_error": {"help_text": "Why the last check got no verdict (VIES or the member state "
+                                             "unavailable, busy, timeout); it is retried automatically."},
+            "vat_check_attempted_at": {"help_text": "The last call to VIES, verdict or not."},
+        }
 
     @extend_schema_field(CardOut(allow_null=True))
     def get_card(self, account: BillingAccount) -> dict | None:
@@ -64,8 +80,9 @@ class BillingAccountPatchIn(InputSerializer):
                                               "Ireland)")
     vat_number = serializers.CharField(max_length=20, required=False, allow_blank=True,
                                        help_text="Checked for format and check digit (EL prefix for Greece, XI for "
-                                                 "Northern Ireland); `vat_status` stays `unchecked` until VIES "
-                                                 "confirms it.")
+                                                 "Northern Ireland); then checked in VIES in the background: "
+                                                 "`vat_status` becomes `valid` or `invalid` (GB numbers are not in "
+                                                 "VIES and stay `unchecked`).")
 
 
 class InvoiceLineOut(serializers.ModelSerializer):
@@ -127,3 +144,43 @@ class UsageOut(serializers.Serializer):
     current_month_estimate = serializers.DecimalField(
         max_digits=14, decimal_places=2,
         help_text="Metered hourly usage of the current month plus annual charges not invoiced yet, before VAT.")
+
+
+class BudgetOut(serializers.ModelSerializer):
+    project = serializers.CharField(source="project_id", read_only=True, allow_null=True,
+                                    help_text="null: the whole organization")
+    currency = serializers.CharField(source="organization.currency", read_only=True)
+    channels = serializers.SerializerMethodField()
+    spent = serializers.SerializerMethodField(help_text="This month's spend so far, before VAT, as invoicing counts "
+                                                        "it (metered usage plus annual terms charged this month).")
+
+    class Meta:
+        model = Budget
+        fields = ["id", "project", "amount", "currency", "channels", "enabled", "spent", "created_at", "updated_at"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_channels(self, obj: Budget) -> list[str]:
+        return sorted(c.id for c in obj.channels.all())
+
+    @extend_schema_field(serializers.DecimalField(max_digits=14, decimal_places=2))
+    def get_spent(self, obj: Budget) -> str:
+        now = self.context.get("now") or timezone.now()
+        return str(selectors.budget_spent(budget=obj, now=now))
+
+
+class BudgetIn(InputSerializer):
+    project = serializers.RegexField(r"^prj_[a-z0-9]{1,28}$", max_length=32, required=False, allow_null=True,
+                                     help_text="Omit (or null) for the whole organization; one budget per scope.")
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"),
+                                      help_text="Per calendar month, in the organization's currency, before VAT.")
+    channels = PrefixedIdListField(prefix="ach", required=False,
+                                   help_text="Alert channels told at 50, 80 and 100%; none: the owners and billing "
+                                             "members are emailed.")
+    enabled = serializers.BooleanField(default=True)
+
+
+class BudgetPatchIn(InputSerializer):
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"), required=False)
+    channels = PrefixedIdListField(prefix="ach", required=False)
+    enabled = serializers.BooleanField(required=False)

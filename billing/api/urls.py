@@ -5,6 +5,7 @@ from billing.api import views
 
 router = SimpleRouter(trailing_slash=False)
 router.register("invoices", views.InvoiceViewSet, basename="invoice")
+router.register("budgets", views.BudgetViewSet, basename="budget")
 
 urlpatterns = [
     path("billing/account", views.BillingAccountViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),

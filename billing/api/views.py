@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC
 
+import django_filters
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins
+from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -18,7 +19,7 @@ from rest_framework.views import APIView
 
 from billing import selectors, services, stripe_gateway
 from billing.api import serializers as s
-from billing.models import Invoice
+from billing.models import Budget, Invoice
 from billing.pdf import invoice_pdf
 from controlplane import errors
 from projects.api.base import OrganizationScopedViewSet
@@ -155,3 +156,49 @@ class DeploymentSubscriptionMixin:
         subscription = services.subscription_switch_to_annual(principal=self.principal, deployment=deployment,
                                                               renew=data.validated_data["renew"])
         return Response(s.SubscriptionOut(subscription).data)
+
+
+class BudgetFilter(django_filters.FilterSet):
+    project = django_filters.CharFilter(field_name="project_id")
+
+    class Meta:
+        model = Budget
+        fields = ["project"]
+
+
+class BudgetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):
+    """Monthly budgets of the organization or of one project; 50, 80 and 100% notify once a month each."""
+
+    permission_by_action = {"list": Perm.BILLING_READ, "retrieve": Perm.BILLING_READ,
+                            "create": Perm.BILLING_MANAGE, "partial_update": Perm.BILLING_MANAGE,
+                            "destroy": Perm.BILLING_MANAGE}
+    serializer_class = s.BudgetOut
+    filterset_class = BudgetFilter
+    queryset = Budget.objects.none()
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def scoped_queryset(self, principal: Principal) -> QuerySet:
+        return selectors.budget_list(principal=principal)
+
+    @extend_schema(request=s.BudgetIn, responses={201: s.BudgetOut},
+                   description="400 for an amount not above 0, or a project or channel that is not the "
+                               "organization's; 409 if the scope already has a budget.")
+    def create(self, request: Request) -> Response:
+        data = s.BudgetIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        budget = services.budget_create(principal=self.principal, **data.validated_data)
+        return Response(s.BudgetOut(budget).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.BudgetPatchIn, responses=s.BudgetOut,
+                   description="The scope (`project`) cannot change: delete and create instead.")
+    def partial_update(self, request: Request, pk: str) -> Response:
+        budget = self.get_object()
+        data = s.BudgetPatchIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        budget = services.budget_update(principal=self.principal, budget=budget, **data.validated_data)
+        return Response(s.BudgetOut(budget).data)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, pk: str) -> Response:
+        services.budget_delete(principal=self.principal, budget=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 from django import forms
 
 
@@ -17,3 +20,24 @@ class BillingAccountForm(forms.Form):
 
 class SwitchToAnnualForm(forms.Form):
     renew = forms.BooleanField(label="Renew automatically at the end of the term", required=False)
+
+
+class BudgetForm(forms.Form):
+    project = forms.ChoiceField(required=False, label="Scope")
+    amount = forms.DecimalField(label="Monthly amount", max_digits=14, decimal_places=2, min_value=Decimal("0.01"),
+                                help_text="Per calendar month, before VAT.")
+    channels = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
+                                         label="Channels to notify",
+                                         help_text="None: the owners and billing members are emailed.")
+    enabled = forms.BooleanField(required=False, initial=True)
+
+    def __init__(self, *args: Any, projects: list, channels: list, currency: str, editing: bool = False,
+                 allow_organization: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        scopes = [("", "The whole organization")] if allow_organization else []
+        self.fields["project"].choices = scopes + [(p.id, f"Project {p.name}") for p in projects]
+        self.fields["channels"].choices = [(c.id, f"{c.name} ({c.get_type_display()})") for c in channels]
+        self.fields["amount"].label = f"Monthly amount ({currency})"
+        if editing:
+            self.fields["project"].disabled = True
+            self.fields["project"].help_text = "The scope cannot change: delete the budget and create another."

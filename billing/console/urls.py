@@ -6,6 +6,9 @@ from billing.console import views
 
 urlpatterns = [
     path("billing", views.UsageView.as_view(), name="billing"),
+    path("billing/budgets/new", views.BudgetCreateView.as_view(), name="billing-budget-create"),
+    path("billing/budgets/<str:budget_id>", views.BudgetEditView.as_view(), name="billing-budget-edit"),
+    path("billing/budgets/<str:budget_id>/delete", views.BudgetDeleteView.as_view(), name="billing-budget-delete"),
     path("billing/account", views.BillingAccountView.as_view(), name="billing-account"),
     path("billing/payment-method/confirm", views.PaymentMethodConfirmView.as_view(),
          name="billing-payment-method-confirm"),

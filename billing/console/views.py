@@ -5,7 +5,7 @@ Reads go through selectors, writes through services; the console base maps domai
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -17,19 +17,23 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
 
+from alerts import selectors as alert_selectors
 from billing import money, selectors, services, stripe_gateway
 from billing.console import forms as billing_forms
-from billing.models import VatStatus
+from billing.models import Budget, VatStatus
 from controlplane import errors
 from deployments import selectors as deployment_selectors
+from projects import selectors as project_selectors
 from projects.console.base import OrganizationConsoleView, OrganizationFormView
 from projects.roles import Perm
+from projects.tenancy import Principal
 
 VAT_STATUS_HELP = {
     VatStatus.VALID: "Verified: EU business-to-business invoices use the reverse charge (no VAT charged).",
     VatStatus.INVALID: "The VAT number was rejected; VAT is charged at your country's rate.",
     VatStatus.UNCHECKED: "Not verified yet: VAT is charged until the number is verified; the reverse charge "
-                         "applies once it is.",
+                         "applies once it is. Numbers are checked in the EU VIES service, and again automatically "
+                         "while VIES or the member state is unavailable. (GB numbers are not in VIES.)",
 }
 
 
@@ -106,7 +110,88 @@ class UsageView(OrganizationConsoleView):
             row["name"] = names.get(row["deployment"], row["deployment"])
             for line in row["specs"]:
                 line["hours"] = Decimal(line["seconds"]) / Decimal(3600)
-        return self.render_page({"summary": summary, "since": since, "now": now})
+        return self.render_page({"summary": summary, "since": since, "now": now,
+                                 "budgets": budget_rows(self.principal, now),
+                                 "can_manage": self.principal.has(Perm.BILLING_MANAGE)})
+
+
+def budget_rows(principal: Principal, now: datetime) -> list[dict[str, Any]]:
+    """Each budget with this month's spend and how far along it is (capped at 100 for the bar's width)."""
+    rows = []
+    for budget in selectors.budget_list(principal=principal).select_related("project"):
+        spent = selectors.budget_spent(budget=budget, now=now)
+        percent = int(spent * 100 / budget.amount)
+        rows.append({"budget": budget, "spent": spent, "percent": percent, "bar": min(percent, 100),
+                     "level": "over" if percent >= 100 else "high" if percent >= 80 else "ok",
+                     "channels": list(budget.channels.all())})
+    return rows
+
+
+class _BudgetFormView(OrganizationFormView):
+    template_name = "console/billing/budget_form.html"
+    form_class = billing_forms.BudgetForm
+    required_perm = Perm.BILLING_MANAGE
+    editing = False
+
+    def get_form(self, data: Any = None) -> forms.Form:
+        principal = self.principal
+        return self.form_class(data, projects=list(project_selectors.project_list(principal=principal)),
+                               channels=list(alert_selectors.channel_list(principal=principal)),
+                               currency=principal.organization.currency, editing=self.editing,
+                               allow_organization=not principal.is_project_limited, **self.get_form_kwargs())
+
+
+class BudgetCreateView(_BudgetFormView):
+    def get_form_kwargs(self) -> dict[str, Any]:
+        return {"initial": {"enabled": True}}
+
+    def form_valid(self, form: forms.Form) -> HttpResponse:
+        data = form.cleaned_data
+        services.budget_create(principal=self.principal, project=data["project"] or None, amount=data["amount"],
+                               channels=data["channels"], enabled=data["enabled"])
+        messages.success(self.request, "Budget created.")
+        return redirect(reverse("console:billing"))
+
+
+class _BudgetMixin:
+    principal: Principal
+    kwargs: dict[str, Any]
+
+    @property
+    def budget(self) -> Budget:
+        budget = selectors.budget_list(principal=self.principal).filter(pk=self.kwargs["budget_id"]).first()
+        if budget is None:
+            raise errors.NotFound(f"No budget {self.kwargs['budget_id']}.")
+        return budget
+
+
+class BudgetEditView(_BudgetMixin, _BudgetFormView):
+    editing = True
+
+    def get_form_kwargs(self) -> dict[str, Any]:
+        budget = self.budget
+        return {"initial": {"project": budget.project_id or "", "amount": budget.amount, "enabled": budget.enabled,
+                            "channels": [c.id for c in budget.channels.all()]}}
+
+    def get_context(self, form: forms.Form) -> dict[str, Any]:
+        return {"form": form, "budget": self.budget}
+
+    def form_valid(self, form: forms.Form) -> HttpResponse:
+        data = form.cleaned_data
+        services.budget_update(principal=self.principal, budget=self.budget, amount=data["amount"],
+                               channels=data["channels"], enabled=data["enabled"])
+        messages.success(self.request, "Budget saved.")
+        return redirect(reverse("console:billing"))
+
+
+class BudgetDeleteView(_BudgetMixin, OrganizationConsoleView):
+    http_method_names: ClassVar[list[str]] = ["post"]
+    required_perm = Perm.BILLING_MANAGE
+
+    def post(self, request: HttpRequest, budget_id: str) -> HttpResponse:
+        services.budget_delete(principal=self.principal, budget=self.budget)
+        messages.success(request, "Budget deleted.")
+        return redirect(reverse("console:billing"))
 
 
 class InvoiceListView(OrganizationConsoleView):

@@ -6,7 +6,7 @@ from decimal import Decimal
 import factory
 from django.utils import timezone
 
-from billing.models import BillingAccount, Invoice, Payment, StripeEvent
+from billing.models import BillingAccount, Budget, Invoice, Payment, StripeEvent
 from deployments.models import DeploymentEvent
 from projects.tests.factories import OrganizationFactory
 
@@ -62,3 +62,11 @@ class StripeEventFactory(factory.django.DjangoModelFactory):
 def record_event(deployment, to_status: str, at, spec_id: str | None = None) -> DeploymentEvent:
     return DeploymentEvent.objects.create(organization_id=deployment.organization_id, deployment=deployment,
                                           to_status=to_status, spec_id=spec_id or deployment.spec_id, created_at=at)
+
+
+class BudgetFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Budget
+
+    organization = factory.SubFactory(OrganizationFactory)
+    amount = Decimal("100.00")

@@ -5,7 +5,7 @@ from django.contrib.admin.utils import quote  # ids contain _, which the admin e
 from django.test import Client
 
 from billing.models import BillingAccount
-from billing.tests.factories import BillingAccountFactory, InvoiceFactory
+from billing.tests.factories import BillingAccountFactory, BudgetFactory, InvoiceFactory
 from projects.tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -17,9 +17,11 @@ def test_operators_see_billing_and_set_tax_exempt():
     client.force_login(staff)
     invoice = InvoiceFactory()
     account = BillingAccountFactory(organization=invoice.organization)
+    budget = BudgetFactory(organization=invoice.organization)
     for url in ("/ops/billing/billingaccount/", "/ops/billing/invoice/",
                 f"/ops/billing/invoice/{quote(invoice.pk)}/change/",
-                "/ops/billing/subscription/", "/ops/billing/usagerecord/"):
+                "/ops/billing/subscription/", "/ops/billing/usagerecord/", "/ops/billing/budget/",
+                f"/ops/billing/budget/{quote(budget.pk)}/change/"):
         assert client.get(url).status_code == 200, url
     response = client.post("/ops/billing/billingaccount/", {"action": "mark_tax_exempt",
                                                              "_selected_action": [account.pk]})

@@ -185,3 +185,62 @@ def test_switch_for_another_organizations_deployment_is_404():
     other = DeploymentFactory()
     assert client.post(url("deployment-switch-to-annual", other.id)).status_code == 404
     assert not Subscription.objects.filter(deployment=other, mode=SubscriptionMode.ANNUAL).exists()
+
+
+# --- VIES details and budgets -------------------------------------------------------------------------
+def test_account_page_shows_the_vies_check():
+    client, member = logged_in(Role.BILLING)
+    BillingAccountFactory(organization=member.organization, country="FR", vat_number="FR40303265045",
+                          vat_status=VatStatus.VALID, vat_checked_at=timezone.now(),
+                          vat_consultation_number="WAPIAAAAZ0000042", vat_registered_name="SOCIETE TEST SA")
+    html = page(client, "billing-account")
+    assert "WAPIAAAAZ0000042" in html and "SOCIETE TEST SA" in html and "checked " in html
+    account = BillingAccount.objects.get(organization=member.organization)
+    account.vat_status = VatStatus.UNCHECKED
+    account.vat_check_error = "VIES could not check the number: MS_UNAVAILABLE."
+    account.vat_check_attempted_at = timezone.now()
+    account.save()
+    html = page(client, "billing-account")
+    assert "MS_UNAVAILABLE" in html and "retried automatically" in html
+
+
+def test_budgets_section_create_edit_delete():
+    from alerts.tests.factories import AlertChannelFactory
+    from billing.models import Budget
+
+    client, member = logged_in(Role.BILLING)
+    org = member.organization
+    channel = AlertChannelFactory(organization=org, name="finance-mail")
+    deployment = DeploymentFactory(organization=org)
+    hour = timezone.now().astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    UsageRecord.objects.create(organization=org, deployment=deployment, hour_start=hour, spec_id="basic-1k",
+                               seconds=3600 * 9, currency="USD", hourly_price=Decimal("0.18"))  # 1.62 USD
+    assert "No budgets" in page(client, "billing")
+    form = page(client, "billing-budget-create")
+    assert "The whole organization" in form and "finance-mail" in form
+    response = client.post(url("billing-budget-create"), {"project": "", "amount": "0", "enabled": "on"})
+    assert response.status_code == 400
+    response = client.post(url("billing-budget-create"), {"project": "", "amount": "1.80", "enabled": "on",
+                                                          "channels": [channel.id]})
+    assert response.status_code == 302, response.content[:500]
+    budget = Budget.objects.get(organization=org)
+    html = page(client, "billing")
+    assert 'value="90" max="100"' in html and "1.62 USD" in html and "1.80 USD" in html and "finance-mail" in html
+    response = client.post(url("billing-budget-create"), {"project": "", "amount": "5", "enabled": "on"})
+    assert response.status_code == 400 and "already a budget" in response.content.decode()
+    response = client.post(url("billing-budget-edit", budget.id), {"amount": "1.00", "enabled": "on"})
+    assert response.status_code == 302
+    budget.refresh_from_db()
+    assert budget.amount == Decimal("1.00") and not budget.channels.exists()
+    assert 'value="100" max="100"' in page(client, "billing")  # 162 %, the bar is full
+    assert client.post(url("billing-budget-delete", budget.id)).status_code == 302
+    assert not Budget.objects.exists()
+
+
+def test_budgets_of_another_organization_are_not_found():
+    from billing.tests.factories import BudgetFactory
+
+    client, member = logged_in(Role.OWNER)
+    other = BudgetFactory()
+    assert client.get(url("billing-budget-edit", other.id)).status_code == 404
+    assert client.post(url("billing-budget-delete", other.id)).status_code == 404
