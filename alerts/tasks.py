@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from smtplib import SMTPException
+
 from celery import shared_task
 
 from alerts import evaluator, metrics, services
@@ -36,3 +38,15 @@ def notification_deliver(self, notification_id: str) -> str:
 @shared_task(name="alerts.tasks.notifications_redrive", ignore_result=True)
 def notifications_redrive() -> int:
     return services.notifications_redrive()
+
+
+@shared_task(name="alerts.tasks.failing_channels_disable", ignore_result=True)
+def failing_channels_disable() -> int:
+    return len(services.failing_channels_disable())
+
+
+@shared_task(name="alerts.tasks.channel_disabled_notify", bind=True, acks_late=True, ignore_result=True,
+             autoretry_for=(OSError, SMTPException), retry_backoff=60, max_retries=5)
+def channel_disabled_notify(self, channel_id: str) -> int:
+    # Sent once per disabling (the service only enqueues it on the transition); SMTP hiccups are retried.
+    return services.channel_disabled_notify(channel_id=channel_id)

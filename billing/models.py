@@ -31,6 +31,7 @@ class BillingAccount(models.Model):
     vat_status = models.CharField(max_length=10, choices=VatStatus.choices, default=VatStatus.UNCHECKED)
     # Set by operators only (never through the API).
     tax_exempt = models.BooleanField(default=False)
+    payment_failed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 

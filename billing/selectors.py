@@ -81,3 +81,14 @@ def usage_summary(*, principal: Principal, since: datetime, until: datetime, now
                     Decimal("0.00"))
     return {"since": since, "until": until, "currency": currency, "deployments": list(deployments.values()),
             "current_month_estimate": estimate}
+
+
+def organization_ids_with_failed_payment(*, organization_ids: list[str] | None = None) -> dict[str, datetime]:
+    """Organizations whose last payment failed (system read, for the alert evaluator): id → when it failed.
+
+    The condition holds while ``payment_failed_at`` is set; a later successful payment clears it.
+    """
+    qs = BillingAccount.objects.filter(payment_failed_at__isnull=False)
+    if organization_ids is not None:
+        qs = qs.filter(organization_id__in=organization_ids)
+    return dict(qs.values_list("organization_id", "payment_failed_at"))
