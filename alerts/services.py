@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from alerts import delivery
 from alerts.models import (
+    ORGANIZATION_METRICS,
     Alert,
     AlertChannel,
     AlertRule,
@@ -363,6 +364,11 @@ def _rule_refs(principal: Principal, *, project_id: str | None, deployment_id: s
     return refs
 
 
+def _check_organization_metric(metric: str, deployment: Deployment | None) -> None:
+    if metric in ORGANIZATION_METRICS and deployment is not None:
+        raise _invalid("deployment", f"{metric} is a condition of the whole organization: leave deployment empty.")
+
+
 def rule_create(*, principal: Principal, name: str, project: str, metric: str, operator: str, threshold: Any,
                 duration_s: int = 300, severity: str = "warning", channels: list[str] | None = None,
                 repeat_interval_s: int = 3600, enabled: bool = True, deployment: str | None = None) -> AlertRule:
@@ -370,6 +376,7 @@ def rule_create(*, principal: Principal, name: str, project: str, metric: str, o
     refs = _rule_refs(principal, project_id=project, deployment_id=deployment, channel_ids=channels or [])
     if "deployment" in refs and refs["deployment"].project_id != refs["project"].id:
         raise _invalid("deployment", "The deployment is not in the rule's project.")
+    _check_organization_metric(metric, refs.get("deployment"))
     rule = AlertRule(organization=principal.organization, project=refs["project"], deployment=refs.get("deployment"),
                      name=name.strip(), metric=metric, operator=operator, threshold=threshold, duration_s=duration_s,
                      severity=severity, repeat_interval_s=repeat_interval_s, enabled=enabled)
@@ -404,6 +411,7 @@ def rule_update(*, principal: Principal, rule: AlertRule, **updates: Any) -> Ale
             if (new.id if new else None) != rule.deployment_id:
                 changes["deployment"] = [rule.deployment_id, new.id if new else None]
                 rule.deployment = new
+        _check_organization_metric(rule.metric, rule.deployment)
         rule.updated_at = timezone.now()
         rule.save()
         if "channels" in refs:

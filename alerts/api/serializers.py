@@ -38,11 +38,13 @@ class ChannelPatchIn(InputSerializer):
 class ChannelOut(serializers.ModelSerializer):
     config = serializers.SerializerMethodField(help_text="Secrets shown masked: `•••`.")
     last_delivery = serializers.SerializerMethodField()
+    default = serializers.SerializerMethodField(help_text="The organization's default channel (to its owners), "
+                                                "created with its first project; editable and deletable.")
 
     class Meta:
         model = AlertChannel
-        fields = ["id", "name", "type", "config", "enabled", "disabled_reason", "last_delivery", "created_at",
-                  "updated_at"]
+        fields = ["id", "name", "type", "config", "enabled", "disabled_reason", "default", "last_delivery",
+                  "created_at", "updated_at"]
         read_only_fields = fields
 
     @extend_schema_field(serializers.DictField())
@@ -55,6 +57,9 @@ class ChannelOut(serializers.ModelSerializer):
             config.update({"secret": MASK if obj.secret else None, "has_secret": bool(obj.secret),
                            "headers": dict.fromkeys(headers, MASK)})
         return config
+
+    def get_default(self, obj: AlertChannel) -> bool:
+        return bool(obj.default_key)
 
     @extend_schema_field(serializers.DictField(allow_null=True))
     def get_last_delivery(self, obj: AlertChannel) -> dict | None:

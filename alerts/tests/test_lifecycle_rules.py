@@ -127,3 +127,17 @@ def test_evaluation_reads_a_fixed_number_of_queries_whatever_the_fleet(django_ca
     small = steady_queries()
     _fleet(range(3, 12), organization, project)
     assert steady_queries() == small <= 10
+
+
+def test_an_organization_rule_takes_no_deployment(make_client):
+    deployment = DeploymentFactory()
+    _, secret = make_api_key(deployment.organization)
+    api = make_client(secret)
+    body = {"name": "card", "project": deployment.project_id, "metric": "payment_failed", "operator": ">=",
+            "threshold": "1", "duration_s": 0}
+    response = api.post("/api/v1/alert-rules", {**body, "deployment": deployment.id}, format="json")
+    assert response.status_code == 400 and "deployment" in response.json()["errors"]
+    response = api.post("/api/v1/alert-rules", body, format="json")
+    assert response.status_code == 201 and response.json()["deployment"] is None
+    response = api.patch(f"/api/v1/alert-rules/{response.json()['id']}", {"deployment": deployment.id}, format="json")
+    assert response.status_code == 400
