@@ -19,7 +19,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, Max, Min, OuterRef, Subquery
+from django.db.models import Exists, OuterRef, Subquery
+from django.db.models.functions import Coalesce, Greatest
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -516,22 +517,18 @@ def default_rules_backfill() -> int:
 # --- channels failing for days ------------------------------------------------------------------------------
 def _failing_channels(now: datetime) -> list[tuple[str, datetime]]:
     """Enabled channels whose every delivery attempt has failed for ``ALERT_CHANNEL_DISABLE_AFTER_DAYS``: the
-    oldest failed delivery since the last success (and since the channel was last enabled) is that old."""
+    oldest failed delivery since the last success (and since the channel was last enabled) is that old. One
+    query, whatever the number of channels."""
     cutoff = now - timedelta(days=settings.ALERT_CHANNEL_DISABLE_AFTER_DAYS)
     attempted = Notification.objects.filter(channel=OuterRef("pk"), attempts__gt=0)
-    last_success = attempted.filter(status=NotificationStatus.DELIVERED).values("channel").annotate(
-        at=Max("created_at")).values("at")
-    channels = (AlertChannel.objects.filter(enabled=True, enabled_since__lte=cutoff)
-                .annotate(last_success=Subquery(last_success)))
-    failures = Notification.objects.filter(attempts__gt=0).exclude(status=NotificationStatus.DELIVERED)
-    rows = []
-    for channel_id, enabled_since, last_success_at in channels.values_list("id", "enabled_since", "last_success"):
-        after = max(enabled_since, last_success_at) if last_success_at else enabled_since
-        first_failure = failures.filter(channel_id=channel_id, created_at__gte=after).aggregate(
-            at=Min("created_at"))["at"]
-        if first_failure is not None and first_failure <= cutoff:
-            rows.append((channel_id, first_failure))
-    return rows
+    last_success = attempted.filter(status=NotificationStatus.DELIVERED).order_by("-created_at").values("created_at")
+    first_failure = (attempted.exclude(status=NotificationStatus.DELIVERED)
+                     .filter(created_at__gte=OuterRef("window_start")).order_by("created_at").values("created_at"))
+    return list(AlertChannel.objects.filter(enabled=True, enabled_since__lte=cutoff)
+                .annotate(window_start=Greatest("enabled_since", Coalesce(Subquery(last_success[:1]),
+                                                                          "enabled_since")))
+                .annotate(first_failure=Subquery(first_failure[:1])).filter(first_failure__lte=cutoff)
+                .values_list("id", "first_failure"))
 
 
 def failing_channels_disable(*, now: datetime | None = None) -> list[str]:
