@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F, FloatField, Func
 from django.utils import timezone
 
@@ -168,6 +168,7 @@ def alerts_evaluate(*, now: datetime | None = None) -> dict[str, int]:
     now_s = now.timestamp()
     fresh_after = now_s - settings.ALERTS_SAMPLE_STALE_S
     still_firing: list[Alert] = []
+    to_open: list[Alert] = []
     for rule in snapshot.rules:
         stats["rules"] += 1
         open_alerts = snapshot.open_alerts.get(rule.id, {})
@@ -180,7 +181,9 @@ def alerts_evaluate(*, now: datetime | None = None) -> dict[str, int]:
             holds = since is not None and key in subjects and now_s - since >= rule.duration_s
             alert = open_alerts.get(key)
             if holds and alert is None:
-                stats["fired"] += _fire(rule, subjects[key], datetime.fromtimestamp(since, tz=UTC), latest[1], now)
+                to_open.append(Alert(organization_id=rule.organization_id, rule=rule, deployment=subjects[key],
+                                     state=AlertState.FIRING, started_at=datetime.fromtimestamp(since, tz=UTC),
+                                     value=latest[1], last_notified_at=now))
             elif alert is not None and holds:
                 if _renotify_due(alert, rule, now):
                     stats["renotified"] += _renotify(alert, rule, latest[1], now)
@@ -192,20 +195,24 @@ def alerts_evaluate(*, now: datetime | None = None) -> dict[str, int]:
                 # Cleared: the deployment stopped reporting, or the condition has failed for a while (flapping
                 # around the threshold is damped: one dip below it does not resolve and re-fire the incident).
                 stats["resolved"] += _resolve(alert, rule, latest[1] if latest else alert.value, now)
+    stats["fired"] = _open(to_open, now)
     # The latest value of incidents that stay open is informative only: one batched write, no row locks.
     Alert.objects.bulk_update(still_firing, ["value"], batch_size=1000)
     return stats
 
 
-def _fire(rule: AlertRule, deployment: Deployment | None, since: datetime, value: float, now: datetime) -> int:
-    try:
-        with transaction.atomic():
-            alert = Alert.objects.create(organization_id=rule.organization_id, rule=rule, deployment=deployment,
-                                         state=AlertState.FIRING, started_at=since, value=value, last_notified_at=now)
-            _notify(alert, NotificationKind.TRIGGER, now)
-    except IntegrityError:  # a concurrent evaluator opened it first
+def _open(alerts: list[Alert], now: datetime) -> int:
+    """Opens the incidents and records their trigger notifications in one transaction. A concurrent evaluator may
+    have opened some first: the one-open-incident constraints make those inserts no-ops, and only the incidents
+    inserted here (ids are made before the insert, so they can be looked up) are notified."""
+    if not alerts:
         return 0
-    return 1
+    with transaction.atomic():
+        Alert.objects.bulk_create(alerts, ignore_conflicts=True, batch_size=1000)
+        inserted = set(Alert.objects.filter(pk__in=[a.pk for a in alerts]).values_list("pk", flat=True))
+        opened = [a for a in alerts if a.pk in inserted]
+        _notify(opened, NotificationKind.TRIGGER, now)
+    return len(opened)
 
 
 def _renotify_due(alert: Alert, rule: AlertRule, now: datetime) -> bool:
@@ -221,7 +228,7 @@ def _renotify(alert: Alert, rule: AlertRule, value: float, now: datetime) -> int
             return 0
         alert.rule, alert.deployment = rule, deployment  # the pass's, with the rule's channels prefetched
         alert.value, alert.last_notified_at = value, now
-        _notify(alert, NotificationKind.TRIGGER, now)
+        _notify([alert], NotificationKind.TRIGGER, now)
         alert.save(update_fields=["value", "last_notified_at"])
     return 1
 
@@ -234,5 +241,5 @@ def _resolve(alert: Alert, rule: AlertRule, value: float, now: datetime) -> int:
         alert.rule, alert.deployment = rule, deployment
         alert.state, alert.resolved_at, alert.value = AlertState.RESOLVED, now, value
         alert.save(update_fields=["state", "resolved_at", "value"])
-        _notify(alert, NotificationKind.RESOLVE, now)
+        _notify([alert], NotificationKind.RESOLVE, now)
     return 1

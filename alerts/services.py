@@ -330,12 +330,16 @@ def _alert_payload(alert: Alert, kind: str, now: datetime) -> dict[str, Any]:
     }
 
 
-def _notify(alert: Alert, kind: str, now: datetime) -> list[str]:
-    payload = _alert_payload(alert, kind, now)
-    notifications = [Notification(organization_id=alert.organization_id, channel=channel, alert=alert, kind=kind,
-                                  payload=payload, next_attempt_at=now)
-                     for channel in alert.rule.channels.all() if channel.enabled]
-    Notification.objects.bulk_create(notifications)
+def _notify(alerts: list[Alert], kind: str, now: datetime) -> list[str]:
+    """Records one notification per enabled channel of each alert's rule (one insert) and enqueues their
+    delivery on commit."""
+    notifications = []
+    for alert in alerts:
+        payload = _alert_payload(alert, kind, now)
+        notifications += [Notification(organization_id=alert.organization_id, channel=channel, alert=alert,
+                                       kind=kind, payload=payload, next_attempt_at=now)
+                          for channel in alert.rule.channels.all() if channel.enabled]
+    Notification.objects.bulk_create(notifications, batch_size=1000)
     ids = [n.id for n in notifications]
     _enqueue(ids)
     return ids

@@ -141,3 +141,21 @@ def test_an_organization_rule_takes_no_deployment(make_client):
     assert response.status_code == 201 and response.json()["deployment"] is None
     response = api.patch(f"/api/v1/alert-rules/{response.json()['id']}", {"deployment": deployment.id}, format="json")
     assert response.status_code == 400
+
+
+def test_an_incident_another_evaluator_opened_first_is_neither_duplicated_nor_notified_again(
+        django_capture_on_commit_callbacks):
+    from alerts.evaluator import _open
+
+    existing = AlertFactory()
+    channel = AlertChannelFactory(organization=existing.organization)
+    existing.rule.channels.set([channel])
+    fresh = AlertFactory.build(organization=existing.organization, rule=existing.rule,
+                               deployment=DeploymentFactory(organization=existing.organization,
+                                                            project=existing.rule.project, name="fresh"))
+    racing = AlertFactory.build(organization=existing.organization, rule=existing.rule,
+                                deployment=existing.deployment)
+    with django_capture_on_commit_callbacks():
+        assert _open([racing, fresh], timezone.now()) == 1
+    assert Alert.objects.filter(rule=existing.rule, state="firing").count() == 2
+    assert list(Notification.objects.values_list("alert_id", flat=True)) == [fresh.id]
