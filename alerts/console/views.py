@@ -18,7 +18,7 @@ from django.utils import timezone
 from alerts import selectors, services
 from alerts.console import charts
 from alerts.console import forms as alert_forms
-from alerts.models import AlertChannel, AlertRule, ChannelType, Notification
+from alerts.models import PUBLIC_METRICS, AlertChannel, AlertRule, ChannelType, Notification
 from controlplane import errors
 from deployments import selectors as deployment_selectors
 from projects import selectors as project_selectors
@@ -238,16 +238,22 @@ class RuleEditView(_RuleMixin, _RuleFormView):
         return {"form": form, "rule": self.rule, "preview": self.preview()}
 
     def preview(self) -> dict[str, Any] | None:
-        """The watched metric over the last hour on the rule's deployment (rules on a whole project: none)."""
+        """The watched metric over the last hour on the rule's deployment, or for a rule on a whole project on
+        its first running deployment. Conditions (deployment failed, payment failed…) have no series to show."""
         rule = self.rule
-        if rule.deployment_id is None:
+        if rule.metric not in PUBLIC_METRICS:
+            return {"condition": True, "metric": rule.metric}
+        deployments = deployment_selectors.deployment_list(principal=self.principal).filter(project_id=rule.project_id)
+        deployment = (deployments.filter(pk=rule.deployment_id) if rule.deployment_id
+                      else deployments.filter(status="running").order_by("created_at", "id")).first()
+        if deployment is None:
             return None
-        deployment = deployment_selectors.deployment_get(principal=self.principal, deployment_id=rule.deployment_id)
         now = timezone.now()
         series = selectors.metric_series(deployment=deployment, metric=rule.metric, since=now - timedelta(hours=1),
                                          until=now, step_s=60)
         return {"deployment": deployment, "metric": rule.metric, "latest": series[-1]["value"] if series else None,
-                "spark_points": sparkline(series), "spark_width": SPARK_WIDTH, "spark_height": SPARK_HEIGHT}
+                "example": rule.deployment_id is None, "spark_points": sparkline(series), "spark_width": SPARK_WIDTH,
+                "spark_height": SPARK_HEIGHT}
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
         rule = services.rule_update(principal=self.principal, rule=self.rule,

@@ -235,3 +235,16 @@ def test_disabled_channel_shows_why_and_can_be_re_enabled():
     channel.refresh_from_db()
     assert channel.enabled and channel.disabled_reason == ""
     assert url("alert-channel-enable", channel.id) not in page(client, "alert-channels")
+
+
+def test_rule_editor_previews_a_project_rule_on_a_running_deployment_and_explains_conditions():
+    client, member = logged_in()
+    deployment = DeploymentFactory(organization=member.organization)
+    rule = AlertRuleFactory(organization=member.organization, project=deployment.project)
+    MetricSample.objects.create(organization=member.organization, deployment=deployment, metric="connections_pct",
+                                value=42.5, at=timezone.now())
+    body = page(client, "alert-rule-edit", rule.id)
+    assert "42.5" in body and "(one of the project's deployments)" in body
+    condition = AlertRuleFactory(organization=member.organization, project=deployment.project,
+                                 metric="payment_failed")
+    assert "is a condition, not a sampled metric" in page(client, "alert-rule-edit", condition.id)
