@@ -114,8 +114,10 @@ def pagerduty_event(channel: AlertChannel, notification: Notification, *, action
         event["payload"] = {
             "summary": payload["summary"][:1024],
             "severity": PAGERDUTY_SEVERITY.get(payload.get("severity", "warning"), "warning"),
-            "source": payload.get("deployment", {}).get("id") or "mqcloud",
-            "component": payload.get("deployment", {}).get("name", ""),
+            # An organization-level incident has "deployment": null.
+            "source": (payload.get("deployment") or {}).get("id") or payload.get("organization", {}).get("id")
+            or "mqcloud",
+            "component": (payload.get("deployment") or {}).get("name", ""),
             "class": payload.get("rule", {}).get("metric", "test"),
             "custom_details": payload,
         }

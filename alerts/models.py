@@ -19,9 +19,13 @@ PUBLIC_METRICS = (
     "rule_engine_resources_down",
     "rule_failures_rate",
 )
-#: Lifecycle events a rule may watch like a metric (1 while the deployment is in that state, else 0).
-EVENT_METRICS = ("deployment_failed",)
-RULE_METRICS = PUBLIC_METRICS + EVENT_METRICS
+#: Lifecycle events a rule may watch like a metric, per deployment: ``deployment_failed`` is 1 while the
+#: deployment is failed, ``peering_failed`` 1 while any of its peerings is failed; else 0.
+EVENT_METRICS = ("deployment_failed", "peering_failed")
+#: Conditions of the whole organization (1 while they hold, else 0): one incident per rule, with no deployment.
+#: ``payment_failed`` holds while the billing account's last payment failed.
+ORGANIZATION_METRICS = ("payment_failed",)
+RULE_METRICS = PUBLIC_METRICS + EVENT_METRICS + ORGANIZATION_METRICS
 #: Raw broker counters kept as samples so the next scrape can turn them into per-second rates.
 COUNTER_METRICS = {
     "messages_dropped_total": ("messages_dropped", "messages_dropped_rate"),
@@ -72,11 +76,19 @@ class AlertChannel(models.Model):
     headers = EncryptedTextField(blank=True, help_text="webhook custom headers, as JSON")
     enabled = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=300, blank=True)
+    #: When the channel was created or last re-enabled: failures before it do not count towards disabling it.
+    enabled_since = models.DateTimeField(default=timezone.now)
+    #: Set on channels the platform creates itself (``owners``: the organization's default email channel).
+    default_key = models.CharField(max_length=40, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         indexes = [models.Index(fields=["organization", "created_at"])]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "default_key"], condition=~models.Q(default_key=""),
+                                    name="one_default_channel_per_key"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.type})"
@@ -105,7 +117,8 @@ class AlertRule(models.Model):
                                    related_name="+")
     name = models.CharField(max_length=100)
     metric = models.CharField(max_length=40, choices=[(m, m) for m in RULE_METRICS],
-                              help_text="a metric, or a lifecycle event such as deployment_failed")
+                              help_text="a metric, a lifecycle event (deployment_failed, peering_failed) or an "
+                                        "organization condition (payment_failed)")
     operator = models.CharField(max_length=2, choices=Operator.choices)
     threshold = models.DecimalField(max_digits=14, decimal_places=4)
     duration_s = models.PositiveIntegerField(default=300)
@@ -113,6 +126,8 @@ class AlertRule(models.Model):
     channels = models.ManyToManyField(AlertChannel, blank=True, related_name="rules")
     repeat_interval_s = models.PositiveIntegerField(default=3600, help_text="0: notify once per incident")
     enabled = models.BooleanField(default=True)
+    #: Set on the rules created with a project (``connections_high``, ``payment_failed``…); editable like any.
+    default_key = models.CharField(max_length=40, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -129,12 +144,16 @@ class AlertState(models.TextChoices):
 
 
 class Alert(models.Model):
-    """An incident: one rule's condition holding on one deployment, from ``started_at`` to ``resolved_at``."""
+    """An incident: one rule's condition holding on one deployment, from ``started_at`` to ``resolved_at``.
+
+    Rules on an organization condition (``payment_failed``) open incidents with no deployment.
+    """
 
     id = PrefixedIdField(prefix="alr")
     organization = models.ForeignKey("projects.Organization", on_delete=models.CASCADE, related_name="+")
     rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="alerts")
-    deployment = models.ForeignKey("deployments.Deployment", on_delete=models.CASCADE, related_name="+")
+    deployment = models.ForeignKey("deployments.Deployment", on_delete=models.CASCADE, null=True, blank=True,
+                                   related_name="+")
     state = models.CharField(max_length=16, choices=AlertState.choices, default=AlertState.FIRING)
     started_at = models.DateTimeField()
     resolved_at = models.DateTimeField(null=True, blank=True)
@@ -145,11 +164,14 @@ class Alert(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["rule", "deployment"], condition=models.Q(state="firing"),
                                     name="one_open_alert_per_rule_deployment"),
+            # NULLs are distinct in a unique index: organization-level incidents need their own constraint.
+            models.UniqueConstraint(fields=["rule"], condition=models.Q(state="firing", deployment__isnull=True),
+                                    name="one_open_organization_alert_per_rule"),
         ]
         indexes = [models.Index(fields=["organization", "-started_at"])]
 
     def __str__(self) -> str:
-        return f"{self.rule_id} on {self.deployment_id}: {self.state}"
+        return f"{self.rule_id} on {self.deployment_id or self.organization_id}: {self.state}"
 
 
 class NotificationKind(models.TextChoices):

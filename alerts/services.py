@@ -11,16 +11,23 @@ import json
 import re
 import secrets
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.mail import EmailMultiAlternatives
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Subquery
+from django.db.models.functions import Coalesce, Greatest
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from alerts import delivery
 from alerts.models import (
+    ORGANIZATION_METRICS,
     Alert,
     AlertChannel,
     AlertRule,
@@ -32,8 +39,9 @@ from alerts.models import (
 )
 from controlplane import errors, outbound
 from deployments.models import Deployment
-from projects.models import Project
-from projects.roles import Perm
+from projects import selectors as project_selectors
+from projects.models import Organization, Project
+from projects.roles import Perm, Role
 from projects.services import audit_record
 from projects.tenancy import Principal
 
@@ -160,7 +168,9 @@ def channel_update(*, principal: Principal, channel: AlertChannel, name: str | N
             changes["enabled"] = [channel.enabled, enabled]
             channel.enabled = enabled
             if enabled:
+                # A fresh start: failures from before do not count towards disabling it again.
                 channel.disabled_reason = ""
+                channel.enabled_since = timezone.now()
         channel.updated_at = timezone.now()
         channel.save()
         audit_record(principal=principal, action="alert_channel.update", target=channel, changes=changes)
@@ -290,15 +300,21 @@ def notifications_redrive(*, now: datetime | None = None) -> int:
 
 
 def _alert_payload(alert: Alert, kind: str, now: datetime) -> dict[str, Any]:
+    """The body every channel renders. An organization-level incident (``payment_failed``) has
+    ``"deployment": null`` and names the organization instead."""
     rule, deployment = alert.rule, alert.deployment
     verb = "resolved" if kind == NotificationKind.RESOLVE else "firing"
     base = settings.PUBLIC_BASE_URL.rstrip("/")
+    subject = deployment.name if deployment is not None else f"organization {alert.organization_id}"
+    links = {"alert": f"{base}/api/v1/alerts/{alert.id}"}
+    if deployment is not None:
+        links["deployment"] = f"{base}/api/v1/deployments/{deployment.id}"
     return {
         "type": f"alert.{verb}",
         "event": verb,
         "test": False,
         "summary": f"[{rule.severity.upper()}] {rule.name}: {rule.metric} {rule.operator} {rule.threshold} on "
-                   f"{deployment.name} ({verb}, value {alert.value:g})",
+                   f"{subject} ({verb}, value {alert.value:g})",
         "severity": rule.severity,
         "value": alert.value,
         "organization": {"id": alert.organization_id},
@@ -307,19 +323,23 @@ def _alert_payload(alert: Alert, kind: str, now: datetime) -> dict[str, Any]:
         "rule": {"id": rule.id, "name": rule.name, "metric": rule.metric, "operator": rule.operator,
                  "threshold": str(rule.threshold), "duration_s": rule.duration_s},
         "deployment": {"id": deployment.id, "name": deployment.name, "project": deployment.project_id,
-                       "status": deployment.status, "status_reason": deployment.status_reason},
+                       "status": deployment.status, "status_reason": deployment.status_reason}
+        if deployment is not None else None,
         "sent_at": now.isoformat(),
-        "links": {"alert": f"{base}/api/v1/alerts/{alert.id}", "deployment": f"{base}/api/v1/deployments/"
-                                                                              f"{deployment.id}"},
+        "links": links,
     }
 
 
-def _notify(alert: Alert, kind: str, now: datetime) -> list[str]:
-    payload = _alert_payload(alert, kind, now)
-    notifications = [Notification(organization_id=alert.organization_id, channel=channel, alert=alert, kind=kind,
-                                  payload=payload, next_attempt_at=now)
-                     for channel in alert.rule.channels.all() if channel.enabled]
-    Notification.objects.bulk_create(notifications)
+def _notify(alerts: list[Alert], kind: str, now: datetime) -> list[str]:
+    """Records one notification per enabled channel of each alert's rule (one insert) and enqueues their
+    delivery on commit."""
+    notifications = []
+    for alert in alerts:
+        payload = _alert_payload(alert, kind, now)
+        notifications += [Notification(organization_id=alert.organization_id, channel=channel, alert=alert,
+                                       kind=kind, payload=payload, next_attempt_at=now)
+                          for channel in alert.rule.channels.all() if channel.enabled]
+    Notification.objects.bulk_create(notifications, batch_size=1000)
     ids = [n.id for n in notifications]
     _enqueue(ids)
     return ids
@@ -349,6 +369,11 @@ def _rule_refs(principal: Principal, *, project_id: str | None, deployment_id: s
     return refs
 
 
+def _check_organization_metric(metric: str, deployment: Deployment | None) -> None:
+    if metric in ORGANIZATION_METRICS and deployment is not None:
+        raise _invalid("deployment", f"{metric} is a condition of the whole organization: leave deployment empty.")
+
+
 def rule_create(*, principal: Principal, name: str, project: str, metric: str, operator: str, threshold: Any,
                 duration_s: int = 300, severity: str = "warning", channels: list[str] | None = None,
                 repeat_interval_s: int = 3600, enabled: bool = True, deployment: str | None = None) -> AlertRule:
@@ -356,6 +381,7 @@ def rule_create(*, principal: Principal, name: str, project: str, metric: str, o
     refs = _rule_refs(principal, project_id=project, deployment_id=deployment, channel_ids=channels or [])
     if "deployment" in refs and refs["deployment"].project_id != refs["project"].id:
         raise _invalid("deployment", "The deployment is not in the rule's project.")
+    _check_organization_metric(metric, refs.get("deployment"))
     rule = AlertRule(organization=principal.organization, project=refs["project"], deployment=refs.get("deployment"),
                      name=name.strip(), metric=metric, operator=operator, threshold=threshold, duration_s=duration_s,
                      severity=severity, repeat_interval_s=repeat_interval_s, enabled=enabled)
@@ -390,6 +416,7 @@ def rule_update(*, principal: Principal, rule: AlertRule, **updates: Any) -> Ale
             if (new.id if new else None) != rule.deployment_id:
                 changes["deployment"] = [rule.deployment_id, new.id if new else None]
                 rule.deployment = new
+        _check_organization_metric(rule.metric, rule.deployment)
         rule.updated_at = timezone.now()
         rule.save()
         if "channels" in refs:
@@ -404,6 +431,163 @@ def rule_delete(*, principal: Principal, rule: AlertRule) -> None:
     with transaction.atomic():
         audit_record(principal=principal, action="alert_rule.delete", target=rule, changes={"name": rule.name})
         rule.delete()
+
+
+# --- defaults created with each project -----------------------------------------------------------------------
+OWNERS_CHANNEL_KEY = "owners"
+#: The rules every new project starts with; ordinary rules afterwards (editable, deletable, API-visible).
+DEFAULT_RULES: tuple[dict[str, Any], ...] = (
+    {"default_key": "connections_high", "name": "Connections above 80% of the spec", "metric": "connections_pct",
+     "operator": ">", "threshold": Decimal(80), "duration_s": 300, "severity": "warning"},
+    {"default_key": "deployment_failed", "name": "Deployment failed", "metric": "deployment_failed",
+     "operator": ">=", "threshold": Decimal(1), "duration_s": 0, "severity": "critical"},
+    {"default_key": "peering_failed", "name": "VPC peering failed", "metric": "peering_failed",
+     "operator": ">=", "threshold": Decimal(1), "duration_s": 0, "severity": "critical"},
+    # Spikes, not background noise: a few failed logins or dropped QoS 0 messages a second are normal.
+    {"default_key": "auth_failures_spike", "name": "Authentication failures spike", "metric": "auth_failures_rate",
+     "operator": ">", "threshold": Decimal(50), "duration_s": 300, "severity": "warning"},
+    {"default_key": "messages_dropped_spike", "name": "Dropped messages spike", "metric": "messages_dropped_rate",
+     "operator": ">", "threshold": Decimal(100), "duration_s": 600, "severity": "warning"},
+)
+#: Organization conditions: one rule per organization, created with its first project (re-notified daily).
+ORGANIZATION_DEFAULT_RULES: tuple[dict[str, Any], ...] = (
+    {"default_key": "payment_failed", "name": "Payment failed", "metric": "payment_failed", "operator": ">=",
+     "threshold": Decimal(1), "duration_s": 0, "severity": "critical", "repeat_interval_s": 86400},
+)
+
+
+def owners_channel_ensure(*, organization: Organization, create: bool) -> AlertChannel | None:
+    """The organization's default "Owners (email)" channel, to its owners' addresses as they are now.
+
+    Created only when asked (with the organization's first project, or by the backfill) and only if the
+    organization has no channel yet: one it deleted is not brought back, and one that set up its own channels
+    does not get an extra one behind its back.
+    """
+    channel = AlertChannel.objects.filter(organization=organization, default_key=OWNERS_CHANNEL_KEY).first()
+    if channel is not None or not create or AlertChannel.objects.filter(organization=organization).exists():
+        return channel
+    recipients = project_selectors.member_emails(organization=organization, roles=[Role.OWNER])[:MAX_RECIPIENTS]
+    if not recipients:
+        return None
+    channel = AlertChannel(organization=organization, name="Owners (email)", type=ChannelType.EMAIL,
+                           config={"recipients": recipients}, default_key=OWNERS_CHANNEL_KEY)
+    try:
+        with transaction.atomic():  # a savepoint: a concurrent first project may have created it
+            channel.save()
+    except IntegrityError:
+        return AlertChannel.objects.filter(organization=organization, default_key=OWNERS_CHANNEL_KEY).first()
+    return channel
+
+
+def project_default_rules_create(*, project: Project) -> dict[str, Any]:
+    """The default rules of a new project, in the caller's transaction; returns what it created, for the audit
+    event of the project's creation (``projects.services.project_create`` and signup call it). No permission
+    check of its own: it is part of creating the project."""
+    organization = project.organization
+    first = not Project.objects.filter(organization=organization).exclude(pk=project.pk).exists()
+    specs = list(DEFAULT_RULES)
+    if first or not AlertRule.objects.filter(
+            organization=organization, default_key__in=[r["default_key"] for r in ORGANIZATION_DEFAULT_RULES]).exists():
+        specs += ORGANIZATION_DEFAULT_RULES
+    with transaction.atomic():
+        channel = owners_channel_ensure(organization=organization, create=first)
+        now = timezone.now()
+        rules = AlertRule.objects.bulk_create(
+            AlertRule(organization=organization, project=project, created_at=now, updated_at=now, **spec)
+            for spec in specs)
+        if channel is not None:
+            through = AlertRule.channels.through
+            through.objects.bulk_create(through(alertrule_id=rule.id, alertchannel_id=channel.id) for rule in rules)
+    return {"rules": {rule.id: rule.default_key for rule in rules}, "channel": channel.id if channel else None}
+
+
+def default_rules_backfill() -> int:
+    """Default rules for projects created before they existed (those with no default rule yet), audited as the
+    system; returns how many projects got them. Idempotent: a rerun finds nothing to do."""
+    done = 0
+    has_defaults = AlertRule.objects.filter(project=OuterRef("pk")).exclude(default_key="")
+    for project in (Project.objects.filter(~Exists(has_defaults)).select_related("organization")
+                    .order_by("organization_id", "created_at", "id")):
+        organization = project.organization
+        with transaction.atomic():
+            owners_channel_ensure(organization=organization, create=True)
+            created = project_default_rules_create(project=project)
+            audit_record(principal=Principal.for_system(organization), action="alert_rule.defaults_create",
+                         target=project, changes=created)
+        done += 1
+    return done
+
+
+# --- channels failing for days ------------------------------------------------------------------------------
+def _failing_channels(now: datetime) -> list[tuple[str, datetime]]:
+    """Enabled channels whose every delivery attempt has failed for ``ALERT_CHANNEL_DISABLE_AFTER_DAYS``: the
+    oldest failed delivery since the last success (and since the channel was last enabled) is that old. One
+    query, whatever the number of channels."""
+    cutoff = now - timedelta(days=settings.ALERT_CHANNEL_DISABLE_AFTER_DAYS)
+    attempted = Notification.objects.filter(channel=OuterRef("pk"), attempts__gt=0)
+    last_success = attempted.filter(status=NotificationStatus.DELIVERED).order_by("-created_at").values("created_at")
+    first_failure = (attempted.exclude(status=NotificationStatus.DELIVERED)
+                     .filter(created_at__gte=OuterRef("window_start")).order_by("created_at").values("created_at"))
+    return list(AlertChannel.objects.filter(enabled=True, enabled_since__lte=cutoff)
+                .annotate(window_start=Greatest("enabled_since", Coalesce(Subquery(last_success[:1]),
+                                                                          "enabled_since")))
+                .annotate(first_failure=Subquery(first_failure[:1])).filter(first_failure__lte=cutoff)
+                .values_list("id", "first_failure"))
+
+
+def failing_channels_disable(*, now: datetime | None = None) -> list[str]:
+    """Disables channels that have only failed for days, audits it, and tells the organization's owners and
+    admins by email (once: a disabled channel is not looked at again until someone re-enables it)."""
+    now = now or timezone.now()
+    disabled = []
+    for channel_id, failing_since in _failing_channels(now):
+        with transaction.atomic():
+            channel = (AlertChannel.objects.select_for_update().select_related("organization")
+                       .filter(pk=channel_id, enabled=True).first())
+            if channel is None:  # re-checked under the lock: another run got here first
+                continue
+            days = settings.ALERT_CHANNEL_DISABLE_AFTER_DAYS
+            channel.enabled = False
+            channel.disabled_reason = (f"Every delivery failed for {days} days (since "
+                                       f"{failing_since:%Y-%m-%d %H:%M} UTC), with no success since.")
+            channel.updated_at = now
+            channel.save(update_fields=["enabled", "disabled_reason", "updated_at"])
+            audit_record(principal=Principal.for_system(channel.organization), action="alert_channel.disable",
+                         target=channel, changes={"reason": channel.disabled_reason})
+            _enqueue_disabled_notice(channel.id)
+        disabled.append(channel.id)
+    return disabled
+
+
+def _enqueue_disabled_notice(channel_id: str) -> None:
+    from alerts.tasks import channel_disabled_notify
+
+    transaction.on_commit(lambda: channel_disabled_notify.delay(channel_id))
+
+
+def channel_disabled_notify(*, channel_id: str) -> int:
+    """Emails the organization's owners and admins that a channel was disabled; returns how many were told."""
+    channel = AlertChannel.objects.select_related("organization").filter(pk=channel_id, enabled=False).first()
+    if channel is None:  # re-enabled (or deleted) meanwhile: nothing to say any more
+        return 0
+    recipients = project_selectors.member_emails(organization=channel.organization,
+                                                 roles=[Role.OWNER, Role.ADMIN])
+    if not recipients:
+        return 0
+    base = settings.PUBLIC_BASE_URL.rstrip("/")
+    failures = channel.notifications.exclude(status=NotificationStatus.DELIVERED).filter(attempts__gt=0)
+    context = {"channel": channel, "organization": channel.organization, "reason": channel.disabled_reason,
+               "last_error": failures.order_by("-created_at").values_list("last_error", flat=True).first() or "",
+               "channels_url": base + reverse("console:alert-channels"),
+               "target": channel.config.get("url") or ", ".join(channel.config.get("recipients", []))
+               or channel.get_type_display()}
+    message = EmailMultiAlternatives(
+        subject=f"[mqcloud] Alert channel {channel.name!r} was disabled",
+        body=render_to_string("alerts/email/channel_disabled.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL, to=recipients)
+    message.attach_alternative(render_to_string("alerts/email/channel_disabled.html", context), "text/html")
+    message.send()
+    return len(recipients)
 
 
 # --- metrics retention -----------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from smtplib import SMTPException
+
 from celery import shared_task
 
 from alerts import delivery, evaluator, metrics, services
@@ -45,3 +47,15 @@ def notice_email_send(self, subject: str, text: str, html: str, recipients: list
     if not result.delivered and result.transient:
         raise self.retry(countdown=min(60 * 2 ** self.request.retries, 3600))
     return "delivered" if result.delivered else result.error
+
+
+@shared_task(name="alerts.tasks.failing_channels_disable", ignore_result=True)
+def failing_channels_disable() -> int:
+    return len(services.failing_channels_disable())
+
+
+@shared_task(name="alerts.tasks.channel_disabled_notify", bind=True, acks_late=True, ignore_result=True,
+             autoretry_for=(OSError, SMTPException), retry_backoff=60, max_retries=5)
+def channel_disabled_notify(self, channel_id: str) -> int:
+    # Sent once per disabling (the service only enqueues it on the transition); SMTP hiccups are retried.
+    return services.channel_disabled_notify(channel_id=channel_id)

@@ -118,6 +118,8 @@ def dunning_stop_date(account: BillingAccount) -> datetime | None:
     if account.payment_failed_at is None:
         return None
     return account.payment_failed_at + timedelta(days=settings.BILLING_DUNNING_GRACE_DAYS)
+
+
 # --- VAT number checks ------------------------------------------------------------------------------
 def vat_numbers_to_check(*, attempted_before: datetime | None = None, limit: int = 1000) -> list[str]:
     """Ids of accounts whose VAT number VIES has not decided yet (system read for the recheck jobs); the
@@ -185,3 +187,14 @@ def budget_notice_recipients(*, budget: Budget) -> list[str]:
         if member.user.email:
             emails.append(member.user.email)
     return sorted(set(emails))
+
+
+def organization_ids_with_failed_payment(*, organization_ids: list[str] | None = None) -> dict[str, datetime]:
+    """Organizations whose last payment failed (system read, for the alert evaluator): id → when it failed.
+
+    The condition holds while ``payment_failed_at`` is set; a later successful payment clears it.
+    """
+    qs = BillingAccount.objects.filter(payment_failed_at__isnull=False)
+    if organization_ids is not None:
+        qs = qs.filter(organization_id__in=organization_ids)
+    return dict(qs.values_list("organization_id", "payment_failed_at"))

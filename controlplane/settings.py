@@ -148,6 +148,7 @@ CELERY_BEAT_SCHEDULE = {
     "alerts-metric-samples-purge": {"task": "alerts.tasks.metric_samples_purge", "schedule": 3600.0},
     "alerts-evaluate": {"task": "alerts.tasks.alerts_evaluate", "schedule": 30.0},
     "alerts-notifications-redrive": {"task": "alerts.tasks.notifications_redrive", "schedule": 300.0},
+    "alerts-failing-channels-disable": {"task": "alerts.tasks.failing_channels_disable", "schedule": 3600.0},
 }
 
 # --- security ---------------------------------------------------------------------------------------
@@ -297,6 +298,8 @@ NOTIFICATION_TIMEOUT_S = 10.0
 NOTIFICATION_RETRY_SCHEDULE_S = [5, 300, 1800, 7200, 18000, 36000, 36000]
 NOTIFICATION_REDRIVE_AFTER_S = 600
 PAGERDUTY_EVENTS_PER_MINUTE = 120
+# A channel whose every delivery has failed this long (no success since) is disabled and its owners told (Svix: 5).
+ALERT_CHANNEL_DISABLE_AFTER_DAYS = env_int("ALERT_CHANNEL_DISABLE_AFTER_DAYS", 5)
 # A transitional state held longer than this moves the deployment to failed with the last observation.
 DEPLOYMENT_OPERATION_TIMEOUT_SECONDS = env_int("DEPLOYMENT_OPERATION_TIMEOUT_SECONDS", 900)
 # How soon a worker looks again at a rollout in progress.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import Prefetch, Q, QuerySet
 
 from controlplane import errors
-from projects.models import ApiKey, AuditEvent, Invitation, Membership, Project
+from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project
 from projects.roles import Perm
 from projects.tenancy import Principal
 
@@ -128,3 +128,10 @@ def user_exists(*, email: str) -> bool:
     from projects.models import User
 
     return User.objects.filter(email=User.objects.normalize_email(email).lower()).exists()
+
+
+def member_emails(*, organization: Organization, roles: list[str]) -> list[str]:
+    """Addresses of the organization's members with these roles, oldest membership first (system read: the
+    platform mails owners and admins about their organization)."""
+    return list(Membership.objects.filter(organization=organization, role__in=roles, user__is_active=True)
+                .order_by("created_at", "id").values_list("user__email", flat=True))

@@ -136,7 +136,9 @@ def signup(
                      changes={"name": organization.name, "site": organization.site, "country": organization.country})
         project = Project.objects.create(organization=organization, name="Default project",
                                          description="Created with the organization.")
-        audit_record(principal=principal, action="project.create", target=project, changes={"name": project.name})
+        added = _project_created(project=project)
+        audit_record(principal=principal, action="project.create", target=project,
+                     changes={"name": project.name, **added})
         api_key, secret = api_key_create(principal=principal, name="Default key", role=Role.OWNER)
     return organization, user, api_key, secret
 
@@ -165,9 +167,22 @@ def project_create(*, principal: Principal, name: str, description: str = "") ->
     with transaction.atomic():
         _insert_or_conflict(project, errors.Conflict(f"A project named {project.name!r} already exists.",
                                                      errors={"name": ["A project with this name already exists."]}))
+        added = _project_created(project=project)
         audit_record(principal=principal, action="project.create", target=project,
-                     changes={"name": project.name, "description": project.description})
+                     changes={"name": project.name, "description": project.description, **added})
     return project
+
+
+def _project_created(*, project: Project) -> dict[str, Any]:
+    """What other apps add to a new project, in its transaction (the default alert rules); returns it for the
+    project's audit event, which covers it.
+
+    Imported here, not at the top: ``alerts`` builds on ``projects`` (audit, tenancy), so a module-level import
+    of it from this module would be a cycle; at call time both are loaded.
+    """
+    from alerts.services import project_default_rules_create
+
+    return {"alert_rules": project_default_rules_create(project=project)}
 
 
 def project_update(*, principal: Principal, project: Project, name: str | None = None,

@@ -38,11 +38,13 @@ class ChannelPatchIn(InputSerializer):
 class ChannelOut(serializers.ModelSerializer):
     config = serializers.SerializerMethodField(help_text="Secrets shown masked: `•••`.")
     last_delivery = serializers.SerializerMethodField()
+    default = serializers.SerializerMethodField(help_text="The organization's default channel (to its owners), "
+                                                "created with its first project; editable and deletable.")
 
     class Meta:
         model = AlertChannel
-        fields = ["id", "name", "type", "config", "enabled", "disabled_reason", "last_delivery", "created_at",
-                  "updated_at"]
+        fields = ["id", "name", "type", "config", "enabled", "disabled_reason", "default", "last_delivery",
+                  "created_at", "updated_at"]
         read_only_fields = fields
 
     @extend_schema_field(serializers.DictField())
@@ -55,6 +57,9 @@ class ChannelOut(serializers.ModelSerializer):
             config.update({"secret": MASK if obj.secret else None, "has_secret": bool(obj.secret),
                            "headers": dict.fromkeys(headers, MASK)})
         return config
+
+    def get_default(self, obj: AlertChannel) -> bool:
+        return bool(obj.default_key)
 
     @extend_schema_field(serializers.DictField(allow_null=True))
     def get_last_delivery(self, obj: AlertChannel) -> dict | None:
@@ -76,8 +81,10 @@ class RuleIn(InputSerializer):
     name = serializers.CharField(max_length=100)
     project = serializers.RegexField(r"^prj_[a-z0-9]{1,28}$", max_length=32)
     deployment = serializers.RegexField(r"^dep_[a-z0-9]{1,28}$", max_length=32, required=False, allow_null=True)
-    metric = serializers.ChoiceField(choices=RULE_METRICS, help_text="A metric, or `deployment_failed` (1 while the "
-                                     "deployment is failed, so use `> 0` or `>= 1`).")
+    metric = serializers.ChoiceField(choices=RULE_METRICS, help_text="A metric; or a condition that is 1 while it "
+                                     "holds, else 0 (use `>= 1`): `deployment_failed`, `peering_failed` (per "
+                                     "deployment) or `payment_failed` (per organization: its incidents have no "
+                                     "deployment).")
     operator = serializers.ChoiceField(choices=Operator.choices)
     threshold = serializers.DecimalField(max_digits=14, decimal_places=4)
     duration_s = serializers.IntegerField(min_value=0, max_value=86400, default=300)
@@ -104,20 +111,25 @@ class RuleOut(serializers.ModelSerializer):
     project = serializers.CharField(source="project_id")
     deployment = serializers.CharField(source="deployment_id", allow_null=True)
     channels = serializers.SerializerMethodField()
+    default = serializers.SerializerMethodField(help_text="Created with the project (editable and deletable).")
 
     class Meta:
         model = AlertRule
         fields = ["id", "name", "project", "deployment", "metric", "operator", "threshold", "duration_s", "severity",
-                  "channels", "repeat_interval_s", "enabled", "created_at", "updated_at"]
+                  "channels", "repeat_interval_s", "enabled", "default", "created_at", "updated_at"]
         read_only_fields = fields
 
     def get_channels(self, obj: AlertRule) -> list[str]:
         return sorted(c.id for c in obj.channels.all())
 
+    def get_default(self, obj: AlertRule) -> bool:
+        return bool(obj.default_key)
+
 
 class AlertOut(serializers.ModelSerializer):
     rule = serializers.CharField(source="rule_id")
-    deployment = serializers.CharField(source="deployment_id")
+    deployment = serializers.CharField(source="deployment_id", allow_null=True,
+                                       help_text="null for an organization condition such as payment_failed")
 
     class Meta:
         model = Alert

@@ -11,6 +11,7 @@ urlpatterns = [
     path("alerts/channels/new", views.ChannelCreateView.as_view(), name="alert-channel-create"),
     path("alerts/channels/<str:channel_id>", views.ChannelEditView.as_view(), name="alert-channel-edit"),
     path("alerts/channels/<str:channel_id>/delete", views.ChannelDeleteView.as_view(), name="alert-channel-delete"),
+    path("alerts/channels/<str:channel_id>/enable", views.ChannelEnableView.as_view(), name="alert-channel-enable"),
     path("alerts/channels/<str:channel_id>/test", views.ChannelTestView.as_view(), name="alert-channel-test"),
     path("alerts/rules", views.RuleListView.as_view(), name="alert-rules"),
     path("alerts/rules/new", views.RuleCreateView.as_view(), name="alert-rule-create"),

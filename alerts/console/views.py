@@ -16,8 +16,9 @@ from django.shortcuts import redirect
 from django.utils import timezone
 
 from alerts import selectors, services
+from alerts.console import charts
 from alerts.console import forms as alert_forms
-from alerts.models import AlertChannel, AlertRule, ChannelType, Notification
+from alerts.models import PUBLIC_METRICS, AlertChannel, AlertRule, ChannelType, Notification
 from controlplane import errors
 from deployments import selectors as deployment_selectors
 from projects import selectors as project_selectors
@@ -135,6 +136,18 @@ class ChannelDeleteView(_ChannelMixin, OrganizationConsoleView):
         return redirect("console:alert-channels")
 
 
+class ChannelEnableView(_ChannelMixin, OrganizationConsoleView):
+    """Re-enables a disabled channel (clearing why it was disabled, and starting a fresh failure window)."""
+
+    http_method_names: ClassVar[list[str]] = ["post"]
+    required_perm = WRITE_PERM
+
+    def post(self, request: HttpRequest, channel_id: str) -> HttpResponse:
+        channel = services.channel_update(principal=self.principal, channel=self.channel, enabled=True)
+        messages.success(request, f"Channel {channel.name} re-enabled. Send a test to check it works.")
+        return redirect("console:alert-channels")
+
+
 class ChannelTestView(_ChannelMixin, OrganizationConsoleView):
     """Sends a test notification now; with htmx the outcome replaces the button's result cell."""
 
@@ -225,16 +238,22 @@ class RuleEditView(_RuleMixin, _RuleFormView):
         return {"form": form, "rule": self.rule, "preview": self.preview()}
 
     def preview(self) -> dict[str, Any] | None:
-        """The watched metric over the last hour on the rule's deployment (rules on a whole project: none)."""
+        """The watched metric over the last hour on the rule's deployment, or for a rule on a whole project on
+        its first running deployment. Conditions (deployment failed, payment failed…) have no series to show."""
         rule = self.rule
-        if rule.deployment_id is None:
+        if rule.metric not in PUBLIC_METRICS:
+            return {"condition": True, "metric": rule.metric}
+        deployments = deployment_selectors.deployment_list(principal=self.principal).filter(project_id=rule.project_id)
+        deployment = (deployments.filter(pk=rule.deployment_id) if rule.deployment_id
+                      else deployments.filter(status="running").order_by("created_at", "id")).first()
+        if deployment is None:
             return None
-        deployment = deployment_selectors.deployment_get(principal=self.principal, deployment_id=rule.deployment_id)
         now = timezone.now()
         series = selectors.metric_series(deployment=deployment, metric=rule.metric, since=now - timedelta(hours=1),
                                          until=now, step_s=60)
         return {"deployment": deployment, "metric": rule.metric, "latest": series[-1]["value"] if series else None,
-                "spark_points": sparkline(series), "spark_width": SPARK_WIDTH, "spark_height": SPARK_HEIGHT}
+                "example": rule.deployment_id is None, "spark_points": sparkline(series), "spark_width": SPARK_WIDTH,
+                "spark_height": SPARK_HEIGHT}
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
         rule = services.rule_update(principal=self.principal, rule=self.rule,
@@ -290,23 +309,41 @@ def sparkline(points: list[dict]) -> str:
                     for i, v in enumerate(values))
 
 
+#: The card's ranges: label → (span, bucket width in seconds); about 60–100 points each.
+RANGES = {"1h": (timedelta(hours=1), 60), "6h": (timedelta(hours=6), 300), "24h": (timedelta(hours=24), 900)}
+
+
 class DeploymentMetricsCardView(OrganizationConsoleView):
-    """Loaded into the deployment page by htmx: the latest values and the last hour of connections."""
+    """Loaded into the deployment page by htmx, and refreshed by it every 30 s: the latest values, a gauge of
+    connections against the spec, and charts of connections and messages in/out over 1, 6 or 24 hours."""
 
     template_name = "console/alerts/_metrics_card.html"
     required_perm = Perm.READ
 
     def get(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
         deployment = deployment_selectors.deployment_get(principal=self.principal, deployment_id=deployment_id)
+        range_key = request.GET.get("range") if request.GET.get("range") in RANGES else "1h"
+        span, step = RANGES[range_key]
         current = selectors.metrics_current(deployment=deployment)
         values = current["metrics"]
         now = timezone.now()
-        series = selectors.metric_series(deployment=deployment, metric="connections", since=now - timedelta(hours=1),
-                                         until=now, step_s=60)
+        since = now - span
+
+        def series(metric: str) -> list[dict]:
+            return selectors.metric_series(deployment=deployment, metric=metric, since=since, until=now, step_s=step)
+
+        max_connections = deployment.spec.max_connections
+        connections = charts.line_chart(title=f"Connections, last {range_key}", unit="connections",
+                                        series={"Connections": ("line-primary", series("connections"))},
+                                        since=since, until=now, ceiling=float(max_connections))
+        messages = charts.line_chart(title=f"Messages per second, last {range_key}", unit="messages/s",
+                                     series={"In": ("line-primary", series("messages_in_rate")),
+                                             "Out": ("line-secondary", series("messages_out_rate"))},
+                                     since=since, until=now)
         pct = values.get("connections_pct")
         return self.render_page({
-            "deployment": deployment, "at": current["at"], "metrics": values,
-            "max_connections": deployment.spec.max_connections,
-            "pct_bar": min(max(pct or 0.0, 0.0), 100.0), "spark_points": sparkline(series),
-            "spark_width": SPARK_WIDTH, "spark_height": SPARK_HEIGHT,
+            "deployment": deployment, "at": current["at"], "metrics": values, "max_connections": max_connections,
+            "running": deployment.status == "running", "gauge": charts.gauge(pct),
+            "pct_bar": min(max(pct or 0.0, 0.0), 100.0), "charts": [connections, messages],
+            "range_key": range_key, "ranges": list(RANGES),
         })

@@ -7,7 +7,7 @@ from django.test import override_settings
 
 from alerts.models import AlertChannel, Notification
 from alerts.tests.factories import AlertChannelFactory
-from alerts.tests.standins import Receiver, SmtpSink, smtp_controller, verify_standard_webhook
+from alerts.tests.standins import Receiver, verify_standard_webhook
 from projects.models import AuditEvent
 from projects.roles import Role
 from projects.tests.factories import OrganizationFactory, make_api_key
@@ -33,17 +33,6 @@ def _loopback():
         yield
 
 
-@pytest.fixture
-def smtp():
-    sink = SmtpSink()
-    controller, port = smtp_controller(sink)
-    controller.start()
-    try:
-        with override_settings(EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend", EMAIL_HOST="127.0.0.1",
-                               EMAIL_PORT=port, EMAIL_USE_TLS=False, EMAIL_HOST_USER="", EMAIL_HOST_PASSWORD=""):
-            yield sink
-    finally:
-        controller.stop()
 
 
 def create(api, **body):

@@ -188,7 +188,11 @@ def test_metrics_card_on_the_deployment_page():
     client, member = logged_in()
     deployment = DeploymentFactory(organization=member.organization)
     assert url("deployment-metrics-card", deployment.id) in page(client, "deployment-detail", deployment.id)
-    assert "No metrics yet" in page(client, "deployment-metrics-card", deployment.id)
+    assert "No samples yet — metrics arrive every 30 s" in page(client, "deployment-metrics-card", deployment.id)
+    type(deployment).objects.filter(pk=deployment.pk).update(status="stopped")
+    assert "it is stopped now" in page(client, "deployment-metrics-card", deployment.id)
+    type(deployment).objects.filter(pk=deployment.pk).update(status="running")
+    assert "No samples yet — metrics arrive every 30 s" in page(client, "deployment-metrics-card", deployment.id)
     now = timezone.now().replace(microsecond=0)
     for minutes, connections in ((30, 100.0), (20, 300.0), (0, 450.0)):
         at = now - timedelta(minutes=minutes)
@@ -199,8 +203,12 @@ def test_metrics_card_on_the_deployment_page():
                                           for metric, value in values.items()])
     body = page(client, "deployment-metrics-card", deployment.id)
     assert "450" in body and "45.0%" in body and "12.5" in body and "7.0" in body
-    assert 'style="width: 45.0%"' in body
-    assert "<polyline" in body and "<script" not in body
+    assert 'aria-valuenow="45"' in body and "45.0% of the spec" in body  # the gauge
+    assert body.count("<polyline") == 3 and "<script" not in body  # connections; messages in and out
+    assert "Connections, last 1h" in body and 'hx-trigger="every 30s"' in body and "Spec maximum" not in body
+    six = client.get(url("deployment-metrics-card", deployment.id), {"range": "6h"}, headers=HTMX).content.decode()
+    assert "Connections, last 6h" in six and 'aria-current="true">6h<' in six
+    assert "Messages per second, last 6h" in six
 
 
 def test_rule_editor_previews_the_metric_of_its_deployment():
@@ -214,3 +222,29 @@ def test_rule_editor_previews_the_metric_of_its_deployment():
                      at=now - timedelta(minutes=minutes)) for minutes, value in ((40, 20.0), (10, 60.0), (0, 85.5))])
     body = page(client, "alert-rule-edit", rule.id)
     assert "85.5" in body and "<polyline" in body
+
+
+def test_disabled_channel_shows_why_and_can_be_re_enabled():
+    client, member = logged_in()
+    channel = AlertChannelFactory(organization=member.organization, enabled=False,
+                                  disabled_reason="Every delivery failed for 5 days.")
+    body = page(client, "alert-channels")
+    assert "Every delivery failed for 5 days." in body and url("alert-channel-enable", channel.id) in body
+    response = client.post(url("alert-channel-enable", channel.id))
+    assert response.status_code == 302
+    channel.refresh_from_db()
+    assert channel.enabled and channel.disabled_reason == ""
+    assert url("alert-channel-enable", channel.id) not in page(client, "alert-channels")
+
+
+def test_rule_editor_previews_a_project_rule_on_a_running_deployment_and_explains_conditions():
+    client, member = logged_in()
+    deployment = DeploymentFactory(organization=member.organization)
+    rule = AlertRuleFactory(organization=member.organization, project=deployment.project)
+    MetricSample.objects.create(organization=member.organization, deployment=deployment, metric="connections_pct",
+                                value=42.5, at=timezone.now())
+    body = page(client, "alert-rule-edit", rule.id)
+    assert "42.5" in body and "(one of the project's deployments)" in body
+    condition = AlertRuleFactory(organization=member.organization, project=deployment.project,
+                                 metric="payment_failed")
+    assert "is a condition, not a sampled metric" in page(client, "alert-rule-edit", condition.id)

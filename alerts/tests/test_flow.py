@@ -5,7 +5,6 @@ verifies the Standard Webhooks signature."""
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -17,8 +16,9 @@ from alerts.evaluator import alerts_evaluate
 from alerts.metrics import metrics_collect
 from alerts.models import Alert, AlertChannel, MetricSample, Notification
 from alerts.services import notification_attempt, notifications_redrive
+from alerts.tests.conftest import eager_tasks
 from alerts.tests.factories import AlertChannelFactory, AlertRuleFactory
-from alerts.tests.standins import Receiver, SmtpSink, smtp_controller, verify_standard_webhook
+from alerts.tests.standins import Receiver, verify_standard_webhook
 from controlplane.celery import app as celery_app
 from deployments.models import Deployment
 from deployments.tests.factories import DeploymentFactory
@@ -31,27 +31,8 @@ ROUTING_KEY = "R0123456789abcdef0123456789ABCDE"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
-@contextmanager
-def eager_tasks():
-    before = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
-    celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = True, True
-    try:
-        yield
-    finally:
-        celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = before
 
 
-@pytest.fixture
-def smtp():
-    sink = SmtpSink()
-    controller, port = smtp_controller(sink)
-    controller.start()
-    try:
-        with override_settings(EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend", EMAIL_HOST="127.0.0.1",
-                               EMAIL_PORT=port, EMAIL_USE_TLS=False, EMAIL_HOST_USER="", EMAIL_HOST_PASSWORD=""):
-            yield sink
-    finally:
-        controller.stop()
 
 
 def test_simulator_metrics_fire_and_resolve_an_incident(make_client, smtp, django_capture_on_commit_callbacks):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from datetime import datetime
+
+from django.db.models import Min, QuerySet
 
 from controlplane import errors
 from deployments.models import Deployment, Peering, PeeringEvent
@@ -46,3 +48,10 @@ def region_routed_cidrs(*, deployment: Deployment) -> list[str]:
     """
     return list(Peering.objects.filter(deployment__region_id=deployment.region_id, provider="aws")
                 .exclude(deployment=deployment).exclude(status=P.DELETED).values_list("cidr", flat=True))
+
+
+def failed_peerings_since(*, project_ids: list[str]) -> dict[str, datetime]:
+    """System read for the alert evaluator: deployment id → when its oldest still-failed peering failed."""
+    rows = (Peering.objects.filter(deployment__project_id__in=project_ids, status=P.FAILED)
+            .values("deployment_id").annotate(since=Min("status_changed_at")))
+    return {row["deployment_id"]: row["since"] for row in rows}

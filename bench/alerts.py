@@ -1,0 +1,167 @@
+#!/usr/bin/env python
+"""Alerts: rule evaluation over a fleet, and webhook delivery, each against a baseline measured in the same run.
+
+1. Evaluation: N running deployments (default 10,000) in projects of 100 deployments, each project with rules on
+   connections_pct, auth_failures_rate and the lifecycle events, five minutes of samples per deployment, one
+   deployment in ten over the connections threshold. ``alerts_evaluate`` is timed twice: the first pass opens
+   the incidents (one trigger notification each), the second is the steady state (incidents still firing).
+   Printed: milliseconds per deployment and database queries per pass.
+2. Delivery: the trigger notifications of the first pass (one in ten deployments; 1,000 for the default fleet)
+   are delivered to a local receiver through the production path (``notification_attempt``: row lock, guarded
+   outbound client, Standard Webhooks signing, attempt log), then the same bodies are posted to the same
+   receiver by a bare ``urllib`` loop. Printed: deliveries per second of each and the ratio.
+
+Usage: ``bench/alerts.py [--deployments N]`` (also ``BENCH_ALERT_DEPLOYMENTS``); ``tests/test_bench_alerts.py``
+runs it on 20 deployments so it cannot rot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+# This file's name is also the alerts app's: the app's package must win the import, so this directory (which
+# Python put first, for ``harness``) goes last. Run it from the repository root (``make bench`` does).
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE] + [str(_HERE)]
+
+from harness import benchmark_database  # noqa: E402
+
+PER_PROJECT = 100
+SAMPLE_STEP_S = 60
+WINDOW_S = 300
+
+
+def build_fleet(count: int, webhook_url: str):
+    """Bulk-creates the fleet, its rules and samples; returns (now, the webhook channel)."""
+    from django.utils import timezone
+
+    from alerts.models import AlertChannel, AlertRule, MetricSample
+    from deployments.models import Deployment, Region, Spec
+    from projects.models import Project
+    from projects.tests.factories import OrganizationFactory
+
+    organization = OrganizationFactory()
+    region, spec = Region.objects.get(id="aws-us-east-1"), Spec.objects.get(id="pro-1k")
+    projects = Project.objects.bulk_create(
+        Project(organization=organization, name=f"p{i}") for i in range((count + PER_PROJECT - 1) // PER_PROJECT))
+    now = timezone.now().replace(microsecond=0)
+    deployments = Deployment.objects.bulk_create(
+        (Deployment(organization=organization, project=projects[i // PER_PROJECT], name=f"d{i}", region=region,
+                    spec=spec, target_spec=spec, tier=spec.tier, status="running", node_cookie="c",
+                    dashboard_password="p", status_changed_at=now - timedelta(days=1)) for i in range(count)),
+        batch_size=2000)
+    channel = AlertChannel.objects.create(organization=organization, name="bench", type="webhook",
+                                          config={"url": webhook_url}, secret="whsec_" + "A" * 32)
+    rules = []
+    for project in projects:
+        rules += [
+            AlertRule(organization=organization, project=project, name="busy", metric="connections_pct",
+                      operator=">", threshold=80, duration_s=WINDOW_S, severity="warning"),
+            AlertRule(organization=organization, project=project, name="auth", metric="auth_failures_rate",
+                      operator=">", threshold=20, duration_s=WINDOW_S, severity="warning"),
+            AlertRule(organization=organization, project=project, name="failed", metric="deployment_failed",
+                      operator=">=", threshold=1, duration_s=0, severity="critical"),
+        ]
+    AlertRule.objects.bulk_create(rules)
+    through = AlertRule.channels.through
+    through.objects.bulk_create(through(alertrule_id=rule.id, alertchannel_id=channel.id) for rule in rules)
+    samples = []
+    for i, deployment in enumerate(deployments):
+        pct = 95.0 if i % 10 == 0 else 40.0
+        for step in range(WINDOW_S // SAMPLE_STEP_S + 1):
+            at = now - timedelta(seconds=WINDOW_S - step * SAMPLE_STEP_S)
+            samples.append(MetricSample(organization=organization, deployment=deployment, metric="connections_pct",
+                                        value=pct, at=at))
+            samples.append(MetricSample(organization=organization, deployment=deployment,
+                                        metric="auth_failures_rate", value=1.0, at=at))
+    MetricSample.objects.bulk_create(samples, batch_size=5000)
+    return now, channel
+
+
+def timed_evaluation(label: str, now, count: int) -> dict:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from alerts.evaluator import alerts_evaluate
+
+    with CaptureQueriesContext(connection) as queries:
+        started = time.perf_counter()
+        stats = alerts_evaluate(now=now)
+        elapsed = time.perf_counter() - started
+    print(f"  {label:<40} {elapsed:7.2f} s = {elapsed * 1000 / count:6.3f} ms per deployment, "
+          f"{len(queries):6d} queries  {stats}")
+    return stats
+
+
+def deliver(notification_ids: list[str]) -> float:
+    from alerts.services import notification_attempt
+
+    started = time.perf_counter()
+    for notification_id in notification_ids:
+        notification_attempt(notification_id=notification_id)
+    return time.perf_counter() - started
+
+
+def bare_posts(url: str, bodies: list[bytes]) -> float:
+    started = time.perf_counter()
+    for body in bodies:
+        request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (a loopback receiver of ours)
+            response.read()
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deployments", type=int, default=int(os.environ.get("BENCH_ALERT_DEPLOYMENTS", "10000")))
+    parser.add_argument("--database", default="mqcloud_bench_alerts", help="the throwaway database's name")
+    args = parser.parse_args(argv)
+    count = args.deployments
+    from django.test import override_settings
+
+    from alerts.tests.standins import Receiver
+
+    with benchmark_database(args.database), Receiver() as receiver, \
+            override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True):
+        from alerts.models import Notification, NotificationStatus
+        from controlplane.celery import app as celery_app
+
+        started = time.perf_counter()
+        now, channel = build_fleet(count, receiver.url + "/hook")
+        print(f"bench alerts: {count} running deployments, 3 rules per "
+              f"project of {PER_PROJECT}; fleet built in {time.perf_counter() - started:.1f} s")
+        print("evaluation (alerts_evaluate over the whole fleet):")
+        timed_evaluation("first pass (opens incidents)", now, count)
+        timed_evaluation("steady state (incidents still firing)", now + timedelta(seconds=30), count)
+        # The passes enqueued one delivery task per trigger; this run delivers them itself, in-process.
+        celery_app.control.purge()
+
+        pending = list(Notification.objects.filter(channel=channel, status=NotificationStatus.PENDING)
+                       .order_by("created_at", "id").values_list("id", "payload"))
+        ids = [notification_id for notification_id, _ in pending]
+        bodies = [json.dumps(payload, separators=(",", ":"), sort_keys=True).encode() for _, payload in pending]
+        print(f"delivery of {len(ids)} webhook notifications to a local receiver:")
+        ours = deliver(ids)
+        delivered = Notification.objects.filter(channel=channel, status=NotificationStatus.DELIVERED).count()
+        bare = bare_posts(receiver.url + "/hook", bodies)
+        ours_rate, bare_rate = len(ids) / ours if ours else 0.0, len(bodies) / bare if bare else 0.0
+        print(f"  baseline: bare urllib loop, same bodies       {bare_rate:8.1f} deliveries/s")
+        print(f"  notification_attempt (guarded, signed, logged) {ours_rate:8.1f} deliveries/s "
+              f"({delivered} delivered)")
+        if ours_rate:
+            print(f"  ratio: {bare_rate / ours_rate:.2f}x the bare client's time per delivery (lower is better)")
+        if len(receiver.requests) != 2 * len(ids) or delivered != len(ids):
+            print("  ERROR: not every notification reached the receiver", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
