@@ -62,3 +62,21 @@ def _catalog_for_transactional_tests(request):
         from deployments.services import catalog_sync
 
         catalog_sync()
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server on loopback (aiosmtpd) that Django's SMTP backend sends to; yields the sink."""
+    from django.test import override_settings
+
+    from alerts.tests.standins import SmtpSink, smtp_controller
+
+    sink = SmtpSink()
+    controller, port = smtp_controller(sink)
+    controller.start()
+    try:
+        with override_settings(EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend", EMAIL_HOST="127.0.0.1",
+                               EMAIL_PORT=port, EMAIL_USE_TLS=False, EMAIL_HOST_USER="", EMAIL_HOST_PASSWORD=""):
+            yield sink
+    finally:
+        controller.stop()

@@ -155,15 +155,7 @@ def send_email(channel: AlertChannel, notification: Notification) -> DeliveryRes
         lines += ["", f"Details: {payload['links']['alert']}"]
     text = "\n".join(lines) + "\n"
     html = "<html><body>" + "".join(f"<p>{escape(line)}</p>" for line in lines if line) + "</body></html>"
-    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, to=channel.config["recipients"])
-    message.attach_alternative(html, "text/html")
-    try:
-        message.send()
-    except smtplib.SMTPRecipientsRefused as exc:
-        return DeliveryResult(False, None, f"recipients refused: {sorted(exc.recipients)}")
-    except (smtplib.SMTPException, OSError) as exc:
-        return DeliveryResult(False, None, f"smtp: {exc}"[:500], transient=True)
-    return DeliveryResult(True)
+    return send_mail(subject, text, html, channel.config["recipients"])
 
 
 SENDERS = {ChannelType.EMAIL: send_email, ChannelType.PAGERDUTY: send_pagerduty, ChannelType.WEBHOOK: send_webhook}

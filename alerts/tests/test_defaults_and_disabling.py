@@ -11,11 +11,11 @@ from django.utils import timezone
 
 from alerts.models import AlertChannel, AlertRule
 from alerts.services import DEFAULT_RULES, failing_channels_disable
-from alerts.tests.conftest import eager_tasks
 from alerts.tests.factories import AlertChannelFactory, NotificationFactory
 from projects.models import AuditEvent
 from projects.roles import Role
 from projects.tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory, make_api_key
+from tests.support import eager_tasks
 
 pytestmark = pytest.mark.django_db
 PROJECT_KEYS = sorted(r["default_key"] for r in DEFAULT_RULES)

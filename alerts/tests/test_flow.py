@@ -16,7 +16,6 @@ from alerts.evaluator import alerts_evaluate
 from alerts.metrics import metrics_collect
 from alerts.models import Alert, AlertChannel, MetricSample, Notification
 from alerts.services import notification_attempt, notifications_redrive
-from alerts.tests.conftest import eager_tasks
 from alerts.tests.factories import AlertChannelFactory, AlertRuleFactory
 from alerts.tests.standins import Receiver, verify_standard_webhook
 from controlplane.celery import app as celery_app
@@ -24,6 +23,7 @@ from deployments.models import Deployment
 from deployments.tests.factories import DeploymentFactory
 from k8s.simulator import SimulatedCluster
 from projects.tests.factories import OrganizationFactory, make_api_key
+from tests.support import eager_tasks
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,6 @@ over real HTTP/SMTP to local stand-ins (webhook receiver with signature check, P
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -15,17 +14,17 @@ from django.test import override_settings
 
 from alerts.models import Notification
 from alerts.tests.factories import AlertChannelFactory
-from alerts.tests.standins import Receiver, SmtpSink, smtp_controller, verify_standard_webhook
+from alerts.tests.standins import Receiver, verify_standard_webhook
 from billing import selectors, services
 from billing.models import Budget, BudgetCrossing
 from billing.tests.factories import BillingAccountFactory, BudgetFactory
 from billing.tests.test_invoices import usage
-from controlplane.celery import app as celery_app
 from deployments.tests.factories import DeploymentFactory
 from projects.models import AuditEvent
 from projects.roles import Role
 from projects.tenancy import Principal
 from projects.tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory, make_api_key
+from tests.support import eager_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -33,29 +32,6 @@ BUDGETS = "/api/v1/budgets"
 MID_MARCH = datetime(2026, 3, 20, 12, tzinfo=UTC)
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ROUTING_KEY = "R0123456789abcdef0123456789ABCDE"
-
-
-@contextmanager
-def eager_tasks():
-    before = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
-    celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = True, True
-    try:
-        yield
-    finally:
-        celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = before
-
-
-@pytest.fixture
-def smtp():
-    sink = SmtpSink()
-    controller, port = smtp_controller(sink)
-    controller.start()
-    try:
-        with override_settings(EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend", EMAIL_HOST="127.0.0.1",
-                               EMAIL_PORT=port, EMAIL_USE_TLS=False, EMAIL_HOST_USER="", EMAIL_HOST_PASSWORD=""):
-            yield sink
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

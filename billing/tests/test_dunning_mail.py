@@ -5,29 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.test import override_settings
 from django.utils import timezone
 
-from alerts.tests.standins import SmtpSink, smtp_controller
 from billing import emails
 from billing.tests.factories import BillingAccountFactory, InvoiceFactory
 from projects.roles import Role
 from projects.tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def smtp():
-    sink = SmtpSink()
-    controller, port = smtp_controller(sink)
-    controller.start()
-    try:
-        with override_settings(EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend", EMAIL_HOST="127.0.0.1",
-                               EMAIL_PORT=port, EMAIL_USE_TLS=False, EMAIL_HOST_USER="", EMAIL_HOST_PASSWORD=""):
-            yield sink
-    finally:
-        controller.stop()
 
 
 def test_dunning_mails_reach_owners_and_billing_members_over_smtp(smtp):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -14,11 +13,11 @@ from billing.models import BillingAccount, VatStatus
 from billing.tests.factories import BillingAccountFactory
 from billing.tests.standins import ViesStandIn
 from billing.tests.test_invoices import usage
-from controlplane.celery import app as celery_app
 from deployments.tests.factories import DeploymentFactory
 from projects.models import AuditEvent
 from projects.roles import Role
 from projects.tests.factories import OrganizationFactory, make_api_key
+from tests.support import eager_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -27,22 +26,11 @@ REGISTERED = {"DE136695976": "Bundeszentralamt Test GmbH", "FR40303265045": "SOC
               "EL094259216": "ELLINIKI TEST AE", "XI980780684": "NI TEST LTD"}
 
 
-@contextmanager
-def eager_tasks():
-    before = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
-    # Not propagating: an eager task's retry is then run at once (a propagated Retry would end the test).
-    celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = True, False
-    try:
-        yield
-    finally:
-        celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = before
-
-
 @pytest.fixture
 def vies():
     with ViesStandIn(REGISTERED) as stand_in, override_settings(
             VIES_URL=stand_in.url, VIES_REQUESTER_VAT="DE 811 907 980", VIES_TIMEOUT_S=3.0,
-            OUTBOUND_HTTP_ALLOW_LOOPBACK=True), eager_tasks():
+            OUTBOUND_HTTP_ALLOW_LOOPBACK=True), eager_tasks(propagate=False):
         yield stand_in
 
 
@@ -174,7 +162,7 @@ def test_northern_ireland_is_checked_great_britain_is_not(vies, api, django_capt
 
 def test_offline_without_vies_url(api, django_capture_on_commit_callbacks):
     with ViesStandIn(REGISTERED) as stand_in, override_settings(VIES_URL="", OUTBOUND_HTTP_ALLOW_LOOPBACK=True), \
-            eager_tasks():
+            eager_tasks(propagate=False):
         body = set_number(api, django_capture_on_commit_callbacks, "FR", "FR40303265045")
         assert tasks.vat_numbers_recheck() == 0
     assert stand_in.requests == [] and body["vat_status"] == "unchecked"
