@@ -8,17 +8,18 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import transaction
-from django.db.models import OuterRef, Subquery, Sum
+from django.db.models import F, OuterRef, Subquery, Sum
 from django.utils import timezone
 from stdnum.eu import vat as eu_vat
 from stdnum.gb import vat as gb_vat
 from stdnum.util import clean
 
 from billing import money
-from billing.metering import Transition, billable_seconds
+from billing.metering import STOPPED, Transition, metered_seconds
 from billing.models import (
     AnnualCharge,
     BillingAccount,
+    ChargeKind,
     Invoice,
     InvoiceCounter,
     InvoiceLine,
@@ -109,7 +110,9 @@ def usage_meter_hour(*, hour_start: datetime) -> int:
     """Meters one closed hour from DeploymentEvents and upserts its UsageRecords; returns how many rows changed.
 
     Idempotent: an unchanged history writes nothing. Re-running an hour after late events recomputes it
-    (changed rows updated, vanished ones deleted). Hourly metering stops at the second of a switch to annual.
+    (changed rows updated, vanished ones deleted). Running (and scaling) seconds are priced at the spec's
+    hourly price, stopped seconds at its stopped (storage) price, in separate rows. Metering at both rates
+    stops at the second of a switch to annual: the term is prepaid.
     """
     if hour_start.tzinfo is None or hour_start != _hour_floor(hour_start):
         raise ValueError("hour_start must be an aware datetime on the hour")
@@ -131,22 +134,23 @@ def usage_meter_hour(*, hour_start: datetime) -> int:
         events[row["deployment_id"]].append(Transition(row["created_at"], row["to_status"], row["spec_id"]))
     annual_terms: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
     for dep_id, term_start, term_end in AnnualCharge.objects.filter(
-            deployment_id__in=ids, term_start__lt=end, term_end__gt=hour_start).values_list(
+            kind=ChargeKind.TERM, deployment_id__in=ids, term_start__lt=end, term_end__gt=hour_start).values_list(
             "deployment_id", "term_start", "term_end"):
         annual_terms[dep_id].append((term_start, term_end))
     prices = _price_table()
-    wanted: dict[tuple[str, str], UsageRecord] = {}
+    wanted: dict[tuple[str, str, str], UsageRecord] = {}
     for deployment in deployments:
         currency = deployment.organization.currency
-        seconds = billable_seconds(events[deployment.pk], start=hour_start, end=end,
-                                   annual_terms=annual_terms[deployment.pk])
-        for spec_id, secs in seconds.items():
+        seconds = metered_seconds(events[deployment.pk], start=hour_start, end=end,
+                                  annual_terms=annual_terms[deployment.pk])
+        for (spec_id, rate), secs in seconds.items():
             price = prices[(spec_id, currency)]
-            wanted[(deployment.pk, spec_id)] = UsageRecord(
+            wanted[(deployment.pk, spec_id, rate)] = UsageRecord(
                 organization_id=deployment.organization_id, deployment_id=deployment.pk, hour_start=hour_start,
-                spec_id=spec_id, seconds=secs, currency=currency, hourly_price=price.hourly)
+                spec_id=spec_id, rate=rate, seconds=secs, currency=currency,
+                hourly_price=price.stopped_hourly if rate == STOPPED else price.hourly)
     with transaction.atomic():
-        existing = {(r.deployment_id, r.spec_id): r
+        existing = {(r.deployment_id, r.spec_id, r.rate): r
                     for r in UsageRecord.objects.select_for_update().filter(hour_start=hour_start)}
         stale = [r.pk for key, r in existing.items() if key not in wanted]
         changed = [r for key, r in wanted.items()
@@ -156,7 +160,7 @@ def usage_meter_hour(*, hour_start: datetime) -> int:
             UsageRecord.objects.filter(pk__in=stale).delete()
         if changed:
             UsageRecord.objects.bulk_create(changed, update_conflicts=True,
-                                            unique_fields=["deployment", "hour_start", "spec"],
+                                            unique_fields=["deployment", "hour_start", "spec", "rate"],
                                             update_fields=["seconds", "currency", "hourly_price", "metered_at"])
     return len(stale) + len(changed)
 
@@ -210,6 +214,95 @@ def subscription_switch_to_annual(*, principal: Principal, deployment: Deploymen
     return subscription
 
 
+def _spec_changes(rows: list[tuple[str, str, datetime, str]]) -> list[tuple[str, str, datetime, str]]:
+    """The rows whose spec differs from the one before of the same deployment; ``rows`` are
+    ``(event id, deployment, at, spec)`` ordered by deployment, time."""
+    changes = []
+    previous: tuple[str, str, datetime, str] | None = None
+    for row in rows:
+        if previous is not None and previous[1] == row[1] and previous[3] != row[3]:
+            changes.append(row)
+        previous = row
+    return changes
+
+
+def subscriptions_prorate_scales(*, now: datetime | None = None) -> int:
+    """Charges (or credits) the prorated difference of every scale inside an annual term; returns how many.
+
+    A scale is the DeploymentEvent whose spec differs from the deployment's previous event: the
+    ``scaling → running`` event written when the rollout has settled (deployments.provisioning), the same
+    second hourly metering switches price. A scale that fails writes none (``scaling → failed`` keeps the old
+    spec). Reading committed events here (the hourly billing task calls this), rather than charging inside
+    ``deployment_scale``, means a scale that is refused, rolled back or fails in the cluster charges nothing,
+    and one that completes is charged even if the worker died right after. One proration per source event
+    (unique), so reruns and a re-delivered task never charge twice.
+
+    Amount: (annual price of the new spec − annual price of the spec paid for so far in the term) × seconds
+    left in the term / seconds in the term, at the current price book, rounded half-up; negative (a credit)
+    for a downgrade. "Paid for so far" is the spec of the term's latest charge before the event, so a renewal
+    that already charged the new spec (a scale landing between a term's end and the rollover) costs nothing
+    more. The subscription's ``annual_price`` becomes the new spec's, which a renewal charges.
+    """
+    now = now or timezone.now()
+    terms: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for dep_id, term_start, term_end in AnnualCharge.objects.filter(
+            kind=ChargeKind.TERM, term_start__lte=now).values_list("deployment_id", "term_start", "term_end"):
+        terms[dep_id].append((term_start, term_end))
+    if not terms:
+        return 0
+    rows = list(DeploymentEvent.objects.filter(deployment_id__in=list(terms), created_at__lte=now)
+                .order_by("deployment_id", "created_at", "id").values_list("id", "deployment_id", "created_at",
+                                                                          "spec_id"))
+    charged = set(AnnualCharge.objects.filter(kind=ChargeKind.PRORATION, deployment_id__in=list(terms))
+                  .values_list("source_event_id", flat=True))
+    count = 0
+    for event_id, dep_id, at, new_spec in _spec_changes(rows):
+        term = next(((a, b) for a, b in terms[dep_id] if a <= at < b), None)
+        if term is None or event_id in charged:
+            continue
+        if _prorate_scale(deployment_id=dep_id, event_id=event_id, at=at, new_spec=new_spec, term=term,
+                          now=now) is not None:
+            count += 1
+    return count
+
+
+@transaction.atomic
+def _prorate_scale(*, deployment_id: str, event_id: str, at: datetime, new_spec: str,
+                   term: tuple[datetime, datetime], now: datetime) -> AnnualCharge | None:
+    term_charge = AnnualCharge.objects.select_related("deployment__organization").get(
+        kind=ChargeKind.TERM, deployment_id=deployment_id, term_start=term[0])
+    # The subscription lock serializes concurrent runs; the unique source event is the last line of defence.
+    subscription = Subscription.objects.select_for_update().get(pk=term_charge.subscription_id)
+    if AnnualCharge.objects.filter(source_event_id=event_id).exists():
+        return None
+    paid = (AnnualCharge.objects.filter(subscription=subscription, term_start=term[0],
+                                        kind__in=[ChargeKind.TERM, ChargeKind.PRORATION])
+            .exclude(effective_at__gt=at)
+            .order_by(F("effective_at").desc(nulls_last=True), "-created_at").first())
+    paid_spec = paid.spec_id if paid is not None else term_charge.spec_id
+    if paid_spec == new_spec:
+        return None
+    currency = term_charge.currency
+    prices = {p.spec_id: p.annual for p in SpecPrice.objects.filter(spec_id__in=[paid_spec, new_spec],
+                                                                     currency=currency)}
+    term_seconds = int((term[1] - term[0]).total_seconds())
+    remaining = int((term[1] - at).total_seconds())
+    amount = money.quantize((prices[new_spec] - prices[paid_spec]) * remaining / term_seconds, currency)
+    charge = AnnualCharge.objects.create(
+        organization_id=term_charge.organization_id, subscription=subscription,
+        deployment_id=term_charge.deployment_id, kind=ChargeKind.PRORATION, spec_id=new_spec,
+        previous_spec_id=paid_spec, amount=amount, currency=currency, term_start=term[0], term_end=term[1],
+        effective_at=at, source_event_id=event_id, created_at=now)
+    if subscription.mode == SubscriptionMode.ANNUAL and subscription.term_start == term[0]:
+        subscription.annual_price = prices[new_spec]
+        subscription.save(update_fields=["annual_price", "updated_at"])
+    audit_record(principal=Principal.for_system(term_charge.deployment.organization), action="subscription.prorate",
+                 target=term_charge.deployment,
+                 changes={"spec": [paid_spec, new_spec], "amount": str(amount), "currency": currency,
+                          "effective_at": at.isoformat(), "event": event_id})
+    return charge
+
+
 # --- invoices ---------------------------------------------------------------------------------------
 def _month_after(day: date) -> date:
     return date(day.year + (day.month == 12), day.month % 12 + 1, 1)
@@ -228,12 +321,31 @@ def _next_number(*, site: str, year: int) -> str:
     return f"MQ-{site.upper()}-{year}-{counter.last_number:06d}"
 
 
+_RATE_LABEL = {"running": "hourly", "stopped": "stopped (storage)"}
+
+
+def _charge_description(charge: AnnualCharge) -> str:
+    who = f"{charge.deployment.name} ({charge.deployment_id})"
+    if charge.kind == ChargeKind.PRORATION:
+        what = "upgrade charge" if charge.amount >= 0 else "downgrade credit"
+        return (f"{who}, {what}: {charge.previous_spec_id} to {charge.spec_id} from {charge.effective_at:%Y-%m-%d}, "
+                f"prorated to the end of the annual term {charge.term_end:%Y-%m-%d}")
+    if charge.kind == ChargeKind.CARRIED_CREDIT:
+        return f"Credit brought forward from invoice {charge.source_invoice.number}"
+    return f"{who}, annual term {charge.term_start:%Y-%m-%d} to {charge.term_end:%Y-%m-%d}"
+
+
 @transaction.atomic
 def invoice_generate(*, account: BillingAccount, period_start: date) -> Invoice | None:
     """The account's invoice for the month starting ``period_start``; a rerun returns the same invoice.
 
-    None when there is nothing to charge (no number is used up). Lines: hours per deployment and spec, and
-    annual charges not yet invoiced; each line rounded half-up, VAT on the subtotal.
+    None when there is nothing to charge (no number is used up). Lines: hours per deployment, spec and rate
+    (running, stopped), and annual charges not yet invoiced (terms, prorated scales, credits); each line
+    rounded half-up, VAT on the subtotal.
+
+    Credits (downgrades) never make an invoice negative: when they exceed the charges, a last line carries
+    the rest forward (subtotal 0) and a ``carried_credit`` charge brings it to the next invoice. An account
+    with credits and nothing to charge gets no invoice; its credits wait for the next one.
     """
     if period_start.day != 1:
         raise errors.ValidationFailed("An invoice period starts on the 1st of a month.")
@@ -249,26 +361,34 @@ def invoice_generate(*, account: BillingAccount, period_start: date) -> Invoice 
     lines: list[InvoiceLine] = []
     usage = (UsageRecord.objects.filter(organization=org, hour_start__gte=_as_utc(period_start),
                                         hour_start__lt=_as_utc(period_end))
-             .values("deployment_id", "deployment__name", "spec_id", "spec__name", "hourly_price")
-             .annotate(total_seconds=Sum("seconds")).order_by("deployment__name", "deployment_id", "spec_id"))
+             .values("deployment_id", "deployment__name", "spec_id", "spec__name", "rate", "hourly_price")
+             .annotate(total_seconds=Sum("seconds"))
+             .order_by("deployment__name", "deployment_id", "spec_id", "rate", "hourly_price"))
     for row in usage:
         seconds = row["total_seconds"]
         lines.append(InvoiceLine(
-            description=f"{row['deployment__name']} ({row['deployment_id']}), {row['spec__name']}, hourly",
+            description=(f"{row['deployment__name']} ({row['deployment_id']}), {row['spec__name']}, "
+                         f"{_RATE_LABEL[row['rate']]}"),
             quantity=(Decimal(seconds) / Decimal(3600)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP),
             unit="hour", unit_price=row["hourly_price"], deployment_id=row["deployment_id"],
             amount=usage_amount(seconds=seconds, hourly_price=row["hourly_price"], currency=currency)))
-    charges = list(AnnualCharge.objects.select_for_update().filter(
-        organization=org, invoice__isnull=True, created_at__lt=_as_utc(period_end)).select_related("deployment"))
+    charges = list(AnnualCharge.objects.select_for_update(of=("self",)).filter(
+        organization=org, invoice__isnull=True, created_at__lt=_as_utc(period_end))
+        .select_related("deployment", "source_invoice").order_by("created_at", "id"))
     for charge in charges:
         lines.append(InvoiceLine(
-            description=(f"{charge.deployment.name} ({charge.deployment_id}), annual term "
-                         f"{charge.term_start:%Y-%m-%d} to {charge.term_end:%Y-%m-%d}"),
-            quantity=Decimal(1), unit="year", unit_price=charge.amount, amount=charge.amount,
-            deployment_id=charge.deployment_id))
-    if not lines:
+            description=_charge_description(charge), quantity=Decimal(1),
+            unit="credit" if charge.amount < 0 else "year" if charge.kind == ChargeKind.TERM else "charge",
+            unit_price=charge.amount, amount=charge.amount,
+            deployment_id=None if charge.kind == ChargeKind.CARRIED_CREDIT else charge.deployment_id))
+    if all(line.amount < 0 for line in lines):  # nothing at all, or only credits: those wait
         return None
     subtotal = sum((line.amount for line in lines), Decimal("0.00"))
+    carried = -subtotal if subtotal < 0 else None
+    if carried is not None:
+        lines.append(InvoiceLine(description="Credit carried forward to the next invoice", quantity=Decimal(1),
+                                 unit="credit", unit_price=carried, amount=carried))
+        subtotal = Decimal("0.00")
     treatment = money.vat_treatment(site=org.site, customer_country=account.country or org.country,
                                     vat_number_valid=account.vat_status == VatStatus.VALID and bool(account.vat_number),
                                     tax_exempt=account.tax_exempt, on=period_end - timedelta(days=1))
@@ -284,6 +404,13 @@ def invoice_generate(*, account: BillingAccount, period_start: date) -> Invoice 
         line.invoice, line.position = invoice, position
     InvoiceLine.objects.bulk_create(lines)
     AnnualCharge.objects.filter(pk__in=[c.pk for c in charges]).update(invoice=invoice)
+    if carried is not None:
+        last_credit = next(c for c in reversed(charges) if c.amount < 0)
+        AnnualCharge.objects.create(
+            organization=org, subscription_id=last_credit.subscription_id, deployment_id=last_credit.deployment_id,
+            kind=ChargeKind.CARRIED_CREDIT, spec_id=last_credit.spec_id, amount=-carried, currency=currency,
+            term_start=last_credit.term_start, term_end=last_credit.term_end, source_invoice=invoice,
+            created_at=now)
     audit_record(principal=Principal.for_system(org), action="invoice.issue", target=invoice,
                  changes={"number": invoice.number, "total": str(invoice.total), "currency": currency})
     return invoice
@@ -347,7 +474,7 @@ def subscriptions_roll_over(*, now: datetime | None = None) -> int:
                                                                   _one_year_later(subscription.term_end))
                 subscription.annual_price = price
                 AnnualCharge.objects.get_or_create(
-                    subscription=subscription, term_start=subscription.term_start,
+                    subscription=subscription, term_start=subscription.term_start, kind=ChargeKind.TERM,
                     defaults={"organization_id": deployment.organization_id, "deployment": deployment,
                               "spec_id": deployment.spec_id, "amount": money.quantize(price, subscription.currency),
                               "currency": subscription.currency, "term_end": subscription.term_end})
