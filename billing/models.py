@@ -63,7 +63,8 @@ class UsageRecord(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["deployment", "hour_start", "spec", "rate"],
                                                name="one_usage_per_deployment_hour_spec_rate")]
-        indexes = [models.Index(fields=["organization", "hour_start"])]
+        # hour_start alone: metering compares a range of hours with what it wrote before, for everyone.
+        indexes = [models.Index(fields=["organization", "hour_start"]), models.Index(fields=["hour_start"])]
 
     def __str__(self) -> str:
         return f"{self.deployment_id} {self.hour_start:%Y-%m-%dT%H} {self.spec_id} {self.rate} {self.seconds}s"

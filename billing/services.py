@@ -7,7 +7,7 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, OuterRef, Subquery, Sum
 from django.utils import timezone
 from stdnum.eu import vat as eu_vat
@@ -31,7 +31,7 @@ from billing.models import (
 from controlplane import errors
 from deployments.models import Deployment, DeploymentEvent, SpecPrice
 from deployments.models import DeploymentStatus as S
-from projects.models import Organization
+from projects.models import SITE_CURRENCY, Organization
 from projects.services import audit_record
 from projects.tenancy import Principal
 
@@ -106,6 +106,10 @@ def _price_table() -> dict[tuple[str, str], SpecPrice]:
     return {(p.spec_id, p.currency): p for p in SpecPrice.objects.all()}
 
 
+#: Hours metered per query and transaction by :func:`usage_meter_range`: bounds memory and lock time.
+METER_CHUNK_HOURS = 24
+
+
 def usage_meter_hour(*, hour_start: datetime) -> int:
     """Meters one closed hour from DeploymentEvents and upserts its UsageRecords; returns how many rows changed.
 
@@ -116,59 +120,138 @@ def usage_meter_hour(*, hour_start: datetime) -> int:
     """
     if hour_start.tzinfo is None or hour_start != _hour_floor(hour_start):
         raise ValueError("hour_start must be an aware datetime on the hour")
-    end = hour_start + HOUR
+    return usage_meter_range(start=hour_start, end=hour_start + HOUR)
+
+
+def usage_meter_range(*, start: datetime, end: datetime) -> int:
+    """Meters every closed hour in ``[start, end)`` as :func:`usage_meter_hour` does, a day of hours per query
+    (a month for 10,000 deployments is 30 rounds of a few queries, not 720); returns how many rows changed."""
+    for moment in (start, end):
+        if moment.tzinfo is None or moment != _hour_floor(moment):
+            raise ValueError("start and end must be aware datetimes on the hour")
+    changed = 0
+    while start < end:
+        chunk_end = min(start + HOUR * METER_CHUNK_HOURS, end)
+        changed += _meter_chunk(start, chunk_end)
+        start = chunk_end
+    return changed
+
+
+def _meter_chunk(start: datetime, end: datetime) -> int:
+    hours = [start + HOUR * n for n in range(int((end - start) / HOUR))]
     deployments = list(
-        Deployment.objects.filter(created_at__lt=end)
-        .exclude(deleted_at__lt=hour_start)
-        .select_related("organization")
+        Deployment.objects.filter(created_at__lt=end).exclude(deleted_at__lt=start)
         .annotate(state_event=Subquery(
-            DeploymentEvent.objects.filter(deployment=OuterRef("pk"), created_at__lte=hour_start)
+            DeploymentEvent.objects.filter(deployment=OuterRef("pk"), created_at__lte=start)
             .order_by("-created_at", "-id").values("id")[:1]))
-    )
-    ids = [d.pk for d in deployments]
+        .values_list("id", "organization_id", "organization__site", "state_event"))
+    wanted_ids = {d[0] for d in deployments}
     events: dict[str, list[Transition]] = defaultdict(list)
-    state_ids = [d.state_event for d in deployments if d.state_event]
-    window = DeploymentEvent.objects.filter(deployment_id__in=ids, created_at__gt=hour_start, created_at__lt=end)
-    for row in (DeploymentEvent.objects.filter(id__in=state_ids) | window).values(
-            "deployment_id", "created_at", "to_status", "spec_id"):
-        events[row["deployment_id"]].append(Transition(row["created_at"], row["to_status"], row["spec_id"]))
+    rows = (DeploymentEvent.objects.filter(id__in=[d[3] for d in deployments if d[3]])
+            | DeploymentEvent.objects.filter(created_at__gt=start, created_at__lt=end))
+    for dep_id, at, to_status, spec_id in rows.values_list("deployment_id", "created_at", "to_status", "spec_id"):
+        if dep_id in wanted_ids:
+            events[dep_id].append(Transition(at, to_status, spec_id))
     annual_terms: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
     for dep_id, term_start, term_end in AnnualCharge.objects.filter(
-            kind=ChargeKind.TERM, deployment_id__in=ids, term_start__lt=end, term_end__gt=hour_start).values_list(
+            kind=ChargeKind.TERM, term_start__lt=end, term_end__gt=start).values_list(
             "deployment_id", "term_start", "term_end"):
         annual_terms[dep_id].append((term_start, term_end))
     prices = _price_table()
-    wanted: dict[tuple[str, str, str], UsageRecord] = {}
-    for deployment in deployments:
-        currency = deployment.organization.currency
-        seconds = metered_seconds(events[deployment.pk], start=hour_start, end=end,
-                                  annual_terms=annual_terms[deployment.pk])
-        for (spec_id, rate), secs in seconds.items():
-            price = prices[(spec_id, currency)]
-            wanted[(deployment.pk, spec_id, rate)] = UsageRecord(
-                organization_id=deployment.organization_id, deployment_id=deployment.pk, hour_start=hour_start,
-                spec_id=spec_id, rate=rate, seconds=secs, currency=currency,
-                hourly_price=price.stopped_hourly if rate == STOPPED else price.hourly)
+    # (deployment, hour, spec, rate) -> (organization, seconds, currency, per-hour price of the rate)
+    wanted: dict[tuple[str, datetime, str, str], tuple[str, int, str, Decimal]] = {}
+    for dep_id, org_id, site, _ in deployments:
+        currency = SITE_CURRENCY[site]
+        history = sorted(events[dep_id], key=lambda e: e.at)
+        terms = annual_terms[dep_id]
+        state: Transition | None = None
+        index = 0
+        for hour in hours:
+            # The state in force at the hour's start, then the events inside the hour.
+            while index < len(history) and history[index].at <= hour:
+                state = history[index]
+                index += 1
+            inside = index
+            while inside < len(history) and history[inside].at < hour + HOUR:
+                inside += 1
+            if state is None and inside == index:
+                continue
+            window = ([state] if state is not None else []) + history[index:inside]
+            for (spec_id, rate), secs in metered_seconds(window, start=hour, end=hour + HOUR,
+                                                         annual_terms=terms).items():
+                price = prices[(spec_id, currency)]
+                wanted[(dep_id, hour, spec_id, rate)] = (
+                    org_id, secs, currency, price.stopped_hourly if rate == STOPPED else price.hourly)
     with transaction.atomic():
-        existing = {(r.deployment_id, r.spec_id, r.rate): r
-                    for r in UsageRecord.objects.select_for_update().filter(hour_start=hour_start)}
-        stale = [r.pk for key, r in existing.items() if key not in wanted]
-        changed = [r for key, r in wanted.items()
-                   if key not in existing or (existing[key].seconds, existing[key].hourly_price, existing[key].currency)
-                   != (r.seconds, r.hourly_price, r.currency)]
+        _lock_metering()
+        existing = {(dep_id, hour, spec_id, rate): (pk, (secs, currency, price))
+                    for pk, dep_id, hour, spec_id, rate, secs, currency, price in UsageRecord.objects.filter(
+                        hour_start__gte=start, hour_start__lt=end).values_list(
+                        "pk", "deployment_id", "hour_start", "spec_id", "rate", "seconds", "currency",
+                        "hourly_price")}
+        stale = [pk for key, (pk, _) in existing.items() if key not in wanted]
+        changed = [(key, row) for key, row in wanted.items()
+                   if key not in existing or existing[key][1] != row[1:]]
         if stale:
             UsageRecord.objects.filter(pk__in=stale).delete()
         if changed:
-            UsageRecord.objects.bulk_create(changed, update_conflicts=True,
-                                            unique_fields=["deployment", "hour_start", "spec", "rate"],
-                                            update_fields=["seconds", "currency", "hourly_price", "metered_at"])
+            _usage_upsert(changed)
     return len(stale) + len(changed)
+
+
+_UPSERT_BATCH = 50_000
+_UPSERT_SQL = """
+    INSERT INTO billing_usagerecord (deployment_id, hour_start, spec_id, rate, organization_id, seconds, currency,
+                                     hourly_price, metered_at)
+    SELECT u.*, %s FROM unnest(string_to_array(%s, ','), string_to_array(%s, ',')::timestamptz[],
+                               string_to_array(%s, ','), string_to_array(%s, ','), string_to_array(%s, ','),
+                               string_to_array(%s, ',')::integer[], string_to_array(%s, ','),
+                               string_to_array(%s, ',')::numeric[]) AS u
+    ON CONFLICT (deployment_id, hour_start, spec_id, rate) DO UPDATE SET seconds = EXCLUDED.seconds,
+        currency = EXCLUDED.currency, hourly_price = EXCLUDED.hourly_price, metered_at = EXCLUDED.metered_at
+"""
+
+
+def _usage_upsert(rows: list[tuple[tuple[str, datetime, str, str], tuple[str, int, str, Decimal]]]) -> None:
+    """Inserts or updates usage rows ``((deployment, hour, spec, rate), (organization, seconds, currency,
+    price))``. On PostgreSQL one statement per 50,000 rows, each column passed as one comma-joined string:
+    a model instance and placeholders per row cost four times the database's own work, and psycopg's
+    per-element array adaptation still doubled it (10,000 deployments meter 7.2 million rows a month).
+    Safe to join: ids, spec ids, rates and currencies are ``[a-z0-9_-]`` and the rest are numbers and
+    ISO timestamps, none with a comma. Elsewhere (SQLite, the embedded default) the ORM's upsert."""
+    now = timezone.now()
+    if connection.vendor != "postgresql":
+        UsageRecord.objects.bulk_create(
+            [UsageRecord(deployment_id=key[0], hour_start=key[1], spec_id=key[2], rate=key[3], organization_id=org,
+                         seconds=secs, currency=currency, hourly_price=price, metered_at=now)
+             for key, (org, secs, currency, price) in rows],
+            batch_size=2000, update_conflicts=True, unique_fields=["deployment", "hour_start", "spec", "rate"],
+            update_fields=["seconds", "currency", "hourly_price", "metered_at"])
+        return
+    with connection.cursor() as cursor:
+        for begin in range(0, len(rows), _UPSERT_BATCH):
+            batch = rows[begin:begin + _UPSERT_BATCH]
+            columns = zip(*(key + row for key, row in batch), strict=True)
+            cursor.execute(_UPSERT_SQL, [now, *(",".join(
+                value.isoformat() if isinstance(value, datetime) else str(value) for value in column)
+                for column in columns)])
+
+
+_METERING_LOCK = 0x6D71_6D65  # "mqme"
+
+
+def _lock_metering() -> None:
+    """Serializes metering runs (the hourly beat and a monthly re-meter may overlap) until the transaction
+    ends, so one never deletes rows another has just written from newer events. SQLite has a single writer."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_METERING_LOCK])
 
 
 def usage_meter_recent(*, hours: int = 3, now: datetime | None = None) -> int:
     """Meters the last ``hours`` closed hours (re-metering catches events recorded late)."""
     current = _hour_floor(now or timezone.now())
-    return sum(usage_meter_hour(hour_start=current - HOUR * n) for n in range(hours, 0, -1))
+    return usage_meter_range(start=current - HOUR * hours, end=current)
 
 
 def usage_amount(*, seconds: int, hourly_price: Decimal, currency: str) -> Decimal:
