@@ -57,7 +57,7 @@ def build(count: int) -> Built:
     specs = {s.id: s for s in Spec.objects.filter(id__in=["basic-1k", "basic-5k", "pro-1k", "pro-5k"])}
     annual_price = {p.spec_id: p.annual for p in SpecPrice.objects.filter(currency="USD")}
     organizations = Organization.objects.bulk_create(
-        Organization(name=f"bench {n}", country="DE") for n in range((count + PER_ORGANIZATION - 1) // PER_ORGANIZATION))
+        Organization(name=f"bench {n}", country="DE") for n in range(-(-count // PER_ORGANIZATION)))
     BillingAccount.objects.bulk_create(BillingAccount(organization=o, country="DE", legal_name=o.name)
                                        for o in organizations)
     projects = Project.objects.bulk_create(Project(organization=o, name="bench") for o in organizations)
