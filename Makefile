@@ -45,7 +45,7 @@ bench: install-dev services
 	MQCLOUD_PROFILE=test DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/run.py
 	MQCLOUD_PROFILE=test DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/provisioning.py
 	MQCLOUD_PROFILE=test DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/billing.py \
-		$(if $(BENCH_DEPLOYMENTS),--deployments $(BENCH_DEPLOYMENTS))
+		$(if $(BILLING_BENCH_DEPLOYMENTS),--deployments $(BILLING_BENCH_DEPLOYMENTS))
 
 clean:
 	rm -rf var staticfiles .pytest_cache
