@@ -309,6 +309,9 @@ def _spec_changes(rows: list[tuple[str, str, datetime, str]]) -> list[tuple[str,
     return changes
 
 
+PRORATION_LOOKBACK = timedelta(days=62)
+
+
 def subscriptions_prorate_scales(*, now: datetime | None = None) -> int:
     """Charges (or credits) the prorated difference of every scale inside an annual term; returns how many.
 
@@ -328,8 +331,10 @@ def subscriptions_prorate_scales(*, now: datetime | None = None) -> int:
     """
     now = now or timezone.now()
     terms: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+    # Terms that ended two months ago were scanned by every hourly run since their last scale (and invoiced).
     for dep_id, term_start, term_end in AnnualCharge.objects.filter(
-            kind=ChargeKind.TERM, term_start__lte=now).values_list("deployment_id", "term_start", "term_end"):
+            kind=ChargeKind.TERM, term_start__lte=now, term_end__gt=now - PRORATION_LOOKBACK).values_list(
+            "deployment_id", "term_start", "term_end"):
         terms[dep_id].append((term_start, term_end))
     if not terms:
         return 0

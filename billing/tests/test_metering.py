@@ -142,3 +142,29 @@ def test_meter_recent_meters_closed_hours_only():
 def test_hour_start_must_be_on_the_hour():
     with pytest.raises(ValueError):
         services.usage_meter_hour(hour_start=H + timedelta(minutes=1))
+
+
+@pytest.mark.django_db
+def test_metering_a_range_equals_metering_each_hour_across_chunks():
+    deployment = DeploymentFactory(created_at=H - timedelta(days=1))
+    record_event(deployment, "running", H - timedelta(days=1))
+    record_event(deployment, "scaling", H + timedelta(hours=5, minutes=10))
+    record_event(deployment, "running", H + timedelta(hours=5, minutes=20), spec_id="basic-5k")
+    record_event(deployment, "stopping", H + timedelta(hours=23, minutes=59, seconds=30), spec_id="basic-5k")
+    record_event(deployment, "stopped", H + timedelta(hours=24, seconds=10), spec_id="basic-5k")
+    record_event(deployment, "deleting", H + timedelta(hours=40, minutes=1), spec_id="basic-5k")
+    hours = services.METER_CHUNK_HOURS + 30  # crosses a chunk boundary
+    written = services.usage_meter_range(start=H, end=H + timedelta(hours=hours))
+
+    def snapshot():
+        return sorted(UsageRecord.objects.values_list("hour_start", "spec_id", "rate", "seconds", "hourly_price"))
+
+    by_range = snapshot()
+    assert written == len(by_range) and services.usage_meter_range(start=H, end=H + timedelta(hours=hours)) == 0
+    UsageRecord.objects.all().delete()
+    for n in range(hours):
+        services.usage_meter_hour(hour_start=H + timedelta(hours=n))
+    assert snapshot() == by_range
+    assert sum(r[3] for r in by_range if r[2] == "stopped") == 16 * 3600 - 10 + 60
+    with pytest.raises(ValueError):
+        services.usage_meter_range(start=H, end=H + timedelta(minutes=30))
