@@ -45,6 +45,8 @@ bench: install-dev services
 	MQCLOUD_PROFILE=test DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/run.py
 	MQCLOUD_PROFILE=test DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/provisioning.py
 	MQCLOUD_PROFILE=test DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/alerts.py
+	MQCLOUD_PROFILE=test DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/billing.py \
+		$(if $(BILLING_BENCH_DEPLOYMENTS),--deployments $(BILLING_BENCH_DEPLOYMENTS))
 
 clean:
 	rm -rf var staticfiles .pytest_cache

@@ -128,7 +128,7 @@ class SubscriptionAdmin(ReadOnlyModelAdmin):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(ReadOnlyModelAdmin):
-    list_display = ("deployment", "hour_start", "spec", "seconds", "hourly_price", "currency")
+    list_display = ("deployment", "hour_start", "spec", "rate", "seconds", "hourly_price", "currency")
     list_filter = ("currency",)
     search_fields = ("deployment__id", "organization__id")
     date_hierarchy = "hour_start"

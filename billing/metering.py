@@ -1,4 +1,8 @@
-"""Pure metering: billable seconds per spec inside a window, from a deployment's lifecycle events."""
+"""Pure metering: metered seconds per spec and rate inside a window, from a deployment's lifecycle events.
+
+Two rates: ``running`` (the hourly price, states in ``BILLABLE``) and ``stopped`` (the spec's small storage
+price, states in ``STORAGE_BILLABLE``). Every other state (pending, stopping, starting, failed, ...) is free.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from deployments.lifecycle import BILLABLE
+from deployments.lifecycle import BILLABLE, STORAGE_BILLABLE
+
+RUNNING = "running"
+STOPPED = "stopped"
+#: The rate each metered state is charged at.
+RATE_OF_STATUS: dict[str, str] = {status: RUNNING for status in BILLABLE} | {
+    status: STOPPED for status in STORAGE_BILLABLE}
 
 
 @dataclass(frozen=True)
@@ -16,17 +26,17 @@ class Transition:
     spec_id: str
 
 
-def billable_seconds(events: Iterable[Transition], *, start: datetime, end: datetime,
-                     annual_terms: Sequence[tuple[datetime, datetime]] = ()) -> dict[str, int]:
-    """Seconds in billable states between ``start`` and ``end`` per spec in force.
+def metered_seconds(events: Iterable[Transition], *, start: datetime, end: datetime,
+                    annual_terms: Sequence[tuple[datetime, datetime]] = ()) -> dict[tuple[str, str], int]:
+    """Seconds between ``start`` and ``end`` per (spec in force, rate) with rate ``running`` or ``stopped``.
 
     ``events`` are every transition up to ``end`` (the last one before ``start`` gives the state at
-    ``start``). Time inside ``annual_terms`` (prepaid, ``[start, end)``) is not metered hourly: the price
-    changes at the second of the switch and again when a term ends without renewal.
+    ``start``). Time inside ``annual_terms`` (prepaid, ``[start, end)``) is not metered at either rate: the
+    price changes at the second of the switch and again when a term ends without renewal.
     Sub-second parts are truncated per interval boundary, never carried over.
     """
     annual_terms = _merged(annual_terms)
-    result: dict[str, int] = {}
+    result: dict[tuple[str, str], int] = {}
     state: Transition | None = None
     cursor = start
     for event in sorted(events, key=lambda e: e.at):
@@ -41,9 +51,17 @@ def billable_seconds(events: Iterable[Transition], *, start: datetime, end: date
     return result
 
 
-def _add(result: dict[str, int], state: Transition | None, since: datetime, until: datetime,
+def billable_seconds(events: Iterable[Transition], *, start: datetime, end: datetime,
+                     annual_terms: Sequence[tuple[datetime, datetime]] = ()) -> dict[str, int]:
+    """Seconds at the running (hourly) rate per spec: :func:`metered_seconds` without the stopped rate."""
+    seconds = metered_seconds(events, start=start, end=end, annual_terms=annual_terms)
+    return {spec_id: secs for (spec_id, rate), secs in seconds.items() if rate == RUNNING}
+
+
+def _add(result: dict[tuple[str, str], int], state: Transition | None, since: datetime, until: datetime,
          annual_terms: Sequence[tuple[datetime, datetime]]) -> None:
-    if state is None or state.to_status not in BILLABLE or until <= since:
+    rate = RATE_OF_STATUS.get(state.to_status) if state is not None else None
+    if state is None or rate is None or until <= since:
         return
     seconds = int((until - since).total_seconds())
     for term_start, term_end in annual_terms:
@@ -51,7 +69,8 @@ def _add(result: dict[str, int], state: Transition | None, since: datetime, unti
         if overlap_end > overlap_start:
             seconds -= int((overlap_end - overlap_start).total_seconds())
     if seconds > 0:
-        result[state.spec_id] = result.get(state.spec_id, 0) + seconds
+        key = (state.spec_id, rate)
+        result[key] = result.get(key, 0) + seconds
 
 
 def _merged(intervals: Sequence[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:

@@ -69,25 +69,36 @@ class BillingAccount(models.Model):
         return bool(self.stripe_payment_method_id)
 
 
+class UsageRate(models.TextChoices):
+    RUNNING = "running"  # running or scaling: the spec's hourly price
+    STOPPED = "stopped"  # stopped: the spec's small storage price
+
+
 class UsageRecord(models.Model):
-    """Seconds a deployment spent in billable states in one hour at one spec (a scale splits the hour)."""
+    """Seconds a deployment spent in one hour at one spec and rate (a scale or a stop splits the hour).
+
+    ``hourly_price`` is the per-hour price of ``rate``: the hourly price when running, the stopped (storage)
+    price when stopped.
+    """
 
     organization = models.ForeignKey("projects.Organization", on_delete=models.PROTECT, related_name="+")
     deployment = models.ForeignKey("deployments.Deployment", on_delete=models.PROTECT, related_name="+")
     hour_start = models.DateTimeField()
     spec = models.ForeignKey("deployments.Spec", on_delete=models.PROTECT, related_name="+")
+    rate = models.CharField(max_length=8, choices=UsageRate.choices, default=UsageRate.RUNNING)
     seconds = models.PositiveIntegerField()
     currency = models.CharField(max_length=3)
     hourly_price = models.DecimalField(max_digits=12, decimal_places=4)
     metered_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["deployment", "hour_start", "spec"],
-                                               name="one_usage_per_deployment_hour_spec")]
-        indexes = [models.Index(fields=["organization", "hour_start"])]
+        constraints = [models.UniqueConstraint(fields=["deployment", "hour_start", "spec", "rate"],
+                                               name="one_usage_per_deployment_hour_spec_rate")]
+        # hour_start alone: metering compares a range of hours with what it wrote before, for everyone.
+        indexes = [models.Index(fields=["organization", "hour_start"]), models.Index(fields=["hour_start"])]
 
     def __str__(self) -> str:
-        return f"{self.deployment_id} {self.hour_start:%Y-%m-%dT%H} {self.spec_id} {self.seconds}s"
+        return f"{self.deployment_id} {self.hour_start:%Y-%m-%dT%H} {self.spec_id} {self.rate} {self.seconds}s"
 
 
 class SubscriptionMode(models.TextChoices):
@@ -114,22 +125,50 @@ class Subscription(models.Model):
         return f"{self.mode} subscription of {self.deployment_id}"
 
 
+class ChargeKind(models.TextChoices):
+    TERM = "term"  # a 12-month term, charged up front
+    PRORATION = "proration"  # a scale inside a term: the prorated difference (negative for a downgrade)
+    CARRIED_CREDIT = "carried_credit"  # credit an invoice could not use up, brought to the next one (negative)
+
+
 class AnnualCharge(models.Model):
-    """An annual term charged up front; picked up by the next invoice (``invoice`` set then)."""
+    """An annual-plan charge, picked up by the next invoice (``invoice`` set then).
+
+    ``term``: the term's price, one per subscription and term start. ``proration``: one per scale event
+    (``source_event``, the event that put the new spec in force), so a rerun never charges a scale twice.
+    ``carried_credit``: what was left of credits when ``source_invoice`` was issued (invoices never go
+    negative). ``term_start``/``term_end`` are those of the term the charge belongs to.
+    """
 
     organization = models.ForeignKey("projects.Organization", on_delete=models.PROTECT, related_name="+")
     subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="charges")
     deployment = models.ForeignKey("deployments.Deployment", on_delete=models.PROTECT, related_name="+")
-    spec = models.ForeignKey("deployments.Spec", on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=16, choices=ChargeKind.choices, default=ChargeKind.TERM)
+    spec = models.ForeignKey("deployments.Spec", on_delete=models.PROTECT, related_name="+",
+                             help_text="the spec paid for from this charge on (proration: the new spec)")
+    # Proration only: the spec before the scale.
+    previous_spec = models.ForeignKey("deployments.Spec", on_delete=models.PROTECT, null=True, blank=True,
+                                      related_name="+")
     amount = models.DecimalField(max_digits=14, decimal_places=2)
     currency = models.CharField(max_length=3)
     term_start = models.DateTimeField()
     term_end = models.DateTimeField()
+    # Proration only: when the new spec came into force (the prorated part is from here to ``term_end``).
+    effective_at = models.DateTimeField(null=True, blank=True)
+    source_event = models.OneToOneField("deployments.DeploymentEvent", on_delete=models.PROTECT, null=True,
+                                        blank=True, related_name="+")
+    source_invoice = models.OneToOneField("Invoice", on_delete=models.PROTECT, null=True, blank=True,
+                                          related_name="+")
     invoice = models.ForeignKey("Invoice", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["subscription", "term_start"], name="one_charge_per_term")]
+        constraints = [
+            models.UniqueConstraint(fields=["subscription", "term_start"], condition=models.Q(kind="term"),
+                                    name="one_term_charge_per_term"),
+            models.CheckConstraint(condition=~models.Q(kind="proration") | models.Q(source_event__isnull=False),
+                                   name="proration_has_source_event"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.deployment_id} annual {self.amount} {self.currency}"

@@ -9,7 +9,16 @@ from django.conf import settings
 from django.db.models import F, Q, QuerySet, Sum
 
 from billing import money
-from billing.models import AnnualCharge, BillingAccount, Budget, Invoice, Subscription, UsageRecord, VatStatus
+from billing.models import (
+    AnnualCharge,
+    BillingAccount,
+    Budget,
+    Invoice,
+    Subscription,
+    UsageRate,
+    UsageRecord,
+    VatStatus,
+)
 from controlplane import errors
 from deployments.models import Deployment
 from projects.models import Membership
@@ -63,27 +72,35 @@ def usage_summary(*, principal: Principal, since: datetime, until: datetime, now
     def amount(seconds: int, price: Decimal) -> Decimal:
         return money.quantize(Decimal(seconds) * price / Decimal(3600), currency)
 
+    def hours(seconds: int) -> Decimal:
+        return (Decimal(seconds) / Decimal(3600)).quantize(Decimal("0.0001"))
+
     rows = (usage_list(principal=principal, since=since, until=until)
-            .values("deployment_id", "spec_id", "hourly_price").annotate(total=Sum("seconds"))
-            .order_by("deployment_id", "spec_id"))
+            .values("deployment_id", "spec_id", "rate", "hourly_price").annotate(total=Sum("seconds"))
+            .order_by("deployment_id", "spec_id", "rate", "hourly_price"))
     deployments: dict[str, dict] = {}
     for row in rows:
         entry = deployments.setdefault(row["deployment_id"], {"deployment": row["deployment_id"], "seconds": 0,
-                                                              "amount": Decimal("0.00"), "specs": []})
+                                                              "stopped_seconds": 0, "amount": Decimal("0.00"),
+                                                              "specs": []})
         line = amount(row["total"], row["hourly_price"])
-        entry["specs"].append({"spec": row["spec_id"], "seconds": row["total"], "hourly_price": row["hourly_price"],
-                               "amount": line})
-        entry["seconds"] += row["total"]
+        entry["specs"].append({"spec": row["spec_id"], "rate": row["rate"], "seconds": row["total"],
+                               "hourly_price": row["hourly_price"], "amount": line})
+        # ``seconds``/``hours`` stay the running (billable) time; stopped time is reported beside it.
+        entry["stopped_seconds" if row["rate"] == UsageRate.STOPPED else "seconds"] += row["total"]
         entry["amount"] += line
     for entry in deployments.values():
-        entry["hours"] = (Decimal(entry["seconds"]) / Decimal(3600)).quantize(Decimal("0.0001"))
+        entry["hours"] = hours(entry["seconds"])
+        entry["stopped_hours"] = hours(entry["stopped_seconds"])
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     month = (usage_list(principal=principal, since=month_start, until=now)
-             .values("deployment_id", "spec_id", "hourly_price").annotate(total=Sum("seconds")))
+             .values("deployment_id", "spec_id", "rate", "hourly_price").annotate(total=Sum("seconds")))
     estimate = sum((amount(r["total"], r["hourly_price"]) for r in month), Decimal("0.00"))
     charges = AnnualCharge.objects.filter(organization=principal.organization, invoice__isnull=True)
     estimate += sum((c.amount for c in principal.limit_to_projects(charges, "deployment__project_id")),
                     Decimal("0.00"))
+    # Credits (downgrades) beyond the charges are carried forward, never paid out: an invoice is never negative.
+    estimate = max(estimate, Decimal("0.00"))
     return {"since": since, "until": until, "currency": currency, "deployments": list(deployments.values()),
             "current_month_estimate": estimate}
 

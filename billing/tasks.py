@@ -16,6 +16,8 @@ from billing.models import PaymentStatus
 def usage_meter_recent(hours: int = 3) -> int:
     # Terms that ended must be renewed or returned to hourly before their hours are metered.
     services.subscriptions_roll_over()
+    # Scales inside annual terms are charged from the committed scale events, never twice.
+    services.subscriptions_prorate_scales()
     metered = services.usage_meter_recent(hours=hours)
     # Budgets read the usage just metered (each hour is committed already: a budget error undoes nothing).
     services.budgets_evaluate(now=timezone.now())
@@ -35,6 +37,7 @@ def invoices_generate_previous_month() -> int:
     services.usage_meter_recent(hours=6)
     # A number VIES confirms now still gets the reverse charge on this invoice.
     services.vat_numbers_check_now()
+    services.subscriptions_prorate_scales()
     return services.invoices_generate_for_month(period_start=last_month_end.replace(day=1))
 
 

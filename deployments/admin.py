@@ -11,7 +11,7 @@ from deployments.peering import services as peering_services
 
 class SpecPriceInline(ReadOnlyTabularInline):
     model = SpecPrice
-    readonly_fields = ("currency", "hourly", "annual")
+    readonly_fields = ("currency", "hourly", "stopped_hourly", "annual")
 
 
 @admin.register(Region)

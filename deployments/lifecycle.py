@@ -26,6 +26,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 TRANSITIONAL = frozenset({S.PENDING, S.PROVISIONING, S.SCALING, S.STOPPING, S.STARTING, S.DELETING})
 #: States billed by the hour (DESIGN.md: running and scaling).
 BILLABLE = frozenset({S.RUNNING, S.SCALING})
+#: States billed at the spec's small stopped (storage) rate: the volumes and addresses are kept.
+STORAGE_BILLABLE = frozenset({S.STOPPED})
 #: States in which the deployment still has (or is getting) resources in a cluster.
 LIVE = frozenset(set(TRANSITIONS) - {S.DELETED})
 

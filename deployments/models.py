@@ -61,6 +61,8 @@ class SpecPrice(models.Model):
     spec = models.ForeignKey(Spec, on_delete=models.CASCADE, related_name="prices")
     currency = models.CharField(max_length=3)
     hourly = models.DecimalField(max_digits=12, decimal_places=4)
+    #: The per-hour price while ``stopped``: the volumes and addresses are kept, the brokers are not running.
+    stopped_hourly = models.DecimalField(max_digits=12, decimal_places=4)
     annual = models.DecimalField(max_digits=14, decimal_places=2)
 
     class Meta:

@@ -86,7 +86,8 @@ HOURS_PER_YEAR = 8760
 
 
 def spec_prices(*, spec: Spec, currency: str) -> dict | None:
-    """The spec's hourly and annual prices in ``currency``, and how much annual saves against a year of hours.
+    """The spec's hourly, stopped (storage) and annual prices in ``currency``, and how much annual saves
+    against a year of hours.
 
     Reads ``spec.prices.all()`` so a ``spec_list`` (which prefetches them) costs no query per spec.
     """
@@ -95,4 +96,5 @@ def spec_prices(*, spec: Spec, currency: str) -> dict | None:
         return None
     full_year = price.hourly * HOURS_PER_YEAR
     saving = ((full_year - price.annual) / full_year * 100).quantize(Decimal("0.1")) if full_year else Decimal(0)
-    return {"hourly": price.hourly, "annual": price.annual, "currency": currency, "annual_saving_pct": saving}
+    return {"hourly": price.hourly, "stopped_hourly": price.stopped_hourly, "annual": price.annual,
+            "currency": currency, "annual_saving_pct": saving}

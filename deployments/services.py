@@ -52,7 +52,8 @@ def catalog_sync(*, path: Path = CATALOG_FILE) -> dict[str, int]:
             SpecPrice.objects.update_or_create(
                 spec=spec,
                 currency=price["currency"],
-                defaults={"hourly": Decimal(price["hourly"]), "annual": Decimal(price["annual"])},
+                defaults={"hourly": Decimal(price["hourly"]), "stopped_hourly": Decimal(price["stopped_hourly"]),
+                          "annual": Decimal(price["annual"])},
             )
         spec_ids.append(entry["id"])
     Region.objects.exclude(id__in=region_ids).update(active=False)

@@ -123,15 +123,21 @@ class UsageQueryIn(InputSerializer):
 
 class UsageSpecOut(serializers.Serializer):
     spec = serializers.CharField()
+    rate = serializers.ChoiceField(choices=["running", "stopped"],
+                                   help_text="`running` (running or scaling, at the hourly price) or `stopped` "
+                                             "(at the spec's stopped storage price).")
     seconds = serializers.IntegerField()
-    hourly_price = serializers.DecimalField(max_digits=12, decimal_places=4)
+    hourly_price = serializers.DecimalField(max_digits=12, decimal_places=4,
+                                            help_text="The per-hour price of this rate.")
     amount = serializers.DecimalField(max_digits=14, decimal_places=2)
 
 
 class UsageDeploymentOut(serializers.Serializer):
     deployment = serializers.CharField()
-    seconds = serializers.IntegerField()
+    seconds = serializers.IntegerField(help_text="Running (billable) seconds.")
     hours = serializers.DecimalField(max_digits=14, decimal_places=4)
+    stopped_seconds = serializers.IntegerField(help_text="Seconds stopped, at the stopped (storage) rate.")
+    stopped_hours = serializers.DecimalField(max_digits=14, decimal_places=4)
     amount = serializers.DecimalField(max_digits=14, decimal_places=2)
     specs = UsageSpecOut(many=True)
 
@@ -143,7 +149,8 @@ class UsageOut(serializers.Serializer):
     deployments = UsageDeploymentOut(many=True)
     current_month_estimate = serializers.DecimalField(
         max_digits=14, decimal_places=2,
-        help_text="Metered hourly usage of the current month plus annual charges not invoiced yet, before VAT.")
+        help_text="Metered usage (running and stopped) of the current month plus annual charges and credits "
+                  "not invoiced yet, before VAT; never below zero.")
 
 
 class BudgetOut(serializers.ModelSerializer):

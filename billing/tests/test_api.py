@@ -120,6 +120,23 @@ def test_switch_stops_hourly_metering_at_that_second(org, client_for):
     assert list(UsageRecord.objects.filter(deployment=deployment).values_list("seconds", flat=True)) == [1200]
 
 
+def test_usage_endpoint_shows_stopped_hours_at_the_stopped_rate(org, client_for):
+    hour = datetime(2026, 3, 10, 12, tzinfo=UTC)
+    deployment = DeploymentFactory(organization=org, created_at=hour - timedelta(days=1))
+    record_event(deployment, "running", hour - timedelta(days=1))
+    record_event(deployment, "stopping", hour + timedelta(minutes=30))
+    record_event(deployment, "stopped", hour + timedelta(minutes=31))
+    services.usage_meter_hour(hour_start=hour)
+    services.usage_meter_hour(hour_start=hour + timedelta(hours=1))
+    with time_machine.travel(hour + timedelta(hours=5), tick=False):
+        body = client_for(Role.BILLING).get("/api/v1/billing/usage").json()
+    [row] = body["deployments"]
+    assert (row["seconds"], row["stopped_seconds"], row["stopped_hours"]) == (1800, 1740 + 3600, "1.4833")
+    assert [(line["rate"], line["seconds"], line["hourly_price"]) for line in row["specs"]] == [
+        ("running", 1800, "0.1800"), ("stopped", 5340, "0.0100")]
+    assert row["amount"] == "0.10"  # 0.09 running + 0.01 stopped
+
+
 def test_usage_endpoint(org, client_for):
     hour = datetime(2026, 3, 10, 12, tzinfo=UTC)
     deployment = DeploymentFactory(organization=org, created_at=hour - timedelta(days=1))

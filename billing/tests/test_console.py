@@ -72,10 +72,14 @@ def test_usage_page_lists_metered_deployments_and_estimate():
         UsageRecord.objects.create(organization=member.organization, deployment=deployment, spec=spec,
                                    hour_start=hour + timedelta(hours=n), seconds=3600, currency="USD",
                                    hourly_price=Decimal("0.5000"))
+    UsageRecord.objects.create(organization=member.organization, deployment=deployment, spec=spec, rate="stopped",
+                               hour_start=hour + timedelta(hours=2), seconds=1800, currency="USD",
+                               hourly_price=Decimal("0.0100"))
     body = page(client, "billing")
     assert "telemetry" in body and "basic-1k" in body
     assert "2.00 h" in body
-    assert "1.00 USD" in body
+    assert "stopped (storage)" in body and "0.50 h stopped" in body
+    assert "1.01 USD" in body  # 2 h × 0.50 + 0.5 h × 0.01 (0.005, rounded half-up)
     assert "No metered usage" not in body
 
 

@@ -179,3 +179,21 @@ def test_term_end_renews_or_returns_to_hourly(renews):
     # The hour of the original switch stays split at that second.
     services.usage_meter_hour(hour_start=start)
     assert not UsageRecord.objects.filter(deployment=deployment, hour_start=start).exists()
+
+
+def test_stopped_hours_are_a_separate_line_at_the_stopped_price():
+    account = account_for()
+    start = datetime(2026, 3, 5, tzinfo=UTC)
+    deployment = DeploymentFactory(organization=account.organization, created_at=start)  # basic-1k
+    record_event(deployment, "running", start)
+    record_event(deployment, "stopping", start + timedelta(hours=2))
+    record_event(deployment, "stopped", start + timedelta(hours=2, minutes=5))
+    for n in range(12):
+        services.usage_meter_hour(hour_start=start + timedelta(hours=n))
+    invoice = generate(account)
+    lines = list(invoice.lines.all())
+    assert [(line.description.rsplit(", ", 1)[-1], line.quantity, line.unit_price, line.amount) for line in lines] == [
+        ("hourly", Decimal("2.0000"), Decimal("0.1800"), Decimal("0.36")),
+        ("stopped (storage)", Decimal("9.9167"), Decimal("0.0100"), Decimal("0.10")),  # 9 h 55 min
+    ]
+    assert invoice.subtotal == Decimal("0.46") and invoice.total == invoice.subtotal + invoice.vat_amount

@@ -8,10 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from billing import services
-from billing.metering import Transition, billable_seconds
+from billing.metering import Transition, billable_seconds, metered_seconds
 from billing.models import UsageRecord
 from billing.tests.factories import record_event
-from deployments.lifecycle import BILLABLE
+from deployments.lifecycle import BILLABLE, STORAGE_BILLABLE
 from deployments.tests.factories import DeploymentFactory
 
 H = datetime(2026, 3, 10, 12, tzinfo=UTC)
@@ -21,24 +21,45 @@ STATUSES = ["provisioning", "running", "scaling", "stopping", "stopped", "starti
 @given(st.lists(st.tuples(st.integers(-7200, 7199), st.sampled_from(STATUSES), st.sampled_from(["a", "b"])),
                 max_size=12),
        st.lists(st.tuples(st.integers(-7200, 7199), st.integers(1, 7200)), max_size=3))
-def test_metered_seconds_equal_billable_intervals(raw, raw_terms):
+def test_metered_seconds_equal_billable_intervals_per_rate(raw, raw_terms):
     events = [Transition(H + timedelta(seconds=s), status, spec) for s, status, spec in raw]
     terms = [(H + timedelta(seconds=s), H + timedelta(seconds=s + length)) for s, length in raw_terms]
-    result = billable_seconds(events, start=H, end=H + timedelta(hours=1), annual_terms=terms)
-    # Brute force: the state in force at each second of the hour.
+    result = metered_seconds(events, start=H, end=H + timedelta(hours=1), annual_terms=terms)
+    # Brute force: the state in force at each second of the hour, and the rate it is metered at.
     ordered = sorted(events, key=lambda e: e.at)
-    expected: dict[str, int] = {}
+    expected: dict[tuple[str, str], int] = {}
     for second in range(3600):
         moment = H + timedelta(seconds=second)
         state = None
         for event in ordered:
             if event.at <= moment:
                 state = event
-        prepaid = any(a <= moment < b for a, b in terms)
-        if state is not None and state.to_status in BILLABLE and not prepaid:
-            expected[state.spec_id] = expected.get(state.spec_id, 0) + 1
+        prepaid = any(a <= moment < b for a, b in terms)  # a prepaid term is metered at neither rate
+        if state is None or prepaid:
+            continue
+        rate = "running" if state.to_status in BILLABLE else "stopped" if state.to_status in STORAGE_BILLABLE else None
+        if rate is not None:
+            expected[(state.spec_id, rate)] = expected.get((state.spec_id, rate), 0) + 1
     assert result == expected
     assert sum(result.values()) <= 3600
+    # The running-rate projection is what hourly billing always was.
+    assert billable_seconds(events, start=H, end=H + timedelta(hours=1), annual_terms=terms) == {
+        spec: secs for (spec, rate), secs in expected.items() if rate == "running"}
+
+
+def test_stopped_time_is_metered_at_the_stopped_rate():
+    events = [Transition(H - timedelta(hours=2), "running", "small"),
+              Transition(H + timedelta(minutes=10), "stopping", "small"),
+              Transition(H + timedelta(minutes=12), "stopped", "small"),
+              Transition(H + timedelta(minutes=40), "starting", "small"),
+              Transition(H + timedelta(minutes=45), "running", "small")]
+    # stopping and starting are free; the stop splits the hour into two rates.
+    assert metered_seconds(events, start=H, end=H + timedelta(hours=1)) == {
+        ("small", "running"): 600 + 900, ("small", "stopped"): 1680}
+    switched = H + timedelta(minutes=30)
+    assert metered_seconds(events, start=H, end=H + timedelta(hours=1),
+                           annual_terms=[(switched, switched + timedelta(days=365))]) == {
+        ("small", "running"): 600, ("small", "stopped"): 1080}
 
 
 def test_scale_splits_the_hour_and_annual_stops_it():
@@ -75,7 +96,35 @@ def test_meter_hour_is_idempotent_and_handles_late_events():
     rows = {r.spec_id: r.seconds for r in UsageRecord.objects.filter(deployment=deployment, hour_start=H)}
     assert rows == {"basic-1k": 1800, "basic-5k": 900}
     assert UsageRecord.objects.filter(deployment=deployment).count() == 2
-    # The following hours: stopped, nothing metered.
+    # The following hours: stopping is free.
+    assert services.usage_meter_hour(hour_start=H + timedelta(hours=1)) == 0
+
+
+@pytest.mark.django_db
+def test_stopped_hours_are_separate_rows_at_the_stopped_price_and_remetering_is_a_no_op():
+    deployment = DeploymentFactory(created_at=H - timedelta(days=1))
+    record_event(deployment, "running", H - timedelta(days=1))
+    record_event(deployment, "stopping", H + timedelta(minutes=20))
+    record_event(deployment, "stopped", H + timedelta(minutes=30))
+    assert services.usage_meter_hour(hour_start=H) == 2
+    assert services.usage_meter_hour(hour_start=H + timedelta(hours=1)) == 1
+    price = deployment.spec.prices.get(currency=deployment.organization.currency)
+    assert price.stopped_hourly > 0 and price.stopped_hourly < price.hourly / 10
+    rows = {(r.hour_start, r.rate): (r.seconds, r.hourly_price)
+            for r in UsageRecord.objects.filter(deployment=deployment)}
+    assert rows == {(H, "running"): (1200, price.hourly), (H, "stopped"): (1800, price.stopped_hourly),
+                    (H + timedelta(hours=1), "stopped"): (3600, price.stopped_hourly)}
+    # Rerun: nothing changes, nothing is duplicated.
+    assert services.usage_meter_hour(hour_start=H) == 0
+    assert services.usage_meter_hour(hour_start=H + timedelta(hours=1)) == 0
+    assert UsageRecord.objects.filter(deployment=deployment).count() == 3
+    # A late start: the hour is recomputed, the stopped row shrinks, a running row appears.
+    record_event(deployment, "starting", H + timedelta(hours=1, minutes=30))
+    record_event(deployment, "running", H + timedelta(hours=1, minutes=35))
+    assert services.usage_meter_hour(hour_start=H + timedelta(hours=1)) == 2
+    later = {r.rate: r.seconds for r in UsageRecord.objects.filter(deployment=deployment,
+                                                                  hour_start=H + timedelta(hours=1))}
+    assert later == {"stopped": 1800, "running": 1500}
     assert services.usage_meter_hour(hour_start=H + timedelta(hours=1)) == 0
 
 
@@ -93,3 +142,29 @@ def test_meter_recent_meters_closed_hours_only():
 def test_hour_start_must_be_on_the_hour():
     with pytest.raises(ValueError):
         services.usage_meter_hour(hour_start=H + timedelta(minutes=1))
+
+
+@pytest.mark.django_db
+def test_metering_a_range_equals_metering_each_hour_across_chunks():
+    deployment = DeploymentFactory(created_at=H - timedelta(days=1))
+    record_event(deployment, "running", H - timedelta(days=1))
+    record_event(deployment, "scaling", H + timedelta(hours=5, minutes=10))
+    record_event(deployment, "running", H + timedelta(hours=5, minutes=20), spec_id="basic-5k")
+    record_event(deployment, "stopping", H + timedelta(hours=23, minutes=59, seconds=30), spec_id="basic-5k")
+    record_event(deployment, "stopped", H + timedelta(hours=24, seconds=10), spec_id="basic-5k")
+    record_event(deployment, "deleting", H + timedelta(hours=40, minutes=1), spec_id="basic-5k")
+    hours = services.METER_CHUNK_HOURS + 30  # crosses a chunk boundary
+    written = services.usage_meter_range(start=H, end=H + timedelta(hours=hours))
+
+    def snapshot():
+        return sorted(UsageRecord.objects.values_list("hour_start", "spec_id", "rate", "seconds", "hourly_price"))
+
+    by_range = snapshot()
+    assert written == len(by_range) and services.usage_meter_range(start=H, end=H + timedelta(hours=hours)) == 0
+    UsageRecord.objects.all().delete()
+    for n in range(hours):
+        services.usage_meter_hour(hour_start=H + timedelta(hours=n))
+    assert snapshot() == by_range
+    assert sum(r[3] for r in by_range if r[2] == "stopped") == 16 * 3600 - 10 + 60
+    with pytest.raises(ValueError):
+        services.usage_meter_range(start=H, end=H + timedelta(minutes=30))

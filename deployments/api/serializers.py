@@ -19,6 +19,8 @@ class RegionOut(serializers.ModelSerializer):
 
 class SpecPricesOut(serializers.Serializer):
     hourly = serializers.DecimalField(max_digits=12, decimal_places=4)
+    stopped_hourly = serializers.DecimalField(max_digits=12, decimal_places=4,
+                                              help_text="Per hour while stopped (storage and addresses kept).")
     annual = serializers.DecimalField(max_digits=14, decimal_places=2)
     currency = serializers.CharField()
     annual_saving_pct = serializers.DecimalField(max_digits=5, decimal_places=1,
