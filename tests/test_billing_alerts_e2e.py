@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -408,3 +408,33 @@ def test_budget_whose_channel_was_deleted_falls_back_to_email_and_a_deleted_proj
         assert [b["id"] for b in api.get("/api/v1/budgets").json()["results"]] == [budget["id"]]
         with django_capture_on_commit_callbacks(execute=True):
             assert billing_services.budgets_evaluate() == 0
+
+
+@pytest.mark.django_db
+def test_the_last_hours_of_a_month_metered_after_midnight_still_cross_that_months_budget(
+        anon, make_client, django_capture_on_commit_callbacks):
+    """The hourly job at 00:05 on the 1st meters the previous month's last hours: the budget of that month
+    must see them (the new month's spend is still zero)."""
+    from billing.tests.factories import record_event
+
+    api = signup(anon, make_client, "edsger@example.com", name="Dijkstra")
+    org = api.organization
+    started = datetime(2026, 3, 31, 21, tzinfo=UTC)
+    deployment = DeploymentFactory(organization=org, project_id=api.project_id, created_at=started)
+    record_event(deployment, "running", started)  # three hours of basic-1k in March: 0.54 USD
+    with Receiver() as receiver, override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True), eager_tasks():
+        hook = webhook_channel(api, receiver)
+        with time_machine.travel(datetime(2026, 3, 31, 20, tzinfo=UTC), tick=False):
+            budget = api.post("/api/v1/budgets", {"amount": "0.54", "channels": [hook]}, format="json").json()
+        with time_machine.travel(datetime(2026, 4, 1, 0, 5, tzinfo=UTC), tick=False), \
+                django_capture_on_commit_callbacks(execute=True):
+            assert billing_tasks.usage_meter_recent() == 3  # 21:00, 22:00 and 23:00
+        with time_machine.travel(datetime(2026, 4, 1, 1, 5, tzinfo=UTC), tick=False), \
+                django_capture_on_commit_callbacks(execute=True):
+            billing_tasks.usage_meter_recent()  # the next run: nothing new
+    crossing = BudgetCrossing.objects.get(budget_id=budget["id"], notified=True)
+    assert (crossing.month, crossing.threshold, crossing.spent) == (date(2026, 3, 1), 100,
+                                                                     Decimal("0.54"))
+    (request,) = receiver.requests
+    notice = verify_standard_webhook(request, SECRET)
+    assert (notice["month"], notice["threshold"], notice["spent"]) == ("2026-03", 100, "0.54")
