@@ -438,3 +438,50 @@ def test_the_last_hours_of_a_month_metered_after_midnight_still_cross_that_month
     (request,) = receiver.requests
     notice = verify_standard_webhook(request, SECRET)
     assert (notice["month"], notice["threshold"], notice["spent"]) == ("2026-03", 100, "0.54")
+
+
+@pytest.mark.django_db
+def test_failure_and_payment_reported_only_by_stripe_webhooks_drive_the_incident_with_daily_reminders(
+        anon, make_client, stripe_on, django_capture_on_commit_callbacks):
+    """Stripe can answer an attempt later, by webhook only: the incident follows the webhooks, and the
+    default rule reminds once a day while the payment stays failed."""
+    from billing.tests.factories import InvoiceFactory
+
+    api = signup(anon, make_client, "alan@example.com", name="Turing")
+    org = api.organization
+    account = BillingAccountFactory(organization=org)
+    invoice = InvoiceFactory(organization=org, account=account, total=Decimal("11.90"))
+    web = Client()
+    with Receiver() as receiver, override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True), eager_tasks():
+        hook = webhook_channel(api, receiver)
+        rule = default_rule(api, "payment_failed")
+        assert rule["repeat_interval_s"] == 86400
+        api.patch(f"/api/v1/alert-rules/{rule['id']}", {"channels": [hook]}, format="json")
+
+        first = billing_services._payment_begin(invoice_id=invoice.pk, force=False)
+        failed = {"id": "pi_async_failed", "object": "payment_intent", "status": "requires_payment_method",
+                  "metadata": {"invoice": invoice.pk, "payment": first.pk, "attempt": "1"},
+                  "last_payment_error": {"code": "card_declined", "message": "Your card was declined."}}
+        with django_capture_on_commit_callbacks(execute=True):
+            assert deliver(web, stripe_event("payment_intent.payment_failed", failed)).status_code == 200
+        assert BillingAccount.objects.get(pk=account.pk).payment_failed_at is not None
+        t0 = timezone.now()
+        with django_capture_on_commit_callbacks(execute=True):
+            assert alerts_evaluate(now=t0)["fired"] == 1
+            assert alerts_evaluate(now=t0 + timedelta(hours=23))["renotified"] == 0
+            assert alerts_evaluate(now=t0 + timedelta(days=1, seconds=1))["renotified"] == 1
+        assert [verify_standard_webhook(r, SECRET)["type"] for r in receiver.requests] == ["alert.firing"] * 2
+
+        second = billing_services._payment_begin(invoice_id=invoice.pk, force=True)
+        paid = {"id": "pi_async_paid", "object": "payment_intent", "status": "succeeded",
+                "metadata": {"invoice": invoice.pk, "payment": second.pk, "attempt": "2"}}
+        with django_capture_on_commit_callbacks(execute=True):
+            assert deliver(web, stripe_event("payment_intent.succeeded", paid)).status_code == 200
+        assert Invoice.objects.get(pk=invoice.pk).status == InvoiceStatus.PAID
+        assert BillingAccount.objects.get(pk=account.pk).payment_failed_at is None
+        with django_capture_on_commit_callbacks(execute=True):
+            assert alerts_evaluate(now=t0 + timedelta(days=1, minutes=1))["resolved"] == 1
+            assert alerts_evaluate(now=t0 + timedelta(days=2, minutes=1))["renotified"] == 0
+    assert [verify_standard_webhook(r, SECRET)["type"] for r in receiver.requests] == [
+        "alert.firing", "alert.firing", "alert.resolved"]
+    assert Alert.objects.get(organization=org).state == "resolved"
