@@ -6,6 +6,9 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+# Stripe stand-in fixtures (localstripe) are used by billing's tests and the cross-app end-to-end tests.
+pytest_plugins = ["billing.tests.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):

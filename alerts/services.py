@@ -501,6 +501,25 @@ def project_default_rules_create(*, project: Project) -> dict[str, Any]:
     return {"rules": {rule.id: rule.default_key for rule in rules}, "channel": channel.id if channel else None}
 
 
+def organization_rules_rehome(*, project: Project) -> list[str]:
+    """Moves the organization-condition rules (``payment_failed``) stored on ``project`` to the organization's
+    oldest other project, in the caller's transaction, before ``project`` is deleted; returns their ids.
+
+    Such a rule is about the whole organization and only lives on a project because every rule has one: left
+    on the project, it (and its open incident) would be cascaded away with it and the organization would stop
+    hearing about failed payments without anyone choosing so. With no other project left they go; the next
+    project created gets the defaults again (``project_default_rules_create``).
+    """
+    heir = (Project.objects.filter(organization_id=project.organization_id).exclude(pk=project.pk)
+            .order_by("created_at", "id").first())
+    rules = AlertRule.objects.filter(project=project, metric__in=ORGANIZATION_METRICS)
+    ids = sorted(rules.values_list("id", flat=True))
+    if heir is None or not ids:
+        return []
+    rules.update(project=heir, updated_at=timezone.now())
+    return ids
+
+
 def default_rules_backfill() -> int:
     """Default rules for projects created before they existed (those with no default rule yet), audited as the
     system; returns how many projects got them. Idempotent: a rerun finds nothing to do."""

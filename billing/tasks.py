@@ -18,9 +18,16 @@ def usage_meter_recent(hours: int = 3) -> int:
     services.subscriptions_roll_over()
     # Scales inside annual terms are charged from the committed scale events, never twice.
     services.subscriptions_prorate_scales()
-    metered = services.usage_meter_recent(hours=hours)
+    now = timezone.now()
+    metered = services.usage_meter_recent(hours=hours, now=now)
     # Budgets read the usage just metered (each hour is committed already: a budget error undoes nothing).
-    services.budgets_evaluate(now=timezone.now())
+    # In the first hours of a month this run metered the previous month's last hours: that month's budgets
+    # are evaluated too, or spend crossing a threshold at the very end of a month would never be noticed
+    # (the new month's spend is still zero). Those notices are dated at that month's last instant.
+    earliest = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours)
+    if earliest < selectors.month_start_of(now):
+        services.budgets_evaluate(now=selectors.month_start_of(now) - timedelta(microseconds=1))
+    services.budgets_evaluate(now=now)
     return metered
 
 

@@ -222,7 +222,13 @@ def project_delete(*, principal: Principal, project: Project) -> None:
         count = deployment_count_for_project(project_id=project.id)
         if count:
             raise errors.Conflict(f"The project still has {count} deployment(s); delete them first.")
-        audit_record(principal=principal, action="project.delete", target=project, changes={"name": project.name})
+        # Imported here for the same reason as in _project_created (alerts builds on projects).
+        from alerts.services import organization_rules_rehome
+
+        # Organization-wide alert rules (payment_failed) must outlive the project they are stored on.
+        moved = organization_rules_rehome(project=project)
+        audit_record(principal=principal, action="project.delete", target=project,
+                     changes={"name": project.name, **({"alert_rules_moved": moved} if moved else {})})
         project.delete()
 
 

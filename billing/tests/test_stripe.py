@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from billing import services, stripe_gateway
 from billing.models import BillingAccount, Invoice, InvoiceStatus, Payment, PaymentStatus, StripeEvent
-from billing.tests.conftest import WEBHOOK_SECRET
 from billing.tests.factories import BillingAccountFactory, InvoiceFactory, PaymentFactory
+from billing.tests.fixtures import WEBHOOK_SECRET
 from billing.tests.stripe_standins import Outage, free_port, signed_body, stripe_event
 from controlplane import errors
 from deployments import services as deployment_services

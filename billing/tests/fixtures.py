@@ -1,3 +1,5 @@
+"""Stripe fixtures (localstripe on loopback), loaded for the whole suite by the root conftest.py."""
+
 from __future__ import annotations
 
 import pytest
