@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from django.db.models import Max, QuerySet
+from django.db.models import Max, Q, QuerySet
 
-from alerts.models import PUBLIC_METRICS, Alert, AlertChannel, AlertRule, MetricSample, Notification
+from alerts.models import (
+    PUBLIC_METRICS,
+    Alert,
+    AlertChannel,
+    AlertRule,
+    MetricSample,
+    Notification,
+    NotificationKind,
+)
 from deployments.models import Deployment
 from projects.tenancy import Principal
 
@@ -61,4 +69,10 @@ def alert_list(*, principal: Principal) -> QuerySet[Alert]:
 
 
 def notification_list(*, principal: Principal) -> QuerySet[Notification]:
-    return Notification.objects.filter(organization=principal.organization).order_by("-created_at", "id")
+    """A member limited to projects sees deliveries of those projects' incidents and the channels' test sends
+    (channels are organization-wide and visible to them); notices (budgets) and other projects' incidents are
+    left out: their payloads name projects, deployments and amounts the member may not see."""
+    qs = Notification.objects.filter(organization=principal.organization)
+    if principal.project_ids is not None:
+        qs = qs.filter(Q(kind=NotificationKind.TEST) | Q(alert__rule__project_id__in=principal.project_ids))
+    return qs.order_by("-created_at", "id")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from alerts.models import AlertRule
-from alerts.tests.factories import AlertChannelFactory, AlertFactory, AlertRuleFactory
+from alerts.tests.factories import AlertChannelFactory, AlertFactory, AlertRuleFactory, NotificationFactory
 from deployments.tests.factories import DeploymentFactory
 from projects.roles import Role
 from projects.tests.factories import OrganizationFactory, ProjectFactory, make_api_key
@@ -102,3 +102,22 @@ def test_project_limited_member_sees_only_its_projects_rules(make_client, org):
     assert [r["id"] for r in limited.get("/api/v1/alert-rules").json()["results"]] == [visible.id]
     assert limited.get(f"/api/v1/alert-rules/{hidden.id}").status_code == 404
     assert limited.post("/api/v1/alert-rules", rule_body(theirs), format="json").status_code == 400
+
+
+def test_project_limited_member_sees_deliveries_of_its_projects_incidents_and_test_sends_only(make_client, org):
+    mine, theirs = ProjectFactory(organization=org), ProjectFactory(organization=org)
+    _, secret = make_api_key(org, role=Role.DEVELOPER, projects=[mine])
+    limited = make_client(secret)
+    channel = AlertChannelFactory(organization=org)
+    own = NotificationFactory(organization=org, channel=channel, kind="trigger", alert=AlertFactory(
+        organization=org, rule=AlertRuleFactory(organization=org, project=mine)))
+    other = NotificationFactory(organization=org, channel=channel, kind="trigger", alert=AlertFactory(
+        organization=org, rule=AlertRuleFactory(organization=org, project=theirs)))
+    test_send = NotificationFactory(organization=org, channel=channel, kind="test")
+    budget_notice = NotificationFactory(organization=org, channel=channel, kind="notice")
+    seen = {n["id"] for n in limited.get("/api/v1/notifications").json()["results"]}
+    assert seen == {own.id, test_send.id}
+    assert other.id not in seen and budget_notice.id not in seen
+    assert limited.get(f"/api/v1/notifications/{other.id}").status_code == 404
+    _, owner_secret = make_api_key(org)
+    assert len(make_client(owner_secret).get("/api/v1/notifications").json()["results"]) == 4
