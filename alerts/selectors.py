@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Max, OuterRef, Q, QuerySet, Subquery
 
 from alerts.models import (
     PUBLIC_METRICS,
@@ -76,3 +76,12 @@ def notification_list(*, principal: Principal) -> QuerySet[Notification]:
     if principal.project_ids is not None:
         qs = qs.filter(Q(kind=NotificationKind.TEST) | Q(alert__rule__project_id__in=principal.project_ids))
     return qs.order_by("-created_at", "id")
+
+
+def channel_last_deliveries(*, principal: Principal, channel_ids: list[str]) -> dict[str, Notification]:
+    """The newest delivery the principal may see per channel. A correlated subquery rather than PostgreSQL's
+    ``DISTINCT ON``, so the embedded default (SQLite) serves the same page."""
+    visible = notification_list(principal=principal)
+    newest = visible.filter(channel_id=OuterRef("channel_id")).order_by("-created_at", "-id").values("id")[:1]
+    rows = visible.filter(channel_id__in=channel_ids, id=Subquery(newest))
+    return {n.channel_id: n for n in rows}

@@ -267,6 +267,9 @@ SPECTACULAR_SETTINGS = {
         "SiteEnum": "projects.models.Site.choices",
         "DeploymentStatusEnum": "deployments.models.DeploymentStatus.choices",
         "PeeringStatusEnum": "deployments.models.PeeringStatus.choices",
+        # What a rule may watch (metrics and lifecycle conditions) versus what the metrics endpoint serves.
+        "RuleMetricEnum": "alerts.models.RULE_METRICS",
+        "MetricEnum": "alerts.models.PUBLIC_METRICS",
     },
 }
 

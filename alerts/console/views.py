@@ -79,11 +79,7 @@ class ChannelListView(OrganizationConsoleView):
 
     def get(self, request: HttpRequest) -> HttpResponse:
         channels = list(selectors.channel_list(principal=self.principal))
-        recent: dict[str, Notification] = {}
-        notifications = selectors.notification_list(principal=self.principal).filter(
-            channel_id__in=[c.id for c in channels])
-        for notification in notifications.order_by("channel_id", "-created_at").distinct("channel_id"):
-            recent[notification.channel_id] = notification
+        recent = selectors.channel_last_deliveries(principal=self.principal, channel_ids=[c.id for c in channels])
         rows = [describe_channel(channel, recent.get(channel.id)) for channel in channels]
         return self.render_page({"channels": rows, "can_write": self.principal.has(WRITE_PERM)})
 
