@@ -128,6 +128,10 @@ def test_billing_details_budgets_usage_and_an_invoice(page):
     expect(lines.locator("tr.invoice-total")).to_contain_text("11.90 USD")
     pdf = page.get_by_role("link", name="Download PDF")
     expect(pdf).to_have_attribute("href", f"/api/v1/invoices/{invoice.id}.pdf")
+    # The details as they were when the invoice was issued, not the ones just saved.
+    expect(page.locator(".invoice-parties")).to_contain_text("Old Name GmbH")
+    download = page.request.get(pdf.get_attribute("href"))  # the browser's session cookie
+    assert download.status == 200 and download.body().startswith(b"%PDF")
     screenshot(page, "billing-invoice")
 
 
@@ -162,7 +166,8 @@ def test_webhook_channel_test_send_rule_editor_incidents_and_delivery_log(page, 
     _samples(deployment, start=now - timedelta(minutes=59), end=now, step=timedelta(minutes=1),
              values=lambda i: {"connections_pct": 60.0 + i / 2})
 
-    with Receiver() as receiver:
+    answers = [(202, {}, b'{"ok":true}'), (500, {}, b"down for maintenance")]
+    with Receiver(lambda request: answers.pop(0)) as receiver:
         log_in(page, "ada@example.com", PASSWORD)
         page.get_by_role("navigation", name="Console").get_by_role("link", name="Alerts").click()
         expect(page.get_by_role("heading", name="No incidents")).to_be_visible()
@@ -173,6 +178,8 @@ def test_webhook_channel_test_send_rule_editor_incidents_and_delivery_log(page, 
         page.get_by_role("link", name="Add channel").first.click()
         page.get_by_label("Name").fill("ops-hook")
         page.get_by_label("Type").select_option("webhook")
+        page.get_by_role("button", name="Add channel").click()
+        expect(page.locator(".form-error")).to_have_text("url: a http(s) URL is required.")
         page.get_by_label("URL").fill(f"{receiver.url}/hooks/mqcloud")
         screenshot(page, "alerts-channel-form")
         page.get_by_role("button", name="Add channel").click()
@@ -196,6 +203,12 @@ def test_webhook_channel_test_send_rule_editor_incidents_and_delivery_log(page, 
         assert request["path"] == "/hooks/mqcloud"
         body = verify_standard_webhook(request, secret)
         assert body["test"] is True and body["channel"]["name"] == "ops-hook"
+        page.reload()
+        expect(row).to_contain_text("Delivered HTTP 202")
+        row.get_by_role("button", name="Send test").click()
+        expect(row.get_by_role("status")).to_contain_text("Failed")
+        expect(row.get_by_role("status")).to_contain_text("HTTP 500")
+        assert len(receiver.requests) == 2
 
     tabs.get_by_role("link", name="Rules").click()
     page.get_by_role("link", name="Create rule").first.click()
@@ -235,11 +248,15 @@ def test_webhook_channel_test_send_rule_editor_incidents_and_delivery_log(page, 
     screenshot(page, "alerts-incidents")
 
     tabs.get_by_role("link", name="Delivery log").click()
-    delivery = page.locator("#deliveries-table tbody tr")
-    expect(delivery).to_have_count(1)
-    expect(delivery).to_contain_text("ops-hook")
-    expect(delivery).to_contain_text("Delivered")
-    expect(delivery.locator("td").nth(4)).to_have_text("202")
+    deliveries = page.locator("#deliveries-table tbody tr")
+    expect(deliveries).to_have_count(2)
+    failed, delivered = deliveries.nth(0), deliveries.nth(1)  # newest first
+    expect(delivered).to_contain_text("ops-hook")
+    expect(delivered).to_contain_text("Delivered")
+    expect(delivered.locator("td").nth(4)).to_have_text("202")
+    expect(failed).to_contain_text("Failed")
+    expect(failed.locator("td").nth(4)).to_have_text("500")
+    expect(failed).to_contain_text("HTTP 500: down for maintenance")
     screenshot(page, "alerts-deliveries")
 
 
