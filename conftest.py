@@ -6,8 +6,9 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-# Stripe stand-in fixtures (localstripe) are used by billing's tests and the cross-app end-to-end tests.
-pytest_plugins = ["billing.tests.fixtures"]
+# Stripe stand-in fixtures (localstripe) are used by billing's tests and the cross-app end-to-end tests; the
+# browser fixture (Playwright driving Chromium) by the console tests.
+pytest_plugins = ["billing.tests.fixtures", "tests.browser"]
 
 
 @pytest.fixture(scope="session")

@@ -2,39 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 
-# Playwright's sync API runs an event loop in this thread; Django would otherwise refuse ORM calls here.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+from tests.browser import BROWSER_MARKS, log_in, screenshot
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's /usr/bin/chromium (make browser installs it)"),
-]
-
-
-@pytest.fixture
-def page(live_server):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 860})
-        context.set_default_timeout(15_000)
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
-            browser.close()
+pytestmark = BROWSER_MARKS
 
 
 @pytest.mark.django_db(transaction=True)
@@ -72,13 +46,11 @@ def test_signup_project_api_key_and_audit_log(page):
     page.get_by_role("link", name="Audit log").click()
     for action in ("organization.create", "project.create", "api_key.create"):
         expect(page.get_by_text(action, exact=True).first).to_be_visible()
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "console.png"), full_page=True)
+    screenshot(page, "console")
 
 
 @pytest.mark.django_db(transaction=True)
 def test_create_a_deployment_and_see_it_listed_as_pending(page):
-    from django.db import connections
     from playwright.sync_api import expect
 
     from deployments.services import catalog_sync
@@ -87,14 +59,8 @@ def test_create_a_deployment_and_see_it_listed_as_pending(page):
     catalog_sync()  # a transactional test starts from empty tables: the session's catalog was flushed
     member = MembershipFactory(user__email="ada@example.com", organization__name="Analytical Engines")
     ProjectFactory(organization=member.organization, name="telemetry")
-    # Under Playwright these calls run in another context (greenlet) than pytest-django's teardown, which would
-    # never close their connection, and the test database could not be dropped at the end.
-    connections.close_all()
 
-    page.goto("/console/login")
-    page.get_by_label("Email").fill("ada@example.com")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, "ada@example.com", PASSWORD)
 
     page.get_by_role("link", name="Deployments").click()
     expect(page.get_by_text("No deployments yet")).to_be_visible()
@@ -106,15 +72,14 @@ def test_create_a_deployment_and_see_it_listed_as_pending(page):
     page.get_by_label("Region").select_option("aws-eu-central-1")
     page.get_by_text("Professional 5K").click()
     expect(page.get_by_role("radio", name="Professional 5K")).to_be_checked()
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "deployment-create.png"), full_page=True)
+    screenshot(page, "deployment-create")
     page.get_by_role("button", name="Create deployment").click()
 
     expect(page.get_by_text("Provisioning started")).to_be_visible()
     expect(page.get_by_role("heading", name="fleet-eu")).to_be_visible()
     expect(page.locator("#deployment-status")).to_have_text("Pending")
     expect(page.get_by_text("Endpoints appear when the deployment is running")).to_be_visible()
-    page.screenshot(path=str(ARTIFACTS / "deployment-detail.png"), full_page=True)
+    screenshot(page, "deployment-detail")
 
     page.get_by_role("link", name="Deployments").first.click()
     row = page.locator("#deployment-rows tr", has_text="fleet-eu")
@@ -123,4 +88,4 @@ def test_create_a_deployment_and_see_it_listed_as_pending(page):
     expect(row).to_contain_text("AWS Frankfurt")
     # No worker runs here, so the row stays pending and the table keeps polling.
     expect(page.locator("#deployment-rows")).to_have_attribute("hx-trigger", "every 3s")
-    page.screenshot(path=str(ARTIFACTS / "deployments.png"), full_page=True)
+    screenshot(page, "deployments")

@@ -152,6 +152,7 @@ class ChannelTestView(_ChannelMixin, OrganizationConsoleView):
 
     def post(self, request: HttpRequest, channel_id: str) -> HttpResponse:
         channel = self.channel
+        notification = None
         try:
             notification, result = services.channel_test(principal=self.principal, channel=channel)
         except _PAGE_ERRORS:
@@ -161,7 +162,8 @@ class ChannelTestView(_ChannelMixin, OrganizationConsoleView):
         else:
             outcome = {"delivered": result.delivered, "status_code": result.status_code, "error": result.error}
         if self.is_htmx:
-            return self.render_page({"outcome": outcome, "channel": channel},
+            # The row's "last delivery" cell is updated out of band: it would otherwise still say "Never used".
+            return self.render_page({"outcome": outcome, "channel": channel, "notification": notification},
                                     template_name="console/alerts/_test_result.html")
         text = f"Test to {channel.name}: {'delivered' if outcome['delivered'] else 'failed'}"
         if outcome["status_code"]:

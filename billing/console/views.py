@@ -35,6 +35,9 @@ VAT_STATUS_HELP = {
                          "applies once it is. Numbers are checked in the EU VIES service, and again automatically "
                          "while VIES or the member state is unavailable. (GB numbers are not in VIES.)",
 }
+# Without VIES_URL (the embedded default) nothing ever checks a number: say so rather than promise a check.
+VIES_OFFLINE_HELP = ("Not verified: VAT number checks (EU VIES) are offline in this installation, so VAT is charged "
+                     "at your country's rate; the reverse charge applies only to a verified number.")
 
 
 class BillingAccountView(OrganizationFormView):
@@ -51,8 +54,11 @@ class BillingAccountView(OrganizationFormView):
 
     def get_context(self, form: forms.Form) -> dict[str, Any]:
         account = selectors.billing_account_get(principal=self.principal)
+        vies_offline = not settings.VIES_URL
+        vat_help = (VIES_OFFLINE_HELP if vies_offline and account.vat_status == VatStatus.UNCHECKED
+                    else VAT_STATUS_HELP.get(account.vat_status, ""))
         return {"form": form, "account": account, "organization": self.principal.organization,
-                "vat_help": VAT_STATUS_HELP.get(account.vat_status, ""),
+                "vat_help": vat_help, "vies_offline": vies_offline,
                 "can_manage": self.principal.has(Perm.BILLING_MANAGE),
                 "stripe_enabled": stripe_gateway.is_configured(),
                 "stripe_publishable_key": stripe_gateway.publishable_key() if stripe_gateway.is_configured() else "",
