@@ -342,8 +342,9 @@ def notifications_redrive(*, now: datetime | None = None) -> int:
     """Re-enqueues pending deliveries whose next attempt is overdue (a lost task, a worker crash)."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.NOTIFICATION_REDRIVE_AFTER_S)
+    # A live claim is an attempt in progress; one left by a worker that died mid-send is taken once it expires.
     ids = list(Notification.objects.filter(status=NotificationStatus.PENDING, next_attempt_at__lt=stale)
-               .values_list("id", flat=True)[:1000])
+               .exclude(claimed_until__gt=now).values_list("id", flat=True)[:1000])
     if ids:
         Notification.objects.filter(id__in=ids).update(next_attempt_at=now)
         _enqueue(ids)

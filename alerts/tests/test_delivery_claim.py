@@ -12,7 +12,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from alerts.models import Notification
-from alerts.services import notification_attempt
+from alerts.services import notification_attempt, notifications_redrive
 from alerts.tests.factories import AlertChannelFactory, NotificationFactory
 from alerts.tests.standins import Receiver, verify_standard_webhook
 
@@ -110,3 +110,20 @@ def test_an_attempt_whose_claim_was_taken_over_does_not_store_its_outcome():
     notification.refresh_from_db()
     # The other worker's attempt is the one of record: this one leaves the row as that worker holds it.
     assert (notification.status, notification.attempts) == ("pending", 0) and notification.claimed_until
+
+
+@pytest.mark.django_db
+@override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True)
+def test_the_redrive_leaves_an_attempt_in_progress_and_takes_one_whose_worker_died(django_capture_on_commit_callbacks):
+    with Receiver() as receiver:
+        now = timezone.now()
+        long_ago = now - timedelta(hours=1)
+        in_progress = _pending(receiver, next_attempt_at=long_ago, claimed_until=now + timedelta(seconds=60))
+        abandoned = _pending(receiver, next_attempt_at=long_ago, claimed_until=now - timedelta(seconds=1))
+        with django_capture_on_commit_callbacks() as callbacks:
+            assert notifications_redrive(now=now) == 1
+        assert len(callbacks) == 1
+        assert Notification.objects.get(pk=in_progress.pk).next_attempt_at == long_ago
+        assert notification_attempt(notification_id=abandoned.id) is None
+    assert [r["headers"]["webhook-id"] for r in receiver.requests] == [abandoned.id]
+    assert Notification.objects.get(pk=abandoned.pk).status == "delivered"
