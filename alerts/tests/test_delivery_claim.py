@@ -127,3 +127,17 @@ def test_the_redrive_leaves_an_attempt_in_progress_and_takes_one_whose_worker_di
         assert notification_attempt(notification_id=abandoned.id) is None
     assert [r["headers"]["webhook-id"] for r in receiver.requests] == [abandoned.id]
     assert Notification.objects.get(pk=abandoned.pk).status == "delivered"
+
+
+@pytest.mark.django_db
+@override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True)
+def test_a_disabled_channel_fails_the_notification_unsent_and_releases_the_claim():
+    with Receiver() as receiver:
+        notification = _pending(receiver)
+        notification.channel.enabled, notification.channel.disabled_reason = False, "gone for good"
+        notification.channel.save()
+        assert notification_attempt(notification_id=notification.id) is None
+    assert receiver.requests == []
+    notification.refresh_from_db()
+    assert (notification.status, notification.attempts, notification.claimed_until) == ("failed", 0, None)
+    assert notification.last_error == "channel disabled: gone for good"
