@@ -18,8 +18,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Subquery
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Greatest
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -212,69 +212,120 @@ def channel_test(*, principal: Principal, channel: AlertChannel) -> tuple[Notifi
 
 
 # --- notifications -----------------------------------------------------------------------------------------
-def _record_attempt(notification: Notification, result: delivery.DeliveryResult, *, final: bool) -> float | None:
-    """Stores an attempt's outcome; returns the delay before the next attempt, or None when done."""
-    now = timezone.now()
-    notification.attempts += 1
-    notification.status_code = result.status_code
-    notification.last_error = result.error[:500]
+def _attempt_outcome(notification: Notification, result: delivery.DeliveryResult, *, final: bool, now: datetime
+                     ) -> tuple[dict[str, Any], float | None]:
+    """The fields an attempt's outcome changes, and the delay before the next attempt (None when done)."""
+    attempts = notification.attempts + 1
+    fields: dict[str, Any] = {"attempts": attempts, "status_code": result.status_code,
+                              "last_error": result.error[:500]}
     delay: float | None = None
     if result.delivered:
-        notification.status = NotificationStatus.DELIVERED
-        notification.delivered_at = now
-        notification.next_attempt_at = None
+        fields.update(status=NotificationStatus.DELIVERED, delivered_at=now, next_attempt_at=None)
     else:
-        schedule = list(settings.NOTIFICATION_RETRY_SCHEDULE_S)
-        if result.transient and not final and notification.attempts <= len(schedule):
-            delay = float(schedule[notification.attempts - 1])
+        schedule = settings.NOTIFICATION_RETRY_SCHEDULE_S
+        if result.transient and not final and attempts <= len(schedule):
+            delay = float(schedule[attempts - 1])
             if result.retry_after_s is not None:
                 delay = max(delay, min(result.retry_after_s, 24 * 3600.0))
-            notification.status = NotificationStatus.PENDING
-            notification.next_attempt_at = now + timedelta(seconds=delay)
+            fields.update(status=NotificationStatus.PENDING, next_attempt_at=now + timedelta(seconds=delay))
         else:
-            notification.status = NotificationStatus.FAILED
-            notification.next_attempt_at = None
-    notification.save(update_fields=["attempts", "status_code", "last_error", "status", "delivered_at",
-                                     "next_attempt_at"])
+            fields.update(status=NotificationStatus.FAILED, next_attempt_at=None)
+    return fields, delay
+
+
+def _disable_gone_webhook(notification: Notification, result: delivery.DeliveryResult, now: datetime) -> None:
     if result.gone and notification.channel.type == ChannelType.WEBHOOK:
         AlertChannel.objects.filter(pk=notification.channel_id).update(
             enabled=False, disabled_reason="The endpoint answered 410 Gone.", updated_at=now)
+
+
+def _record_attempt(notification: Notification, result: delivery.DeliveryResult, *, final: bool) -> float | None:
+    """Stores the outcome of an attempt on an unclaimed notification (a channel test); returns the delay before
+    the next attempt, or None when done."""
+    now = timezone.now()
+    fields, delay = _attempt_outcome(notification, result, final=final, now=now)
+    for name, value in fields.items():
+        setattr(notification, name, value)
+    with transaction.atomic():
+        notification.save(update_fields=list(fields))
+        _disable_gone_webhook(notification, result, now)
     return delay
 
 
-def _pagerduty_throttle(notification: Notification) -> float | None:
+def _claim(notification_id: str, now: datetime) -> datetime | None:
+    """Claims a pending notification for one attempt; returns the claim's expiry (the token that proves it is ours
+    when the outcome is stored), or None when it is not pending or another worker holds a live claim."""
+    until = now + timedelta(seconds=settings.NOTIFICATION_CLAIM_S)
+    unclaimed = Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # The claim stands in for the row lock this used to hold across the send, and a row lock never
+            # survives a database crash either: a claim lost with the last few commits before one leaves the
+            # notification pending, to be re-driven, as a lost lock did. So it skips the WAL flush (about a
+            # disk sync per delivery); the attempt's outcome below is stored durably as before.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        # One conditional UPDATE: of two workers racing for the row, the second re-checks the condition after
+        # the first commits (READ COMMITTED) and claims nothing.
+        claimed = (Notification.objects.filter(unclaimed, pk=notification_id, status=NotificationStatus.PENDING)
+                   .update(claimed_until=until))
+    return until if claimed else None
+
+
+def _store_claimed(notification_id: str, claim: datetime, fields: dict[str, Any]) -> bool:
+    """Stores ``fields`` and releases the claim, only if the claim is still ours (it expired and another worker
+    took over: theirs is the attempt of record)."""
+    return bool(Notification.objects.filter(pk=notification_id, claimed_until=claim)
+                .update(**fields, claimed_until=None))
+
+
+def _pagerduty_throttled(notification: Notification, now: datetime) -> bool:
     """PagerDuty accepts about 120 events a minute per routing key: beyond that, wait instead of being refused."""
-    now = timezone.now()
     recent = Notification.objects.filter(channel_id=notification.channel_id, delivered_at__gte=now - timedelta(
         seconds=60)).count()
-    if recent < settings.PAGERDUTY_EVENTS_PER_MINUTE:
-        return None
-    notification.next_attempt_at = now + timedelta(seconds=15)
-    notification.save(update_fields=["next_attempt_at"])
-    return 15.0
+    return recent >= settings.PAGERDUTY_EVENTS_PER_MINUTE
 
 
 def notification_attempt(*, notification_id: str) -> float | None:
     """One delivery attempt of a pending notification. Returns the delay before a retry, or None when done
-    (delivered, failed, gone, or not pending: a duplicated task is a no-op)."""
-    with transaction.atomic():
-        notification = (Notification.objects.select_for_update(skip_locked=True).select_related("channel")
-                        .filter(pk=notification_id, status=NotificationStatus.PENDING).first())
-        if notification is None:
-            return None
-        if not notification.channel.enabled:
-            notification.status = NotificationStatus.FAILED
-            notification.last_error = f"channel disabled: {notification.channel.disabled_reason}"[:500]
-            notification.next_attempt_at = None
-            notification.save(update_fields=["status", "last_error", "next_attempt_at"])
-            return None
-        if notification.channel.type == ChannelType.PAGERDUTY:
-            delay = _pagerduty_throttle(notification)
-            if delay is not None:
-                return delay
-        # The row stays locked during the send so a concurrent duplicate task skips it.
-        result = delivery.deliver(notification.channel, notification)
-        return _record_attempt(notification, result, final=False)
+    (delivered, failed, gone, or not pending: a duplicated task is a no-op).
+
+    No transaction or row lock is held across the send (up to ``NOTIFICATION_TIMEOUT_S`` against a customer's
+    server: an idle-in-transaction connection per delivery in flight, and a channel's deletion blocked behind
+    it). Instead the attempt claims the row first (``claimed_until``), and a concurrent duplicate task finds it
+    claimed and does nothing. The trade-off against the lock: a worker that dies mid-send leaves its claim until
+    it expires (``NOTIFICATION_CLAIM_S``; the redrive picks the notification up afterwards) where a lock went with
+    its connection at once; and a worker stalled past the claim's expiry (a frozen process: the send itself has a
+    total deadline far shorter) could overlap with a second one. That second send carries the same
+    ``webhook-id`` (receivers de-duplicate on it), and only the attempt holding the claim stores its outcome.
+    """
+    now = timezone.now()
+    claim = _claim(notification_id, now)
+    if claim is None:
+        return None
+    try:
+        notification = Notification.objects.select_related("channel").get(pk=notification_id)
+    except Notification.DoesNotExist:  # deleted with its channel meanwhile
+        return None
+    channel = notification.channel
+    if not channel.enabled:
+        _store_claimed(notification_id, claim, {
+            "status": NotificationStatus.FAILED, "next_attempt_at": None,
+            "last_error": f"channel disabled: {channel.disabled_reason}"[:500]})
+        return None
+    if channel.type == ChannelType.PAGERDUTY and _pagerduty_throttled(notification, now):
+        _store_claimed(notification_id, claim, {"next_attempt_at": now + timedelta(seconds=15)})
+        return 15.0
+    result = delivery.deliver(channel, notification)
+    now = timezone.now()
+    fields, delay = _attempt_outcome(notification, result, final=False, now=now)
+    if result.gone:
+        with transaction.atomic():
+            if _store_claimed(notification_id, claim, fields):
+                _disable_gone_webhook(notification, result, now)
+    elif not _store_claimed(notification_id, claim, fields):
+        return None  # another worker's attempt took over after our claim expired: it schedules what comes next
+    return delay
 
 
 def _enqueue(notification_ids: list[str]) -> None:
@@ -291,8 +342,9 @@ def notifications_redrive(*, now: datetime | None = None) -> int:
     """Re-enqueues pending deliveries whose next attempt is overdue (a lost task, a worker crash)."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.NOTIFICATION_REDRIVE_AFTER_S)
+    # A live claim is an attempt in progress; one left by a worker that died mid-send is taken once it expires.
     ids = list(Notification.objects.filter(status=NotificationStatus.PENDING, next_attempt_at__lt=stale)
-               .values_list("id", flat=True)[:1000])
+               .exclude(claimed_until__gt=now).values_list("id", flat=True)[:1000])
     if ids:
         Notification.objects.filter(id__in=ids).update(next_attempt_at=now)
         _enqueue(ids)

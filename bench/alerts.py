@@ -11,8 +11,12 @@
    outbound client, Standard Webhooks signing, attempt log), then the same bodies are posted to the same
    receiver by a bare ``urllib`` loop. Printed: deliveries per second of each and the ratio.
 
-Usage: ``bench/alerts.py [--deployments N]`` (also ``BENCH_ALERT_DEPLOYMENTS``); ``tests/test_bench_alerts.py``
-runs it on 20 deployments so it cannot rot.
+   With ``--https`` the receiver serves TLS (a throwaway CA, added to the system's for this process through
+   ``SSL_CERT_FILE``, and a certificate for ``localhost``), as customer webhooks and PagerDuty do; the bare loop
+   then uses one TLS context for all its requests.
+
+Usage: ``bench/alerts.py [--deployments N] [--https]`` (also ``BENCH_ALERT_DEPLOYMENTS``);
+``tests/test_bench_alerts.py`` runs it on 20 deployments so it cannot rot.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
+import tempfile
 import time
 import urllib.request
 from datetime import timedelta
@@ -111,9 +117,10 @@ def deliver(notification_ids: list[str]) -> float:
 
 def bare_posts(url: str, bodies: list[bytes]) -> float:
     started = time.perf_counter()
+    context = ssl.create_default_context() if url.startswith("https:") else None
     for body in bodies:
         request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (a loopback receiver of ours)
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:  # noqa: S310 (our receiver)
             response.read()
     return time.perf_counter() - started
 
@@ -122,13 +129,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deployments", type=int, default=int(os.environ.get("BENCH_ALERT_DEPLOYMENTS", "10000")))
     parser.add_argument("--database", default="mqcloud_bench_alerts", help="the throwaway database's name")
+    parser.add_argument("--https", action="store_true", help="deliver over TLS, as to real webhook endpoints")
     args = parser.parse_args(argv)
     count = args.deployments
     from django.test import override_settings
 
     from alerts.tests.standins import Receiver
+    from controlplane.tests.tls import local_ca
 
-    with benchmark_database(args.database), Receiver() as receiver, \
+    tls = None
+    if args.https:
+        ca = local_ca(Path(tempfile.mkdtemp(prefix="bench-alerts-tls-")))
+        os.environ["SSL_CERT_FILE"] = str(ca.trust_bundle())  # read by every default context made from now on
+        tls = ca.server_context("localhost")
+    with benchmark_database(args.database), Receiver(tls=tls, host="localhost" if tls else "127.0.0.1") as receiver, \
             override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True):
         from alerts.models import Notification, NotificationStatus
         from controlplane.celery import app as celery_app
@@ -147,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                        .order_by("created_at", "id").values_list("id", "payload"))
         ids = [notification_id for notification_id, _ in pending]
         bodies = [json.dumps(payload, separators=(",", ":"), sort_keys=True).encode() for _, payload in pending]
-        print(f"delivery of {len(ids)} webhook notifications to a local receiver:")
+        print(f"delivery of {len(ids)} webhook notifications to a local receiver ({receiver.url.split(':')[0]}):")
         ours = deliver(ids)
         delivered = Notification.objects.filter(channel=channel, status=NotificationStatus.DELIVERED).count()
         bare = bare_posts(receiver.url + "/hook", bodies)

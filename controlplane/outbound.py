@@ -16,6 +16,7 @@ Tests allow loopback with ``OUTBOUND_HTTP_ALLOW_LOOPBACK``; a caller may allow s
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import ssl
@@ -45,6 +46,8 @@ _BLOCKED_NETWORKS: tuple[IPNetwork, ...] = tuple(
     )
 )
 _LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 
 class OutboundError(Exception):
@@ -88,9 +91,9 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
         return address.sixtofour
     if address.teredo is not None:
         return address.teredo[1]
-    if address in ipaddress.ip_network("64:ff9b::/96"):  # NAT64
+    if address in _NAT64:
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    if address in ipaddress.ip_network("::/96"):  # deprecated IPv4-compatible
+    if address in _IPV4_COMPATIBLE:  # deprecated
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
 
@@ -168,13 +171,27 @@ def check_url(url: str, *, allow_networks: Sequence[IPNetwork] = ()) -> list[IPA
     return list(_resolve(url, allow_networks).addresses)
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The process's one client TLS context: certificates required and the host name checked (the defaults).
+
+    Building one loads the system's CA bundle, which costs more than a local request; an ``SSLContext`` is safe to
+    share between threads. Sharing it keeps every check: the host name to verify and send as SNI is given per
+    connection (``server_hostname``/``assert_hostname`` in ``_pool``), not stored in the context. (Given
+    ``assert_hostname``, urllib3 sets ``check_hostname`` off on the context and matches the certificate against
+    that name itself after every handshake; every pool here passes it, so that change is the same for all users.)
+    ``tls_context.cache_clear()`` starts over (the tests that trust a local CA do).
+    """
+    return ssl.create_default_context()
+
+
 def _pool(target: _Target, address: IPAddress, connect_timeout: float, read_timeout: float):
     timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
     if target.scheme == "https":
         # Connect to the checked address, but verify the certificate and send SNI for the host name.
         return urllib3.HTTPSConnectionPool(
             str(address), target.port, timeout=timeout, retries=False, maxsize=1,
-            server_hostname=target.host, assert_hostname=target.host, ssl_context=ssl.create_default_context(),
+            server_hostname=target.host, assert_hostname=target.host, ssl_context=tls_context(),
         )
     return urllib3.HTTPConnectionPool(str(address), target.port, timeout=timeout, retries=False, maxsize=1)
 

@@ -300,6 +300,10 @@ NOTIFICATION_TIMEOUT_S = 10.0
 # Delays before attempts 2, 3, ... of a transient failure (Standard Webhooks-like: seconds, minutes, hours).
 NOTIFICATION_RETRY_SCHEDULE_S = [5, 300, 1800, 7200, 18000, 36000, 36000]
 NOTIFICATION_REDRIVE_AFTER_S = 600
+# How long one delivery attempt keeps others off a notification: far beyond the longest attempt (the outbound
+# client's total deadline, NOTIFICATION_TIMEOUT_S; SMTP's EMAIL_TIMEOUT per step), below NOTIFICATION_REDRIVE_AFTER_S
+# so a worker that died mid-attempt is re-driven at the next pass.
+NOTIFICATION_CLAIM_S = 300
 PAGERDUTY_EVENTS_PER_MINUTE = 120
 # A channel whose every delivery has failed this long (no success since) is disabled and its owners told (Svix: 5).
 ALERT_CHANNEL_DISABLE_AFTER_DAYS = env_int("ALERT_CHANNEL_DISABLE_AFTER_DAYS", 5)

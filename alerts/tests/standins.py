@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +20,8 @@ from aiosmtpd.controller import Controller
 class Receiver:
     """Records every POST; ``responder(request) -> (status, headers, body)`` decides the answer."""
 
-    def __init__(self, responder: Callable[[dict], tuple[int, dict, bytes]] | None = None) -> None:
+    def __init__(self, responder: Callable[[dict], tuple[int, dict, bytes]] | None = None, *,
+                 tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> None:
         self.requests: list[dict] = []
         self.responder = responder or (lambda request: (202, {}, b'{"status":"success"}'))
         receiver = self
@@ -43,7 +45,9 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        if tls is not None:  # serves https; ``host`` is the name the certificate is for (it must resolve here)
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> Receiver:

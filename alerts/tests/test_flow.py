@@ -231,7 +231,7 @@ def test_pagerduty_rate_limit_per_key_defers_instead_of_sending(django_capture_o
         assert notification_attempt(notification_id=notification.id) == 15.0
     assert pagerduty.requests == []
     notification.refresh_from_db()
-    assert notification.status == "pending" and notification.attempts == 0
+    assert (notification.status, notification.attempts, notification.claimed_until) == ("pending", 0, None)
 
 
 def test_deployment_failed_event_rule(django_capture_on_commit_callbacks):

@@ -4,6 +4,7 @@ address is never connected to."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.test import override_settings
 
-from controlplane.outbound import OutboundBlocked, OutboundError, address_refusal, check_url, send
+from controlplane.outbound import OutboundBlocked, OutboundError, address_refusal, check_url, send, tls_context
+from controlplane.tests.tls import local_ca
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -34,9 +36,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def local_server(routes: dict) -> Iterator[ThreadingHTTPServer]:
+def local_server(routes: dict, tls: ssl.SSLContext | None = None) -> Iterator[ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     server.routes, server.hits = routes, []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -222,3 +226,38 @@ def test_connection_refused_is_a_connection_error():
     with pytest.raises(OutboundError) as caught:
         send("GET", f"http://127.0.0.1:{port}/", timeout=2)
     assert caught.value.kind == "connection"
+
+
+@pytest.fixture
+def trusted_ca(tmp_path, monkeypatch):
+    """A local CA the process trusts on top of the system's, as a real customer's public CA would be."""
+    ca = local_ca(tmp_path / "trusted")
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca.trust_bundle()))
+    tls_context.cache_clear()
+    yield ca
+    tls_context.cache_clear()
+
+
+@override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True)
+def test_one_tls_context_serves_every_request_and_each_host_name_is_still_verified(trusted_ca):
+    with local_server({"/": ok}, tls=trusted_ca.server_context("localhost")) as server:
+        port = server.server_address[1]
+        context = tls_context()
+        assert context.verify_mode == ssl.CERT_REQUIRED
+        assert send("GET", f"https://localhost:{port}/?a").status == 200
+        # The same server, certificate and shared context, by address: the certificate does not name 127.0.0.1.
+        with pytest.raises(OutboundError) as caught:
+            send("GET", f"https://127.0.0.1:{port}/?b")
+        assert caught.value.kind == "protocol" and "127.0.0.1" in caught.value.message
+        assert send("GET", f"https://localhost:{port}/?c").status == 200  # nothing stuck from the failure
+        assert tls_context() is context
+    assert server.hits == ["/?a", "/?c"]
+
+
+@override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True)
+def test_a_certificate_from_an_untrusted_authority_is_refused(trusted_ca, tmp_path):
+    stranger = local_ca(tmp_path / "stranger")
+    with local_server({"/": ok}, tls=stranger.server_context("localhost")) as server:
+        with pytest.raises(OutboundError) as caught:
+            send("GET", f"https://localhost:{server.server_address[1]}/")
+    assert caught.value.kind == "protocol" and server.hits == []
