@@ -34,7 +34,11 @@ def main() -> int:
     for command in (("migrate", "--noinput", "-v", "0"), ("createcachetable",), ("sync_catalog",), ("seed_demo",)):
         call_command(*command)
 
+    from alerts.models import AlertChannel
     from projects.demo import DEMO_EMAIL, DEMO_PASSWORD
+
+    def channel_row_org(channel_id: str) -> str:
+        return AlertChannel.objects.get(pk=channel_id).organization_id
 
     failures: list[str] = []
     client = Client()
@@ -83,6 +87,19 @@ def main() -> int:
         get(path)
     if channel:
         get(reverse("console:alert-channel-edit", args=[channel["id"]]))
+        sent = post(f"/api/v1/alert-channels/{channel['id']}/test", {}, 200)
+        if sent and not sent.get("delivered"):
+            failures.append(f"test send to the outbox: {sent}")
+        # A queued delivery goes through the worker's path (claim, send, record) on SQLite too.
+        from alerts.models import Notification
+        from alerts.services import notification_attempt
+
+        queued = Notification.objects.create(organization_id=channel_row_org(channel["id"]), channel_id=channel["id"],
+                                             kind="test", payload={"summary": "embedded smoke"})
+        notification_attempt(notification_id=queued.id)
+        queued.refresh_from_db()
+        if queued.status != "delivered":
+            failures.append(f"queued delivery: {queued.status} {queued.last_error}")
 
     # The beat jobs' services, as Celery would run them on the filesystem transport.
     from alerts import evaluator
