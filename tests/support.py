@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from controlplane.celery import app as celery_app
+
+if TYPE_CHECKING:
+    from k8s.simulator import SimulatedCluster
 
 
 @contextmanager
@@ -18,3 +23,50 @@ def eager_tasks(*, propagate: bool = True) -> Iterator[None]:
         yield
     finally:
         celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = before
+
+
+@contextmanager
+def simulated_cluster(*, seed: int, ready_delay_s: float = 0.05, namespace_delete_delay_s: float = 0.2,
+                      poll_s: float = 0.1) -> Iterator[SimulatedCluster]:
+    """A simulated Kubernetes cluster every region's deployments go to, with the cached clients forgotten
+    before and after (they would point at the previous test's cluster)."""
+    from django.test import override_settings
+
+    from k8s.clusters import forget_clients
+    from k8s.simulator import SimulatedCluster
+
+    with SimulatedCluster(ready_delay_s=ready_delay_s, namespace_delete_delay_s=namespace_delete_delay_s,
+                          seed=seed) as simulated:
+        with override_settings(KUBERNETES_SIMULATOR_URL=simulated.url, KUBERNETES_CLUSTERS={},
+                               DEPLOYMENT_POLL_SECONDS=poll_s):
+            forget_clients()
+            try:
+                yield simulated
+            finally:
+                forget_clients()
+
+
+@contextmanager
+def running_worker() -> Iterator[None]:
+    """A real Celery worker on the test broker (Redis), in a thread; queued leftovers are purged first."""
+    from celery.contrib.testing.worker import start_worker
+    from django.db import connections
+
+    assert not celery_app.conf.task_always_eager
+    celery_app.control.purge()
+    try:
+        with start_worker(celery_app, perform_ping_check=False, pool="solo", shutdown_timeout=30):
+            yield
+    finally:
+        connections.close_all()
+
+
+def wait_for(predicate: Callable[[], object], what: str, timeout: float = 40.0) -> object:
+    """Polls until ``predicate`` returns something truthy, and returns it; fails the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -10,7 +10,6 @@ Kubernetes cluster for deployments.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -33,7 +32,7 @@ from controlplane.celery import app as celery_app
 from deployments.models import Deployment, DeploymentStatus
 from deployments.tests.factories import DeploymentFactory
 from projects.models import Organization
-from tests.support import eager_tasks
+from tests.support import eager_tasks, running_worker, simulated_cluster, wait_for
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 PASSWORD = "a-long-enough-passphrase"
@@ -64,16 +63,6 @@ def webhook_channel(api, receiver: Receiver, name: str = "hook") -> str:
                         format="json")
     assert response.status_code == 201, response.content
     return response.json()["id"]
-
-
-def wait_for(predicate: Callable[[], object], what: str, timeout: float = 40.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # --- 1. a failed payment opens one organization incident; paying resolves it ---------------------------------
@@ -200,28 +189,14 @@ def test_metering_crosses_a_budget_and_a_real_worker_delivers_one_signed_notice(
 # --- 3. dunning stops deployments in the cluster, never deletes them; alerts see it --------------------------
 @pytest.fixture
 def cluster():
-    from k8s.clusters import forget_clients
-    from k8s.simulator import SimulatedCluster
-
-    with SimulatedCluster(ready_delay_s=0.05, namespace_delete_delay_s=0.2, seed=11) as simulated:
-        with override_settings(KUBERNETES_SIMULATOR_URL=simulated.url, KUBERNETES_CLUSTERS={},
-                               DEPLOYMENT_POLL_SECONDS=0.1):
-            forget_clients()
-            yield simulated
-    forget_clients()
+    with simulated_cluster(seed=11) as simulated:
+        yield simulated
 
 
 @pytest.fixture
 def worker(cluster):
-    from celery.contrib.testing.worker import start_worker
-
-    assert not celery_app.conf.task_always_eager
-    celery_app.control.purge()
-    try:
-        with start_worker(celery_app, perform_ping_check=False, pool="solo", shutdown_timeout=30):
-            yield
-    finally:
-        connections.close_all()
+    with running_worker():
+        yield
 
 
 def wait_status(api, deployment_id: str, status: str) -> dict:

@@ -12,25 +12,10 @@ from billing.tests.factories import InvoiceFactory, record_event
 from deployments.tests.factories import DeploymentFactory
 from projects.models import AuditEvent
 from projects.roles import Role
-from projects.tests.factories import OrganizationFactory, make_api_key
 
 pytestmark = pytest.mark.django_db
 
 ACCOUNT = "/api/v1/billing/account"
-
-
-@pytest.fixture
-def org():
-    return OrganizationFactory(country="DE")
-
-
-@pytest.fixture
-def client_for(org, make_client):
-    def _make(role: str = Role.OWNER):
-        _, secret = make_api_key(org, role=role)
-        return make_client(secret)
-
-    return _make
 
 
 def test_account_created_lazily_with_site_and_currency(org, client_for):

@@ -23,7 +23,7 @@ from deployments.tests.factories import DeploymentFactory
 from projects.models import AuditEvent
 from projects.roles import Role
 from projects.tenancy import Principal
-from projects.tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory, make_api_key
+from projects.tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory
 from tests.support import eager_tasks
 
 pytestmark = pytest.mark.django_db
@@ -32,20 +32,6 @@ BUDGETS = "/api/v1/budgets"
 MID_MARCH = datetime(2026, 3, 20, 12, tzinfo=UTC)
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ROUTING_KEY = "R0123456789abcdef0123456789ABCDE"
-
-
-@pytest.fixture
-def org():
-    return OrganizationFactory(country="DE")
-
-
-@pytest.fixture
-def client_for(org, make_client):
-    def _make(role: str = Role.OWNER):
-        _, secret = make_api_key(org, role=role)
-        return make_client(secret)
-
-    return _make
 
 
 def evaluate(now: datetime = MID_MARCH, capture=None) -> int:

@@ -7,49 +7,28 @@ official client; then faults: API errors, a duplicated task, objects deleted or 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from contextlib import contextmanager
 
 import pytest
-from django.db import connections
 from django.test import override_settings
 from kubernetes import client as k8s_client
 
 from controlplane.celery import app as celery_app
 from deployments.models import Deployment, DeploymentEvent
 from deployments.tasks import deployment_converge, deployments_reconcile
-from k8s.clusters import forget_clients
 from k8s.simulator import SimulatedCluster
 from projects.tests.factories import OrganizationFactory, ProjectFactory, make_api_key
+from tests.support import running_worker, simulated_cluster, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-TIMEOUT = 40.0
-
-
 @pytest.fixture
 def cluster():
-    with SimulatedCluster(ready_delay_s=0.05, namespace_delete_delay_s=0.2, seed=7) as simulated:
-        with override_settings(KUBERNETES_SIMULATOR_URL=simulated.url, KUBERNETES_CLUSTERS={},
-                               DEPLOYMENT_POLL_SECONDS=0.1):
-            forget_clients()
-            yield simulated
-    forget_clients()
-
-
-@contextmanager
-def running_worker():
-    from celery.contrib.testing.worker import start_worker
-
-    assert not celery_app.conf.task_always_eager
-    with start_worker(celery_app, perform_ping_check=False, pool="solo", shutdown_timeout=30):
-        yield
-    connections.close_all()
+    with simulated_cluster(seed=7) as simulated:
+        yield simulated
 
 
 @pytest.fixture
 def worker(cluster):
-    celery_app.control.purge()
     with running_worker():
         yield
 
@@ -61,16 +40,6 @@ def api(make_client):
     api = make_client(secret)
     api.project = ProjectFactory(organization=organization)
     return api
-
-
-def wait_for(predicate: Callable[[], object], what: str, timeout: float = TIMEOUT) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def wait_status(api, deployment_id: str, status: str) -> dict:
