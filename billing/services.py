@@ -24,7 +24,7 @@ from stdnum.util import clean
 from alerts import notices
 from alerts import selectors as alert_selectors
 from billing import emails, money, selectors, stripe_gateway, vies
-from billing.metering import STOPPED, Transition, metered_seconds
+from billing.metering import RATE_OF_STATUS, STOPPED, Transition, metered_seconds
 from billing.models import (
     AnnualCharge,
     BillingAccount,
@@ -279,6 +279,8 @@ def _meter_chunk(start: datetime, end: datetime) -> int:
         history = sorted(events[dep_id], key=lambda e: e.at)
         terms = annual_terms[dep_id]
         state: Transition | None = None
+        steady: tuple[str, str, Decimal] | None = None  # (spec, rate, price) of a whole hour in `state`
+        steady_of: Transition | None = None
         index = 0
         for hour in hours:
             # The state in force at the hour's start, then the events inside the hour.
@@ -289,6 +291,14 @@ def _meter_chunk(start: datetime, end: datetime) -> int:
             while inside < len(history) and history[inside].at < hour + HOUR:
                 inside += 1
             if state is None and inside == index:
+                continue
+            if inside == index and not any(a < hour + HOUR and b > hour for a, b in terms):
+                # Nothing happens inside the hour and no annual term touches it: the whole hour in one state,
+                # which is what metered_seconds returns for it (most hours of a month).
+                if steady_of is not state:
+                    steady, steady_of = _steady_row(state, currency, prices), state
+                if steady is not None:
+                    wanted[(dep_id, hour, steady[0], steady[1])] = (org_id, 3600, currency, steady[2])
                 continue
             window = ([state] if state is not None else []) + history[index:inside]
             for (spec_id, rate), secs in metered_seconds(window, start=hour, end=hour + HOUR,
@@ -313,14 +323,26 @@ def _meter_chunk(start: datetime, end: datetime) -> int:
     return len(stale) + len(changed)
 
 
-_UPSERT_BATCH = 50_000
+def _steady_row(state: Transition | None, currency: str,
+                prices: dict[tuple[str, str], SpecPrice]) -> tuple[str, str, Decimal] | None:
+    """(spec, rate, per-hour price of the rate) of a whole hour in ``state``; None when it is free."""
+    rate = RATE_OF_STATUS.get(state.to_status) if state is not None else None
+    if state is None or rate is None:
+        return None
+    price = prices[(state.spec_id, currency)]
+    return state.spec_id, rate, price.stopped_hourly if rate == STOPPED else price.hourly
+
+
+_NEW_USAGE_TABLE = """
+    CREATE TEMP TABLE billing_usage_new (deployment_id text, hour_start timestamptz, spec_id text, rate text,
+                                         organization_id text, seconds integer, currency text, hourly_price numeric)
+    ON COMMIT DROP
+"""
+_NEW_USAGE_TYPES = ["text", "timestamptz", "text", "text", "text", "int4", "text", "numeric"]
 _UPSERT_SQL = """
     INSERT INTO billing_usagerecord (deployment_id, hour_start, spec_id, rate, organization_id, seconds, currency,
                                      hourly_price, metered_at)
-    SELECT u.*, %s FROM unnest(string_to_array(%s, ','), string_to_array(%s, ',')::timestamptz[],
-                               string_to_array(%s, ','), string_to_array(%s, ','), string_to_array(%s, ','),
-                               string_to_array(%s, ',')::integer[], string_to_array(%s, ','),
-                               string_to_array(%s, ',')::numeric[]) AS u
+    SELECT n.*, %s FROM billing_usage_new AS n
     ON CONFLICT (deployment_id, hour_start, spec_id, rate) DO UPDATE SET seconds = EXCLUDED.seconds,
         currency = EXCLUDED.currency, hourly_price = EXCLUDED.hourly_price, metered_at = EXCLUDED.metered_at
 """
@@ -328,11 +350,10 @@ _UPSERT_SQL = """
 
 def _usage_upsert(rows: list[tuple[tuple[str, datetime, str, str], tuple[str, int, str, Decimal]]]) -> None:
     """Inserts or updates usage rows ``((deployment, hour, spec, rate), (organization, seconds, currency,
-    price))``. On PostgreSQL one statement per 50,000 rows, each column passed as one comma-joined string:
-    a model instance and placeholders per row cost four times the database's own work, and psycopg's
-    per-element array adaptation still doubled it (10,000 deployments meter 7.2 million rows a month).
-    Safe to join: ids, spec ids, rates and currencies are ``[a-z0-9_-]`` and the rest are numbers and
-    ISO timestamps, none with a comma. Elsewhere (SQLite, the embedded default) the ORM's upsert."""
+    price))``. On PostgreSQL the rows are streamed with a binary ``COPY`` into a temporary table (dropped at
+    commit), then upserted by one ``INSERT ... SELECT``: a model instance and placeholders per row cost
+    several times the database's own work (10,000 deployments meter 6.5 million rows a month). Elsewhere
+    (SQLite, the embedded default) the ORM's upsert."""
     now = timezone.now()
     if connection.vendor != "postgresql":
         UsageRecord.objects.bulk_create(
@@ -343,12 +364,13 @@ def _usage_upsert(rows: list[tuple[tuple[str, datetime, str, str], tuple[str, in
             update_fields=["seconds", "currency", "hourly_price", "metered_at"])
         return
     with connection.cursor() as cursor:
-        for begin in range(0, len(rows), _UPSERT_BATCH):
-            batch = rows[begin:begin + _UPSERT_BATCH]
-            columns = zip(*(key + row for key, row in batch), strict=True)
-            cursor.execute(_UPSERT_SQL, [now, *(",".join(
-                value.isoformat() if isinstance(value, datetime) else str(value) for value in column)
-                for column in columns)])
+        cursor.execute(_NEW_USAGE_TABLE)
+        with cursor.copy("COPY billing_usage_new FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_NEW_USAGE_TYPES)
+            for key, row in rows:
+                copy.write_row(key + row)
+        cursor.execute(_UPSERT_SQL, [now])
+        cursor.execute("DROP TABLE billing_usage_new")
 
 
 _METERING_LOCK = 0x6D71_6D65  # "mqme"
