@@ -44,7 +44,7 @@ from billing.models import (
     VatStatus,
 )
 from controlplane import errors, locks
-from deployments.models import Deployment, DeploymentEvent, SpecPrice
+from deployments.models import Deployment, DeploymentEvent, Spec, SpecPrice
 from deployments.models import DeploymentStatus as S
 from projects.models import SITE_CURRENCY, Organization, Project
 from projects.roles import Perm
@@ -585,11 +585,32 @@ _USAGE_LINE_FIELDS = ("deployment_id", "deployment__name", "spec_id", "spec__nam
 _USAGE_LINE_ORDER = ("deployment__name", "deployment_id", "spec_id", "rate", "hourly_price")
 
 
-def _usage_lines(usage, *, by_organization: bool = False):
+def _usage_lines(usage):
     """Seconds per deployment, spec, rate and price of ``usage`` (a UsageRecord queryset), in line order."""
-    fields = (("organization_id",) if by_organization else ()) + _USAGE_LINE_FIELDS
-    order = (("organization_id",) if by_organization else ()) + _USAGE_LINE_ORDER
-    return usage.values(*fields).annotate(total_seconds=Sum("seconds")).order_by(*order)
+    return usage.values(*_USAGE_LINE_FIELDS).annotate(total_seconds=Sum("seconds")).order_by(*_USAGE_LINE_ORDER)
+
+
+def _usage_lines_by_organization(start: datetime, end: datetime) -> dict[str, list[dict[str, Any]]]:
+    """:func:`_usage_lines` of every organization at once: one aggregate on the usage columns alone (grouping
+    by the joined names sorted all the month's rows on disk), the names looked up after, and each
+    organization's rows put in the order the database gives ``(deployment name, deployment, spec)``."""
+    sums = list(UsageRecord.objects.filter(hour_start__gte=start, hour_start__lt=end)
+                .values("organization_id", "deployment_id", "spec_id", "rate", "hourly_price")
+                .annotate(total_seconds=Sum("seconds")).order_by())
+    deployments = {dep_id: (rank, name) for rank, (dep_id, name) in enumerate(
+        Deployment.objects.filter(id__in={r["deployment_id"] for r in sums}).order_by("name", "id")
+        .values_list("id", "name"))}
+    specs = {spec_id: (rank, name) for rank, (spec_id, name) in enumerate(
+        Spec.objects.filter(id__in={r["spec_id"] for r in sums}).order_by("id").values_list("id", "name"))}
+    # Rates are lowercase ASCII and prices numbers: every collation orders them as Python does.
+    sums.sort(key=lambda r: (deployments[r["deployment_id"]][0], specs[r["spec_id"]][0], r["rate"],
+                             r["hourly_price"]))
+    usage: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in sums:
+        row["deployment__name"] = deployments[row["deployment_id"]][1]
+        row["spec__name"] = specs[row["spec_id"]][1]
+        usage[row.pop("organization_id")].append(row)
+    return usage
 
 
 @transaction.atomic
@@ -675,11 +696,7 @@ def invoice_generate(*, account: BillingAccount, period_start: date,
 def invoices_generate_for_month(*, period_start: date) -> int:
     """Invoices every organization with usage or pending annual charges in the month; returns how many."""
     start, end = _as_utc(period_start), _as_utc(_month_after(period_start))
-    # One aggregate for every organization instead of one per invoice: the same rows, in the same order.
-    usage: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in _usage_lines(UsageRecord.objects.filter(hour_start__gte=start, hour_start__lt=end),
-                            by_organization=True):
-        usage[row.pop("organization_id")].append(row)
+    usage = _usage_lines_by_organization(start, end)
     org_ids = set(usage) | set(AnnualCharge.objects.filter(invoice__isnull=True, created_at__lt=end)
                                .values_list("organization_id", flat=True).distinct())
     accounts = {a.organization_id: a for a in BillingAccount.objects.filter(organization_id__in=org_ids)}
