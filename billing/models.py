@@ -81,10 +81,16 @@ class UsageRecord(models.Model):
     price when stopped.
     """
 
-    organization = models.ForeignKey("projects.Organization", on_delete=models.PROTECT, related_name="+")
-    deployment = models.ForeignKey("deployments.Deployment", on_delete=models.PROTECT, related_name="+")
+    # No index of their own on the foreign keys (each would cost two, with the ``varchar_pattern_ops`` twin,
+    # on every one of millions of inserted rows): (organization, hour_start) and the unique key, which leads
+    # with the deployment, serve every read by organization or deployment; specs are deactivated, never
+    # deleted, so nothing looks usage up by spec.
+    organization = models.ForeignKey("projects.Organization", on_delete=models.PROTECT, related_name="+",
+                                     db_index=False)
+    deployment = models.ForeignKey("deployments.Deployment", on_delete=models.PROTECT, related_name="+",
+                                   db_index=False)
     hour_start = models.DateTimeField()
-    spec = models.ForeignKey("deployments.Spec", on_delete=models.PROTECT, related_name="+")
+    spec = models.ForeignKey("deployments.Spec", on_delete=models.PROTECT, related_name="+", db_index=False)
     rate = models.CharField(max_length=8, choices=UsageRate.choices, default=UsageRate.RUNNING)
     seconds = models.PositiveIntegerField()
     currency = models.CharField(max_length=3)

@@ -197,3 +197,33 @@ def test_stopped_hours_are_a_separate_line_at_the_stopped_price():
         ("stopped (storage)", Decimal("9.9167"), Decimal("0.0100"), Decimal("0.10")),  # 9 h 55 min
     ]
     assert invoice.subtotal == Decimal("0.46") and invoice.total == invoice.subtotal + invoice.vat_amount
+
+
+def test_monthly_run_reads_usage_once_and_writes_the_same_invoices_as_one_by_one():
+    """invoices_generate_for_month aggregates every organization's usage in one query; its invoices equal
+    those invoice_generate writes reading each organization's usage itself."""
+    from django.db import transaction
+
+    accounts = [account_for(country=country) for country in ("DE", "FR", "US")]
+    for n, account in enumerate(accounts):
+        for k in range(n + 1):
+            deployment = DeploymentFactory(organization=account.organization, name=f"b{2 - k}")
+            usage(deployment, hours=3 + k, seconds=1234 + 100 * n)
+            usage(deployment, hours=2, spec_id="basic-5k", start=datetime(2026, 3, 20, tzinfo=UTC))
+            UsageRecord.objects.filter(deployment=deployment, hour_start__day=20).update(rate="stopped")
+
+    def snapshot():
+        return sorted((i.organization_id, i.number, i.subtotal, i.total,
+                       [(line.position, line.description, line.quantity, line.unit_price, line.amount)
+                        for line in i.lines.all()]) for i in Invoice.objects.all())
+
+    with time_machine.travel(AFTER_MARCH, tick=False):
+        with transaction.atomic():
+            assert services.invoices_generate_for_month(period_start=MARCH) == 3
+            monthly = snapshot()
+            transaction.set_rollback(True)
+        assert not Invoice.objects.exists()
+        for account in sorted(accounts, key=lambda a: a.organization_id):
+            services.invoice_generate(account=account, period_start=MARCH)
+        assert snapshot() == monthly
+        assert [len(lines) for *_, lines in monthly] and all(len(lines) >= 2 for *_, lines in monthly)

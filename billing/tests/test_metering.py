@@ -168,3 +168,90 @@ def test_metering_a_range_equals_metering_each_hour_across_chunks():
     assert sum(r[3] for r in by_range if r[2] == "stopped") == 16 * 3600 - 10 + 60
     with pytest.raises(ValueError):
         services.usage_meter_range(start=H, end=H + timedelta(minutes=30))
+
+
+def _expected_rows(deployments, hours: int) -> list[tuple]:
+    """Hour by hour, straight from the pure function over each deployment's whole history and terms."""
+    from billing.models import AnnualCharge
+    from deployments.models import DeploymentEvent, SpecPrice
+
+    prices = {(p.spec_id, p.currency): p for p in SpecPrice.objects.all()}
+    expected = []
+    for deployment in deployments:
+        if deployment.deleted_at is not None and deployment.deleted_at < H:
+            continue
+        events = [Transition(e.created_at, e.to_status, e.spec_id)
+                  for e in DeploymentEvent.objects.filter(deployment=deployment).order_by("created_at", "id")]
+        terms = list(AnnualCharge.objects.filter(deployment=deployment, kind="term").values_list("term_start",
+                                                                                               "term_end"))
+        currency = deployment.organization.currency
+        for n in range(hours):
+            hour = H + timedelta(hours=n)
+            if deployment.created_at >= hour + timedelta(hours=1):
+                continue
+            for (spec_id, rate), secs in metered_seconds(events, start=hour, end=hour + timedelta(hours=1),
+                                                         annual_terms=terms).items():
+                price = prices[(spec_id, currency)]
+                expected.append((deployment.id, hour, spec_id, rate, secs,
+                                 price.stopped_hourly if rate == "stopped" else price.hourly))
+    return sorted(expected)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("seed", range(4))
+def test_range_metering_equals_the_pure_function_hour_by_hour_for_random_histories(seed):
+    """The range path (whole steady hours without calling metered_seconds, rows written in bulk) writes exactly
+    the rows the pure function gives hour by hour; late events re-metered change exactly what they should."""
+    import random
+
+    from billing.models import AnnualCharge, Subscription
+
+    rng = random.Random(seed)
+    hours = services.METER_CHUNK_HOURS + 20
+    span = hours * 3600
+    deployments = []
+    for n in range(6):
+        deployment = DeploymentFactory(created_at=H - timedelta(days=1))
+        deployments.append(deployment)
+        if n == 0:
+            continue  # created, never an event: nothing metered
+        moments = {H - timedelta(seconds=rng.randint(0, 7200))}
+        for _ in range(rng.randint(0, 12)):
+            at = H + timedelta(seconds=rng.randint(-3600, span + 3600))
+            if rng.random() < 0.3:  # on the hour: the boundary case
+                at = at.replace(minute=0, second=0, microsecond=0)
+            moments.add(at)  # distinct: two events of one deployment never share a microsecond
+        for at in sorted(moments):
+            record_event(deployment, rng.choice(STATUSES), at, spec_id=rng.choice(["basic-1k", "basic-5k"]))
+        if rng.random() < 0.5:
+            term_start = H + timedelta(seconds=rng.randint(-7200, span))
+            term_end = term_start + timedelta(seconds=rng.choice([rng.randint(1, 3 * 3600), 365 * 86400]))
+            subscription = Subscription.objects.create(organization=deployment.organization, deployment=deployment,
+                                                       mode="annual", term_start=term_start, term_end=term_end)
+            AnnualCharge.objects.create(organization=deployment.organization, subscription=subscription,
+                                        deployment=deployment, spec_id="basic-1k", amount=1, currency="USD",
+                                        term_start=term_start, term_end=term_end)
+
+    def written():
+        return sorted(UsageRecord.objects.values_list("deployment_id", "hour_start", "spec_id", "rate", "seconds",
+                                                      "hourly_price"))
+
+    end = H + timedelta(hours=hours)
+    count = services.usage_meter_range(start=H, end=end)
+    assert written() == _expected_rows(deployments, hours)
+    assert count == UsageRecord.objects.count()
+    assert services.usage_meter_range(start=H, end=end) == 0
+    # Late events: re-metering updates, inserts and deletes exactly what the new history says.
+    before = set(written())
+    for deployment in rng.sample(deployments[1:], 3):
+        record_event(deployment, rng.choice(STATUSES), H + timedelta(seconds=rng.randint(0, span - 1),
+                                                                     microseconds=rng.randint(1, 999_999)),
+                     spec_id=rng.choice(["basic-1k", "pro-1k"]))
+    changed = services.usage_meter_range(start=H, end=end)
+    after = written()
+    assert after == _expected_rows(deployments, hours)
+    keys = {row[:4]: row for row in after}
+    old_keys = {row[:4]: row for row in before}
+    assert changed == (len(keys.keys() - old_keys.keys()) + len(old_keys.keys() - keys.keys())
+                       + sum(1 for k in keys.keys() & old_keys.keys() if keys[k] != old_keys[k]))
+    assert services.usage_meter_range(start=H, end=end) == 0
