@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING
 from controlplane.celery import app as celery_app
 
 if TYPE_CHECKING:
+    from django.test import Client
+
     from k8s.simulator import SimulatedCluster
+    from projects.models import Membership
 
 
 @contextmanager
@@ -70,3 +73,30 @@ def wait_for(predicate: Callable[[], object], what: str, timeout: float = 40.0) 
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+# --- console pages ------------------------------------------------------------------------------------------
+def console_login(role: str | None = None, **membership: object) -> tuple[Client, Membership]:
+    """A console client logged in as a new member (owner unless ``role``) of a new organization."""
+    from django.test import Client
+
+    from projects.roles import Role
+    from projects.tests.factories import MembershipFactory
+
+    member = MembershipFactory(role=role or Role.OWNER, **membership)
+    client = Client()
+    client.force_login(member.user)
+    return client, member
+
+
+def console_url(name: str, *args: object) -> str:
+    from django.urls import reverse
+
+    return reverse(f"console:{name}", args=args)
+
+
+def console_page(client: Client, name: str, *args: object, **headers: str) -> str:
+    """The HTML of a console page, which must answer 200."""
+    response = client.get(console_url(name, *args), headers=headers)
+    assert response.status_code == 200, response.content[:500]
+    return response.content.decode()

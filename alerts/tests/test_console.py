@@ -5,39 +5,23 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.test import Client, override_settings
-from django.urls import reverse
+from django.test import override_settings
 from django.utils import timezone
 
 from alerts.models import AlertChannel, AlertRule, MetricSample, Notification
 from alerts.tests.factories import AlertChannelFactory, AlertFactory, AlertRuleFactory, NotificationFactory
 from alerts.tests.standins import Receiver, verify_standard_webhook
 from deployments.tests.factories import DeploymentFactory
-from projects.models import Membership
 from projects.roles import Role
-from projects.tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory
+from projects.tests.factories import OrganizationFactory, ProjectFactory
+from tests.support import console_login as logged_in
+from tests.support import console_page as page
+from tests.support import console_url as url
 
 pytestmark = pytest.mark.django_db
 
 PAGES = ("alerts", "alert-rules", "alert-channels", "alert-deliveries")
 HTMX = {"HX-Request": "true"}
-
-
-def logged_in(role: str = Role.OWNER) -> tuple[Client, Membership]:
-    member = MembershipFactory(role=role)
-    client = Client()
-    client.force_login(member.user)
-    return client, member
-
-
-def url(name: str, *args) -> str:
-    return reverse(f"console:{name}", args=args)
-
-
-def page(client: Client, name: str, *args) -> str:
-    response = client.get(url(name, *args))
-    assert response.status_code == 200, response.content[:500]
-    return response.content.decode()
 
 
 def test_nav_entry_and_empty_states():

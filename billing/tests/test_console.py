@@ -6,8 +6,6 @@ from datetime import UTC, timedelta
 from decimal import Decimal
 
 import pytest
-from django.test import Client
-from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import BillingAccount, InvoiceLine, Subscription, SubscriptionMode, UsageRecord, VatStatus
@@ -15,28 +13,12 @@ from billing.money import REVERSE_CHARGE_NOTE
 from billing.tests.factories import BillingAccountFactory, InvoiceFactory
 from deployments.models import Spec
 from deployments.tests.factories import DeploymentFactory
-from projects.models import Membership
 from projects.roles import Role
-from projects.tests.factories import MembershipFactory
+from tests.support import console_login as logged_in
+from tests.support import console_page as page
+from tests.support import console_url as url
 
 pytestmark = pytest.mark.django_db
-
-
-def logged_in(role: str = Role.OWNER, **membership) -> tuple[Client, Membership]:
-    member = MembershipFactory(role=role, **membership)
-    client = Client()
-    client.force_login(member.user)
-    return client, member
-
-
-def url(name: str, *args) -> str:
-    return reverse(f"console:{name}", args=args)
-
-
-def page(client: Client, name: str, *args) -> str:
-    response = client.get(url(name, *args))
-    assert response.status_code == 200, response.content[:500]
-    return response.content.decode()
 
 
 def account_data(**overrides) -> dict:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
-from django.urls import reverse
 
 from deployments.models import Deployment, DeploymentEvent
 from deployments.models import DeploymentStatus as S
 from deployments.tests.factories import DeploymentFactory
-from projects.models import AuditEvent, Membership
+from projects.models import AuditEvent
 from projects.roles import Role
-from projects.tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory
+from projects.tests.factories import OrganizationFactory, ProjectFactory
+from tests.support import console_login as logged_in
+from tests.support import console_page as page
+from tests.support import console_url as url
 
 pytestmark = pytest.mark.django_db
 
@@ -19,23 +20,6 @@ ENDPOINTS = {"mqtt": "mq-abc.example.net:1883", "mqtts": "mq-abc.example.net:888
              "ws": "mq-abc.example.net:8083", "wss": "mq-abc.example.net:8084"}
 LIST_POLL = 'hx-trigger="every 3s"'
 STATUS_POLL = 'hx-trigger="every 2s"'
-
-
-def logged_in(role: str = Role.OWNER, **membership) -> tuple[Client, Membership]:
-    member = MembershipFactory(role=role, **membership)
-    client = Client()
-    client.force_login(member.user)
-    return client, member
-
-
-def url(name: str, *args) -> str:
-    return reverse(f"console:{name}", args=args)
-
-
-def page(client: Client, name: str, *args, **headers) -> str:
-    response = client.get(url(name, *args), headers=headers)
-    assert response.status_code == 200, response.content[:500]
-    return response.content.decode()
 
 
 def create_data(project, **overrides) -> dict:

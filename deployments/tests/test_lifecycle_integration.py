@@ -21,6 +21,7 @@ from tests.support import running_worker, simulated_cluster, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
+
 @pytest.fixture
 def cluster():
     with simulated_cluster(seed=7) as simulated:

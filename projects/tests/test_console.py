@@ -18,24 +18,13 @@ from projects.tests.factories import (
     UserFactory,
     make_api_key,
 )
+from tests.support import console_login as logged_in
+from tests.support import console_page as page
 
 pytestmark = pytest.mark.django_db
 
 SIGNUP = {"name": "Ada", "email": "ada@example.com", "password": "a-long-enough-passphrase",
           "organization_name": "Acme", "site": "global", "country": "de"}
-
-
-def logged_in(role: str = Role.OWNER, **membership) -> tuple[Client, Membership]:
-    member = MembershipFactory(role=role, **membership)
-    client = Client()
-    client.force_login(member.user)
-    return client, member
-
-
-def page(client: Client, name: str, *args) -> str:
-    response = client.get(reverse(f"console:{name}", args=args))
-    assert response.status_code == 200, response.content[:500]
-    return response.content.decode()
 
 
 # --- login, logout, signup --------------------------------------------------------------------------
