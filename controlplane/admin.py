@@ -7,10 +7,12 @@ from django.contrib import admin
 from django.http import Http404, HttpRequest, HttpResponse
 
 from controlplane.admin_base import OpsPageView
-from controlplane.mail import SCAN_LIMIT, outbox_messages
+from controlplane.mail import outbox_messages
 
 # The index lists the models; this adds the pages that are not one (the outbox).
 admin.site.index_template = "ops/index.html"
+
+OPS_PAGE_SIZE = 200
 
 
 class OutboxOpsView(OpsPageView):
@@ -22,7 +24,7 @@ class OutboxOpsView(OpsPageView):
     def get(self, request: HttpRequest) -> HttpResponse:
         if not outbox_enabled():
             raise Http404("The mail outbox exists only in the embedded default.")
-        return self.render_page({"outbox": outbox_messages(limit=SCAN_LIMIT)})
+        return self.render_page({"outbox": outbox_messages(limit=OPS_PAGE_SIZE)})
 
 
 def outbox_enabled() -> bool:

@@ -153,6 +153,8 @@ def test_strangers_mail_is_not_listed_and_recipients_outside_the_organization_ar
     ("see https://h.example/r?token=abc&next=/home.", "see https://h.example/r?token=***&next=/home."),
     ("(https://h.example/a/0123456789abcdef0123/b)", "(https://h.example/a/***/b)"),
     ("https://user:hunter2@h.example/x", "https://user:***@h.example/x"),
+    ("https://h.example/reset/eyJ1IjoidXNyXzEifQ:1vQx7a:Xk3d9Lq0PzYbWc1TmRn2Aa5Eo8/", "https://h.example/reset/***/"),
+    ("https://h.example/confirm#access_token=abc&state=x", "https://h.example/confirm#access_token=***&state=x"),
     ("https://h.example/console/deployments/dep_k3j4h5g6f7d8s9a0q1w2", None),
     ("https://h.example/console/billing/account#payment-method", None),
     ("https://h.example/console/invoices/inv_abcdefghij0123456789?page=2", None),
