@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from django.db.models import Max, OuterRef, Q, QuerySet, Subquery
 
@@ -56,6 +57,20 @@ def metric_latest_values(*, deployment_ids: list[str], metric: str, since: datet
 
 def channel_list(*, principal: Principal) -> QuerySet[AlertChannel]:
     return AlertChannel.objects.filter(organization=principal.organization).order_by("created_at", "id")
+
+
+WEBHOOK_PATH_MASK = "/***"
+
+
+def webhook_url_masked(url: str) -> str:
+    """Scheme, host and port only: a webhook's path and query are often its credential (Slack, Teams)."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return WEBHOOK_PATH_MASK
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname or ""
+    return f"{parts.scheme}://{host}{port}{WEBHOOK_PATH_MASK}"
 
 
 def rule_list(*, principal: Principal) -> QuerySet[AlertRule]:

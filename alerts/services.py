@@ -51,6 +51,9 @@ HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 RESERVED_HEADERS = {"host", "content-length", "content-type", "transfer-encoding", "connection", "webhook-id",
                     "webhook-timestamp", "webhook-signature"}
 WRITE_PERM = Perm.DEPLOYMENTS_WRITE
+# Channels are organization-wide (every project's rules and the budgets notify through them), so changing
+# one is an organization setting: owners and admins, and only those not limited to projects.
+CHANNEL_PERM = Perm.ORGANIZATION_MANAGE
 
 
 def _invalid(field: str, message: str) -> errors.ValidationFailed:
@@ -60,6 +63,18 @@ def _invalid(field: str, message: str) -> errors.ValidationFailed:
 # --- channels ----------------------------------------------------------------------------------------------
 def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def channel_can_manage(principal: Principal) -> bool:
+    """Who may change channels (and send tests); everyone else reads them with webhook URLs masked."""
+    return principal.has(CHANNEL_PERM) and not principal.is_project_limited
+
+
+def channel_require_manager(*, principal: Principal) -> None:
+    principal.require(CHANNEL_PERM)
+    if principal.is_project_limited:
+        raise errors.PermissionDenied("Alert channels are shared by the whole organization: a member limited to "
+                                      "projects cannot change or test them.")
 
 
 def _check_webhook_url(url: str) -> None:
@@ -139,7 +154,7 @@ def _apply_config(channel: AlertChannel, config: dict[str, Any], *, creating: bo
 
 def channel_create(*, principal: Principal, name: str, type: str, config: dict[str, Any]
                    ) -> tuple[AlertChannel, dict[str, Any] | None]:
-    principal.require(WRITE_PERM)
+    channel_require_manager(principal=principal)
     channel = AlertChannel(organization=principal.organization, name=name.strip(), type=type)
     generated = _apply_config(channel, config, creating=True)
     with transaction.atomic():
@@ -151,7 +166,7 @@ def channel_create(*, principal: Principal, name: str, type: str, config: dict[s
 
 def channel_update(*, principal: Principal, channel: AlertChannel, name: str | None = None,
                    config: dict[str, Any] | None = None, enabled: bool | None = None) -> AlertChannel:
-    principal.require(WRITE_PERM)
+    channel_require_manager(principal=principal)
     with transaction.atomic():
         channel = AlertChannel.objects.select_for_update().get(pk=channel.pk, organization=principal.organization)
         changes: dict[str, Any] = {}
@@ -178,7 +193,7 @@ def channel_update(*, principal: Principal, channel: AlertChannel, name: str | N
 
 
 def channel_delete(*, principal: Principal, channel: AlertChannel) -> None:
-    principal.require(WRITE_PERM)
+    channel_require_manager(principal=principal)
     with transaction.atomic():
         audit_record(principal=principal, action="alert_channel.delete", target=channel,
                      changes={"name": channel.name, "type": channel.type})
@@ -201,7 +216,7 @@ def _test_payload(channel: AlertChannel, principal: Principal) -> dict[str, Any]
 
 def channel_test(*, principal: Principal, channel: AlertChannel) -> tuple[Notification, delivery.DeliveryResult]:
     """Sends a clearly marked test notification now (one attempt, no retries) and records it."""
-    principal.require(WRITE_PERM)
+    channel_require_manager(principal=principal)
     notification = Notification.objects.create(organization=principal.organization, channel=channel,
                                                kind=NotificationKind.TEST, payload=_test_payload(channel, principal))
     result = delivery.deliver(channel, notification)

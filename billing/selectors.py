@@ -22,7 +22,7 @@ from billing.models import (
 from controlplane import errors
 from deployments.models import Deployment
 from projects.models import Membership
-from projects.roles import Role
+from projects.roles import Perm, Role
 from projects.tenancy import Principal
 
 
@@ -33,6 +33,10 @@ def billing_account_get(*, principal: Principal) -> BillingAccount:
 
 
 def invoice_list(*, principal: Principal) -> QuerySet[Invoice]:
+    """The organization's invoices. They belong to no project, so a project limit cannot narrow them (usage and
+    budgets, which have a project, are narrowed to the principal's projects): a reader needs a billing role,
+    limited or not, checked here too so no future caller (a page, a banner) can skip it."""
+    principal.require(Perm.BILLING_READ)
     return Invoice.objects.filter(organization=principal.organization).prefetch_related("lines")
 
 

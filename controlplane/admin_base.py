@@ -6,7 +6,9 @@ from typing import Any
 
 from django.contrib import admin
 from django.db import models
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.views import View
 
 
 def _organization_of(obj: models.Model):
@@ -30,6 +32,25 @@ def audit_staff_action(request: HttpRequest, obj: models.Model, action: str, cha
     principal = staff_principal(request, obj)
     audit_record(principal=principal, action=action, target=obj, changes=changes,
                  organization=_organization_of(obj))
+
+
+class OpsPageView(View):
+    """An ops page that is not a model's list (e.g. the mail outbox): staff only, in the ops site's frame.
+
+    Mount it with ``as_ops_view()``, which puts the admin's login and staff check in front of it.
+    """
+
+    template_name: str = ""
+    title: str = ""
+    http_method_names = ["get", "head", "options"]
+
+    @classmethod
+    def as_ops_view(cls, **initkwargs: Any):
+        return admin.site.admin_view(cls.as_view(**initkwargs))
+
+    def render_page(self, context: dict[str, Any]) -> HttpResponse:
+        return TemplateResponse(self.request, self.template_name,
+                                {**admin.site.each_context(self.request), "title": self.title, **context})
 
 
 class AuditedModelAdmin(admin.ModelAdmin):

@@ -3,12 +3,14 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from controlplane import health
+from controlplane.admin import OutboxOpsView
 from controlplane.api import problems
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("api/v1/", include(("controlplane.api.urls", "api"), namespace="api")),
+    path("ops/outbox/", OutboxOpsView.as_ops_view(), name="ops-outbox"),
     path("ops/", admin.site.urls),
     path("console/", include(("projects.console.urls", "console"), namespace="console")),
     path("", RedirectView.as_view(pattern_name="console:home", permanent=False)),

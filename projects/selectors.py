@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from urllib.parse import urlsplit
+
 from django.db.models import Prefetch, Q, QuerySet
+from django.urls import Resolver404, resolve
 
 from controlplane import errors
+from controlplane.mail import OutboxMessage, links_in, mask_link_secrets, outbox_messages
 from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project
-from projects.roles import Perm
+from projects.roles import Perm, role_can_grant
 from projects.tenancy import Principal
 
 
@@ -86,6 +91,70 @@ def invitation_get_by_token(*, token: str) -> Invitation:
     if invitation is None:
         raise errors.NotFound("This invitation link is not valid.")
     return invitation
+
+
+# --- the embedded default's outbox ------------------------------------------------------------------
+def outbox_list(*, principal: Principal, limit: int = 50) -> list[OutboxMessage]:
+    """The mail a member may read: to the organization's people, with other people's one-time links masked.
+
+    Listed: mail to a current member (a member of two organizations is seen from both), and the
+    organization's own invitations to an invitee; not an invited address's other mail, or inviting any
+    address would open its mailbox. Links stay masked (password resets always) except an invitation of
+    this organization the reader could have sent (owner/admin, not limited to projects, the invited role
+    within theirs: an admin holding an owner's link could become the owner) or one addressed to the reader.
+    Operators read everything, unmasked, on the ops site.
+    """
+    organization = principal.organization
+    members = {email.lower() for email in
+               Membership.objects.filter(organization=organization).values_list("user__email", flat=True)}
+    invitees = {email.lower() for email in
+                Invitation.objects.filter(organization=organization).values_list("email", flat=True)} - members
+    reader = principal.user.email.lower() if principal.user is not None else None
+    linked: dict[str, Invitation | None] = {}
+
+    def invitation_of(url: str) -> Invitation | None:
+        if url not in linked:
+            linked[url] = _invitation_of_link(url)
+        return linked[url]
+
+    def include(message: OutboxMessage) -> bool:
+        addressed = set(message.recipients)
+        if addressed & members:
+            return True
+        if not addressed & invitees:
+            return False
+        return any((invitation := invitation_of(url)) is not None and invitation.organization_id == organization.pk
+                   and invitation.email.lower() in addressed for url in links_in(message.text))
+
+    def reveal(url: str) -> bool:
+        invitation = invitation_of(url)
+        if invitation is None:
+            return False
+        if reader is not None and invitation.email.lower() == reader:
+            return True
+        return (invitation.organization_id == organization.pk and principal.has(Perm.MEMBERS_MANAGE)
+                and not principal.is_project_limited and role_can_grant(principal.role, invitation.role))
+
+    shown = []
+    for message in outbox_messages(limit, include=include):
+        ours = tuple(address for address in message.recipients if address in members or address in invitees)
+        others = len(message.recipients) - len(ours)
+        to = ", ".join(ours) + (f" and {others} other{'s' if others > 1 else ''}" if others else "")
+        shown.append(replace(message, to=to, recipients=ours, text=mask_link_secrets(message.text, reveal=reveal)))
+    return shown
+
+
+def _invitation_of_link(url: str) -> Invitation | None:
+    """The invitation an accept link carries, whichever organization it is of (None for any other link)."""
+    from projects.services import invitation_token_hash
+
+    try:
+        match = resolve(urlsplit(url).path)
+    except (Resolver404, ValueError):
+        return None
+    if match.view_name != "console:invitation-accept":
+        return None
+    return Invitation.objects.filter(token_hash=invitation_token_hash(match.kwargs["token"])).first()
 
 
 # --- api keys ---------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import json
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from alerts import selectors
 from alerts.models import (
     RULE_METRICS,
     Alert,
@@ -36,7 +37,9 @@ class ChannelPatchIn(InputSerializer):
 
 
 class ChannelOut(serializers.ModelSerializer):
-    config = serializers.SerializerMethodField(help_text="Secrets shown masked: `•••`.")
+    config = serializers.SerializerMethodField(help_text="Secrets shown masked: `•••`. A webhook `url` keeps only "
+                                               "scheme, host and port (`https://hooks.example.com/***`) for "
+                                               "whoever may not change channels.")
     last_delivery = serializers.SerializerMethodField()
     default = serializers.SerializerMethodField(help_text="The organization's default channel (to its owners), "
                                                 "created with its first project; editable and deletable.")
@@ -53,6 +56,9 @@ class ChannelOut(serializers.ModelSerializer):
         if obj.type == ChannelType.PAGERDUTY:
             config.update({"routing_key": MASK if obj.secret else None, "has_routing_key": bool(obj.secret)})
         elif obj.type == ChannelType.WEBHOOK:
+            # Masked unless the view says the reader may change the channel (``show_webhook_urls``).
+            if not self.context.get("show_webhook_urls") and config.get("url"):
+                config["url"] = selectors.webhook_url_masked(config["url"])
             headers = json.loads(obj.headers or "{}")
             config.update({"secret": MASK if obj.secret else None, "has_secret": bool(obj.secret),
                            "headers": dict.fromkeys(headers, MASK)})

@@ -41,13 +41,20 @@ class ChannelFilter(django_filters.FilterSet):
 class AlertChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):
     """Where alert notifications go: email, PagerDuty (Events API v2) or a signed webhook."""
 
-    permission_by_action = {"create": WRITE, "partial_update": WRITE, "destroy": WRITE, "test": WRITE}
+    # The role is checked here; the service also refuses a principal limited to projects.
+    permission_by_action = {"create": services.CHANNEL_PERM, "partial_update": services.CHANNEL_PERM,
+                            "destroy": services.CHANNEL_PERM, "test": services.CHANNEL_PERM}
     serializer_class = s.ChannelOut
     filterset_class = ChannelFilter
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def scoped_queryset(self, principal: Principal) -> QuerySet:
         return selectors.channel_list(principal=principal)
+
+    def get_serializer_context(self) -> dict:
+        principal = getattr(self, "principal", None)
+        return {**super().get_serializer_context(),
+                "show_webhook_urls": principal is not None and services.channel_can_manage(principal)}
 
     @extend_schema(request=s.ChannelIn, responses={201: s.ChannelOut},
                    description="400 for invalid emails, routing keys, or a webhook URL that is not allowed (private, "
@@ -57,7 +64,7 @@ class AlertChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Orga
         data = s.ChannelIn(data=request.data)
         data.is_valid(raise_exception=True)
         channel, generated = services.channel_create(principal=self.principal, **data.validated_data)
-        body = s.ChannelOut(channel).data
+        body = s.ChannelOut(channel, context=self.get_serializer_context()).data
         if generated:
             body["config"].update(generated)
         return Response(body, status=status.HTTP_201_CREATED)
@@ -68,7 +75,7 @@ class AlertChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Orga
         data = s.ChannelPatchIn(data=request.data)
         data.is_valid(raise_exception=True)
         channel = services.channel_update(principal=self.principal, channel=channel, **data.validated_data)
-        return Response(s.ChannelOut(channel).data)
+        return Response(s.ChannelOut(channel, context=self.get_serializer_context()).data)
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str) -> Response:
@@ -76,7 +83,8 @@ class AlertChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Orga
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses=s.ChannelTestOut,
-                   description="Sends a clearly marked test notification now and reports the outcome.")
+                   description="Sends a clearly marked test notification now and reports the outcome. Like every "
+                               "change of a channel, for owners and admins not limited to projects.")
     @action(detail=True, methods=["post"])
     def test(self, request: Request, pk: str) -> Response:
         notification, result = services.channel_test(principal=self.principal, channel=self.get_object())

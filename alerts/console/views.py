@@ -26,6 +26,7 @@ from projects.console.base import OrganizationConsoleView, OrganizationFormView
 from projects.roles import Perm
 
 WRITE_PERM = services.WRITE_PERM
+CHANNEL_PERM = services.CHANNEL_PERM
 PAGE_SIZE = 25
 _PAGE_ERRORS = (errors.NotFound, errors.PermissionDenied)
 
@@ -34,17 +35,18 @@ def paginate(request: HttpRequest, queryset: Any) -> Any:
     return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
 
 
-def target_summary(channel: AlertChannel) -> str:
-    """What the channel points at, never its secrets."""
+def target_summary(channel: AlertChannel, *, show_url: bool) -> str:
+    """What the channel points at, never its secrets (a webhook's path and query are one, for readers)."""
     if channel.type == ChannelType.EMAIL:
         return ", ".join(channel.config.get("recipients", []))
     if channel.type == ChannelType.PAGERDUTY:
         return "Events API v2 routing key ••••"
-    return channel.config.get("url", "")
+    url = channel.config.get("url", "")
+    return url if show_url or not url else selectors.webhook_url_masked(url)
 
 
-def describe_channel(channel: AlertChannel, last: Notification | None) -> AlertChannel:
-    channel.target = target_summary(channel)
+def describe_channel(channel: AlertChannel, last: Notification | None, *, show_url: bool) -> AlertChannel:
+    channel.target = target_summary(channel, show_url=show_url)
     channel.last_delivery = last
     return channel
 
@@ -80,15 +82,25 @@ class ChannelListView(OrganizationConsoleView):
     def get(self, request: HttpRequest) -> HttpResponse:
         channels = list(selectors.channel_list(principal=self.principal))
         recent = selectors.channel_last_deliveries(principal=self.principal, channel_ids=[c.id for c in channels])
-        rows = [describe_channel(channel, recent.get(channel.id)) for channel in channels]
-        return self.render_page({"channels": rows, "can_write": self.principal.has(WRITE_PERM)})
+        can_manage = services.channel_can_manage(self.principal)
+        rows = [describe_channel(channel, recent.get(channel.id), show_url=can_manage) for channel in channels]
+        return self.render_page({"channels": rows, "can_write": can_manage})
 
 
-class ChannelCreateView(OrganizationFormView):
+class _ChannelFormView(OrganizationFormView):
+    """The role is checked by the base; the form (with the URL in clear) is not shown to a limited principal
+    either, whom the service would refuse on save."""
+
     template_name = "console/alerts/channel_form.html"
     form_class = alert_forms.ChannelForm
-    required_perm = WRITE_PERM
+    required_perm = CHANNEL_PERM
 
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        services.channel_require_manager(principal=self.principal)
+        return super().get(request, *args, **kwargs)
+
+
+class ChannelCreateView(_ChannelFormView):
     def form_valid(self, form: forms.Form) -> HttpResponse:
         channel, generated = services.channel_create(principal=self.principal, name=form.cleaned_data["name"],
                                                      type=form.cleaned_data["type"], config=form.config())
@@ -99,11 +111,7 @@ class ChannelCreateView(OrganizationFormView):
         return redirect("console:alert-channels")
 
 
-class ChannelEditView(_ChannelMixin, OrganizationFormView):
-    template_name = "console/alerts/channel_form.html"
-    form_class = alert_forms.ChannelForm
-    required_perm = WRITE_PERM
-
+class ChannelEditView(_ChannelMixin, _ChannelFormView):
     def get_form_kwargs(self) -> dict[str, Any]:
         channel = self.channel
         initial = {"name": channel.name, "type": channel.type, "enabled": channel.enabled,
@@ -123,7 +131,7 @@ class ChannelEditView(_ChannelMixin, OrganizationFormView):
 
 class ChannelDeleteView(_ChannelMixin, OrganizationConsoleView):
     http_method_names: ClassVar[list[str]] = ["post"]
-    required_perm = WRITE_PERM
+    required_perm = CHANNEL_PERM
 
     def post(self, request: HttpRequest, channel_id: str) -> HttpResponse:
         channel = self.channel
@@ -136,7 +144,7 @@ class ChannelEnableView(_ChannelMixin, OrganizationConsoleView):
     """Re-enables a disabled channel (clearing why it was disabled, and starting a fresh failure window)."""
 
     http_method_names: ClassVar[list[str]] = ["post"]
-    required_perm = WRITE_PERM
+    required_perm = CHANNEL_PERM
 
     def post(self, request: HttpRequest, channel_id: str) -> HttpResponse:
         channel = services.channel_update(principal=self.principal, channel=self.channel, enabled=True)
@@ -148,7 +156,7 @@ class ChannelTestView(_ChannelMixin, OrganizationConsoleView):
     """Sends a test notification now; with htmx the outcome replaces the button's result cell."""
 
     http_method_names: ClassVar[list[str]] = ["post"]
-    required_perm = WRITE_PERM
+    required_perm = CHANNEL_PERM
 
     def post(self, request: HttpRequest, channel_id: str) -> HttpResponse:
         channel = self.channel

@@ -21,7 +21,6 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from controlplane import errors
-from controlplane.mail import outbox_messages
 from projects import selectors, services
 from projects.console import forms as console_forms
 from projects.console.base import (
@@ -415,14 +414,15 @@ class AuditLogView(OrganizationConsoleView):
 
 
 class OutboxView(OrganizationConsoleView):
-    """What the embedded default would have mailed; there is no outbox anywhere else."""
+    """What the embedded default would have mailed to this organization's people; there is no outbox anywhere
+    else. Operators read all of it on the ops site."""
 
     template_name = "console/outbox.html"
 
     def get(self, request: HttpRequest) -> HttpResponse:
         if not settings.EMBEDDED:
             raise errors.NotFound("The mail outbox exists only in the embedded default.")
-        context = {"outbox": outbox_messages()}
+        context = {"outbox": selectors.outbox_list(principal=self.principal)}
         if self.is_htmx:
             return self.render_page(context, template_name="console/_outbox_list.html")
         return self.render_page(context)

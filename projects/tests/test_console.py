@@ -375,7 +375,7 @@ def test_audit_log_is_403_for_a_viewer():
 
 
 def test_outbox_is_404_unless_embedded(settings, tmp_path):
-    client, _ = logged_in()
+    client, member = logged_in()
     settings.EMBEDDED = False
     assert client.get(reverse("console:outbox")).status_code == 404
     settings.EMBEDDED = True
@@ -384,9 +384,9 @@ def test_outbox_is_404_unless_embedded(settings, tmp_path):
     assert "No mail yet" in page(client, "outbox")
     from django.core.mail import send_mail
 
-    send_mail("Hello there", "Open http://127.0.0.1:8000/console/invitations/abc", None, ["a@example.com"])
+    send_mail("Hello there", "Open http://127.0.0.1:8000/console/billing/account", None, [member.user.email])
     partial = client.get(reverse("console:outbox"), HTTP_HX_REQUEST="true").content.decode()
-    assert "Hello there" in partial and '<a href="http://127.0.0.1:8000/console/invitations/abc"' in partial
+    assert "Hello there" in partial and '<a href="http://127.0.0.1:8000/console/billing/account"' in partial
     assert "<html" not in partial
 
 
