@@ -3,15 +3,39 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import ValidationError
 
+from controlplane import errors
 from controlplane.admin_base import AuditedModelAdmin, ReadOnlyModelAdmin, ReadOnlyTabularInline, staff_principal
 from projects import services
 from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, User
+from projects.tenancy import client_ip
+
+
+class OpsLoginForm(AdminAuthenticationForm):
+    """The ops site's login, through the same counted password check as the console's."""
+
+    def clean(self):
+        email = self.cleaned_data.get("username")
+        password = self.cleaned_data.get("password")
+        if email is not None and password:
+            try:
+                self.user_cache = services.login_authenticate(email=email, password=password,
+                                                              ip=client_ip(self.request), request=self.request)
+            except services.LoginLocked as exc:
+                raise ValidationError(exc.detail, code="locked") from exc
+            except errors.NotAuthenticated as exc:
+                raise self.get_invalid_login_error() from exc
+            self.confirm_login_allowed(self.user_cache)
+        return self.cleaned_data
+
 
 admin.site.site_header = "mqcloud ops"
 admin.site.site_title = "mqcloud ops"
 admin.site.index_title = "Operations"
+admin.site.login_form = OpsLoginForm
 
 
 class MembershipInline(ReadOnlyTabularInline):

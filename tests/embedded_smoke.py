@@ -101,6 +101,23 @@ def main() -> int:
         if queued.status != "delivered":
             failures.append(f"queued delivery: {queued.status} {queued.last_error}")
 
+    # Without Redis the login lockout and the rate limits count in the database: atomically on SQLite too.
+    from controlplane import ratelimit
+    from tests.support import run_in_parallel
+
+    if settings.RATE_LIMIT_STORE != "database":
+        failures.append(f"rate limit store: {settings.RATE_LIMIT_STORE}")
+    try:
+        counts = run_in_parallel(10, lambda _: ratelimit.hit("smoke:parallel", limit=5, window=60).count)
+        if sorted(counts) != list(range(1, 11)):
+            failures.append(f"parallel rate limit counts: {sorted(counts)}")
+    except Exception as exc:  # noqa: BLE001 - reported, not hidden
+        failures.append(f"parallel rate limit: {type(exc).__name__}: {exc}")
+    guesses = [Client().post(reverse("console:login"), {"email": "guess@example.com", "password": "wrong"})
+               for _ in range(settings.LOGIN_MAX_FAILURES + 1)]
+    if "Too many failed logins" not in guesses[-1].content.decode():
+        failures.append(f"login lockout on SQLite: {guesses[-1].status_code}")
+
     # The beat jobs' services, as Celery would run them on the filesystem transport.
     from alerts import evaluator
     from billing import services as billing
