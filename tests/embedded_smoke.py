@@ -31,6 +31,8 @@ def main() -> int:
     from django.utils import timezone
 
     assert settings.EMBEDDED and connection.vendor == "sqlite", (settings.PROFILE, connection.vendor)
+    for folder in ("celery-queue", "celery-processed"):  # as bin/run_embedded.py makes them
+        (settings.VAR_DIR / folder).mkdir(parents=True, exist_ok=True)
     for command in (("migrate", "--noinput", "-v", "0"), ("createcachetable",), ("sync_catalog",), ("seed_demo",)):
         call_command(*command)
 
@@ -117,6 +119,15 @@ def main() -> int:
                for _ in range(settings.LOGIN_MAX_FAILURES + 1)]
     if "Too many failed logins" not in guesses[-1].content.decode():
         failures.append(f"login lockout on SQLite: {guesses[-1].status_code}")
+
+    # A password reset answers 202 and its mail (sent by the worker on `make run`) lands in the outbox.
+    from controlplane.mail import outbox_messages
+    from projects.tasks import password_reset_send_email
+
+    post("/api/v1/auth/password/reset", {"email": DEMO_EMAIL}, 202)
+    password_reset_send_email.apply(args=[DEMO_EMAIL])
+    if not any(m.subject == "Reset your mqcloud password" and DEMO_EMAIL in m.to for m in outbox_messages()):
+        failures.append("the password reset mail is not in the outbox")
 
     # The beat jobs' services, as Celery would run them on the filesystem transport.
     from alerts import evaluator

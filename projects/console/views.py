@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login, logout
+from django.contrib.auth import login, logout, update_session_auth_hash
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -22,7 +22,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from controlplane import errors, ratelimit
 from controlplane.mail import outbox_messages
-from projects import selectors, services
+from projects import accounts, selectors, services
 from projects.console import forms as console_forms
 from projects.console.base import (
     SESSION_ORGANIZATION_KEY,
@@ -109,6 +109,48 @@ class SignupView(ConsoleFormMixin, ConsoleView):
         self.request.session[SESSION_ORGANIZATION_KEY] = organization.pk
         messages.success(self.request, f"Welcome to mqcloud! {organization.name} is ready, with a default project.")
         return redirect("console:home")
+
+
+# --- passwords --------------------------------------------------------------------------------------
+class PasswordResetView(ConsoleFormMixin, ConsoleView):
+    """"Forgot password?": mails a one-time link; the page says the same whether or not the address is known."""
+
+    template_name = "console/password_reset.html"
+    form_class = console_forms.PasswordResetForm
+
+    def form_valid(self, form: forms.Form) -> HttpResponse:
+        accounts.password_reset_request(email=form.cleaned_data["email"], ip=client_ip(self.request))
+        return self.render_page({"sent_to": form.cleaned_data["email"]})
+
+
+class PasswordResetConfirmView(ConsoleFormMixin, ConsoleView):
+    """The page the reset mail links to (``PUBLIC_BASE_URL``/console/password/reset/<token>)."""
+
+    template_name = "console/password_reset_confirm.html"
+    form_class = console_forms.PasswordResetConfirmForm
+
+    def get_context(self, form: forms.Form) -> dict[str, Any]:
+        return {"form": form, "valid": accounts.password_reset_user(token=self.kwargs["token"]) is not None}
+
+    def form_valid(self, form: forms.Form) -> HttpResponse:
+        accounts.password_reset_confirm(token=self.kwargs["token"], new_password=form.cleaned_data["new_password"],
+                                        **request_ip_and_agent(self.request))
+        messages.success(self.request, "Your password is changed; log in with it. Other sessions are logged out.")
+        return redirect("console:login")
+
+
+class PasswordChangeView(OrganizationFormView):
+    """Account: change your own password; this session stays, every other one ends."""
+
+    template_name = "console/password_change.html"
+    form_class = console_forms.PasswordChangeForm
+
+    def form_valid(self, form: forms.Form) -> HttpResponse:
+        user = accounts.password_change(user=self.request.user, **form.cleaned_data,
+                                        **request_ip_and_agent(self.request))
+        update_session_auth_hash(self.request, user)
+        messages.success(self.request, "Your password is changed. Your other sessions are logged out.")
+        return redirect("console:password-change")
 
 
 class OrganizationSwitchView(OrganizationConsoleView):

@@ -391,7 +391,7 @@ def test_outbox_is_404_unless_embedded(settings, tmp_path):
 
 
 # --- the base -------------------------------------------------------------------------------------
-PUBLIC_PAGES = {"login", "logout", "signup", "invitation-accept"}
+PUBLIC_PAGES = {"login", "logout", "signup", "invitation-accept", "password-reset", "password-reset-confirm"}
 
 
 def test_every_console_page_derives_from_the_console_base():
