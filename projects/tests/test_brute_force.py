@@ -73,7 +73,7 @@ def test_parallel_ops_guesses_only_the_allowed_number_are_evaluated(store, setti
 
 
 @pytest.mark.django_db
-def test_ops_login_locks_out_after_five_failures(client, settings):
+def test_ops_login_locks_out_after_five_failures(client, settings, store):
     staff = User.objects.create_superuser("operator@example.com", PASSWORD)
     for _ in range(settings.LOGIN_MAX_FAILURES):
         response = client.post("/ops/login/", {"username": staff.email, "password": "wrong", "next": "/ops/"})
@@ -124,7 +124,15 @@ def test_signup_judges_the_whole_body_before_saying_an_address_is_taken(anon, ba
 
 
 @pytest.mark.django_db
-def test_every_signup_answer_counts_toward_the_limit(anon):
+def test_console_signup_judges_the_whole_body_before_saying_an_address_is_taken():
+    MembershipFactory(user__email="taken@example.com")
+    response = Client().post("/console/signup", _signup_body(0, email="taken@example.com", password="password123"))
+    assert response.status_code == 400
+    assert "already exists" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_every_signup_answer_counts_toward_the_limit(anon, store):
     MembershipFactory(user__email="taken@example.com")
     with override_settings(API_RATE_LIMITS={"credential": "1000/min", "ip": "1000/min", "signup": "3/hour"}):
         assert anon.post("/api/v1/signup", _signup_body(1), format="json").status_code == 201
@@ -136,7 +144,7 @@ def test_every_signup_answer_counts_toward_the_limit(anon):
 
 
 @pytest.mark.django_db
-def test_console_signups_share_the_per_ip_limit(anon):
+def test_console_signups_share_the_per_ip_limit(anon, store):
     MembershipFactory(user__email="taken@example.com")
     client = Client()
     with override_settings(API_RATE_LIMITS={"credential": "1000/min", "ip": "1000/min", "signup": "2/hour"}):
