@@ -222,3 +222,22 @@ def test_reset_mail_over_real_smtp_carries_a_working_link(anon, person, smtp, dj
     assert body.count("http://127.0.0.1:8000/console/password/reset/") == 1
     token = TOKEN_RE.search(body).group(1)
     assert anon.post(CONFIRM, {"token": token, "new_password": NEW_PASSWORD}, format="json").status_code == 200
+
+
+# --- ops site ---------------------------------------------------------------------------------------
+def test_ops_password_change_is_counted_and_audited(client, settings):
+    staff = User.objects.create_superuser("operator@example.com", PASSWORD)
+    client.force_login(staff)
+    assert client.get("/ops/password_change/").status_code == 200
+    body = {"old_password": PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
+    response = client.post("/ops/password_change/", body)
+    assert response.status_code == 302 and response["Location"] == "/ops/password_change/done/"
+    staff.refresh_from_db()
+    assert staff.check_password(NEW_PASSWORD)
+    assert AuditEvent.objects.filter(action="user.password_change", target_id=staff.id, organization=None).exists()
+    assert client.get("/ops/").status_code == 200  # this session stays
+    for _ in range(settings.LOGIN_MAX_FAILURES):
+        response = client.post("/ops/password_change/", body | {"old_password": "not-it"})
+        assert response.status_code == 200 and "not correct" in response.content.decode()
+    response = client.post("/ops/password_change/", body | {"old_password": NEW_PASSWORD})
+    assert "Too many failed logins" in response.content.decode()
