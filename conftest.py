@@ -21,7 +21,8 @@ def django_db_setup(django_db_setup, django_db_blocker):
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    # Rate-limit and login-lockout counters live in the cache (Redis); no test sees another's.
+    # Rate-limit and login-lockout counters live in Redis (controlplane.ratelimit, the cache's database) or in
+    # a table the test's transaction rolls back; no test sees another's.
     cache.clear()
     yield
 

@@ -48,3 +48,15 @@ class IdempotencyMismatch(DomainError):
     status_code = 422
     title = "Idempotency key reused with a different request"
     type_slug = "idempotency-key-mismatch"
+
+
+class RateLimited(DomainError):
+    """Too many attempts; ``retry_after`` seconds until the window closes (the Retry-After header)."""
+
+    status_code = 429
+    title = "Too many requests"
+    type_slug = "rate-limited"
+
+    def __init__(self, detail: str, *, retry_after: float, errors: dict[str, list[str]] | None = None) -> None:
+        super().__init__(detail, errors=errors)
+        self.retry_after = max(1, int(retry_after + 0.999))

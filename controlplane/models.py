@@ -30,3 +30,20 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} {self.key} → {self.status_code}"
+
+
+class RateCounter(models.Model):
+    """Attempts counted against one limit (a login address, a client IP, a credential) in its current window.
+
+    The database store of ``controlplane.ratelimit``, for installations without Redis. Written only by one
+    atomic upsert there; rows whose window has closed are reset by the next attempt and purged hourly.
+    """
+
+    key = models.CharField(primary_key=True, max_length=200)
+    count = models.PositiveIntegerField(default=0)
+    # Unix time (seconds) the window closes: a plain number compares the same way on SQLite and PostgreSQL
+    # inside the raw upsert, where Django's datetime adaptation does not apply.
+    window_ends = models.FloatField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.count}"

@@ -132,6 +132,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "idempotency-records-purge": {"task": "controlplane.tasks.idempotency_records_purge", "schedule": 3600.0},
+    "rate-counters-purge": {"task": "controlplane.tasks.rate_counters_purge", "schedule": 3600.0},
     "invitations-expire": {"task": "projects.tasks.invitations_expire", "schedule": 900.0},
     "deployments-reconcile": {"task": "deployments.tasks.deployments_reconcile", "schedule": 60.0},
     "peerings-reconcile": {"task": "deployments.tasks.peerings_reconcile", "schedule": 120.0},
@@ -183,15 +184,27 @@ if PRODUCTION:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
-# Login brute-force protection: this many failures per email or per IP within the window lock it out.
+# Where the attempt counters of logins, signups and API rate limits live (controlplane/ratelimit.py):
+# "redis" (REDIS_URL) or "database" (a table; the embedded default, which has no Redis).
+RATE_LIMIT_STORE = env_str("RATE_LIMIT_STORE", "redis" if REDIS_URL else "database")
+if RATE_LIMIT_STORE not in {"redis", "database"} or (RATE_LIMIT_STORE == "redis" and not REDIS_URL):
+    raise ValueError(f"RATE_LIMIT_STORE={RATE_LIMIT_STORE!r}: use database, or redis with REDIS_URL set")
+
+# Login brute-force protection: this many failures per email (four times as many per IP) within the window
+# lock it out; the window opens at the first failure.
 LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)
 LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900)
+# How long a mailed password reset link works; it also stops working once used (the password hash changes).
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)
 
 # Requests allowed per minute: per credential (API key or user) and per client IP.
 API_RATE_LIMITS = {
     "credential": env_str("API_RATE_LIMIT_CREDENTIAL", "600/min"),
     "ip": env_str("API_RATE_LIMIT_IP", "1200/min"),
     "signup": env_str("API_RATE_LIMIT_SIGNUP", "20/hour"),
+    # Password reset requests and confirmations per client IP, and reset mails per address.
+    "password_reset": env_str("API_RATE_LIMIT_PASSWORD_RESET", "20/hour"),
+    "password_reset_email": env_str("API_RATE_LIMIT_PASSWORD_RESET_EMAIL", "5/hour"),
 }
 INVITATION_TTL_SECONDS = env_int("INVITATION_TTL_SECONDS", 7 * 24 * 3600)
 IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)

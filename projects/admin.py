@@ -3,15 +3,77 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import PasswordChangeForm
+from django.contrib.auth.views import PasswordChangeView
+from django.core.exceptions import ValidationError
+from django.http import HttpResponse, HttpResponseRedirect
+from django.urls import reverse_lazy
 
+from controlplane import errors
 from controlplane.admin_base import AuditedModelAdmin, ReadOnlyModelAdmin, ReadOnlyTabularInline, staff_principal
-from projects import services
+from projects import accounts, services
 from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, User
+from projects.tenancy import client_ip
+
+
+class OpsLoginForm(AdminAuthenticationForm):
+    """The ops site's login, through the same counted password check as the console's."""
+
+    def clean(self):
+        email = self.cleaned_data.get("username")
+        password = self.cleaned_data.get("password")
+        if email is not None and password:
+            try:
+                self.user_cache = services.login_authenticate(email=email, password=password,
+                                                              ip=client_ip(self.request), request=self.request)
+            except services.LoginLocked as exc:
+                raise ValidationError(exc.detail, code="locked") from exc
+            except errors.NotAuthenticated as exc:
+                raise self.get_invalid_login_error() from exc
+            self.confirm_login_allowed(self.user_cache)
+        return self.cleaned_data
+
+
+class OpsPasswordChangeForm(PasswordChangeForm):
+    def clean_old_password(self) -> str:
+        # Checked by accounts.password_change, counted like a login; Django's own check here is not.
+        return self.cleaned_data["old_password"]
+
+
+class OpsPasswordChangeView(PasswordChangeView):
+    """The ops site's "Change password" (routed in controlplane/urls.py ahead of the admin's own): the
+    console's service, so the old password is a counted login, the change audited, the lockout cleared."""
+
+    form_class = OpsPasswordChangeForm
+    success_url = reverse_lazy("admin:password_change_done")
+    _FIELDS = {"current_password": "old_password", "new_password": "new_password2"}
+
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), **admin.site.each_context(self.request)}
+
+    def form_valid(self, form) -> HttpResponse:
+        try:
+            user = accounts.password_change(user=self.request.user, current_password=form.cleaned_data["old_password"],
+                                            new_password=form.cleaned_data["new_password2"],
+                                            ip=client_ip(self.request),
+                                            user_agent=self.request.headers.get("User-Agent", "")[:256])
+        except errors.DomainError as exc:
+            fields = {self._FIELDS[name]: texts for name, texts in exc.errors.items() if name in self._FIELDS}
+            # A lockout has no field; the admin's page shows field errors only.
+            for field, texts in (fields or {"old_password": [exc.detail]}).items():
+                form.add_error(field, texts)
+            return self.form_invalid(form)
+        update_session_auth_hash(self.request, user)
+        return HttpResponseRedirect(self.get_success_url())
+
 
 admin.site.site_header = "mqcloud ops"
 admin.site.site_title = "mqcloud ops"
 admin.site.index_title = "Operations"
+admin.site.login_form = OpsLoginForm
 
 
 class MembershipInline(ReadOnlyTabularInline):

@@ -7,7 +7,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from projects.models import Invitation
+from projects.models import Invitation, User
 
 
 def invitation_accept_url(token: str) -> str:
@@ -28,4 +28,29 @@ def send_invitation_email(*, invitation: Invitation) -> None:
         to=[invitation.email],
     )
     message.attach_alternative(render_to_string("projects/email/invitation.html", context), "text/html")
+    message.send()
+
+
+def password_reset_url(token: str) -> str:
+    return settings.PUBLIC_BASE_URL.rstrip("/") + reverse("console:password-reset-confirm", args=[token])
+
+
+def send_password_reset_email(*, user: User, token: str) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    context = {
+        "user": user,
+        "reset_url": password_reset_url(token),
+        "valid_until": timezone.now() + timedelta(seconds=settings.PASSWORD_RESET_TIMEOUT),
+    }
+    message = EmailMultiAlternatives(
+        subject="Reset your mqcloud password",
+        body=render_to_string("projects/email/password_reset.txt", context),
+        to=[user.email],
+        # Lets an outbox that shows mail to others recognise a link that takes over an account.
+        headers={"X-Mqcloud-Mail": "password-reset"},
+    )
+    message.attach_alternative(render_to_string("projects/email/password_reset.html", context), "text/html")
     message.send()

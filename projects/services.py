@@ -8,13 +8,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import password_validation
-from django.core.cache import cache
+from django.contrib.auth import authenticate, password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
-from controlplane import errors
+from controlplane import errors, ratelimit
 from projects.authentication import generate_api_key_secret
 from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, User
 from projects.roles import Perm, Role, role_can_grant
@@ -93,7 +92,7 @@ def _insert_or_conflict(instance: models.Model, conflict: errors.Conflict) -> No
         raise conflict from exc
 
 
-def _validate_password(password: str, user: User | None = None, field: str = "password") -> None:
+def password_validate(password: str, user: User | None = None, field: str = "password") -> None:
     try:
         password_validation.validate_password(password, user=user)
     except DjangoValidationError as exc:
@@ -114,14 +113,16 @@ def signup(
 ) -> tuple[Organization, User, ApiKey, str]:
     """A new customer: user, organization, owner membership, a first project and an owner API key."""
     email = User.objects.normalize_email(email).lower()
+    # The whole body is judged before the address is looked up: a 409 must not answer a request that
+    # would fail anyway, or weak throwaway bodies could probe which addresses have accounts.
+    probe = User(email=email, name=name)
+    password_validate(password, probe)
+    organization = Organization(name=organization_name, site=site, country=country.upper())
+    _full_clean(organization)
     if User.objects.filter(email=email).exists():
         raise errors.Conflict("An account with this email already exists; log in instead.",
                               errors={"email": ["An account with this email already exists."]})
-    probe = User(email=email, name=name)
-    _validate_password(password, probe)
     with transaction.atomic():
-        organization = Organization(name=organization_name, site=site, country=country.upper())
-        _full_clean(organization)
         organization.save()
         try:
             user = User.objects.create_user(email=email, password=password, name=name)
@@ -365,6 +366,21 @@ def invitation_accept(
     from projects.selectors import invitation_get_by_token
 
     invitation = invitation_get_by_token(token=token)
+    existing = User.objects.filter(email=invitation.email).first()
+    proven = (existing is not None and session_user is not None and session_user.is_authenticated
+              and session_user.pk == existing.pk)
+    if existing is not None and not proven:
+        if not password:
+            raise errors.ValidationFailed(
+                "An account with this email exists: log in first, or give its password.",
+                errors={"password": ["Required for an existing account."]},
+            )
+        # Before the transaction: a wrong password rolls it back, and the attempt's count must stay.
+        try:
+            login_authenticate(email=existing.email, password=password, ip=ip)
+        except errors.NotAuthenticated as exc:
+            raise errors.NotAuthenticated("The password is not correct.") from exc
+        proven = True
     with transaction.atomic():
         invitation = Invitation.objects.select_for_update().select_related("organization").get(pk=invitation.pk)
         if invitation.status == Invitation.Status.PENDING and invitation.is_expired:
@@ -374,22 +390,13 @@ def invitation_accept(
             raise errors.Conflict(f"This invitation is {invitation.status}; ask for a new one.")
         user = User.objects.filter(email=invitation.email).first()
         if user is not None:
-            signed_in = session_user is not None and session_user.is_authenticated and session_user.pk == user.pk
-            if not signed_in:
-                if not password:
-                    raise errors.ValidationFailed(
-                        "An account with this email exists: log in first, or give its password.",
-                        errors={"password": ["Required for an existing account."]},
-                    )
-                login_check_allowed(email=user.email, ip=ip)
-                if not user.check_password(password):
-                    login_record_failure(email=user.email, ip=ip)
-                    raise errors.NotAuthenticated("The password is not correct.")
+            if existing is None or user.pk != existing.pk or not proven:
+                raise errors.Conflict("An account with this email was created meanwhile; try again.")
         else:
             if not password:
                 raise errors.ValidationFailed("Choose a password for your new account.",
                                               errors={"password": ["Required for a new account."]})
-            _validate_password(password, User(email=invitation.email, name=name))
+            password_validate(password, User(email=invitation.email, name=name))
             user = User.objects.create_user(email=invitation.email, password=password, name=name)
         if Membership.objects.filter(organization=invitation.organization, user=user).exists():
             raise errors.Conflict("You are already a member of this organization.")
@@ -443,38 +450,43 @@ def api_key_revoke(*, principal: Principal, api_key: ApiKey) -> ApiKey:
 
 
 # --- login brute-force protection -------------------------------------------------------------------
-def _login_keys(email: str, ip: str | None) -> list[str]:
-    keys = [f"login-failures:email:{hashlib.sha256(email.lower().encode()).hexdigest()}"]
-    if ip:
-        keys.append(f"login-failures:ip:{ip}")
-    return keys
+def login_lockout_key(email: str) -> str:
+    return f"login-failures:email:{hashlib.sha256(email.lower().encode()).hexdigest()}"
 
 
-def login_check_allowed(*, email: str, ip: str | None) -> None:
-    """Raises once an email or an IP has failed too often within the lockout window."""
+def login_authenticate(*, email: str, password: str, ip: str | None, request: Any = None) -> User:
+    """The one password check of every login (console, ops site, invitations, password change).
+
+    The attempt is counted against the address and the client IP before the password is looked at
+    (``controlplane.ratelimit``: increment, then compare), so parallel guesses cannot all pass a check made
+    before any of them was recorded; beyond the limit the password is not checked at all. A right password
+    takes its attempt back: only failures use up the allowance.
+    """
+    window = settings.LOGIN_LOCKOUT_SECONDS
     limit = settings.LOGIN_MAX_FAILURES
-    for key in _login_keys(email, ip):
+    counted = [(login_lockout_key(email), ratelimit.hit(login_lockout_key(email), limit=limit, window=window))]
+    if ip:
         # An IP may front many people (an office NAT), so it gets more room than a single address.
-        allowed = limit * 4 if ":ip:" in key else limit
-        if (cache.get(key) or 0) >= allowed:
-            raise LoginLocked("Too many failed logins; try again later.")
+        key = f"login-failures:ip:{ip}"
+        counted.append((key, ratelimit.hit(key, limit=limit * 4, window=window)))
+    refused = [hit for _, hit in counted if not hit.allowed]
+    if refused:
+        raise LoginLocked("Too many failed logins; try again later.",
+                          retry_after=max(hit.retry_after for hit in refused))
+    user = authenticate(request, username=email.lower(), password=password)
+    if user is None:
+        raise errors.NotAuthenticated("The email or the password is not correct.")
+    for key, _ in counted:
+        ratelimit.refund(key)
+    return user
 
 
-def login_record_failure(*, email: str, ip: str | None) -> None:
-    for key in _login_keys(email, ip):
-        if not cache.add(key, 1, timeout=settings.LOGIN_LOCKOUT_SECONDS):
-            try:
-                cache.incr(key)
-            except ValueError:
-                cache.set(key, 1, timeout=settings.LOGIN_LOCKOUT_SECONDS)
+def login_lockout_clear(*, email: str) -> None:
+    """Forgets the failed logins of an address (its password was just changed or reset)."""
+    ratelimit.reset(login_lockout_key(email))
 
 
-def login_record_success(*, email: str, ip: str | None) -> None:
-    cache.delete(_login_keys(email, None)[0])
-
-
-class LoginLocked(errors.DomainError):
-    status_code = 429
+class LoginLocked(errors.RateLimited):
     title = "Too many failed logins"
     type_slug = "login-locked"
 

@@ -8,8 +8,9 @@ import smtplib
 from celery import shared_task
 
 from projects import services
-from projects.emails import send_invitation_email
-from projects.models import Invitation
+from projects.accounts import password_reset_token
+from projects.emails import send_invitation_email, send_password_reset_email
+from projects.models import Invitation, User
 
 logger = logging.getLogger(__name__)
 
@@ -37,3 +38,15 @@ def invitation_send_email(self, invitation_id: str) -> str:
 @shared_task(name="projects.tasks.invitations_expire")
 def invitations_expire() -> int:
     return services.invitations_expire()
+
+
+@shared_task(name="projects.tasks.password_reset_send_email", bind=True, acks_late=True,
+             autoretry_for=_TRANSIENT_MAIL_ERRORS, retry_backoff=5, retry_backoff_max=600, max_retries=8)
+def password_reset_send_email(self, email: str) -> str:
+    # The account is looked up here, not in the request: the caller's answer and timing are the same for
+    # known and unknown addresses.
+    user = User.objects.filter(email=email, is_active=True).first()
+    if user is None:
+        return "no account"
+    send_password_reset_email(user=user, token=password_reset_token(user=user))
+    return "sent"

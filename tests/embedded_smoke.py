@@ -31,6 +31,8 @@ def main() -> int:
     from django.utils import timezone
 
     assert settings.EMBEDDED and connection.vendor == "sqlite", (settings.PROFILE, connection.vendor)
+    for folder in ("celery-queue", "celery-processed"):  # as bin/run_embedded.py makes them
+        (settings.VAR_DIR / folder).mkdir(parents=True, exist_ok=True)
     for command in (("migrate", "--noinput", "-v", "0"), ("createcachetable",), ("sync_catalog",), ("seed_demo",)):
         call_command(*command)
 
@@ -100,6 +102,32 @@ def main() -> int:
         queued.refresh_from_db()
         if queued.status != "delivered":
             failures.append(f"queued delivery: {queued.status} {queued.last_error}")
+
+    # Without Redis the login lockout and the rate limits count in the database: atomically on SQLite too.
+    from controlplane import ratelimit
+    from tests.support import run_in_parallel
+
+    if settings.RATE_LIMIT_STORE != "database":
+        failures.append(f"rate limit store: {settings.RATE_LIMIT_STORE}")
+    try:
+        counts = run_in_parallel(10, lambda _: ratelimit.hit("smoke:parallel", limit=5, window=60).count)
+        if sorted(counts) != list(range(1, 11)):
+            failures.append(f"parallel rate limit counts: {sorted(counts)}")
+    except Exception as exc:  # noqa: BLE001 - reported, not hidden
+        failures.append(f"parallel rate limit: {type(exc).__name__}: {exc}")
+    guesses = [Client().post(reverse("console:login"), {"email": "guess@example.com", "password": "wrong"})
+               for _ in range(settings.LOGIN_MAX_FAILURES + 1)]
+    if "Too many failed logins" not in guesses[-1].content.decode():
+        failures.append(f"login lockout on SQLite: {guesses[-1].status_code}")
+
+    # A password reset answers 202 and its mail (sent by the worker on `make run`) lands in the outbox.
+    from controlplane.mail import outbox_messages
+    from projects.tasks import password_reset_send_email
+
+    post("/api/v1/auth/password/reset", {"email": DEMO_EMAIL}, 202)
+    password_reset_send_email.apply(args=[DEMO_EMAIL])
+    if not any(m.subject == "Reset your mqcloud password" and DEMO_EMAIL in m.to for m in outbox_messages()):
+        failures.append("the password reset mail is not in the outbox")
 
     # The beat jobs' services, as Celery would run them on the filesystem transport.
     from alerts import evaluator

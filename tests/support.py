@@ -100,3 +100,26 @@ def console_page(client: Client, name: str, *args: object, **headers: str) -> st
     response = client.get(console_url(name, *args), headers=headers)
     assert response.status_code == 200, response.content[:500]
     return response.content.decode()
+
+
+# --- concurrency --------------------------------------------------------------------------------------------
+def run_in_parallel(count: int, call: Callable[[int], object]) -> list[object]:
+    """Calls ``call(0..count-1)`` from ``count`` real threads released together, each on its own database
+    connection (closed afterwards); returns the results in order. Use with ``django_db(transaction=True)``:
+    the threads see only committed rows."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    start = threading.Barrier(count)
+
+    def run(index: int) -> object:
+        try:
+            start.wait(timeout=30)
+            return call(index)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))

@@ -1,54 +1,62 @@
-"""Rate limits per credential (API key or user) and per client IP; 429 with Retry-After."""
+"""Rate limits per credential (API key or user) and per client IP; 429 with Retry-After.
+
+Counted by ``controlplane.ratelimit`` (atomic, increment then compare), not by DRF's cache history, which
+reads the history and writes it back: parallel requests all read the same history and all pass.
+"""
 
 from __future__ import annotations
 
-from django.conf import settings
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle
+
+from controlplane import ratelimit
 
 
-class _SettingsRateThrottle(SimpleRateThrottle):
-    """Reads its rate at request time, so operators (and tests) can change it without a restart."""
+class _SettingsRateThrottle(BaseThrottle):
+    """Reads its rate (``API_RATE_LIMITS[scope]``) at request time, so operators (and tests) can change it
+    without a restart."""
 
-    def __init__(self) -> None:  # SimpleRateThrottle reads the rate in __init__
-        pass
+    scope: str
+    _hit: ratelimit.Hit | None = None
+
+    def get_ident_key(self, request, view) -> str | None:
+        raise NotImplementedError
 
     def allow_request(self, request, view) -> bool:
-        self.rate = settings.API_RATE_LIMITS.get(self.scope)
-        if not self.rate:
+        ident = self.get_ident_key(request, view)
+        if ident is None:
             return True
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request, view)
+        self._hit = ratelimit.hit_rate(self.scope, ident)
+        return self._hit is None or self._hit.allowed
 
-    def parse_rate(self, rate):
-        count, period = rate.split("/")
-        seconds = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
-                   "d": 86400, "day": 86400}[period]
-        return int(count), seconds
+    def wait(self) -> float | None:
+        return self._hit.retry_after if self._hit is not None else None
 
 
 class CredentialRateThrottle(_SettingsRateThrottle):
     scope = "credential"
 
-    def get_cache_key(self, request, view) -> str | None:
+    def get_ident_key(self, request, view) -> str | None:
         api_key = getattr(request, "auth", None)
         key_id = getattr(api_key, "id", None)
         if key_id:
-            return f"throttle:credential:{key_id}"
+            return str(key_id)
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            return f"throttle:credential:{user.pk}"
+            return str(user.pk)
         return None
 
 
 class ClientIpRateThrottle(_SettingsRateThrottle):
     scope = "ip"
 
-    def get_cache_key(self, request, view) -> str:
-        return f"throttle:ip:{self.get_ident(request)}"
+    def get_ident_key(self, request, view) -> str:
+        return self.get_ident(request)
 
 
 class SignupRateThrottle(_SettingsRateThrottle):
+    """Counts every signup request, whatever its answer (201, 400, 409), so addresses cannot be probed."""
+
     scope = "signup"
 
-    def get_cache_key(self, request, view) -> str:
-        return f"throttle:signup:{self.get_ident(request)}"
+    def get_ident_key(self, request, view) -> str:
+        return self.get_ident(request)

@@ -163,3 +163,22 @@ class ApiKeyIn(InputSerializer):
     role = serializers.ChoiceField(choices=Role.choices)
     projects = PrefixedIdListField(prefix="prj", required=False, default=list)
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+# --- passwords --------------------------------------------------------------------------------------
+class PasswordResetIn(InputSerializer):
+    email = serializers.EmailField(max_length=254)
+
+
+class PasswordResetConfirmIn(InputSerializer):
+    token = serializers.CharField(max_length=300, allow_blank=True, trim_whitespace=True)
+    new_password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+
+
+class PasswordChangeIn(InputSerializer):
+    current_password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+    new_password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+
+
+class DetailOut(serializers.Serializer):
+    detail = serializers.CharField(read_only=True)

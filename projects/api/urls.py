@@ -15,5 +15,8 @@ urlpatterns = [
     path("organization", views.OrganizationViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),
          name="organization"),
     path("invitations/accept", views.InvitationAcceptView.as_view(), name="invitation-accept"),
+    path("auth/password/reset", views.PasswordResetView.as_view(), name="password-reset"),
+    path("auth/password/reset/confirm", views.PasswordResetConfirmView.as_view(), name="password-reset-confirm"),
+    path("auth/password/change", views.PasswordChangeView.as_view(), name="password-change"),
     *router.urls,
 ]

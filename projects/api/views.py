@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import update_session_auth_hash
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
@@ -11,9 +12,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.api.throttling import ClientIpRateThrottle, SignupRateThrottle
-from projects import selectors, services
+from projects import accounts, selectors, services
 from projects.api import serializers as s
 from projects.api.base import OrganizationScopedViewSet, _IdempotentPostMixin
+from projects.authentication import ConsoleSessionAuthentication
 from projects.filters import ApiKeyFilter, AuditEventFilter, InvitationFilter, MemberFilter, ProjectFilter
 from projects.roles import Perm
 from projects.tenancy import Principal, client_ip
@@ -40,6 +42,55 @@ class SignupView(_IdempotentPostMixin, APIView):
         api_key.key = secret
         body = {"organization": organization, "user": user, "api_key": api_key}
         return Response(s.SignupOut(body).data, status=status.HTTP_201_CREATED)
+
+
+class PasswordResetView(APIView):
+    """Mail a one-time link to choose a new password. The answer is the same whether or not the address has
+    an account."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ClientIpRateThrottle]
+
+    @extend_schema(request=s.PasswordResetIn, responses={202: s.DetailOut}, auth=[])
+    def post(self, request: Request) -> Response:
+        data = s.PasswordResetIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        accounts.password_reset_request(email=data.validated_data["email"], ip=client_ip(request))
+        body = {"detail": "If an account uses this address, a link to choose a new password is on its way."}
+        return Response(s.DetailOut(body).data, status=status.HTTP_202_ACCEPTED)
+
+
+class PasswordResetConfirmView(APIView):
+    """Set a new password with the token from the mailed link; every session of the account ends."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ClientIpRateThrottle]
+
+    @extend_schema(request=s.PasswordResetConfirmIn, responses={200: s.DetailOut}, auth=[])
+    def post(self, request: Request) -> Response:
+        data = s.PasswordResetConfirmIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        accounts.password_reset_confirm(**data.validated_data, ip=client_ip(request),
+                                        user_agent=request.headers.get("User-Agent", ""))
+        return Response(s.DetailOut({"detail": "Your password is changed; log in with it."}).data)
+
+
+class PasswordChangeView(APIView):
+    """Change the signed-in person's password (console session only: an API key has no password). This
+    session stays signed in; every other one ends."""
+
+    authentication_classes = [ConsoleSessionAuthentication]
+
+    @extend_schema(request=s.PasswordChangeIn, responses={200: s.DetailOut})
+    def post(self, request: Request) -> Response:
+        data = s.PasswordChangeIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = accounts.password_change(user=request.user, **data.validated_data, ip=client_ip(request),
+                                        user_agent=request.headers.get("User-Agent", ""))
+        update_session_auth_hash(request, user)
+        return Response(s.DetailOut({"detail": "Your password is changed; other sessions are logged out."}).data)
 
 
 class OrganizationViewSet(OrganizationScopedViewSet):

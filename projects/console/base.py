@@ -82,7 +82,10 @@ class ConsoleView(View):
         return render(self.request, template_name or self.template_name, context or {}, status=status)
 
     def error_page(self, exc: errors.DomainError) -> HttpResponse:
-        return render(self.request, "console/error.html", {"error": exc}, status=exc.status_code)
+        response = render(self.request, "console/error.html", {"error": exc}, status=exc.status_code)
+        if isinstance(exc, errors.RateLimited):
+            response["Retry-After"] = str(exc.retry_after)
+        return response
 
 
 class OrganizationConsoleView(ConsoleView):

@@ -86,3 +86,19 @@ class InvitationAcceptForm(forms.Form):
         else:
             self.fields["password"].label = "Choose a password"
             self.fields["password"].help_text = "At least 10 characters."
+
+
+class PasswordResetForm(forms.Form):
+    email = forms.EmailField(widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}))
+
+
+class PasswordResetConfirmForm(forms.Form):
+    new_password = forms.CharField(label="New password", help_text="At least 10 characters.", strip=False,
+                                   widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+
+
+class PasswordChangeForm(forms.Form):
+    current_password = forms.CharField(label="Current password", strip=False,
+                                       widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    new_password = forms.CharField(label="New password", help_text="At least 10 characters.", strip=False,
+                                   widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import authenticate, login, logout
+from django.contrib.auth import login, logout, update_session_auth_hash
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -20,8 +20,8 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from controlplane import errors
-from projects import selectors, services
+from controlplane import errors, ratelimit
+from projects import accounts, selectors, services
 from projects.console import forms as console_forms
 from projects.console.base import (
     SESSION_ORGANIZATION_KEY,
@@ -69,18 +69,13 @@ class LoginView(ConsoleFormMixin, ConsoleView):
         return {"form": form, "next": _safe_next_url(self.request)}
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
-        email = form.cleaned_data["email"].lower()
-        ip = client_ip(self.request)
         try:
-            services.login_check_allowed(email=email, ip=ip)
+            user = services.login_authenticate(email=form.cleaned_data["email"], password=form.cleaned_data["password"],
+                                               ip=client_ip(self.request), request=self.request)
         except services.LoginLocked as exc:
             minutes = max(1, settings.LOGIN_LOCKOUT_SECONDS // 60)
-            raise services.LoginLocked(f"{exc.detail} Logins are paused for up to {minutes} minutes.") from exc
-        user = authenticate(self.request, username=email, password=form.cleaned_data["password"])
-        if user is None:
-            services.login_record_failure(email=email, ip=ip)
-            raise errors.NotAuthenticated("The email or the password is not correct.")
-        services.login_record_success(email=email, ip=ip)
+            raise services.LoginLocked(f"{exc.detail} Logins are paused for up to {minutes} minutes.",
+                                       retry_after=exc.retry_after) from exc
         login(self.request, user)
         return redirect(_safe_next_url(self.request))
 
@@ -98,6 +93,14 @@ class SignupView(ConsoleFormMixin, ConsoleView):
     template_name = "console/signup.html"
     form_class = console_forms.SignupForm
 
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Every answer counts, a refusal too, on the API's per-IP signup budget: no probing addresses here.
+        hit = ratelimit.hit_rate("signup", client_ip(request) or "unknown")
+        if hit is not None and not hit.allowed:
+            raise errors.RateLimited("Too many signups from your address; try again later.",
+                                     retry_after=hit.retry_after)
+        return super().post(request, *args, **kwargs)
+
     def form_valid(self, form: forms.Form) -> HttpResponse:
         organization, user, _api_key, _secret = services.signup(**form.cleaned_data,
                                                                 **request_ip_and_agent(self.request))
@@ -105,6 +108,48 @@ class SignupView(ConsoleFormMixin, ConsoleView):
         self.request.session[SESSION_ORGANIZATION_KEY] = organization.pk
         messages.success(self.request, f"Welcome to mqcloud! {organization.name} is ready, with a default project.")
         return redirect("console:home")
+
+
+# --- passwords --------------------------------------------------------------------------------------
+class PasswordResetView(ConsoleFormMixin, ConsoleView):
+    """"Forgot password?": mails a one-time link; the page says the same whether or not the address is known."""
+
+    template_name = "console/password_reset.html"
+    form_class = console_forms.PasswordResetForm
+
+    def form_valid(self, form: forms.Form) -> HttpResponse:
+        accounts.password_reset_request(email=form.cleaned_data["email"], ip=client_ip(self.request))
+        return self.render_page({"sent_to": form.cleaned_data["email"]})
+
+
+class PasswordResetConfirmView(ConsoleFormMixin, ConsoleView):
+    """The page the reset mail links to (``PUBLIC_BASE_URL``/console/password/reset/<token>)."""
+
+    template_name = "console/password_reset_confirm.html"
+    form_class = console_forms.PasswordResetConfirmForm
+
+    def get_context(self, form: forms.Form) -> dict[str, Any]:
+        return {"form": form, "valid": accounts.password_reset_user(token=self.kwargs["token"]) is not None}
+
+    def form_valid(self, form: forms.Form) -> HttpResponse:
+        accounts.password_reset_confirm(token=self.kwargs["token"], new_password=form.cleaned_data["new_password"],
+                                        **request_ip_and_agent(self.request))
+        messages.success(self.request, "Your password is changed; log in with it. Other sessions are logged out.")
+        return redirect("console:login")
+
+
+class PasswordChangeView(OrganizationFormView):
+    """Account: change your own password; this session stays, every other one ends."""
+
+    template_name = "console/password_change.html"
+    form_class = console_forms.PasswordChangeForm
+
+    def form_valid(self, form: forms.Form) -> HttpResponse:
+        user = accounts.password_change(user=self.request.user, **form.cleaned_data,
+                                        **request_ip_and_agent(self.request))
+        update_session_auth_hash(self.request, user)
+        messages.success(self.request, "Your password is changed. Your other sessions are logged out.")
+        return redirect("console:password-change")
 
 
 class OrganizationSwitchView(OrganizationConsoleView):

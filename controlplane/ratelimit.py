@@ -1,0 +1,144 @@
+"""The one limiter behind the login lockouts (console, ops site, invitations, password change), signups,
+password resets and the API's rate limits.
+
+Every attempt is counted before it is judged (increment, then compare): N parallel attempts cannot all read
+"under the limit" before any of them is recorded, so at most ``limit`` of them are ever let through. A
+window opens at a key's first attempt and lasts ``window`` seconds; then counting starts again.
+
+Two stores, chosen by ``RATE_LIMIT_STORE``:
+- ``redis``: one MULTI (``SET key 0 EX window NX``, ``INCR``, ``PTTL``). Django's cache API is not used
+  for counting: its Redis ``incr`` checks that the key exists and then runs ``INCRBY``, so a key expiring in
+  between comes back without a TTL and would lock its owner out for good.
+- ``database``: one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` on ``RateCounter`` (SQLite ≥ 3.35 and
+  PostgreSQL). Django's database cache is not used either: its ``incr`` is a read followed by a write.
+
+The database store writes outside any transaction of its own; a caller inside ``transaction.atomic`` must
+count before the block, or a rollback would undo the count with everything else.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import F
+
+from controlplane.models import RateCounter
+
+_REDIS_PREFIX = "ratelimit:"
+_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
+            "d": 86400, "day": 86400}
+# Decrement only a live, positive counter: DECR on a key that just expired would create it without a TTL.
+_REFUND_SCRIPT = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
+
+# One statement, so it is atomic on its own: a closed window restarts at 1, an open one counts on. Standard
+# SQL quoting, which SQLite and PostgreSQL both read; checked against the model by test_ratelimit.
+_UPSERT_SQL = """
+INSERT INTO "controlplane_ratecounter" ("key", "count", "window_ends") VALUES (%s, 1, %s)
+ON CONFLICT ("key") DO UPDATE SET
+  "count" = CASE WHEN "controlplane_ratecounter"."window_ends" <= %s THEN 1
+                 ELSE "controlplane_ratecounter"."count" + 1 END,
+  "window_ends" = CASE WHEN "controlplane_ratecounter"."window_ends" <= %s THEN excluded."window_ends"
+                       ELSE "controlplane_ratecounter"."window_ends" END
+RETURNING "count", "window_ends"
+"""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One counted attempt: the count including it, the limit, and the seconds until the window closes."""
+
+    count: int
+    limit: int
+    retry_after: float
+
+    @property
+    def allowed(self) -> bool:
+        return self.count <= self.limit
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """``"20/hour"`` → ``(20, 3600)``."""
+    count, period = rate.split("/")
+    return int(count), _PERIODS[period]
+
+
+def hit(key: str, *, limit: int, window: int) -> Hit:
+    """Counts one attempt against ``key`` and says whether it is within ``limit`` for the window."""
+    if settings.RATE_LIMIT_STORE == "redis":
+        count, retry_after = _redis_hit(key, window)
+    else:
+        count, retry_after = _database_hit(key, window)
+    return Hit(count=count, limit=limit, retry_after=max(retry_after, 0.0))
+
+
+def hit_rate(scope: str, ident: str) -> Hit | None:
+    """Counts an attempt against the rate ``API_RATE_LIMITS[scope]`` for ``ident`` (an IP, a credential);
+    None when no rate is set for the scope."""
+    rate = settings.API_RATE_LIMITS.get(scope)
+    if not rate:
+        return None
+    limit, window = parse_rate(rate)
+    return hit(f"throttle:{scope}:{ident}", limit=limit, window=window)
+
+
+def refund(key: str) -> None:
+    """Takes back one attempt of the current window (e.g. a login that turned out to be right)."""
+    if settings.RATE_LIMIT_STORE == "redis":
+        _redis().eval(_REFUND_SCRIPT, 1, _REDIS_PREFIX + key)
+    else:
+        RateCounter.objects.filter(key=key, count__gt=0, window_ends__gt=time.time()).update(
+            count=F("count") - 1)
+
+
+def reset(key: str) -> None:
+    """Forgets every attempt against ``key`` (e.g. the lockout of an account whose password was reset)."""
+    if settings.RATE_LIMIT_STORE == "redis":
+        _redis().delete(_REDIS_PREFIX + key)
+    else:
+        RateCounter.objects.filter(key=key).delete()
+
+
+def counters_purge() -> int:
+    """Deletes database counters whose window closed; returns how many."""
+    deleted, _ = RateCounter.objects.filter(window_ends__lte=time.time()).delete()
+    return deleted
+
+
+# --- stores ---------------------------------------------------------------------------------------
+@lru_cache(maxsize=4)
+def _redis_client(url: str):
+    import redis
+
+    return redis.Redis.from_url(url)
+
+
+def _redis():
+    return _redis_client(settings.REDIS_URL)
+
+
+def _redis_hit(key: str, window: int) -> tuple[int, float]:
+    name = _REDIS_PREFIX + key
+    pipe = _redis().pipeline(transaction=True)
+    pipe.set(name, 0, ex=window, nx=True)
+    pipe.incr(name)
+    pipe.pttl(name)
+    _, count, pttl = pipe.execute()
+    return int(count), (pttl if pttl > 0 else window * 1000) / 1000
+
+
+def _database_hit(key: str, window: int) -> tuple[int, float]:
+    now = time.time()
+    with connection.cursor() as cursor:
+        cursor.execute(_UPSERT_SQL, [key, now + window, now, now])
+        count, window_ends = cursor.fetchone()
+    return int(count), float(window_ends) - now
+

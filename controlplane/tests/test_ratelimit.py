@@ -1,0 +1,72 @@
+"""The one limiter, on both stores: counted before judged, windows that close, refunds that cannot
+outlive their window."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.test import override_settings
+
+from controlplane import ratelimit
+from controlplane.models import RateCounter
+from tests.support import run_in_parallel
+
+
+@pytest.fixture(params=["redis", "database"])
+def store(request):
+    with override_settings(RATE_LIMIT_STORE=request.param):
+        yield request.param
+
+
+@pytest.mark.django_db
+def test_counts_then_compares_and_says_when_the_window_closes(store):
+    hits = [ratelimit.hit("t:a", limit=3, window=60) for _ in range(5)]
+    assert [h.count for h in hits] == [1, 2, 3, 4, 5]
+    assert [h.allowed for h in hits] == [True, True, True, False, False]
+    assert 55 < hits[-1].retry_after <= 60
+    assert ratelimit.hit("t:b", limit=3, window=60).count == 1  # keys are counted apart
+
+
+@pytest.mark.django_db
+def test_a_closed_window_starts_again(store):
+    assert ratelimit.hit("t:w", limit=1, window=1).allowed
+    assert not ratelimit.hit("t:w", limit=1, window=1).allowed
+    time.sleep(1.1)
+    hit = ratelimit.hit("t:w", limit=1, window=1)
+    assert hit.count == 1 and hit.allowed
+
+
+@pytest.mark.django_db
+def test_refund_and_reset(store):
+    for _ in range(3):
+        ratelimit.hit("t:r", limit=3, window=60)
+    ratelimit.refund("t:r")
+    assert ratelimit.hit("t:r", limit=3, window=60).count == 3
+    ratelimit.reset("t:r")
+    assert ratelimit.hit("t:r", limit=3, window=60).count == 1
+    # A refund never goes below zero nor brings a closed window back.
+    ratelimit.reset("t:z")
+    ratelimit.refund("t:z")
+    assert ratelimit.hit("t:z", limit=3, window=60).count == 1
+
+
+@pytest.mark.django_db
+def test_database_counters_are_purged_once_closed():
+    with override_settings(RATE_LIMIT_STORE="database"):
+        ratelimit.hit("t:old", limit=1, window=1)
+        ratelimit.hit("t:new", limit=1, window=600)
+        time.sleep(1.1)
+        assert ratelimit.counters_purge() == 1
+        assert list(RateCounter.objects.values_list("key", flat=True)) == ["t:new"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_hits_get_distinct_counts(store):
+    counts = run_in_parallel(25, lambda _: ratelimit.hit("t:p", limit=5, window=60).count)
+    assert sorted(counts) == list(range(1, 26))
+
+
+def test_the_raw_upsert_names_the_model_s_table_and_columns():
+    assert RateCounter._meta.db_table == "controlplane_ratecounter"
+    assert {field.column for field in RateCounter._meta.fields} == {"key", "count", "window_ends"}
