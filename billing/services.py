@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import time
 from collections import defaultdict
@@ -43,7 +42,7 @@ from billing.models import (
     UsageRecord,
     VatStatus,
 )
-from controlplane import errors, locks
+from controlplane import countries, errors, locks
 from deployments.models import Deployment, DeploymentEvent, Spec, SpecPrice
 from deployments.models import DeploymentStatus as S
 from projects.models import SITE_CURRENCY, Organization, Project
@@ -52,7 +51,6 @@ from projects.services import audit_record
 from projects.tenancy import Principal
 
 HOUR = timedelta(hours=1)
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
 # --- billing account --------------------------------------------------------------------------------
@@ -90,10 +88,7 @@ def billing_account_update(*, principal: Principal, legal_name: str | None = Non
     if address is not None:
         account.address = address.strip()
     if country is not None:
-        country = country.strip().upper()
-        if country and not _COUNTRY.match(country):
-            raise errors.ValidationFailed("Invalid country.", errors={"country": [
-                "Use an ISO 3166-1 alpha-2 country code such as DE or US."]})
+        country = countries.country_code_clean(country) if country.strip() else ""
         account.country = country
     number = account.vat_number if vat_number is None else vat_number.strip()
     if number and (vat_number is not None or country is not None):

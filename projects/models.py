@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from controlplane import countries
 from controlplane.crypto import EncryptedTextField
 from controlplane.ids import PrefixedIdField
 from projects.roles import Role
@@ -43,6 +45,12 @@ class Organization(models.Model):
     @property
     def currency(self) -> str:
         return SITE_CURRENCY[self.site]
+
+    def clean(self) -> None:
+        # The field's regex only checks the shape ("XX" passes); the list is checked here, so every writer
+        # (signup, the API, the ops site) refuses unassigned codes.
+        if len(self.country) == 2 and not countries.is_country_code(self.country):
+            raise ValidationError({"country": countries.country_error(self.country)})
 
 
 class UserManager(BaseUserManager):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -243,6 +244,16 @@ def _check_grant(principal: Principal, role: str, projects: list[Project]) -> No
         outside = [p.id for p in projects if p.id not in principal.project_ids]
         if outside:
             raise errors.PermissionDenied("You can only grant access to projects you are limited to.")
+
+
+def may_grant(*, principal: Principal, role: str, projects: Iterable[Project]) -> bool:
+    """Whether ``principal`` may hand out ``role`` with ``projects``, or touch a member or key that holds them:
+    the check the member, invitation and key services make, for pages that hide what would be refused."""
+    try:
+        _check_grant(principal, role, list(projects))
+    except errors.PermissionDenied:
+        return False
+    return True
 
 
 def _owner_count(organization: Organization) -> int:

@@ -20,7 +20,7 @@ def test_signup_project_api_key_and_audit_log(page):
     page.get_by_label("Email").fill("grace@example.com")
     page.get_by_label("Password").fill("a-long-enough-passphrase")
     page.get_by_label("Organization").fill("Navy Labs")
-    page.get_by_label("Country").fill("US")
+    page.get_by_label("Country").select_option("US")
     page.get_by_role("button", name="Create account").click()
     expect(page.get_by_text("Welcome to mqcloud")).to_be_visible()
     expect(page.get_by_role("cell", name="Default project")).to_be_visible()

@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from billing import selectors
 from billing.models import BillingAccount, Budget, Invoice, InvoiceLine, Subscription
-from controlplane.api.serializers import InputSerializer, PrefixedIdListField
+from controlplane.api.serializers import CountryCodeField, InputSerializer, PrefixedIdListField
 
 
 class CardOut(serializers.Serializer):
@@ -75,9 +75,9 @@ class WebhookAckOut(serializers.Serializer):
 class BillingAccountPatchIn(InputSerializer):
     legal_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     address = serializers.CharField(max_length=1000, required=False, allow_blank=True)
-    country = serializers.CharField(max_length=2, required=False, allow_blank=True,
-                                    help_text="ISO 3166-1 alpha-2 (GR for Greece, GB for the UK and Northern "
-                                              "Ireland)")
+    country = CountryCodeField(required=False, allow_blank=True,
+                               help_text="ISO 3166-1 alpha-2 (GR for Greece, GB for the UK and Northern Ireland); "
+                                         "empty clears it (invoices then use the organization's country)")
     vat_number = serializers.CharField(max_length=20, required=False, allow_blank=True,
                                        help_text="Checked for format and check digit (EL prefix for Greece, XI for "
                                                  "Northern Ireland); then checked in VIES in the background: "

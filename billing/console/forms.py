@@ -7,13 +7,14 @@ from typing import Any
 
 from django import forms
 
+from controlplane.countries import CountryField
+
 
 class BillingAccountForm(forms.Form):
     legal_name = forms.CharField(label="Legal name", max_length=200, required=False)
     address = forms.CharField(label="Address", max_length=1000, required=False,
                               widget=forms.Textarea(attrs={"rows": 3}))
-    country = forms.CharField(label="Country", max_length=2, required=False,
-                              help_text="ISO 3166-1 alpha-2 code, such as DE or US.")
+    country = CountryField(required=False, help_text="Printed on invoices; it decides the VAT rate.")
     vat_number = forms.CharField(label="VAT number", max_length=20, required=False,
                                  help_text="EU and UK customers only; the country prefix may be left out.")
 

@@ -50,6 +50,8 @@ class BillingAccountView(OrganizationFormView):
     def get_form(self, data: Any = None) -> forms.Form:
         account = selectors.billing_account_get(principal=self.principal)
         initial = {name: getattr(account, name) for name in ("legal_name", "address", "country", "vat_number")}
+        # Until the account has its own, the country given at signup is the likely answer.
+        initial["country"] = account.country or self.principal.organization.country
         return self.form_class(data, initial=initial)
 
     def get_context(self, form: forms.Form) -> dict[str, Any]:

@@ -361,7 +361,11 @@ class HttpAuthView(_DeploymentMixin, OrganizationConsoleView):
                 "slow_ms": http_auth.SLOW_MS}
 
     def get(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
-        return self.render_page(self.context(deployment_forms.HttpAuthForm(initial=self.initial())))
+        form = deployment_forms.HttpAuthForm(initial=self.initial())
+        if not self.principal.has(Perm.DEPLOYMENTS_WRITE):
+            for field in form.fields.values():  # shown to read, not offered to change
+                field.disabled = True
+        return self.render_page(self.context(form))
 
     def post(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
         self.principal.require(Perm.DEPLOYMENTS_WRITE)

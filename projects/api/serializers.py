@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from controlplane.api.serializers import InputSerializer, PrefixedIdListField
+from controlplane.api.serializers import CountryCodeField, InputSerializer, PrefixedIdListField
 from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, Site, User
 from projects.roles import Role
-
-COUNTRY_FIELD = dict(min_length=2, max_length=2)
 
 
 # --- output -----------------------------------------------------------------------------------------
@@ -115,14 +113,13 @@ class SignupIn(InputSerializer):
     password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
     organization_name = serializers.CharField(max_length=100)
     site = serializers.ChoiceField(choices=Site.choices)
-    country = serializers.RegexField(r"^[A-Za-z]{2}$", **COUNTRY_FIELD,
-                                     error_messages={"invalid": "Use a two-letter ISO country code."})
+    country = CountryCodeField()
     name = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
 
 
 class OrganizationPatchIn(InputSerializer):
     name = serializers.CharField(max_length=100, required=False)
-    country = serializers.RegexField(r"^[A-Za-z]{2}$", required=False, **COUNTRY_FIELD)
+    country = CountryCodeField(required=False)
 
 
 class ProjectIn(InputSerializer):

@@ -10,6 +10,7 @@ Pages read through selectors and write through services; they never touch models
 from __future__ import annotations
 
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import messages
@@ -42,6 +43,14 @@ def form_add_domain_error(form: forms.Form, exc: errors.DomainError) -> None:
         placed = True
     if not placed:
         form.add_error(None, exc.detail)
+
+
+def _htmx_page(request: HttpRequest) -> str:
+    """The path of the page an htmx request was made from (its own path when that is not known)."""
+    current = urlsplit(request.headers.get("HX-Current-URL", ""))
+    if current.path and (not current.netloc or current.netloc == request.get_host()):
+        return current.path + (f"?{current.query}" if current.query else "")
+    return request.get_full_path()
 
 
 class ConsoleView(View):
@@ -82,10 +91,18 @@ class ConsoleView(View):
         return render(self.request, template_name or self.template_name, context or {}, status=status)
 
     def error_page(self, exc: errors.DomainError) -> HttpResponse:
-        response = render(self.request, "console/error.html", {"error": exc}, status=exc.status_code)
+        if self.is_htmx:
+            response = self.error_fragment(exc)
+        else:
+            response = render(self.request, "console/error.html", {"error": exc}, status=exc.status_code)
         if isinstance(exc, errors.RateLimited):
             response["Retry-After"] = str(exc.retry_after)
         return response
+
+    def error_fragment(self, exc: errors.DomainError) -> HttpResponse:
+        """An htmx request's refusal: a one-line message with the error's status, which htmx does not swap in;
+        the console's script (js/console.js) shows it next to the element that made the request."""
+        return render(self.request, "console/_error_fragment.html", {"detail": exc.detail}, status=exc.status_code)
 
 
 class OrganizationConsoleView(ConsoleView):
@@ -97,6 +114,12 @@ class OrganizationConsoleView(ConsoleView):
 
     def prepare(self, request: HttpRequest) -> HttpResponse | None:
         if not request.user.is_authenticated:
+            if self.is_htmx:
+                # Following the redirect, htmx would swap the login page into a table row: reload instead, to
+                # the login page and back to the page the request came from.
+                response = HttpResponse(status=401)
+                response["HX-Redirect"] = redirect_to_login(_htmx_page(request))["Location"]
+                return response
             return redirect_to_login(request.get_full_path())
         self.principal = self._resolve_principal(request)
         request.principal = self.principal
@@ -184,6 +207,8 @@ class RowActionView(OrganizationConsoleView):
         except _PAGE_ERRORS:
             raise
         except errors.DomainError as exc:
+            if self.is_htmx:
+                return self.error_fragment(exc)  # shown next to the button; the row is unchanged
             row = obj
             messages.error(request, exc.detail)
         else:

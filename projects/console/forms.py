@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 
+from controlplane.countries import CountryField
 from projects import selectors
 from projects.models import Site
 from projects.roles import Role, role_can_grant
@@ -25,8 +26,7 @@ class SignupForm(forms.Form):
     organization_name = forms.CharField(max_length=100, label="Organization")
     site = forms.ChoiceField(choices=Site.choices, initial=Site.GLOBAL,
                              help_text="Where you are billed; it fixes the currency.")
-    country = forms.CharField(min_length=2, max_length=2, help_text="Two letters, e.g. DE or US.",
-                              widget=forms.TextInput(attrs={"size": 2, "autocomplete": "country"}))
+    country = CountryField(help_text="Where your organization is based; billing details start from it.")
 
 
 class ProjectForm(forms.Form):

@@ -34,7 +34,7 @@ from projects.console.base import (
 )
 from projects.filters import AuditEventFilter
 from projects.models import ApiKey, Invitation, Membership, Project
-from projects.roles import Perm, role_can_grant
+from projects.roles import Perm
 from projects.tenancy import Principal, client_ip, principal_for_user
 
 AUDIT_PAGE_SIZE = 50
@@ -232,7 +232,8 @@ def _describe_members(principal: Principal, members: list[Membership]) -> list[M
         member.project_names = sorted(names[pid] for pid in limited_to if pid in names)
         member.hidden_project_count = sum(1 for pid in limited_to if pid not in names)
         member.is_self = principal.membership is not None and principal.membership.pk == member.pk
-        member.manageable = may_manage and not member.is_self and role_can_grant(principal.role, member.role)
+        member.manageable = may_manage and not member.is_self and services.may_grant(
+            principal=principal, role=member.role, projects=member.projects.all())
     return members
 
 
@@ -255,8 +256,8 @@ class MemberEditView(OrganizationFormView):
     @cached_property
     def member(self) -> Membership:
         member = selectors.member_get(principal=self.principal, member_id=self.kwargs["member_id"])
-        if not role_can_grant(self.principal.role, member.role):
-            raise errors.PermissionDenied(f"Your role ({self.principal.role}) cannot change a {member.role}.")
+        if not services.may_grant(principal=self.principal, role=member.role, projects=member.projects.all()):
+            raise errors.PermissionDenied(f"Your role ({self.principal.role}) cannot change this {member.role}.")
         return member
 
     def get_form_kwargs(self) -> dict[str, Any]:
@@ -373,13 +374,20 @@ class InvitationAcceptView(ConsoleFormMixin, ConsoleView):
 
 
 # --- API keys ---------------------------------------------------------------------------------------
+def _describe_api_keys(principal: Principal, api_keys: list[ApiKey]) -> list[ApiKey]:
+    """Adds whether the principal may revoke each key (the service's check), so the row offers only that."""
+    for api_key in api_keys:
+        api_key.revocable = services.may_grant(principal=principal, role=api_key.role, projects=api_key.projects.all())
+    return api_keys
+
+
 class ApiKeyListView(OrganizationConsoleView):
     template_name = "console/api_keys.html"
     required_perm = Perm.API_KEYS_MANAGE
 
     def get(self, request: HttpRequest) -> HttpResponse:
-        api_keys = selectors.api_key_list(principal=self.principal).order_by("-created_at")
-        return self.render_page({"api_keys": api_keys})
+        api_keys = list(selectors.api_key_list(principal=self.principal).order_by("-created_at"))
+        return self.render_page({"api_keys": _describe_api_keys(self.principal, api_keys)})
 
 
 class ApiKeyCreateView(OrganizationFormView):
@@ -413,6 +421,9 @@ class ApiKeyRevokeView(RowActionView):
     def perform(self, obj: Model) -> tuple[Model | None, str]:
         api_key: ApiKey = services.api_key_revoke(principal=self.principal, api_key=obj)
         return api_key, f"API key {api_key.name} is revoked; it stops working at once."
+
+    def describe_row(self, row: Model) -> Model:
+        return _describe_api_keys(self.principal, [row])[0]
 
 
 # --- audit log and outbox ---------------------------------------------------------------------------
