@@ -96,6 +96,90 @@ def test_blocked_urls_are_refused_with_a_reason(url):
     assert caught.value.kind == "blocked" and caught.value.message
 
 
+@pytest.mark.parametrize("url", [
+    "http://168.63.129.16/machine?comp=goalstate",  # Azure WireServer (a public address)
+    "http://[::ffff:168.63.129.16]/",  # the same, IPv4-mapped
+    "http://[2002:a83f:8110::]/",  # the same, 6to4
+    "http://169.254.169.254/latest/meta-data/",  # AWS, GCP, Azure IMDS, DigitalOcean, Hetzner, OpenStack
+    "http://169.254.169.253/",  # AWS DNS
+    "http://169.254.169.123/",  # AWS time sync
+    "http://169.254.0.23/",  # Tencent
+    "http://100.100.100.200/latest/meta-data/",  # Alibaba
+    "http://192.0.0.192/",  # Oracle
+    "http://[fd00:ec2::254]/",  # AWS IPv6 IMDS
+    "http://[fd00:ec2::253]/",  # AWS IPv6 DNS
+    "http://[fd20:ce::254]/",  # GCP IPv6 metadata
+    "http://161.26.0.10/",  # IBM Cloud service network (DNS, metadata)
+    "http://166.9.0.1/",  # IBM Cloud private service endpoints
+])
+def test_every_cloud_metadata_address_is_refused(url):
+    with pytest.raises(OutboundBlocked):
+        check_url(url)
+
+
+@pytest.mark.parametrize("host", [
+    "metadata", "metadata.google.internal", "METADATA.Google.Internal.", "metadata.goog", "instance-data",
+    "instance-data.ec2.internal", "metadata.tencentyun.com", "metadata.platformequinix.com", "metadata.packet.net",
+    "kubernetes.default.svc", "emqx-headless.mq-abc.svc.cluster.local", "anything.internal",
+])
+def test_metadata_host_names_are_refused_by_name_before_any_lookup(host, monkeypatch):
+    def tripwire(*args, **kwargs):
+        raise AssertionError(f"{host} was looked up")
+
+    monkeypatch.setattr(socket, "getaddrinfo", tripwire)
+    with pytest.raises(OutboundBlocked) as caught:
+        check_url(f"http://{host}/computeMetadata/v1/")
+    assert "not allowed" in caught.value.message
+
+
+@contextmanager
+def raw_server(payload: bytes) -> Iterator[str]:
+    """Reads a request and answers ``payload`` as is (a Redis, SSH or broken HTTP server), then closes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn = listener.accept()[0]
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    conn.recv(65536)
+                    conn.sendall(payload)
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    finally:
+        stop.set()
+        thread.join(2)
+        listener.close()
+
+
+@override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True)
+@pytest.mark.parametrize("payload", [
+    b"-ERR SECRET-BANNER unknown command\r\n",  # Redis
+    b"SSH-2.0-OpenSSH_SECRET-BANNER\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\nSECRET-BANNER",  # cut short
+    b"HTTP/1.1 2x0 SECRET-BANNER\r\n\r\n",
+])
+def test_what_a_server_sends_never_reaches_the_error_message(payload):
+    with raw_server(payload) as url, pytest.raises(OutboundError) as caught:
+        send("GET", url, timeout=2)
+    assert caught.value.kind == "protocol"
+    assert "SECRET" not in caught.value.message and "SECRET" not in str(caught.value)
+    assert caught.value.message.startswith("The server")
+
+
 def test_public_addresses_pass_the_check():
     assert address_refusal(__import__("ipaddress").ip_address("93.184.216.34")) is None
     assert address_refusal(__import__("ipaddress").ip_address("2606:2800:220:1:248:1893:25c8:1946")) is None
@@ -226,6 +310,7 @@ def test_connection_refused_is_a_connection_error():
     with pytest.raises(OutboundError) as caught:
         send("GET", f"http://127.0.0.1:{port}/", timeout=2)
     assert caught.value.kind == "connection"
+    assert "refused" in caught.value.message and " at 0x" not in caught.value.message
 
 
 @pytest.fixture
@@ -249,6 +334,7 @@ def test_one_tls_context_serves_every_request_and_each_host_name_is_still_verifi
         with pytest.raises(OutboundError) as caught:
             send("GET", f"https://127.0.0.1:{port}/?b")
         assert caught.value.kind == "protocol" and "127.0.0.1" in caught.value.message
+        assert "localhost" not in caught.value.message  # what the certificate says is the server's, not ours
         assert send("GET", f"https://localhost:{port}/?c").status == 200  # nothing stuck from the failure
         assert tls_context() is context
     assert server.hits == ["/?a", "/?c"]
