@@ -15,6 +15,7 @@ import pytest
 from django.test import override_settings
 
 from controlplane.outbound import OutboundBlocked, OutboundError, address_refusal, check_url, send, tls_context
+from controlplane.tests.servers import BANNERS, raw_server
 from controlplane.tests.tls import local_ca
 
 
@@ -132,46 +133,8 @@ def test_metadata_host_names_are_refused_by_name_before_any_lookup(host, monkeyp
     assert "not allowed" in caught.value.message
 
 
-@contextmanager
-def raw_server(payload: bytes) -> Iterator[str]:
-    """Reads a request and answers ``payload`` as is (a Redis, SSH or broken HTTP server), then closes."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    listener.settimeout(0.1)
-    stop = threading.Event()
-
-    def serve():
-        while not stop.is_set():
-            try:
-                conn = listener.accept()[0]
-            except OSError:
-                continue
-            with conn:
-                conn.settimeout(2)
-                try:
-                    conn.recv(65536)
-                    conn.sendall(payload)
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
-    finally:
-        stop.set()
-        thread.join(2)
-        listener.close()
-
-
 @override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True)
-@pytest.mark.parametrize("payload", [
-    b"-ERR SECRET-BANNER unknown command\r\n",  # Redis
-    b"SSH-2.0-OpenSSH_SECRET-BANNER\r\n",
-    b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\nSECRET-BANNER",  # cut short
-    b"HTTP/1.1 2x0 SECRET-BANNER\r\n\r\n",
-])
+@pytest.mark.parametrize("payload", BANNERS)
 def test_what_a_server_sends_never_reaches_the_error_message(payload):
     with raw_server(payload) as url, pytest.raises(OutboundError) as caught:
         send("GET", url, timeout=2)

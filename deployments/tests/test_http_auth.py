@@ -12,6 +12,7 @@ from django.contrib.admin.utils import quote  # ids contain _, which the admin e
 from django.db import connection
 from django.test import override_settings
 
+from controlplane.tests.servers import BANNERS, raw_server
 from deployments.models import Deployment, HttpAuthConfig
 from deployments.tests.factories import DeploymentFactory
 from deployments.tests.http_auth_service import AuthService, serve_auth
@@ -242,6 +243,26 @@ def test_a_closed_port_is_ignore_with_a_connection_error(api, deployment, auth_s
     put(api, deployment, config_body("http://127.0.0.1:9/auth"))
     result = test_call(api, deployment, username="u").json()
     assert result["decision"] == "ignore" and result["status_code"] is None and result["error"]
+
+
+@pytest.mark.parametrize("payload", BANNERS)
+def test_what_the_service_sends_is_never_shown_back(api, deployment, payload):
+    """A URL at a Redis or SSH port must not read its banner back to the customer: status, latency, reason."""
+    with raw_server(payload) as url, override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True):
+        put(api, deployment, config_body(url + "auth"))
+        response = test_call(api, deployment, username="u")
+        stored = api.get(f"/api/v1/deployments/{deployment.id}/http-auth").json()["last_tests"]
+    assert response.status_code == 200, response.content
+    assert response.json()["decision"] == "ignore" and response.json()["error"].startswith("protocol: The server")
+    assert "SECRET" not in response.content.decode() and "SECRET" not in json.dumps(stored)
+
+
+def test_an_error_answer_shows_its_status_not_its_body(api, deployment, auth_service):
+    put(api, deployment, config_body(auth_service.url))
+    auth_service.answer(500, b"SECRET stack trace from db01")
+    result = test_call(api, deployment, username="u").json()
+    assert result["status_code"] == 500 and result["latency_ms"] is not None
+    assert "500" in result["error"] and "SECRET" not in json.dumps(result)
 
 
 SPECIAL = 'a&b=c "quoted" \\ ü 日本 %41 +'
