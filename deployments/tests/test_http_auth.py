@@ -196,6 +196,30 @@ def test_professional_private_address_inside_an_active_peering_is_accepted(api, 
     assert response.status_code == 400 and "active VPC peering" in response.json()["detail"]
 
 
+def professional_with_loopback_peering(org) -> Deployment:
+    """A professional deployment whose active peering's CIDR is 127.0.0.0/8: it stands in for the customer's
+    private network (tests talk to loopback only); the loopback setting is off, so only the peering lets the
+    URL through, exactly as 10.x would be let through in production."""
+    from deployments.tests.factories import PeeringFactory
+
+    professional = DeploymentFactory(organization=org, spec_id="pro-1k", target_spec_id="pro-1k", tier="professional")
+    PeeringFactory(organization=org, deployment=professional, cidr="127.0.0.0/8", status="active")
+    return professional
+
+
+def test_a_url_inside_a_peering_is_saved_but_the_control_plane_never_calls_it(api, org, auth_service):
+    professional = professional_with_loopback_peering(org)
+    with override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=False):
+        assert put(api, professional, config_body(auth_service.url)).status_code == 200
+        response = test_call(api, professional, username="u")
+    assert response.status_code == 409, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    detail = response.json()["detail"]
+    assert "inside the deployment's network" in detail and "MQTT client" in detail
+    assert auth_service.received == []  # nothing left the control plane towards the customer's network
+    assert HttpAuthConfig.objects.get(deployment=professional).last_tests == {}
+
+
 def test_loopback_is_refused_unless_the_setting_allows_it(api, deployment, auth_service):
     with override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=False):
         assert put(api, deployment, config_body(auth_service.url)).status_code == 400
