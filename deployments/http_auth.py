@@ -40,7 +40,7 @@ from django.utils import timezone
 
 from controlplane import errors
 from controlplane.outbound import OutboundBlocked, OutboundError, check_url, send
-from deployments.lifecycle import TRANSITIONAL
+from deployments.lifecycle import schedule_apply
 from deployments.models import Deployment, HttpAuthConfig, HttpAuthMethod, Tier
 from deployments.models import DeploymentStatus as S
 from deployments.selectors import active_peering_networks
@@ -234,21 +234,6 @@ def decide(status_code: int, headers: dict[str, str], body: bytes) -> tuple[str,
 
 
 # --- services -------------------------------------------------------------------------------------
-def _enqueue_apply(deployment: Deployment) -> None:
-    """A settled deployment is re-applied by the repair task; a moving one picks the change up on its next
-    converge step (its desired generation moved)."""
-    from deployments.tasks import deployment_converge, deployment_repair
-
-    if deployment.status in (S.RUNNING, S.STOPPED):
-        task = deployment_repair
-    elif deployment.status in TRANSITIONAL:
-        task = deployment_converge
-    else:
-        return  # failed: the change is applied when the operation is retried
-    deployment_id = deployment.id
-    transaction.on_commit(lambda: task.delay(deployment_id))
-
-
 def _locked_deployment(principal: Principal, deployment: Deployment) -> Deployment:
     locked = Deployment.objects.select_for_update().get(pk=deployment.pk, organization=principal.organization)
     if locked.status in (S.DELETING, S.DELETED):
@@ -302,7 +287,7 @@ def http_auth_put(*, principal: Principal, deployment: Deployment, enabled: bool
             if created or before.get(kind) != after:
                 changes[kind] = after
         audit_record(principal=principal, action="deployment.http_auth.update", target=locked, changes=changes)
-        _enqueue_apply(locked)
+        schedule_apply(locked)
     return config
 
 
@@ -317,7 +302,7 @@ def http_auth_delete(*, principal: Principal, deployment: Deployment) -> None:
         locked.desired_generation += 1
         locked.save(update_fields=["desired_generation", "updated_at"])
         audit_record(principal=principal, action="deployment.http_auth.delete", target=locked)
-        _enqueue_apply(locked)
+        schedule_apply(locked)
 
 
 @dataclass(frozen=True)
