@@ -187,8 +187,12 @@ def _resolve(url: str, allow_networks: Sequence[IPNetwork]) -> _Target:
     for address in addresses:
         # Every answer is checked, not only the first: a resolver may rotate to the private one later.
         refusal = address_refusal(address, allow_networks)
+        if refusal and literal is not None:
+            raise OutboundBlocked(f"{refusal}; requests there are not allowed.")
         if refusal:
-            raise OutboundBlocked(f"{host} resolves to {refusal}; requests there are not allowed.")
+            # Not which address: our resolver may know internal names, and the message goes to the customer.
+            raise OutboundBlocked(f"{host} resolves to an address that is not public (private, loopback, "
+                                  "link-local, reserved or metadata); requests there are not allowed.")
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query

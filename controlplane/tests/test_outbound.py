@@ -143,6 +143,18 @@ def test_what_a_server_sends_never_reaches_the_error_message(payload):
     assert caught.value.message.startswith("The server")
 
 
+def test_a_refused_name_does_not_tell_what_it_resolved_to():
+    """The control plane's resolver may know internal names: saying what a name resolved to would let a
+    customer map them through our error messages."""
+    with pytest.raises(OutboundBlocked) as caught:
+        check_url("http://localhost/")
+    assert "127.0.0.1" not in caught.value.message and "::1" not in caught.value.message
+    assert "localhost" in caught.value.message and "not public" in caught.value.message
+    with pytest.raises(OutboundBlocked) as caught:  # an address the customer typed may be named back
+        check_url("http://10.1.2.3/")
+    assert "10.1.2.3" in caught.value.message
+
+
 def test_public_addresses_pass_the_check():
     assert address_refusal(__import__("ipaddress").ip_address("93.184.216.34")) is None
     assert address_refusal(__import__("ipaddress").ip_address("2606:2800:220:1:248:1893:25c8:1946")) is None
