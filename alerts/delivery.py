@@ -14,6 +14,7 @@ import smtplib
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -34,6 +35,7 @@ class DeliveryResult:
     transient: bool = False
     retry_after_s: float | None = None
     gone: bool = False  # 410: the endpoint asks us to stop
+    latency_ms: float | None = None  # an HTTP answer's round trip (None: no answer, or not over HTTP)
 
 
 # --- webhooks: Standard Webhooks signatures -------------------------------------------------------------
@@ -63,22 +65,33 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+def _status_text(code: int) -> str:
+    """``HTTP 503 Service Unavailable``: the standard phrase, never the server's own (it is the server's text)."""
+    try:
+        return f"HTTP {code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"HTTP {code}"
+
+
 def _http_result(response: outbound.OutboundResponse) -> DeliveryResult:
+    # The body is never kept or shown: the URL is the customer's, and it may point at a service whose answer
+    # they should not read through us. The status, our reason and the latency say enough.
     code = response.status
+    latency_ms = round(response.elapsed_ms, 1)
     if 200 <= code < 300:
-        return DeliveryResult(True, code)
-    snippet = response.body[:200].decode("utf-8", "replace")
+        return DeliveryResult(True, code, latency_ms=latency_ms)
+    status = _status_text(code)
     if 300 <= code < 400:
-        return DeliveryResult(False, code, f"HTTP {code}: redirects are not followed")
+        return DeliveryResult(False, code, f"{status}: redirects are not followed", latency_ms=latency_ms)
     if code == 410:
-        return DeliveryResult(False, code, "HTTP 410 Gone: the endpoint was disabled", gone=True)
+        return DeliveryResult(False, code, f"{status}: the endpoint was disabled", gone=True, latency_ms=latency_ms)
     if code == 429:
-        return DeliveryResult(False, code, "HTTP 429: rate limited", transient=True,
-                              retry_after_s=_retry_after(response.headers.get("retry-after")))
+        return DeliveryResult(False, code, f"{status}: rate limited, will retry", transient=True,
+                              retry_after_s=_retry_after(response.headers.get("retry-after")), latency_ms=latency_ms)
     if code >= 500 or code == 408:
-        return DeliveryResult(False, code, f"HTTP {code}: {snippet}".strip(), transient=True,
-                              retry_after_s=_retry_after(response.headers.get("retry-after")))
-    return DeliveryResult(False, code, f"HTTP {code}: {snippet}".strip())
+        return DeliveryResult(False, code, f"{status}: the endpoint failed, will retry", transient=True,
+                              retry_after_s=_retry_after(response.headers.get("retry-after")), latency_ms=latency_ms)
+    return DeliveryResult(False, code, f"{status}: the endpoint refused the notification", latency_ms=latency_ms)
 
 
 def _post_json(url: str, body: bytes, headers: dict[str, str]) -> DeliveryResult:
@@ -87,7 +100,7 @@ def _post_json(url: str, body: bytes, headers: dict[str, str]) -> DeliveryResult
                                  timeout=settings.NOTIFICATION_TIMEOUT_S, max_bytes=64 * 1024)
     except outbound.OutboundBlocked as exc:
         return DeliveryResult(False, None, f"blocked: {exc.message}")
-    except outbound.OutboundError as exc:
+    except outbound.OutboundError as exc:  # its message is the client's own reason, never the server's bytes
         return DeliveryResult(False, None, f"{exc.kind}: {exc.message}", transient=True)
     return _http_result(response)
 

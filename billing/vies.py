@@ -10,6 +10,7 @@ answer whose ``userError`` is an error code instead of ``VALID``/``INVALID``.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -26,6 +27,7 @@ TRANSIENT_CODES = frozenset({
 #: VIES says the number itself is not acceptable (our format check passed, but VIES disagrees): a verdict.
 INVALID_CODES = frozenset({"INVALID_INPUT"})
 MAX_RESPONSE_BYTES = 64 * 1024
+ERROR_CODE = re.compile(r"[A-Z][A-Z0-9_]{1,59}")
 
 
 class ViesError(Exception):
@@ -63,15 +65,22 @@ def _split(vat_number: str) -> tuple[str, str]:
     return ("EL" if prefix == "GR" else prefix), compact[2:]  # VIES knows Greece as EL, never GR
 
 
+def _code(value: object) -> str:
+    """A VIES error code as is (``MS_UNAVAILABLE``); anything else is not repeated: the error is shown to the
+    customer, and an answer's free text (an HTML error page, a proxy's message) is not ours to show."""
+    text = str(value)
+    return text if ERROR_CODE.fullmatch(text) else "UNKNOWN_ERROR"
+
+
 def _error_code(data: dict) -> str:
     wrappers = data.get("errorWrappers")
     if isinstance(wrappers, list):
         for wrapper in wrappers:
             if isinstance(wrapper, dict) and wrapper.get("error"):
-                return str(wrapper["error"])[:60]
+                return _code(wrapper["error"])
     user_error = data.get("userError")
     if isinstance(user_error, str) and user_error not in ("", "VALID", "INVALID"):
-        return user_error[:60]
+        return _code(user_error)
     if data.get("actionSucceed") is False:
         return "UNKNOWN_ERROR"
     return ""

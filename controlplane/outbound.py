@@ -7,7 +7,11 @@ cloud metadata service, to other tenants' brokers or to the control plane's own 
 - the host is resolved once, every address is checked, and the connection goes to the checked address
   (pinned), so a DNS answer that changes between check and connect (rebinding) gains nothing;
 - private, loopback, link-local, CGNAT, multicast, reserved, unspecified and metadata addresses are
-  refused, IPv4 and IPv6 alike, including IPv4 embedded in IPv6 (mapped, 6to4, NAT64, Teredo);
+  refused, IPv4 and IPv6 alike, including IPv4 embedded in IPv6 (mapped, 6to4, NAT64, Teredo); metadata
+  host names are refused by name, before any lookup;
+- nothing the server sends reaches an error message: callers show errors to customers (test sends, the
+  delivery log), so a URL pointed at a Redis or SSH port must not read its banner back to them. Reasons
+  are ours (status, "not HTTP", "connection refused"); the body is only in ``OutboundResponse.body``.
 - redirects are not followed unless asked, and then every hop is checked again;
 - connect timeout, total deadline, and a cap on the response size.
 Tests allow loopback with ``OUTBOUND_HTTP_ALLOW_LOOPBACK``; a caller may allow specific private networks
@@ -16,8 +20,11 @@ Tests allow loopback with ``OUTBOUND_HTTP_ALLOW_LOOPBACK``; a caller may allow s
 
 from __future__ import annotations
 
+import errno
 import functools
+import http.client
 import ipaddress
+import os
 import socket
 import ssl
 import time
@@ -35,16 +42,36 @@ ALLOWED_SCHEMES = ("http", "https")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _CHUNK = 16 * 1024
 
-_BLOCKED_NETWORKS: tuple[IPNetwork, ...] = tuple(
+#: Where we never connect (and the brokers' egress policy never lets them go, k8s.render). Cloud metadata
+#: services sit inside these: 169.254.169.254 (AWS, GCP, Azure, DigitalOcean, Hetzner, OpenStack, Huawei),
+#: 169.254.169.253 and .123 (AWS DNS and time), 169.254.0.23 (Tencent), 100.100.100.200 (Alibaba, CGNAT),
+#: 192.0.0.192 (Oracle), fd00:ec2::254/253/123 (AWS IPv6), fd20:ce::254 (GCP IPv6), fd00:c1::a9fe:a9fe
+#: (Oracle IPv6). The ones on addresses that look public are listed by name below the ranges.
+BLOCKED_NETWORKS: tuple[IPNetwork, ...] = tuple(
     ipaddress.ip_network(n)
     for n in (
         "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
         "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
         "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
         "::/128", "::1/128", "100::/64", "2001:db8::/32", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
-        "fd00:ec2::254/128",  # AWS's IPv6 metadata service (inside fc00::/7 too; named for the record)
+        # Metadata and platform services on addresses outside the private ranges:
+        "168.63.129.16/32",  # Azure WireServer (VM agent, DNS, health probes): answers every VM in Azure
+        "161.26.0.0/16",  # IBM Cloud service network (DNS, NTP, metadata); not routed on the internet
+        "166.8.0.0/14",  # IBM Cloud private service endpoints
     )
 )
+
+#: Host names of metadata services, refused by name before any lookup: inside a cloud the resolver (or a search
+#: domain, for the single labels) answers them with a metadata address, and Equinix's is a public address
+#: that only answers its own machines. Names under a listed suffix are refused too.
+BLOCKED_HOST_NAMES = frozenset({
+    "metadata", "metadata.google.internal", "metadata.goog", "instance-data", "instance-data.ec2.internal",
+    "metadata.tencentyun.com", "metadata.platformequinix.com", "metadata.packet.net", "metadata.azure.internal",
+    "kubernetes", "kubernetes.default",
+})
+#: Suffixes that never name a public service: ".internal" is reserved for private use (ICANN, 2024; GCP and
+#: AWS internal names live there), the others are the cluster's own DNS.
+BLOCKED_HOST_SUFFIXES = (".internal", ".svc", ".cluster.local")
 _LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
@@ -111,7 +138,7 @@ def address_refusal(address: IPAddress, allow_networks: Sequence[IPNetwork] = ()
         if getattr(settings, "OUTBOUND_HTTP_ALLOW_LOOPBACK", False) and any(
                 candidate in net for net in _LOOPBACK if net.version == candidate.version):
             continue
-        for net in _BLOCKED_NETWORKS:
+        for net in BLOCKED_NETWORKS:
             if net.version == candidate.version and candidate in net:
                 return f"{address} is a private, loopback, link-local or reserved address ({net})"
         if candidate.is_multicast or candidate.is_unspecified or candidate.is_reserved:
@@ -143,6 +170,8 @@ def _resolve(url: str, allow_networks: Sequence[IPNetwork]) -> _Target:
     if parts.username or parts.password:
         raise OutboundBlocked("Credentials in the URL are not allowed; use a header.")
     port = port or DEFAULT_PORTS[scheme]
+    if host_name_refused(host):
+        raise OutboundBlocked(f"{host} is a cloud metadata or cluster-internal name; requests there are not allowed.")
     try:
         literal = ipaddress.ip_address(host)
     except ValueError:
@@ -158,12 +187,22 @@ def _resolve(url: str, allow_networks: Sequence[IPNetwork]) -> _Target:
     for address in addresses:
         # Every answer is checked, not only the first: a resolver may rotate to the private one later.
         refusal = address_refusal(address, allow_networks)
+        if refusal and literal is not None:
+            raise OutboundBlocked(f"{refusal}; requests there are not allowed.")
         if refusal:
-            raise OutboundBlocked(f"{host} resolves to {refusal}; requests there are not allowed.")
+            # Not which address: our resolver may know internal names, and the message goes to the customer.
+            raise OutboundBlocked(f"{host} resolves to an address that is not public (private, loopback, "
+                                  "link-local, reserved or metadata); requests there are not allowed.")
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
     return _Target(scheme, host, port, path, addresses)
+
+
+def host_name_refused(host: str) -> bool:
+    """Whether ``host`` (as ``urlsplit`` gives it: lower case) is a metadata or cluster-internal name."""
+    name = host.lower().rstrip(".")
+    return name in BLOCKED_HOST_NAMES or name.endswith(BLOCKED_HOST_SUFFIXES)
 
 
 def check_url(url: str, *, allow_networks: Sequence[IPNetwork] = ()) -> list[IPAddress]:
@@ -256,17 +295,78 @@ def _exchange(method: str, target: _Target, headers: dict[str, str], body: bytes
         finally:
             response.release_conn()
             response.close()
+    # The messages are ours, never the exception's text: that quotes what the server sent (a status line, a
+    # banner, the names in its certificate), and callers show these messages to the customer.
     except OutboundError:
         raise
     except urllib3.exceptions.NewConnectionError as exc:  # a subclass of ConnectTimeoutError, but a refusal
-        raise OutboundError(f"Could not connect: {exc}", kind="connection") from exc
+        raise OutboundError(f"Could not connect: {_socket_reason(exc)}.", kind="connection") from exc
     except (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.ReadTimeoutError, TimeoutError) as exc:
         raise OutboundError("The server did not answer in time.", kind="timeout") from exc
     except urllib3.exceptions.SSLError as exc:
-        raise OutboundError(f"TLS failed: {exc}", kind="protocol") from exc
+        raise OutboundError(f"TLS failed: {_tls_reason(exc, target.host)}.", kind="protocol") from exc
     except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError) as exc:
-        raise OutboundError(f"The server broke the HTTP exchange: {exc}", kind="protocol") from exc
+        raise OutboundError(f"The server {_protocol_reason(exc)}.", kind="protocol") from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise OutboundError(f"Could not connect: {exc}", kind="connection") from exc
+        raise OutboundError(f"Could not connect: {_socket_reason(exc)}.", kind="connection") from exc
     finally:
         pool.close()
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps (urllib3 keeps the original as an argument, a cause or a context)."""
+    seen: list[BaseException] = []
+    pending = [exc]
+    while pending and len(seen) < 10:
+        current = pending.pop(0)
+        if current in seen:
+            continue
+        seen.append(current)
+        pending += [a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]
+        pending += [c for c in (current.__cause__, current.__context__) if c is not None]
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            pending.append(reason)
+    return seen
+
+
+def _socket_reason(exc: BaseException) -> str:
+    for cause in _causes(exc):
+        if isinstance(cause, OSError) and cause.errno:
+            if cause.errno in (errno.ECONNREFUSED, errno.ECONNRESET):
+                return "connection refused" if cause.errno == errno.ECONNREFUSED else "connection reset"
+            return os.strerror(cause.errno).lower()
+    return "the connection failed"
+
+
+_TLS_VERIFY_REASONS = {
+    10: "the certificate has expired",
+    18: "the certificate is self-signed",
+    19: "the certificate chain ends in a self-signed certificate",
+    20: "the certificate's issuer is not trusted",
+    21: "the certificate's issuer is not trusted",
+    62: "the certificate is not valid for the host name",
+}
+
+
+def _tls_reason(exc: BaseException, host: str) -> str:
+    for cause in _causes(exc):
+        # urllib3 matches the host name itself (``assert_hostname``); its message quotes the certificate.
+        if type(cause).__name__ == "CertificateError" or getattr(cause, "verify_code", None) == 62:
+            return f"the certificate is not valid for {host}"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return _TLS_VERIFY_REASONS.get(cause.verify_code, "the certificate could not be verified")
+    return "the TLS handshake did not complete"
+
+
+def _protocol_reason(exc: BaseException) -> str:
+    causes = _causes(exc)
+    if any(isinstance(c, http.client.IncompleteRead | urllib3.exceptions.IncompleteRead) for c in causes):
+        return "closed the connection before the whole response arrived"
+    if any(isinstance(c, http.client.RemoteDisconnected) for c in causes):
+        return "closed the connection without answering"
+    if any(isinstance(c, http.client.BadStatusLine | http.client.LineTooLong) for c in causes):
+        return "did not answer with HTTP"
+    if any(isinstance(c, urllib3.exceptions.DecodeError) for c in causes):
+        return "sent a response that could not be decoded"
+    return "broke the HTTP exchange"

@@ -39,8 +39,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from controlplane import errors
-from controlplane.outbound import OutboundError, check_url, send
-from deployments.lifecycle import TRANSITIONAL
+from controlplane.outbound import OutboundBlocked, OutboundError, check_url, send
+from deployments.lifecycle import schedule_apply
 from deployments.models import Deployment, HttpAuthConfig, HttpAuthMethod, Tier
 from deployments.models import DeploymentStatus as S
 from deployments.selectors import active_peering_networks
@@ -234,21 +234,6 @@ def decide(status_code: int, headers: dict[str, str], body: bytes) -> tuple[str,
 
 
 # --- services -------------------------------------------------------------------------------------
-def _enqueue_apply(deployment: Deployment) -> None:
-    """A settled deployment is re-applied by the repair task; a moving one picks the change up on its next
-    converge step (its desired generation moved)."""
-    from deployments.tasks import deployment_converge, deployment_repair
-
-    if deployment.status in (S.RUNNING, S.STOPPED):
-        task = deployment_repair
-    elif deployment.status in TRANSITIONAL:
-        task = deployment_converge
-    else:
-        return  # failed: the change is applied when the operation is retried
-    deployment_id = deployment.id
-    transaction.on_commit(lambda: task.delay(deployment_id))
-
-
 def _locked_deployment(principal: Principal, deployment: Deployment) -> Deployment:
     locked = Deployment.objects.select_for_update().get(pk=deployment.pk, organization=principal.organization)
     if locked.status in (S.DELETING, S.DELETED):
@@ -302,7 +287,7 @@ def http_auth_put(*, principal: Principal, deployment: Deployment, enabled: bool
             if created or before.get(kind) != after:
                 changes[kind] = after
         audit_record(principal=principal, action="deployment.http_auth.update", target=locked, changes=changes)
-        _enqueue_apply(locked)
+        schedule_apply(locked)
     return config
 
 
@@ -317,7 +302,7 @@ def http_auth_delete(*, principal: Principal, deployment: Deployment) -> None:
         locked.desired_generation += 1
         locked.save(update_fields=["desired_generation", "updated_at"])
         audit_record(principal=principal, action="deployment.http_auth.delete", target=locked)
-        _enqueue_apply(locked)
+        schedule_apply(locked)
 
 
 @dataclass(frozen=True)
@@ -340,10 +325,32 @@ class TestResult:
                 "tested_at": self.tested_at, "slow": self.slow}
 
 
+PEERED_TEST_REFUSED = (
+    "This URL is a private address in one of the deployment's VPC peerings. The broker reaches it from inside "
+    "the deployment's network, but the control plane does not send requests into your network, so it cannot "
+    "test it from here. Test it with a real MQTT client connecting to the deployment (a refused or accepted "
+    "connection shows what the service decided), or call the service from a machine inside your VPC.")
+
+
+def _inside_peering(url: str, deployment: Deployment) -> bool:
+    """Whether ``url`` (refused as private) is one the broker may reach through an active peering."""
+    networks = active_peering_networks(deployment) if deployment.tier != Tier.BASIC else []
+    if not networks:
+        return False
+    try:
+        check_url(url, allow_networks=networks)
+    except OutboundError:
+        return False
+    return True
+
+
 def http_auth_test(*, principal: Principal, deployment: Deployment, kind: str = AUTHENTICATION,
                    sample: dict[str, str]) -> TestResult:
     """Sends one request built from ``sample`` as the broker would, through the guarded client, and keeps
-    the result on the configuration."""
+    the result on the configuration.
+
+    Only to public addresses: a URL inside one of the deployment's peerings (saved, and used by the broker)
+    is a 409 with the reason, so nobody can use the control plane to probe the network it runs in."""
     principal.require(Perm.DEPLOYMENTS_WRITE)
     config = HttpAuthConfig.objects.filter(deployment=deployment, organization=principal.organization).first()
     if config is None:
@@ -353,7 +360,6 @@ def http_auth_test(*, principal: Principal, deployment: Deployment, kind: str = 
         raise _bad("kind", f"The deployment has no {kind} request configured.")
     values = {name: sample.get(name, "") for name in PLACEHOLDERS[kind]}
     built = build_request(spec, values)
-    networks = active_peering_networks(deployment) if deployment.tier != Tier.BASIC else []
     timeout = spec.timeout_ms / 1000
     status_code: int | None = None
     latency_ms: float | None = None
@@ -361,9 +367,14 @@ def http_auth_test(*, principal: Principal, deployment: Deployment, kind: str = 
     error = ""
     started = timezone.now()
     try:
+        # No allow_networks: the control plane never sends into a customer's peered network (the broker may;
+        # its egress policy lets it). A private URL is refused here before any connection.
         response = send(built.method, built.url, headers=built.headers, body=built.body,
-                        connect_timeout=min(3.0, timeout), timeout=timeout, max_bytes=64_000,
-                        max_redirects=0, allow_networks=networks)
+                        connect_timeout=min(3.0, timeout), timeout=timeout, max_bytes=64_000, max_redirects=0)
+    except OutboundBlocked as exc:
+        if _inside_peering(built.url, deployment):
+            raise errors.Conflict(PEERED_TEST_REFUSED) from exc
+        decision, error = "ignore", f"{exc.kind}: {exc}"
     except OutboundError as exc:
         decision = "ignore"
         error = f"{exc.kind}: {exc}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from controlplane.state_machine import require_transition
@@ -67,3 +69,29 @@ def transition(
         details=details or {},
         created_at=now,
     )
+
+
+def schedule_apply(deployment: Deployment) -> None:
+    """After ``deployment``'s desired generation moved outside a status change: a settled deployment is
+    re-applied by the repair task, a moving one picks the change up on its next converge step (the
+    generations differ). On commit, so the worker reads what this transaction wrote."""
+    from deployments.tasks import deployment_converge, deployment_repair
+
+    if deployment.status in (S.RUNNING, S.STOPPED):
+        task = deployment_repair
+    elif deployment.status in TRANSITIONAL:
+        task = deployment_converge
+    else:
+        return  # failed: the change is applied when the operation is retried; deleted: nothing to apply
+    deployment_id = deployment.id
+    transaction.on_commit(lambda: task.delay(deployment_id))
+
+
+def request_apply(*, deployment_id: str) -> None:
+    """Something the broker's objects are rendered from changed (e.g. its active peerings): a new desired
+    generation, and a worker to apply it."""
+    Deployment.objects.filter(pk=deployment_id).update(desired_generation=F("desired_generation") + 1,
+                                                       updated_at=timezone.now())
+    deployment = Deployment.objects.only("id", "status").filter(pk=deployment_id).first()
+    if deployment is not None:
+        schedule_apply(deployment)

@@ -20,11 +20,14 @@ from deployments.http_auth import broker_config as http_auth_broker_config
 from deployments.lifecycle import TRANSITIONAL, transition
 from deployments.models import Deployment, HttpAuthConfig, Spec
 from deployments.models import DeploymentStatus as S
+from deployments.peering.network import platform_network
+from deployments.selectors import active_peering_networks
 from k8s.render import MQTT_PORTS, BrokerClusterSpec
 from k8s.services import (
     KubernetesError,
     ObservedCluster,
     apply_broker_cluster,
+    cluster_internal_cidrs,
     delete_broker_cluster,
     observe_broker_cluster,
 )
@@ -53,6 +56,13 @@ REAPPLY_WHILE_WAITING_SECONDS = 60
 HTTP_AUTH_GENERATION_ANNOTATION = "mqcloud.io/http-auth-generation"
 
 
+def _internal_cidrs(deployment: Deployment) -> tuple[str, ...]:
+    """What the broker must never reach besides the private ranges: the cluster's pods and services, and the
+    region's platform network (nodes, and on some clouds the control plane's own services)."""
+    platform_cidr = platform_network(deployment.region).get("cidr")
+    return (*cluster_internal_cidrs(region_id=deployment.region_id), *([platform_cidr] if platform_cidr else []))
+
+
 def broker_cluster_spec(deployment: Deployment, spec: Spec, *, replicas: int | None = None,
                         surge_replicas: int | None = None, partition: int = 0) -> BrokerClusterSpec:
     http_auth = HttpAuthConfig.objects.filter(deployment_id=deployment.id).first()
@@ -77,6 +87,9 @@ def broker_cluster_spec(deployment: Deployment, spec: Spec, *, replicas: int | N
         extra_config=extra_config,
         secret_env=secret_env,
         annotations=annotations,
+        # Peerings moving in or out of active re-apply this (deployments.peering.lifecycle.transition).
+        peered_cidrs=tuple(str(network) for network in active_peering_networks(deployment)),
+        internal_cidrs=_internal_cidrs(deployment),
     )
 
 

@@ -7,6 +7,7 @@ Where a region's cluster is comes from settings, in this order:
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 
 from django.conf import settings
@@ -47,6 +48,17 @@ def _build(key: tuple) -> client.ApiClient:
     # backoff instead, so a failing cluster does not hold a worker for long.
     configuration.retries = 0
     return client.ApiClient(configuration)
+
+
+def cluster_cidrs(region_id: str) -> tuple[str, ...]:
+    """The pod and service ranges of the region's cluster: its ``cluster_cidrs`` in ``KUBERNETES_CLUSTERS``,
+    else ``KUBERNETES_CLUSTER_CIDRS``. A value that is not a CIDR fails loudly (a typo would open the range)."""
+    entry = (getattr(settings, "KUBERNETES_CLUSTERS", {}) or {}).get(region_id) or {}
+    values = entry.get("cluster_cidrs") or getattr(settings, "KUBERNETES_CLUSTER_CIDRS", [])
+    try:
+        return tuple(str(ipaddress.ip_network(value)) for value in values)
+    except ValueError as exc:
+        raise ClusterNotConfigured(f"A cluster CIDR of region {region_id} is not valid: {exc}.") from exc
 
 
 def api_client_for_region(region_id: str) -> client.ApiClient:

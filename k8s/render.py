@@ -7,14 +7,24 @@ does not render (status, defaults the API server fills in) stay with whoever set
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from dataclasses import dataclass, field
+
+from controlplane.outbound import BLOCKED_NETWORKS, IPNetwork
 
 LABEL_PREFIX = "mqcloud.io"
 MQTT_PORTS = {"mqtt": 1883, "mqtts": 8883, "ws": 8083, "wss": 8084}
 DASHBOARD_PORT = 18083
 CLUSTER_PORTS = {"ekka": 4370, "genrpc": 5369}
 DATA_MOUNT = "/opt/emqx/data"
+#: The cluster DNS (CoreDNS keeps the kube-dns label on every common distribution).
+KUBE_DNS_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                 "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
+#: IPv6 ranges that carry an IPv4 address (mapped, compatible, NAT64, 6to4, Teredo). A policy cannot look
+#: inside an address as the outbound client does, so the broker is kept out of the whole ranges.
+IPV4_CARRYING_V6 = tuple(ipaddress.ip_network(n) for n in (
+    "::ffff:0:0/96", "::/96", "64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32"))
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,11 @@ class BrokerClusterSpec:
     surge_replicas: int | None = None
     #: StatefulSet rolling-update partition (pods with ordinal >= partition get the new template).
     partition: int = 0
+    #: The CIDRs of the deployment's active VPC peerings: the broker may reach them (HTTP auth, bridges).
+    peered_cidrs: tuple[str, ...] = ()
+    #: The cluster's own ranges (pods, services, nodes), kept out of the broker's egress even where they are
+    #: not private ranges or fall inside a peering. The private ranges and metadata addresses always are.
+    internal_cidrs: tuple[str, ...] = ()
     annotations: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -181,6 +196,36 @@ def render(spec: BrokerClusterSpec) -> list[dict]:
     ]
 
 
+def _ip_block(cidr: IPNetwork, excluded: list[IPNetwork]) -> dict:
+    """An ipBlock peer: ``cidr`` minus the parts of ``excluded`` inside it (strict subsets, merged, canonical,
+    as the API server requires)."""
+    inside = [n for n in excluded if n.version == cidr.version and n.subnet_of(cidr) and n != cidr]
+    block: dict = {"cidr": str(cidr)}
+    if inside:
+        block["except"] = [str(n) for n in ipaddress.collapse_addresses(inside)]
+    return {"ipBlock": block}
+
+
+def _egress(spec: BrokerClusterSpec, cluster_ports: list[dict]) -> list[dict]:
+    """Where a broker may connect: the cluster DNS, its own nodes, the customer's peered networks and the
+    public internet; never the cluster, the control plane, the nodes' networks or a metadata service. So a
+    customer URL the broker calls (HTTP auth) cannot reach inside, even when its name is rebound later."""
+    internal = [ipaddress.ip_network(c) for c in spec.internal_cidrs]
+    never = [*BLOCKED_NETWORKS, *IPV4_CARRYING_V6, *internal]
+    rules: list[dict] = [
+        {"to": [KUBE_DNS_PEER], "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        {"to": [{"podSelector": {"matchLabels": spec.selector}}], "ports": cluster_ports},
+    ]
+    peered = [ipaddress.ip_network(c) for c in spec.peered_cidrs]
+    # A peering that lies inside the cluster's own ranges opens nothing; one that contains them, all but them.
+    peered = [p for p in peered if not any(p.version == i.version and p.subnet_of(i) for i in internal)]
+    if peered:
+        rules.append({"to": [_ip_block(p, never) for p in peered]})
+    rules.append({"to": [_ip_block(ipaddress.ip_network("0.0.0.0/0"), never),
+                         _ip_block(ipaddress.ip_network("::/0"), never)]})
+    return rules
+
+
 def _network_policy(spec: BrokerClusterSpec) -> dict:
     mqtt_ports = [{"protocol": "TCP", "port": p} for p in MQTT_PORTS.values()]
     cluster_ports = [{"protocol": "TCP", "port": p} for p in CLUSTER_PORTS.values()]
@@ -190,7 +235,8 @@ def _network_policy(spec: BrokerClusterSpec) -> dict:
         "metadata": _meta(spec, "tenant-isolation"),
         "spec": {
             "podSelector": {},
-            "policyTypes": ["Ingress"],
+            "policyTypes": ["Ingress", "Egress"],
+            "egress": _egress(spec, cluster_ports),
             "ingress": [
                 # MQTT listeners are public (the LoadBalancer); nothing else is.
                 {"ports": mqtt_ports},

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from k8s.clusters import api_client_for_region
+from k8s.clusters import api_client_for_region, cluster_cidrs
 from k8s.render import BrokerClusterSpec, render
 
 FIELD_MANAGER = "mqcloud"
@@ -67,6 +67,11 @@ def _call(what: str, method: Callable, *args, tolerate: tuple[int, ...] = (), **
     except Exception as exc:  # urllib3 connection errors, timeouts...
         raise _translate(exc, what) from exc
     return 200, json.loads(response.data or b"{}")
+
+
+def cluster_internal_cidrs(*, region_id: str) -> tuple[str, ...]:
+    """The pod and service ranges of the region's cluster (settings), for the brokers' egress policy."""
+    return cluster_cidrs(region_id)
 
 
 @dataclass

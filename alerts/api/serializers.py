@@ -79,7 +79,10 @@ class ChannelOut(serializers.ModelSerializer):
 class ChannelTestOut(serializers.Serializer):
     delivered = serializers.BooleanField()
     status_code = serializers.IntegerField(allow_null=True)
-    error = serializers.CharField(allow_null=True, allow_blank=True)
+    error = serializers.CharField(allow_null=True, allow_blank=True,
+                                  help_text="Why it failed: the status and a reason, never the response body.")
+    latency_ms = serializers.FloatField(allow_null=True, help_text="The HTTP round trip (null for email, or when "
+                                                                   "no answer came).")
     delivery = serializers.CharField(help_text="The notification id (see /notifications).")
 
 

@@ -89,7 +89,8 @@ class AlertChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Orga
     def test(self, request: Request, pk: str) -> Response:
         notification, result = services.channel_test(principal=self.principal, channel=self.get_object())
         return Response(s.ChannelTestOut({"delivered": result.delivered, "status_code": result.status_code,
-                                          "error": result.error or None, "delivery": notification.id}).data)
+                                          "error": result.error or None, "latency_ms": result.latency_ms,
+                                          "delivery": notification.id}).data)
 
 
 class RuleFilter(django_filters.FilterSet):

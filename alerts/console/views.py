@@ -166,16 +166,17 @@ class ChannelTestView(_ChannelMixin, OrganizationConsoleView):
         except _PAGE_ERRORS:
             raise
         except errors.DomainError as exc:
-            outcome = {"delivered": False, "status_code": None, "error": exc.detail}
+            outcome = {"delivered": False, "status_code": None, "error": exc.detail, "latency_ms": None}
         else:
-            outcome = {"delivered": result.delivered, "status_code": result.status_code, "error": result.error}
+            outcome = {"delivered": result.delivered, "status_code": result.status_code, "error": result.error,
+                       "latency_ms": result.latency_ms}
         if self.is_htmx:
             # The row's "last delivery" cell is updated out of band: it would otherwise still say "Never used".
             return self.render_page({"outcome": outcome, "channel": channel, "notification": notification},
                                     template_name="console/alerts/_test_result.html")
         text = f"Test to {channel.name}: {'delivered' if outcome['delivered'] else 'failed'}"
         if outcome["status_code"]:
-            text += f" (HTTP {outcome['status_code']})"
+            text += f" (HTTP {outcome['status_code']}, {outcome['latency_ms']:.0f} ms)"
         if outcome["error"]:
             text += f" — {outcome['error']}"
         (messages.success if outcome["delivered"] else messages.error)(request, text)

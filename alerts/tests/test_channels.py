@@ -182,6 +182,23 @@ def test_webhook_test_send_reports_failure(api):
     assert Notification.objects.get(pk=body["delivery"]).status == "failed"
 
 
+@pytest.mark.parametrize("status", [500, 400, 429])
+def test_a_failed_send_shows_status_latency_and_a_reason_never_the_response_body(api, status):
+    body_bytes = b'{"error": "SECRET-BODY db01.corp.internal stack trace"}'
+    with Receiver(lambda r: (status, {"Content-Type": "application/json"}, body_bytes)) as receiver:
+        channel_id = create(api, name="hook", type="webhook", config={"url": receiver.url, "secret": SECRET}
+                            ).json()["id"]
+        body = api.post(f"/api/v1/alert-channels/{channel_id}/test").json()
+    assert body["delivered"] is False and body["status_code"] == status
+    assert body["error"].startswith(f"HTTP {status} ") and "SECRET" not in body["error"]
+    assert body["latency_ms"] is not None and body["latency_ms"] >= 0
+    notification = Notification.objects.get(pk=body["delivery"])
+    assert notification.last_error == body["error"]
+    listed = api.get("/api/v1/notifications").json()["results"]
+    channel = api.get(f"/api/v1/alert-channels/{channel_id}").json()
+    assert "SECRET" not in str(listed) and "SECRET" not in str(channel)
+
+
 def test_webhook_redirect_is_a_failure(api):
     with Receiver(lambda r: (302, {"Location": "http://169.254.169.254/"}, b"")) as receiver:
         channel_id = create(api, name="hook", type="webhook", config={"url": receiver.url, "secret": SECRET}

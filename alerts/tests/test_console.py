@@ -64,11 +64,15 @@ def test_create_webhook_channel_and_send_a_test_to_a_local_receiver():
 
 def test_failed_test_send_shows_status_and_error():
     client, member = logged_in()
-    with Receiver(lambda request: (500, {}, b"boom")) as receiver, override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True):
+    with Receiver(lambda request: (500, {}, b"boom SECRET-BODY")) as receiver, \
+            override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True):
         channel = AlertChannelFactory(organization=member.organization, type="webhook",
                                       config={"url": receiver.url}, secret="whsec_" + "B" * 32)
         outcome = client.post(url("alert-channel-test", channel.id), headers=HTMX).content.decode()
-    assert "Failed" in outcome and "HTTP 500" in outcome
+    assert "Failed" in outcome and "HTTP 500" in outcome and " ms" in outcome
+    # What the endpoint answered stays with the endpoint: not on the page, not in the delivery log.
+    assert "SECRET-BODY" not in outcome
+    assert "SECRET-BODY" not in page(client, "alert-deliveries") + page(client, "alert-channels")
 
 
 def test_edit_keeps_write_only_secret_when_blank():

@@ -129,6 +129,16 @@ def test_vies_trouble_leaves_the_number_unchecked(vies, step, error):
     assert account.vat_checked_at is None and account.vat_check_attempted_at is not None
 
 
+@pytest.mark.parametrize("step", ["<html>SECRET upstream db01 failed</html>", "userError:SECRET db01 trace"])
+def test_a_code_that_is_not_a_vies_code_is_not_repeated_to_the_customer(vies, step):
+    account = account_with("FR40303265045", "FR")
+    vies.script = [step]
+    services.vat_number_check(account_id=account.pk)
+    account.refresh_from_db()
+    assert account.vat_status == VatStatus.UNCHECKED
+    assert "SECRET" not in account.vat_check_error and "UNKNOWN_ERROR" in account.vat_check_error
+
+
 def test_a_refused_request_is_not_retried_quickly(vies):
     account = account_with("FR40303265045", "FR")
     vies.script = ["INVALID_REQUESTER_INFO"]

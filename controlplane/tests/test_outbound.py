@@ -15,6 +15,7 @@ import pytest
 from django.test import override_settings
 
 from controlplane.outbound import OutboundBlocked, OutboundError, address_refusal, check_url, send, tls_context
+from controlplane.tests.servers import BANNERS, raw_server
 from controlplane.tests.tls import local_ca
 
 
@@ -94,6 +95,64 @@ def test_blocked_urls_are_refused_with_a_reason(url):
     with pytest.raises(OutboundBlocked) as caught:
         check_url(url)
     assert caught.value.kind == "blocked" and caught.value.message
+
+
+@pytest.mark.parametrize("url", [
+    "http://168.63.129.16/machine?comp=goalstate",  # Azure WireServer (a public address)
+    "http://[::ffff:168.63.129.16]/",  # the same, IPv4-mapped
+    "http://[2002:a83f:8110::]/",  # the same, 6to4
+    "http://169.254.169.254/latest/meta-data/",  # AWS, GCP, Azure IMDS, DigitalOcean, Hetzner, OpenStack
+    "http://169.254.169.253/",  # AWS DNS
+    "http://169.254.169.123/",  # AWS time sync
+    "http://169.254.0.23/",  # Tencent
+    "http://100.100.100.200/latest/meta-data/",  # Alibaba
+    "http://192.0.0.192/",  # Oracle
+    "http://[fd00:ec2::254]/",  # AWS IPv6 IMDS
+    "http://[fd00:ec2::253]/",  # AWS IPv6 DNS
+    "http://[fd20:ce::254]/",  # GCP IPv6 metadata
+    "http://161.26.0.10/",  # IBM Cloud service network (DNS, metadata)
+    "http://166.9.0.1/",  # IBM Cloud private service endpoints
+])
+def test_every_cloud_metadata_address_is_refused(url):
+    with pytest.raises(OutboundBlocked):
+        check_url(url)
+
+
+@pytest.mark.parametrize("host", [
+    "metadata", "metadata.google.internal", "METADATA.Google.Internal.", "metadata.goog", "instance-data",
+    "instance-data.ec2.internal", "metadata.tencentyun.com", "metadata.platformequinix.com", "metadata.packet.net",
+    "kubernetes.default.svc", "emqx-headless.mq-abc.svc.cluster.local", "anything.internal",
+])
+def test_metadata_host_names_are_refused_by_name_before_any_lookup(host, monkeypatch):
+    def tripwire(*args, **kwargs):
+        raise AssertionError(f"{host} was looked up")
+
+    monkeypatch.setattr(socket, "getaddrinfo", tripwire)
+    with pytest.raises(OutboundBlocked) as caught:
+        check_url(f"http://{host}/computeMetadata/v1/")
+    assert "not allowed" in caught.value.message
+
+
+@override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True)
+@pytest.mark.parametrize("payload", BANNERS)
+def test_what_a_server_sends_never_reaches_the_error_message(payload):
+    with raw_server(payload) as url, pytest.raises(OutboundError) as caught:
+        send("GET", url, timeout=2)
+    assert caught.value.kind == "protocol"
+    assert "SECRET" not in caught.value.message and "SECRET" not in str(caught.value)
+    assert caught.value.message.startswith("The server")
+
+
+def test_a_refused_name_does_not_tell_what_it_resolved_to():
+    """The control plane's resolver may know internal names: saying what a name resolved to would let a
+    customer map them through our error messages."""
+    with pytest.raises(OutboundBlocked) as caught:
+        check_url("http://localhost/")
+    assert "127.0.0.1" not in caught.value.message and "::1" not in caught.value.message
+    assert "localhost" in caught.value.message and "not public" in caught.value.message
+    with pytest.raises(OutboundBlocked) as caught:  # an address the customer typed may be named back
+        check_url("http://10.1.2.3/")
+    assert "10.1.2.3" in caught.value.message
 
 
 def test_public_addresses_pass_the_check():
@@ -226,6 +285,7 @@ def test_connection_refused_is_a_connection_error():
     with pytest.raises(OutboundError) as caught:
         send("GET", f"http://127.0.0.1:{port}/", timeout=2)
     assert caught.value.kind == "connection"
+    assert "refused" in caught.value.message and " at 0x" not in caught.value.message
 
 
 @pytest.fixture
@@ -249,6 +309,7 @@ def test_one_tls_context_serves_every_request_and_each_host_name_is_still_verifi
         with pytest.raises(OutboundError) as caught:
             send("GET", f"https://127.0.0.1:{port}/?b")
         assert caught.value.kind == "protocol" and "127.0.0.1" in caught.value.message
+        assert "localhost" not in caught.value.message  # what the certificate says is the server's, not ours
         assert send("GET", f"https://localhost:{port}/?c").status == 200  # nothing stuck from the failure
         assert tls_context() is context
     assert server.hits == ["/?a", "/?c"]

@@ -206,7 +206,9 @@ class DeploymentViewSet(DeploymentSubscriptionMixin, DeploymentPeeringsMixin, De
 
     @extend_schema(request=s.HttpAuthTestIn, responses=s.HttpAuthTestOut,
                    description="Sends the configured request built from these sample values, exactly as the "
-                               "broker would, and reports what the broker would decide.")
+                               "broker would, and reports what the broker would decide. Public addresses only: "
+                               "a URL inside one of the deployment's VPC peerings is answered 409 (the control "
+                               "plane does not send into the customer's network; test with an MQTT client).")
     @action(detail=True, methods=["post"], url_path="http-auth/test")
     def http_auth_test(self, request: Request, pk: str) -> Response:
         deployment = self.get_object()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.utils import timezone
 
 from controlplane.state_machine import require_transition
+from deployments.lifecycle import request_apply
 from deployments.models import Peering, PeeringEvent
 from deployments.models import PeeringStatus as P
 
@@ -52,6 +53,10 @@ def transition(peering: Peering, to_status: str, *, reason: str = "", actor_labe
     if to_status == P.DELETED:
         peering.deleted_at = now
     peering.save()
+    if P.ACTIVE in (from_status, to_status):
+        # The broker's egress policy lists the active peerings' CIDRs: apply it again now, not at the next
+        # reconciler pass (a removed peering's range must close at once).
+        request_apply(deployment_id=peering.deployment_id)
     return PeeringEvent.objects.create(
         organization_id=peering.organization_id, peering=peering, from_status=from_status, to_status=to_status,
         reason=reason[:500], actor_label=actor_label[:254], details=details or {}, created_at=now,

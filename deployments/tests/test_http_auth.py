@@ -12,6 +12,7 @@ from django.contrib.admin.utils import quote  # ids contain _, which the admin e
 from django.db import connection
 from django.test import override_settings
 
+from controlplane.tests.servers import BANNERS, raw_server
 from deployments.models import Deployment, HttpAuthConfig
 from deployments.tests.factories import DeploymentFactory
 from deployments.tests.http_auth_service import AuthService, serve_auth
@@ -195,6 +196,30 @@ def test_professional_private_address_inside_an_active_peering_is_accepted(api, 
     assert response.status_code == 400 and "active VPC peering" in response.json()["detail"]
 
 
+def professional_with_loopback_peering(org) -> Deployment:
+    """A professional deployment whose active peering's CIDR is 127.0.0.0/8: it stands in for the customer's
+    private network (tests talk to loopback only); the loopback setting is off, so only the peering lets the
+    URL through, exactly as 10.x would be let through in production."""
+    from deployments.tests.factories import PeeringFactory
+
+    professional = DeploymentFactory(organization=org, spec_id="pro-1k", target_spec_id="pro-1k", tier="professional")
+    PeeringFactory(organization=org, deployment=professional, cidr="127.0.0.0/8", status="active")
+    return professional
+
+
+def test_a_url_inside_a_peering_is_saved_but_the_control_plane_never_calls_it(api, org, auth_service):
+    professional = professional_with_loopback_peering(org)
+    with override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=False):
+        assert put(api, professional, config_body(auth_service.url)).status_code == 200
+        response = test_call(api, professional, username="u")
+    assert response.status_code == 409, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    detail = response.json()["detail"]
+    assert "inside the deployment's network" in detail and "MQTT client" in detail
+    assert auth_service.received == []  # nothing left the control plane towards the customer's network
+    assert HttpAuthConfig.objects.get(deployment=professional).last_tests == {}
+
+
 def test_loopback_is_refused_unless_the_setting_allows_it(api, deployment, auth_service):
     with override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=False):
         assert put(api, deployment, config_body(auth_service.url)).status_code == 400
@@ -242,6 +267,26 @@ def test_a_closed_port_is_ignore_with_a_connection_error(api, deployment, auth_s
     put(api, deployment, config_body("http://127.0.0.1:9/auth"))
     result = test_call(api, deployment, username="u").json()
     assert result["decision"] == "ignore" and result["status_code"] is None and result["error"]
+
+
+@pytest.mark.parametrize("payload", BANNERS)
+def test_what_the_service_sends_is_never_shown_back(api, deployment, payload):
+    """A URL at a Redis or SSH port must not read its banner back to the customer: status, latency, reason."""
+    with raw_server(payload) as url, override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=True):
+        put(api, deployment, config_body(url + "auth"))
+        response = test_call(api, deployment, username="u")
+        stored = api.get(f"/api/v1/deployments/{deployment.id}/http-auth").json()["last_tests"]
+    assert response.status_code == 200, response.content
+    assert response.json()["decision"] == "ignore" and response.json()["error"].startswith("protocol: The server")
+    assert "SECRET" not in response.content.decode() and "SECRET" not in json.dumps(stored)
+
+
+def test_an_error_answer_shows_its_status_not_its_body(api, deployment, auth_service):
+    put(api, deployment, config_body(auth_service.url))
+    auth_service.answer(500, b"SECRET stack trace from db01")
+    result = test_call(api, deployment, username="u").json()
+    assert result["status_code"] == 500 and result["latency_ms"] is not None
+    assert "500" in result["error"] and "SECRET" not in json.dumps(result)
 
 
 SPECIAL = 'a&b=c "quoted" \\ ü 日本 %41 +'

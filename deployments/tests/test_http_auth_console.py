@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 
 from deployments.models import HttpAuthConfig
@@ -87,6 +87,21 @@ def test_test_button_reports_the_decision_and_flags_slow_services(auth_service):
     body = client.post(page_url(deployment, "-test"), {"kind": "authentication", "username": "u",
                                                        "action": "publish"}, follow=True).content.decode()
     assert "allow" in body and "latency-slow" in body and "(slow)" in body
+
+
+def test_testing_a_url_inside_a_peering_is_refused_with_the_reason(auth_service):
+    from deployments.tests.factories import PeeringFactory
+
+    client, basic = logged_in()
+    deployment = DeploymentFactory(organization=basic.organization, spec_id="pro-1k", target_spec_id="pro-1k",
+                                   tier="professional")
+    PeeringFactory(organization=deployment.organization, deployment=deployment, cidr="127.0.0.0/8", status="active")
+    with override_settings(OUTBOUND_HTTP_ALLOW_LOOPBACK=False):
+        assert client.post(page_url(deployment), form_data(auth_service.url)).status_code == 302
+        body = client.post(page_url(deployment, "-test"), {"kind": "authentication", "username": "u",
+                                                           "action": "publish"}, follow=True).content.decode()
+    assert "inside the deployment" in body and "MQTT client" in body
+    assert auth_service.received == []
 
 
 def test_viewer_sees_the_page_but_cannot_save_or_test(auth_service):

@@ -189,3 +189,48 @@ def test_a_lost_task_is_re_driven_by_the_reconciler(api, cluster):
     with running_worker():
         deployments_reconcile.delay()
         wait_status(api, created["id"], "running")
+
+
+def test_the_broker_network_policy_follows_the_active_peerings(api, cluster, worker):
+    """Egress to a peered CIDR opens when the peering turns active and closes when it stops being active,
+    at once (no reconciler pass runs here); the cluster's own ranges stay closed throughout."""
+    from deployments.models import PeeringStatus as P
+    from deployments.peering.steps import advance
+    from deployments.tests.factories import PeeringFactory
+
+    created = create(api, spec="pro-1k")
+    deployment = Deployment.objects.get(pk=created["id"])
+    wait_status(api, created["id"], "running")
+    net = k8s_client.NetworkingV1Api(cluster.api_client())
+
+    def policy():
+        return net.read_namespaced_network_policy("tenant-isolation", deployment.namespace).spec
+
+    def peered_rules(spec) -> list[str]:
+        return [peer.ip_block.cidr for rule in spec.egress for peer in rule.to or []
+                if peer.ip_block and peer.ip_block.cidr not in ("0.0.0.0/0", "::/0")]
+
+    spec = policy()
+    assert spec.policy_types == ["Ingress", "Egress"] and peered_rules(spec) == []
+    public = next(peer.ip_block for rule in spec.egress for peer in rule.to or []
+                  if peer.ip_block and peer.ip_block.cidr == "0.0.0.0/0")
+    assert {"10.0.0.0/8", "169.254.0.0/16", "168.63.129.16/32"} <= set(public._except)
+
+    peering = PeeringFactory(organization=deployment.organization, deployment=deployment, cidr="10.1.0.0/16",
+                             status=P.PENDING_ACCEPTANCE)
+    assert advance(peering, P.ACTIVE, reason="accepted")
+    wait_for(lambda: peered_rules(policy()) == ["10.1.0.0/16"], "egress to the peered CIDR")
+    assert advance(peering, P.DELETING, reason="peering.delete")
+    wait_for(lambda: peered_rules(policy()) == [], "egress to the peered CIDR to close")
+
+
+@override_settings(KUBERNETES_CLUSTER_CIDRS=["100.72.0.0/16", "203.0.114.0/24"])
+def test_the_cluster_cidrs_setting_reaches_the_policy(api, cluster, worker):
+    created = create(api)
+    namespace = Deployment.objects.get(pk=created["id"]).namespace
+    wait_status(api, created["id"], "running")
+    spec = k8s_client.NetworkingV1Api(cluster.api_client()).read_namespaced_network_policy(
+        "tenant-isolation", namespace).spec
+    public = next(peer.ip_block for rule in spec.egress for peer in rule.to or []
+                  if peer.ip_block and peer.ip_block.cidr == "0.0.0.0/0")
+    assert "203.0.114.0/24" in public._except  # a public-looking range the cluster uses stays closed

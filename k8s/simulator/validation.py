@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import re
 from typing import Any
 
@@ -165,11 +166,67 @@ def _secret(obj: dict[str, Any], old: dict[str, Any] | None) -> list[tuple[str, 
     return causes
 
 
+POLICY_TYPES = ("Ingress", "Egress")
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+
+
 def _network_policy(obj: dict[str, Any], old: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """As the real server's ValidateNetworkPolicySpec: policy types, ports, and peers (one kind each; an
+    ipBlock's except entries strict subsets of its cidr, same family)."""
     spec = obj.get("spec")
     if not isinstance(spec, dict) or not isinstance(spec.get("podSelector"), dict):
         return [("spec.podSelector", "FieldValueRequired", "Required value")]
-    return []
+    causes: list[tuple[str, str, str]] = []
+    types = spec.get("policyTypes") or []
+    for n, value in enumerate(types):
+        if value not in POLICY_TYPES:
+            causes.append((f"spec.policyTypes[{n}]", "FieldValueNotSupported", f'Unsupported value: "{value}": '
+                           'supported values: "Ingress", "Egress"'))
+    if len(types) > len(POLICY_TYPES):
+        causes.append(("spec.policyTypes", "FieldValueInvalid", "Invalid value: may not have more than 2 items"))
+    for direction, peers_key in (("ingress", "from"), ("egress", "to")):
+        for r, rule in enumerate(spec.get(direction) or []):
+            path = f"spec.{direction}[{r}]"
+            for n, port in enumerate(rule.get("ports") or []):
+                causes += _policy_port(f"{path}.ports[{n}]", port)
+            for n, peer in enumerate(rule.get(peers_key) or []):
+                causes += _policy_peer(f"{path}.{peers_key}[{n}]", peer)
+    return causes
+
+
+def _policy_port(path: str, port: dict[str, Any]) -> list[tuple[str, str, str]]:
+    causes = []
+    protocol = port.get("protocol", "TCP")
+    if protocol not in PROTOCOLS:
+        causes.append((f"{path}.protocol", "FieldValueNotSupported", f'Unsupported value: "{protocol}"'))
+    number = port.get("port")
+    if isinstance(number, int) and not 0 < number < 65536:
+        causes.append((f"{path}.port", "FieldValueInvalid", f"Invalid value: {number}: must be between 1 and 65535"))
+    return causes
+
+
+def _policy_peer(path: str, peer: dict[str, Any]) -> list[tuple[str, str, str]]:
+    selectors_given = sum(key in peer for key in ("podSelector", "namespaceSelector"))
+    if "ipBlock" not in peer:
+        return [] if selectors_given else [(path, "FieldValueRequired", "Required value: must specify a peer")]
+    if selectors_given:
+        return [(path, "FieldValueForbidden", "Forbidden: may not specify both ipBlock and another peer")]
+    block = peer["ipBlock"] or {}
+    try:
+        cidr = ipaddress.ip_network(block.get("cidr") or "", strict=False)
+    except ValueError:
+        return [(f"{path}.ipBlock.cidr", "FieldValueInvalid", f'Invalid value: "{block.get("cidr")}": must be a '
+                 "valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)")]
+    causes = []
+    for n, entry in enumerate(block.get("except") or []):
+        try:
+            inner = ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            inner = None
+        if inner is None or inner.version != cidr.version or not inner.subnet_of(cidr) or inner == cidr:
+            causes.append((f"{path}.ipBlock.except[{n}]", "FieldValueInvalid",
+                           f'Invalid value: "{entry}": must be a strict subset of `cidr`'))
+    return causes
 
 
 _KIND_CHECKS = {"StatefulSet": _statefulset, "Service": _service, "PodDisruptionBudget": _pdb,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from k8s.render import BrokerClusterSpec, emqx_config, manifest_digest, render
 
 
@@ -79,12 +81,89 @@ def test_services_pdb_quota_and_secret():
 
 def test_network_policy_isolates_tenants():
     policy = by_kind(render(spec()))["NetworkPolicy"][0]["spec"]
-    assert policy["podSelector"] == {} and policy["policyTypes"] == ["Ingress"]
+    assert policy["podSelector"] == {} and policy["policyTypes"] == ["Ingress", "Egress"]
     public, cluster, control_plane = policy["ingress"]
     assert "from" not in public and {p["port"] for p in public["ports"]} == {1883, 8883, 8083, 8084}
     assert cluster["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "emqx",
                                                                   "mqcloud.io/deployment": "dep_abc"}}}]
     assert control_plane["ports"] == [{"protocol": "TCP", "port": 18083}]
+
+
+def egress_of(**overrides) -> list[dict]:
+    return by_kind(render(spec(**overrides)))["NetworkPolicy"][0]["spec"]["egress"]
+
+
+def public_blocks(egress: list[dict]) -> dict[str, list[str]]:
+    """cidr → except of the rule whose peers are the whole internet."""
+    return {peer["ipBlock"]["cidr"]: peer["ipBlock"].get("except", []) for rule in egress
+            for peer in rule.get("to", []) if peer.get("ipBlock", {}).get("cidr") in ("0.0.0.0/0", "::/0")}
+
+
+def reaches(egress: list[dict], address: str, port: int = 443, protocol: str = "TCP") -> bool:
+    """Whether some rule lets a broker pod send to ``address`` (ipBlock peers only: pods are not addresses)."""
+    ip = ipaddress.ip_address(address)
+    for rule in egress:
+        ports = rule.get("ports")
+        if ports and not any(p["protocol"] == protocol and p["port"] == port for p in ports):
+            continue
+        for peer in rule.get("to", []):
+            block = peer.get("ipBlock")
+            if block is None:
+                continue
+            network = ipaddress.ip_network(block["cidr"])
+            if ip.version == network.version and ip in network and not any(
+                    ip in ipaddress.ip_network(e) for e in block.get("except", [])):
+                return True
+    return False
+
+
+def test_broker_egress_allows_dns_its_peers_and_the_public_internet_only():
+    egress = egress_of()
+    dns, peers, *others = egress
+    assert dns["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                          "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
+    assert dns["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    assert peers["to"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "emqx",
+                                                              "mqcloud.io/deployment": "dep_abc"}}}]
+    assert {p["port"] for p in peers["ports"]} == {4370, 5369}
+    assert set(public_blocks(egress)) == {"0.0.0.0/0", "::/0"}
+    assert reaches(egress, "93.184.216.34") and reaches(egress, "2606:2800:220:1:248:1893:25c8:1946", 8443)
+    for address in ("10.0.0.1", "172.16.0.1", "192.168.1.1", "127.0.0.1", "169.254.169.254", "169.254.169.253",
+                    "169.254.0.23", "100.100.100.200", "100.64.0.1", "192.0.0.192", "168.63.129.16", "161.26.0.10",
+                    "0.0.0.0", "224.0.0.1", "::1", "fd00:ec2::254", "fd20:ce::254", "fe80::1", "fc00::1",
+                    "::ffff:10.0.0.1", "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1", "::ffff:168.63.129.16"):
+        assert not reaches(egress, address), address
+
+
+def test_cluster_cidrs_are_kept_out_even_when_they_are_not_private_ranges():
+    egress = egress_of(internal_cidrs=("100.127.0.0/16", "203.0.114.0/24"))  # e.g. a cluster on odd ranges
+    assert not reaches(egress, "203.0.114.9") and not reaches(egress, "100.127.3.4")
+    assert reaches(egress, "203.0.115.9")
+
+
+def test_active_peerings_are_reachable_on_every_port_but_never_the_cluster_inside_them():
+    egress = egress_of(peered_cidrs=("10.1.0.0/16", "172.20.0.0/16"),
+                       internal_cidrs=("172.20.8.0/22", "10.96.0.0/12"))
+    assert reaches(egress, "10.1.2.3", 8080) and reaches(egress, "10.1.2.3", 5432)
+    assert reaches(egress, "172.20.1.1") and not reaches(egress, "172.20.9.1")  # the cluster's range inside it
+    assert not reaches(egress, "10.2.0.1") and not reaches(egress, "10.96.0.1")
+    # A peering entirely inside the cluster's ranges opens nothing.
+    assert not reaches(egress_of(peered_cidrs=("10.100.0.0/16",), internal_cidrs=("10.96.0.0/12",)), "10.100.0.1")
+
+
+def test_every_except_is_a_strict_subset_of_its_cidr_in_canonical_form():
+    egress = egress_of(peered_cidrs=("10.1.0.0/16",), internal_cidrs=("10.1.4.0/24", "10.244.0.0/16"))
+    for rule in egress:
+        for peer in rule.get("to", []):
+            block = peer.get("ipBlock")
+            if block is None:
+                continue
+            network = ipaddress.ip_network(block["cidr"])
+            assert str(network) == block["cidr"]
+            for entry in block.get("except", []):
+                inner = ipaddress.ip_network(entry)
+                assert str(inner) == entry and inner.version == network.version
+                assert inner.subnet_of(network) and inner != network
 
 
 def test_emqx_config_uses_dns_discovery_and_spec_limits():

@@ -271,3 +271,51 @@ def test_watch_from_compacted_resource_version_is_410(cluster, core, ns):
     with pytest.raises(ApiException) as exc:
         list(watch.Watch().stream(core.list_namespaced_config_map, ns, resource_version=old, timeout_seconds=1))
     assert exc.value.status == 410
+
+
+def test_the_rendered_network_policy_with_egress_is_applied_and_read_back(api, ns):
+    from k8s.render import render
+    from k8s.tests.test_render import spec
+
+    [policy] = [o for o in render(spec(namespace=ns, peered_cidrs=("10.1.0.0/16",), internal_cidrs=("10.1.4.0/24",)))
+                if o["kind"] == "NetworkPolicy"]
+    net = client.NetworkingV1Api(api)
+    net.patch_namespaced_network_policy("tenant-isolation", ns, policy, field_manager="mqcloud", force=True,
+                                        _content_type=APPLY)
+    stored = net.read_namespaced_network_policy("tenant-isolation", ns)  # through the client's typed models
+    assert stored.spec.policy_types == ["Ingress", "Egress"]
+    dns, peers, peering, public = stored.spec.egress
+    assert dns.to[0].pod_selector.match_labels == {"k8s-app": "kube-dns"}
+    assert [(p.protocol, p.port) for p in dns.ports] == [("UDP", 53), ("TCP", 53)]
+    assert peering.to[0].ip_block.cidr == "10.1.0.0/16" and peering.to[0].ip_block._except == ["10.1.4.0/24"]
+    assert [peer.ip_block.cidr for peer in public.to] == ["0.0.0.0/0", "::/0"]
+    assert "169.254.0.0/16" in public.to[0].ip_block._except
+
+
+EXCEPT_0 = "spec.egress[0].to[0].ipBlock.except[0]"
+
+
+@pytest.mark.parametrize(("egress", "field"), [
+    ([{"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["192.168.0.0/16"]}}]}], EXCEPT_0),
+    ([{"to": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.0.0.0/8"]}}]}], EXCEPT_0),
+    ([{"to": [{"ipBlock": {"cidr": "::/0", "except": ["10.0.0.0/8"]}}]}], EXCEPT_0),
+    ([{"to": [{"ipBlock": {"cidr": "10.0.0.300/8"}}]}], "spec.egress[0].to[0].ipBlock.cidr"),
+    ([{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}], "spec.egress[0].to[0]"),
+    ([{"to": [{}]}], "spec.egress[0].to[0]"),
+    ([{"ports": [{"protocol": "ICMP", "port": 53}]}], "spec.egress[0].ports[0].protocol"),
+    ([{"ports": [{"protocol": "TCP", "port": 70000}]}], "spec.egress[0].ports[0].port"),
+])
+def test_invalid_network_policies_are_422(api, ns, egress, field):
+    net = client.NetworkingV1Api(api)
+    with pytest.raises(ApiException) as exc:
+        net.create_namespaced_network_policy(ns, {"metadata": {"name": "bad"}, "spec": {
+            "podSelector": {}, "policyTypes": ["Egress"], "egress": egress}})
+    assert exc.value.status == 422
+    assert field in [c["field"] for c in _error(exc.value)["details"]["causes"]]
+
+
+def test_unknown_policy_types_are_422(api, ns):
+    with pytest.raises(ApiException) as exc:
+        client.NetworkingV1Api(api).create_namespaced_network_policy(ns, {"metadata": {"name": "bad"}, "spec": {
+            "podSelector": {}, "policyTypes": ["Outbound"]}})
+    assert exc.value.status == 422 and "spec.policyTypes[0]" in exc.value.body
