@@ -108,7 +108,8 @@ ACTION = re.compile(r'<form[^>]*\bmethod="post"[^>]*>|\bhx-post="[^"]+"', re.IGN
 URL_IN = re.compile(r'(?:action|hx-post)="([^"]+)"')
 LINK = re.compile(r'href="(/console/[^"#?]*)')
 # Posting these is for everyone (they change only the session or the member's own membership).
-EVERYONE = re.compile(r"^/console/(logout|switch-organization)$")
+# Actions on one's own session or account, not on the organization: every role has them.
+EVERYONE = re.compile(r"^/console/(logout|switch-organization|account/password)$")
 
 
 def _crawl(client: Client) -> tuple[dict[str, str], set[str]]:
