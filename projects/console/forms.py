@@ -8,7 +8,7 @@ from django import forms
 
 from projects import selectors
 from projects.models import Site
-from projects.roles import Role, role_can_grant
+from projects.roles import Perm, Role, role_can_grant
 from projects.tenancy import Principal
 
 
@@ -68,7 +68,15 @@ class ApiKeyForm(AccessForm):
         required=False, label="Expires (UTC)", help_text="The key stops working then.",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
-    field_order = ["name", "role", "projects", "expires_at"]
+    service = forms.BooleanField(
+        required=False, label="Organization service key",
+        help_text="Belongs to the organization, not to you: it keeps working if you leave. Owners only.")
+    field_order = ["name", "role", "projects", "expires_at", "service"]
+
+    def __init__(self, *args: Any, principal: Principal, **kwargs: Any) -> None:
+        super().__init__(*args, principal=principal, **kwargs)
+        if not principal.has(Perm.API_KEYS_SERVICE):
+            del self.fields["service"]
 
 
 class InvitationAcceptForm(forms.Form):

@@ -39,6 +39,8 @@ from projects.roles import Perm, role_can_grant
 from projects.tenancy import Principal, client_ip, principal_for_user
 
 AUDIT_PAGE_SIZE = 50
+# A new API key's secret between the POST that makes it and the one page that shows it.
+SESSION_NEW_KEY_SECRET = "new_api_key_secret"
 # The filter set is shared with the API, whose labels are generated from lookups; people read these.
 AUDIT_FILTER_FIELDS = {
     "actor": ("Actor", "email or usr_… / key_…", "search"),
@@ -100,7 +102,8 @@ class SignupView(ConsoleFormMixin, ConsoleView):
     form_class = console_forms.SignupForm
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
-        organization, user, _api_key, _secret = services.signup(**form.cleaned_data,
+        # No API key: its secret would be shown to nobody; the API keys page makes one when it is wanted.
+        organization, user, _api_key, _secret = services.signup(**form.cleaned_data, with_api_key=False,
                                                                 **request_ip_and_agent(self.request))
         login(self.request, user)
         self.request.session[SESSION_ORGANIZATION_KEY] = organization.pk
@@ -126,8 +129,9 @@ class ProjectListView(OrganizationConsoleView):
 
     def get(self, request: HttpRequest) -> HttpResponse:
         projects = selectors.project_list(principal=self.principal).order_by("name")
+        # Creating and deleting projects shape the organization: not for principals limited to projects.
         can_create = self.principal.has(Perm.PROJECTS_WRITE) and not self.principal.is_project_limited
-        return self.render_page({"projects": projects, "can_create": can_create})
+        return self.render_page({"projects": projects, "can_create": can_create, "can_delete": can_create})
 
 
 class ProjectCreateView(OrganizationFormView):
@@ -184,7 +188,9 @@ def _describe_members(principal: Principal, members: list[Membership]) -> list[M
     names = dict(selectors.project_list(principal=principal).values_list("id", "name"))
     may_manage = principal.has(Perm.MEMBERS_MANAGE)
     for member in members:
-        limited_to = [project.pk for project in member.projects.all()]
+        limit = member.project_limit()
+        limited_to = sorted(limit or ())
+        member.limited = limit is not None
         member.project_names = sorted(names[pid] for pid in limited_to if pid in names)
         member.hidden_project_count = sum(1 for pid in limited_to if pid not in names)
         member.is_self = principal.membership is not None and principal.membership.pk == member.pk
@@ -216,7 +222,7 @@ class MemberEditView(OrganizationFormView):
         return member
 
     def get_form_kwargs(self) -> dict[str, Any]:
-        initial = {"role": self.member.role, "projects": [project.pk for project in self.member.projects.all()]}
+        initial = {"role": self.member.role, "projects": sorted(self.member.project_limit() or ())}
         return {"principal": self.principal, "initial": initial}
 
     def get_context(self, form: forms.Form) -> dict[str, Any]:
@@ -350,10 +356,25 @@ class ApiKeyCreateView(OrganizationFormView):
         api_key, secret = services.api_key_create(
             principal=self.principal, name=form.cleaned_data["name"], role=form.cleaned_data["role"],
             projects=list(form.cleaned_data["projects"]), expires_at=form.cleaned_data["expires_at"],
+            service=form.cleaned_data.get("service", False),
         )
-        # Rendered, not redirected: the secret exists only in this response and must not be cached.
-        response = self.render_page({"api_key": api_key, "secret": secret},
-                                    template_name="console/api_key_created.html", status=201)
+        # Post/redirect/get: reloading the page must not mint a second key. The secret waits in this
+        # session for the one GET that shows it, and is gone after.
+        self.request.session[SESSION_NEW_KEY_SECRET] = {"id": api_key.pk, "secret": secret}
+        return redirect("console:api-key-created", object_id=api_key.pk)
+
+
+class ApiKeyCreatedView(OrganizationConsoleView):
+    template_name = "console/api_key_created.html"
+    required_perm = Perm.API_KEYS_MANAGE
+
+    def get(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        api_key = selectors.api_key_get(principal=self.principal, api_key_id=object_id)
+        waiting = request.session.get(SESSION_NEW_KEY_SECRET) or {}
+        secret = None
+        if waiting.get("id") == api_key.pk:
+            secret = request.session.pop(SESSION_NEW_KEY_SECRET)["secret"]
+        response = self.render_page({"api_key": api_key, "secret": secret})
         add_never_cache_headers(response)
         return response
 
