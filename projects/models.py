@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from controlplane.crypto import EncryptedTextField
@@ -125,6 +128,11 @@ class ProjectLimited(models.Model):
         if not self.limited_to_projects:
             return None
         return frozenset(project.pk for project in self.projects.all())
+
+    @staticmethod
+    def seeing_projects_q(project_ids: Iterable[str]) -> Q:
+        """Grants that see at least one of these projects: unlimited ones, or ones limited to one of them."""
+        return Q(limited_to_projects=False) | Q(projects__in=list(project_ids))
 
     def set_project_limit(self, projects: list[Project]) -> None:
         """What the API and the console hand out: an empty list grants every project, otherwise those.

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from django.db.models import Q, QuerySet
 
 from controlplane import errors
-from projects.models import ApiKey, AuditEvent, Membership, Organization, User
+from projects.models import ApiKey, AuditEvent, Membership, Organization, ProjectLimited, User
 from projects.roles import Role, lesser_role, role_has
 
 
@@ -74,7 +74,7 @@ class Principal:
     def sees_grants_q(self) -> Q:
         """Grants (members, invitations, keys) a limited principal may see: unlimited ones, or ones sharing
         one of its projects; a grant limited only to projects it cannot see would reveal them."""
-        return Q(limited_to_projects=False) | Q(projects__in=self.project_ids or ())
+        return ProjectLimited.seeing_projects_q(self.project_ids or ())
 
     # --- constructors ---------------------------------------------------------------------------
     @classmethod

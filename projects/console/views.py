@@ -222,7 +222,9 @@ class MemberEditView(OrganizationFormView):
         return member
 
     def get_form_kwargs(self) -> dict[str, Any]:
-        initial = {"role": self.member.role, "projects": sorted(self.member.project_limit() or ())}
+        limit = self.member.project_limit()
+        initial = {"role": self.member.role, "projects": sorted(limit or ()),
+                   "scope": "all" if limit is None else "some"}
         return {"principal": self.principal, "initial": initial}
 
     def get_context(self, form: forms.Form) -> dict[str, Any]:

@@ -3,6 +3,8 @@ leaves it limited to nothing (it sees none), never organization-wide (issue 11, 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from alerts.tests.factories import AlertRuleFactory
@@ -167,3 +169,27 @@ def test_billing_member_whose_projects_are_deleted_hears_of_no_budget(org_with_o
     recipients = budget_notice_recipients(budget=organization_budget)
     assert owner.user.email in recipients
     assert billing.user.email not in recipients
+
+
+def test_console_member_edit_does_not_turn_an_emptied_limit_into_every_project(org_with_owner):
+    from django.test import Client
+    from django.urls import reverse
+
+    org, owner, owner_client = org_with_owner
+    gone = ProjectFactory(organization=org)
+    member = MembershipFactory(organization=org, role=Role.DEVELOPER, projects=[gone])
+    _delete_project(owner_client, gone)
+    client = Client()
+    client.force_login(owner.user)
+    assert "No projects (all deleted)" in client.get(reverse("console:members")).content.decode()
+    # Changing only the role keeps the member limited; granting every project is an explicit choice.
+    form = client.get(reverse("console:member-edit", args=[member.id])).content.decode()
+    assert re.search(r'name="scope" value="some"[^>]*checked', form)
+    response = client.post(reverse("console:member-edit", args=[member.id]), {"role": Role.VIEWER, "scope": "some"})
+    assert response.status_code == 400
+    member.refresh_from_db()
+    assert member.limited_to_projects is True and member.role == Role.DEVELOPER
+    response = client.post(reverse("console:member-edit", args=[member.id]), {"role": Role.VIEWER, "scope": "all"})
+    assert response.status_code == 302
+    member.refresh_from_db()
+    assert member.limited_to_projects is False and member.role == Role.VIEWER
