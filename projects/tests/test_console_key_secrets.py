@@ -66,3 +66,15 @@ def _user():
     from projects.tests.factories import UserFactory
 
     return UserFactory()
+
+
+def test_only_owners_are_offered_service_keys_in_the_console():
+    admin_client, _ = console_login(Role.ADMIN)
+    assert 'name="service"' not in admin_client.get(reverse("console:api-key-create")).content.decode()
+    client, owner = console_login()
+    assert 'name="service"' in client.get(reverse("console:api-key-create")).content.decode()
+    response = client.post(reverse("console:api-key-create"), {"name": "svc", "role": Role.VIEWER, "service": "on"})
+    assert response.status_code == 302
+    key = ApiKey.objects.get(organization=owner.organization, name="svc")
+    assert key.service is True and key.created_by is None
+    assert "Service key" in client.get(reverse("console:api-keys")).content.decode()
