@@ -88,7 +88,7 @@ def notification_list(*, principal: Principal) -> QuerySet[Notification]:
     (channels are organization-wide and visible to them); notices (budgets) and other projects' incidents are
     left out: their payloads name projects, deployments and amounts the member may not see."""
     qs = Notification.objects.filter(organization=principal.organization)
-    if principal.project_ids is not None:
+    if principal.is_project_limited:
         qs = qs.filter(Q(kind=NotificationKind.TEST) | Q(alert__rule__project_id__in=principal.project_ids))
     return qs.order_by("-created_at", "id")
 

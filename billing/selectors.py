@@ -202,8 +202,8 @@ def budget_notice_recipients(*, budget: Budget) -> list[str]:
                .select_related("user").prefetch_related("projects"))
     emails = []
     for member in members:
-        limited = {p.id for p in member.projects.all()}
-        if limited and (budget.project_id is None or budget.project_id not in limited):
+        limit = member.project_limit()
+        if limit is not None and (budget.project_id is None or budget.project_id not in limit):
             continue
         if member.user.email:
             emails.append(member.user.email)

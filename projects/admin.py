@@ -157,12 +157,12 @@ class InvitationAdmin(ReadOnlyModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(ReadOnlyModelAdmin):
-    list_display = ("id", "name", "organization", "role", "prefix", "created_at", "expires_at", "revoked_at",
-                    "last_used_at")
-    list_filter = ("role",)
+    list_display = ("id", "name", "organization", "role", "prefix", "created_by", "service", "created_at",
+                    "expires_at", "revoked_at", "last_used_at")
+    list_filter = ("role", "service")
     search_fields = ("id", "name", "prefix", "organization__name", "organization__id")
     exclude = ("secret_hash",)
-    list_select_related = ("organization",)
+    list_select_related = ("organization", "created_by__user")
     actions = ["revoke_keys"]
 
     def has_change_permission(self, request, obj=None) -> bool:

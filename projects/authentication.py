@@ -45,7 +45,8 @@ def api_key_authenticate(raw: str) -> ApiKey | None:
     if parsed is None:
         return None
     prefix, secret = parsed
-    api_key = ApiKey.objects.select_related("organization").filter(prefix=prefix).first()
+    # The creator comes along: the key acts with no more than the creator's current role and projects.
+    api_key = ApiKey.objects.select_related("organization", "created_by").filter(prefix=prefix).first()
     candidate_hash = hash_secret(secret)
     stored_hash = api_key.secret_hash if api_key is not None else "0" * 64
     # Compare even when no key matched, so timing does not tell whether a prefix exists.

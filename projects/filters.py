@@ -27,7 +27,7 @@ class MemberFilter(django_filters.FilterSet):
         fields = ["role", "email", "project"]
 
     def filter_project(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
-        return queryset.filter(Q(projects__isnull=True) | Q(projects__id=value)).distinct()
+        return queryset.filter(Membership.seeing_projects_q([value])).distinct()
 
 
 class InvitationFilter(django_filters.FilterSet):

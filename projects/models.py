@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from controlplane import countries
@@ -113,7 +116,43 @@ class Project(models.Model):
         return f"{self.name} ({self.id})"
 
 
-class Membership(models.Model):
+class ProjectLimited(models.Model):
+    """A grant that may be limited to some projects: a membership, an invitation, an API key.
+
+    ``limited_to_projects`` is the limit itself, stored, not inferred from the project rows: when the last of
+    a row's projects is deleted its through rows go, and an empty set must then mean "no project", never
+    "every project". Every read of the limit goes through :meth:`project_limit`.
+    """
+
+    limited_to_projects = models.BooleanField(
+        default=False, help_text="Limited to the listed projects (none left: no project at all).")
+
+    class Meta:
+        abstract = True
+
+    def project_limit(self) -> frozenset[str] | None:
+        """None: every project of the organization; otherwise the ids of the projects it is limited to
+        (reads ``projects.all()``, so a prefetch serves it)."""
+        if not self.limited_to_projects:
+            return None
+        return frozenset(project.pk for project in self.projects.all())
+
+    @staticmethod
+    def seeing_projects_q(project_ids: Iterable[str]) -> Q:
+        """Grants that see at least one of these projects: unlimited ones, or ones limited to one of them."""
+        return Q(limited_to_projects=False) | Q(projects__in=list(project_ids))
+
+    def set_project_limit(self, projects: list[Project]) -> None:
+        """What the API and the console hand out: an empty list grants every project, otherwise those.
+        The row must be saved; this saves the flag and the project rows."""
+        limited = bool(projects)
+        if self.limited_to_projects != limited:
+            self.limited_to_projects = limited
+            self.save(update_fields=["limited_to_projects"])
+        self.projects.set(projects)
+
+
+class Membership(ProjectLimited):
     """A user's role in an organization; with ``projects`` set it is a sub-account limited to them."""
 
     id = PrefixedIdField(prefix="mem")
@@ -131,7 +170,7 @@ class Membership(models.Model):
         return f"{self.user_id} is {self.role} of {self.organization_id}"
 
 
-class Invitation(models.Model):
+class Invitation(ProjectLimited):
     """An emailed, expiring invitation to join an organization with a role (and project limits)."""
 
     class Status(models.TextChoices):
@@ -173,8 +212,13 @@ class Invitation(models.Model):
         return self.expires_at <= timezone.now()
 
 
-class ApiKey(models.Model):
-    """A credential for scripts: shown once, stored as a hash, scoped to one organization and a role."""
+class ApiKey(ProjectLimited):
+    """A credential for scripts: shown once, stored as a hash, scoped to one organization and a role.
+
+    A key belongs to the member who made it (``created_by``) and acts with no more than that member's
+    current rights; it dies with the membership. Only an owner makes an organization ``service`` key, which
+    has no creator and outlives the people who made it.
+    """
 
     id = PrefixedIdField(prefix="key")
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
@@ -184,8 +228,11 @@ class ApiKey(models.Model):
     # "mqc_<prefix>": visible in lists so people can tell keys apart; the secret part is only hashed.
     prefix = models.CharField(max_length=16, unique=True)
     secret_hash = models.CharField(max_length=64)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    # SET_NULL, not CASCADE: the row (and its audit trail) stays; a non-service key without a creator is
+    # unusable (see is_usable), and removing a member through the service revokes the keys first anyway.
+    created_by = models.ForeignKey(Membership, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="api_keys_created")
+    service = models.BooleanField(default=False, help_text="An organization key made by an owner; no creator.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -202,6 +249,8 @@ class ApiKey(models.Model):
     def is_usable(self) -> bool:
         if self.revoked_at is not None:
             return False
+        if not self.service and self.created_by_id is None:
+            return False  # its creator left (or was deleted): the key went with them
         return self.expires_at is None or self.expires_at > timezone.now()
 
 

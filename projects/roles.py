@@ -21,6 +21,10 @@ class Perm:
     DEPLOYMENTS_WRITE = "deployments.write"
     MEMBERS_MANAGE = "members.manage"
     API_KEYS_MANAGE = "api_keys.manage"
+    # Everyone with API_KEYS_MANAGE manages their own keys; these see and revoke everybody's.
+    API_KEYS_MANAGE_ALL = "api_keys.manage_all"
+    # Organization service keys have no creator and outlive their maker: owners only.
+    API_KEYS_SERVICE = "api_keys.service"
     AUDIT_READ = "audit.read"
     BILLING_READ = "billing.read"
     BILLING_MANAGE = "billing.manage"
@@ -35,6 +39,7 @@ _ADMIN = frozenset(
         Perm.DEPLOYMENTS_WRITE,
         Perm.MEMBERS_MANAGE,
         Perm.API_KEYS_MANAGE,
+        Perm.API_KEYS_MANAGE_ALL,
         Perm.AUDIT_READ,
         Perm.BILLING_READ,
         Perm.BILLING_MANAGE,
@@ -43,7 +48,7 @@ _ADMIN = frozenset(
 )
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    Role.OWNER: _ADMIN | {Perm.OWNERSHIP_TRANSFER},
+    Role.OWNER: _ADMIN | {Perm.OWNERSHIP_TRANSFER, Perm.API_KEYS_SERVICE},
     Role.ADMIN: _ADMIN,
     Role.DEVELOPER: frozenset({Perm.READ, Perm.PROJECTS_WRITE, Perm.DEPLOYMENTS_WRITE, Perm.API_KEYS_MANAGE}),
     Role.BILLING: frozenset({Perm.READ, Perm.BILLING_READ, Perm.BILLING_MANAGE}),
@@ -58,3 +63,12 @@ def role_has(role: str, perm: str) -> bool:
 def role_can_grant(granter_role: str, granted_role: str) -> bool:
     """Nobody hands out more than they hold: the granted role's capabilities must be a subset."""
     return ROLE_PERMISSIONS[granted_role] <= ROLE_PERMISSIONS[granter_role]
+
+
+def lesser_role(a: str, b: str) -> str:
+    """The role with what both allow (an API key under its creator's current role). Roles are not a
+    chain (developer and billing each hold something the other lacks), so this is the role with the most
+    capabilities inside both; viewer, reading only, is always one."""
+    both = ROLE_PERMISSIONS[a] & ROLE_PERMISSIONS[b]
+    inside = [role for role in Role if ROLE_PERMISSIONS[role] <= both]
+    return max(inside, key=lambda role: len(ROLE_PERMISSIONS[role]))

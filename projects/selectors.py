@@ -45,18 +45,23 @@ def member_list(*, principal: Principal) -> QuerySet[Membership]:
         .select_related("user")
         .prefetch_related(Prefetch("projects", queryset=Project.objects.only("id")))
     )
-    return _shared_with(principal, qs)
+    own = principal.membership.pk if principal.membership is not None else None
+    # Your own membership is always yours to see (and leave), even limited to projects since deleted.
+    return _shared_with(principal, qs, also=Q(pk=own) if own else None)
 
 
-def _shared_with(principal: Principal, qs: QuerySet) -> QuerySet:
-    """For a sub-account: rows (with a ``projects`` limit) that are unlimited or share one of its projects.
+def _shared_with(principal: Principal, qs: QuerySet, also: Q | None = None) -> QuerySet:
+    """For a sub-account: grants that are unlimited or share one of its projects (``Principal.sees_grants_q``).
 
     Rows limited only to projects the principal cannot see would reveal those projects, so they are
     left out, exactly like the projects themselves.
     """
     if not principal.is_project_limited:
         return qs
-    visible = qs.model.objects.filter(Q(projects__isnull=True) | Q(projects__in=principal.project_ids))
+    visible_q = principal.sees_grants_q()
+    if also is not None:
+        visible_q |= also
+    visible = qs.model.objects.filter(visible_q)
     return qs.filter(pk__in=visible.values("pk"))
 
 
@@ -159,8 +164,16 @@ def _invitation_of_link(url: str) -> Invitation | None:
 
 # --- api keys ---------------------------------------------------------------------------------------
 def api_key_list(*, principal: Principal) -> QuerySet[ApiKey]:
+    """Owners and admins see every key; everyone else with keys sees their own only (a key of a member:
+    its creator's keys), never others' keys with their last-used address."""
     principal.require(Perm.API_KEYS_MANAGE)
-    qs = ApiKey.objects.filter(organization=principal.organization).prefetch_related("projects")
+    qs = (ApiKey.objects.filter(organization=principal.organization)
+          .select_related("created_by__user").prefetch_related("projects"))
+    if not principal.has(Perm.API_KEYS_MANAGE_ALL):
+        if principal.acting_member is not None:
+            qs = qs.filter(created_by=principal.acting_member)
+        else:
+            qs = qs.filter(pk=principal.api_key.pk if principal.api_key is not None else None)
     return _shared_with(principal, qs)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,6 +14,7 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from controlplane import errors, ratelimit
+from projects import selectors
 from projects.authentication import generate_api_key_secret
 from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, User
 from projects.roles import Perm, Role, role_can_grant
@@ -111,8 +111,11 @@ def signup(
     name: str = "",
     ip: str | None = None,
     user_agent: str = "",
-) -> tuple[Organization, User, ApiKey, str]:
-    """A new customer: user, organization, owner membership, a first project and an owner API key."""
+    with_api_key: bool = True,
+) -> tuple[Organization, User, ApiKey | None, str | None]:
+    """A new customer: user, organization, owner membership, a first project and, with ``with_api_key``, an
+    owner API key of the new owner's. The API's signup returns that key, so someone sees it; the console's
+    passes False, since a key whose secret nobody ever sees is only a liability."""
     email = User.objects.normalize_email(email).lower()
     # The whole body is judged before the address is looked up: a 409 must not answer a request that
     # would fail anyway, or weak throwaway bodies could probe which addresses have accounts.
@@ -141,7 +144,8 @@ def signup(
         added = _project_created(project=project)
         audit_record(principal=principal, action="project.create", target=project,
                      changes={"name": project.name, **added})
-        api_key, secret = api_key_create(principal=principal, name="Default key", role=Role.OWNER)
+        api_key, secret = (api_key_create(principal=principal, name="Default key", role=Role.OWNER)
+                            if with_api_key else (None, None))
     return organization, user, api_key, secret
 
 
@@ -217,6 +221,10 @@ def project_update(*, principal: Principal, project: Project, name: str | None =
 
 def project_delete(*, principal: Principal, project: Project) -> None:
     principal.require(Perm.PROJECTS_WRITE)
+    if principal.is_project_limited:
+        # Deleting its own last project would leave a limited member with nothing, and is a decision about
+        # the organization's structure: organization-wide roles make it.
+        raise errors.PermissionDenied("Members limited to some projects cannot delete projects.")
     from deployments.selectors import deployment_count_for_project
 
     with transaction.atomic():
@@ -229,28 +237,54 @@ def project_delete(*, principal: Principal, project: Project) -> None:
 
         # Organization-wide alert rules (payment_failed) must outlive the project they are stored on.
         moved = organization_rules_rehome(project=project)
+        limits = _limits_lost_with(project)
         audit_record(principal=principal, action="project.delete", target=project,
-                     changes={"name": project.name, **({"alert_rules_moved": moved} if moved else {})})
+                     changes={"name": project.name, **({"alert_rules_moved": moved} if moved else {}), **limits})
         project.delete()
 
 
+def _limits_lost_with(project: Project) -> dict[str, Any]:
+    """Who loses access with the project: the members, live keys and pending invitations limited to it, and
+    of those, the ones it was the last project of; they stay limited and now see no project at all."""
+    grants = {
+        "members": Membership.objects.all(),
+        "api_keys": ApiKey.objects.filter(revoked_at__isnull=True),
+        "invitations": Invitation.objects.filter(status=Invitation.Status.PENDING),
+    }
+    lost: dict[str, list[str]] = {}
+    none_left: dict[str, list[str]] = {}
+    for label, qs in grants.items():
+        ids = qs.filter(organization_id=project.organization_id, limited_to_projects=True, projects=project)
+        # Counted apart from the filter above, which would restrict the count to this project's row.
+        counted = list(qs.model.objects.filter(pk__in=ids.values("pk")).annotate(
+            project_count=models.Count("projects")).order_by("pk").values_list("pk", "project_count"))
+        lost[label] = [pk for pk, _ in counted]
+        none_left[label] = [pk for pk, count in counted if count == 1]
+    if not any(lost.values()):
+        return {}
+    return {"access_lost": lost, "now_without_projects": none_left}
+
+
 # --- members ----------------------------------------------------------------------------------------
-def _check_grant(principal: Principal, role: str, projects: list[Project]) -> None:
+def _check_grant(principal: Principal, role: str, limit: frozenset[str] | None) -> None:
+    """Nobody hands out (or touches) more than they hold: the role, and the project limit (None: all)."""
     if not role_can_grant(principal.role, role):
         raise errors.PermissionDenied(f"Your role ({principal.role}) cannot grant the role {role}.")
-    if principal.is_project_limited:
-        if not projects:
-            raise errors.PermissionDenied("You can only grant access to projects you are limited to.")
-        outside = [p.id for p in projects if p.id not in principal.project_ids]
-        if outside:
-            raise errors.PermissionDenied("You can only grant access to projects you are limited to.")
+    if principal.is_project_limited and (limit is None or not limit <= principal.project_ids):
+        raise errors.PermissionDenied("You can only grant access to projects you are limited to.")
 
 
-def may_grant(*, principal: Principal, role: str, projects: Iterable[Project]) -> bool:
-    """Whether ``principal`` may hand out ``role`` with ``projects``, or touch a member or key that holds them:
-    the check the member, invitation and key services make, for pages that hide what would be refused."""
+def _limit_of(projects: list[Project]) -> frozenset[str] | None:
+    """The limit a grant's ``projects`` list means: empty is every project (see ProjectLimited)."""
+    return frozenset(p.id for p in projects) or None
+
+
+def may_grant(*, principal: Principal, role: str, limit: frozenset[str] | None) -> bool:
+    """Whether ``principal`` may hand out ``role`` with the project ``limit`` (None: every project), or touch a
+    member or key that holds them: the check the member, invitation and key services make, for pages that
+    hide what would be refused."""
     try:
-        _check_grant(principal, role, list(projects))
+        _check_grant(principal, role, limit)
     except errors.PermissionDenied:
         return False
     return True
@@ -267,11 +301,12 @@ def member_update(*, principal: Principal, member: Membership, role: str | None 
     principal.require(Perm.MEMBERS_MANAGE)
     with transaction.atomic():
         member = Membership.objects.select_for_update().get(pk=member.pk, organization=principal.organization)
+        old_limit = member.project_limit()
         # Touching someone whose current rights exceed yours is an escalation too.
-        _check_grant(principal, member.role, list(member.projects.all()))
+        _check_grant(principal, member.role, old_limit)
         new_role = role if role is not None else member.role
-        new_projects = projects if projects is not None else list(member.projects.all())
-        _check_grant(principal, new_role, new_projects)
+        new_limit = _limit_of(projects) if projects is not None else old_limit
+        _check_grant(principal, new_role, new_limit)
         if member.role == Role.OWNER and new_role != Role.OWNER and _owner_count(principal.organization) <= 1:
             raise errors.Conflict("The organization must keep at least one owner.")
         changes: dict[str, Any] = {}
@@ -279,11 +314,10 @@ def member_update(*, principal: Principal, member: Membership, role: str | None 
             changes["role"] = [member.role, new_role]
             member.role = new_role
             member.save(update_fields=["role", "updated_at"])
-        old_ids = sorted(member.projects.values_list("id", flat=True))
-        new_ids = sorted(p.id for p in new_projects)
-        if projects is not None and old_ids != new_ids:
-            changes["projects"] = [old_ids, new_ids]
-            member.projects.set(new_projects)
+        if projects is not None and old_limit != new_limit:
+            changes["projects"] = [sorted(old_limit or ()), sorted(new_limit or ())]
+            changes["limited"] = [old_limit is not None, new_limit is not None]
+            member.set_project_limit(projects)
         if changes:
             audit_record(principal=principal, action="member.update", target=member,
                          changes={**changes, "user": member.user.email})
@@ -297,11 +331,15 @@ def member_remove(*, principal: Principal, member: Membership) -> None:
     with transaction.atomic():
         member = Membership.objects.select_for_update().get(pk=member.pk, organization=principal.organization)
         if not is_self:
-            _check_grant(principal, member.role, list(member.projects.all()))
+            _check_grant(principal, member.role, member.project_limit())
         if member.role == Role.OWNER and _owner_count(principal.organization) <= 1:
             raise errors.Conflict("The organization must keep at least one owner.")
         audit_record(principal=principal, action="member.remove", target=member,
                      changes={"user": member.user.email, "role": member.role})
+        # A key acts for its creator; once the creator is gone it must not act for nobody.
+        for api_key in ApiKey.objects.select_for_update().filter(created_by=member, revoked_at__isnull=True):
+            _api_key_mark_revoked(principal=principal, api_key=api_key, reason="creator left" if is_self
+                                  else "creator removed", creator=member)
         member.delete()
 
 
@@ -312,7 +350,7 @@ def invitation_token_hash(token: str) -> str:
 
 def invitation_create(*, principal: Principal, email: str, role: str, projects: list[Project]) -> Invitation:
     principal.require(Perm.MEMBERS_MANAGE)
-    _check_grant(principal, role, projects)
+    _check_grant(principal, role, _limit_of(projects))
     email = User.objects.normalize_email(email).lower()
     if Membership.objects.filter(organization=principal.organization, user__email=email).exists():
         raise errors.Conflict(f"{email} is already a member.", errors={"email": ["Already a member."]})
@@ -331,7 +369,7 @@ def invitation_create(*, principal: Principal, email: str, role: str, projects: 
         _insert_or_conflict(invitation, errors.Conflict(
             f"{email} already has a pending invitation; revoke it to send a new one.",
             errors={"email": ["Already invited."]}))
-        invitation.projects.set(projects)
+        invitation.set_project_limit(projects)
         audit_record(principal=principal, action="invitation.create", target=invitation,
                      changes={"email": email, "role": role, "projects": [p.id for p in projects]})
         from projects.tasks import invitation_send_email
@@ -411,7 +449,10 @@ def invitation_accept(
             user = User.objects.create_user(email=invitation.email, password=password, name=name)
         if Membership.objects.filter(organization=invitation.organization, user=user).exists():
             raise errors.Conflict("You are already a member of this organization.")
-        membership = Membership.objects.create(organization=invitation.organization, user=user, role=invitation.role)
+        # The limit is copied as stored: an invitation whose projects were all deleted since gives a member
+        # who sees none, not one who sees everything.
+        membership = Membership.objects.create(organization=invitation.organization, user=user, role=invitation.role,
+                                               limited_to_projects=invitation.limited_to_projects)
         membership.projects.set(invitation.projects.all())
         invitation.status = Invitation.Status.ACCEPTED
         invitation.accepted_at = timezone.now()
@@ -425,26 +466,39 @@ def invitation_accept(
 
 # --- API keys ---------------------------------------------------------------------------------------
 def api_key_create(*, principal: Principal, name: str, role: str, projects: list[Project] | None = None,
-                   expires_at: datetime | None = None) -> tuple[ApiKey, str]:
-    """Returns the key and its secret; the secret is never stored and never shown again."""
+                   expires_at: datetime | None = None, service: bool = False) -> tuple[ApiKey, str]:
+    """Returns the key and its secret; the secret is never stored and never shown again.
+
+    The key belongs to the member behind the principal (a key minted by a key belongs to that key's
+    creator). ``service`` makes an organization key with no creator, which only an owner may; a key minted
+    by a service key is a service key too, since there is no member to bind it to.
+    """
     principal.require(Perm.API_KEYS_MANAGE)
+    if service and not principal.has(Perm.API_KEYS_SERVICE):
+        raise errors.PermissionDenied("Only an owner can create an organization service key.")
+    creator = None if service else principal.acting_member
+    if creator is None and not service:
+        if principal.api_key is None or not principal.api_key.service:
+            raise errors.PermissionDenied("Only a member, or a key of one, can create API keys.")
+        service = True
     projects = projects or []
     if principal.is_project_limited and not projects:
-        projects = list(Project.objects.filter(id__in=principal.project_ids))
-    _check_grant(principal, role, projects)
+        projects = list(Project.objects.filter(organization=principal.organization, id__in=principal.project_ids))
+    _check_grant(principal, role, _limit_of(projects))
     if expires_at is not None and expires_at <= timezone.now():
         raise errors.ValidationFailed("expires_at must be in the future.",
                                       errors={"expires_at": ["Must be in the future."]})
     full, prefix, secret_hash = generate_api_key_secret()
     api_key = ApiKey(organization=principal.organization, name=name, role=role, prefix=prefix,
-                     secret_hash=secret_hash, created_by=principal.user, expires_at=expires_at)
+                     secret_hash=secret_hash, created_by=creator, service=service, expires_at=expires_at)
     _full_clean(api_key)
     with transaction.atomic():
         api_key.save()
-        api_key.projects.set(projects)
+        api_key.set_project_limit(projects)
         audit_record(principal=principal, action="api_key.create", target=api_key,
                      changes={"name": name, "role": role, "prefix": prefix, "projects": [p.id for p in projects],
-                              "expires_at": expires_at})
+                              "expires_at": expires_at, "service": service,
+                              "created_by": creator.pk if creator is not None else None})
     return api_key, full
 
 
@@ -452,12 +506,24 @@ def api_key_revoke(*, principal: Principal, api_key: ApiKey) -> ApiKey:
     principal.require(Perm.API_KEYS_MANAGE)
     with transaction.atomic():
         api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk, organization=principal.organization)
-        _check_grant(principal, api_key.role, list(api_key.projects.all()))
+        if not principal.has(Perm.API_KEYS_MANAGE_ALL):
+            # Developers revoke their own keys only; the selector, which hides the others, says which.
+            if not selectors.api_key_list(principal=principal).filter(pk=api_key.pk).exists():
+                raise errors.NotFound(f"No API key {api_key.pk}.")
+        _check_grant(principal, api_key.role, api_key.project_limit())
         if api_key.revoked_at is None:
-            api_key.revoked_at = timezone.now()
-            api_key.save(update_fields=["revoked_at"])
-            audit_record(principal=principal, action="api_key.revoke", target=api_key, changes={"name": api_key.name})
+            _api_key_mark_revoked(principal=principal, api_key=api_key)
     return api_key
+
+
+def _api_key_mark_revoked(*, principal: Principal, api_key: ApiKey, reason: str = "",
+                          creator: Membership | None = None) -> None:
+    api_key.revoked_at = timezone.now()
+    api_key.save(update_fields=["revoked_at"])
+    changes: dict[str, Any] = {"name": api_key.name}
+    if reason:
+        changes |= {"reason": reason, "creator": creator.pk if creator is not None else None}
+    audit_record(principal=principal, action="api_key.revoke", target=api_key, changes=changes)
 
 
 # --- login brute-force protection -------------------------------------------------------------------

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from controlplane import errors
-from projects.models import ApiKey, AuditEvent, Membership, Organization, User
-from projects.roles import Role, role_has
+from projects.models import ApiKey, AuditEvent, Membership, Organization, ProjectLimited, User
+from projects.roles import Role, lesser_role, role_has
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,9 @@ class Principal:
     user: User | None = None
     api_key: ApiKey | None = None
     membership: Membership | None = None
+    # The member whose rights bound this principal: its own membership for a session, the creator's for
+    # an API key; None for an organization service key, an operator and the system.
+    acting_member: Membership | None = None
     actor_type: str = AuditEvent.ActorType.USER
     ip: str | None = None
     user_agent: str = ""
@@ -57,6 +60,7 @@ class Principal:
 
     @property
     def is_project_limited(self) -> bool:
+        """Limited to some projects. With none left it sees none: an empty limit is not "everything"."""
         return self.project_ids is not None
 
     def can_see_project(self, project_id: str) -> bool:
@@ -67,16 +71,21 @@ class Principal:
             return queryset
         return queryset.filter(**{f"{field_name}__in": self.project_ids})
 
+    def sees_grants_q(self) -> Q:
+        """Grants (members, invitations, keys) a limited principal may see: unlimited ones, or ones sharing
+        one of its projects; a grant limited only to projects it cannot see would reveal them."""
+        return ProjectLimited.seeing_projects_q(self.project_ids or ())
+
     # --- constructors ---------------------------------------------------------------------------
     @classmethod
     def for_membership(cls, membership: Membership, *, ip: str | None = None, user_agent: str = "") -> Principal:
-        limited = frozenset(membership.projects.values_list("id", flat=True))
         return cls(
             organization=membership.organization,
             role=membership.role,
-            project_ids=limited or None,
+            project_ids=membership.project_limit(),
             user=membership.user,
             membership=membership,
+            acting_member=membership,
             actor_type=AuditEvent.ActorType.USER,
             ip=ip,
             user_agent=user_agent,
@@ -84,12 +93,19 @@ class Principal:
 
     @classmethod
     def for_api_key(cls, api_key: ApiKey, *, ip: str | None = None, user_agent: str = "") -> Principal:
-        limited = frozenset(api_key.projects.values_list("id", flat=True))
+        """A key acts with the lesser of its role and its creator's current role, within both their project
+        limits; a service key with its own. (A key whose creator is gone never authenticates.)"""
+        creator = api_key.created_by if not api_key.service else None
+        role, project_ids = api_key.role, api_key.project_limit()
+        if creator is not None:
+            role = lesser_role(role, creator.role)
+            project_ids = intersect_limits(project_ids, creator.project_limit())
         return cls(
             organization=api_key.organization,
-            role=api_key.role,
-            project_ids=limited or None,
+            role=role,
+            project_ids=project_ids,
             api_key=api_key,
+            acting_member=creator,
             actor_type=AuditEvent.ActorType.API_KEY,
             ip=ip,
             user_agent=user_agent,
@@ -106,6 +122,15 @@ class Principal:
         """An operator acting from the ops site; ``organization`` is None for platform-wide records."""
         return cls(organization=organization, role=Role.OWNER, project_ids=None, user=user,  # type: ignore[arg-type]
                    actor_type=AuditEvent.ActorType.STAFF, ip=ip, user_agent=user_agent)
+
+
+def intersect_limits(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] | None:
+    """Two project limits at once (None: unlimited)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a & b
 
 
 def memberships_of(user: User) -> QuerySet[Membership]:

@@ -5,7 +5,17 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from controlplane.api.serializers import CountryCodeField, InputSerializer, PrefixedIdListField
-from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, Site, User
+from projects.models import (
+    ApiKey,
+    AuditEvent,
+    Invitation,
+    Membership,
+    Organization,
+    Project,
+    ProjectLimited,
+    Site,
+    User,
+)
 from projects.roles import Role
 
 
@@ -33,45 +43,52 @@ class ProjectOut(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class MemberOut(serializers.ModelSerializer):
+class ProjectLimitOut(serializers.Serializer):
+    """``projects`` and ``limited`` of a grant (member, invitation, key), read through its one helper."""
+
+    projects = serializers.SerializerMethodField(
+        help_text="Project ids it is limited to; empty with limited false means every project.")
+    limited = serializers.SerializerMethodField(
+        help_text="Limited to the listed projects; true with none listed means no project at all.")
+
+    def get_projects(self, obj: ProjectLimited) -> list[str]:
+        return sorted(obj.project_limit() or ())
+
+    def get_limited(self, obj: ProjectLimited) -> bool:
+        return obj.project_limit() is not None
+
+
+class MemberOut(ProjectLimitOut, serializers.ModelSerializer):
     user = UserOut(read_only=True)
     email = serializers.EmailField(source="user.email", read_only=True)
-    projects = serializers.SerializerMethodField()
 
     class Meta:
         model = Membership
-        fields = ["id", "user", "email", "role", "projects", "created_at"]
+        fields = ["id", "user", "email", "role", "projects", "limited", "created_at"]
         read_only_fields = fields
 
-    def get_projects(self, obj: Membership) -> list[str]:
-        return sorted(p.id for p in obj.projects.all())
 
-
-class InvitationOut(serializers.ModelSerializer):
-    projects = serializers.SerializerMethodField()
-
+class InvitationOut(ProjectLimitOut, serializers.ModelSerializer):
     class Meta:
         model = Invitation
-        fields = ["id", "email", "role", "projects", "status", "expires_at", "email_sent_at", "accepted_at",
-                  "created_at"]
+        fields = ["id", "email", "role", "projects", "limited", "status", "expires_at", "email_sent_at",
+                  "accepted_at", "created_at"]
         read_only_fields = fields
 
-    def get_projects(self, obj: Invitation) -> list[str]:
-        return sorted(p.id for p in obj.projects.all())
 
-
-class ApiKeyOut(serializers.ModelSerializer):
-    projects = serializers.SerializerMethodField()
+class ApiKeyOut(ProjectLimitOut, serializers.ModelSerializer):
     prefix = serializers.SerializerMethodField(help_text="The visible start of the key, to tell keys apart.")
+    created_by = serializers.CharField(
+        source="created_by_id", read_only=True, allow_null=True,
+        help_text="The member (mem_…) whose key it is, or null for an organization service key (or once its "
+                  "creator has left; the key is then revoked).")
+    service = serializers.BooleanField(read_only=True, help_text="An organization service key made by an owner.")
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "role", "projects", "prefix", "created_at", "expires_at", "revoked_at",
-                  "last_used_at", "last_used_ip"]
+        fields = ["id", "name", "role", "projects", "limited", "prefix", "created_by", "service", "created_at",
+                  "expires_at", "revoked_at", "last_used_at", "last_used_ip"]
         read_only_fields = fields
-
-    def get_projects(self, obj: ApiKey) -> list[str]:
-        return sorted(p.id for p in obj.projects.all())
 
     def get_prefix(self, obj: ApiKey) -> str:
         return f"mqc_{obj.prefix}"
@@ -160,6 +177,9 @@ class ApiKeyIn(InputSerializer):
     role = serializers.ChoiceField(choices=Role.choices)
     projects = PrefixedIdListField(prefix="prj", required=False, default=list)
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    service = serializers.BooleanField(
+        required=False, default=False,
+        help_text="An organization service key (owners only): no creator, so it outlives the member who made it.")
 
 
 # --- passwords --------------------------------------------------------------------------------------

@@ -231,6 +231,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizati
         api_key, secret = services.api_key_create(
             principal=self.principal, name=data.validated_data["name"], role=data.validated_data["role"],
             projects=projects, expires_at=data.validated_data["expires_at"],
+            service=data.validated_data["service"],
         )
         api_key.key = secret
         return Response(s.ApiKeyCreatedOut(api_key).data, status=status.HTTP_201_CREATED)

@@ -9,7 +9,7 @@ from django import forms
 from controlplane.countries import CountryField
 from projects import selectors
 from projects.models import Site
-from projects.roles import Role, role_can_grant
+from projects.roles import Perm, Role, role_can_grant
 from projects.tenancy import Principal
 
 
@@ -37,10 +37,15 @@ class ProjectForm(forms.Form):
 class AccessForm(forms.Form):
     """A role and optional project limits, offering only what the current principal may hand out."""
 
+    SCOPES = [("all", "All projects"), ("some", "Only the projects ticked below")]
+
     role = forms.ChoiceField()
+    # Explicit, because "no project ticked" is ambiguous: a grant whose projects were all deleted is limited
+    # to none, and merely saving its form (to change the role) must not widen it to every project. Without
+    # the field (scripts, older pages) ticked projects mean "some" and none mean "all", like the API.
+    scope = forms.ChoiceField(choices=SCOPES, required=False, widget=forms.RadioSelect, label="Access to")
     projects = forms.ModelMultipleChoiceField(
         queryset=None, required=False, widget=forms.CheckboxSelectMultiple,
-        help_text="Leave all unticked for access to every project.",
     )
 
     def __init__(self, *args: Any, principal: Principal, **kwargs: Any) -> None:
@@ -49,8 +54,21 @@ class AccessForm(forms.Form):
                                        if role_can_grant(principal.role, role.value)]
         self.fields["projects"].queryset = selectors.project_list(principal=principal).order_by("name")
         self.fields["projects"].label_from_instance = lambda project: project.name
+        self.fields["scope"].initial = self.initial.get("scope", "all")
         if principal.is_project_limited:
+            self.fields["scope"].choices = self.SCOPES[1:]
+            self.fields["scope"].initial = "some"
             self.fields["projects"].help_text = "Tick at least one of your projects."
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        projects = data.get("projects")
+        scope = data.get("scope") or ("some" if projects else "all")
+        if scope == "some" and not projects:
+            self.add_error("projects", "Tick at least one project, or give access to all projects.")
+        if scope == "all":
+            data["projects"] = []
+        return data
 
 
 class MemberForm(AccessForm):
@@ -59,7 +77,7 @@ class MemberForm(AccessForm):
 
 class InvitationForm(AccessForm):
     email = forms.EmailField()
-    field_order = ["email", "role", "projects"]
+    field_order = ["email", "role", "scope", "projects"]
 
 
 class ApiKeyForm(AccessForm):
@@ -68,7 +86,15 @@ class ApiKeyForm(AccessForm):
         required=False, label="Expires (UTC)", help_text="The key stops working then.",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
-    field_order = ["name", "role", "projects", "expires_at"]
+    service = forms.BooleanField(
+        required=False, label="Organization service key",
+        help_text="Belongs to the organization, not to you: it keeps working if you leave. Owners only.")
+    field_order = ["name", "role", "scope", "projects", "expires_at", "service"]
+
+    def __init__(self, *args: Any, principal: Principal, **kwargs: Any) -> None:
+        super().__init__(*args, principal=principal, **kwargs)
+        if not principal.has(Perm.API_KEYS_SERVICE):
+            del self.fields["service"]
 
 
 class InvitationAcceptForm(forms.Form):

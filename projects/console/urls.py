@@ -26,6 +26,7 @@ urlpatterns = [
     path("api-keys", views.ApiKeyListView.as_view(), name="api-keys"),
     path("api-keys/new", views.ApiKeyCreateView.as_view(), name="api-key-create"),
     path("api-keys/<str:object_id>/revoke", views.ApiKeyRevokeView.as_view(), name="api-key-revoke"),
+    path("api-keys/<str:object_id>/created", views.ApiKeyCreatedView.as_view(), name="api-key-created"),
     path("audit", views.AuditLogView.as_view(), name="audit"),
     path("outbox", views.OutboxView.as_view(), name="outbox"),
     *alert_urls.urlpatterns,

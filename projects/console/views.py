@@ -38,6 +38,8 @@ from projects.roles import Perm
 from projects.tenancy import Principal, client_ip, principal_for_user
 
 AUDIT_PAGE_SIZE = 50
+# A new API key's secret between the POST that makes it and the one page that shows it.
+SESSION_NEW_KEY_SECRET = "new_api_key_secret"
 # The filter set is shared with the API, whose labels are generated from lookups; people read these.
 AUDIT_FILTER_FIELDS = {
     "actor": ("Actor", "email or usr_… / key_…", "search"),
@@ -102,7 +104,8 @@ class SignupView(ConsoleFormMixin, ConsoleView):
         return super().post(request, *args, **kwargs)
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
-        organization, user, _api_key, _secret = services.signup(**form.cleaned_data,
+        # No API key: its secret would be shown to nobody; the API keys page makes one when it is wanted.
+        organization, user, _api_key, _secret = services.signup(**form.cleaned_data, with_api_key=False,
                                                                 **request_ip_and_agent(self.request))
         login(self.request, user)
         self.request.session[SESSION_ORGANIZATION_KEY] = organization.pk
@@ -170,8 +173,9 @@ class ProjectListView(OrganizationConsoleView):
 
     def get(self, request: HttpRequest) -> HttpResponse:
         projects = selectors.project_list(principal=self.principal).order_by("name")
+        # Creating and deleting projects shape the organization: not for principals limited to projects.
         can_create = self.principal.has(Perm.PROJECTS_WRITE) and not self.principal.is_project_limited
-        return self.render_page({"projects": projects, "can_create": can_create})
+        return self.render_page({"projects": projects, "can_create": can_create, "can_delete": can_create})
 
 
 class ProjectCreateView(OrganizationFormView):
@@ -228,12 +232,14 @@ def _describe_members(principal: Principal, members: list[Membership]) -> list[M
     names = dict(selectors.project_list(principal=principal).values_list("id", "name"))
     may_manage = principal.has(Perm.MEMBERS_MANAGE)
     for member in members:
-        limited_to = [project.pk for project in member.projects.all()]
+        limit = member.project_limit()
+        limited_to = sorted(limit or ())
+        member.limited = limit is not None
         member.project_names = sorted(names[pid] for pid in limited_to if pid in names)
         member.hidden_project_count = sum(1 for pid in limited_to if pid not in names)
         member.is_self = principal.membership is not None and principal.membership.pk == member.pk
         member.manageable = may_manage and not member.is_self and services.may_grant(
-            principal=principal, role=member.role, projects=member.projects.all())
+            principal=principal, role=member.role, limit=member.project_limit())
     return members
 
 
@@ -256,12 +262,14 @@ class MemberEditView(OrganizationFormView):
     @cached_property
     def member(self) -> Membership:
         member = selectors.member_get(principal=self.principal, member_id=self.kwargs["member_id"])
-        if not services.may_grant(principal=self.principal, role=member.role, projects=member.projects.all()):
+        if not services.may_grant(principal=self.principal, role=member.role, limit=member.project_limit()):
             raise errors.PermissionDenied(f"Your role ({self.principal.role}) cannot change this {member.role}.")
         return member
 
     def get_form_kwargs(self) -> dict[str, Any]:
-        initial = {"role": self.member.role, "projects": [project.pk for project in self.member.projects.all()]}
+        limit = self.member.project_limit()
+        initial = {"role": self.member.role, "projects": sorted(limit or ()),
+                   "scope": "all" if limit is None else "some"}
         return {"principal": self.principal, "initial": initial}
 
     def get_context(self, form: forms.Form) -> dict[str, Any]:
@@ -377,7 +385,7 @@ class InvitationAcceptView(ConsoleFormMixin, ConsoleView):
 def _describe_api_keys(principal: Principal, api_keys: list[ApiKey]) -> list[ApiKey]:
     """Adds whether the principal may revoke each key (the service's check), so the row offers only that."""
     for api_key in api_keys:
-        api_key.revocable = services.may_grant(principal=principal, role=api_key.role, projects=api_key.projects.all())
+        api_key.revocable = services.may_grant(principal=principal, role=api_key.role, limit=api_key.project_limit())
     return api_keys
 
 
@@ -402,10 +410,25 @@ class ApiKeyCreateView(OrganizationFormView):
         api_key, secret = services.api_key_create(
             principal=self.principal, name=form.cleaned_data["name"], role=form.cleaned_data["role"],
             projects=list(form.cleaned_data["projects"]), expires_at=form.cleaned_data["expires_at"],
+            service=form.cleaned_data.get("service", False),
         )
-        # Rendered, not redirected: the secret exists only in this response and must not be cached.
-        response = self.render_page({"api_key": api_key, "secret": secret},
-                                    template_name="console/api_key_created.html", status=201)
+        # Post/redirect/get: reloading the page must not mint a second key. The secret waits in this
+        # session for the one GET that shows it, and is gone after.
+        self.request.session[SESSION_NEW_KEY_SECRET] = {"id": api_key.pk, "secret": secret}
+        return redirect("console:api-key-created", object_id=api_key.pk)
+
+
+class ApiKeyCreatedView(OrganizationConsoleView):
+    template_name = "console/api_key_created.html"
+    required_perm = Perm.API_KEYS_MANAGE
+
+    def get(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        api_key = selectors.api_key_get(principal=self.principal, api_key_id=object_id)
+        waiting = request.session.get(SESSION_NEW_KEY_SECRET) or {}
+        secret = None
+        if waiting.get("id") == api_key.pk:
+            secret = request.session.pop(SESSION_NEW_KEY_SECRET)["secret"]
+        response = self.render_page({"api_key": api_key, "secret": secret})
         add_never_cache_headers(response)
         return response
 

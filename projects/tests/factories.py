@@ -58,16 +58,18 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     @factory.post_generation
     def projects(obj, create, extracted, **kwargs):
         if create and extracted:
-            obj.projects.set(extracted)
+            obj.set_project_limit(list(extracted))
 
 
 def make_api_key(organization: Organization, role: str = Role.OWNER, projects=(), expires_at=None,
-                 name: str = "test key") -> tuple[ApiKey, str]:
-    """An API key made directly (not through the service), returning (key, secret)."""
+                 name: str = "test key", created_by: Membership | None = None) -> tuple[ApiKey, str]:
+    """An API key made directly (not through the service), returning (key, secret): an organization
+    service key unless ``created_by`` names the member whose key it is."""
     full, prefix, secret_hash = generate_api_key_secret()
     key = ApiKey.objects.create(organization=organization, name=name, role=role, prefix=prefix,
-                                secret_hash=secret_hash, expires_at=expires_at, created_at=timezone.now())
-    key.projects.set(projects)
+                                secret_hash=secret_hash, expires_at=expires_at, created_at=timezone.now(),
+                                created_by=created_by, service=created_by is None)
+    key.set_project_limit(list(projects))
     return key, full
 
 
@@ -90,7 +92,7 @@ class InvitationFactory(factory.django.DjangoModelFactory):
     @factory.post_generation
     def projects(obj, create, extracted, **kwargs):
         if create and extracted:
-            obj.projects.set(extracted)
+            obj.set_project_limit(list(extracted))
 
 
 class ApiKeyFactory(factory.django.DjangoModelFactory):
@@ -103,13 +105,14 @@ class ApiKeyFactory(factory.django.DjangoModelFactory):
     organization = factory.SubFactory(OrganizationFactory)
     name = factory.Sequence(lambda n: f"key {n}")
     role = Role.VIEWER
+    service = True
     prefix = factory.LazyFunction(lambda: secrets.token_hex(6))
     secret_hash = factory.LazyFunction(lambda: hash_secret(secrets.token_urlsafe(32)))
 
     @factory.post_generation
     def projects(obj, create, extracted, **kwargs):
         if create and extracted:
-            obj.projects.set(extracted)
+            obj.set_project_limit(list(extracted))
 
 
 class AuditEventFactory(factory.django.DjangoModelFactory):

@@ -34,7 +34,7 @@ class World:
     project: Project
     member: Membership  # a viewer someone may change or remove
     invitation: Invitation
-    api_key: ApiKey  # a viewer key anyone who manages keys may revoke
+    api_key: ApiKey  # a viewer key of the actor's, which anyone who manages keys may revoke
     event: AuditEvent
 
 
@@ -46,11 +46,12 @@ def credential(request) -> str:
 def build_world(role: str, credential: str, make_client, session_client) -> World:
     org = OrganizationFactory()
     MembershipFactory(organization=org, role=Role.OWNER)  # the organization always keeps an owner
+    actor = MembershipFactory(organization=org, role=role)
     if credential == "api_key":
-        _, secret = make_api_key(org, role=role)
+        # A member's key, acting as the member (its role is the member's, so the lesser is the same).
+        _, secret = make_api_key(org, role=role, created_by=actor)
         client = make_client(secret)
     else:
-        actor = MembershipFactory(organization=org, role=role)
         client = session_client(actor.user)
     return World(
         org=org,
@@ -58,7 +59,8 @@ def build_world(role: str, credential: str, make_client, session_client) -> Worl
         project=ProjectFactory(organization=org),
         member=MembershipFactory(organization=org, role=Role.VIEWER),
         invitation=InvitationFactory(organization=org, role=Role.VIEWER),
-        api_key=ApiKeyFactory(organization=org, role=Role.VIEWER),
+        # The actor's own: developers manage only their own keys (others' are tested in test_api_key_creator).
+        api_key=ApiKeyFactory(organization=org, role=Role.VIEWER, created_by=actor, service=False),
         event=AuditEventFactory(organization=org),
     )
 

@@ -17,7 +17,7 @@ class Command(BaseCommand):
         if not User.objects.filter(email=DEMO_EMAIL).exists():
             organization, _, _, _ = services.signup(
                 email=DEMO_EMAIL, password=DEMO_PASSWORD, organization_name="Demo Org", site="global",
-                country="DE", name="Demo Owner",
+                country="DE", name="Demo Owner", with_api_key=False,  # nobody would see its secret
             )
             self.stdout.write(f"seeded organization {organization.id}")
         if not User.objects.filter(email=OPS_EMAIL).exists():
