@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, OperationalError, models, transaction
 
 from controlplane import errors
 
@@ -16,3 +16,9 @@ def save_or_conflict(instance: models.Model, conflict: errors.Conflict, **save_k
             instance.save(**save_kwargs)
     except IntegrityError as exc:
         raise conflict from exc
+
+
+def is_database_busy(exc: BaseException | None) -> bool:
+    """SQLite's writer lock was not free within the busy timeout (the embedded default under concurrent
+    writes): the request can simply be retried."""
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc).lower()
