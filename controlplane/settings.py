@@ -11,12 +11,13 @@ Profiles (``MQCLOUD_PROFILE``):
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
 
-from controlplane.env import env_bool, env_int, env_list, env_str
+from controlplane.env import env_bool, env_int, env_list, env_str, installation_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("MQCLOUD_VAR_DIR", str(BASE_DIR / "var")))
@@ -30,9 +31,16 @@ if EMBEDDED:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 # --- core -------------------------------------------------------------------------------------------
-_INSECURE_DEV_KEY = "dev-insecure-secret-key-do-not-use-in-production-0123456789"
-SECRET_KEY = env_str("SECRET_KEY", required=True) if PRODUCTION else env_str("SECRET_KEY", _INSECURE_DEV_KEY)
-DEBUG = env_bool("DEBUG", default=not PRODUCTION)
+# Outside production, without SECRET_KEY, each installation makes its own on first start (var/secret_key, mode
+# 0600) and keeps it: sessions and the encryption keys derived from it (FIELD_ENCRYPTION_KEYS unset) survive
+# restarts, and no two installations share a key published in the source.
+if PRODUCTION:
+    SECRET_KEY = env_str("SECRET_KEY", required=True)
+else:
+    SECRET_KEY = os.environ.get("SECRET_KEY") or installation_secret(VAR_DIR / "secret_key")
+# Debug pages list settings, URLs and source code: only the test profile has them by default. `make run` is
+# off (bin/run_embedded.py refuses DEBUG=1 on an address other than loopback).
+DEBUG = env_bool("DEBUG", default=PROFILE == "test")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # Where the console is reachable; used in links inside emails.

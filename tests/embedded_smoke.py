@@ -87,6 +87,14 @@ def main() -> int:
                  "/api/v1/alert-rules", "/api/v1/alerts", "/api/v1/notifications", "/api/v1/audit-events",
                  "/api/v1/schema"):
         get(path)
+    # DEBUG is off on `make run`: static files still come from WhiteNoise (runserver serves them only in DEBUG).
+    if settings.DEBUG:
+        failures.append("DEBUG is on in the embedded profile")
+    for path in ("/static/mqcloud/css/console.css", "/static/mqcloud/js/htmx.min.js",
+                 "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"):
+        response = client.get(path)
+        if response.status_code != 200:
+            failures.append(f"GET {path}: {response.status_code}")
     if channel:
         get(reverse("console:alert-channel-edit", args=[channel["id"]]))
         sent = post(f"/api/v1/alert-channels/{channel['id']}/test", {}, 200)
