@@ -109,6 +109,16 @@ DATABASES = {
         conn_max_age=env_int("DB_CONN_MAX_AGE", 60 if PRODUCTION else 0),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded default's web server, worker and beat write to one file at once. WAL lets readers go on
+    # while one writes; IMMEDIATE makes every transaction take the write lock when it begins, so it waits
+    # (up to the busy timeout) instead of failing at once when a read inside it turns into a write; a write
+    # that still finds the file locked is a 503 with Retry-After (controlplane/middleware.py), never a 500.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "transaction_mode": "IMMEDIATE",
+        "timeout": env_int("SQLITE_BUSY_TIMEOUT_S", 20),
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    })
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", required=True) if PRODUCTION else env_str("REDIS_URL", "")
@@ -391,9 +401,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"busy_database": {"()": "controlplane.log_filters.BusyDatabaseFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"},
+    "loggers": {"django.request": {"level": "ERROR", "filters": ["busy_database"]},
                 # The Azure SDK logs every request and response at INFO.
                 "azure": {"level": "WARNING"}},
 }

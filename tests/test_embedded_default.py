@@ -59,3 +59,13 @@ def test_make_run_refuses_debug_pages_on_a_network_address(tmp_path):
                             capture_output=True, text=True, timeout=60, cwd=SCRIPT.parent.parent)
     assert result.returncode == 1 and "DEBUG is on" in result.stderr, result.stderr
     assert not (tmp_path / "mqcloud.sqlite3").exists()  # refused before anything started
+
+
+@pytest.mark.timeout(600)
+def test_twenty_parallel_writes_on_the_embedded_default_answer_2xx_409_or_503_never_500(tmp_path):
+    env = {key: value for key, value in os.environ.items()
+           if key not in {"DATABASE_URL", "REDIS_URL", "MQCLOUD_PROFILE", "DJANGO_SETTINGS_MODULE"}}
+    env.update(MQCLOUD_PROFILE="embedded", MQCLOUD_VAR_DIR=str(tmp_path))
+    result = subprocess.run([sys.executable, str(SCRIPT.parent / "embedded_concurrency.py")], env=env,
+                            capture_output=True, text=True, timeout=580, cwd=SCRIPT.parent.parent)
+    assert result.returncode == 0, f"{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
