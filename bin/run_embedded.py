@@ -64,10 +64,11 @@ def main() -> int:
     env["KUBERNETES_SIMULATOR_URL"] = f"http://127.0.0.1:{SIMULATOR_PORT}"
     env["PEERING_AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{AWS_SIM_PORT}"
     env["PEERING_AZURE_ENDPOINT_URL"] = f"http://127.0.0.1:{AZURE_SIM_PORT}"
-    networks_file = ROOT / "var" / "cloudsim-networks.json"
+    # The settings' VAR_DIR (MQCLOUD_VAR_DIR): the Celery queue folders must be the ones the transport uses.
+    var = Path(os.environ.get("MQCLOUD_VAR_DIR") or ROOT / "var")
+    networks_file = var / "cloudsim-networks.json"
     env["PEERING_PLATFORM_NETWORKS_FILE"] = str(networks_file)
     os.environ.update(env)
-    var = ROOT / "var"
     (var / "celery-queue").mkdir(parents=True, exist_ok=True)
     (var / "celery-processed").mkdir(parents=True, exist_ok=True)
 
