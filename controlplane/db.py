@@ -21,4 +21,5 @@ def save_or_conflict(instance: models.Model, conflict: errors.Conflict, **save_k
 def is_database_busy(exc: BaseException | None) -> bool:
     """SQLite's writer lock was not free within the busy timeout (the embedded default under concurrent
     writes): the request can simply be retried."""
-    return isinstance(exc, OperationalError) and "database is locked" in str(exc).lower()
+    return isinstance(exc, OperationalError) and any(
+        phrase in str(exc).lower() for phrase in ("database is locked", "database table is locked"))

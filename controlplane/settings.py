@@ -11,7 +11,6 @@ Profiles (``MQCLOUD_PROFILE``):
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import dj_database_url
@@ -37,7 +36,7 @@ if EMBEDDED:
 if PRODUCTION:
     SECRET_KEY = env_str("SECRET_KEY", required=True)
 else:
-    SECRET_KEY = os.environ.get("SECRET_KEY") or installation_secret(VAR_DIR / "secret_key")
+    SECRET_KEY = env_str("SECRET_KEY", "") or installation_secret(VAR_DIR / "secret_key")
 # Debug pages list settings, URLs and source code: only the test profile has them by default. `make run` is
 # off (bin/run_embedded.py refuses DEBUG=1 on an address other than loopback).
 DEBUG = env_bool("DEBUG", default=PROFILE == "test")
