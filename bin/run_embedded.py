@@ -8,6 +8,7 @@ No process started here talks to any host off this machine.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -36,7 +37,20 @@ def port_is_free(host: str, port: int) -> bool:
         return probe.connect_ex((host, port)) != 0
 
 
+def serves_only_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def main() -> int:
+    debug = os.environ.get("DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+    if debug and not serves_only_loopback(HOST):
+        # Debug pages show settings, every URL and source code: never to the network.
+        print(f"DEBUG is on and HOST={HOST} is not a loopback address; debug pages would be served to the "
+              "network. Unset DEBUG or bind to 127.0.0.1.", file=sys.stderr)
+        return 1
     for host, port, variable in ((HOST, PORT, "PORT"), ("127.0.0.1", SIMULATOR_PORT, "SIMULATOR_PORT"),
                                  ("127.0.0.1", AWS_SIM_PORT, "AWS_SIM_PORT"),
                                  ("127.0.0.1", AZURE_SIM_PORT, "AZURE_SIM_PORT")):
@@ -50,10 +64,11 @@ def main() -> int:
     env["KUBERNETES_SIMULATOR_URL"] = f"http://127.0.0.1:{SIMULATOR_PORT}"
     env["PEERING_AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{AWS_SIM_PORT}"
     env["PEERING_AZURE_ENDPOINT_URL"] = f"http://127.0.0.1:{AZURE_SIM_PORT}"
-    networks_file = ROOT / "var" / "cloudsim-networks.json"
+    # The settings' VAR_DIR (MQCLOUD_VAR_DIR): the Celery queue folders must be the ones the transport uses.
+    var = Path(os.environ.get("MQCLOUD_VAR_DIR") or ROOT / "var")
+    networks_file = var / "cloudsim-networks.json"
     env["PEERING_PLATFORM_NETWORKS_FILE"] = str(networks_file)
     os.environ.update(env)
-    var = ROOT / "var"
     (var / "celery-queue").mkdir(parents=True, exist_ok=True)
     (var / "celery-processed").mkdir(parents=True, exist_ok=True)
 

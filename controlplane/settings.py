@@ -16,7 +16,7 @@ from pathlib import Path
 import dj_database_url
 from celery.schedules import crontab
 
-from controlplane.env import env_bool, env_int, env_list, env_str
+from controlplane.env import env_bool, env_int, env_list, env_str, installation_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("MQCLOUD_VAR_DIR", str(BASE_DIR / "var")))
@@ -30,9 +30,16 @@ if EMBEDDED:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 # --- core -------------------------------------------------------------------------------------------
-_INSECURE_DEV_KEY = "dev-insecure-secret-key-do-not-use-in-production-0123456789"
-SECRET_KEY = env_str("SECRET_KEY", required=True) if PRODUCTION else env_str("SECRET_KEY", _INSECURE_DEV_KEY)
-DEBUG = env_bool("DEBUG", default=not PRODUCTION)
+# Outside production, without SECRET_KEY, each installation makes its own on first start (var/secret_key, mode
+# 0600) and keeps it: sessions and the encryption keys derived from it (FIELD_ENCRYPTION_KEYS unset) survive
+# restarts, and no two installations share a key published in the source.
+if PRODUCTION:
+    SECRET_KEY = env_str("SECRET_KEY", required=True)
+else:
+    SECRET_KEY = env_str("SECRET_KEY", "") or installation_secret(VAR_DIR / "secret_key")
+# Debug pages list settings, URLs and source code: only the test profile has them by default. `make run` is
+# off (bin/run_embedded.py refuses DEBUG=1 on an address other than loopback).
+DEBUG = env_bool("DEBUG", default=PROFILE == "test")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # Where the console is reachable; used in links inside emails.
@@ -58,6 +65,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so it sees what every other layer answers or raises (controlplane/middleware.py).
+    "controlplane.middleware.ErrorResponseMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -99,6 +108,16 @@ DATABASES = {
         conn_max_age=env_int("DB_CONN_MAX_AGE", 60 if PRODUCTION else 0),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded default's web server, worker and beat write to one file at once. WAL lets readers go on
+    # while one writes; IMMEDIATE makes every transaction take the write lock when it begins, so it waits
+    # (up to the busy timeout) instead of failing at once when a read inside it turns into a write; a write
+    # that still finds the file locked is a 503 with Retry-After (controlplane/middleware.py), never a 500.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "transaction_mode": "IMMEDIATE",
+        "timeout": env_int("SQLITE_BUSY_TIMEOUT_S", 20),
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    })
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", required=True) if PRODUCTION else env_str("REDIS_URL", "")
@@ -172,6 +191,7 @@ if PRODUCTION and not FIELD_ENCRYPTION_KEYS:
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_FAILURE_VIEW = "controlplane.error_pages.csrf_failure"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -249,7 +269,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["controlplane.api.parsers.JSONParser"],
     "DEFAULT_THROTTLE_CLASSES": [
         "controlplane.api.throttling.CredentialRateThrottle",
         "controlplane.api.throttling.ClientIpRateThrottle",
@@ -397,9 +417,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"busy_database": {"()": "controlplane.log_filters.BusyDatabaseFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"},
+    "loggers": {"django.request": {"level": "ERROR", "filters": ["busy_database"]},
                 # The Azure SDK logs every request and response at INFO.
                 "azure": {"level": "WARNING"}},
 }

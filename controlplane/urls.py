@@ -2,9 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from controlplane import health
+from controlplane import error_pages, health
 from controlplane.admin import OutboxOpsView
-from controlplane.api import problems
 from projects.admin import OpsPasswordChangeView
 
 urlpatterns = [
@@ -19,18 +18,8 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="console:home", permanent=False)),
 ]
 
-
-def handler404(request, exception=None):
-    if request.path.startswith("/api/"):
-        return problems.api_not_found(request, exception)
-    from django.views.defaults import page_not_found
-
-    return page_not_found(request, exception)
-
-
-def handler500(request):
-    if request.path.startswith("/api/"):
-        return problems.api_server_error(request)
-    from django.views.defaults import server_error
-
-    return server_error(request)
+# Problem+json under /api/, the console's error page elsewhere (controlplane/error_pages.py).
+handler400 = error_pages.bad_request
+handler403 = error_pages.permission_denied
+handler404 = error_pages.page_not_found
+handler500 = error_pages.server_error

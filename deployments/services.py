@@ -12,6 +12,7 @@ from django.db import transaction
 
 from billing import selectors as billing_selectors
 from controlplane import errors
+from controlplane.db import save_or_conflict
 from deployments.lifecycle import LIVE, transition
 from deployments.models import Deployment, DeploymentEvent, Region, Spec, SpecPrice, Tier
 from deployments.models import DeploymentStatus as S
@@ -82,6 +83,11 @@ def _bad(field: str, message: str) -> errors.ValidationFailed:
     return errors.ValidationFailed(message, errors={field: [message]})
 
 
+def _name_taken(name: str) -> errors.Conflict:
+    message = f"The project already has a deployment named {name}."
+    return errors.Conflict(message, errors={"name": [message]})
+
+
 def _check_spec_allowed(principal: Principal, spec: Spec, region: Region | None = None) -> None:
     if not spec.active:
         raise _bad("spec", f"The spec {spec.id} is no longer offered.")
@@ -111,12 +117,14 @@ def deployment_create(*, principal: Principal, project: Project, name: str, regi
     _check_not_suspended(principal)
     with transaction.atomic():
         if Deployment.objects.filter(project=project, name=name).exclude(status=S.DELETED).exists():
-            raise _bad("name", f"The project already has a deployment named {name}.")
-        deployment = Deployment.objects.create(
+            raise _name_taken(name)
+        deployment = Deployment(
             organization=principal.organization, project=project, name=name, region=region, spec=spec,
             target_spec=spec, tier=spec.tier, deletion_protection=spec.tier in PROTECTED_BY_DEFAULT,
             node_cookie=secrets.token_urlsafe(32), dashboard_password=secrets.token_urlsafe(24),
         )
+        # The check above cannot see a concurrent request's uncommitted row: the constraint settles that race.
+        save_or_conflict(deployment, _name_taken(name), force_insert=True)
         DeploymentEvent.objects.create(
             organization=principal.organization, deployment=deployment, from_status="", to_status=S.PENDING,
             spec=spec, actor_label=principal.actor_label, reason="created", created_at=deployment.created_at,
@@ -140,14 +148,15 @@ def deployment_update(*, principal: Principal, deployment: Deployment, name: str
         if name is not None and name != deployment.name:
             if Deployment.objects.filter(project_id=deployment.project_id, name=name).exclude(
                     status=S.DELETED).exclude(pk=deployment.pk).exists():
-                raise _bad("name", f"The project already has a deployment named {name}.")
+                raise _name_taken(name)
             changes["name"] = [deployment.name, name]
             deployment.name = name
         if deletion_protection is not None and deletion_protection != deployment.deletion_protection:
             changes["deletion_protection"] = [deployment.deletion_protection, deletion_protection]
             deployment.deletion_protection = deletion_protection
         if changes:
-            deployment.save(update_fields=["name", "deletion_protection", "updated_at"])
+            save_or_conflict(deployment, _name_taken(name or deployment.name),
+                             update_fields=["name", "deletion_protection", "updated_at"])
             audit_record(principal=principal, action="deployment.update", target=deployment, changes=changes)
     return deployment
 

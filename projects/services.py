@@ -14,6 +14,7 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from controlplane import errors, ratelimit
+from controlplane.db import save_or_conflict
 from projects import selectors
 from projects.authentication import generate_api_key_secret
 from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, User
@@ -81,16 +82,6 @@ def _full_clean(instance: models.Model, **kwargs) -> None:
             if hasattr(exc, "error_dict")
             else {"non_field_errors": list(exc.messages)},
         ) from exc
-
-
-def _insert_or_conflict(instance: models.Model, conflict: errors.Conflict) -> None:
-    """Inserts a row whose uniqueness a constraint guards; a violation (also by a concurrent request that
-    won the race) becomes ``conflict`` instead of a 500, and the surrounding transaction survives."""
-    try:
-        with transaction.atomic():
-            instance.save()
-    except IntegrityError as exc:
-        raise conflict from exc
 
 
 def password_validate(password: str, user: User | None = None, field: str = "password") -> None:
@@ -171,8 +162,8 @@ def project_create(*, principal: Principal, name: str, description: str = "") ->
     project = Project(organization=principal.organization, name=name.strip(), description=description)
     _full_clean(project, validate_constraints=False)
     with transaction.atomic():
-        _insert_or_conflict(project, errors.Conflict(f"A project named {project.name!r} already exists.",
-                                                     errors={"name": ["A project with this name already exists."]}))
+        save_or_conflict(project, errors.Conflict(f"A project named {project.name!r} already exists.",
+                                                  errors={"name": ["A project with this name already exists."]}))
         added = _project_created(project=project)
         audit_record(principal=principal, action="project.create", target=project,
                      changes={"name": project.name, "description": project.description, **added})
@@ -209,12 +200,9 @@ def project_update(*, principal: Principal, project: Project, name: str | None =
         changes = _diff(project, updates)
         if changes:
             _full_clean(project, validate_constraints=False)
-            try:
-                with transaction.atomic():
-                    project.save()
-            except IntegrityError as exc:  # a concurrent request took the name since the check above
-                raise errors.Conflict(f"A project named {project.name!r} already exists.",
-                                      errors={"name": ["A project with this name already exists."]}) from exc
+            # A concurrent request may have taken the name since the check above.
+            save_or_conflict(project, errors.Conflict(f"A project named {project.name!r} already exists.",
+                                                      errors={"name": ["A project with this name already exists."]}))
             audit_record(principal=principal, action="project.update", target=project, changes=changes)
     return project
 
@@ -366,7 +354,7 @@ def invitation_create(*, principal: Principal, email: str, role: str, projects: 
     )
     _full_clean(invitation, validate_constraints=False)
     with transaction.atomic():
-        _insert_or_conflict(invitation, errors.Conflict(
+        save_or_conflict(invitation, errors.Conflict(
             f"{email} already has a pending invitation; revoke it to send a new one.",
             errors={"email": ["Already invited."]}))
         invitation.set_project_limit(projects)

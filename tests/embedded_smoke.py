@@ -3,12 +3,15 @@
 The suite runs on PostgreSQL, so a query only PostgreSQL understands (``DISTINCT ON``, array functions, raw
 SQL) would pass every other test and still break `make run`. This script sets the embedded profile up the
 way ``bin/run_embedded.py`` does, then opens every console page without URL arguments, the detail pages of
-what it creates, the main API lists, and runs the beat jobs' services once. It prints one line per failure
-and exits 1 if there was any.
+what it creates, the main API lists, and runs every job of the beat schedule through Celery's tracer over real
+data (running deployments on a simulated cluster, metric samples, rules that fire, a failed peering, a budget,
+hours to meter, last month to invoice). It prints one line per failure (a task exception, an error logged,
+an incident that did not fire, nothing metered or invoiced) and exits 1 if there was any.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from datetime import timedelta
@@ -28,7 +31,6 @@ def main() -> int:
     from django.db import connection
     from django.test import Client
     from django.urls import get_resolver, reverse
-    from django.utils import timezone
 
     assert settings.EMBEDDED and connection.vendor == "sqlite", (settings.PROFILE, connection.vendor)
     for folder in ("celery-queue", "celery-processed"):  # as bin/run_embedded.py makes them
@@ -87,6 +89,14 @@ def main() -> int:
                  "/api/v1/alert-rules", "/api/v1/alerts", "/api/v1/notifications", "/api/v1/audit-events",
                  "/api/v1/schema"):
         get(path)
+    # DEBUG is off on `make run`: static files still come from WhiteNoise (runserver serves them only in DEBUG).
+    if settings.DEBUG:
+        failures.append("DEBUG is on in the embedded profile")
+    for path in ("/static/mqcloud/css/console.css", "/static/mqcloud/js/htmx.min.js",
+                 "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"):
+        response = client.get(path)
+        if response.status_code != 200:
+            failures.append(f"GET {path}: {response.status_code}")
     if channel:
         get(reverse("console:alert-channel-edit", args=[channel["id"]]))
         sent = post(f"/api/v1/alert-channels/{channel['id']}/test", {}, 200)
@@ -129,26 +139,106 @@ def main() -> int:
     if not any(m.subject == "Reset your mqcloud password" and DEMO_EMAIL in m.to for m in outbox_messages()):
         failures.append("the password reset mail is not in the outbox")
 
-    # The beat jobs' services, as Celery would run them on the filesystem transport.
-    from alerts import evaluator
-    from billing import services as billing
-
-    try:
-        now = timezone.now()
-        billing.subscriptions_roll_over()
-        billing.subscriptions_prorate_scales()
-        billing.usage_meter_recent(hours=3)
-        billing.usage_meter_recent(hours=3)  # a rerun is a no-op, on SQLite too
-        billing.budgets_evaluate(now=now)
-        evaluator.alerts_evaluate(now=now)
-        last_month = (now.date().replace(day=1) - timedelta(days=1)).replace(day=1)
-        billing.invoices_generate_for_month(period_start=last_month)
-    except Exception as exc:  # noqa: BLE001 - reported, not hidden: the test fails with it
-        failures.append(f"beat services: {type(exc).__name__}: {exc}")
+    failures += beat_jobs_over_real_data(client, projects[0]["id"] if projects else None,
+                                         channel["id"] if channel else None)
 
     for failure in failures:
         print(failure)
     return 1 if failures else 0
+
+
+class _ErrorLog(logging.Handler):
+    """Collects what the jobs log at ERROR or with a traceback: Celery reports a task's exception only there."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR or record.exc_info or "raised unexpected" in record.getMessage():
+            self.records.append(record)
+
+
+def beat_jobs_over_real_data(client, project_id: str | None, channel_id: str | None) -> list[str]:
+    """Every job of the beat schedule, run as the worker runs it (eagerly, through Celery's task tracer), over
+    running deployments on a simulated cluster with metric samples, rules that fire, a failed peering, a
+    budget, hours to meter and last month to invoice. Any exception or logged error is a failure."""
+    from django.conf import settings
+    from django.utils import timezone
+
+    from alerts.evaluator import alerts_evaluate
+    from alerts.metrics import metrics_collect
+    from alerts.models import Alert
+    from billing.models import Invoice, UsageRecord
+    from billing.services import usage_meter_range
+    from controlplane.celery import app as celery_app
+    from deployments.models import Deployment, DeploymentEvent, Spec
+    from deployments.tests.factories import DeploymentFactory, PeeringFactory
+    from projects.models import Project
+    from tests.support import eager_tasks, simulated_cluster
+
+    failures: list[str] = []
+    if project_id is None or channel_id is None:
+        return ["no demo project or alert channel to run the beat jobs over"]
+    project = Project.objects.get(pk=project_id)
+    org = project.organization
+    for metric, threshold in (("connections_pct", "80"), ("peering_failed", "0")):
+        response = client.post("/api/v1/alert-rules", {
+            "name": f"smoke {metric}", "project": project_id, "metric": metric, "operator": ">",
+            "threshold": threshold, "duration_s": 60, "channels": [channel_id]}, content_type="application/json")
+        if response.status_code != 201:
+            failures.append(f"rule {metric}: {response.status_code} {response.content[:300]!r}")
+    now = timezone.now()
+    last_month = (now.replace(day=1, hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)).replace(day=1)
+    basic = DeploymentFactory(organization=org, project=project, name="smoke-basic")
+    pro = DeploymentFactory(organization=org, project=project, name="smoke-pro", spec=Spec.objects.get(id="pro-1k"))
+    Deployment.objects.filter(pk__in=[basic.pk, pro.pk]).update(created_at=last_month)
+    for deployment in (basic, pro):
+        DeploymentEvent.objects.create(organization=org, deployment=deployment, from_status="pending",
+                                       to_status="running", spec=deployment.spec, created_at=last_month)
+    PeeringFactory(organization=org, deployment=pro, status="failed", status_changed_at=now - timedelta(minutes=5))
+    # Last month's hours, so the invoice job has usage to bill (the hourly job meters only the recent hours).
+    usage_meter_range(start=last_month, end=now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=3))
+
+    errors = _ErrorLog()
+    logging.getLogger().addHandler(errors)
+    try:
+        with simulated_cluster(seed=12) as cluster, eager_tasks():
+            run = _beat_job_runner(celery_app, failures)
+            run("deployments.tasks.deployments_reconcile")  # repairs: the namespaces and brokers now exist
+            cluster.metrics.steer(basic.namespace, {"connections": 900})  # 90 % of basic-1k
+            # Samples a minute apart, then a pass that must fire: the rule's condition has held for 60 s.
+            for seconds in (90, 30):
+                metrics_collect(now=now - timedelta(seconds=seconds))
+            alerts_evaluate(now=now - timedelta(seconds=30))
+            for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+                run(entry["task"], name)
+    finally:
+        logging.getLogger().removeHandler(errors)
+    for record in errors.records:
+        failures.append(f"logged by {record.name}: {record.getMessage()[:500]}")
+    fired = set(Alert.objects.filter(organization=org).values_list("rule__metric", flat=True))
+    if fired != {"connections_pct", "peering_failed"}:
+        failures.append(f"incidents fired for {sorted(fired)}, not for connections_pct and peering_failed")
+    if not UsageRecord.objects.filter(deployment=basic).exists():
+        failures.append("no usage metered")
+    if not Invoice.objects.filter(account__organization=org, period_start=last_month.date()).exists():
+        failures.append("no invoice for last month")
+    return failures
+
+
+def _beat_job_runner(celery_app, failures: list[str]):
+    celery_app.loader.import_default_modules()  # the apps' tasks modules, as a worker imports them
+    def run(task_name: str, schedule_name: str = "") -> None:
+        try:
+            result = celery_app.tasks[task_name].apply(throw=False)
+        except Exception as exc:  # noqa: BLE001 - reported, not hidden: the test fails with it
+            failures.append(f"beat job {schedule_name or task_name}: {type(exc).__name__}: {exc}")
+            return
+        if result.failed():
+            failures.append(f"beat job {schedule_name or task_name}: {result.traceback}")
+
+    return run
 
 
 if __name__ == "__main__":

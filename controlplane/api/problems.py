@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -123,12 +124,32 @@ def _authenticate_header(context: dict) -> str | None:
     return view.get_authenticate_header(request) or 'Bearer realm="api"'
 
 
-# --- plain Django views (URL not found, crash) under /api/ -----------------------------------------
+# --- errors raised outside DRF's views (URL resolution, middleware, Django's own refusals) under /api/ ---------
+#: Titles and slugs of the statuses Django itself answers with; the same ones DRF's errors get above.
+_STATUS_PROBLEMS: dict[int, tuple[str, str, str]] = {
+    400: ("Bad request", "bad-request", "The request could not be read."),
+    403: ("Permission denied", "permission-denied", "The request was refused."),
+    404: ("Not found", "not-found", "No endpoint at this path."),
+    405: ("Method not allowed", "method-not-allowed", "This endpoint does not take this method."),
+    413: ("Request body too large", "request-too-large", "The request body is larger than the server accepts."),
+    500: ("Internal server error", "server-error", "The server failed; the error was logged."),
+    503: ("Service unavailable", "service-unavailable", "The server is busy; try again shortly."),
+}
+
+
+def problem_json_response(status: int, detail: str | None = None,
+                          headers: dict[str, str] | None = None) -> JsonResponse:
+    """A problem+json response for a bare HTTP status, outside DRF (which renders through the handler above)."""
+    title, slug, default_detail = _STATUS_PROBLEMS.get(status) or (
+        HTTPStatus(status).phrase, HTTPStatus(status).phrase.lower().replace(" ", "-"), HTTPStatus(status).phrase)
+    response = JsonResponse(problem(status, title, detail or default_detail, slug), status=status,
+                            content_type=PROBLEM_CONTENT_TYPE)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
 def api_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    body = problem(404, "Not found", f"No endpoint at {request.path}.", "not-found")
-    return JsonResponse(body, status=404, content_type=PROBLEM_CONTENT_TYPE)
-
-
-def api_server_error(request: HttpRequest) -> JsonResponse:
-    body = problem(500, "Internal server error", "The server failed; the error was logged.", "server-error")
-    return JsonResponse(body, status=500, content_type=PROBLEM_CONTENT_TYPE)
+    # The path is echoed only when printable: a control character in it is no business of the client's.
+    shown = request.path if request.path.isprintable() else "this path"
+    return problem_json_response(404, f"No endpoint at {shown}.")

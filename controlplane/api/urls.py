@@ -13,5 +13,5 @@ urlpatterns = [
     path("", include("billing.api.urls")),
     path("", include("alerts.api.urls")),
     # Anything else under /api/v1 is a problem+json 404, in DEBUG too (not Django's HTML page).
-    re_path(r"^.*$", api_not_found, name="not-found"),
+    re_path(r"^[\s\S]*$", api_not_found, name="not-found"),  # [\s\S], not ".": a newline in the path too
 ]

@@ -76,9 +76,10 @@ def test_create_rejects_bad_input_with_the_field_named(api, project, overrides, 
     assert not Deployment.objects.exists()
 
 
-def test_duplicate_name_in_a_project_is_400_but_fine_elsewhere(api, project, org):
+def test_duplicate_name_in_a_project_is_409_but_fine_elsewhere(api, project, org):
     assert create(api, project).status_code == 202
-    assert create(api, project).status_code == 400
+    response = create(api, project)
+    assert response.status_code == 409 and "name" in response.json()["errors"]  # like projects
     assert create(api, ProjectFactory(organization=org)).status_code == 202
 
 
@@ -156,3 +157,37 @@ def test_viewer_cannot_change_deployments(org, make_client):
     viewer = make_client(secret)
     assert viewer.get(f"/api/v1/deployments/{deployment.id}").status_code == 200
     assert viewer.post(f"/api/v1/deployments/{deployment.id}/stop").status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_creates_with_one_name_give_one_deployment_and_409s_never_a_500(make_client):
+    """Requests racing past the name check meet the partial unique constraint; the losers get 409 like a
+    sequential duplicate (on PostgreSQL an IntegrityError escaped as a 500)."""
+    import threading
+
+    from django.db import connection
+
+    org = OrganizationFactory()
+    in_project = ProjectFactory(organization=org)
+    _, secret = make_api_key(org)
+    for round_ in range(3):
+        barrier, statuses = threading.Barrier(8), []
+
+        def attempt(barrier=barrier, statuses=statuses, name=f"racer-{round_}"):
+            try:
+                barrier.wait(timeout=10)
+                statuses.append(create(make_client(secret), in_project, name=name).status_code)
+            except Exception as exc:  # noqa: BLE001 - what the server would have turned into a 500
+                statuses.append(f"{type(exc).__name__}: {exc}")
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=attempt) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert sorted(map(str, statuses)) == ["202"] + ["409"] * 7, statuses
+        assert Deployment.objects.filter(project=in_project, name=f"racer-{round_}").count() == 1
+    body = create(make_client(secret), in_project, name="racer-0").json()
+    assert body["status"] == 409 and "name" in body["errors"]
