@@ -97,6 +97,8 @@ def main() -> int:
     parser.add_argument("--base", default="http://127.0.0.1:8000")
     parser.add_argument("--parallel", type=int, default=20)
     parser.add_argument("--wait-running", type=float, default=180.0, help="seconds to wait for deployments")
+    parser.add_argument("--keep", type=int, default=0,
+                        help="leave this many deployments running (for a soak of the beat jobs afterwards)")
     args = parser.parse_args()
     base = loopback_only(args.base)
     n = max(2, min(args.parallel, 50))
@@ -138,6 +140,7 @@ def main() -> int:
             break
         time.sleep(3)
     print(f"{'deployments after waiting':<40} {dict(statuses)}", flush=True)
+    deployment_ids = deployment_ids[max(0, args.keep):]
     run.together("stop each deployment twice", [post(f"/deployments/{d}/stop") for d in deployment_ids * 2][: 2 * n])
     run.together("delete them", [
         (lambda d=d: owner.delete(f"{base}/api/v1/deployments/{d}", headers=h, timeout=60)) for d in deployment_ids])

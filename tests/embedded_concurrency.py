@@ -76,6 +76,13 @@ def start_server(log_path: Path, **extra_env: str):
         time.sleep(0.2)
 
 
+def server_log_failures(log_path: Path, label: str) -> list[str]:
+    """A 500 or a traceback in the server's log fails the run even when every answer looked right."""
+    log_text = log_path.read_text()
+    return [f"{label} holds {marker!r}" for marker in ("Traceback", '" 500 ', "Internal Server Error")
+            if marker in log_text]
+
+
 def locked_database_answers_503(database: str, var_dir: Path, secret: str) -> list[str]:
     from projects.demo import DEMO_EMAIL, DEMO_PASSWORD
 
@@ -114,10 +121,7 @@ def locked_database_answers_503(database: str, var_dir: Path, secret: str) -> li
     finally:
         server.terminate()
         server.wait(timeout=20)
-    log_text = log_path.read_text()
-    for marker in ("Traceback", '" 500 ', "Internal Server Error"):
-        if marker in log_text:
-            failures.append(f"the locked server's log holds {marker!r}")
+    failures += server_log_failures(log_path, "the locked server's log")
     return failures
 
 
@@ -188,10 +192,7 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(timeout=20)
-    log_text = log_path.read_text()
-    for marker in ("Traceback", '" 500 ', "Internal Server Error"):
-        if marker in log_text:
-            failures.append(f"the server log holds {marker!r}")
+    failures += server_log_failures(log_path, "the server log")
 
     # A write that cannot get the lock within the busy timeout (here another process holds it) is a 503 with
     # Retry-After: problem+json under /api/v1, the console's error page in the console.
