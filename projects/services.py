@@ -404,6 +404,12 @@ def invitation_accept(
 
     invitation = invitation_get_by_token(token=token)
     existing = User.objects.filter(email=invitation.email).first()
+    # Read again after the account: the accept that created it committed the invitation's new status in the
+    # same transaction, so a latecomer of a burst gets its 409 here without spending a login attempt (20
+    # parallel accepts would otherwise trip the lockout with the right password).
+    invitation.refresh_from_db(fields=["status"])
+    if invitation.status != Invitation.Status.PENDING:
+        raise errors.Conflict(f"This invitation is {invitation.status}; ask for a new one.")
     proven = (existing is not None and session_user is not None and session_user.is_authenticated
               and session_user.pk == existing.pk)
     if existing is not None and not proven:
