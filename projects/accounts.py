@@ -98,7 +98,9 @@ def password_change(*, user: User, current_password: str, new_password: str, ip:
     out after too many failures), so a borrowed session cannot guess it at leisure. The caller keeps its
     own session (``update_session_auth_hash``); every other session ends, its hash no longer matching."""
     try:
-        login_authenticate(email=user.email, password=current_password, ip=ip)
+        # Counted against the account only: the session is proof enough that this is not a login, and the
+        # address's allowance (shared by an office behind one NAT) must not stop a signed-in change.
+        login_authenticate(email=user.email, password=current_password, ip=None)
     except errors.NotAuthenticated as exc:
         raise errors.ValidationFailed("The current password is not correct.",
                                       errors={"current_password": ["The current password is not correct."]}) from exc

@@ -129,3 +129,16 @@ def test_forwarded_for_behind_a_proxy(owner, settings, forwarded, recorded):
     response = client.post("/api/v1/projects", {"name": "fwd"}, format="json", HTTP_X_FORWARDED_FOR=forwarded)
     assert response.status_code == 201
     assert AuditEvent.objects.get(organization=org, action="project.create").ip == recorded
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/projects/", "/api/v1/projects%0A"])
+def test_a_write_to_an_unknown_path_is_404_not_a_csrf_refusal(method, path):
+    from django.test import Client
+
+    org = OrganizationFactory()
+    _, secret = make_api_key(org, role=Role.OWNER)
+    client = Client(enforce_csrf_checks=True)  # as a script sees the server: CSRF middleware on
+    response = getattr(client, method)(path, data="{}", content_type="application/json",
+                                       HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert_problem(response, 404)

@@ -9,6 +9,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -149,6 +150,7 @@ def problem_json_response(status: int, detail: str | None = None,
     return response
 
 
+@csrf_exempt  # it changes nothing; a script's POST to a wrong path must learn "no such endpoint", not "CSRF"
 def api_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     # The path is echoed only when printable: a control character in it is no business of the client's.
     shown = request.path if request.path.isprintable() else "this path"

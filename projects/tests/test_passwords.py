@@ -241,3 +241,13 @@ def test_ops_password_change_is_counted_and_audited(client, settings):
         assert response.status_code == 200 and "not correct" in response.content.decode()
     response = client.post("/ops/password_change/", body | {"old_password": NEW_PASSWORD})
     assert "Too many failed logins" in response.content.decode()
+
+
+def test_other_peoples_failures_from_the_same_address_do_not_stop_a_signed_in_change(person, session_client, settings):
+    # A signed-in person already proved a session; only their own account's failures count against the change,
+    # not a neighbour's on the same office NAT (the per-address allowance is for logins).
+    for index in range(settings.LOGIN_MAX_FAILURES * 4):
+        Client().post("/console/login", {"email": f"someone-{index}@example.com", "password": "wrong"})
+    client = session_client(person)
+    response = client.post(CHANGE, {"current_password": PASSWORD, "new_password": NEW_PASSWORD}, format="json")
+    assert response.status_code == 200, response.content
