@@ -23,6 +23,7 @@ _CONSOLE: dict[int, tuple[str, str]] = {
     400: ("Bad request", "The request could not be read. Go back and try again."),
     403: ("Permission denied", "You do not have access to this page."),
     404: ("Page not found", "There is no page at this address."),
+    405: ("Not a page", "This address is an action: use its button in the console, not the address bar."),
     413: ("Request too large", "What you sent is larger than the server accepts."),
     500: ("Something went wrong", "The console failed to show this page; the error was logged."),
     503: ("Busy", "The server is busy right now. Wait a moment and try again."),

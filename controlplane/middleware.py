@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 
 from controlplane.api.problems import PROBLEM_CONTENT_TYPE, problem_json_response
 from controlplane.db import is_database_busy
-from controlplane.error_pages import busy_response, is_api
+from controlplane.error_pages import busy_response, error_response, is_api
 
 #: Headers of Django's own error responses that still mean something in the problem that replaces them.
 _KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
@@ -42,10 +42,15 @@ class ErrorResponseMiddleware:
         response = self.get_response(request)
         if response.status_code >= 500 and is_database_busy(getattr(request, "unhandled_exception", None)):
             return busy_response(request)
-        if api and response.status_code >= 400 and not response.get("Content-Type", "").startswith(
-                PROBLEM_CONTENT_TYPE):
-            return problem_json_response(response.status_code, headers={
-                name: response[name] for name in _KEPT_HEADERS if response.has_header(name)})
+        if response.status_code < 400:
+            return response
+        kept = {name: response[name] for name in _KEPT_HEADERS if response.has_header(name)}
+        if api and not response.get("Content-Type", "").startswith(PROBLEM_CONTENT_TYPE):
+            return problem_json_response(response.status_code, headers=kept)
+        if not api and not getattr(response, "streaming", False) and not response.content:
+            # Django's bare answers (a 405 for an action opened with GET) have no body: browsers show their own
+            # error screen instead of the console's.
+            return error_response(request, response.status_code, headers=kept)
         return response
 
 

@@ -91,8 +91,9 @@ def test_csrf_failure_under_the_api_is_a_403_problem(debug):
     member = MembershipFactory()
     client = Client(enforce_csrf_checks=True, raise_request_exception=False)
     client.force_login(member.user)
-    for url in ("/api/v1/projects", "/api/v1/nowhere"):
-        assert_problem(client.post(url, {"name": "x"}, content_type="application/json"), 403)
+    assert_problem(client.post("/api/v1/projects", {"name": "x"}, content_type="application/json"), 403)
+    # Where there is no endpoint, nothing could be forged: the answer says so, as a GET's does.
+    assert_problem(client.post("/api/v1/nowhere", {"name": "x"}, content_type="application/json"), 404)
 
 
 # --- the console --------------------------------------------------------------------------------------------
@@ -133,3 +134,15 @@ def test_console_page_numbers_out_of_range_or_garbage_do_not_fail():
         for url in ("/console/audit", "/console/alerts", "/console/alerts/deliveries"):
             response = client.get(url, {"page": page})
             assert response.status_code == 200, (url, page, response.content[:300])
+
+
+def test_a_console_action_opened_with_get_is_the_console_405_page(settings):
+    # A POST-only action typed into the address bar got Django's empty 405, which Chromium shows as its own
+    # error screen.
+    settings.DEBUG = False
+    client = Client()
+    client.force_login(MembershipFactory().user)
+    response = client.get("/console/switch-organization")
+    html = _console_error(response, 405)
+    assert response["Allow"] and "POST" in response["Allow"]
+    assert "address bar" in html or "button" in html

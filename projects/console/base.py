@@ -109,6 +109,9 @@ class OrganizationConsoleView(ConsoleView):
     """A page inside an organization: logged in, principal resolved, ``required_perm`` held."""
 
     required_perm: ClassVar[str] = Perm.READ
+    # Pages whose only action is refused to a principal limited to projects (creating or deleting a project):
+    # refused up front rather than shown with a button that answers 403.
+    organization_wide: ClassVar[bool] = False
     _sealed = ("dispatch", "prepare")
     principal: Principal
 
@@ -124,6 +127,8 @@ class OrganizationConsoleView(ConsoleView):
         self.principal = self._resolve_principal(request)
         request.principal = self.principal
         self.principal.require(self.required_perm)
+        if self.organization_wide and self.principal.is_project_limited:
+            raise errors.PermissionDenied("Members limited to some projects cannot create or delete projects.")
         return None
 
     @staticmethod

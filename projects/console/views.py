@@ -183,6 +183,7 @@ class ProjectCreateView(OrganizationFormView):
     template_name = "console/project_form.html"
     form_class = console_forms.ProjectForm
     required_perm = Perm.PROJECTS_WRITE
+    organization_wide = True
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
         project = services.project_create(principal=self.principal, **form.cleaned_data)
@@ -220,6 +221,7 @@ class ProjectDeleteView(_ProjectObjectMixin, OrganizationFormView):
     template_name = "console/project_delete.html"
     form_class = forms.Form  # a confirmation: nothing to fill in
     required_perm = Perm.PROJECTS_WRITE
+    organization_wide = True
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
         services.project_delete(principal=self.principal, project=self.project)

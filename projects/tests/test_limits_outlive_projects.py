@@ -136,6 +136,9 @@ def test_console_refuses_and_hides_project_deletion_for_limited_members():
     assert reverse("console:project-delete", args=[mine.id]) not in listing
     assert client.post(reverse("console:project-delete", args=[mine.id])).status_code == 403
     assert Project.objects.filter(pk=mine.pk).exists()
+    # Typed in by hand, the pages that could only end in that refusal are refused up front.
+    assert client.get(reverse("console:project-delete", args=[mine.id])).status_code == 403
+    assert client.get(reverse("console:project-create")).status_code == 403
 
 
 def test_project_deletion_audits_who_lost_access(org_with_owner):
