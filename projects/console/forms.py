@@ -105,7 +105,10 @@ class InvitationAcceptForm(forms.Form):
         super().__init__(*args, **kwargs)
         if signed_in:
             del self.fields["name"], self.fields["password"]
-        elif not new_account:
+            return
+        # Without a session the password is what proves (or creates) the account: never optional.
+        self.fields["password"].required = True
+        if not new_account:
             del self.fields["name"]
             self.fields["password"].label = "Your password"
             self.fields["password"].widget.attrs["autocomplete"] = "current-password"

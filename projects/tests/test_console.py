@@ -424,3 +424,13 @@ def test_a_user_without_organization_gets_a_clear_page():
     response = client.get(reverse("console:home"))
     assert response.status_code == 403
     assert "not a member of any organization" in response.content.decode()
+
+
+def test_invitation_password_is_required_not_optional_for_a_new_account():
+    from projects.console.forms import InvitationAcceptForm
+
+    for new_account in (True, False):
+        form = InvitationAcceptForm({"name": "x"}, new_account=new_account, signed_in=False)
+        assert form.fields["password"].required
+        assert not form.is_valid() and "password" in form.errors
+    assert "password" not in InvitationAcceptForm({}, new_account=True, signed_in=True).fields
