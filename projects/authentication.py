@@ -46,12 +46,14 @@ def api_key_authenticate(raw: str) -> ApiKey | None:
         return None
     prefix, secret = parsed
     # The creator comes along: the key acts with no more than the creator's current role and projects.
-    api_key = ApiKey.objects.select_related("organization", "created_by").filter(prefix=prefix).first()
+    api_key = ApiKey.objects.select_related("organization", "created_by__user").filter(prefix=prefix).first()
     candidate_hash = hash_secret(secret)
     stored_hash = api_key.secret_hash if api_key is not None else "0" * 64
     # Compare even when no key matched, so timing does not tell whether a prefix exists.
     if not hmac.compare_digest(candidate_hash, stored_hash) or api_key is None or not api_key.is_usable:
         return None
+    if api_key.created_by is not None and not api_key.created_by.user.is_active:
+        return None  # a deactivated person's keys stop with their logins
     return api_key
 
 

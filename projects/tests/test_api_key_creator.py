@@ -167,3 +167,14 @@ def test_key_of_a_deleted_membership_does_not_work_even_if_not_revoked(make_clie
     assert make_client(secret).get("/api/v1/projects").status_code == 200
     Membership.objects.filter(pk=member.pk).delete()  # e.g. the user was deleted on the ops site
     assert make_client(secret).get("/api/v1/projects").status_code == 401
+
+
+def test_key_of_a_deactivated_creator_does_not_work(make_client):
+    # An operator deactivating an account (rather than removing its memberships) stops its keys too.
+    organization = OrganizationFactory()
+    member = MembershipFactory(organization=organization, role=Role.ADMIN)
+    _, secret = make_api_key(organization, role=Role.ADMIN, created_by=member)
+    assert make_client(secret).get("/api/v1/projects").status_code == 200
+    member.user.is_active = False
+    member.user.save(update_fields=["is_active"])
+    assert make_client(secret).get("/api/v1/projects").status_code == 401
