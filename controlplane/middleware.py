@@ -47,9 +47,11 @@ class ErrorResponseMiddleware:
         kept = {name: response[name] for name in _KEPT_HEADERS if response.has_header(name)}
         if api and not response.get("Content-Type", "").startswith(PROBLEM_CONTENT_TYPE):
             return problem_json_response(response.status_code, headers=kept)
-        if not api and not getattr(response, "streaming", False) and not response.content:
+        if (not api and not request.headers.get("HX-Request") and not getattr(response, "streaming", False)
+                and not response.content):
             # Django's bare answers (a 405 for an action opened with GET) have no body: browsers show their own
-            # error screen instead of the console's.
+            # error screen instead of the console's. (An htmx answer's empty body is on purpose: its headers,
+            # such as HX-Redirect, are what it says.)
             return error_response(request, response.status_code, headers=kept)
         return response
 
