@@ -146,3 +146,13 @@ def test_a_console_action_opened_with_get_is_the_console_405_page(settings):
     html = _console_error(response, 405)
     assert response["Allow"] and "POST" in response["Allow"]
     assert "address bar" in html or "button" in html
+
+
+def test_an_audit_page_past_the_last_says_so_and_leads_back():
+    member = MembershipFactory(role=Role.OWNER)
+    AuditEventFactory(organization=member.organization)
+    client = Client()
+    client.force_login(member.user)
+    html = client.get("/console/audit", {"page": "40", "action": ""}).content.decode()
+    assert "No events this far back" in html and 'href="?page=1&amp;action="' in html
+    assert "Actions in this organization will show up here" not in html

@@ -470,6 +470,8 @@ class AuditLogView(OrganizationConsoleView):
             "filtered": any(request.GET.get(name) for name in event_filter.form.fields),
             "older_query": self._query_for_page(request, page + 1) if len(rows) > AUDIT_PAGE_SIZE else None,
             "newer_query": self._query_for_page(request, page - 1) if page > 1 else None,
+            # A page past the last (an old link, a hand-edited number) leads back rather than looking empty.
+            "first_query": self._query_for_page(request, 1) if page > 1 and not rows else None,
         })
 
     @staticmethod
