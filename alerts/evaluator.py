@@ -30,7 +30,7 @@ from alerts.models import (
     MetricSample,
     NotificationKind,
 )
-from alerts.services import _notify
+from alerts.services.notifications import alerts_notify
 from billing.selectors import organization_ids_with_failed_payment
 from deployments.models import Deployment, DeploymentStatus
 from deployments.peering.selectors import failed_peerings_since
@@ -228,7 +228,7 @@ def _open(alerts: list[Alert], now: datetime) -> int:
         Alert.objects.bulk_create(alerts, ignore_conflicts=True, batch_size=1000)
         inserted = set(Alert.objects.filter(pk__in=[a.pk for a in alerts]).values_list("pk", flat=True))
         opened = [a for a in alerts if a.pk in inserted]
-        _notify(opened, NotificationKind.TRIGGER, now)
+        alerts_notify(alerts=opened, kind=NotificationKind.TRIGGER, now=now)
     return len(opened)
 
 
@@ -245,7 +245,7 @@ def _renotify(alert: Alert, rule: AlertRule, value: float, now: datetime) -> int
             return 0
         alert.rule, alert.deployment = rule, deployment  # the pass's, with the rule's channels prefetched
         alert.value, alert.last_notified_at = value, now
-        _notify([alert], NotificationKind.TRIGGER, now)
+        alerts_notify(alerts=[alert], kind=NotificationKind.TRIGGER, now=now)
         alert.save(update_fields=["value", "last_notified_at"])
     return 1
 
@@ -258,5 +258,5 @@ def _resolve(alert: Alert, rule: AlertRule, value: float, now: datetime) -> int:
         alert.rule, alert.deployment = rule, deployment
         alert.state, alert.resolved_at, alert.value = AlertState.RESOLVED, now, value
         alert.save(update_fields=["state", "resolved_at", "value"])
-        _notify([alert], NotificationKind.RESOLVE, now)
+        alerts_notify(alerts=[alert], kind=NotificationKind.RESOLVE, now=now)
     return 1

@@ -53,9 +53,9 @@ def organization_notice_send(*, organization: Organization, channels: Iterable[A
                      for channel in channels if channel.enabled and channel.organization_id == organization.id]
     Notification.objects.bulk_create(notifications)
     ids = [n.id for n in notifications]
-    from alerts.services import _enqueue
+    from alerts.services.notifications import notifications_enqueue
 
-    _enqueue(ids)
+    notifications_enqueue(ids)
     return ids
 
 

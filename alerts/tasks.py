@@ -6,7 +6,8 @@ from smtplib import SMTPException
 
 from celery import shared_task
 
-from alerts import delivery, evaluator, metrics, services
+from alerts import delivery, evaluator, metrics
+from alerts.services import failing_channels, notifications, retention
 
 
 @shared_task(name="alerts.tasks.metrics_collect", ignore_result=True)
@@ -16,7 +17,7 @@ def metrics_collect() -> int:
 
 @shared_task(name="alerts.tasks.metric_samples_purge", ignore_result=True)
 def metric_samples_purge() -> int:
-    return services.metric_samples_purge()
+    return retention.metric_samples_purge()
 
 
 @shared_task(name="alerts.tasks.alerts_evaluate", ignore_result=True)
@@ -28,7 +29,7 @@ def alerts_evaluate() -> dict[str, int]:
 def notification_deliver(self, notification_id: str) -> str:
     # Transient failures are retried by re-enqueuing with the schedule's delay (Retry-After honoured); the
     # state lives in the row, so a lost task is re-driven by notifications_redrive.
-    delay = services.notification_attempt(notification_id=notification_id)
+    delay = notifications.notification_attempt(notification_id=notification_id)
     if delay is None:
         return "done"
     self.apply_async((notification_id,), countdown=delay)
@@ -37,7 +38,7 @@ def notification_deliver(self, notification_id: str) -> str:
 
 @shared_task(name="alerts.tasks.notifications_redrive", ignore_result=True)
 def notifications_redrive() -> int:
-    return services.notifications_redrive()
+    return notifications.notifications_redrive()
 
 
 @shared_task(name="alerts.tasks.notice_email_send", bind=True, acks_late=True, ignore_result=True, max_retries=6)
@@ -51,11 +52,11 @@ def notice_email_send(self, subject: str, text: str, html: str, recipients: list
 
 @shared_task(name="alerts.tasks.failing_channels_disable", ignore_result=True)
 def failing_channels_disable() -> int:
-    return len(services.failing_channels_disable())
+    return len(failing_channels.failing_channels_disable())
 
 
 @shared_task(name="alerts.tasks.channel_disabled_notify", bind=True, acks_late=True, ignore_result=True,
              autoretry_for=(OSError, SMTPException), retry_backoff=60, max_retries=5)
 def channel_disabled_notify(self, channel_id: str) -> int:
     # Sent once per disabling (the service only enqueues it on the transition); SMTP hiccups are retried.
-    return services.channel_disabled_notify(channel_id=channel_id)
+    return failing_channels.channel_disabled_notify(channel_id=channel_id)

@@ -10,7 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from alerts import selectors, services
+from alerts import selectors
 from alerts.api import serializers as s
 from alerts.models import (
     Alert,
@@ -22,6 +22,8 @@ from alerts.models import (
     NotificationKind,
     NotificationStatus,
 )
+from alerts.services import channels as channel_services
+from alerts.services import rules as rule_services
 from controlplane.api.pagination import CursorLimitPagination
 from projects.api.base import OrganizationScopedViewSet
 from projects.roles import Perm
@@ -42,8 +44,8 @@ class AlertChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Orga
     """Where alert notifications go: email, PagerDuty (Events API v2) or a signed webhook."""
 
     # The role is checked here; the service also refuses a principal limited to projects.
-    permission_by_action = {"create": services.CHANNEL_PERM, "partial_update": services.CHANNEL_PERM,
-                            "destroy": services.CHANNEL_PERM, "test": services.CHANNEL_PERM}
+    permission_by_action = {"create": channel_services.CHANNEL_PERM, "partial_update": channel_services.CHANNEL_PERM,
+                            "destroy": channel_services.CHANNEL_PERM, "test": channel_services.CHANNEL_PERM}
     serializer_class = s.ChannelOut
     filterset_class = ChannelFilter
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
@@ -54,7 +56,7 @@ class AlertChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Orga
     def get_serializer_context(self) -> dict:
         principal = getattr(self, "principal", None)
         return {**super().get_serializer_context(),
-                "show_webhook_urls": principal is not None and services.channel_can_manage(principal)}
+                "show_webhook_urls": principal is not None and channel_services.channel_can_manage(principal)}
 
     @extend_schema(request=s.ChannelIn, responses={201: s.ChannelOut},
                    description="400 for invalid emails, routing keys, or a webhook URL that is not allowed (private, "
@@ -63,7 +65,7 @@ class AlertChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Orga
     def create(self, request: Request) -> Response:
         data = s.ChannelIn(data=request.data)
         data.is_valid(raise_exception=True)
-        channel, generated = services.channel_create(principal=self.principal, **data.validated_data)
+        channel, generated = channel_services.channel_create(principal=self.principal, **data.validated_data)
         body = s.ChannelOut(channel, context=self.get_serializer_context()).data
         if generated:
             body["config"].update(generated)
@@ -74,12 +76,12 @@ class AlertChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Orga
         channel = self.get_object()
         data = s.ChannelPatchIn(data=request.data)
         data.is_valid(raise_exception=True)
-        channel = services.channel_update(principal=self.principal, channel=channel, **data.validated_data)
+        channel = channel_services.channel_update(principal=self.principal, channel=channel, **data.validated_data)
         return Response(s.ChannelOut(channel, context=self.get_serializer_context()).data)
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str) -> Response:
-        services.channel_delete(principal=self.principal, channel=self.get_object())
+        channel_services.channel_delete(principal=self.principal, channel=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses=s.ChannelTestOut,
@@ -87,7 +89,7 @@ class AlertChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Orga
                                "change of a channel, for owners and admins not limited to projects.")
     @action(detail=True, methods=["post"])
     def test(self, request: Request, pk: str) -> Response:
-        notification, result = services.channel_test(principal=self.principal, channel=self.get_object())
+        notification, result = channel_services.channel_test(principal=self.principal, channel=self.get_object())
         return Response(s.ChannelTestOut({"delivered": result.delivered, "status_code": result.status_code,
                                           "error": result.error or None, "latency_ms": result.latency_ms,
                                           "delivery": notification.id}).data)
@@ -118,7 +120,7 @@ class AlertRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organiz
     def create(self, request: Request) -> Response:
         data = s.RuleIn(data=request.data)
         data.is_valid(raise_exception=True)
-        rule = services.rule_create(principal=self.principal, **data.validated_data)
+        rule = rule_services.rule_create(principal=self.principal, **data.validated_data)
         return Response(s.RuleOut(rule).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.RulePatchIn, responses=s.RuleOut)
@@ -126,12 +128,12 @@ class AlertRuleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organiz
         rule = self.get_object()
         data = s.RulePatchIn(data=request.data)
         data.is_valid(raise_exception=True)
-        rule = services.rule_update(principal=self.principal, rule=rule, **data.validated_data)
+        rule = rule_services.rule_update(principal=self.principal, rule=rule, **data.validated_data)
         return Response(s.RuleOut(rule).data)
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str) -> Response:
-        services.rule_delete(principal=self.principal, rule=self.get_object())
+        rule_services.rule_delete(principal=self.principal, rule=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -15,18 +15,20 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.utils import timezone
 
-from alerts import selectors, services
+from alerts import selectors
 from alerts.console import charts
 from alerts.console import forms as alert_forms
 from alerts.models import PUBLIC_METRICS, AlertChannel, AlertRule, ChannelType, Notification
+from alerts.services import channels as channel_services
+from alerts.services import rules as rule_services
 from controlplane import errors
 from deployments import selectors as deployment_selectors
 from projects import selectors as project_selectors
 from projects.console.base import OrganizationConsoleView, OrganizationFormView
 from projects.roles import Perm
 
-WRITE_PERM = services.WRITE_PERM
-CHANNEL_PERM = services.CHANNEL_PERM
+WRITE_PERM = rule_services.WRITE_PERM
+CHANNEL_PERM = channel_services.CHANNEL_PERM
 PAGE_SIZE = 25
 _PAGE_ERRORS = (errors.NotFound, errors.PermissionDenied)
 
@@ -82,7 +84,7 @@ class ChannelListView(OrganizationConsoleView):
     def get(self, request: HttpRequest) -> HttpResponse:
         channels = list(selectors.channel_list(principal=self.principal))
         recent = selectors.channel_last_deliveries(principal=self.principal, channel_ids=[c.id for c in channels])
-        can_manage = services.channel_can_manage(self.principal)
+        can_manage = channel_services.channel_can_manage(self.principal)
         rows = [describe_channel(channel, recent.get(channel.id), show_url=can_manage) for channel in channels]
         return self.render_page({"channels": rows, "can_write": can_manage})
 
@@ -96,14 +98,14 @@ class _ChannelFormView(OrganizationFormView):
     required_perm = CHANNEL_PERM
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        services.channel_require_manager(principal=self.principal)
+        channel_services.channel_require_manager(principal=self.principal)
         return super().get(request, *args, **kwargs)
 
 
 class ChannelCreateView(_ChannelFormView):
     def form_valid(self, form: forms.Form) -> HttpResponse:
-        channel, generated = services.channel_create(principal=self.principal, name=form.cleaned_data["name"],
-                                                     type=form.cleaned_data["type"], config=form.config())
+        channel, generated = channel_services.channel_create(principal=self.principal, name=form.cleaned_data["name"],
+                                                             type=form.cleaned_data["type"], config=form.config())
         text = f"Channel {channel.name} created."
         if generated and generated.get("secret"):
             text += f" Its signing secret, shown only now: {generated['secret']}"
@@ -123,8 +125,8 @@ class ChannelEditView(_ChannelMixin, _ChannelFormView):
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
         config = form.config()
-        services.channel_update(principal=self.principal, channel=self.channel, name=form.cleaned_data["name"],
-                                config=config or None, enabled=form.cleaned_data["enabled"])
+        channel_services.channel_update(principal=self.principal, channel=self.channel, name=form.cleaned_data["name"],
+                                        config=config or None, enabled=form.cleaned_data["enabled"])
         messages.success(self.request, f"Channel {form.cleaned_data['name']} saved.")
         return redirect("console:alert-channels")
 
@@ -135,7 +137,7 @@ class ChannelDeleteView(_ChannelMixin, OrganizationConsoleView):
 
     def post(self, request: HttpRequest, channel_id: str) -> HttpResponse:
         channel = self.channel
-        services.channel_delete(principal=self.principal, channel=channel)
+        channel_services.channel_delete(principal=self.principal, channel=channel)
         messages.success(request, f"Channel {channel.name} deleted.")
         return redirect("console:alert-channels")
 
@@ -147,7 +149,7 @@ class ChannelEnableView(_ChannelMixin, OrganizationConsoleView):
     required_perm = CHANNEL_PERM
 
     def post(self, request: HttpRequest, channel_id: str) -> HttpResponse:
-        channel = services.channel_update(principal=self.principal, channel=self.channel, enabled=True)
+        channel = channel_services.channel_update(principal=self.principal, channel=self.channel, enabled=True)
         messages.success(request, f"Channel {channel.name} re-enabled. Send a test to check it works.")
         return redirect("console:alert-channels")
 
@@ -162,7 +164,7 @@ class ChannelTestView(_ChannelMixin, OrganizationConsoleView):
         channel = self.channel
         notification = None
         try:
-            notification, result = services.channel_test(principal=self.principal, channel=channel)
+            notification, result = channel_services.channel_test(principal=self.principal, channel=channel)
         except _PAGE_ERRORS:
             raise
         except errors.DomainError as exc:
@@ -223,8 +225,8 @@ class RuleCreateView(_RuleFormView):
         return {**super().get_form_kwargs(), "initial": {"enabled": True}}
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
-        rule = services.rule_create(principal=self.principal, project=form.cleaned_data["project"],
-                                    deployment=form.cleaned_data["deployment"] or None, **self.values(form))
+        rule = rule_services.rule_create(principal=self.principal, project=form.cleaned_data["project"],
+                                         deployment=form.cleaned_data["deployment"] or None, **self.values(form))
         messages.success(self.request, f"Rule {rule.name} created.")
         return redirect("console:alert-rules")
 
@@ -263,8 +265,8 @@ class RuleEditView(_RuleMixin, _RuleFormView):
                 "spark_height": SPARK_HEIGHT}
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
-        rule = services.rule_update(principal=self.principal, rule=self.rule,
-                                    deployment=form.cleaned_data["deployment"] or None, **self.values(form))
+        rule = rule_services.rule_update(principal=self.principal, rule=self.rule,
+                                         deployment=form.cleaned_data["deployment"] or None, **self.values(form))
         messages.success(self.request, f"Rule {rule.name} saved.")
         return redirect("console:alert-rules")
 
@@ -275,7 +277,7 @@ class RuleDeleteView(_RuleMixin, OrganizationConsoleView):
 
     def post(self, request: HttpRequest, rule_id: str) -> HttpResponse:
         rule = self.rule
-        services.rule_delete(principal=self.principal, rule=rule)
+        rule_services.rule_delete(principal=self.principal, rule=rule)
         messages.success(request, f"Rule {rule.name} deleted.")
         return redirect("console:alert-rules")
 

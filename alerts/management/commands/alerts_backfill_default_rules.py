@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from alerts.services import default_rules_backfill
+from alerts.services.defaults import default_rules_backfill
 
 
 class Command(BaseCommand):
