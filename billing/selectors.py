@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import F, Q, QuerySet, Sum
 
-from billing import money
+from billing import money, periods
 from billing.models import (
     AnnualCharge,
     BillingAccount,
@@ -156,14 +156,6 @@ def vat_numbers_to_check(*, attempted_before: datetime | None = None, limit: int
 
 
 # --- budgets ----------------------------------------------------------------------------------------
-def month_start_of(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
-def _month_after(start: datetime) -> datetime:
-    return start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
-
-
 def budget_list(*, principal: Principal) -> QuerySet[Budget]:
     """A member limited to projects sees those projects' budgets only (not the organization's)."""
     qs = Budget.objects.filter(organization=principal.organization).select_related("organization")
@@ -174,7 +166,7 @@ def spend_for_month(*, organization_id: str, currency: str, month_start: datetim
                     project_id: str | None = None) -> Decimal:
     """What the month costs before VAT, as invoicing counts it: metered usage per deployment and spec (one
     rounding each, as invoice lines) plus annual terms charged in the month; of one project if given."""
-    month_end = _month_after(month_start)
+    month_end = periods.month_start_after(month_start)
     usage = UsageRecord.objects.filter(organization_id=organization_id, hour_start__gte=month_start,
                                        hour_start__lt=month_end)
     charges = AnnualCharge.objects.filter(organization_id=organization_id, created_at__gte=month_start,
@@ -192,7 +184,7 @@ def spend_for_month(*, organization_id: str, currency: str, month_start: datetim
 def budget_spent(*, budget: Budget, now: datetime) -> Decimal:
     """The budget's spend in the month of ``now``."""
     return spend_for_month(organization_id=budget.organization_id, currency=budget.organization.currency,
-                           month_start=month_start_of(now), project_id=budget.project_id)
+                           month_start=periods.month_start_of(now), project_id=budget.project_id)
 
 
 def budget_notice_recipients(*, budget: Budget) -> list[str]:

@@ -8,7 +8,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from billing import selectors, services, stripe_gateway
+from billing import periods, selectors, services, stripe_gateway
 from billing.models import PaymentStatus
 
 
@@ -25,8 +25,8 @@ def usage_meter_recent(hours: int = 3) -> int:
     # are evaluated too, or spend crossing a threshold at the very end of a month would never be noticed
     # (the new month's spend is still zero). Those notices are dated at that month's last instant.
     earliest = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours)
-    if earliest < selectors.month_start_of(now):
-        services.budgets_evaluate(now=selectors.month_start_of(now) - timedelta(microseconds=1))
+    if earliest < periods.month_start_of(now):
+        services.budgets_evaluate(now=periods.month_start_of(now) - timedelta(microseconds=1))
     services.budgets_evaluate(now=now)
     return metered
 

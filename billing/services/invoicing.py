@@ -1,0 +1,181 @@
+"""Monthly invoices: numbering, lines from usage and annual charges, generation for every account."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from billing import money, periods
+from billing.models import (
+    AnnualCharge,
+    BillingAccount,
+    ChargeKind,
+    Invoice,
+    InvoiceCounter,
+    InvoiceLine,
+    UsageRecord,
+    VatStatus,
+)
+from billing.services import usage as usage_services
+from controlplane import errors
+from deployments.models import Deployment, Spec
+from projects.models import Organization
+from projects.services import audit_record
+from projects.tenancy import Principal
+
+
+# --- invoices ---------------------------------------------------------------------------------------
+def _next_number(*, site: str, year: int) -> str:
+    InvoiceCounter.objects.get_or_create(site=site, year=year)
+    # Locked until the invoice commits: a rolled-back invoice gives its number back, so there are no gaps.
+    counter = InvoiceCounter.objects.select_for_update().get(site=site, year=year)
+    counter.last_number += 1
+    counter.save(update_fields=["last_number"])
+    return f"MQ-{site.upper()}-{year}-{counter.last_number:06d}"
+
+
+_RATE_LABEL = {"running": "hourly", "stopped": "stopped (storage)"}
+
+
+def _charge_description(charge: AnnualCharge) -> str:
+    who = f"{charge.deployment.name} ({charge.deployment_id})"
+    if charge.kind == ChargeKind.PRORATION:
+        what = "upgrade charge" if charge.amount >= 0 else "downgrade credit"
+        return (f"{who}, {what}: {charge.previous_spec_id} to {charge.spec_id} from {charge.effective_at:%Y-%m-%d}, "
+                f"prorated to the end of the annual term {charge.term_end:%Y-%m-%d}")
+    if charge.kind == ChargeKind.CARRIED_CREDIT:
+        return f"Credit brought forward from invoice {charge.source_invoice.number}"
+    return f"{who}, annual term {charge.term_start:%Y-%m-%d} to {charge.term_end:%Y-%m-%d}"
+
+
+_USAGE_LINE_FIELDS = ("deployment_id", "deployment__name", "spec_id", "spec__name", "rate", "hourly_price")
+_USAGE_LINE_ORDER = ("deployment__name", "deployment_id", "spec_id", "rate", "hourly_price")
+
+
+def _usage_lines(usage):
+    """Seconds per deployment, spec, rate and price of ``usage`` (a UsageRecord queryset), in line order."""
+    return usage.values(*_USAGE_LINE_FIELDS).annotate(total_seconds=Sum("seconds")).order_by(*_USAGE_LINE_ORDER)
+
+
+def _usage_lines_by_organization(start: datetime, end: datetime) -> dict[str, list[dict[str, Any]]]:
+    """:func:`_usage_lines` of every organization at once: one aggregate on the usage columns alone (grouping
+    by the joined names sorted all the month's rows on disk), the names looked up after, and each
+    organization's rows put in the order the database gives ``(deployment name, deployment, spec)``."""
+    sums = list(UsageRecord.objects.filter(hour_start__gte=start, hour_start__lt=end)
+                .values("organization_id", "deployment_id", "spec_id", "rate", "hourly_price")
+                .annotate(total_seconds=Sum("seconds")).order_by())
+    deployments = {dep_id: (rank, name) for rank, (dep_id, name) in enumerate(
+        Deployment.objects.filter(id__in={r["deployment_id"] for r in sums}).order_by("name", "id")
+        .values_list("id", "name"))}
+    specs = {spec_id: (rank, name) for rank, (spec_id, name) in enumerate(
+        Spec.objects.filter(id__in={r["spec_id"] for r in sums}).order_by("id").values_list("id", "name"))}
+    # Rates are lowercase ASCII and prices numbers: every collation orders them as Python does.
+    sums.sort(key=lambda r: (deployments[r["deployment_id"]][0], specs[r["spec_id"]][0], r["rate"],
+                             r["hourly_price"]))
+    usage: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in sums:
+        row["deployment__name"] = deployments[row["deployment_id"]][1]
+        row["spec__name"] = specs[row["spec_id"]][1]
+        usage[row.pop("organization_id")].append(row)
+    return usage
+
+
+@transaction.atomic
+def invoice_generate(*, account: BillingAccount, period_start: date,
+                     _usage: list[dict[str, Any]] | None = None) -> Invoice | None:
+    """The account's invoice for the month starting ``period_start``; a rerun returns the same invoice.
+
+    None when there is nothing to charge (no number is used up). Lines: hours per deployment, spec and rate
+    (running, stopped), and annual charges not yet invoiced (terms, prorated scales, credits); each line
+    rounded half-up, VAT on the subtotal.
+
+    Credits (downgrades) never make an invoice negative: when they exceed the charges, a last line carries
+    the rest forward (subtotal 0) and a ``carried_credit`` charge brings it to the next invoice. An account
+    with credits and nothing to charge gets no invoice; its credits wait for the next one.
+    """
+    if period_start.day != 1:
+        raise errors.ValidationFailed("An invoice period starts on the 1st of a month.")
+    period_end = periods.month_after(period_start)
+    if periods.as_utc(period_end) > timezone.now():
+        raise errors.Conflict("The period is not closed yet.")
+    account = BillingAccount.objects.select_for_update().select_related("organization").get(pk=account.pk)
+    existing = Invoice.objects.filter(account=account, period_start=period_start).first()
+    if existing is not None:
+        return existing
+    org: Organization = account.organization
+    currency = org.currency
+    lines: list[InvoiceLine] = []
+    # ``_usage``: the same rows read for every organization at once by invoices_generate_for_month.
+    usage = _usage if _usage is not None else _usage_lines(UsageRecord.objects.filter(
+        organization=org, hour_start__gte=periods.as_utc(period_start), hour_start__lt=periods.as_utc(period_end)))
+    for row in usage:
+        seconds = row["total_seconds"]
+        lines.append(InvoiceLine(
+            description=(f"{row['deployment__name']} ({row['deployment_id']}), {row['spec__name']}, "
+                         f"{_RATE_LABEL[row['rate']]}"),
+            quantity=(Decimal(seconds) / Decimal(3600)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP),
+            unit="hour", unit_price=row["hourly_price"], deployment_id=row["deployment_id"],
+            amount=usage_services.usage_amount(seconds=seconds, hourly_price=row["hourly_price"], currency=currency)))
+    charges = list(AnnualCharge.objects.select_for_update(of=("self",)).filter(
+        organization=org, invoice__isnull=True, created_at__lt=periods.as_utc(period_end))
+        .select_related("deployment", "source_invoice").order_by("created_at", "id"))
+    for charge in charges:
+        lines.append(InvoiceLine(
+            description=_charge_description(charge), quantity=Decimal(1),
+            unit="credit" if charge.amount < 0 else "year" if charge.kind == ChargeKind.TERM else "charge",
+            unit_price=charge.amount, amount=charge.amount,
+            deployment_id=None if charge.kind == ChargeKind.CARRIED_CREDIT else charge.deployment_id))
+    if all(line.amount < 0 for line in lines):  # nothing at all, or only credits: those wait
+        return None
+    subtotal = sum((line.amount for line in lines), Decimal("0.00"))
+    carried = -subtotal if subtotal < 0 else None
+    if carried is not None:
+        lines.append(InvoiceLine(description="Credit carried forward to the next invoice", quantity=Decimal(1),
+                                 unit="credit", unit_price=carried, amount=carried))
+        subtotal = Decimal("0.00")
+    treatment = money.vat_treatment(site=org.site, customer_country=account.country or org.country,
+                                    vat_number_valid=account.vat_status == VatStatus.VALID and bool(account.vat_number),
+                                    tax_exempt=account.tax_exempt, on=period_end - timedelta(days=1))
+    vat = money.vat_amount(subtotal, treatment.rate, currency)
+    now = timezone.now()
+    invoice = Invoice.objects.create(
+        organization=org, account=account, number=_next_number(site=org.site, year=now.year),
+        period_start=period_start, period_end=period_end, currency=currency, subtotal=subtotal,
+        vat_rate=treatment.rate, vat_amount=vat, vat_note=treatment.note, total=subtotal + vat,
+        legal_name=account.legal_name, address=account.address, country=account.country or org.country,
+        vat_number=account.vat_number, issued_at=now)
+    for position, line in enumerate(lines, start=1):
+        line.invoice, line.position = invoice, position
+    InvoiceLine.objects.bulk_create(lines)
+    AnnualCharge.objects.filter(pk__in=[c.pk for c in charges]).update(invoice=invoice)
+    if carried is not None:
+        last_credit = next(c for c in reversed(charges) if c.amount < 0)
+        AnnualCharge.objects.create(
+            organization=org, subscription_id=last_credit.subscription_id, deployment_id=last_credit.deployment_id,
+            kind=ChargeKind.CARRIED_CREDIT, spec_id=last_credit.spec_id, amount=-carried, currency=currency,
+            term_start=last_credit.term_start, term_end=last_credit.term_end, source_invoice=invoice,
+            created_at=now)
+    audit_record(principal=Principal.for_system(org), action="invoice.issue", target=invoice,
+                 changes={"number": invoice.number, "total": str(invoice.total), "currency": currency})
+    return invoice
+
+
+def invoices_generate_for_month(*, period_start: date) -> int:
+    """Invoices every organization with usage or pending annual charges in the month; returns how many."""
+    start, end = periods.as_utc(period_start), periods.as_utc(periods.month_after(period_start))
+    usage = _usage_lines_by_organization(start, end)
+    org_ids = set(usage) | set(AnnualCharge.objects.filter(invoice__isnull=True, created_at__lt=end)
+                               .values_list("organization_id", flat=True).distinct())
+    accounts = {a.organization_id: a for a in BillingAccount.objects.filter(organization_id__in=org_ids)}
+    count = 0
+    for org_id in sorted(org_ids):
+        account = accounts.get(org_id) or BillingAccount.objects.get_or_create(organization_id=org_id)[0]
+        if invoice_generate(account=account, period_start=period_start, _usage=usage.get(org_id, [])) is not None:
+            count += 1
+    return count

@@ -1,0 +1,190 @@
+"""Annual subscriptions: the switch to annual, prorated scales inside a term, renewals and returns to hourly."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from billing import money, periods
+from billing.models import (
+    AnnualCharge,
+    ChargeKind,
+    Subscription,
+    SubscriptionMode,
+)
+from controlplane import errors
+from deployments.models import Deployment, DeploymentEvent, SpecPrice
+from deployments.models import DeploymentStatus as S
+from projects.services import audit_record
+from projects.tenancy import Principal
+
+
+# --- subscriptions ----------------------------------------------------------------------------------
+@transaction.atomic
+def subscription_switch_to_annual(*, principal: Principal, deployment: Deployment, renew: bool) -> Subscription:
+    """Hourly metering stops at this second, a 12-month term starts, its price is charged on the next invoice."""
+    deployment = Deployment.objects.select_for_update().get(pk=deployment.pk, organization=principal.organization)
+    if deployment.status in (S.DELETING, S.DELETED):
+        raise errors.Conflict("A deployment being deleted cannot switch to annual billing.")
+    Subscription.objects.get_or_create(deployment=deployment, defaults={"organization_id": deployment.organization_id})
+    subscription = Subscription.objects.select_for_update().get(deployment=deployment)
+    if subscription.mode == SubscriptionMode.ANNUAL:
+        raise errors.Conflict("This deployment is already on annual billing.")
+    currency = principal.organization.currency
+    price = SpecPrice.objects.get(spec_id=deployment.spec_id, currency=currency).annual
+    now = timezone.now()
+    subscription.mode = SubscriptionMode.ANNUAL
+    subscription.term_start = now
+    subscription.term_end = periods.one_year_later(now)
+    subscription.annual_price = price
+    subscription.currency = currency
+    subscription.renews = renew
+    subscription.full_clean()
+    subscription.save()
+    AnnualCharge.objects.create(organization_id=deployment.organization_id, subscription=subscription,
+                                deployment=deployment, spec_id=deployment.spec_id,
+                                amount=money.quantize(price, currency), currency=currency,
+                                term_start=subscription.term_start, term_end=subscription.term_end)
+    audit_record(principal=principal, action="subscription.switch_to_annual", target=deployment,
+                 changes={"mode": ["hourly", "annual"], "annual_price": str(price), "currency": currency,
+                          "renews": renew, "term_start": now.isoformat()})
+    return subscription
+
+
+def _spec_changes(rows: list[tuple[str, str, datetime, str]]) -> list[tuple[str, str, datetime, str]]:
+    """The rows whose spec differs from the one before of the same deployment; ``rows`` are
+    ``(event id, deployment, at, spec)`` ordered by deployment, time."""
+    changes = []
+    previous: tuple[str, str, datetime, str] | None = None
+    for row in rows:
+        if previous is not None and previous[1] == row[1] and previous[3] != row[3]:
+            changes.append(row)
+        previous = row
+    return changes
+
+
+PRORATION_LOOKBACK = timedelta(days=62)
+
+
+def subscriptions_prorate_scales(*, now: datetime | None = None) -> int:
+    """Charges (or credits) the prorated difference of every scale inside an annual term; returns how many.
+
+    A scale is the DeploymentEvent whose spec differs from the deployment's previous event: the
+    ``scaling → running`` event written when the rollout has settled (deployments.provisioning), the same
+    second hourly metering switches price. A scale that fails writes none (``scaling → failed`` keeps the old
+    spec). Reading committed events here (the hourly billing task calls this), rather than charging inside
+    ``deployment_scale``, means a scale that is refused, rolled back or fails in the cluster charges nothing,
+    and one that completes is charged even if the worker died right after. One proration per source event
+    (unique), so reruns and a re-delivered task never charge twice.
+
+    Amount: (annual price of the new spec − annual price of the spec paid for so far in the term) × seconds
+    left in the term / seconds in the term, at the current price book, rounded half-up; negative (a credit)
+    for a downgrade. "Paid for so far" is the spec of the term's latest charge before the event, so a renewal
+    that already charged the new spec (a scale landing between a term's end and the rollover) costs nothing
+    more. The subscription's ``annual_price`` becomes the new spec's, which a renewal charges.
+    """
+    now = now or timezone.now()
+    terms: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+    # Terms that ended two months ago were scanned by every hourly run since their last scale (and invoiced).
+    for dep_id, term_start, term_end in AnnualCharge.objects.filter(
+            kind=ChargeKind.TERM, term_start__lte=now, term_end__gt=now - PRORATION_LOOKBACK).values_list(
+            "deployment_id", "term_start", "term_end"):
+        terms[dep_id].append((term_start, term_end))
+    if not terms:
+        return 0
+    rows = list(DeploymentEvent.objects.filter(deployment_id__in=list(terms), created_at__lte=now)
+                .order_by("deployment_id", "created_at", "id").values_list("id", "deployment_id", "created_at",
+                                                                          "spec_id"))
+    charged = set(AnnualCharge.objects.filter(kind=ChargeKind.PRORATION, deployment_id__in=list(terms))
+                  .values_list("source_event_id", flat=True))
+    count = 0
+    for event_id, dep_id, at, new_spec in _spec_changes(rows):
+        term = next(((a, b) for a, b in terms[dep_id] if a <= at < b), None)
+        if term is None or event_id in charged:
+            continue
+        if _prorate_scale(deployment_id=dep_id, event_id=event_id, at=at, new_spec=new_spec, term=term,
+                          now=now) is not None:
+            count += 1
+    return count
+
+
+@transaction.atomic
+def _prorate_scale(*, deployment_id: str, event_id: str, at: datetime, new_spec: str,
+                   term: tuple[datetime, datetime], now: datetime) -> AnnualCharge | None:
+    term_charge = AnnualCharge.objects.select_related("deployment__organization").get(
+        kind=ChargeKind.TERM, deployment_id=deployment_id, term_start=term[0])
+    # The subscription lock serializes concurrent runs; the unique source event is the last line of defence.
+    subscription = Subscription.objects.select_for_update().get(pk=term_charge.subscription_id)
+    if AnnualCharge.objects.filter(source_event_id=event_id).exists():
+        return None
+    paid = (AnnualCharge.objects.filter(subscription=subscription, term_start=term[0],
+                                        kind__in=[ChargeKind.TERM, ChargeKind.PRORATION])
+            .exclude(effective_at__gt=at)
+            .order_by(F("effective_at").desc(nulls_last=True), "-created_at").first())
+    paid_spec = paid.spec_id if paid is not None else term_charge.spec_id
+    if paid_spec == new_spec:
+        return None
+    currency = term_charge.currency
+    prices = {p.spec_id: p.annual for p in SpecPrice.objects.filter(spec_id__in=[paid_spec, new_spec],
+                                                                     currency=currency)}
+    term_seconds = int((term[1] - term[0]).total_seconds())
+    remaining = int((term[1] - at).total_seconds())
+    amount = money.quantize((prices[new_spec] - prices[paid_spec]) * remaining / term_seconds, currency)
+    charge = AnnualCharge.objects.create(
+        organization_id=term_charge.organization_id, subscription=subscription,
+        deployment_id=term_charge.deployment_id, kind=ChargeKind.PRORATION, spec_id=new_spec,
+        previous_spec_id=paid_spec, amount=amount, currency=currency, term_start=term[0], term_end=term[1],
+        effective_at=at, source_event_id=event_id, created_at=now)
+    if subscription.mode == SubscriptionMode.ANNUAL and subscription.term_start == term[0]:
+        subscription.annual_price = prices[new_spec]
+        subscription.save(update_fields=["annual_price", "updated_at"])
+    audit_record(principal=Principal.for_system(term_charge.deployment.organization), action="subscription.prorate",
+                 target=term_charge.deployment,
+                 changes={"spec": [paid_spec, new_spec], "amount": str(amount), "currency": currency,
+                          "effective_at": at.isoformat(), "event": event_id})
+    return charge
+
+
+
+
+def subscriptions_roll_over(*, now: datetime | None = None) -> int:
+    """Ends annual terms that are over: renews them (a new term, charged on the next invoice) or returns the
+    deployment to hourly billing from the second the term ended. Idempotent; returns how many changed."""
+    now = now or timezone.now()
+    changed = 0
+    for subscription_id in Subscription.objects.filter(mode=SubscriptionMode.ANNUAL, term_end__lte=now).values_list(
+            "id", flat=True):
+        with transaction.atomic():
+            subscription = (Subscription.objects.select_for_update().select_related("deployment__organization")
+                            .filter(id=subscription_id, mode=SubscriptionMode.ANNUAL, term_end__lte=now).first())
+            if subscription is None:
+                continue
+            deployment = subscription.deployment
+            principal = Principal.for_system(deployment.organization)
+            live = deployment.status not in (S.DELETING, S.DELETED)
+            while subscription.renews and live and subscription.term_end <= now:
+                price = SpecPrice.objects.get(spec_id=deployment.spec_id, currency=subscription.currency).annual
+                subscription.term_start, subscription.term_end = (subscription.term_end,
+                                                                  periods.one_year_later(subscription.term_end))
+                subscription.annual_price = price
+                AnnualCharge.objects.get_or_create(
+                    subscription=subscription, term_start=subscription.term_start, kind=ChargeKind.TERM,
+                    defaults={"organization_id": deployment.organization_id, "deployment": deployment,
+                              "spec_id": deployment.spec_id, "amount": money.quantize(price, subscription.currency),
+                              "currency": subscription.currency, "term_end": subscription.term_end})
+                audit_record(principal=principal, action="subscription.renew", target=deployment,
+                             changes={"term_start": subscription.term_start.isoformat(),
+                                      "annual_price": str(price)})
+            if subscription.term_end <= now:
+                audit_record(principal=principal, action="subscription.return_to_hourly", target=deployment,
+                             changes={"mode": ["annual", "hourly"], "term_end": subscription.term_end.isoformat()})
+                subscription.mode = SubscriptionMode.HOURLY
+                subscription.term_start = subscription.term_end = subscription.annual_price = None
+                subscription.renews = False
+            subscription.save()
+            changed += 1
+    return changed

@@ -1,0 +1,222 @@
+"""Metering: UsageRecords from DeploymentEvents, hour by hour. Reruns are no-ops."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+
+from billing import money, periods
+from billing.metering import RATE_OF_STATUS, STOPPED, Transition, metered_seconds
+from billing.models import (
+    AnnualCharge,
+    ChargeKind,
+    UsageRecord,
+)
+from deployments.models import Deployment, DeploymentEvent, SpecPrice
+from projects.models import SITE_CURRENCY
+
+
+# --- metering ---------------------------------------------------------------------------------------
+def _price_table() -> dict[tuple[str, str], SpecPrice]:
+    return {(p.spec_id, p.currency): p for p in SpecPrice.objects.all()}
+
+
+#: Hours metered per query and transaction by :func:`usage_meter_range`: bounds memory and lock time.
+METER_CHUNK_HOURS = 24
+
+
+def usage_meter_hour(*, hour_start: datetime) -> int:
+    """Meters one closed hour from DeploymentEvents and upserts its UsageRecords; returns how many rows changed.
+
+    Idempotent: an unchanged history writes nothing. Re-running an hour after late events recomputes it
+    (changed rows updated, vanished ones deleted). Running (and scaling) seconds are priced at the spec's
+    hourly price, stopped seconds at its stopped (storage) price, in separate rows. Metering at both rates
+    stops at the second of a switch to annual: the term is prepaid.
+    """
+    if hour_start.tzinfo is None or hour_start != periods.hour_floor(hour_start):
+        raise ValueError("hour_start must be an aware datetime on the hour")
+    return usage_meter_range(start=hour_start, end=hour_start + periods.HOUR)
+
+
+def usage_meter_range(*, start: datetime, end: datetime) -> int:
+    """Meters every closed hour in ``[start, end)`` as :func:`usage_meter_hour` does, a day of hours per query
+    (a month for 10,000 deployments is 30 rounds of a few queries, not 720); returns how many rows changed."""
+    for moment in (start, end):
+        if moment.tzinfo is None or moment != periods.hour_floor(moment):
+            raise ValueError("start and end must be aware datetimes on the hour")
+    changed = 0
+    while start < end:
+        chunk_end = min(start + periods.HOUR * METER_CHUNK_HOURS, end)
+        changed += _meter_chunk(start, chunk_end)
+        start = chunk_end
+    return changed
+
+
+def _meter_chunk(start: datetime, end: datetime) -> int:
+    hours = [start + periods.HOUR * n for n in range(int((end - start) / periods.HOUR))]
+    deployments = list(
+        Deployment.objects.filter(created_at__lt=end).exclude(deleted_at__lt=start)
+        .annotate(state_event=Subquery(
+            DeploymentEvent.objects.filter(deployment=OuterRef("pk"), created_at__lte=start)
+            .order_by("-created_at", "-id").values("id")[:1]))
+        .values_list("id", "organization_id", "organization__site", "state_event"))
+    wanted_ids = {d[0] for d in deployments}
+    events: dict[str, list[Transition]] = defaultdict(list)
+    rows = (DeploymentEvent.objects.filter(id__in=[d[3] for d in deployments if d[3]])
+            | DeploymentEvent.objects.filter(created_at__gt=start, created_at__lt=end))
+    for dep_id, at, to_status, spec_id in rows.values_list("deployment_id", "created_at", "to_status", "spec_id"):
+        if dep_id in wanted_ids:
+            events[dep_id].append(Transition(at, to_status, spec_id))
+    annual_terms: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for dep_id, term_start, term_end in AnnualCharge.objects.filter(
+            kind=ChargeKind.TERM, term_start__lt=end, term_end__gt=start).values_list(
+            "deployment_id", "term_start", "term_end"):
+        annual_terms[dep_id].append((term_start, term_end))
+    prices = _price_table()
+    # (deployment, hour, spec, rate) -> (organization, seconds, currency, per-hour price of the rate)
+    wanted: dict[tuple[str, datetime, str, str], tuple[str, int, str, Decimal]] = {}
+    for dep_id, org_id, site, _ in deployments:
+        currency = SITE_CURRENCY[site]
+        history = sorted(events[dep_id], key=lambda e: e.at)
+        terms = annual_terms[dep_id]
+        state: Transition | None = None
+        steady: tuple[str, str, Decimal] | None = None  # (spec, rate, price) of a whole hour in `state`
+        steady_of: Transition | None = None
+        index = 0
+        for hour in hours:
+            # The state in force at the hour's start, then the events inside the hour.
+            while index < len(history) and history[index].at <= hour:
+                state = history[index]
+                index += 1
+            inside = index
+            while inside < len(history) and history[inside].at < hour + periods.HOUR:
+                inside += 1
+            if state is None and inside == index:
+                continue
+            if inside == index and not any(a < hour + periods.HOUR and b > hour for a, b in terms):
+                # Nothing happens inside the hour and no annual term touches it: the whole hour in one state,
+                # which is what metered_seconds returns for it (most hours of a month).
+                if steady_of is not state:
+                    steady, steady_of = _steady_row(state, currency, prices), state
+                if steady is not None:
+                    wanted[(dep_id, hour, steady[0], steady[1])] = (org_id, 3600, currency, steady[2])
+                continue
+            window = ([state] if state is not None else []) + history[index:inside]
+            for (spec_id, rate), secs in metered_seconds(window, start=hour, end=hour + periods.HOUR,
+                                                         annual_terms=terms).items():
+                price = prices[(spec_id, currency)]
+                wanted[(dep_id, hour, spec_id, rate)] = (
+                    org_id, secs, currency, price.stopped_hourly if rate == STOPPED else price.hourly)
+    with transaction.atomic():
+        _lock_metering()
+        if connection.vendor == "postgresql":
+            return _usage_sync_postgresql(start, end, wanted)
+        existing = {(dep_id, hour, spec_id, rate): (pk, (secs, currency, price))
+                    for pk, dep_id, hour, spec_id, rate, secs, currency, price in UsageRecord.objects.filter(
+                        hour_start__gte=start, hour_start__lt=end).values_list(
+                        "pk", "deployment_id", "hour_start", "spec_id", "rate", "seconds", "currency",
+                        "hourly_price")}
+        stale = [pk for key, (pk, _) in existing.items() if key not in wanted]
+        changed = [(key, row) for key, row in wanted.items()
+                   if key not in existing or existing[key][1] != row[1:]]
+        if stale:
+            UsageRecord.objects.filter(pk__in=stale).delete()
+        if changed:
+            _usage_upsert(changed)
+    return len(stale) + len(changed)
+
+
+def _steady_row(state: Transition | None, currency: str,
+                prices: dict[tuple[str, str], SpecPrice]) -> tuple[str, str, Decimal] | None:
+    """(spec, rate, per-hour price of the rate) of a whole hour in ``state``; None when it is free."""
+    rate = RATE_OF_STATUS.get(state.to_status) if state is not None else None
+    if state is None or rate is None:
+        return None
+    price = prices[(state.spec_id, currency)]
+    return state.spec_id, rate, price.stopped_hourly if rate == STOPPED else price.hourly
+
+
+_NEW_USAGE_TABLE = """
+    CREATE TEMP TABLE billing_usage_new (deployment_id text, hour_start timestamptz, spec_id text, rate text,
+                                         organization_id text, seconds integer, currency text, hourly_price numeric)
+    ON COMMIT DROP
+"""
+_NEW_USAGE_TYPES = ["text", "timestamptz", "text", "text", "text", "int4", "text", "numeric"]
+_DELETE_VANISHED_SQL = """
+    DELETE FROM billing_usagerecord AS u WHERE u.hour_start >= %s AND u.hour_start < %s
+    AND NOT EXISTS (SELECT FROM billing_usage_new AS n WHERE n.deployment_id = u.deployment_id
+                    AND n.hour_start = u.hour_start AND n.spec_id = u.spec_id AND n.rate = u.rate)
+"""
+# Only new and changed rows reach the upsert: ON CONFLICT DO UPDATE locks (writes) every row it meets, even
+# one its WHERE would leave alone, so an unchanged rerun would rewrite the whole range.
+_UPSERT_CHANGED_SQL = """
+    INSERT INTO billing_usagerecord (deployment_id, hour_start, spec_id, rate, organization_id, seconds, currency,
+                                     hourly_price, metered_at)
+    SELECT n.*, %s FROM billing_usage_new AS n LEFT JOIN billing_usagerecord AS u ON n.deployment_id = u.deployment_id
+        AND n.hour_start = u.hour_start AND n.spec_id = u.spec_id AND n.rate = u.rate
+        AND u.hour_start >= %s AND u.hour_start < %s
+    WHERE u.id IS NULL OR (u.seconds, u.currency, u.hourly_price) IS DISTINCT FROM (n.seconds, n.currency,
+                                                                                    n.hourly_price)
+    ON CONFLICT (deployment_id, hour_start, spec_id, rate) DO UPDATE SET seconds = EXCLUDED.seconds,
+        currency = EXCLUDED.currency, hourly_price = EXCLUDED.hourly_price, metered_at = EXCLUDED.metered_at
+"""
+
+
+def _usage_sync_postgresql(start: datetime, end: datetime,
+                           wanted: dict[tuple[str, datetime, str, str], tuple[str, int, str, Decimal]]) -> int:
+    """Makes the usage rows of ``[start, end)`` exactly ``wanted``, comparing in the database: the rows are
+    streamed with a binary ``COPY`` into a temporary table (dropped at commit), vanished rows are deleted and
+    new or changed ones upserted. Returns how many rows changed. Loading a range's rows into Python to compare
+    cost more than metering it (10,000 deployments meter 6.5 million rows a month), and a model instance and
+    placeholders per row several times the database's own work."""
+    with connection.cursor() as cursor:
+        cursor.execute(_NEW_USAGE_TABLE)
+        with cursor.copy("COPY billing_usage_new FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_NEW_USAGE_TYPES)
+            for key, row in wanted.items():
+                copy.write_row(key + row)
+        cursor.execute("ANALYZE billing_usage_new")
+        cursor.execute(_DELETE_VANISHED_SQL, [start, end])
+        changed = cursor.rowcount
+        cursor.execute(_UPSERT_CHANGED_SQL, [timezone.now(), start, end])
+        changed += cursor.rowcount
+        cursor.execute("DROP TABLE billing_usage_new")
+    return changed
+
+
+def _usage_upsert(rows: list[tuple[tuple[str, datetime, str, str], tuple[str, int, str, Decimal]]]) -> None:
+    """Inserts or updates usage rows ``((deployment, hour, spec, rate), (organization, seconds, currency,
+    price))`` with the ORM's upsert (SQLite, the embedded default; PostgreSQL syncs in the database)."""
+    now = timezone.now()
+    UsageRecord.objects.bulk_create(
+        [UsageRecord(deployment_id=key[0], hour_start=key[1], spec_id=key[2], rate=key[3], organization_id=org,
+                     seconds=secs, currency=currency, hourly_price=price, metered_at=now)
+         for key, (org, secs, currency, price) in rows],
+        batch_size=2000, update_conflicts=True, unique_fields=["deployment", "hour_start", "spec", "rate"],
+        update_fields=["seconds", "currency", "hourly_price", "metered_at"])
+
+
+_METERING_LOCK = 0x6D71_6D65  # "mqme"
+
+
+def _lock_metering() -> None:
+    """Serializes metering runs (the hourly beat and a monthly re-meter may overlap) until the transaction
+    ends, so one never deletes rows another has just written from newer events. SQLite has a single writer."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_METERING_LOCK])
+
+
+def usage_meter_recent(*, hours: int = 3, now: datetime | None = None) -> int:
+    """Meters the last ``hours`` closed hours (re-metering catches events recorded late)."""
+    current = periods.hour_floor(now or timezone.now())
+    return usage_meter_range(start=current - periods.HOUR * hours, end=current)
+
+
+def usage_amount(*, seconds: int, hourly_price: Decimal, currency: str) -> Decimal:
+    return money.usage_amount(seconds=seconds, hourly_price=hourly_price, currency=currency)
