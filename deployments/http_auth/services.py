@@ -40,8 +40,8 @@ from deployments.lifecycle import schedule_apply
 from deployments.models import Deployment, HttpAuthConfig, HttpAuthMethod, Tier
 from deployments.models import DeploymentStatus as S
 from deployments.selectors import active_peering_networks
+from projects.audit import audit_record
 from projects.roles import Perm
-from projects.services import audit_record
 from projects.tenancy import Principal
 
 SLOW_MS = 1000  # a test slower than this is flagged: every client connect would wait that long
