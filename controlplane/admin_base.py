@@ -27,7 +27,7 @@ def staff_principal(request: HttpRequest, obj: models.Model | None):
 
 
 def audit_staff_action(request: HttpRequest, obj: models.Model, action: str, changes: dict[str, Any]) -> None:
-    from projects.services import audit_record
+    from projects.audit import audit_record
 
     principal = staff_principal(request, obj)
     audit_record(principal=principal, action=action, target=obj, changes=changes,

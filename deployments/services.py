@@ -16,9 +16,9 @@ from controlplane.db import save_or_conflict
 from deployments.lifecycle import LIVE, transition
 from deployments.models import Deployment, DeploymentEvent, Region, Spec, SpecPrice, Tier
 from deployments.models import DeploymentStatus as S
+from projects.audit import audit_record
 from projects.models import Project
 from projects.roles import Perm
-from projects.services import audit_record
 from projects.tenancy import Principal
 
 CATALOG_FILE = Path(__file__).resolve().parent / "data" / "catalog.json"

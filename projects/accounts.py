@@ -16,9 +16,10 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
 from controlplane import errors, ratelimit
+from projects.audit import audit_record
 from projects.models import Membership, User
 from projects.roles import Role
-from projects.services import audit_record, login_authenticate, login_lockout_clear, password_validate
+from projects.services import login_authenticate, login_lockout_clear, password_validate
 from projects.tenancy import Principal
 
 _INVALID_TOKEN = "This reset link is no longer valid (used, expired or mistyped); ask for a new one."

@@ -16,6 +16,7 @@ from django.utils import timezone
 from controlplane import errors, ratelimit
 from controlplane.db import save_or_conflict
 from projects import selectors
+from projects.audit import audit_record  # noqa: F401 re-exported during the move
 from projects.authentication import generate_api_key_secret
 from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, User
 from projects.roles import Perm, Role, role_can_grant
@@ -23,44 +24,7 @@ from projects.tenancy import Principal
 
 
 # --- audit ------------------------------------------------------------------------------------------
-def audit_record(
-    *,
-    principal: Principal,
-    action: str,
-    target: models.Model | None = None,
-    changes: dict[str, Any] | None = None,
-    organization: Organization | None = None,
-) -> AuditEvent:
-    event = AuditEvent(
-        organization=organization if organization is not None else principal.organization,
-        actor_type=principal.actor_type,
-        actor_id=principal.actor_id,
-        actor_label=principal.actor_label,
-        action=action,
-        target_type=target._meta.model_name if target is not None else "",
-        target_id=str(target.pk) if target is not None else "",
-        target_label=str(target)[:254] if target is not None else "",
-        changes=_jsonable(changes or {}),
-        ip=principal.ip,
-        # The header is the client's to fill: drop control characters (PostgreSQL refuses NUL outright).
-        user_agent="".join(ch for ch in (principal.user_agent or "") if ch.isprintable())[:256],
-    )
-    event.save()
-    return event
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, models.Model):
-        return str(value.pk)
-    return value
-
-
+# The writer, audit_record, lives in projects.audit; these helpers build what the services record.
 def _diff(instance: models.Model, updates: dict[str, Any]) -> dict[str, list[Any]]:
     """Apply ``updates`` to ``instance`` and return ``{field: [old, new]}`` for what really changed."""
     changes: dict[str, list[Any]] = {}

@@ -22,8 +22,8 @@ from alerts.models import AlertChannel, ChannelType, Notification, NotificationK
 from alerts.services.notifications import notification_attempt_record
 from alerts.services.validation import invalid
 from controlplane import errors, outbound
+from projects.audit import audit_record
 from projects.roles import Perm
-from projects.services import audit_record
 from projects.tenancy import Principal
 
 MAX_RECIPIENTS = 20

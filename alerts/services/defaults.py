@@ -12,9 +12,9 @@ from django.utils import timezone
 from alerts.models import ORGANIZATION_METRICS, AlertChannel, AlertRule, ChannelType
 from alerts.services.channels import MAX_RECIPIENTS
 from projects import selectors as project_selectors
+from projects.audit import audit_record
 from projects.models import Organization, Project
 from projects.roles import Role
-from projects.services import audit_record
 from projects.tenancy import Principal
 
 # --- defaults created with each project -----------------------------------------------------------------------

@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from alerts.models import AlertChannel, Notification, NotificationStatus
 from projects import selectors as project_selectors
+from projects.audit import audit_record
 from projects.roles import Role
-from projects.services import audit_record
 from projects.tenancy import Principal
 
 

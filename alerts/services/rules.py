@@ -10,9 +10,9 @@ from django.utils import timezone
 from alerts.models import ORGANIZATION_METRICS, AlertChannel, AlertRule
 from alerts.services.validation import invalid
 from deployments.models import Deployment
+from projects.audit import audit_record
 from projects.models import Project
 from projects.roles import Perm
-from projects.services import audit_record
 from projects.tenancy import Principal
 
 WRITE_PERM = Perm.DEPLOYMENTS_WRITE

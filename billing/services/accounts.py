@@ -14,7 +14,7 @@ from billing.models import (
     VatStatus,
 )
 from controlplane import countries, errors
-from projects.services import audit_record
+from projects.audit import audit_record
 from projects.tenancy import Principal
 
 

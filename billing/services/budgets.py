@@ -19,9 +19,9 @@ from billing.models import (
     BudgetCrossing,
 )
 from controlplane import errors
+from projects.audit import audit_record
 from projects.models import Organization, Project
 from projects.roles import Perm
-from projects.services import audit_record
 from projects.tenancy import Principal
 
 # --- budgets ----------------------------------------------------------------------------------------

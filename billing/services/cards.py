@@ -14,8 +14,8 @@ from billing.models import (
 )
 from billing.services import accounts
 from controlplane import errors
+from projects.audit import audit_record
 from projects.roles import Perm
-from projects.services import audit_record
 from projects.tenancy import Principal
 
 

@@ -16,7 +16,7 @@ from billing.services import accounts
 from controlplane import errors
 from deployments.models import Deployment
 from deployments.models import DeploymentStatus as S
-from projects.services import audit_record
+from projects.audit import audit_record
 from projects.tenancy import Principal
 
 

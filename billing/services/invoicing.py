@@ -25,8 +25,8 @@ from billing.models import (
 from billing.services import usage as usage_services
 from controlplane import errors
 from deployments.models import Deployment, Spec
+from projects.audit import audit_record
 from projects.models import Organization
-from projects.services import audit_record
 from projects.tenancy import Principal
 
 

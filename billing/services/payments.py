@@ -18,7 +18,7 @@ from billing.models import (
 )
 from billing.services import accounts, cards, dunning
 from controlplane import locks
-from projects.services import audit_record
+from projects.audit import audit_record
 from projects.tenancy import Principal
 
 

@@ -19,7 +19,7 @@ from billing.models import (
 from controlplane import errors
 from deployments.models import Deployment, DeploymentEvent, SpecPrice
 from deployments.models import DeploymentStatus as S
-from projects.services import audit_record
+from projects.audit import audit_record
 from projects.tenancy import Principal
 
 

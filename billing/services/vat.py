@@ -15,7 +15,7 @@ from billing.models import (
     BillingAccount,
     VatStatus,
 )
-from projects.services import audit_record
+from projects.audit import audit_record
 from projects.tenancy import Principal
 
 

@@ -14,8 +14,8 @@ from deployments.models import PeeringStatus as P
 from deployments.peering import selectors, validation
 from deployments.peering.lifecycle import transition
 from deployments.peering.network import platform_network
+from projects.audit import audit_record
 from projects.roles import Perm
-from projects.services import audit_record
 from projects.tenancy import Principal
 
 PEERABLE_TIERS = frozenset({Tier.PROFESSIONAL, Tier.FLAGSHIP})

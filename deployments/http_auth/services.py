@@ -1,8 +1,7 @@
-"""Custom HTTP authentication and authorization (ACL) of a deployment: rules, services, rendering.
+"""Services of a deployment's custom HTTP authentication and authorization: the audited writes (which
+re-drive the deployment) and the "test" call.
 
-The same code builds the request for the "test" call and renders the broker's configuration, so what the
-test sends is what EMQX sends (EMQX 5 ``backend = http`` authenticator and ``type = http`` authorization
-source):
+The test call builds the request exactly as the broker would, so what the test sends is what EMQX sends:
 
 - ``GET``: the params, placeholders substituted, become the URL's query string (URL-encoded);
   ``POST``: they become a JSON object body (``content-type: application/json``).
@@ -10,75 +9,44 @@ source):
   (with ``is_superuser`` when present); otherwise 2xx allows, 4xx denies, and anything else (5xx, a
   timeout, a connection error) is ``ignore``: the broker moves on to the next authenticator (or, for ACL,
   to ``no_match``).
-
-API semantics (documented in the API schema too):
-
-- ``PUT`` replaces the whole configuration, header values included: a header left out is gone.
-- Header values are write-only: responses list header *names* only (``"headers": ["Authorization"]``),
-  so a GET body cannot be sent back by mistake with masked values stored as real ones.
-- Placeholders go in ``params`` values only; the URL must be a fixed address so it can be checked.
-
-Broker configuration: header values are not written into the ConfigMap; they go into the bootstrap
-Secret and reach emqx.conf as optional environment substitutions (``${?MQCLOUD_HTTP_AUTHN_HEADER_0}``).
-ACL: ``no_match = deny`` (a customer who configured an ACL service wants unknown access refused, also
-while the service is down) and ``deny_action = ignore`` (a refused publish is dropped, the client stays).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
 
 from controlplane import errors
 from controlplane.outbound import OutboundBlocked, OutboundError, check_url, send
+from deployments.http_auth.validation import (
+    AUTHENTICATION,
+    AUTHORIZATION,
+    KINDS,
+    PLACEHOLDER,
+    PLACEHOLDERS,
+    PREFIX,
+    HttpRequestSpec,
+    bad_field,
+    check_request_url,
+    check_shape,
+    request_spec,
+)
 from deployments.lifecycle import schedule_apply
 from deployments.models import Deployment, HttpAuthConfig, HttpAuthMethod, Tier
 from deployments.models import DeploymentStatus as S
 from deployments.selectors import active_peering_networks
+from projects.audit import audit_record
 from projects.roles import Perm
-from projects.services import audit_record
 from projects.tenancy import Principal
 
-AUTHENTICATION = "authentication"
-AUTHORIZATION = "authorization"
-KINDS = (AUTHENTICATION, AUTHORIZATION)
-_PREFIX = {AUTHENTICATION: "authn", AUTHORIZATION: "authz"}
-
-AUTHN_PLACEHOLDERS = ("clientid", "username", "password", "peerhost", "cert_subject")
-AUTHZ_PLACEHOLDERS = (*AUTHN_PLACEHOLDERS, "topic", "action")
-PLACEHOLDERS = {AUTHENTICATION: AUTHN_PLACEHOLDERS, AUTHORIZATION: AUTHZ_PLACEHOLDERS}
-PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
-
-TIMEOUT_MS_MIN, TIMEOUT_MS_MAX = 100, 10_000
-MAX_HEADERS, MAX_PARAMS = 20, 32
-HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
-PARAM_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-# Set by the broker itself; a customer value would break the request or smuggle another one.
-RESERVED_HEADERS = frozenset({"host", "content-type", "content-length", "transfer-encoding", "connection",
-                              "keep-alive", "upgrade", "te", "trailer", "expect"})
 SLOW_MS = 1000  # a test slower than this is flagged: every client connect would wait that long
 
 DECISIONS = ("allow", "deny", "ignore")
-
-
-@dataclass(frozen=True)
-class HttpRequestSpec:
-    """One configured request (authentication or authorization), header values in clear."""
-
-    method: str  # "get" or "post"
-    url: str
-    headers: dict[str, str]
-    params: dict[str, str]
-    timeout_ms: int
 
 
 @dataclass(frozen=True)
@@ -87,111 +55,6 @@ class BuiltRequest:
     url: str
     headers: dict[str, str]
     body: bytes | None
-
-
-# --- reading the model ------------------------------------------------------------------------------
-def request_spec(config: HttpAuthConfig, kind: str) -> HttpRequestSpec | None:
-    prefix = _PREFIX[kind]
-    url = getattr(config, f"{prefix}_url")
-    if not url:
-        return None
-    return HttpRequestSpec(
-        method=getattr(config, f"{prefix}_method"),
-        url=url,
-        headers=json.loads(getattr(config, f"{prefix}_headers") or "{}"),
-        params=dict(getattr(config, f"{prefix}_params") or {}),
-        timeout_ms=getattr(config, f"{prefix}_timeout_ms"),
-    )
-
-
-# --- validation -------------------------------------------------------------------------------------
-def _bad(field: str, message: str) -> errors.ValidationFailed:
-    return errors.ValidationFailed(message, errors={field: [message]})
-
-
-def unknown_placeholders(text: str, kind: str) -> list[str]:
-    return [name for name in PLACEHOLDER.findall(text) if name not in PLACEHOLDERS[kind]]
-
-
-def _check_shape(kind: str, spec: HttpRequestSpec) -> None:
-    if spec.method not in HttpAuthMethod.values:
-        raise _bad(f"{kind}.method", "Use GET or POST.")
-    if not TIMEOUT_MS_MIN <= spec.timeout_ms <= TIMEOUT_MS_MAX:
-        raise _bad(f"{kind}.timeout_ms", f"Use {TIMEOUT_MS_MIN} to {TIMEOUT_MS_MAX} milliseconds.")
-    if len(spec.headers) > MAX_HEADERS:
-        raise _bad(f"{kind}.headers", f"At most {MAX_HEADERS} headers.")
-    seen: set[str] = set()
-    for name, value in spec.headers.items():
-        if not HEADER_NAME.match(name):
-            raise _bad(f"{kind}.headers", f"{name!r} is not a valid header name.")
-        if name.lower() in RESERVED_HEADERS:
-            raise _bad(f"{kind}.headers", f"The broker sets the {name} header itself.")
-        if name.lower() in seen:
-            raise _bad(f"{kind}.headers", f"The header {name} is given twice.")
-        seen.add(name.lower())
-        if any(ch in value for ch in "\r\n\0"):
-            raise _bad(f"{kind}.headers", f"The value of {name} contains a line break or NUL.")
-        if "${" in value:
-            raise _bad(f"{kind}.headers", "Placeholders are not substituted in headers; put them in params.")
-    if len(spec.params) > MAX_PARAMS:
-        raise _bad(f"{kind}.params", f"At most {MAX_PARAMS} params.")
-    unknown: list[str] = []
-    for name, value in spec.params.items():
-        if not PARAM_NAME.match(name):
-            raise _bad(f"{kind}.params", f"{name!r} is not a valid param name (letters, digits, _ . -).")
-        if "\0" in value:
-            raise _bad(f"{kind}.params", f"The value of {name} contains a NUL character.")
-        unknown += [n for n in unknown_placeholders(value, kind) if n not in unknown]
-    if unknown:
-        allowed = ", ".join(f"${{{n}}}" for n in PLACEHOLDERS[kind])
-        listed = ", ".join(f"${{{n}}}" for n in unknown)
-        raise _bad(f"{kind}.params", f"Unknown placeholders: {listed}. The {kind} request may use {allowed}.")
-
-
-def _check_url(kind: str, url: str, deployment: Deployment) -> None:
-    """Scheme, shape, and where the address is: public for basic, or inside an active peering."""
-    field = f"{kind}.url"
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise _bad(field, f"Not a valid URL: {exc}.") from exc
-    if parts.scheme.lower() not in ("http", "https"):
-        raise _bad(field, "Use an http:// or https:// URL.")
-    if "${" in url:
-        raise _bad(field, "Placeholders go in params, not in the URL.")
-    if parts.username is not None or parts.password is not None:
-        raise _bad(field, "Put credentials in a header, not in the URL.")
-    try:
-        URLValidator(schemes=["http", "https"])(url)
-    except DjangoValidationError as exc:
-        raise _bad(field, "Not a valid URL.") from exc
-    networks = active_peering_networks(deployment) if deployment.tier != Tier.BASIC else []
-    try:
-        check_url(url, allow_networks=networks)
-    except OutboundError as exc:
-        message = str(exc)
-        if deployment.tier == Tier.BASIC:
-            message += " A basic deployment's HTTP authentication must use a public address."
-        elif exc.kind == "blocked" and _is_private_host(parts.hostname or ""):
-            message += (" A private address needs an active VPC peering whose CIDR contains it"
-                        f"{'' if networks else ' (this deployment has no active peering)'}.")
-        raise _bad(field, message) from exc
-    except (ValueError, UnicodeError) as exc:
-        raise _bad(field, f"Not a valid URL: {exc}.") from exc
-
-
-def _is_private_host(host: str) -> bool:
-    """A literal private address, or a name (whose addresses check_url found blocked): worth the hint."""
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return True
-    return address.is_private and not (address.is_loopback or address.is_link_local)
-
-
-def validate_request(kind: str, spec: HttpRequestSpec, deployment: Deployment) -> None:
-    _check_shape(kind, spec)
-    _check_url(kind, spec.url, deployment)
 
 
 # --- building the request exactly as the broker would -----------------------------------------------
@@ -256,11 +119,11 @@ def http_auth_put(*, principal: Principal, deployment: Deployment, enabled: bool
     requests = {AUTHENTICATION: authentication, AUTHORIZATION: authorization}
     for kind, spec in requests.items():
         if spec is not None:
-            _check_shape(kind, spec)
+            check_shape(kind, spec)
     # DNS is looked up outside the transaction: no row lock is held while a resolver answers.
     for kind, spec in requests.items():
         if spec is not None:
-            _check_url(kind, spec.url, deployment)
+            check_request_url(kind, spec.url, deployment)
     with transaction.atomic():
         locked = _locked_deployment(principal, deployment)
         config = HttpAuthConfig.objects.select_for_update().filter(deployment=locked).first()
@@ -271,7 +134,7 @@ def http_auth_put(*, principal: Principal, deployment: Deployment, enabled: bool
         before_enabled = None if created else config.enabled
         config.enabled = enabled
         for kind, spec in requests.items():
-            prefix = _PREFIX[kind]
+            prefix = PREFIX[kind]
             setattr(config, f"{prefix}_method", spec.method if spec else HttpAuthMethod.POST)
             setattr(config, f"{prefix}_url", spec.url if spec else "")
             setattr(config, f"{prefix}_headers", json.dumps(spec.headers if spec else {}, sort_keys=True))
@@ -357,7 +220,7 @@ def http_auth_test(*, principal: Principal, deployment: Deployment, kind: str = 
         raise errors.NotFound(f"The deployment {deployment.id} has no HTTP authentication configured.")
     spec = request_spec(config, kind)
     if spec is None:
-        raise _bad("kind", f"The deployment has no {kind} request configured.")
+        raise bad_field("kind", f"The deployment has no {kind} request configured.")
     values = {name: sample.get(name, "") for name in PLACEHOLDERS[kind]}
     built = build_request(spec, values)
     timeout = spec.timeout_ms / 1000
@@ -396,73 +259,3 @@ def http_auth_test(*, principal: Principal, deployment: Deployment, kind: str = 
         audit_record(principal=principal, action="deployment.http_auth.test", target=deployment,
                      changes={"kind": kind, "decision": decision, "status_code": status_code})
     return result
-
-
-# --- the broker's configuration ---------------------------------------------------------------------
-def _hocon_string(value: str) -> str:
-    # A JSON string is a valid HOCON quoted string, and nothing inside quotes is substituted, so a
-    # customer's "${username}" stays the broker's placeholder and cannot reach the environment.
-    return json.dumps(value, ensure_ascii=False)
-
-
-def header_env_name(kind: str, index: int) -> str:
-    return f"MQCLOUD_HTTP_{_PREFIX[kind].upper()}_HEADER_{index}"
-
-
-def _request_block(kind: str, spec: HttpRequestSpec, indent: str,
-                   secret_env: list[tuple[str, str]]) -> list[str]:
-    lines = [
-        f"{indent}enable = true",
-        f"{indent}method = {spec.method}",
-        f"{indent}url = {_hocon_string(spec.url)}",
-        f"{indent}headers {{",
-    ]
-    if spec.method == HttpAuthMethod.POST:
-        lines.append(f"{indent}  \"content-type\" = \"application/json\"")
-    for index, name in enumerate(sorted(spec.headers)):
-        env = header_env_name(kind, index)
-        secret_env.append((env, spec.headers[name]))
-        lines.append(f"{indent}  {_hocon_string(name.lower())} = ${{?{env}}}")
-    lines.append(f"{indent}}}")
-    lines.append(f"{indent}body {{")
-    lines += [f"{indent}  {_hocon_string(name)} = {_hocon_string(value)}" for name, value in spec.params.items()]
-    lines.append(f"{indent}}}")
-    lines.append(f"{indent}request_timeout = \"{spec.timeout_ms}ms\"")
-    return lines
-
-
-def broker_config(config: HttpAuthConfig | None) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
-    """(HOCON fragments for emqx.conf, secret environment variables) of a deployment's HTTP auth.
-
-    Nothing when there is no configuration or it is disabled: the broker keeps its default chain.
-    """
-    if config is None or not config.enabled:
-        return (), ()
-    secret_env: list[tuple[str, str]] = []
-    fragments = []
-    authn = request_spec(config, AUTHENTICATION)
-    if authn is not None:
-        fragments.append("\n".join([
-            "authentication = [",
-            "  {",
-            "    mechanism = password_based",
-            "    backend = http",
-            *_request_block(AUTHENTICATION, authn, "    ", secret_env),
-            "  }",
-            "]",
-        ]))
-    authz = request_spec(config, AUTHORIZATION)
-    if authz is not None:
-        fragments.append("\n".join([
-            "authorization {",
-            "  no_match = deny",
-            "  deny_action = ignore",
-            "  sources = [",
-            "    {",
-            "      type = http",
-            *_request_block(AUTHORIZATION, authz, "      ", secret_env),
-            "    }",
-            "  ]",
-            "}",
-        ]))
-    return tuple(fragments), tuple(secret_env)
