@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from deployments.http_auth.broker_config import broker_config as http_auth_broker_config
+from deployments.http_auth.emqx_config import broker_config as http_auth_broker_config
 from deployments.lifecycle import TRANSITIONAL, transition
 from deployments.models import Deployment, HttpAuthConfig, Spec
 from deployments.models import DeploymentStatus as S

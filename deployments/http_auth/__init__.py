@@ -23,12 +23,12 @@ Secret and reach emqx.conf as optional environment substitutions (``${?MQCLOUD_H
 ACL: ``no_match = deny`` (a customer who configured an ACL service wants unknown access refused, also
 while the service is down) and ``deny_action = ignore`` (a refused publish is dropped, the client stays).
 
-The package: ``validation`` (pure rules of a request), ``broker_config`` (the EMQX configuration the worker
+The package: ``validation`` (pure rules of a request), ``emqx_config`` (the EMQX configuration the worker
 renders) and ``services`` (the audited writes and the test call). This module re-exports the names other
 modules import, so callers need not change.
 """
 
-from deployments.http_auth.broker_config import broker_config, header_env_name
+from deployments.http_auth.emqx_config import broker_config, header_env_name
 from deployments.http_auth.services import (
     DECISIONS,
     PEERED_TEST_REFUSED,
