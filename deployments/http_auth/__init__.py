@@ -2,14 +2,7 @@
 
 The same code builds the request for the "test" call and renders the broker's configuration, so what the
 test sends is what EMQX sends (EMQX 5 ``backend = http`` authenticator and ``type = http`` authorization
-source):
-
-- ``GET``: the params, placeholders substituted, become the URL's query string (URL-encoded);
-  ``POST``: they become a JSON object body (``content-type: application/json``).
-- The decision: a 2xx response whose JSON body carries ``result`` of ``allow``/``deny``/``ignore`` decides
-  (with ``is_superuser`` when present); otherwise 2xx allows, 4xx denies, and anything else (5xx, a
-  timeout, a connection error) is ``ignore``: the broker moves on to the next authenticator (or, for ACL,
-  to ``no_match``).
+source); how the request is built and decided is told once, in ``services``.
 
 API semantics (documented in the API schema too):
 
