@@ -23,3 +23,11 @@ def is_database_busy(exc: BaseException | None) -> bool:
     writes): the request can simply be retried."""
     return isinstance(exc, OperationalError) and any(
         phrase in str(exc).lower() for phrase in ("database is locked", "database table is locked"))
+
+
+def lock_row(model: type[models.Model] | models.QuerySet, pk: object, **filters: object) -> models.Model:
+    """The row ``pk`` (narrowed by ``filters``, e.g. the caller's organization) read with ``SELECT … FOR UPDATE``,
+    so a concurrent writer waits until this transaction ends. Call inside ``transaction.atomic``. Raises the
+    model's ``DoesNotExist`` when no row matches; pass a queryset to add ``select_related`` or ``of=``."""
+    queryset = model if isinstance(model, models.QuerySet) else model._default_manager.all()
+    return queryset.select_for_update().get(pk=pk, **filters)

@@ -60,3 +60,9 @@ class RateLimited(DomainError):
     def __init__(self, detail: str, *, retry_after: float, errors: dict[str, list[str]] | None = None) -> None:
         super().__init__(detail, errors=errors)
         self.retry_after = max(1, int(retry_after + 0.999))
+
+
+def field_invalid(field: str, message: str, *, detail: str | None = None) -> ValidationFailed:
+    """The error for one bad field: ``message`` next to ``field`` (and as the detail unless one is given).
+    Every service builds a one-field error through this, so the problem's shape is the same everywhere."""
+    return ValidationFailed(message if detail is None else detail, errors={field: [message]})

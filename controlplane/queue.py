@@ -1,0 +1,24 @@
+"""Enqueueing Celery tasks from services.
+
+A service that asks a worker to act enqueues only once its transaction commits: a worker that started earlier
+would read the rows as they were before the change (or not at all), and a rolled-back request must not leave
+work behind. Tasks are named by their registered name, so a service never imports its app's ``tasks`` module
+(which imports the services: the cycle issue 12 removed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import current_app
+from django.db import transaction
+
+
+def enqueue(task_name: str, *args: Any, **kwargs: Any) -> None:
+    """Sends ``task_name`` now (``apply_async`` of the registered task, so eager mode applies in tests)."""
+    current_app.tasks[task_name].apply_async(args=args, kwargs=kwargs)
+
+
+def enqueue_on_commit(task_name: str, *args: Any, **kwargs: Any) -> None:
+    """Sends ``task_name`` with these arguments when the current transaction commits (at once outside one)."""
+    transaction.on_commit(lambda: enqueue(task_name, *args, **kwargs))
