@@ -1,0 +1,86 @@
+"""The helpers every app's services share: hooks, enqueue-on-commit by task name, row locks, one-field errors."""
+
+from __future__ import annotations
+
+import pytest
+from celery import shared_task
+from django.db import transaction
+
+from controlplane import errors
+from controlplane.db import lock_row
+from controlplane.hooks import Hook
+from controlplane.queue import enqueue_on_commit
+from projects.models import Organization
+from tests.support import eager_tasks
+
+SEEN: list[tuple] = []
+
+
+@shared_task(name="controlplane.tests.record")
+def record(*args: object, **kwargs: object) -> None:
+    SEEN.append((args, kwargs))
+
+
+def test_hook_sends_in_registration_order_and_collects_answers() -> None:
+    hook = Hook("thing_deleted", "A thing was deleted; receivers get thing_id.")
+    calls: list[str] = []
+
+    def first(*, thing_id: str) -> str:
+        calls.append(f"first {thing_id}")
+        return "busy"
+
+    def second(*, thing_id: str) -> None:
+        calls.append(f"second {thing_id}")
+
+    hook.register(first)
+    hook.register(second)
+    hook.register(first)  # a second registration (e.g. ready() run twice) changes nothing
+    hook.send(thing_id="t1")
+    assert calls == ["first t1", "second t1"]
+    assert hook.collect(thing_id="t2") == ["busy"]
+    assert hook.receivers == (first, second)
+
+
+def test_hook_receiver_error_reaches_the_caller() -> None:
+    hook = Hook("guarded", "")
+
+    @hook.register
+    def refuse() -> None:
+        raise errors.Conflict("no")
+
+    with pytest.raises(errors.Conflict):
+        hook.send()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enqueue_on_commit_sends_the_named_task_only_after_commit() -> None:
+    SEEN.clear()
+    with eager_tasks():
+        with transaction.atomic():
+            enqueue_on_commit("controlplane.tests.record", 1, b=2)
+            assert SEEN == []
+        assert SEEN == [((1,), {"b": 2})]
+        try:
+            with transaction.atomic():
+                enqueue_on_commit("controlplane.tests.record", 3)
+                raise RuntimeError("rolled back")
+        except RuntimeError:
+            pass
+        assert SEEN == [((1,), {"b": 2})]
+
+
+@pytest.mark.django_db
+def test_lock_row_filters_and_raises_does_not_exist() -> None:
+    organization = Organization.objects.create(name="Acme")
+    with transaction.atomic():
+        assert lock_row(Organization, organization.pk) == organization
+        assert lock_row(Organization.objects.all(), organization.pk, name="Acme") == organization
+        with pytest.raises(Organization.DoesNotExist):
+            lock_row(Organization, organization.pk, name="Other")
+
+
+def test_field_invalid_puts_the_message_next_to_the_field() -> None:
+    error = errors.field_invalid("cidr", "Overlaps 10.0.0.0/16.")
+    assert (error.detail, error.errors) == ("Overlaps 10.0.0.0/16.", {"cidr": ["Overlaps 10.0.0.0/16."]})
+    assert errors.field_invalid("name", "Too long.", detail="The request has invalid fields.").detail \
+        == "The request has invalid fields."
