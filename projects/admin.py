@@ -13,9 +13,9 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse_lazy
 
 from controlplane import errors
-from controlplane.admin_base import AuditedModelAdmin, ReadOnlyModelAdmin, ReadOnlyTabularInline, staff_principal
 from projects import accounts
 from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, User
+from projects.ops_admin import AuditedModelAdmin, ReadOnlyModelAdmin, ReadOnlyTabularInline, staff_principal
 from projects.services.api_keys import api_key_revoke
 from projects.services.logins import LoginLocked, login_authenticate
 from projects.services.organizations import organization_set_flagship
