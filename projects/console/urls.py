@@ -1,8 +1,8 @@
+"""Projects' pages of the console; ``controlplane.console_urls`` composes them with the other apps' pages under
+the ``console`` namespace."""
+
 from django.urls import path
 
-from alerts.console import urls as alert_urls
-from billing.console import urls as billing_urls
-from deployments.console import urls as deployment_urls
 from projects.console.views import api_keys, audit, auth, members
 from projects.console.views import projects as project_views
 
@@ -30,7 +30,4 @@ urlpatterns = [
     path("api-keys/<str:object_id>/created", api_keys.ApiKeyCreatedView.as_view(), name="api-key-created"),
     path("audit", audit.AuditLogView.as_view(), name="audit"),
     path("outbox", audit.OutboxView.as_view(), name="outbox"),
-    *alert_urls.urlpatterns,
-    *deployment_urls.urlpatterns,
-    *billing_urls.urlpatterns,
 ]
