@@ -15,7 +15,7 @@ from billing.models import (
     UsageRecord,
     VatStatus,
 )
-from controlplane.admin_base import (
+from projects.ops_admin import (
     ReadOnlyModelAdmin,
     ReadOnlyTabularInline,
     audit_staff_action,

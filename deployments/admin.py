@@ -3,10 +3,10 @@ import json
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from controlplane.admin_base import ReadOnlyModelAdmin, ReadOnlyTabularInline, staff_principal
 from deployments import services
 from deployments.models import Deployment, DeploymentEvent, Peering, PeeringEvent, Region, Spec, SpecPrice
 from deployments.peering import services as peering_services
+from projects.ops_admin import ReadOnlyModelAdmin, ReadOnlyTabularInline, staff_principal
 
 
 class SpecPriceInline(ReadOnlyTabularInline):

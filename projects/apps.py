@@ -6,4 +6,9 @@ class ProjectsConfig(AppConfig):
     verbose_name = "Tenancy and access"
 
     def ready(self) -> None:
-        from projects.api import schema  # noqa: F401  (registers the OpenAPI auth extensions)
+        # imported here: registers the Celery tasks that the services enqueue by name (controlplane.queue); a
+        # web process imports no tasks module otherwise, and a tasks module needs the app registry ready.
+        from projects import tasks  # noqa: F401
+
+        # imported here: registers the OpenAPI auth extensions, once the app registry is ready.
+        from projects.api import schema  # noqa: F401

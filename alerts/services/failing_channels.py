@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alerts.models import AlertChannel, Notification, NotificationStatus
-from projects import selectors as project_selectors
+from projects import facade as project_selectors
 from projects.audit import audit_record
 from projects.roles import Role
 from projects.tenancy import Principal

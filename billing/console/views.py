@@ -23,7 +23,7 @@ from billing.console import forms as billing_forms
 from billing.models import Budget, VatStatus
 from controlplane import errors
 from deployments import selectors as deployment_selectors
-from projects import selectors as project_selectors
+from projects import facade as project_selectors
 from projects.console.base import OrganizationConsoleView, OrganizationFormView
 from projects.roles import Perm
 from projects.tenancy import Principal

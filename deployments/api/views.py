@@ -16,8 +16,8 @@ from deployments.api import serializers as s
 from deployments.api.peering import DeploymentPeeringsMixin
 from deployments.models import Deployment, DeploymentStatus, Provider, Region, Spec, Tier
 from projects.api.base import OrganizationScopedViewSet
+from projects.facade import projects_by_ids
 from projects.roles import Perm
-from projects.selectors import projects_by_ids
 from projects.tenancy import Principal
 
 
