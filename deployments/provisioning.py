@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from controlplane.outbound import BLOCKED_NETWORKS
 from deployments.http_auth.emqx_config import broker_config as http_auth_broker_config
 from deployments.lifecycle import TRANSITIONAL, transition
 from deployments.models import Deployment, HttpAuthConfig, Spec
@@ -54,6 +55,8 @@ DONE = Step(None)
 REAPPLY_WHILE_WAITING_SECONDS = 60
 # On the StatefulSet (not the pod template): which HTTP auth config generation the applied objects carry.
 HTTP_AUTH_GENERATION_ANNOTATION = "mqcloud.io/http-auth-generation"
+#: The broker's egress keeps out of where the control plane never connects (k8s.render takes it from us).
+EGRESS_BLOCKED_CIDRS = tuple(str(network) for network in BLOCKED_NETWORKS)
 
 
 def _internal_cidrs(deployment: Deployment) -> tuple[str, ...]:
@@ -82,6 +85,7 @@ def broker_cluster_spec(deployment: Deployment, spec: Spec, *, replicas: int | N
         image=settings.EMQX_IMAGE,
         node_cookie=deployment.node_cookie,
         dashboard_password=deployment.dashboard_password,
+        blocked_cidrs=EGRESS_BLOCKED_CIDRS,
         surge_replicas=surge_replicas,
         partition=partition,
         extra_config=extra_config,
