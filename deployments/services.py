@@ -12,7 +12,9 @@ from django.db import transaction
 
 from billing import selectors as billing_selectors
 from controlplane import errors
-from controlplane.db import save_or_conflict
+from controlplane.db import lock_row, save_or_conflict
+from controlplane.errors import field_invalid
+from controlplane.queue import enqueue_on_commit
 from deployments.lifecycle import LIVE, transition
 from deployments.models import Deployment, DeploymentEvent, Region, Spec, SpecPrice, Tier
 from deployments.models import DeploymentStatus as S
@@ -69,18 +71,11 @@ PROTECTED_BY_DEFAULT = frozenset({Tier.PROFESSIONAL, Tier.FLAGSHIP})
 
 
 def _enqueue_converge(deployment: Deployment) -> None:
-    from deployments.tasks import deployment_converge
-
-    deployment_id = deployment.id
-    transaction.on_commit(lambda: deployment_converge.delay(deployment_id))
+    enqueue_on_commit("deployments.tasks.deployment_converge", deployment.id)
 
 
 def _locked(principal: Principal, deployment: Deployment) -> Deployment:
-    return Deployment.objects.select_for_update().get(pk=deployment.pk, organization=principal.organization)
-
-
-def _bad(field: str, message: str) -> errors.ValidationFailed:
-    return errors.ValidationFailed(message, errors={field: [message]})
+    return lock_row(Deployment, deployment.pk, organization=principal.organization)
 
 
 def _name_taken(name: str) -> errors.Conflict:
@@ -90,11 +85,12 @@ def _name_taken(name: str) -> errors.Conflict:
 
 def _check_spec_allowed(principal: Principal, spec: Spec, region: Region | None = None) -> None:
     if not spec.active:
-        raise _bad("spec", f"The spec {spec.id} is no longer offered.")
+        raise field_invalid("spec", f"The spec {spec.id} is no longer offered.")
     if spec.tier == Tier.FLAGSHIP and not principal.organization.flagship_enabled:
-        raise _bad("spec", "The flagship tier is by invitation; ask support to enable it for your organization.")
+        raise field_invalid("spec", "The flagship tier is by invitation; ask support to enable it for your "
+                                    "organization.")
     if region is not None and spec.tier not in region.tiers:
-        raise _bad("spec", f"The {spec.tier} tier is not offered in {region.name}.")
+        raise field_invalid("spec", f"The {spec.tier} tier is not offered in {region.name}.")
 
 
 def _check_not_suspended(principal: Principal) -> None:
@@ -109,10 +105,10 @@ def deployment_create(*, principal: Principal, project: Project, name: str, regi
     if not principal.can_see_project(project.id):
         raise errors.NotFound(f"No project {project.id}.")
     if not DNS_LABEL.match(name):
-        raise _bad("name", "Use 1 to 40 lowercase letters, digits and hyphens, starting with a letter and not "
-                           "ending with a hyphen.")
+        raise field_invalid("name", "Use 1 to 40 lowercase letters, digits and hyphens, starting with a letter "
+                                    "and not ending with a hyphen.")
     if not region.active or principal.organization.site not in region.sites:
-        raise _bad("region", f"The region {region.id} is not available to your organization.")
+        raise field_invalid("region", f"The region {region.id} is not available to your organization.")
     _check_spec_allowed(principal, spec, region)
     _check_not_suspended(principal)
     with transaction.atomic():
@@ -139,7 +135,7 @@ def deployment_update(*, principal: Principal, deployment: Deployment, name: str
                       deletion_protection: bool | None = None) -> Deployment:
     principal.require(Perm.DEPLOYMENTS_WRITE)
     if name is not None and not DNS_LABEL.match(name):
-        raise _bad("name", "Use 1 to 40 lowercase letters, digits and hyphens, starting with a letter.")
+        raise field_invalid("name", "Use 1 to 40 lowercase letters, digits and hyphens, starting with a letter.")
     with transaction.atomic():
         deployment = _locked(principal, deployment)
         if deployment.status in (S.DELETING, S.DELETED):
@@ -182,9 +178,9 @@ def _begin(principal: Principal, deployment: Deployment, to_status: str, *, acti
 
 def deployment_scale(*, principal: Principal, deployment: Deployment, spec: Spec) -> Deployment:
     if spec.tier != deployment.tier:
-        raise _bad("spec", f"Scaling stays within the {deployment.tier} tier; {spec.id} is {spec.tier}.")
+        raise field_invalid("spec", f"Scaling stays within the {deployment.tier} tier; {spec.id} is {spec.tier}.")
     if spec.id == deployment.spec_id:
-        raise _bad("spec", f"The deployment already runs {spec.id}.")
+        raise field_invalid("spec", f"The deployment already runs {spec.id}.")
     _check_spec_allowed(principal, spec, deployment.region)
 
     def prepare(locked: Deployment) -> None:
@@ -248,18 +244,15 @@ def deployment_delete(*, principal: Principal, deployment: Deployment) -> Deploy
 # --- operators --------------------------------------------------------------------------------------
 def deployment_force_reconcile(*, principal: Principal, deployment: Deployment) -> None:
     """Ops: drive the deployment now instead of waiting for the next reconciler pass."""
-    from deployments.tasks import deployment_converge, deployment_repair
-
     audit_record(principal=principal, action="deployment.force_reconcile", target=deployment)
-    task = deployment_repair if deployment.status in (S.RUNNING, S.STOPPED) else deployment_converge
-    deployment_id = deployment.id
-    transaction.on_commit(lambda: task.delay(deployment_id))
+    task = "deployment_repair" if deployment.status in (S.RUNNING, S.STOPPED) else "deployment_converge"
+    enqueue_on_commit(f"deployments.tasks.{task}", deployment.id)
 
 
 def deployment_mark_failed(*, principal: Principal, deployment: Deployment, reason: str) -> Deployment:
     """Ops: stop a stuck operation; the customer (or ops) can retry it."""
     with transaction.atomic():
-        deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        deployment = lock_row(Deployment, deployment.pk)
         if deployment.status == S.FAILED:
             return deployment
         deployment.failed_operation = deployment.status if deployment.status != S.PENDING else S.PROVISIONING
