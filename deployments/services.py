@@ -10,11 +10,11 @@ from pathlib import Path
 
 from django.db import transaction
 
-from billing import selectors as billing_selectors
 from controlplane import errors
 from controlplane.db import lock_row, save_or_conflict
 from controlplane.errors import field_invalid
 from controlplane.queue import enqueue_on_commit
+from deployments import hooks
 from deployments.lifecycle import LIVE, transition
 from deployments.models import Deployment, DeploymentEvent, Region, Spec, SpecPrice, Tier
 from deployments.models import DeploymentStatus as S
@@ -93,10 +93,12 @@ def _check_spec_allowed(principal: Principal, spec: Spec, region: Region | None 
         raise field_invalid("spec", f"The {spec.tier} tier is not offered in {region.name}.")
 
 
-def _check_not_suspended(principal: Principal) -> None:
-    reason = billing_selectors.billing_suspension_reason(organization_id=principal.organization.pk)
-    if reason:
-        raise errors.Conflict(reason)
+def _check_may_run(principal: Principal) -> None:
+    """Refuses (409) when an app above us says the organization may not run deployments now
+    (``hooks.start_blockers``: billing, for an invoice unpaid past the grace period)."""
+    reasons = hooks.start_blockers.collect(organization=principal.organization)
+    if reasons:
+        raise errors.Conflict(reasons[0])
 
 
 def deployment_create(*, principal: Principal, project: Project, name: str, region: Region,
@@ -110,7 +112,7 @@ def deployment_create(*, principal: Principal, project: Project, name: str, regi
     if not region.active or principal.organization.site not in region.sites:
         raise field_invalid("region", f"The region {region.id} is not available to your organization.")
     _check_spec_allowed(principal, spec, region)
-    _check_not_suspended(principal)
+    _check_may_run(principal)
     with transaction.atomic():
         if Deployment.objects.filter(project=project, name=name).exclude(status=S.DELETED).exists():
             raise _name_taken(name)
@@ -201,7 +203,7 @@ def deployment_stop(*, principal: Principal, deployment: Deployment) -> Deployme
 
 
 def deployment_start(*, principal: Principal, deployment: Deployment) -> Deployment:
-    _check_not_suspended(principal)
+    _check_may_run(principal)
 
     def prepare(locked: Deployment) -> None:
         locked.desired_generation += 1
@@ -214,7 +216,7 @@ def deployment_retry(*, principal: Principal, deployment: Deployment) -> Deploym
     """Re-drives the operation that failed (provisioning, scaling, stopping, starting or deleting)."""
     operation = deployment.failed_operation or S.PROVISIONING
     if operation in (S.PROVISIONING, S.STARTING):
-        _check_not_suspended(principal)  # retrying these would run a deployment while suspended
+        _check_may_run(principal)  # retrying these would run the brokers again
 
     def prepare(locked: Deployment) -> None:
         locked.desired_generation += 1  # apply again: whatever was half-done is redone
