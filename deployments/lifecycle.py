@@ -76,12 +76,10 @@ def schedule_apply(deployment: Deployment) -> None:
     re-applied by the repair task, a moving one picks the change up on its next converge step (the
     generations differ). On commit, so the worker reads what this transaction wrote."""
     if deployment.status in (S.RUNNING, S.STOPPED):
-        task = "deployment_repair"
+        enqueue_on_commit("deployments.tasks.deployment_repair", deployment.id)
     elif deployment.status in TRANSITIONAL:
-        task = "deployment_converge"
-    else:
-        return  # failed: the change is applied when the operation is retried; deleted: nothing to apply
-    enqueue_on_commit(f"deployments.tasks.{task}", deployment.id)
+        enqueue_on_commit("deployments.tasks.deployment_converge", deployment.id)
+    # failed: the change is applied when the operation is retried; deleted: nothing to apply
 
 
 def request_apply(*, deployment_id: str) -> None:

@@ -247,8 +247,9 @@ def deployment_delete(*, principal: Principal, deployment: Deployment) -> Deploy
 def deployment_force_reconcile(*, principal: Principal, deployment: Deployment) -> None:
     """Ops: drive the deployment now instead of waiting for the next reconciler pass."""
     audit_record(principal=principal, action="deployment.force_reconcile", target=deployment)
-    task = "deployment_repair" if deployment.status in (S.RUNNING, S.STOPPED) else "deployment_converge"
-    enqueue_on_commit(f"deployments.tasks.{task}", deployment.id)
+    settled = deployment.status in (S.RUNNING, S.STOPPED)
+    enqueue_on_commit("deployments.tasks.deployment_repair" if settled else "deployments.tasks.deployment_converge",
+                      deployment.id)
 
 
 def deployment_mark_failed(*, principal: Principal, deployment: Deployment, reason: str) -> Deployment:
