@@ -32,8 +32,8 @@ from alerts.models import (
 )
 from alerts.services.notifications import alerts_notify
 from billing.selectors import organization_ids_with_failed_payment
+from deployments.facade import failed_peerings_since
 from deployments.models import Deployment, DeploymentStatus
-from deployments.peering.selectors import failed_peerings_since
 
 
 class EpochSeconds(Func):

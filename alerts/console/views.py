@@ -22,7 +22,7 @@ from alerts.models import PUBLIC_METRICS, AlertChannel, AlertRule, ChannelType, 
 from alerts.services import channels as channel_services
 from alerts.services import rules as rule_services
 from controlplane import errors
-from deployments import selectors as deployment_selectors
+from deployments import facade as deployment_selectors
 from projects import facade as project_selectors
 from projects.console.base import OrganizationConsoleView, OrganizationFormView
 from projects.roles import Perm

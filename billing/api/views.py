@@ -1,4 +1,6 @@
-"""Billing API: ``/billing/account``, ``/billing/usage``, ``/invoices`` and ``/deployments/{id}/subscription``."""
+"""Billing API: ``/billing/account``, ``/billing/usage``, ``/invoices`` and ``/deployments/{id}/subscription``
+(billing's own viewset on the ``deployments`` prefix, derived from ``deployments.facade.DeploymentScopedViewSet``
+so the deployment is resolved and scoped as ``/deployments/{id}`` does)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from billing.api import serializers as s
 from billing.models import Budget, Invoice
 from billing.pdf import invoice_pdf
 from controlplane import errors
+from deployments.facade import DeploymentScopedViewSet
 from projects.api.base import OrganizationScopedViewSet
 from projects.roles import Perm
 from projects.tenancy import Principal
@@ -132,8 +135,8 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizat
         return response
 
 
-class DeploymentSubscriptionMixin:
-    """Mixed into the deployment viewset, so the deployment is resolved (and scoped) by the tenancy base."""
+class DeploymentSubscriptionViewSet(DeploymentScopedViewSet):
+    """How a deployment is paid, under ``/deployments/{id}/``."""
 
     @extend_schema(request=None, responses=s.SubscriptionOut,
                    description="How the deployment is paid: `hourly` (default) or a prepaid `annual` term.")

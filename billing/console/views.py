@@ -22,7 +22,7 @@ from billing import money, selectors, services, stripe_gateway
 from billing.console import forms as billing_forms
 from billing.models import Budget, VatStatus
 from controlplane import errors
-from deployments import selectors as deployment_selectors
+from deployments import facade as deployment_selectors
 from projects import facade as project_selectors
 from projects.console.base import OrganizationConsoleView, OrganizationFormView
 from projects.roles import Perm

@@ -42,7 +42,7 @@ def dunning_suspend(*, account_id: str, now: datetime | None = None) -> list[str
 
     Rerun while suspended, it stops deployments that were mid-operation last time. Returns the ids stopped.
     """
-    from deployments.services import deployment_stop
+    from deployments.facade import deployment_stop
 
     now = now or timezone.now()
     with transaction.atomic():

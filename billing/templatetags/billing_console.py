@@ -7,7 +7,7 @@ from django import template
 from billing import selectors
 from billing.console.forms import SwitchToAnnualForm
 from billing.models import SubscriptionMode
-from deployments import selectors as deployment_selectors
+from deployments import facade as deployment_selectors
 from projects.roles import Perm
 
 register = template.Library()
