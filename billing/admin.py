@@ -1,5 +1,4 @@
 from django.contrib import admin, messages
-from django.db import transaction
 
 from billing import services, stripe_gateway
 from billing.models import (
@@ -21,6 +20,7 @@ from controlplane.admin_base import (
     audit_staff_action,
     staff_principal,
 )
+from controlplane.queue import enqueue_on_commit
 
 
 @admin.register(BillingAccount)
@@ -89,16 +89,13 @@ class InvoiceAdmin(ReadOnlyModelAdmin):
 
     @admin.action(description="Retry collecting now (charge the card on file)")
     def retry_collection(self, request, queryset) -> None:
-        from billing.tasks import invoice_collect
-
         if not stripe_gateway.is_configured():
             self.message_user(request, stripe_gateway.OFFLINE_DETAIL, messages.ERROR)
             return
         queued = 0
         for invoice in queryset.filter(status=InvoiceStatus.OPEN, total__gt=0):
             audit_staff_action(request, invoice, "ops.invoice.retry_collection", {"number": invoice.number})
-            invoice_id = invoice.pk
-            transaction.on_commit(lambda invoice_id=invoice_id: invoice_collect.delay(invoice_id, force=True))
+            enqueue_on_commit("billing.tasks.invoice_collect", invoice.pk, force=True)
             queued += 1
         self.message_user(request, f"Queued {queued} open invoice(s) for collection.", messages.SUCCESS)
 

@@ -14,6 +14,7 @@ from billing.models import (
     VatStatus,
 )
 from controlplane import countries, errors
+from controlplane.queue import enqueue_on_commit
 from projects.audit import audit_record
 from projects.tenancy import Principal
 
@@ -84,10 +85,8 @@ def _vat_check_reset(account: BillingAccount) -> None:
 
 
 def _vat_check_enqueue(account_id: str, *, force: bool = False) -> None:
-    from billing.tasks import vat_number_check
-
     # On commit: a rolled-back change queues nothing, and the worker sees the committed number.
-    transaction.on_commit(lambda: vat_number_check.delay(account_id, force))
+    enqueue_on_commit("billing.tasks.vat_number_check", account_id, force)
 
 
 @transaction.atomic
