@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import F, FloatField, Func
 from django.utils import timezone
 
+from alerts import hooks
 from alerts.models import (
     EVENT_METRICS,
     ORGANIZATION_METRICS,
@@ -31,7 +32,6 @@ from alerts.models import (
     NotificationKind,
 )
 from alerts.services.notifications import alerts_notify
-from billing.selectors import organization_ids_with_failed_payment
 from deployments.models import Deployment, DeploymentStatus
 from deployments.peering.selectors import failed_peerings_since
 
@@ -127,8 +127,10 @@ class Snapshot:
             snapshot.failed_peerings = failed_peerings_since(
                 project_ids=sorted({r.project_id for r in rules if r.metric == "peering_failed"}))
         if any(r.metric == "payment_failed" for r in rules):
-            snapshot.failed_payments = organization_ids_with_failed_payment(
-                organization_ids=sorted({r.organization_id for r in rules if r.metric == "payment_failed"}))
+            # Payments are billing's, above alerts: billing answers the hook (alerts.hooks).
+            for answer in hooks.organization_payment_failures.collect(
+                    organization_ids=sorted({r.organization_id for r in rules if r.metric == "payment_failed"})):
+                snapshot.failed_payments.update(answer)
         return snapshot
 
     def _load_samples(self, rules: list[AlertRule]) -> None:

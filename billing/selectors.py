@@ -203,7 +203,7 @@ def budget_notice_recipients(*, budget: Budget) -> list[str]:
 
 
 def organization_ids_with_failed_payment(*, organization_ids: list[str] | None = None) -> dict[str, datetime]:
-    """Organizations whose last payment failed (system read, for the alert evaluator): id → when it failed.
+    """Organizations whose last payment failed (system read; alerts asks through ``billing.receivers``): id → when.
 
     The condition holds while ``payment_failed_at`` is set; a later successful payment clears it.
     """
