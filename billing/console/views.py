@@ -17,7 +17,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts import selectors as alert_selectors
+from alerts import facade as alerts_facade
 from billing import money, selectors, services, stripe_gateway
 from billing.console import forms as billing_forms
 from billing.models import Budget, VatStatus
@@ -144,7 +144,7 @@ class _BudgetFormView(OrganizationFormView):
     def get_form(self, data: Any = None) -> forms.Form:
         principal = self.principal
         return self.form_class(data, projects=list(project_selectors.project_list(principal=principal)),
-                               channels=list(alert_selectors.channel_list(principal=principal)),
+                               channels=list(alerts_facade.channel_list(principal=principal)),
                                currency=principal.organization.currency, editing=self.editing,
                                allow_organization=not principal.is_project_limited, **self.get_form_kwargs())
 

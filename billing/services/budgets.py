@@ -11,8 +11,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts import notices
-from alerts import selectors as alert_selectors
+from alerts import facade as alerts_facade
 from billing import money, periods, selectors
 from billing.models import (
     Budget,
@@ -43,7 +42,7 @@ def _budget_amount(amount: Decimal, currency: str) -> Decimal:
 
 
 def _budget_channels(principal: Principal, channel_ids: list[str]) -> list:
-    channels = list(alert_selectors.channel_list(principal=principal).filter(pk__in=channel_ids))
+    channels = list(alerts_facade.channel_list(principal=principal).filter(pk__in=channel_ids))
     missing = sorted(set(channel_ids) - {c.id for c in channels})
     if missing:
         raise _budget_invalid("channels", f"No alert channel(s) {', '.join(missing)}.")
@@ -187,6 +186,6 @@ def _budget_notify(*, budget: Budget, threshold: int, spent: Decimal, now: datet
               "dedup_key": f"mqcloud-budget-{budget.id}-{month:%Y-%m}-{threshold}"}
     channels = [c for c in budget.channels.all() if c.enabled]
     if channels:
-        notices.organization_notice_send(channels=channels, **kwargs)
+        alerts_facade.organization_notice_send(channels=channels, **kwargs)
     else:
-        notices.organization_notice_email(recipients=selectors.budget_notice_recipients(budget=budget), **kwargs)
+        alerts_facade.organization_notice_email(recipients=selectors.budget_notice_recipients(budget=budget), **kwargs)
