@@ -32,6 +32,7 @@ from alerts.models import (
     NotificationKind,
 )
 from alerts.services.notifications import alerts_notify
+from controlplane.db import lock_row
 from deployments.models import Deployment, DeploymentStatus
 from deployments.peering.selectors import failed_peerings_since
 
@@ -242,7 +243,7 @@ def _renotify_due(alert: Alert, rule: AlertRule, now: datetime) -> bool:
 def _renotify(alert: Alert, rule: AlertRule, value: float, now: datetime) -> int:
     with transaction.atomic():
         # Re-checked under the lock: a concurrent evaluator may have just re-notified or resolved it.
-        deployment, alert = alert.deployment, Alert.objects.select_for_update().get(pk=alert.pk)
+        deployment, alert = alert.deployment, lock_row(Alert, alert.pk)
         if alert.state != AlertState.FIRING or not _renotify_due(alert, rule, now):
             return 0
         alert.rule, alert.deployment = rule, deployment  # the pass's, with the rule's channels prefetched
@@ -254,7 +255,7 @@ def _renotify(alert: Alert, rule: AlertRule, value: float, now: datetime) -> int
 
 def _resolve(alert: Alert, rule: AlertRule, value: float, now: datetime) -> int:
     with transaction.atomic():
-        deployment, alert = alert.deployment, Alert.objects.select_for_update().get(pk=alert.pk)
+        deployment, alert = alert.deployment, lock_row(Alert, alert.pk)
         if alert.state != AlertState.FIRING:
             return 0
         alert.rule, alert.deployment = rule, deployment
