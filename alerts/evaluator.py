@@ -33,8 +33,8 @@ from alerts.models import (
 )
 from alerts.services.notifications import alerts_notify
 from controlplane.db import lock_row
+from deployments.facade import failed_peerings_since
 from deployments.models import Deployment, DeploymentStatus
-from deployments.peering.selectors import failed_peerings_since
 
 
 class EpochSeconds(Func):

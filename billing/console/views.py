@@ -22,7 +22,7 @@ from billing import money, selectors, services, stripe_gateway
 from billing.console import forms as billing_forms
 from billing.models import Budget, VatStatus
 from controlplane import errors
-from deployments import selectors as deployment_selectors
+from deployments import facade as deployments_facade
 from projects import selectors as project_selectors
 from projects.console.base import OrganizationConsoleView, OrganizationFormView
 from projects.roles import Perm
@@ -112,7 +112,7 @@ class UsageView(OrganizationConsoleView):
         since = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         summary = selectors.usage_summary(principal=self.principal, since=since, until=now, now=now)
         ids = [row["deployment"] for row in summary["deployments"]]
-        names = dict(deployment_selectors.deployment_list(principal=self.principal, include_deleted=True)
+        names = dict(deployments_facade.deployment_list(principal=self.principal, include_deleted=True)
                      .filter(id__in=ids).values_list("id", "name"))
         for row in summary["deployments"]:
             row["name"] = names.get(row["deployment"], row["deployment"])
@@ -230,7 +230,7 @@ class SwitchToAnnualView(OrganizationConsoleView):
     required_perm = Perm.BILLING_MANAGE
 
     def post(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
-        deployment = deployment_selectors.deployment_get(principal=self.principal, deployment_id=deployment_id)
+        deployment = deployments_facade.deployment_get(principal=self.principal, deployment_id=deployment_id)
         form = billing_forms.SwitchToAnnualForm(request.POST)
         renew = form.is_valid() and form.cleaned_data["renew"]
         try:

@@ -14,9 +14,9 @@ from billing.models import (
 )
 from billing.services import accounts
 from controlplane import errors
+from deployments.facade import deployment_stop
 from deployments.models import Deployment
 from deployments.models import DeploymentStatus as S
-from deployments.services import deployment_stop
 from projects.audit import audit_record
 from projects.tenancy import Principal
 
