@@ -24,7 +24,6 @@ from billing.models import (
 )
 from billing.services import usage as usage_services
 from controlplane import errors
-from controlplane.db import lock_row
 from deployments.models import Deployment, Spec
 from projects.audit import audit_record
 from projects.models import Organization
@@ -105,7 +104,7 @@ def invoice_generate(*, account: BillingAccount, period_start: date,
     period_end = periods.month_after(period_start)
     if periods.as_utc(period_end) > timezone.now():
         raise errors.Conflict("The period is not closed yet.")
-    account = lock_row(BillingAccount.objects.select_related("organization"), account.pk)
+    account = BillingAccount.objects.select_for_update().select_related("organization").get(pk=account.pk)
     existing = Invoice.objects.filter(account=account, period_start=period_start).first()
     if existing is not None:
         return existing

@@ -15,7 +15,6 @@ from billing.models import (
     BillingAccount,
     VatStatus,
 )
-from controlplane.db import lock_row
 from projects.audit import audit_record
 from projects.tenancy import Principal
 
@@ -51,7 +50,7 @@ def vat_number_check(*, account_id: str, force: bool = False, now: datetime | No
         failure = exc
     now = now or timezone.now()
     with transaction.atomic():
-        account = lock_row(BillingAccount.objects.select_related("organization"), account_id)
+        account = BillingAccount.objects.select_for_update().select_related("organization").get(pk=account_id)
         if account.vat_number != number:
             return VatCheckOutcome.STALE
         if account.vat_status != VatStatus.UNCHECKED and not force:
