@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 
-from billing import services, stripe_gateway
+from billing import stripe_gateway
 from billing.models import (
     BillingAccount,
     Budget,
@@ -14,6 +14,7 @@ from billing.models import (
     UsageRecord,
     VatStatus,
 )
+from billing.services.accounts import billing_account_operator_update, vat_number_recheck_request
 from controlplane.admin_base import (
     ReadOnlyModelAdmin,
     ReadOnlyTabularInline,
@@ -39,8 +40,8 @@ class BillingAccountAdmin(ReadOnlyModelAdmin):
 
     def _update(self, request, queryset, **changes) -> None:
         for account in queryset:
-            services.billing_account_operator_update(principal=staff_principal(request, account), account=account,
-                                                     **changes)
+            billing_account_operator_update(principal=staff_principal(request, account), account=account,
+                                            **changes)
         self.message_user(request, f"Updated {queryset.count()} account(s).", messages.SUCCESS)
 
     @admin.action(description="Mark tax exempt")
@@ -57,8 +58,8 @@ class BillingAccountAdmin(ReadOnlyModelAdmin):
 
     @admin.action(description="Check VAT number in VIES again")
     def recheck_vat_number(self, request, queryset) -> None:
-        queued = sum(services.vat_number_recheck_request(principal=staff_principal(request, account),
-                                                         account=account) for account in queryset)
+        queued = sum(vat_number_recheck_request(principal=staff_principal(request, account),
+                                                account=account) for account in queryset)
         self.message_user(request, f"Queued a VIES check for {queued} account(s); GB numbers and accounts "
                                    "without a number are not checked.", messages.SUCCESS)
 

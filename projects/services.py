@@ -141,7 +141,7 @@ def _project_created(*, project: Project) -> dict[str, Any]:
     Imported here, not at the top: ``alerts`` builds on ``projects`` (audit, tenancy), so a module-level import
     of it from this module would be a cycle; at call time both are loaded.
     """
-    from alerts.services import project_default_rules_create
+    from alerts.services.defaults import project_default_rules_create
 
     return {"alert_rules": project_default_rules_create(project=project)}
 
@@ -185,7 +185,7 @@ def project_delete(*, principal: Principal, project: Project) -> None:
         if count:
             raise errors.Conflict(f"The project still has {count} deployment(s); delete them first.")
         # Imported here for the same reason as in _project_created (alerts builds on projects).
-        from alerts.services import organization_rules_rehome
+        from alerts.services.defaults import organization_rules_rehome
 
         # Organization-wide alert rules (payment_failed) must outlive the project they are stored on.
         moved = organization_rules_rehome(project=project)

@@ -18,9 +18,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alerts import facade as alerts_facade
-from billing import money, selectors, services, stripe_gateway
+from billing import money, selectors, stripe_gateway
 from billing.console import forms as billing_forms
 from billing.models import Budget, VatStatus
+from billing.services.accounts import billing_account_update
+from billing.services.budgets import budget_create, budget_delete, budget_update
+from billing.services.cards import payment_method_setup_complete
+from billing.services.subscriptions import subscription_switch_to_annual
 from controlplane import errors
 from deployments import facade as deployments_facade
 from projects import selectors as project_selectors
@@ -71,7 +75,7 @@ class BillingAccountView(OrganizationFormView):
         return super().post(request, *args, **kwargs)
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
-        services.billing_account_update(principal=self.principal, **form.cleaned_data)
+        billing_account_update(principal=self.principal, **form.cleaned_data)
         messages.success(self.request, "Billing details saved.")
         return redirect(reverse("console:billing-account"))
 
@@ -89,7 +93,7 @@ class PaymentMethodConfirmView(OrganizationConsoleView):
                 raise stripe_gateway.StripeOffline(stripe_gateway.OFFLINE_DETAIL)
             if not setup_intent_id.startswith("seti_"):
                 raise errors.ValidationFailed("The card setup did not complete.")
-            account = services.payment_method_setup_complete(
+            account = payment_method_setup_complete(
                 account=selectors.billing_account_get(principal=self.principal), setup_intent_id=setup_intent_id,
                 principal=self.principal)
         except errors.PermissionDenied:
@@ -155,8 +159,8 @@ class BudgetCreateView(_BudgetFormView):
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
         data = form.cleaned_data
-        services.budget_create(principal=self.principal, project=data["project"] or None, amount=data["amount"],
-                               channels=data["channels"], enabled=data["enabled"])
+        budget_create(principal=self.principal, project=data["project"] or None, amount=data["amount"],
+                      channels=data["channels"], enabled=data["enabled"])
         messages.success(self.request, "Budget created.")
         return redirect(reverse("console:billing"))
 
@@ -186,8 +190,8 @@ class BudgetEditView(_BudgetMixin, _BudgetFormView):
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
         data = form.cleaned_data
-        services.budget_update(principal=self.principal, budget=self.budget, amount=data["amount"],
-                               channels=data["channels"], enabled=data["enabled"])
+        budget_update(principal=self.principal, budget=self.budget, amount=data["amount"],
+                      channels=data["channels"], enabled=data["enabled"])
         messages.success(self.request, "Budget saved.")
         return redirect(reverse("console:billing"))
 
@@ -197,7 +201,7 @@ class BudgetDeleteView(_BudgetMixin, OrganizationConsoleView):
     required_perm = Perm.BILLING_MANAGE
 
     def post(self, request: HttpRequest, budget_id: str) -> HttpResponse:
-        services.budget_delete(principal=self.principal, budget=self.budget)
+        budget_delete(principal=self.principal, budget=self.budget)
         messages.success(request, "Budget deleted.")
         return redirect(reverse("console:billing"))
 
@@ -234,7 +238,7 @@ class SwitchToAnnualView(OrganizationConsoleView):
         form = billing_forms.SwitchToAnnualForm(request.POST)
         renew = form.is_valid() and form.cleaned_data["renew"]
         try:
-            services.subscription_switch_to_annual(principal=self.principal, deployment=deployment, renew=renew)
+            subscription_switch_to_annual(principal=self.principal, deployment=deployment, renew=renew)
         except (errors.NotFound, errors.PermissionDenied):
             raise
         except errors.DomainError as exc:
