@@ -170,7 +170,7 @@ def beat_jobs_over_real_data(client, project_id: str | None, channel_id: str | N
     from alerts.metrics import metrics_collect
     from alerts.models import Alert
     from billing.models import Invoice, UsageRecord
-    from billing.services import usage_meter_range
+    from billing.services.usage import usage_meter_range
     from controlplane.celery import app as celery_app
     from deployments.models import Deployment, DeploymentEvent, Spec
     from deployments.tests.factories import DeploymentFactory, PeeringFactory
