@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 
+from alerts import hooks as alert_hooks
 from deployments import hooks as deployment_hooks
 
 
@@ -11,3 +12,4 @@ class BillingConfig(AppConfig):
         from billing import receivers
 
         deployment_hooks.start_blockers.register(receivers.organization_suspended_blocks_start)
+        alert_hooks.organization_payment_failures.register(receivers.organization_payment_failures)
