@@ -17,7 +17,7 @@ ARCH_PENDING ?= layers k8s-no-django billing-workers-no-tasks deployments-door p
 ARCH_ALL = $(shell $(PY) -c 'import tomllib; print(*(c["id"] for c in tomllib.load(open("pyproject.toml", "rb"))["tool"]["importlinter"]["contracts"]))')
 ARCH_CONTRACTS = $(filter-out $(ARCH_PENDING),$(ARCH_ALL))
 
-.PHONY: run test lint arch arch-pending bench install install-dev services browser clean
+.PHONY: run test lint arch arch-pending typecheck bench install install-dev services browser clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -52,9 +52,14 @@ arch: install-dev services
 arch-pending: install-dev
 	$(VENV)/bin/lint-imports --no-logo --no-cache $(addprefix --contract ,$(ARCH_PENDING))
 
+# mypy with the Django and DRF plugins over the paths in [tool.mypy] of pyproject.toml (the plugin loads the
+# settings, hence the test environment).
+typecheck: install-dev
+	$(TEST_ENV) $(VENV)/bin/mypy
+
 test: install-dev services browser
 	$(VENV)/bin/ruff check .
-	$(MAKE) --no-print-directory arch
+	$(MAKE) --no-print-directory arch typecheck
 	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: install-dev services
