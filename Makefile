@@ -57,9 +57,8 @@ arch-pending: install-dev
 typecheck: install-dev
 	$(TEST_ENV) $(VENV)/bin/mypy
 
-test: install-dev services browser
-	$(VENV)/bin/ruff check .
-	$(MAKE) --no-print-directory arch typecheck
+# Lint, the architecture contracts and the type check run first (in this order), then the suite.
+test: install-dev services browser lint arch typecheck
 	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: install-dev services
