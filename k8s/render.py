@@ -204,10 +204,10 @@ def render(spec: BrokerClusterSpec) -> list[dict]:
 def _ip_block(cidr: IPNetwork, excluded: list[IPNetwork]) -> dict:
     """An ipBlock peer: ``cidr`` minus the parts of ``excluded`` inside it (strict subsets, merged, canonical,
     as the API server requires)."""
-    inside = [n for n in excluded if n.version == cidr.version and n.subnet_of(cidr) and n != cidr]
+    inside = [n for n in excluded if n.version == cidr.version and n.subnet_of(cidr) and n != cidr]  # type: ignore[arg-type]  # same IP version, compared first
     block: dict = {"cidr": str(cidr)}
     if inside:
-        block["except"] = [str(n) for n in ipaddress.collapse_addresses(inside)]
+        block["except"] = [str(n) for n in ipaddress.collapse_addresses(inside)]  # type: ignore[type-var]  # one version
     return {"ipBlock": block}
 
 
@@ -223,7 +223,7 @@ def _egress(spec: BrokerClusterSpec, cluster_ports: list[dict]) -> list[dict]:
     ]
     peered = [ipaddress.ip_network(c) for c in spec.peered_cidrs]
     # A peering that lies inside the cluster's own ranges opens nothing; one that contains them, all but them.
-    peered = [p for p in peered if not any(p.version == i.version and p.subnet_of(i) for i in internal)]
+    peered = [p for p in peered if not any(p.version == i.version and p.subnet_of(i) for i in internal)]  # type: ignore[arg-type]  # same IP version, compared first
     if peered:
         rules.append({"to": [_ip_block(p, never) for p in peered]})
     rules.append({"to": [_ip_block(ipaddress.ip_network("0.0.0.0/0"), never),
