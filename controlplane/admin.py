@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.template.response import TemplateResponse
 from django.views import View
 
@@ -29,7 +31,7 @@ class OpsPageView(View):
     http_method_names = ["get", "head", "options"]
 
     @classmethod
-    def as_ops_view(cls, **initkwargs: Any):
+    def as_ops_view(cls, **initkwargs: Any) -> Callable[..., HttpResponseBase]:
         return admin.site.admin_view(cls.as_view(**initkwargs))
 
     def render_page(self, context: dict[str, Any]) -> HttpResponse:

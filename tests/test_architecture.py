@@ -17,8 +17,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_PARTY = ("controlplane", "projects", "deployments", "k8s", "alerts", "billing")
 MAX_INNER_IMPORTS = 9
@@ -27,12 +25,6 @@ MAX_MODULE_LINES = 500
 # Data tables that are long because they list things, not because they mix concerns.
 LONG_MODULES_ALLOWED = frozenset({"k8s/simulator/resources.py"})
 SKIPPED_DIRS = frozenset({"migrations", "__pycache__", "node_modules", "var", "staticfiles"})
-
-PENDING = (
-    "issue 12: holds once the refactoring branches (billing, alerts, deployments, projects, console URLs) "
-    "are merged; the lead removes this xfail then"
-)
-
 
 @dataclass(frozen=True)
 class Found:
@@ -190,7 +182,6 @@ def test_checker_sees_inner_imports_and_their_reasons(tmp_path, monkeypatch):
     assert [item.line for item in private_imports(module)] == [15]
 
 
-@pytest.mark.xfail(strict=False, reason=PENDING)
 def test_first_party_imports_inside_functions_are_few():
     found = all_inner_imports()
     assert len(found) <= MAX_INNER_IMPORTS, (
@@ -200,7 +191,6 @@ def test_first_party_imports_inside_functions_are_few():
     )
 
 
-@pytest.mark.xfail(strict=False, reason=PENDING)
 def test_each_import_inside_a_function_says_why():
     missing = [item for item, ok in all_inner_imports() if not ok]
     assert not missing, (
@@ -209,13 +199,11 @@ def test_each_import_inside_a_function_says_why():
     )
 
 
-@pytest.mark.xfail(strict=False, reason=PENDING)
 def test_no_module_is_over_500_lines():
     found = long_modules()
     assert not found, f"modules over {MAX_MODULE_LINES} lines (split them by concern):\n" + _report(found)
 
 
-@pytest.mark.xfail(strict=False, reason=PENDING)
 def test_no_module_imports_another_modules_private_names():
     found = [item for path in product_modules() for item in private_imports(path)]
     assert not found, "private names imported across modules (export a public name, or a facade):\n" + _report(found)
