@@ -56,9 +56,10 @@ class MqttUserCreatedOut(MqttUserOut):
 
 
 class MqttUsersImportIn(InputSerializer):
-    users = serializers.ListField(child=serializers.JSONField(), max_length=IMPORT_MAX, allow_empty=False,
-                                  help_text="`[{username, password, is_superuser?}]` or `[{username, "
-                                            "password_hash, salt, algorithm: pbkdf2_sha256|bcrypt, is_superuser?}]`.")
+    users = serializers.ListField(
+        child=serializers.JSONField(), max_length=IMPORT_MAX, allow_empty=False,
+        help_text="`[{username, password, is_superuser?}]` or `[{username, password_hash, salt, algorithm: "
+                  "pbkdf2_sha256, is_superuser?}]` (PBKDF2-HMAC-SHA256, 4096 iterations, 32-byte key in hex).")
 
 
 class ImportErrorOut(serializers.Serializer):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from controlplane import errors
 from controlplane.db import lock_row, save_or_conflict
@@ -163,58 +164,89 @@ def _import_row(raw: object) -> _ImportRow:
                       hashing.imported_hash(algorithm, password_hash, salt))
 
 
-def _unchanged(existing: MqttUser, row: _ImportRow) -> bool:
-    if existing.is_superuser != row.is_superuser or existing.username != row.username:
-        return False
-    current = hashing.PasswordHash(existing.algorithm, existing.password_hash, existing.salt)
-    if row.stored is not None:
-        return row.stored == current
-    return hashing.verify_password(current, row.password or "")
+_UserState = tuple[str, bool, hashing.PasswordHash]  # username, is_superuser, hash: what an import compares
 
 
-def mqtt_users_import(*, principal: Principal, deployment: Deployment, users: object,
-                      dry_run: bool = False) -> ImportResult:
-    """Creates or updates many users at once: all of them or, when any row is invalid, none (a dry run reports
-    the same counts and errors and changes nothing)."""
-    principal.require(Perm.DEPLOYMENTS_WRITE)
-    if not isinstance(users, list) or not users:
-        raise errors.field_invalid("users", "Must be a non-empty list of users.")
-    if len(users) > IMPORT_MAX:
-        raise errors.field_invalid("users", f"At most {IMPORT_MAX} users per import; split the file.")
-    result, rows, seen = ImportResult(), [], {}
+def _state(user: MqttUser | None) -> _UserState | None:
+    if user is None:
+        return None
+    return user.username, user.is_superuser, hashing.PasswordHash(user.algorithm, user.password_hash, user.salt)
+
+
+def _plan(row: _ImportRow, current: _UserState | None) -> hashing.PasswordHash | None:
+    """The hash to store for ``row``, or ``None`` when the user already is exactly that (``unchanged``).
+    Costs one or two PBKDF2 runs for a plain-password row."""
+    if current is not None and current[:2] == (row.username, row.is_superuser):
+        if row.stored is not None and row.stored == current[2]:
+            return None
+        if row.stored is None and hashing.verify_password(current[2], row.password or ""):
+            return None
+    return row.stored or hashing.hash_password(row.password or "")
+
+
+def _import_rows(users: list) -> tuple[list[_ImportRow], list[dict[str, Any]]]:
+    """The valid rows (one per user) and the errors of the others, by index."""
+    rows, problems, seen = [], [], {}
     for index, raw in enumerate(users):
         label = raw.get("username") if isinstance(raw, dict) and isinstance(raw.get("username"), str) else None
         try:
             row = _import_row(raw)
         except Invalid as exc:
-            result.errors.append({"index": index, "username": label, "message": str(exc)})
+            problems.append({"index": index, "username": label, "message": str(exc)})
             continue
         if row.key in seen:
-            result.errors.append({"index": index, "username": label,
-                                  "message": f"The same user as row {seen[row.key]} (usernames are compared "
-                                             "ignoring case and Unicode form)."})
+            problems.append({"index": index, "username": label,
+                             "message": f"The same user as row {seen[row.key]} (usernames are compared "
+                                        "ignoring case and Unicode form)."})
             continue
         seen[row.key] = index
         rows.append(row)
+    return rows, problems
+
+
+def _existing(deployment: Deployment, rows: list[_ImportRow]) -> dict[str, MqttUser]:
+    keys = [row.key for row in rows]
+    users: dict[str, MqttUser] = {}
+    for start in range(0, len(keys), 5000):
+        users.update((user.username_key, user) for user in MqttUser.objects.filter(
+            deployment=deployment, username_key__in=keys[start:start + 5000]))
+    return users
+
+
+def mqtt_users_import(*, principal: Principal, deployment: Deployment, users: object,
+                      dry_run: bool = False) -> ImportResult:
+    """Creates or updates many users at once: all of them or, when any row is invalid, none (a dry run reports
+    the same counts and errors and changes nothing).
+
+    The password hashing (PBKDF2, milliseconds per row) is planned before the deployment is locked, against
+    the rows as they were; under the lock only the rows another change touched meanwhile are planned again."""
+    principal.require(Perm.DEPLOYMENTS_WRITE)
+    if not isinstance(users, list) or not users:
+        raise errors.field_invalid("users", "Must be a non-empty list of users.")
+    if len(users) > IMPORT_MAX:
+        raise errors.field_invalid("users", f"At most {IMPORT_MAX} users per import; split the file.")
+    rows, problems = _import_rows(users)
+    before = {key: _state(user) for key, user in _existing(deployment, rows).items()}
+    planned = {row.key: _plan(row, before.get(row.key)) for row in rows}
+    result = ImportResult(errors=problems)
     with transaction.atomic():
         locked, access = _locked_access(principal, deployment)
-        existing = {user.username_key: user for user in MqttUser.objects.filter(deployment=locked,
-                                                                               username_key__in=list(seen))}
-        creates, updates = [], []
+        existing = _existing(locked, rows)
+        creates, updates, now = [], [], timezone.now()
         for row in rows:
             current = existing.get(row.key)
-            if current is not None and _unchanged(current, row):
+            state = _state(current)
+            stored = planned[row.key] if state == before.get(row.key) else _plan(row, state)
+            if stored is None:
                 result.unchanged += 1
-                continue
-            stored = row.stored or hashing.hash_password(row.password or "")
-            if current is None:
+            elif current is None:
                 result.created += 1
                 creates.append(MqttUser(deployment=locked, username=row.username, username_key=row.key,
                                         algorithm=stored.algorithm, password_hash=stored.password_hash,
                                         salt=stored.salt, is_superuser=row.is_superuser))
             else:
                 result.updated += 1
-                current.username, current.is_superuser = row.username, row.is_superuser
+                current.username, current.is_superuser, current.updated_at = row.username, row.is_superuser, now
                 current.algorithm, current.password_hash, current.salt = stored.algorithm, stored.password_hash, \
                     stored.salt
                 updates.append(current)

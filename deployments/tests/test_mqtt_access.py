@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 
-import bcrypt
 import pytest
 
 from deployments.models import Deployment, MqttAccess, MqttUser
 from deployments.mqtt_access import hashing
+from deployments.mqtt_access.acl_conf import render_acl_conf
 from deployments.mqtt_access.validation import (
     AclRule,
     Invalid,
@@ -84,15 +84,15 @@ def test_pbkdf2_hash_is_what_emqx_computes_from_the_same_config() -> None:
     assert hashing.hash_password("correct horse").salt != stored.salt
 
 
-def test_imported_bcrypt_hash_verifies_and_bad_hashes_are_refused() -> None:
-    hashed = bcrypt.hashpw(b"legacy-pass", bcrypt.gensalt(rounds=4)).decode()
-    assert hashing.imported_hash_problem("bcrypt", hashed, "") is None
-    stored = hashing.imported_hash("bcrypt", hashed, "")
-    assert stored.salt == hashed[:29] and hashing.verify_password(stored, "legacy-pass")
-    assert not hashing.verify_password(stored, "other-pass")
-    assert "bcrypt hash" in hashing.imported_hash_problem("bcrypt", "nope", "")
+def test_imported_hashes_must_be_the_brokers_scheme() -> None:
+    salt = "importedsalt"
+    key = hashlib.pbkdf2_hmac("sha256", b"legacy-pass", salt.encode(), 4096, 32).hex().upper()
+    assert hashing.imported_hash_problem("pbkdf2_sha256", key, salt) is None
+    stored = hashing.imported_hash("pbkdf2_sha256", key, salt)
+    assert stored.password_hash == key.lower() and hashing.verify_password(stored, "legacy-pass")
     assert "hex" in hashing.imported_hash_problem("pbkdf2_sha256", "zz", "saltsalt")
-    assert "algorithm" in hashing.imported_hash_problem("md5", "x", "y")
+    assert "salt" in hashing.imported_hash_problem("pbkdf2_sha256", key, "bad salt!")
+    assert "algorithm" in hashing.imported_hash_problem("bcrypt", "$2b$10$x", "")
 
 
 # --- API ------------------------------------------------------------------------------------------------
@@ -184,9 +184,9 @@ def test_patch_and_delete_a_user(api, deployment) -> None:
 def test_import_dry_run_then_all_or_nothing(api, deployment) -> None:
     api.post(users_url(deployment), {"username": "kept", "password": "same-pass"}, format="json")
     api.post(users_url(deployment), {"username": "changed", "password": "old-pass1"}, format="json")
-    legacy = bcrypt.hashpw(b"legacy-pass", bcrypt.gensalt(rounds=4)).decode()
+    legacy = hashlib.pbkdf2_hmac("sha256", b"legacy-pass", b"legacysalt", 4096, 32).hex()
     users = [{"username": "kept", "password": "same-pass"}, {"username": "changed", "password": "new-pass1"},
-             {"username": "new", "password_hash": legacy, "salt": "", "algorithm": "bcrypt"},
+             {"username": "new", "password_hash": legacy, "salt": "legacysalt", "algorithm": "pbkdf2_sha256"},
              {"username": "NEW", "password": "whatever1"}, {"username": "short", "password": "x"}]
     dry = api.post(users_url(deployment, "/import?dry_run=true"), {"users": users}, format="json")
     assert dry.status_code == 200, dry.content
@@ -241,3 +241,17 @@ def test_other_tenants_viewers_and_limited_members_are_kept_out(api, deployment,
     limited = make_client(limited_secret)
     assert limited.get(users_url(deployment)).status_code == 404
     assert MqttUser.objects.count() == 1
+
+
+def test_acl_renders_into_emqx_file_source_rules_in_order() -> None:
+    text = render_acl_conf([
+        AclRule("deny", {"username": 'we"ird\\'}, "all", ("#",)),
+        AclRule("allow", "all", "publish", ("dev/${username}/#", "eq cmd/+")),
+        AclRule("allow", {"clientid": "c1"}, "subscribe", ("ü/+",)),
+    ])
+    assert text.splitlines()[2:] == [
+        '{deny, {username, "we\\"ird\\\\"}, all, ["#"]}.',
+        '{allow, all, publish, ["dev/${username}/#", {eq, "cmd/+"}]}.',
+        '{allow, {clientid, "c1"}, subscribe, ["ü/+"]}.',
+    ]
+    assert text.startswith("%% -*- coding: utf-8 -*-\n")
