@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from django.db import models
 from django.utils import timezone
 
@@ -85,6 +87,13 @@ class DeploymentStatus(models.TextChoices):
     FAILED = "failed"
 
 
+MANAGEMENT_API_KEY = "mqcloud"
+
+
+def new_management_api_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
 class Deployment(models.Model):
     """An MQTT broker cluster (EMQX) in one region, sized by a spec, living in its own Kubernetes namespace.
 
@@ -112,6 +121,9 @@ class Deployment(models.Model):
     # Bootstrap secrets of the broker cluster: stable for its life, encrypted at rest.
     node_cookie = EncryptedTextField()
     dashboard_password = EncryptedTextField()
+    #: The secret of the broker's bootstrap management API key ``MANAGEMENT_API_KEY`` (EMQX
+    #: ``api_key.bootstrap_file``): what the control plane pushes users and rules with.
+    management_api_secret = EncryptedTextField(default=new_management_api_secret)
     # Bumped whenever the desired Kubernetes state changes; the reconciler compares it with what it applied.
     desired_generation = models.PositiveIntegerField(default=1)
     applied_generation = models.PositiveIntegerField(default=0)
