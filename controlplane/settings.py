@@ -155,6 +155,7 @@ CELERY_BEAT_SCHEDULE = {
     "invitations-expire": {"task": "projects.tasks.invitations_expire", "schedule": 900.0},
     "deployments-reconcile": {"task": "deployments.tasks.deployments_reconcile", "schedule": 60.0},
     "peerings-reconcile": {"task": "deployments.tasks.peerings_reconcile", "schedule": 120.0},
+    "mqtt-access-reconcile": {"task": "deployments.tasks.mqtt_access_reconcile", "schedule": 60.0},
     # Billing: meter the last closed hours (re-metering catches late events); invoice on the 1st.
     "billing-usage-meter": {"task": "billing.tasks.usage_meter_recent", "schedule": crontab(minute=5)},
     "billing-invoices-generate": {"task": "billing.tasks.invoices_generate_previous_month",
@@ -328,6 +329,7 @@ BROKER_MANAGEMENT_URL_TEMPLATE = env_str(
     "BROKER_MANAGEMENT_URL_TEMPLATE",
     "http://emqx-api.{namespace}.svc:18083" if PRODUCTION else "http://{endpoint_host}:18083")
 BROKER_API_TIMEOUT_S = env_int("BROKER_API_TIMEOUT_S", 5)
+BROKER_MANAGEMENT_LOOPBACK_ONLY = not PRODUCTION
 
 # --- alerts and metrics -----------------------------------------------------------------------------
 METRICS_RETENTION_DAYS = env_int("METRICS_RETENTION_DAYS", 7)

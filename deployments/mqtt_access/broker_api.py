@@ -10,10 +10,11 @@ the metrics scraper does), not the guarded outbound client.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import urllib3
 from django.conf import settings
@@ -42,13 +43,30 @@ class BrokerRefused(BrokerError):
     """The broker answered 4xx."""
 
 
+class BrokerAddressUnknown(BrokerError):
+    """There is no address the control plane may call (not retried: the reconciler looks again)."""
+
+
 def management_url(deployment: Deployment) -> str:
-    """Where ``deployment``'s management API listens. In a real cluster, the dashboard Service's DNS name;
-    on the simulated cluster, the deployment's own loopback address (its endpoint host)."""
+    """Where ``deployment``'s management API listens. In a real cluster, an in-cluster Service's DNS name;
+    on the simulated cluster, the deployment's own loopback address (its endpoint host).
+
+    Outside production only loopback addresses are called (``BROKER_MANAGEMENT_LOOPBACK_ONLY``): a test or
+    ``make run`` never resolves or reaches any other host, even one a simulated load balancer made up."""
     endpoint = next(iter((deployment.endpoints or {}).values()), "")
-    host = endpoint.rsplit(":", 1)[0] if endpoint else ""
-    return settings.BROKER_MANAGEMENT_URL_TEMPLATE.format(
-        name=deployment.namespace, namespace=deployment.namespace, endpoint_host=host).rstrip("/")
+    host = endpoint.rsplit(":", 1)[0].strip("[]") if endpoint else ""
+    url = settings.BROKER_MANAGEMENT_URL_TEMPLATE.format(namespace=deployment.namespace,
+                                                         endpoint_host=host).rstrip("/")
+    if settings.BROKER_MANAGEMENT_LOOPBACK_ONLY and not _is_loopback(urlsplit(url).hostname or ""):
+        raise BrokerAddressUnknown(f"The broker of {deployment.id} has no loopback address ({url}).")
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
