@@ -113,7 +113,9 @@ def _mqtt_user(deployment) -> dict[str, str]:
 
 
 #: URL arguments besides the object's ``pk``: how to make the nested row they name, given the object.
-NESTED_KWARGS = {("pk", "username"): _mqtt_user}
+NESTED_KWARGS = {("pk", "username"): _mqtt_user,
+                 # A connected client lives on the broker only: the stranger is refused before it is asked.
+                 ("pk", "clientid"): lambda deployment: {"clientid": "client-1"}}
 
 
 def route_model(route: Route, principal: Principal) -> type[models.Model]:

@@ -94,6 +94,19 @@ def _acl_out(access) -> dict:
             "applied_generation": access.applied_generation}
 
 
+class ConnectedClientOut(serializers.Serializer):
+    clientid = serializers.CharField()
+    username = serializers.CharField(allow_null=True)
+    ip_address = serializers.CharField()
+    connected_at = serializers.CharField()
+    protocol = serializers.CharField()
+
+
+class ConnectedClientsOut(serializers.Serializer):
+    results = ConnectedClientOut(many=True)
+    next = serializers.CharField(allow_null=True, help_text="Always null: narrow with the filters instead.")
+
+
 class MqttUserPagination(CursorLimitPagination):
     ordering = ("username_key", "id")
 
@@ -106,7 +119,8 @@ class DeploymentMqttAccessViewSet(OrganizationScopedViewSet):
     """Device credentials (the built-in authentication database) and the ACL of a deployment."""
 
     permission_by_action = {action: Perm.DEPLOYMENTS_WRITE for action in (
-        "mqtt_users_create", "mqtt_users_import", "mqtt_users_member_patch", "mqtt_users_member_delete", "acl_put")}
+        "mqtt_users_create", "mqtt_users_import", "mqtt_users_member_patch", "mqtt_users_member_delete", "acl_put",
+        "clients_member_delete")}
     pagination_class = MqttUserPagination
 
     def scoped_queryset(self, principal: Principal) -> QuerySet:
@@ -192,3 +206,24 @@ class DeploymentMqttAccessViewSet(OrganizationScopedViewSet):
         access = services.acl_put(principal=self.principal, deployment=deployment,
                                   rules=data.validated_data["rules"], no_match=data.validated_data["no_match"])
         return Response(_acl_out(access))
+
+    @extend_schema(parameters=[
+        OpenApiParameter("clientid", OpenApiTypes.STR, description="Client ids containing this."),
+        OpenApiParameter("username", OpenApiTypes.STR, description="Usernames containing this."),
+        OpenApiParameter("limit", OpenApiTypes.INT, description="At most this many (default 50, max 200).")],
+        responses=ConnectedClientsOut, description="The clients connected now, as the broker reports them. "
+                                                   "503 with Retry-After when the broker cannot be reached.")
+    @action(detail=True, methods=["get"], url_path="clients")
+    def clients(self, request: Request, pk: str) -> Response:
+        deployment = self.get_object()
+        limit = self.paginator.get_page_size(request)
+        found = selectors.connected_clients(deployment=deployment, clientid=request.query_params.get("clientid", ""),
+                                            username=request.query_params.get("username", ""), limit=limit)
+        return Response({"results": [ConnectedClientOut(client).data for client in found], "next": None})
+
+    @extend_schema(request=None, responses={204: None}, description="Disconnects the client now (audited). "
+                   "404 when it is not connected.")
+    @action(detail=True, methods=["delete"], url_path=r"clients/(?P<clientid>[^/]+)")
+    def clients_member_delete(self, request: Request, pk: str, clientid: str) -> Response:
+        services.client_disconnect(principal=self.principal, deployment=self.get_object(), clientid=clientid)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from controlplane import errors
-from deployments.models import Deployment, MqttAccess, MqttUser
+from deployments.models import Deployment, DeploymentStatus, MqttAccess, MqttUser
+from deployments.mqtt_access.broker_api import BrokerApi, BrokerError, ConnectedClient
 from deployments.mqtt_access.validation import AclRule, acl_rules_clean, username_key
 
 DEFAULT_NO_MATCH = "deny"
@@ -36,3 +37,14 @@ def acl_rules(access: MqttAccess) -> list[AclRule]:
     """The stored rules as ``AclRule`` values (validated on the way in)."""
     rules, _ = acl_rules_clean(access.acl_rules)
     return rules
+
+
+def connected_clients(*, deployment: Deployment, clientid: str = "", username: str = "",
+                      limit: int = 100) -> list[ConnectedClient]:
+    """Who is connected now, asked of the broker (``Unavailable`` when it cannot answer)."""
+    if deployment.status not in (DeploymentStatus.RUNNING, DeploymentStatus.SCALING):
+        return []
+    try:
+        return BrokerApi.for_deployment(deployment).clients(clientid=clientid, username=username, limit=limit)
+    except BrokerError as exc:
+        raise errors.Unavailable(f"The broker cannot be reached right now: {exc}") from exc

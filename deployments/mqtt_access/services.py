@@ -14,9 +14,11 @@ from django.utils import timezone
 
 from controlplane import errors
 from controlplane.db import lock_row, save_or_conflict
+from controlplane.queue import enqueue_on_commit
 from deployments.models import Deployment, MqttAccess, MqttUser
 from deployments.models import DeploymentStatus as S
 from deployments.mqtt_access import hashing
+from deployments.mqtt_access.broker_api import BrokerApi, BrokerError
 from deployments.mqtt_access.validation import (
     IMPORT_MAX,
     NO_MATCH,
@@ -48,9 +50,14 @@ def _locked_access(principal: Principal, deployment: Deployment) -> tuple[Deploy
     return locked, lock_row(MqttAccess, locked.pk)
 
 
+PUSH_TASK = "deployments.tasks.mqtt_access_push"
+
+
 def _changed(access: MqttAccess) -> None:
+    """Records a change to the users or rules and has it pushed to the broker once this transaction commits."""
     access.generation += 1
     access.save(update_fields=["generation", "updated_at"])
+    enqueue_on_commit(PUSH_TASK, access.deployment_id)
 
 
 def _field(field_name: str, check: Any, value: object) -> Any:
@@ -282,9 +289,22 @@ def acl_put(*, principal: Principal, deployment: Deployment, rules: object, no_m
             return access
         before = {"rules": len(access.acl_rules), "no_match": access.acl_no_match}
         access.acl_rules, access.acl_no_match = as_json, no_match
-        access.generation += 1
-        access.save(update_fields=["acl_rules", "acl_no_match", "generation", "updated_at"])
+        access.save(update_fields=["acl_rules", "acl_no_match", "updated_at"])
+        _changed(access)
         audit_record(principal=principal, action="deployment.acl.update", target=locked,
                      changes={"before": before, "rules": len(as_json), "no_match": no_match})
     return access
 
+
+
+def client_disconnect(*, principal: Principal, deployment: Deployment, clientid: str) -> None:
+    """Disconnects a connected client now (it may reconnect if its credentials still allow it)."""
+    principal.require(Perm.DEPLOYMENTS_WRITE)
+    try:
+        kicked = BrokerApi.for_deployment(deployment).client_kick(clientid)
+    except BrokerError as exc:
+        raise errors.Unavailable(f"The broker cannot be reached right now: {exc}") from exc
+    if not kicked:
+        raise errors.NotFound(f"No client {clientid!r} is connected.")
+    audit_record(principal=principal, action="deployment.mqtt_client.disconnect", target=deployment,
+                 changes={"clientid": clientid})
