@@ -16,6 +16,13 @@ def give_each_deployment_its_own_secret(apps, schema_editor):
         deployment.save(update_fields=["management_api_secret"])
 
 
+def reapply_every_deployment(apps, schema_editor):
+    """Anonymous access goes off everywhere: every existing deployment is re-applied with the access chain
+    (the reconciler sees the desired generation move)."""
+    Deployment = apps.get_model("deployments", "Deployment")
+    Deployment.objects.exclude(status="deleted").update(desired_generation=models.F("desired_generation") + 1)
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -59,4 +66,5 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.RunPython(give_each_deployment_its_own_secret, migrations.RunPython.noop),
+        migrations.RunPython(reapply_every_deployment, migrations.RunPython.noop),
     ]
