@@ -3,7 +3,7 @@
 from django.contrib import admin
 
 from alerts.models import Alert, AlertChannel, AlertRule, Notification
-from controlplane.admin_base import ReadOnlyModelAdmin
+from projects.ops_admin import ReadOnlyModelAdmin
 
 
 @admin.register(AlertChannel)

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import F, FloatField, Func
 from django.utils import timezone
 
+from alerts import hooks
 from alerts.models import (
     EVENT_METRICS,
     ORGANIZATION_METRICS,
@@ -31,9 +32,9 @@ from alerts.models import (
     NotificationKind,
 )
 from alerts.services.notifications import alerts_notify
-from billing.selectors import organization_ids_with_failed_payment
+from controlplane.db import lock_row
+from deployments.facade import failed_peerings_since
 from deployments.models import Deployment, DeploymentStatus
-from deployments.peering.selectors import failed_peerings_since
 
 
 class EpochSeconds(Func):
@@ -127,8 +128,10 @@ class Snapshot:
             snapshot.failed_peerings = failed_peerings_since(
                 project_ids=sorted({r.project_id for r in rules if r.metric == "peering_failed"}))
         if any(r.metric == "payment_failed" for r in rules):
-            snapshot.failed_payments = organization_ids_with_failed_payment(
-                organization_ids=sorted({r.organization_id for r in rules if r.metric == "payment_failed"}))
+            # Payments are billing's, above alerts: billing answers the hook (alerts.hooks).
+            for answer in hooks.organization_payment_failures.collect(
+                    organization_ids=sorted({r.organization_id for r in rules if r.metric == "payment_failed"})):
+                snapshot.failed_payments.update(answer)
         return snapshot
 
     def _load_samples(self, rules: list[AlertRule]) -> None:
@@ -240,7 +243,7 @@ def _renotify_due(alert: Alert, rule: AlertRule, now: datetime) -> bool:
 def _renotify(alert: Alert, rule: AlertRule, value: float, now: datetime) -> int:
     with transaction.atomic():
         # Re-checked under the lock: a concurrent evaluator may have just re-notified or resolved it.
-        deployment, alert = alert.deployment, Alert.objects.select_for_update().get(pk=alert.pk)
+        deployment, alert = alert.deployment, lock_row(Alert, alert.pk)
         if alert.state != AlertState.FIRING or not _renotify_due(alert, rule, now):
             return 0
         alert.rule, alert.deployment = rule, deployment  # the pass's, with the rule's channels prefetched
@@ -252,7 +255,7 @@ def _renotify(alert: Alert, rule: AlertRule, value: float, now: datetime) -> int
 
 def _resolve(alert: Alert, rule: AlertRule, value: float, now: datetime) -> int:
     with transaction.atomic():
-        deployment, alert = alert.deployment, Alert.objects.select_for_update().get(pk=alert.pk)
+        deployment, alert = alert.deployment, lock_row(Alert, alert.pk)
         if alert.state != AlertState.FIRING:
             return 0
         alert.rule, alert.deployment = rule, deployment

@@ -11,11 +11,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
 from alerts import delivery
 from alerts.models import AlertChannel, Notification, NotificationKind, Severity
+from alerts.services.notifications import notifications_enqueue
+from controlplane.queue import enqueue_on_commit
 from projects.models import Organization
 
 
@@ -53,8 +54,6 @@ def organization_notice_send(*, organization: Organization, channels: Iterable[A
                      for channel in channels if channel.enabled and channel.organization_id == organization.id]
     Notification.objects.bulk_create(notifications)
     ids = [n.id for n in notifications]
-    from alerts.services.notifications import notifications_enqueue
-
     notifications_enqueue(ids)
     return ids
 
@@ -70,7 +69,5 @@ def organization_notice_email(*, organization: Organization, recipients: list[st
     payload = notice_payload(organization=organization, event_type=event_type, title=title, summary=summary,
                              details=details, severity=severity, dedup_key=dedup_key, facts=facts, now=now)
     subject, text, html = delivery.notice_email_content(payload)
-    from alerts.tasks import notice_email_send
-
-    transaction.on_commit(lambda: notice_email_send.delay(subject, text, html, recipients))
+    enqueue_on_commit("alerts.tasks.notice_email_send", subject, text, html, recipients)
     return len(recipients)

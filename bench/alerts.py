@@ -107,7 +107,7 @@ def timed_evaluation(label: str, now, count: int) -> dict:
 
 
 def deliver(notification_ids: list[str]) -> float:
-    from alerts.services import notification_attempt
+    from alerts.services.notifications import notification_attempt
 
     started = time.perf_counter()
     for notification_id in notification_ids:

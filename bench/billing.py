@@ -103,17 +103,18 @@ def build(count: int) -> Built:
 
 def meter_month() -> int:
     """Every hour of the month through the production metering path; returns the rows written."""
-    from billing import services
+    from billing.services.usage import usage_meter_range
 
-    return services.usage_meter_range(start=MONTH_START, end=MONTH_END)
+    return usage_meter_range(start=MONTH_START, end=MONTH_END)
 
 
 def invoice_month() -> int:
     """Scale prorations, then every organization's invoice, as the monthly task does; returns invoices."""
-    from billing import services
+    from billing.services.invoicing import invoices_generate_for_month
+    from billing.services.subscriptions import subscriptions_prorate_scales
 
-    services.subscriptions_prorate_scales(now=MONTH_END)
-    return services.invoices_generate_for_month(period_start=MONTH)
+    subscriptions_prorate_scales(now=MONTH_END)
+    return invoices_generate_for_month(period_start=MONTH)
 
 
 def baseline_sql() -> dict[str, Decimal]:

@@ -3,8 +3,8 @@
 minimum (one apply per rendered object), and the time to reconcile one settled deployment against a
 baseline measured in the same run (one GET of a namespace through the same client).
 
-The workers' logic runs in-process (provisioning.converge, as the Celery task calls it) so the numbers
-are about our code and the API traffic, not about queue latency.
+The workers' logic runs in-process (provisioning.deployment_converge_once, as the Celery task calls it) so the
+numbers are about our code and the API traffic, not about queue latency.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def main() -> int:
             count = 0
             while True:
                 count += 1
-                step = provisioning.converge(deployment.id)
+                step = provisioning.deployment_converge_once(deployment.id)
                 if step.again_in is None:
                     break
                 time.sleep(0.002)  # the kubelet thread marks pods ready
@@ -84,7 +84,7 @@ def main() -> int:
 def drive(deployment_id: str) -> None:
     from deployments import provisioning
 
-    while provisioning.converge(deployment_id).again_in is not None:
+    while provisioning.deployment_converge_once(deployment_id).again_in is not None:
         time.sleep(0.01)
 
 

@@ -1,7 +1,6 @@
 from django.contrib import admin, messages
-from django.db import transaction
 
-from billing import services, stripe_gateway
+from billing import stripe_gateway
 from billing.models import (
     BillingAccount,
     Budget,
@@ -15,7 +14,9 @@ from billing.models import (
     UsageRecord,
     VatStatus,
 )
-from controlplane.admin_base import (
+from billing.services.accounts import billing_account_operator_update, vat_number_recheck_request
+from controlplane.queue import enqueue_on_commit
+from projects.ops_admin import (
     ReadOnlyModelAdmin,
     ReadOnlyTabularInline,
     audit_staff_action,
@@ -39,8 +40,8 @@ class BillingAccountAdmin(ReadOnlyModelAdmin):
 
     def _update(self, request, queryset, **changes) -> None:
         for account in queryset:
-            services.billing_account_operator_update(principal=staff_principal(request, account), account=account,
-                                                     **changes)
+            billing_account_operator_update(principal=staff_principal(request, account), account=account,
+                                            **changes)
         self.message_user(request, f"Updated {queryset.count()} account(s).", messages.SUCCESS)
 
     @admin.action(description="Mark tax exempt")
@@ -57,8 +58,8 @@ class BillingAccountAdmin(ReadOnlyModelAdmin):
 
     @admin.action(description="Check VAT number in VIES again")
     def recheck_vat_number(self, request, queryset) -> None:
-        queued = sum(services.vat_number_recheck_request(principal=staff_principal(request, account),
-                                                         account=account) for account in queryset)
+        queued = sum(vat_number_recheck_request(principal=staff_principal(request, account),
+                                                account=account) for account in queryset)
         self.message_user(request, f"Queued a VIES check for {queued} account(s); GB numbers and accounts "
                                    "without a number are not checked.", messages.SUCCESS)
 
@@ -89,16 +90,13 @@ class InvoiceAdmin(ReadOnlyModelAdmin):
 
     @admin.action(description="Retry collecting now (charge the card on file)")
     def retry_collection(self, request, queryset) -> None:
-        from billing.tasks import invoice_collect
-
         if not stripe_gateway.is_configured():
             self.message_user(request, stripe_gateway.OFFLINE_DETAIL, messages.ERROR)
             return
         queued = 0
         for invoice in queryset.filter(status=InvoiceStatus.OPEN, total__gt=0):
             audit_staff_action(request, invoice, "ops.invoice.retry_collection", {"number": invoice.number})
-            invoice_id = invoice.pk
-            transaction.on_commit(lambda invoice_id=invoice_id: invoice_collect.delay(invoice_id, force=True))
+            enqueue_on_commit("billing.tasks.invoice_collect", invoice.pk, force=True)
             queued += 1
         self.message_user(request, f"Queued {queued} open invoice(s) for collection.", messages.SUCCESS)
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from deployments.lifecycle import BILLABLE, STORAGE_BILLABLE
+from deployments.facade import BILLABLE, STORAGE_BILLABLE
 
 RUNNING = "running"
 STOPPED = "stopped"

@@ -20,6 +20,11 @@ def month_after(day: date) -> date:
     return date(day.year + (day.month == 12), day.month % 12 + 1, 1)
 
 
+def month_start_before(day: date) -> date:
+    """The first day of the month before ``day``'s."""
+    return date(day.year - (day.month == 1), (day.month - 2) % 12 + 1, 1)
+
+
 def month_start_after(start: datetime) -> datetime:
     """``start`` (the start of a month) one month later."""
     return start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)

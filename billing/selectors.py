@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -14,6 +14,8 @@ from billing.models import (
     BillingAccount,
     Budget,
     Invoice,
+    InvoiceStatus,
+    Payment,
     Subscription,
     UsageRate,
     UsageRecord,
@@ -64,13 +66,6 @@ def subscription_get(*, principal: Principal, deployment: Deployment) -> Subscri
 
 def usage_summary(*, principal: Principal, since: datetime, until: datetime, now: datetime) -> dict:
     """Metered usage per deployment between ``since`` and ``until`` and the current month's estimate."""
-    from decimal import Decimal
-
-    from django.db.models import Sum
-
-    from billing import money
-    from billing.models import AnnualCharge
-
     currency = principal.organization.currency
 
     def amount(seconds: int, price: Decimal) -> Decimal:
@@ -119,23 +114,15 @@ def billing_suspension_reason(*, organization_id: str) -> str | None:
 
 
 def payments_of(*, principal: Principal, invoice: Invoice) -> QuerySet:
-    from billing.models import Payment
-
     return Payment.objects.filter(organization=principal.organization, invoice=invoice).order_by("attempt")
 
 
 def invoices_failed_unpaid(*, account: BillingAccount) -> QuerySet[Invoice]:
-    from billing.models import InvoiceStatus
-
     return Invoice.objects.filter(account=account, status=InvoiceStatus.OPEN, payment_failed_at__isnull=False)
 
 
 def dunning_stop_date(account: BillingAccount) -> datetime | None:
     """While a payment has failed: when running deployments will be stopped if it stays unpaid."""
-    from datetime import timedelta
-
-    from django.conf import settings
-
     if account.payment_failed_at is None:
         return None
     return account.payment_failed_at + timedelta(days=settings.BILLING_DUNNING_GRACE_DAYS)
@@ -203,7 +190,7 @@ def budget_notice_recipients(*, budget: Budget) -> list[str]:
 
 
 def organization_ids_with_failed_payment(*, organization_ids: list[str] | None = None) -> dict[str, datetime]:
-    """Organizations whose last payment failed (system read, for the alert evaluator): id → when it failed.
+    """Organizations whose last payment failed (system read; alerts asks through ``billing.receivers``): id → when.
 
     The condition holds while ``payment_failed_at`` is set; a later successful payment clears it.
     """

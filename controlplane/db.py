@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import IntegrityError, OperationalError, models, transaction
 
 from controlplane import errors
 
 
-def save_or_conflict(instance: models.Model, conflict: errors.Conflict, **save_kwargs: object) -> None:
+def save_or_conflict(instance: models.Model, conflict: errors.Conflict, **save_kwargs: Any) -> None:
     """Saves a row whose uniqueness a constraint guards; a violation (also by a concurrent request that won the
     race past the service's own check) becomes ``conflict`` instead of a 500, and the surrounding transaction
     survives (the save runs in a savepoint)."""

@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from controlplane.celery import app
+
 logger = logging.getLogger(__name__)
 
 
@@ -26,8 +28,6 @@ def _check_database() -> str | None:
 
 
 def _check_broker() -> str | None:
-    from controlplane.celery import app
-
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)

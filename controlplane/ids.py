@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections.abc import Sequence
+from typing import Any
 
 from django.db import models
 from django.utils.deconstruct import deconstructible
@@ -34,7 +36,7 @@ class IdFactory:
 class PrefixedIdField(models.CharField):
     """A primary key such as ``org_3k9…``; the prefix tells the type of the object."""
 
-    def __init__(self, *args, prefix: str, **kwargs) -> None:
+    def __init__(self, *args: Any, prefix: str, **kwargs: Any) -> None:
         self.prefix = prefix
         kwargs.setdefault("max_length", 32)
         kwargs.setdefault("primary_key", True)
@@ -42,7 +44,7 @@ class PrefixedIdField(models.CharField):
         kwargs["default"] = IdFactory(prefix)
         super().__init__(*args, **kwargs)
 
-    def deconstruct(self):
+    def deconstruct(self) -> tuple[str, str, Sequence[Any], dict[str, Any]]:
         name, path, args, kwargs = super().deconstruct()
         kwargs["prefix"] = self.prefix
         kwargs.pop("default", None)

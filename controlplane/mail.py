@@ -6,20 +6,24 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import getaddresses
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.core.mail.backends.base import BaseEmailBackend
 from django.utils.crypto import get_random_string
 
+if TYPE_CHECKING:
+    from django.core.mail import EmailMessage
+
 
 class OutboxEmailBackend(BaseEmailBackend):
-    def send_messages(self, email_messages) -> int:
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
         outbox = Path(settings.EMAIL_FILE_PATH)
         outbox.mkdir(parents=True, exist_ok=True)
         sent = 0

@@ -21,7 +21,8 @@ def _remember_exception(sender: object, request: HttpRequest | None = None, **kw
     # Django turns an exception into a 500 (or, in DEBUG, its debug page) deep inside the middleware chain and
     # sends this signal while handling it: the only place the exception itself can still be seen.
     if request is not None:
-        request.unhandled_exception = sys.exc_info()[1]
+        # A note for process_response on this request only; HttpRequest declares no such attribute.
+        request.unhandled_exception = sys.exc_info()[1]  # type: ignore[attr-defined]
 
 
 class ErrorResponseMiddleware:
@@ -57,7 +58,7 @@ class ErrorResponseMiddleware:
 
 
 def _body_too_large(request: HttpRequest) -> bool:
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    limit: int | None = settings.DATA_UPLOAD_MAX_MEMORY_SIZE  # None turns the check off
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:

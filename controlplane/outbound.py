@@ -30,6 +30,7 @@ import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -104,7 +105,7 @@ class OutboundResponse:
     url: str
     redirects: list[str] = field(default_factory=list)
 
-    def json(self):
+    def json(self) -> Any:
         import json
 
         return json.loads(self.body.decode("utf-8"))
@@ -183,7 +184,7 @@ def _resolve(url: str, allow_networks: Sequence[IPNetwork]) -> _Target:
             infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
         except (socket.gaierror, UnicodeError) as exc:
             raise OutboundError(f"The host {host} could not be resolved.", kind="connection") from exc
-        addresses = tuple(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
+        addresses = tuple(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
     for address in addresses:
         # Every answer is checked, not only the first: a resolver may rotate to the private one later.
         refusal = address_refusal(address, allow_networks)
@@ -224,7 +225,9 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def _pool(target: _Target, address: IPAddress, connect_timeout: float, read_timeout: float):
+def _pool(
+    target: _Target, address: IPAddress, connect_timeout: float, read_timeout: float
+) -> urllib3.HTTPConnectionPool:
     timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
     if target.scheme == "https":
         # Connect to the checked address, but verify the certificate and send SNI for the host name.

@@ -14,9 +14,19 @@ from celery import current_app
 from django.db import transaction
 
 
+def registered_task(task_name: str) -> Any:
+    """The task registered as ``task_name``. Outside a worker Celery imports the apps' ``tasks`` modules only
+    when asked (``autodiscover_tasks`` is lazy), so a web process that has not imported one yet asks now."""
+    try:
+        return current_app.tasks[task_name]
+    except KeyError:
+        current_app.loader.import_default_modules()
+        return current_app.tasks[task_name]
+
+
 def enqueue(task_name: str, *args: Any, **kwargs: Any) -> None:
     """Sends ``task_name`` now (``apply_async`` of the registered task, so eager mode applies in tests)."""
-    current_app.tasks[task_name].apply_async(args=args, kwargs=kwargs)
+    registered_task(task_name).apply_async(args=args, kwargs=kwargs)
 
 
 def enqueue_on_commit(task_name: str, *args: Any, **kwargs: Any) -> None:

@@ -21,12 +21,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection
 from django.db.models import F
 
 from controlplane.models import RateCounter
+
+if TYPE_CHECKING:
+    import redis
 
 _REDIS_PREFIX = "ratelimit:"
 _PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
@@ -115,13 +119,13 @@ def counters_purge() -> int:
 
 # --- stores ---------------------------------------------------------------------------------------
 @lru_cache(maxsize=4)
-def _redis_client(url: str):
+def _redis_client(url: str) -> redis.Redis:
     import redis
 
     return redis.Redis.from_url(url)
 
 
-def _redis():
+def _redis() -> redis.Redis:
     return _redis_client(settings.REDIS_URL)
 
 

@@ -14,7 +14,7 @@ urlpatterns = [
     # Ahead of the admin's own page: the ops password change goes through the console's counted service.
     path("ops/password_change/", admin.site.admin_view(OpsPasswordChangeView.as_view()), name="ops-password-change"),
     path("ops/", admin.site.urls),
-    path("console/", include(("projects.console.urls", "console"), namespace="console")),
+    path("console/", include(("controlplane.console_urls", "console"), namespace="console")),
     path("", RedirectView.as_view(pattern_name="console:home", permanent=False)),
 ]
 

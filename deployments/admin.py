@@ -3,10 +3,13 @@ import json
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from controlplane.admin_base import ReadOnlyModelAdmin, ReadOnlyTabularInline, staff_principal
+from controlplane import errors
 from deployments import services
 from deployments.models import Deployment, DeploymentEvent, Peering, PeeringEvent, Region, Spec, SpecPrice
 from deployments.peering import services as peering_services
+from deployments.provisioning import desired_cluster_spec
+from k8s.render import render
+from projects.ops_admin import ReadOnlyModelAdmin, ReadOnlyTabularInline, staff_principal
 
 
 class SpecPriceInline(ReadOnlyTabularInline):
@@ -53,9 +56,6 @@ class DeploymentAdmin(ReadOnlyModelAdmin):
 
     @admin.display(description="Rendered Kubernetes objects")
     def rendered_manifests(self, obj: Deployment) -> str:
-        from deployments.provisioning import desired_cluster_spec
-        from k8s.render import render
-
         desired = desired_cluster_spec(obj)
         if desired is None:
             return "(nothing: the deployment is not meant to be in a cluster now)"
@@ -110,8 +110,6 @@ class PeeringAdmin(ReadOnlyModelAdmin):
 
     @admin.action(description="Play the customer's side (simulated clouds only): accept / create reverse peering")
     def play_customer_side(self, request, queryset) -> None:
-        from controlplane import errors
-
         for peering in queryset:
             try:
                 note = peering_services.peering_play_customer_side(principal=staff_principal(request, peering),

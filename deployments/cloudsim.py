@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+
+from deployments.peering.azure_sim import AzureSim
 
 #: The simulated customer of the embedded default: its account, region and VPC CIDR.
 DEMO_CUSTOMER = {"account_id": "111122223333", "region": "us-east-1", "cidr": "10.20.0.0/16"}
@@ -55,14 +58,10 @@ def main() -> int:
     parser.add_argument("--networks-file", default=os.environ.get("PEERING_PLATFORM_NETWORKS_FILE", ""))
     args = parser.parse_args()
 
-    import logging
-
+    # imported here: moto's server pulls in Flask and every mocked service; the tests only need bootstrap_aws.
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request otherwise
-
-    from deployments.peering.azure_sim import AzureSim
-
     moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.aws_port, verbose=False)
     moto_server.start()
     azure = AzureSim("127.0.0.1", args.azure_port).start()

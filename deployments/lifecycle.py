@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from controlplane.queue import enqueue_on_commit
 from controlplane.state_machine import require_transition
 from deployments.models import Deployment, DeploymentEvent
 from deployments.models import DeploymentStatus as S
@@ -75,16 +75,11 @@ def schedule_apply(deployment: Deployment) -> None:
     """After ``deployment``'s desired generation moved outside a status change: a settled deployment is
     re-applied by the repair task, a moving one picks the change up on its next converge step (the
     generations differ). On commit, so the worker reads what this transaction wrote."""
-    from deployments.tasks import deployment_converge, deployment_repair
-
     if deployment.status in (S.RUNNING, S.STOPPED):
-        task = deployment_repair
+        enqueue_on_commit("deployments.tasks.deployment_repair", deployment.id)
     elif deployment.status in TRANSITIONAL:
-        task = deployment_converge
-    else:
-        return  # failed: the change is applied when the operation is retried; deleted: nothing to apply
-    deployment_id = deployment.id
-    transaction.on_commit(lambda: task.delay(deployment_id))
+        enqueue_on_commit("deployments.tasks.deployment_converge", deployment.id)
+    # failed: the change is applied when the operation is retried; deleted: nothing to apply
 
 
 def request_apply(*, deployment_id: str) -> None:

@@ -9,13 +9,15 @@ result. No database lock is held while Kubernetes is called.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from controlplane.db import lock_row
+from controlplane.outbound import BLOCKED_NETWORKS
+from controlplane.workers import DONE, Step
 from deployments.http_auth.emqx_config import ACL_FILE, API_KEYS_FILE
 from deployments.http_auth.emqx_config import broker_config as http_auth_broker_config
 from deployments.lifecycle import TRANSITIONAL, transition
@@ -42,20 +44,11 @@ BROKER_NAME = "emqx"
 SURGE_NEW_NODE = 0  # run a second node with the new size next to the old one
 SURGE_REPLACE_OLD = 1  # replace the old node (its clients are evacuated to the new one first)
 SURGE_SHRINK = 2  # back to one node (the surge node's clients are evacuated to the replaced one)
-
-
-@dataclass(frozen=True)
-class Step:
-    """What a worker should do next: ``again_in`` seconds, or nothing (``None``)."""
-
-    again_in: float | None
-    note: str = ""
-
-
-DONE = Step(None)
 REAPPLY_WHILE_WAITING_SECONDS = 60
 # On the StatefulSet (not the pod template): which HTTP auth config generation the applied objects carry.
 HTTP_AUTH_GENERATION_ANNOTATION = "mqcloud.io/http-auth-generation"
+#: The broker's egress keeps out of where the control plane never connects (k8s.render takes it from us).
+EGRESS_BLOCKED_CIDRS = tuple(str(network) for network in BLOCKED_NETWORKS)
 
 
 def _internal_cidrs(deployment: Deployment) -> tuple[str, ...]:
@@ -84,6 +77,7 @@ def broker_cluster_spec(deployment: Deployment, spec: Spec, *, replicas: int | N
         image=settings.EMQX_IMAGE,
         node_cookie=deployment.node_cookie,
         dashboard_password=deployment.dashboard_password,
+        blocked_cidrs=EGRESS_BLOCKED_CIDRS,
         surge_replicas=surge_replicas,
         partition=partition,
         extra_config=extra_config,
@@ -132,7 +126,7 @@ def _endpoints(host: str) -> dict[str, str]:
 def _move(deployment_id: str, expected_status: str, to_status: str, *, reason: str = "", **fields) -> bool:
     """Transition under a row lock, only if nobody moved the deployment meanwhile."""
     with transaction.atomic():
-        deployment = Deployment.objects.select_for_update().get(pk=deployment_id)
+        deployment = lock_row(Deployment, deployment_id)
         if deployment.status != expected_status:
             return False
         for name, value in fields.items():
@@ -147,8 +141,8 @@ def _save_fields(deployment_id: str, expected_status: str, **fields) -> None:
     Deployment.objects.filter(pk=deployment_id, status=expected_status).update(**fields)
 
 
-def converge(deployment_id: str) -> Step:
-    """One step towards what the deployment's status asks for. Raises KubernetesError when retryable."""
+def deployment_converge_once(deployment_id: str) -> Step:
+    """One step of the deployment towards what its status asks for. Raises KubernetesError when retryable."""
     deployment = Deployment.objects.select_related("spec", "target_spec", "region").filter(pk=deployment_id).first()
     if deployment is None or deployment.status not in TRANSITIONAL:
         return DONE

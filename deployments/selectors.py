@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.db.models import QuerySet
 
 from controlplane import errors
-from deployments.models import Deployment, DeploymentEvent, HttpAuthConfig, Region, Spec, Tier
+from deployments.models import Deployment, DeploymentEvent, HttpAuthConfig, Peering, PeeringStatus, Region, Spec, Tier
 from deployments.models import DeploymentStatus as S
 from projects.tenancy import Principal
 
@@ -49,8 +49,6 @@ def http_auth_get(*, principal: Principal, deployment: Deployment) -> HttpAuthCo
 
 def active_peering_networks(deployment: Deployment) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """The CIDRs of the deployment's active VPC peerings: private addresses the broker may reach."""
-    from deployments.models import Peering, PeeringStatus
-
     cidrs = Peering.objects.filter(deployment=deployment, status=PeeringStatus.ACTIVE).order_by("created_at", "id")
     return [ipaddress.ip_network(cidr) for cidr in cidrs.values_list("cidr", flat=True)]
 
@@ -63,7 +61,7 @@ def region_list(*, site: str) -> QuerySet[Region]:
 def region_get(*, site: str, region_id: str) -> Region:
     region = region_list(site=site).filter(id=region_id).first()
     if region is None:
-        raise errors.ValidationFailed(f"No region {region_id}.", errors={"region": [f"No region {region_id}."]})
+        raise errors.field_invalid("region", f"No region {region_id}.")
     return region
 
 
@@ -78,7 +76,7 @@ def spec_list(*, flagship_enabled: bool) -> QuerySet[Spec]:
 def spec_get(*, flagship_enabled: bool, spec_id: str) -> Spec:
     spec = spec_list(flagship_enabled=flagship_enabled).filter(id=spec_id).first()
     if spec is None:
-        raise errors.ValidationFailed(f"No spec {spec_id}.", errors={"spec": [f"No spec {spec_id}."]})
+        raise errors.field_invalid("spec", f"No spec {spec_id}.")
     return spec
 
 

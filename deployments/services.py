@@ -10,9 +10,11 @@ from pathlib import Path
 
 from django.db import transaction
 
-from billing import selectors as billing_selectors
 from controlplane import errors
-from controlplane.db import save_or_conflict
+from controlplane.db import lock_row, save_or_conflict
+from controlplane.errors import field_invalid
+from controlplane.queue import enqueue_on_commit
+from deployments import hooks
 from deployments.lifecycle import LIVE, transition
 from deployments.models import Deployment, DeploymentEvent, Region, Spec, SpecPrice, Tier
 from deployments.models import DeploymentStatus as S
@@ -69,18 +71,11 @@ PROTECTED_BY_DEFAULT = frozenset({Tier.PROFESSIONAL, Tier.FLAGSHIP})
 
 
 def _enqueue_converge(deployment: Deployment) -> None:
-    from deployments.tasks import deployment_converge
-
-    deployment_id = deployment.id
-    transaction.on_commit(lambda: deployment_converge.delay(deployment_id))
+    enqueue_on_commit("deployments.tasks.deployment_converge", deployment.id)
 
 
 def _locked(principal: Principal, deployment: Deployment) -> Deployment:
-    return Deployment.objects.select_for_update().get(pk=deployment.pk, organization=principal.organization)
-
-
-def _bad(field: str, message: str) -> errors.ValidationFailed:
-    return errors.ValidationFailed(message, errors={field: [message]})
+    return lock_row(Deployment, deployment.pk, organization=principal.organization)
 
 
 def _name_taken(name: str) -> errors.Conflict:
@@ -90,17 +85,20 @@ def _name_taken(name: str) -> errors.Conflict:
 
 def _check_spec_allowed(principal: Principal, spec: Spec, region: Region | None = None) -> None:
     if not spec.active:
-        raise _bad("spec", f"The spec {spec.id} is no longer offered.")
+        raise field_invalid("spec", f"The spec {spec.id} is no longer offered.")
     if spec.tier == Tier.FLAGSHIP and not principal.organization.flagship_enabled:
-        raise _bad("spec", "The flagship tier is by invitation; ask support to enable it for your organization.")
+        raise field_invalid("spec", "The flagship tier is by invitation; ask support to enable it for your "
+                                    "organization.")
     if region is not None and spec.tier not in region.tiers:
-        raise _bad("spec", f"The {spec.tier} tier is not offered in {region.name}.")
+        raise field_invalid("spec", f"The {spec.tier} tier is not offered in {region.name}.")
 
 
-def _check_not_suspended(principal: Principal) -> None:
-    reason = billing_selectors.billing_suspension_reason(organization_id=principal.organization.pk)
-    if reason:
-        raise errors.Conflict(reason)
+def _check_may_run(principal: Principal) -> None:
+    """Refuses (409) when an app above us says the organization may not run deployments now
+    (``hooks.start_blockers``: billing, for an invoice unpaid past the grace period)."""
+    reasons = hooks.start_blockers.collect(organization=principal.organization)
+    if reasons:
+        raise errors.Conflict(reasons[0])
 
 
 def deployment_create(*, principal: Principal, project: Project, name: str, region: Region,
@@ -109,12 +107,12 @@ def deployment_create(*, principal: Principal, project: Project, name: str, regi
     if not principal.can_see_project(project.id):
         raise errors.NotFound(f"No project {project.id}.")
     if not DNS_LABEL.match(name):
-        raise _bad("name", "Use 1 to 40 lowercase letters, digits and hyphens, starting with a letter and not "
-                           "ending with a hyphen.")
+        raise field_invalid("name", "Use 1 to 40 lowercase letters, digits and hyphens, starting with a letter "
+                                    "and not ending with a hyphen.")
     if not region.active or principal.organization.site not in region.sites:
-        raise _bad("region", f"The region {region.id} is not available to your organization.")
+        raise field_invalid("region", f"The region {region.id} is not available to your organization.")
     _check_spec_allowed(principal, spec, region)
-    _check_not_suspended(principal)
+    _check_may_run(principal)
     with transaction.atomic():
         if Deployment.objects.filter(project=project, name=name).exclude(status=S.DELETED).exists():
             raise _name_taken(name)
@@ -139,7 +137,7 @@ def deployment_update(*, principal: Principal, deployment: Deployment, name: str
                       deletion_protection: bool | None = None) -> Deployment:
     principal.require(Perm.DEPLOYMENTS_WRITE)
     if name is not None and not DNS_LABEL.match(name):
-        raise _bad("name", "Use 1 to 40 lowercase letters, digits and hyphens, starting with a letter.")
+        raise field_invalid("name", "Use 1 to 40 lowercase letters, digits and hyphens, starting with a letter.")
     with transaction.atomic():
         deployment = _locked(principal, deployment)
         if deployment.status in (S.DELETING, S.DELETED):
@@ -182,9 +180,9 @@ def _begin(principal: Principal, deployment: Deployment, to_status: str, *, acti
 
 def deployment_scale(*, principal: Principal, deployment: Deployment, spec: Spec) -> Deployment:
     if spec.tier != deployment.tier:
-        raise _bad("spec", f"Scaling stays within the {deployment.tier} tier; {spec.id} is {spec.tier}.")
+        raise field_invalid("spec", f"Scaling stays within the {deployment.tier} tier; {spec.id} is {spec.tier}.")
     if spec.id == deployment.spec_id:
-        raise _bad("spec", f"The deployment already runs {spec.id}.")
+        raise field_invalid("spec", f"The deployment already runs {spec.id}.")
     _check_spec_allowed(principal, spec, deployment.region)
 
     def prepare(locked: Deployment) -> None:
@@ -205,7 +203,7 @@ def deployment_stop(*, principal: Principal, deployment: Deployment) -> Deployme
 
 
 def deployment_start(*, principal: Principal, deployment: Deployment) -> Deployment:
-    _check_not_suspended(principal)
+    _check_may_run(principal)
 
     def prepare(locked: Deployment) -> None:
         locked.desired_generation += 1
@@ -218,7 +216,7 @@ def deployment_retry(*, principal: Principal, deployment: Deployment) -> Deploym
     """Re-drives the operation that failed (provisioning, scaling, stopping, starting or deleting)."""
     operation = deployment.failed_operation or S.PROVISIONING
     if operation in (S.PROVISIONING, S.STARTING):
-        _check_not_suspended(principal)  # retrying these would run a deployment while suspended
+        _check_may_run(principal)  # retrying these would run the brokers again
 
     def prepare(locked: Deployment) -> None:
         locked.desired_generation += 1  # apply again: whatever was half-done is redone
@@ -248,18 +246,16 @@ def deployment_delete(*, principal: Principal, deployment: Deployment) -> Deploy
 # --- operators --------------------------------------------------------------------------------------
 def deployment_force_reconcile(*, principal: Principal, deployment: Deployment) -> None:
     """Ops: drive the deployment now instead of waiting for the next reconciler pass."""
-    from deployments.tasks import deployment_converge, deployment_repair
-
     audit_record(principal=principal, action="deployment.force_reconcile", target=deployment)
-    task = deployment_repair if deployment.status in (S.RUNNING, S.STOPPED) else deployment_converge
-    deployment_id = deployment.id
-    transaction.on_commit(lambda: task.delay(deployment_id))
+    settled = deployment.status in (S.RUNNING, S.STOPPED)
+    enqueue_on_commit("deployments.tasks.deployment_repair" if settled else "deployments.tasks.deployment_converge",
+                      deployment.id)
 
 
 def deployment_mark_failed(*, principal: Principal, deployment: Deployment, reason: str) -> Deployment:
     """Ops: stop a stuck operation; the customer (or ops) can retry it."""
     with transaction.atomic():
-        deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        deployment = lock_row(Deployment, deployment.pk)
         if deployment.status == S.FAILED:
             return deployment
         deployment.failed_operation = deployment.status if deployment.status != S.PENDING else S.PROVISIONING

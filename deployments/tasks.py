@@ -18,6 +18,8 @@ from deployments.models import Deployment
 from deployments.models import DeploymentStatus as S
 from deployments.mqtt_access import delivery
 from deployments.mqtt_access.broker_api import BrokerError, BrokerUnavailable
+from deployments.peering.steps import CloudError
+from deployments.peering.worker import peering_converge_once, peerings_to_drive
 from k8s.services import KubernetesError
 
 logger = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ def deployment_converge(self, deployment_id: str) -> str:
     with deployment_lock(deployment_id) as acquired:
         if not acquired:
             return "busy"
-        step = provisioning.converge(deployment_id)
+        step = provisioning.deployment_converge_once(deployment_id)
     if step.again_in is not None:
         deployment_converge.apply_async((deployment_id,), countdown=step.again_in)
     return step.note or "done"
@@ -81,14 +83,11 @@ class PeeringTransientError(Exception):
              retry_backoff_max=300, retry_jitter=True, max_retries=None)
 def peering_converge(self, peering_id: str) -> str:
     """One idempotent step of a peering; reschedules itself while waiting for the cloud or the customer."""
-    from deployments.peering.steps import CloudError
-    from deployments.peering.worker import converge
-
     with peering_lock(peering_id) as acquired:
         if not acquired:
             return "busy"
         try:
-            step = converge(peering_id)
+            step = peering_converge_once(peering_id)
         except CloudError as exc:  # only transient ones get here
             logger.info("peering %s: %s; retrying", peering_id, exc.message)
             raise PeeringTransientError(exc.message) from exc
@@ -101,8 +100,6 @@ def peering_converge(self, peering_id: str) -> str:
 def peerings_reconcile() -> int:
     """Beat job: re-drive pending/initiated/pending_acceptance/deleting peerings (the 7-day expiry happens in
     their step), check active ones still are, and tear down peerings of deployments being deleted."""
-    from deployments.peering.worker import peerings_to_drive
-
     peering_ids = peerings_to_drive()
     for peering_id in peering_ids:
         peering_converge.delay(peering_id)

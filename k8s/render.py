@@ -11,7 +11,7 @@ import ipaddress
 import json
 from dataclasses import dataclass, field
 
-from controlplane.outbound import BLOCKED_NETWORKS, IPNetwork
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 LABEL_PREFIX = "mqcloud.io"
 MQTT_PORTS = {"mqtt": 1883, "mqtts": 8883, "ws": 8083, "wss": 8084}
@@ -49,6 +49,11 @@ class BrokerClusterSpec:
     image: str
     node_cookie: str
     dashboard_password: str
+    #: Where the broker may never connect, wherever the rest of the policy points: the private, loopback,
+    #: link-local and reserved ranges and the clouds' metadata services. The caller passes the control plane's
+    #: list (``controlplane.outbound.BLOCKED_NETWORKS``), so the broker and the control plane's own outbound
+    #: client keep out of the same places; this module imports no app.
+    blocked_cidrs: tuple[str, ...]
     storage_gib: int = 10
     #: HOCON fragments appended to emqx.conf (e.g. the HTTP authentication chain).
     extra_config: tuple[str, ...] = ()
@@ -67,7 +72,7 @@ class BrokerClusterSpec:
     #: The CIDRs of the deployment's active VPC peerings: the broker may reach them (HTTP auth, bridges).
     peered_cidrs: tuple[str, ...] = ()
     #: The cluster's own ranges (pods, services, nodes), kept out of the broker's egress even where they are
-    #: not private ranges or fall inside a peering. The private ranges and metadata addresses always are.
+    #: not private ranges or fall inside a peering. The ``blocked_cidrs`` always are.
     internal_cidrs: tuple[str, ...] = ()
     annotations: dict[str, str] = field(default_factory=dict)
 
@@ -224,10 +229,10 @@ def render(spec: BrokerClusterSpec) -> list[dict]:
 def _ip_block(cidr: IPNetwork, excluded: list[IPNetwork]) -> dict:
     """An ipBlock peer: ``cidr`` minus the parts of ``excluded`` inside it (strict subsets, merged, canonical,
     as the API server requires)."""
-    inside = [n for n in excluded if n.version == cidr.version and n.subnet_of(cidr) and n != cidr]
+    inside = [n for n in excluded if n.version == cidr.version and n.subnet_of(cidr) and n != cidr]  # type: ignore[arg-type]  # same IP version, compared first
     block: dict = {"cidr": str(cidr)}
     if inside:
-        block["except"] = [str(n) for n in ipaddress.collapse_addresses(inside)]
+        block["except"] = [str(n) for n in ipaddress.collapse_addresses(inside)]  # type: ignore[type-var]  # one version
     return {"ipBlock": block}
 
 
@@ -236,14 +241,14 @@ def _egress(spec: BrokerClusterSpec, cluster_ports: list[dict]) -> list[dict]:
     public internet; never the cluster, the control plane, the nodes' networks or a metadata service. So a
     customer URL the broker calls (HTTP auth) cannot reach inside, even when its name is rebound later."""
     internal = [ipaddress.ip_network(c) for c in spec.internal_cidrs]
-    never = [*BLOCKED_NETWORKS, *IPV4_CARRYING_V6, *internal]
+    never = [*(ipaddress.ip_network(c) for c in spec.blocked_cidrs), *IPV4_CARRYING_V6, *internal]
     rules: list[dict] = [
         {"to": [KUBE_DNS_PEER], "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
         {"to": [{"podSelector": {"matchLabels": spec.selector}}], "ports": cluster_ports},
     ]
     peered = [ipaddress.ip_network(c) for c in spec.peered_cidrs]
     # A peering that lies inside the cluster's own ranges opens nothing; one that contains them, all but them.
-    peered = [p for p in peered if not any(p.version == i.version and p.subnet_of(i) for i in internal)]
+    peered = [p for p in peered if not any(p.version == i.version and p.subnet_of(i) for i in internal)]  # type: ignore[arg-type]  # same IP version, compared first
     if peered:
         rules.append({"to": [_ip_block(p, never) for p in peered]})
     rules.append({"to": [_ip_block(ipaddress.ip_network("0.0.0.0/0"), never),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -56,7 +57,9 @@ def _translate(exc: Exception, what: str) -> KubernetesError:
     return KubernetesError(f"{what}: {type(exc).__name__}: {exc}", retryable=True)
 
 
-def _call(what: str, method: Callable, *args, tolerate: tuple[int, ...] = (), **kwargs) -> tuple[int, dict | None]:
+def _call(
+    what: str, method: Callable[..., Any], *args: Any, tolerate: tuple[int, ...] = (), **kwargs: Any
+) -> tuple[int, dict | None]:
     """Calls a typed client method; returns (200, body) or (status, None) for a tolerated status."""
     try:
         response = method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kwargs)

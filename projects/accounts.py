@@ -2,8 +2,8 @@
 
 Keyword-only, typed, atomic. A person belongs to any number of organizations and the audit log is kept per
 organization, so a password event is recorded in each of them (and without one for a person in none, for
-the ops site). The login checks and lockout they rely on are ``services.login_authenticate`` and
-``services.login_lockout_clear``.
+the ops site). The login checks and lockout they rely on are ``services.logins.login_authenticate`` and
+``services.logins.login_lockout_clear``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,14 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
 from controlplane import errors, ratelimit
+from controlplane.db import lock_row
+from controlplane.errors import field_invalid
+from controlplane.queue import enqueue_on_commit
 from projects.audit import audit_record
 from projects.models import Membership, User
 from projects.roles import Role
-from projects.services import login_authenticate, login_lockout_clear, password_validate
+from projects.services.logins import login_authenticate, login_lockout_clear
+from projects.services.validation import password_validate
 from projects.tenancy import Principal
 
 _INVALID_TOKEN = "This reset link is no longer valid (used, expired or mistyped); ask for a new one."
@@ -66,9 +70,7 @@ def password_reset_request(*, email: str, ip: str | None) -> None:
     if refused:
         raise errors.RateLimited("Too many password reset requests; try again later.",
                                  retry_after=max(hit.retry_after for hit in refused))
-    from projects.tasks import password_reset_send_email
-
-    transaction.on_commit(lambda: password_reset_send_email.delay(email))
+    enqueue_on_commit("projects.tasks.password_reset_send_email", email)
 
 
 def password_reset_confirm(*, token: str, new_password: str, ip: str | None, user_agent: str = "") -> User:
@@ -78,13 +80,13 @@ def password_reset_confirm(*, token: str, new_password: str, ip: str | None, use
         raise errors.RateLimited("Too many password reset attempts; try again later.", retry_after=hit.retry_after)
     user = password_reset_user(token=token)
     if user is None:
-        raise errors.ValidationFailed(_INVALID_TOKEN, errors={"token": [_INVALID_TOKEN]})
+        raise field_invalid("token", _INVALID_TOKEN)
     password_validate(new_password, user, field="new_password")
     with transaction.atomic():
         # Two uses of one link at once: the second finds the hash changed and the token invalid.
-        locked = User.objects.select_for_update().get(pk=user.pk)
+        locked = lock_row(User, user.pk)
         if not default_token_generator.check_token(locked, token.partition(".")[2]):
-            raise errors.ValidationFailed(_INVALID_TOKEN, errors={"token": [_INVALID_TOKEN]})
+            raise field_invalid("token", _INVALID_TOKEN)
         _password_set(user=locked, password=new_password, action="user.password_reset", ip=ip,
                       user_agent=user_agent)
     # A fresh password deserves a fresh allowance of typos (after the commit: the counters live outside it).
@@ -103,11 +105,10 @@ def password_change(*, user: User, current_password: str, new_password: str, ip:
         # address's allowance (shared by an office behind one NAT) must not stop a signed-in change.
         login_authenticate(email=user.email, password=current_password, ip=None)
     except errors.NotAuthenticated as exc:
-        raise errors.ValidationFailed("The current password is not correct.",
-                                      errors={"current_password": ["The current password is not correct."]}) from exc
+        raise field_invalid("current_password", "The current password is not correct.") from exc
     password_validate(new_password, user, field="new_password")
     with transaction.atomic():
-        locked = User.objects.select_for_update().get(pk=user.pk)
+        locked = lock_row(User, user.pk)
         _password_set(user=locked, password=new_password, action="user.password_change", ip=ip,
                       user_agent=user_agent)
     login_lockout_clear(email=locked.email)

@@ -13,9 +13,12 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse_lazy
 
 from controlplane import errors
-from controlplane.admin_base import AuditedModelAdmin, ReadOnlyModelAdmin, ReadOnlyTabularInline, staff_principal
-from projects import accounts, services
+from projects import accounts
 from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, User
+from projects.ops_admin import AuditedModelAdmin, ReadOnlyModelAdmin, ReadOnlyTabularInline, staff_principal
+from projects.services.api_keys import api_key_revoke
+from projects.services.logins import LoginLocked, login_authenticate
+from projects.services.organizations import organization_set_flagship
 from projects.tenancy import client_ip
 
 
@@ -27,9 +30,9 @@ class OpsLoginForm(AdminAuthenticationForm):
         password = self.cleaned_data.get("password")
         if email is not None and password:
             try:
-                self.user_cache = services.login_authenticate(email=email, password=password,
-                                                              ip=client_ip(self.request), request=self.request)
-            except services.LoginLocked as exc:
+                self.user_cache = login_authenticate(email=email, password=password,
+                                                     ip=client_ip(self.request), request=self.request)
+            except LoginLocked as exc:
                 raise ValidationError(exc.detail, code="locked") from exc
             except errors.NotAuthenticated as exc:
                 raise self.get_invalid_login_error() from exc
@@ -111,7 +114,7 @@ class OrganizationAdmin(AuditedModelAdmin):
         changed = 0
         for organization in queryset:
             if organization.flagship_enabled != enabled:
-                services.organization_set_flagship(principal=staff_principal(request, organization), enabled=enabled)
+                organization_set_flagship(principal=staff_principal(request, organization), enabled=enabled)
                 changed += 1
         self.message_user(request, f"Flagship {'enabled' if enabled else 'disabled'} for {changed} organization(s).")
 
@@ -172,7 +175,7 @@ class ApiKeyAdmin(ReadOnlyModelAdmin):
     @admin.action(description="Revoke selected API keys")
     def revoke_keys(self, request, queryset) -> None:
         for api_key in queryset.select_related("organization"):
-            services.api_key_revoke(principal=staff_principal(request, api_key), api_key=api_key)
+            api_key_revoke(principal=staff_principal(request, api_key), api_key=api_key)
         self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
 
 

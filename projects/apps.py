@@ -6,4 +6,5 @@ class ProjectsConfig(AppConfig):
     verbose_name = "Tenancy and access"
 
     def ready(self) -> None:
-        from projects.api import schema  # noqa: F401  (registers the OpenAPI auth extensions)
+        # imported here: registers the OpenAPI auth extensions, once the app registry is ready.
+        from projects.api import schema  # noqa: F401

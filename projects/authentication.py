@@ -1,4 +1,5 @@
-"""API credentials: ``Authorization: Bearer mqc_<prefix>_<secret>``, or the console's session."""
+"""API credentials: ``Authorization: Bearer mqc_<prefix>_<secret>``, or the console's session; and the hash by
+which an invitation's token (the credential of its accept link) is stored and looked up."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from projects.models import ApiKey
+from projects.tenancy import client_ip
 
 KEY_SCHEME = "mqc"
 _PREFIX_RE = re.compile(r"[0-9a-f]{1,16}")
@@ -27,6 +29,11 @@ def generate_api_key_secret() -> tuple[str, str, str]:
 def hash_secret(secret: str) -> str:
     # The secret has 256 bits of entropy, so a fast hash is enough; there is nothing to brute-force.
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def invitation_token_hash(token: str) -> str:
+    """What an invitation stores of its token, and looks it up by: the token is the accept link's credential."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def parse_api_key(raw: str) -> tuple[str, str] | None:
@@ -90,8 +97,6 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         api_key = api_key_authenticate(token)
         if api_key is None:
             raise exceptions.AuthenticationFailed("The API key is invalid, revoked or expired.")
-        from projects.tenancy import client_ip
-
         now = timezone.now()
         # Write last-used at most once a minute per key, so busy scripts do not turn reads into writes.
         if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 
 from projects.models import Invitation, User
 
@@ -36,10 +39,6 @@ def password_reset_url(token: str) -> str:
 
 
 def send_password_reset_email(*, user: User, token: str) -> None:
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     context = {
         "user": user,
         "reset_url": password_reset_url(token),

@@ -10,7 +10,8 @@ from django.urls import Resolver404, resolve
 
 from controlplane import errors
 from controlplane.mail import OutboxMessage, links_in, mask_link_secrets, outbox_messages
-from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project
+from projects.authentication import invitation_token_hash
+from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, User
 from projects.roles import Perm, role_can_grant
 from projects.tenancy import Principal
 
@@ -88,8 +89,6 @@ def invitation_get(*, principal: Principal, invitation_id: str) -> Invitation:
 
 def invitation_get_by_token(*, token: str) -> Invitation:
     """The one read not scoped by organization: the token itself is the credential."""
-    from projects.services import invitation_token_hash
-
     invitation = (
         Invitation.objects.select_related("organization").filter(token_hash=invitation_token_hash(token)).first()
     )
@@ -151,8 +150,6 @@ def outbox_list(*, principal: Principal, limit: int = 50) -> list[OutboxMessage]
 
 def _invitation_of_link(url: str) -> Invitation | None:
     """The invitation an accept link carries, whichever organization it is of (None for any other link)."""
-    from projects.services import invitation_token_hash
-
     try:
         match = resolve(urlsplit(url).path)
     except (Resolver404, ValueError):
@@ -207,8 +204,6 @@ def audit_event_list(*, principal: Principal) -> QuerySet[AuditEvent]:
 # --- accounts ---------------------------------------------------------------------------------------
 def user_exists(*, email: str) -> bool:
     """Whether an account uses this address (the invitation page asks to log in, or to choose a password)."""
-    from projects.models import User
-
     return User.objects.filter(email=User.objects.normalize_email(email).lower()).exists()
 
 

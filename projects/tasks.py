@@ -7,10 +7,10 @@ import smtplib
 
 from celery import shared_task
 
-from projects import services
 from projects.accounts import password_reset_token
 from projects.emails import send_invitation_email, send_password_reset_email
 from projects.models import Invitation, User
+from projects.services import invitations
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +31,13 @@ def invitation_send_email(self, invitation_id: str) -> str:
         # Already sent (a redelivered task after a worker crash): do not mail twice.
         return "already sent"
     send_invitation_email(invitation=invitation)
-    services.invitation_mark_sent(invitation_id=invitation.id)
+    invitations.invitation_mark_sent(invitation_id=invitation.id)
     return "sent"
 
 
 @shared_task(name="projects.tasks.invitations_expire")
 def invitations_expire() -> int:
-    return services.invitations_expire()
+    return invitations.invitations_expire()
 
 
 @shared_task(name="projects.tasks.password_reset_send_email", bind=True, acks_late=True,

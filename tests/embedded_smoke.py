@@ -104,7 +104,7 @@ def main() -> int:
             failures.append(f"test send to the outbox: {sent}")
         # A queued delivery goes through the worker's path (claim, send, record) on SQLite too.
         from alerts.models import Notification
-        from alerts.services import notification_attempt
+        from alerts.services.notifications import notification_attempt
 
         queued = Notification.objects.create(organization_id=channel_row_org(channel["id"]), channel_id=channel["id"],
                                              kind="test", payload={"summary": "embedded smoke"})
@@ -170,7 +170,7 @@ def beat_jobs_over_real_data(client, project_id: str | None, channel_id: str | N
     from alerts.metrics import metrics_collect
     from alerts.models import Alert
     from billing.models import Invoice, UsageRecord
-    from billing.services import usage_meter_range
+    from billing.services.usage import usage_meter_range
     from controlplane.celery import app as celery_app
     from deployments.models import Deployment, DeploymentEvent, Spec
     from deployments.tests.factories import DeploymentFactory, PeeringFactory

@@ -22,9 +22,11 @@ from django.utils import timezone
 from alerts.evaluator import alerts_evaluate
 from alerts.models import Alert, AlertChannel, AlertRule, Notification
 from alerts.tests.standins import Receiver, verify_standard_webhook
-from billing import services as billing_services
 from billing import tasks as billing_tasks
 from billing.models import BillingAccount, Budget, BudgetCrossing, Invoice, InvoiceStatus, PaymentStatus
+from billing.services.budgets import budgets_evaluate
+from billing.services.dunning import dunning_run
+from billing.services.payments import _payment_begin, invoice_collect
 from billing.tests.factories import BillingAccountFactory
 from billing.tests.stripe_standins import stripe_event
 from billing.tests.test_stripe import DECLINED_ON_CHARGE, bind_card, deliver, intent_of, open_invoice
@@ -236,7 +238,7 @@ def test_dunning_stops_deployments_in_the_cluster_refuses_starts_and_alerts_unti
 
     bind_card(api, card=DECLINED_ON_CHARGE)
     invoice = open_invoice(org, total="119.00")
-    assert billing_services.invoice_collect(invoice_id=invoice.pk).status == PaymentStatus.FAILED
+    assert invoice_collect(invoice_id=invoice.pk).status == PaymentStatus.FAILED
     account = api.get("/api/v1/billing/account").json()
     assert account["payment_failed_at"] and account["deployments_stop_on"] and account["suspended_at"] is None
     t0 = timezone.now()
@@ -245,8 +247,8 @@ def test_dunning_stops_deployments_in_the_cluster_refuses_starts_and_alerts_unti
     assert incident["deployment"] is None and incident["rule"] == default_rule(api, "payment_failed")["id"]
 
     # Within the grace period nothing is stopped; after it the beat job stops what runs.
-    assert billing_services.dunning_run(now=t0 + timedelta(days=13))["stopped"] == 0
-    assert billing_services.dunning_run(now=t0 + timedelta(days=14, minutes=1))["stopped"] == 1
+    assert dunning_run(now=t0 + timedelta(days=13))["stopped"] == 0
+    assert dunning_run(now=t0 + timedelta(days=14, minutes=1))["stopped"] == 1
     wait_status(api, deployment_id, "stopped")
     sts = k8s_client.AppsV1Api(cluster.api_client()).read_namespaced_stateful_set("emqx", namespace)
     assert sts.spec.replicas == 0  # stopped, its namespace and objects kept
@@ -367,7 +369,7 @@ def test_budget_whose_channel_was_deleted_falls_back_to_email_and_a_deleted_proj
         deployment = DeploymentFactory(organization=org, project_id=api.project_id)
         usage(deployment, hours=5, start=month)  # 0.90 of 1.00: the 80% threshold
         with django_capture_on_commit_callbacks(execute=True):
-            assert billing_services.budgets_evaluate() == 1
+            assert budgets_evaluate() == 1
         assert receiver.requests == []
         (rcpts, mail), = smtp.messages  # the owners are told by email instead
         assert rcpts == ["barbara@example.com"] and "80%" in mail["Subject"]
@@ -376,7 +378,7 @@ def test_budget_whose_channel_was_deleted_falls_back_to_email_and_a_deleted_proj
         assert api.get(f"/api/v1/budgets/{spare_budget.json()['id']}").status_code == 404
         assert [b["id"] for b in api.get("/api/v1/budgets").json()["results"]] == [budget["id"]]
         with django_capture_on_commit_callbacks(execute=True):
-            assert billing_services.budgets_evaluate() == 0
+            assert budgets_evaluate() == 0
 
 
 @pytest.mark.django_db
@@ -427,7 +429,7 @@ def test_failure_and_payment_reported_only_by_stripe_webhooks_drive_the_incident
         assert rule["repeat_interval_s"] == 86400
         api.patch(f"/api/v1/alert-rules/{rule['id']}", {"channels": [hook]}, format="json")
 
-        first = billing_services._payment_begin(invoice_id=invoice.pk, force=False)
+        first = _payment_begin(invoice_id=invoice.pk, force=False)
         failed = {"id": "pi_async_failed", "object": "payment_intent", "status": "requires_payment_method",
                   "metadata": {"invoice": invoice.pk, "payment": first.pk, "attempt": "1"},
                   "last_payment_error": {"code": "card_declined", "message": "Your card was declined."}}
@@ -441,7 +443,7 @@ def test_failure_and_payment_reported_only_by_stripe_webhooks_drive_the_incident
             assert alerts_evaluate(now=t0 + timedelta(days=1, seconds=1))["renotified"] == 1
         assert [verify_standard_webhook(r, SECRET)["type"] for r in receiver.requests] == ["alert.firing"] * 2
 
-        second = billing_services._payment_begin(invoice_id=invoice.pk, force=True)
+        second = _payment_begin(invoice_id=invoice.pk, force=True)
         paid = {"id": "pi_async_paid", "object": "payment_intent", "status": "succeeded",
                 "metadata": {"invoice": invoice.pk, "payment": second.pk, "attempt": "2"}}
         with django_capture_on_commit_callbacks(execute=True):

@@ -29,8 +29,8 @@ def test_billing_details_budgets_usage_and_an_invoice(page):
     from playwright.sync_api import expect
 
     from alerts.tests.factories import AlertChannelFactory
-    from billing import services
     from billing.models import InvoiceLine
+    from billing.services.usage import usage_meter_range
     from billing.tests.factories import InvoiceFactory, record_event
     from deployments.tests.factories import DeploymentFactory
     from projects.tests.factories import PASSWORD, ProjectFactory
@@ -46,7 +46,7 @@ def test_billing_details_budgets_usage_and_an_invoice(page):
     record_event(deployment, "running", month_start - timedelta(days=1))
     record_event(deployment, "stopping", month_start + timedelta(minutes=20))
     record_event(deployment, "stopped", month_start + timedelta(minutes=30))
-    assert services.usage_meter_range(start=month_start, end=month_start + timedelta(hours=1)) == 2
+    assert usage_meter_range(start=month_start, end=month_start + timedelta(hours=1)) == 2
     invoice = InvoiceFactory(organization=organization, number="MQ-GLOBAL-2026-000042", legal_name="Old Name GmbH")
     InvoiceLine.objects.create(invoice=invoice, position=1, description="fleet-eu basic-1k, January 2026",
                                quantity=Decimal("744"), unit="h", unit_price=Decimal("0.0134"),

@@ -1,5 +1,6 @@
-"""``GET /deployments/{id}/metrics`` (on the deployment viewset, via the mixin, so the deployment is scoped by
-the tenancy base)."""
+"""``GET /deployments/{id}/metrics``: alerts' own viewset on the ``deployments`` prefix (``alerts.api.urls``),
+derived from ``deployments.facade.DeploymentScopedViewSet`` so the deployment is resolved and scoped as
+``/deployments/{id}`` does."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from rest_framework.response import Response
 from alerts import selectors
 from alerts.models import PUBLIC_METRICS
 from controlplane.api.serializers import InputSerializer
+from deployments.facade import DeploymentScopedViewSet
 
 MAX_POINTS = 2000
 
@@ -61,8 +63,8 @@ class MetricSeriesOut(serializers.Serializer):
     points = MetricPointOut(many=True)
 
 
-class DeploymentMetricsMixin:
-    """Mixed into the deployment viewset."""
+class DeploymentMetricsViewSet(DeploymentScopedViewSet):
+    """The deployment's broker metrics, under ``/deployments/{id}/``."""
 
     @extend_schema(
         methods=["GET"], request=None, responses={200: PolymorphicProxySerializer(

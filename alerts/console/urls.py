@@ -1,4 +1,4 @@
-"""Alerts pages of the console; spliced into ``projects.console.urls`` so they share its namespace."""
+"""Alerts pages of the console; composed by ``controlplane.console_urls`` under its ``console`` namespace."""
 
 from django.urls import path
 

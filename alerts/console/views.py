@@ -22,8 +22,8 @@ from alerts.models import PUBLIC_METRICS, AlertChannel, AlertRule, ChannelType, 
 from alerts.services import channels as channel_services
 from alerts.services import rules as rule_services
 from controlplane import errors
-from deployments import selectors as deployment_selectors
-from projects import selectors as project_selectors
+from deployments import facade as deployments_facade
+from projects import facade as project_selectors
 from projects.console.base import OrganizationConsoleView, OrganizationFormView
 from projects.roles import Perm
 
@@ -203,7 +203,7 @@ class _RuleFormView(OrganizationFormView):
     def catalog(self) -> dict[str, Any]:
         return {
             "projects": list(project_selectors.project_list(principal=self.principal).order_by("name")),
-            "deployments": list(deployment_selectors.deployment_list(principal=self.principal)
+            "deployments": list(deployments_facade.deployment_list(principal=self.principal)
                                 .select_related("project").order_by("name")),
             "channels": list(selectors.channel_list(principal=self.principal)),
         }
@@ -252,7 +252,7 @@ class RuleEditView(_RuleMixin, _RuleFormView):
         rule = self.rule
         if rule.metric not in PUBLIC_METRICS:
             return {"condition": True, "metric": rule.metric}
-        deployments = deployment_selectors.deployment_list(principal=self.principal).filter(project_id=rule.project_id)
+        deployments = deployments_facade.deployment_list(principal=self.principal).filter(project_id=rule.project_id)
         deployment = (deployments.filter(pk=rule.deployment_id) if rule.deployment_id
                       else deployments.filter(status="running").order_by("created_at", "id")).first()
         if deployment is None:
@@ -330,7 +330,7 @@ class DeploymentMetricsCardView(OrganizationConsoleView):
     required_perm = Perm.READ
 
     def get(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
-        deployment = deployment_selectors.deployment_get(principal=self.principal, deployment_id=deployment_id)
+        deployment = deployments_facade.deployment_get(principal=self.principal, deployment_id=deployment_id)
         range_key = request.GET.get("range") if request.GET.get("range") in RANGES else "1h"
         span, step = RANGES[range_key]
         current = selectors.metrics_current(deployment=deployment)

@@ -20,8 +20,10 @@ from django.utils import timezone
 from alerts import delivery
 from alerts.models import AlertChannel, ChannelType, Notification, NotificationKind
 from alerts.services.notifications import notification_attempt_record
-from alerts.services.validation import invalid
+from alerts.services.validation import INVALID_FIELDS
 from controlplane import errors, outbound
+from controlplane.db import lock_row
+from controlplane.errors import field_invalid
 from projects.audit import audit_record
 from projects.roles import Perm
 from projects.tenancy import Principal
@@ -55,62 +57,70 @@ def channel_require_manager(*, principal: Principal) -> None:
 
 def _check_webhook_url(url: str) -> None:
     if not isinstance(url, str) or not url or len(url) > 2000:
-        raise invalid("config", "url: a http(s) URL is required.")
+        raise field_invalid("config", "url: a http(s) URL is required.", detail=INVALID_FIELDS)
     try:
         outbound.check_url(url)
     except outbound.OutboundBlocked as exc:
-        raise invalid("config", f"url: {exc.message}") from exc
+        raise field_invalid("config", f"url: {exc.message}", detail=INVALID_FIELDS) from exc
     except outbound.OutboundError as exc:
-        raise invalid("config", f"url: {exc.message}") from exc
+        raise field_invalid("config", f"url: {exc.message}", detail=INVALID_FIELDS) from exc
 
 
 def _apply_config(channel: AlertChannel, config: dict[str, Any], *, creating: bool) -> dict[str, Any] | None:
     """Validates ``config`` for the channel's type and stores it; returns a generated secret to show once."""
     if not isinstance(config, dict):
-        raise invalid("config", "Must be an object.")
+        raise field_invalid("config", "Must be an object.", detail=INVALID_FIELDS)
     generated: dict[str, Any] | None = None
     if channel.type == ChannelType.EMAIL:
         unknown = set(config) - {"recipients"}
         recipients = config.get("recipients", None if creating else channel.config.get("recipients"))
         if unknown:
-            raise invalid("config", f"Unknown keys for an email channel: {sorted(unknown)}.")
+            raise field_invalid("config", f"Unknown keys for an email channel: {sorted(unknown)}.",
+                                detail=INVALID_FIELDS)
         if not isinstance(recipients, list) or not recipients or len(recipients) > MAX_RECIPIENTS:
-            raise invalid("config", f"recipients: a list of 1 to {MAX_RECIPIENTS} email addresses.")
+            raise field_invalid("config", f"recipients: a list of 1 to {MAX_RECIPIENTS} email addresses.",
+                                detail=INVALID_FIELDS)
         for address in recipients:
             try:
                 if not isinstance(address, str) or len(address) > 254:
                     raise DjangoValidationError("invalid")
                 validate_email(address)
             except DjangoValidationError as exc:
-                raise invalid("config", f"recipients: {address!r} is not a valid email address.") from exc
+                raise field_invalid("config", f"recipients: {address!r} is not a valid email address.",
+                                    detail=INVALID_FIELDS) from exc
         channel.config = {"recipients": sorted(set(recipients), key=recipients.index)}
     elif channel.type == ChannelType.PAGERDUTY:
         unknown = set(config) - {"routing_key"}
         if unknown:
-            raise invalid("config", f"Unknown keys for a PagerDuty channel: {sorted(unknown)}.")
+            raise field_invalid("config", f"Unknown keys for a PagerDuty channel: {sorted(unknown)}.",
+                                detail=INVALID_FIELDS)
         key = config.get("routing_key")
         if key is None and not creating:
             return None
         if not isinstance(key, str) or not ROUTING_KEY_RE.match(key):
-            raise invalid("config", "routing_key: the 32-character integration key of an Events API v2 service.")
+            raise field_invalid("config", "routing_key: the 32-character integration key of an Events API v2 service.",
+                                detail=INVALID_FIELDS)
         channel.secret = key
         channel.config = {}
     else:
         unknown = set(config) - {"url", "secret", "headers"}
         if unknown:
-            raise invalid("config", f"Unknown keys for a webhook channel: {sorted(unknown)}.")
+            raise field_invalid("config", f"Unknown keys for a webhook channel: {sorted(unknown)}.",
+                                detail=INVALID_FIELDS)
         url = config.get("url", None if creating else channel.config.get("url"))
         _check_webhook_url(url)
         channel.config = {"url": url}
         if "secret" in config:
             secret = config["secret"]
             if not isinstance(secret, str) or not 16 <= len(secret) <= 200:
-                raise invalid("config", "secret: 16 to 200 characters (Standard Webhooks: whsec_<base64>).")
+                raise field_invalid("config", "secret: 16 to 200 characters (Standard Webhooks: whsec_<base64>).",
+                                    detail=INVALID_FIELDS)
             if secret.startswith("whsec_"):
                 try:
                     base64.b64decode(secret.removeprefix("whsec_"), validate=True)
                 except ValueError as exc:
-                    raise invalid("config", "secret: whsec_ must be followed by base64.") from exc
+                    raise field_invalid("config", "secret: whsec_ must be followed by base64.",
+                                        detail=INVALID_FIELDS) from exc
             channel.secret = secret
         elif creating:
             channel.secret = new_webhook_secret()
@@ -118,12 +128,15 @@ def _apply_config(channel: AlertChannel, config: dict[str, Any], *, creating: bo
         if "headers" in config:
             headers = config["headers"] or {}
             if not isinstance(headers, dict) or len(headers) > 20:
-                raise invalid("config", "headers: an object of at most 20 header names and values.")
+                raise field_invalid("config", "headers: an object of at most 20 header names and values.",
+                                    detail=INVALID_FIELDS)
             for name, value in headers.items():
                 if not HEADER_NAME_RE.match(name) or name.lower() in RESERVED_HEADERS:
-                    raise invalid("config", f"headers: {name!r} is not a header you may set.")
+                    raise field_invalid("config", f"headers: {name!r} is not a header you may set.",
+                                        detail=INVALID_FIELDS)
                 if not isinstance(value, str) or len(value) > 2000 or any(c in value for c in "\r\n\0"):
-                    raise invalid("config", f"headers: the value of {name!r} must be a single-line string.")
+                    raise field_invalid("config", f"headers: the value of {name!r} must be a single-line string.",
+                                        detail=INVALID_FIELDS)
             channel.headers = json.dumps(headers)
     return generated
 
@@ -144,7 +157,7 @@ def channel_update(*, principal: Principal, channel: AlertChannel, name: str | N
                    config: dict[str, Any] | None = None, enabled: bool | None = None) -> AlertChannel:
     channel_require_manager(principal=principal)
     with transaction.atomic():
-        channel = AlertChannel.objects.select_for_update().get(pk=channel.pk, organization=principal.organization)
+        channel = lock_row(AlertChannel, channel.pk, organization=principal.organization)
         changes: dict[str, Any] = {}
         if name is not None and name.strip() != channel.name:
             changes["name"] = [channel.name, name.strip()]

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from alerts.models import ORGANIZATION_METRICS, AlertChannel, AlertRule, ChannelType
 from alerts.services.channels import MAX_RECIPIENTS
-from projects import selectors as project_selectors
+from projects import facade as project_selectors
 from projects.audit import audit_record
 from projects.models import Organization, Project
 from projects.roles import Role
@@ -65,8 +65,8 @@ def owners_channel_ensure(*, organization: Organization, create: bool) -> AlertC
 
 def project_default_rules_create(*, project: Project) -> dict[str, Any]:
     """The default rules of a new project, in the caller's transaction; returns what it created, for the audit
-    event of the project's creation (``projects.services.project_create`` and signup call it). No permission
-    check of its own: it is part of creating the project."""
+    event of the project's creation (``alerts.receivers`` runs it on ``projects.hooks.project_created``). No
+    permission check of its own: it is part of creating the project."""
     organization = project.organization
     first = not Project.objects.filter(organization=organization).exclude(pk=project.pk).exists()
     specs = list(DEFAULT_RULES)

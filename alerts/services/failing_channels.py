@@ -14,7 +14,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alerts.models import AlertChannel, Notification, NotificationStatus
-from projects import selectors as project_selectors
+from controlplane.queue import enqueue_on_commit
+from projects import facade as project_selectors
 from projects.audit import audit_record
 from projects.roles import Role
 from projects.tenancy import Principal
@@ -56,15 +57,10 @@ def failing_channels_disable(*, now: datetime | None = None) -> list[str]:
             channel.save(update_fields=["enabled", "disabled_reason", "updated_at"])
             audit_record(principal=Principal.for_system(channel.organization), action="alert_channel.disable",
                          target=channel, changes={"reason": channel.disabled_reason})
-            _enqueue_disabled_notice(channel.id)
+            # Once per disabling, after the commit: a rolled-back disabling tells nobody.
+            enqueue_on_commit("alerts.tasks.channel_disabled_notify", channel.id)
         disabled.append(channel.id)
     return disabled
-
-
-def _enqueue_disabled_notice(channel_id: str) -> None:
-    from alerts.tasks import channel_disabled_notify
-
-    transaction.on_commit(lambda: channel_disabled_notify.delay(channel_id))
 
 
 def channel_disabled_notify(*, channel_id: str) -> int:

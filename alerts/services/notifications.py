@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from alerts import delivery
 from alerts.models import Alert, AlertChannel, ChannelType, Notification, NotificationKind, NotificationStatus
+from controlplane.queue import enqueue
 
 
 # --- notifications -----------------------------------------------------------------------------------------
@@ -137,11 +138,11 @@ def notification_attempt(*, notification_id: str) -> float | None:
 
 
 def notifications_enqueue(notification_ids: list[str]) -> None:
-    from alerts.tasks import notification_deliver
+    """Enqueues the delivery of each notification once the current transaction commits."""
 
     def send() -> None:
         for notification_id in notification_ids:
-            notification_deliver.delay(notification_id)
+            enqueue("alerts.tasks.notification_deliver", notification_id)
 
     transaction.on_commit(send)
 

@@ -1,10 +1,7 @@
-"""The field-level validation error the alerts services raise (shared by channels and rules)."""
+"""What the alerts services' field errors share: the problem's detail the API has always answered with."""
 
 from __future__ import annotations
 
-from controlplane import errors
-
-
-def invalid(field: str, message: str) -> errors.ValidationFailed:
-    """A ``ValidationFailed`` for one field with one message."""
-    return errors.ValidationFailed("The request has invalid fields.", errors={field: [message]})
+#: The detail of a one-field error of a channel or rule (``controlplane.errors.field_invalid(field, message,
+#: detail=INVALID_FIELDS)``); the field's own message is in the problem's ``errors``.
+INVALID_FIELDS = "The request has invalid fields."

@@ -10,7 +10,8 @@ from django.test import override_settings
 from django.utils import timezone
 
 from alerts.models import AlertChannel, AlertRule
-from alerts.services import DEFAULT_RULES, failing_channels_disable
+from alerts.services.defaults import DEFAULT_RULES
+from alerts.services.failing_channels import failing_channels_disable
 from alerts.tests.factories import AlertChannelFactory, NotificationFactory
 from projects.models import AuditEvent
 from projects.roles import Role

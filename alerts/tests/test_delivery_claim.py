@@ -12,7 +12,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from alerts.models import Notification
-from alerts.services import notification_attempt, notifications_redrive
+from alerts.services.notifications import notification_attempt, notifications_redrive
 from alerts.tests.factories import AlertChannelFactory, NotificationFactory
 from alerts.tests.standins import Receiver, verify_standard_webhook
 

@@ -15,7 +15,7 @@ from kubernetes import client as k8s_client
 from alerts.evaluator import alerts_evaluate
 from alerts.metrics import metrics_collect
 from alerts.models import Alert, AlertChannel, MetricSample, Notification
-from alerts.services import notification_attempt, notifications_redrive
+from alerts.services.notifications import notification_attempt, notifications_redrive
 from alerts.tests.factories import AlertChannelFactory, AlertRuleFactory
 from alerts.tests.standins import Receiver, verify_standard_webhook
 from controlplane.celery import app as celery_app

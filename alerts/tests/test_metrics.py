@@ -15,7 +15,7 @@ from kubernetes import client as k8s_client
 
 from alerts.metrics import metrics_collect
 from alerts.models import MetricSample
-from alerts.services import metric_samples_purge
+from alerts.services.retention import metric_samples_purge
 from alerts.tasks import metrics_collect as metrics_collect_task
 from deployments.tests.factories import DeploymentFactory
 from k8s.simulator import SimulatedCluster

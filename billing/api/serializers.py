@@ -51,9 +51,7 @@ class BillingAccountOut(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_deployments_stop_on(self, account: BillingAccount):
-        from billing.selectors import dunning_stop_date
-
-        moment = dunning_stop_date(account)
+        moment = selectors.dunning_stop_date(account)
         return serializers.DateTimeField().to_representation(moment) if moment else None
 
 

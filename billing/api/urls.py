@@ -6,6 +6,8 @@ from billing.api import views
 router = SimpleRouter(trailing_slash=False)
 router.register("invoices", views.InvoiceViewSet, basename="invoice")
 router.register("budgets", views.BudgetViewSet, basename="budget")
+# Only /deployments/{id}/subscription and /subscription/switch-to-annual; /deployments itself is deployments'.
+router.register("deployments", views.DeploymentSubscriptionViewSet, basename="deployment")
 
 urlpatterns = [
     path("billing/account", views.BillingAccountViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),

@@ -1,4 +1,6 @@
-"""Billing API: ``/billing/account``, ``/billing/usage``, ``/invoices`` and ``/deployments/{id}/subscription``."""
+"""Billing API: ``/billing/account``, ``/billing/usage``, ``/invoices`` and ``/deployments/{id}/subscription``
+(billing's own viewset on the ``deployments`` prefix, derived from ``deployments.facade.DeploymentScopedViewSet``
+so the deployment is resolved and scoped as ``/deployments/{id}`` does)."""
 
 from __future__ import annotations
 
@@ -17,11 +19,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import selectors, services, stripe_gateway
+from billing import selectors, stripe_gateway
 from billing.api import serializers as s
 from billing.models import Budget, Invoice
 from billing.pdf import invoice_pdf
+from billing.services.accounts import billing_account_update
+from billing.services.budgets import budget_create, budget_delete, budget_update
+from billing.services.cards import payment_method_setup_complete, payment_method_setup_start
+from billing.services.subscriptions import subscription_switch_to_annual
+from billing.services.webhooks import stripe_event_receive
 from controlplane import errors
+from deployments.facade import DeploymentScopedViewSet
 from projects.api.base import OrganizationScopedViewSet
 from projects.roles import Perm
 from projects.tenancy import Principal
@@ -42,7 +50,7 @@ class BillingAccountViewSet(OrganizationScopedViewSet):
     def partial_update(self, request: Request) -> Response:
         data = s.BillingAccountPatchIn(data=request.data)
         data.is_valid(raise_exception=True)
-        account = services.billing_account_update(principal=self.principal, **data.validated_data)
+        account = billing_account_update(principal=self.principal, **data.validated_data)
         return Response(s.BillingAccountOut(account).data)
 
 
@@ -57,7 +65,7 @@ class PaymentMethodViewSet(OrganizationScopedViewSet):
                                "(`confirmCardSetup`). 409 when card payments are offline in this installation; "
                                "503 when Stripe cannot be reached.")
     def setup(self, request: Request) -> Response:
-        return Response(s.PaymentMethodSetupOut(services.payment_method_setup_start(principal=self.principal)).data)
+        return Response(s.PaymentMethodSetupOut(payment_method_setup_start(principal=self.principal)).data)
 
     @extend_schema(request=s.PaymentMethodConfirmIn, responses={200: s.BillingAccountOut},
                    description="After Stripe.js confirmed the SetupIntent: makes its card the default (the "
@@ -68,7 +76,7 @@ class PaymentMethodViewSet(OrganizationScopedViewSet):
         if not stripe_gateway.is_configured():
             raise stripe_gateway.StripeOffline(stripe_gateway.OFFLINE_DETAIL)
         account = selectors.billing_account_get(principal=self.principal)
-        account = services.payment_method_setup_complete(
+        account = payment_method_setup_complete(
             account=account, setup_intent_id=data.validated_data["setup_intent"], principal=self.principal)
         return Response(s.BillingAccountOut(account).data)
 
@@ -89,8 +97,8 @@ class StripeWebhookView(APIView):
                                "event is handled once, however often and in whatever order it is delivered.")
     def post(self, request: Request) -> Response:
         # The raw bytes, not request.data: the signature covers the body exactly as sent.
-        _, handled = services.stripe_event_receive(payload=request.body,
-                                                   signature=request.headers.get("Stripe-Signature"))
+        _, handled = stripe_event_receive(payload=request.body,
+                                          signature=request.headers.get("Stripe-Signature"))
         return Response(s.WebhookAckOut({"received": True, "duplicate": not handled}).data)
 
 
@@ -132,8 +140,8 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizat
         return response
 
 
-class DeploymentSubscriptionMixin:
-    """Mixed into the deployment viewset, so the deployment is resolved (and scoped) by the tenancy base."""
+class DeploymentSubscriptionViewSet(DeploymentScopedViewSet):
+    """How a deployment is paid, under ``/deployments/{id}/``."""
 
     @extend_schema(request=None, responses=s.SubscriptionOut,
                    description="How the deployment is paid: `hourly` (default) or a prepaid `annual` term.")
@@ -153,8 +161,8 @@ class DeploymentSubscriptionMixin:
         deployment = self.get_object()
         data = s.SwitchToAnnualIn(data=request.data)
         data.is_valid(raise_exception=True)
-        subscription = services.subscription_switch_to_annual(principal=self.principal, deployment=deployment,
-                                                              renew=data.validated_data["renew"])
+        subscription = subscription_switch_to_annual(principal=self.principal, deployment=deployment,
+                                                     renew=data.validated_data["renew"])
         return Response(s.SubscriptionOut(subscription).data)
 
 
@@ -186,7 +194,7 @@ class BudgetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizati
     def create(self, request: Request) -> Response:
         data = s.BudgetIn(data=request.data)
         data.is_valid(raise_exception=True)
-        budget = services.budget_create(principal=self.principal, **data.validated_data)
+        budget = budget_create(principal=self.principal, **data.validated_data)
         return Response(s.BudgetOut(budget).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.BudgetPatchIn, responses=s.BudgetOut,
@@ -195,10 +203,10 @@ class BudgetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizati
         budget = self.get_object()
         data = s.BudgetPatchIn(data=request.data)
         data.is_valid(raise_exception=True)
-        budget = services.budget_update(principal=self.principal, budget=budget, **data.validated_data)
+        budget = budget_update(principal=self.principal, budget=budget, **data.validated_data)
         return Response(s.BudgetOut(budget).data)
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str) -> Response:
-        services.budget_delete(principal=self.principal, budget=self.get_object())
+        budget_delete(principal=self.principal, budget=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)

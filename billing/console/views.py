@@ -17,13 +17,17 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts import selectors as alert_selectors
-from billing import money, selectors, services, stripe_gateway
+from alerts import facade as alerts_facade
+from billing import money, selectors, stripe_gateway
 from billing.console import forms as billing_forms
 from billing.models import Budget, VatStatus
+from billing.services.accounts import billing_account_update
+from billing.services.budgets import budget_create, budget_delete, budget_update
+from billing.services.cards import payment_method_setup_complete
+from billing.services.subscriptions import subscription_switch_to_annual
 from controlplane import errors
-from deployments import selectors as deployment_selectors
-from projects import selectors as project_selectors
+from deployments import facade as deployments_facade
+from projects import facade as project_selectors
 from projects.console.base import OrganizationConsoleView, OrganizationFormView
 from projects.roles import Perm
 from projects.tenancy import Principal
@@ -71,7 +75,7 @@ class BillingAccountView(OrganizationFormView):
         return super().post(request, *args, **kwargs)
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
-        services.billing_account_update(principal=self.principal, **form.cleaned_data)
+        billing_account_update(principal=self.principal, **form.cleaned_data)
         messages.success(self.request, "Billing details saved.")
         return redirect(reverse("console:billing-account"))
 
@@ -89,7 +93,7 @@ class PaymentMethodConfirmView(OrganizationConsoleView):
                 raise stripe_gateway.StripeOffline(stripe_gateway.OFFLINE_DETAIL)
             if not setup_intent_id.startswith("seti_"):
                 raise errors.ValidationFailed("The card setup did not complete.")
-            account = services.payment_method_setup_complete(
+            account = payment_method_setup_complete(
                 account=selectors.billing_account_get(principal=self.principal), setup_intent_id=setup_intent_id,
                 principal=self.principal)
         except errors.PermissionDenied:
@@ -112,7 +116,7 @@ class UsageView(OrganizationConsoleView):
         since = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         summary = selectors.usage_summary(principal=self.principal, since=since, until=now, now=now)
         ids = [row["deployment"] for row in summary["deployments"]]
-        names = dict(deployment_selectors.deployment_list(principal=self.principal, include_deleted=True)
+        names = dict(deployments_facade.deployment_list(principal=self.principal, include_deleted=True)
                      .filter(id__in=ids).values_list("id", "name"))
         for row in summary["deployments"]:
             row["name"] = names.get(row["deployment"], row["deployment"])
@@ -144,7 +148,7 @@ class _BudgetFormView(OrganizationFormView):
     def get_form(self, data: Any = None) -> forms.Form:
         principal = self.principal
         return self.form_class(data, projects=list(project_selectors.project_list(principal=principal)),
-                               channels=list(alert_selectors.channel_list(principal=principal)),
+                               channels=list(alerts_facade.channel_list(principal=principal)),
                                currency=principal.organization.currency, editing=self.editing,
                                allow_organization=not principal.is_project_limited, **self.get_form_kwargs())
 
@@ -155,8 +159,8 @@ class BudgetCreateView(_BudgetFormView):
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
         data = form.cleaned_data
-        services.budget_create(principal=self.principal, project=data["project"] or None, amount=data["amount"],
-                               channels=data["channels"], enabled=data["enabled"])
+        budget_create(principal=self.principal, project=data["project"] or None, amount=data["amount"],
+                      channels=data["channels"], enabled=data["enabled"])
         messages.success(self.request, "Budget created.")
         return redirect(reverse("console:billing"))
 
@@ -186,8 +190,8 @@ class BudgetEditView(_BudgetMixin, _BudgetFormView):
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
         data = form.cleaned_data
-        services.budget_update(principal=self.principal, budget=self.budget, amount=data["amount"],
-                               channels=data["channels"], enabled=data["enabled"])
+        budget_update(principal=self.principal, budget=self.budget, amount=data["amount"],
+                      channels=data["channels"], enabled=data["enabled"])
         messages.success(self.request, "Budget saved.")
         return redirect(reverse("console:billing"))
 
@@ -197,7 +201,7 @@ class BudgetDeleteView(_BudgetMixin, OrganizationConsoleView):
     required_perm = Perm.BILLING_MANAGE
 
     def post(self, request: HttpRequest, budget_id: str) -> HttpResponse:
-        services.budget_delete(principal=self.principal, budget=self.budget)
+        budget_delete(principal=self.principal, budget=self.budget)
         messages.success(request, "Budget deleted.")
         return redirect(reverse("console:billing"))
 
@@ -230,11 +234,11 @@ class SwitchToAnnualView(OrganizationConsoleView):
     required_perm = Perm.BILLING_MANAGE
 
     def post(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
-        deployment = deployment_selectors.deployment_get(principal=self.principal, deployment_id=deployment_id)
+        deployment = deployments_facade.deployment_get(principal=self.principal, deployment_id=deployment_id)
         form = billing_forms.SwitchToAnnualForm(request.POST)
         renew = form.is_valid() and form.cleaned_data["renew"]
         try:
-            services.subscription_switch_to_annual(principal=self.principal, deployment=deployment, renew=renew)
+            subscription_switch_to_annual(principal=self.principal, deployment=deployment, renew=renew)
         except (errors.NotFound, errors.PermissionDenied):
             raise
         except errors.DomainError as exc:

@@ -14,6 +14,8 @@ from billing.models import (
     VatStatus,
 )
 from controlplane import countries, errors
+from controlplane.db import lock_row
+from controlplane.queue import enqueue_on_commit
 from projects.audit import audit_record
 from projects.tenancy import Principal
 
@@ -22,23 +24,20 @@ from projects.tenancy import Principal
 def vat_number_normalize(*, country: str, vat_number: str) -> str:
     """The compact VAT number with its prefix (``EL`` for Greece, ``GB``/``XI`` for the UK), checked for format
     and check digit. Raises ValidationFailed on a bad number or one that does not belong to ``country``."""
-
-    def fail(message: str) -> errors.ValidationFailed:
-        return errors.ValidationFailed(message, errors={"vat_number": [message]})
-
     if not country:
-        raise fail("Set the country before the VAT number.")
+        raise errors.field_invalid("vat_number", "Set the country before the VAT number.")
     if country not in money.eu_member_states() and country != "GB":
-        raise fail("VAT numbers are recorded for customers in the EU and the United Kingdom only.")
+        raise errors.field_invalid("vat_number",
+                                   "VAT numbers are recorded for customers in the EU and the United Kingdom only.")
     compact = clean(vat_number, " -./,:").upper().strip()
     prefixes = money.vat_prefixes(country)
     if compact[:1].isdigit():
         compact = prefixes[0] + compact
     if compact[:2] not in prefixes:
-        raise fail(f"A VAT number of {country} starts with {' or '.join(prefixes)}.")
+        raise errors.field_invalid("vat_number", f"A VAT number of {country} starts with {' or '.join(prefixes)}.")
     valid = gb_vat.is_valid(compact[2:]) if compact[:2] == "GB" else eu_vat.is_valid(compact)
     if not valid:
-        raise fail("This is not a valid VAT number (format or check digit).")
+        raise errors.field_invalid("vat_number", "This is not a valid VAT number (format or check digit).")
     return compact
 
 
@@ -46,7 +45,7 @@ def vat_number_normalize(*, country: str, vat_number: str) -> str:
 def billing_account_update(*, principal: Principal, legal_name: str | None = None, address: str | None = None,
                            country: str | None = None, vat_number: str | None = None) -> BillingAccount:
     account, _ = BillingAccount.objects.get_or_create(organization=principal.organization)
-    account = BillingAccount.objects.select_for_update().get(pk=account.pk)
+    account = lock_row(BillingAccount, account.pk)
     before = {f: getattr(account, f) for f in ("legal_name", "address", "country", "vat_number", "vat_status")}
     if legal_name is not None:
         account.legal_name = legal_name.strip()
@@ -84,10 +83,8 @@ def _vat_check_reset(account: BillingAccount) -> None:
 
 
 def _vat_check_enqueue(account_id: str, *, force: bool = False) -> None:
-    from billing.tasks import vat_number_check
-
     # On commit: a rolled-back change queues nothing, and the worker sees the committed number.
-    transaction.on_commit(lambda: vat_number_check.delay(account_id, force))
+    enqueue_on_commit("billing.tasks.vat_number_check", account_id, force)
 
 
 @transaction.atomic
@@ -111,7 +108,7 @@ def account_locked(account_id: str) -> BillingAccount:
 def billing_account_operator_update(*, principal: Principal, account: BillingAccount, tax_exempt: bool | None = None,
                                     vat_status: str | None = None) -> BillingAccount:
     """Operator-only changes: the tax-exempt flag and a VAT status confirmed outside the API (e.g. in VIES)."""
-    account = BillingAccount.objects.select_for_update().get(pk=account.pk)
+    account = lock_row(BillingAccount, account.pk)
     before = {"tax_exempt": account.tax_exempt, "vat_status": account.vat_status}
     if tax_exempt is not None:
         account.tax_exempt = tax_exempt

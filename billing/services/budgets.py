@@ -11,14 +11,14 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from alerts import notices
-from alerts import selectors as alert_selectors
+from alerts import facade as alerts_facade
 from billing import money, periods, selectors
 from billing.models import (
     Budget,
     BudgetCrossing,
 )
 from controlplane import errors
+from controlplane.db import lock_row
 from projects.audit import audit_record
 from projects.models import Organization, Project
 from projects.roles import Perm
@@ -28,25 +28,24 @@ from projects.tenancy import Principal
 BUDGET_THRESHOLDS = (50, 80, 100)
 BUDGET_SEVERITY = {50: "info", 80: "warning", 100: "critical"}
 BUDGET_EVENT = "budget.threshold_crossed"
-
-
-def _budget_invalid(field: str, message: str) -> errors.ValidationFailed:
-    return errors.ValidationFailed("The request has invalid fields.", errors={field: [message]})
+#: The detail of a budget's one-field errors (the field's own message is in the problem's ``errors``).
+INVALID_FIELDS = "The request has invalid fields."
 
 
 def _budget_amount(amount: Decimal, currency: str) -> Decimal:
     if not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0:
-        raise _budget_invalid("amount", "Must be greater than 0.")
+        raise errors.field_invalid("amount", "Must be greater than 0.", detail=INVALID_FIELDS)
     if money.quantize(amount, currency) != amount:
-        raise _budget_invalid("amount", f"At most {money.minor_unit(currency)} decimal places for {currency}.")
+        raise errors.field_invalid("amount", f"At most {money.minor_unit(currency)} decimal places for {currency}.",
+                                   detail=INVALID_FIELDS)
     return amount
 
 
 def _budget_channels(principal: Principal, channel_ids: list[str]) -> list:
-    channels = list(alert_selectors.channel_list(principal=principal).filter(pk__in=channel_ids))
+    channels = list(alerts_facade.channel_list(principal=principal).filter(pk__in=channel_ids))
     missing = sorted(set(channel_ids) - {c.id for c in channels})
     if missing:
-        raise _budget_invalid("channels", f"No alert channel(s) {', '.join(missing)}.")
+        raise errors.field_invalid("channels", f"No alert channel(s) {', '.join(missing)}.", detail=INVALID_FIELDS)
     return channels
 
 
@@ -60,14 +59,14 @@ def budget_create(*, principal: Principal, amount: Decimal, project: str | None 
     if project is not None:
         project_row = Project.objects.filter(organization=organization, pk=project).first()
         if project_row is None or not principal.can_see_project(project_row.id):
-            raise _budget_invalid("project", f"No project {project}.")
+            raise errors.field_invalid("project", f"No project {project}.", detail=INVALID_FIELDS)
     elif principal.is_project_limited:
         raise errors.PermissionDenied("A member limited to projects sets budgets of those projects only.")
     amount = _budget_amount(amount, organization.currency)
     channel_rows = _budget_channels(principal, channels or [])
     # Locks the organization row: two concurrent creates of the same scope queue here instead of one
     # failing on the unique constraint with a 500.
-    Organization.objects.select_for_update().filter(pk=organization.pk).first()
+    lock_row(Organization, organization.pk)
     if Budget.objects.filter(organization=organization, project=project_row).exists():
         scope = f"project {project_row.id}" if project_row else "the organization"
         raise errors.Conflict(f"There is already a budget for {scope}; change that one.")
@@ -85,8 +84,7 @@ def budget_create(*, principal: Principal, amount: Decimal, project: str | None 
 def budget_update(*, principal: Principal, budget: Budget, amount: Decimal | None = None,
                   channels: list[str] | None = None, enabled: bool | None = None) -> Budget:
     principal.require(Perm.BILLING_MANAGE)
-    budget = Budget.objects.select_for_update().select_related("organization").get(
-        pk=budget.pk, organization=principal.organization)
+    budget = lock_row(Budget.objects.select_related("organization"), budget.pk, organization=principal.organization)
     changes: dict[str, Any] = {}
     if amount is not None:
         amount = _budget_amount(amount, budget.organization.currency)
@@ -187,6 +185,6 @@ def _budget_notify(*, budget: Budget, threshold: int, spent: Decimal, now: datet
               "dedup_key": f"mqcloud-budget-{budget.id}-{month:%Y-%m}-{threshold}"}
     channels = [c for c in budget.channels.all() if c.enabled]
     if channels:
-        notices.organization_notice_send(channels=channels, **kwargs)
+        alerts_facade.organization_notice_send(channels=channels, **kwargs)
     else:
-        notices.organization_notice_email(recipients=selectors.budget_notice_recipients(budget=budget), **kwargs)
+        alerts_facade.organization_notice_email(recipients=selectors.budget_notice_recipients(budget=budget), **kwargs)

@@ -14,6 +14,7 @@ from billing.models import (
 )
 from billing.services import accounts
 from controlplane import errors
+from controlplane.queue import enqueue_on_commit
 from projects.audit import audit_record
 from projects.roles import Perm
 from projects.tenancy import Principal
@@ -122,11 +123,5 @@ def payment_method_setup_complete(*, account: BillingAccount, setup_intent: dict
     unpaid = selectors.invoices_failed_unpaid(account=locked)
     unpaid.update(next_payment_attempt_at=timezone.now())
     for invoice_id in unpaid.values_list("pk", flat=True):
-        _enqueue_collect(invoice_id)
+        enqueue_on_commit("billing.tasks.invoice_collect", invoice_id)
     return locked
-
-
-def _enqueue_collect(invoice_id: str) -> None:
-    from billing.tasks import invoice_collect
-
-    transaction.on_commit(lambda: invoice_collect.delay(invoice_id))

@@ -14,6 +14,7 @@ from billing.models import (
 )
 from billing.services import accounts
 from controlplane import errors
+from deployments.facade import deployment_stop
 from deployments.models import Deployment
 from deployments.models import DeploymentStatus as S
 from projects.audit import audit_record
@@ -42,8 +43,6 @@ def dunning_suspend(*, account_id: str, now: datetime | None = None) -> list[str
 
     Rerun while suspended, it stops deployments that were mid-operation last time. Returns the ids stopped.
     """
-    from deployments.services import deployment_stop
-
     now = now or timezone.now()
     with transaction.atomic():
         account = accounts.account_locked(account_id)

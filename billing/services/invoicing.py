@@ -8,7 +8,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from billing import money, periods
@@ -50,7 +50,8 @@ def _charge_description(charge: AnnualCharge) -> str:
         return (f"{who}, {what}: {charge.previous_spec_id} to {charge.spec_id} from {charge.effective_at:%Y-%m-%d}, "
                 f"prorated to the end of the annual term {charge.term_end:%Y-%m-%d}")
     if charge.kind == ChargeKind.CARRIED_CREDIT:
-        return f"Credit brought forward from invoice {charge.source_invoice.number}"
+        # A carried credit always has its source invoice (only the other kinds leave it null).
+        return f"Credit brought forward from invoice {charge.source_invoice.number}"  # type: ignore[union-attr]
     return f"{who}, annual term {charge.term_start:%Y-%m-%d} to {charge.term_end:%Y-%m-%d}"
 
 
@@ -58,7 +59,7 @@ _USAGE_LINE_FIELDS = ("deployment_id", "deployment__name", "spec_id", "spec__nam
 _USAGE_LINE_ORDER = ("deployment__name", "deployment_id", "spec_id", "rate", "hourly_price")
 
 
-def _usage_lines(usage):
+def _usage_lines(usage: QuerySet[UsageRecord]) -> QuerySet[UsageRecord, dict[str, Any]]:
     """Seconds per deployment, spec, rate and price of ``usage`` (a UsageRecord queryset), in line order."""
     return usage.values(*_USAGE_LINE_FIELDS).annotate(total_seconds=Sum("seconds")).order_by(*_USAGE_LINE_ORDER)
 
@@ -67,7 +68,7 @@ def _usage_lines_by_organization(start: datetime, end: datetime) -> dict[str, li
     """:func:`_usage_lines` of every organization at once: one aggregate on the usage columns alone (grouping
     by the joined names sorted all the month's rows on disk), the names looked up after, and each
     organization's rows put in the order the database gives ``(deployment name, deployment, spec)``."""
-    sums = list(UsageRecord.objects.filter(hour_start__gte=start, hour_start__lt=end)
+    sums: list[Any] = list(UsageRecord.objects.filter(hour_start__gte=start, hour_start__lt=end)
                 .values("organization_id", "deployment_id", "spec_id", "rate", "hourly_price")
                 .annotate(total_seconds=Sum("seconds")).order_by())
     deployments = {dep_id: (rank, name) for rank, (dep_id, name) in enumerate(

@@ -18,6 +18,7 @@ from billing.models import (
 )
 from billing.services import accounts, cards, dunning
 from controlplane import locks
+from controlplane.db import lock_row
 from projects.audit import audit_record
 from projects.tenancy import Principal
 
@@ -123,7 +124,7 @@ def payment_record_outcome(*, payment_id: str, status: str, intent_id: str = "",
     """
     invoice_id = Payment.objects.filter(pk=payment_id).values_list("invoice_id", flat=True).get()
     invoice = Invoice.objects.select_for_update(of=("self",)).select_related("account__organization").get(pk=invoice_id)
-    payment = Payment.objects.select_for_update().get(pk=payment_id)
+    payment = lock_row(Payment, payment_id)
     if intent_id and not payment.stripe_payment_intent_id:
         payment.stripe_payment_intent_id = intent_id
     stale = event_at is not None and payment.stripe_event_at is not None and event_at < payment.stripe_event_at

@@ -17,6 +17,7 @@ from billing.models import (
     SubscriptionMode,
 )
 from controlplane import errors
+from controlplane.db import lock_row
 from deployments.models import Deployment, DeploymentEvent, SpecPrice
 from deployments.models import DeploymentStatus as S
 from projects.audit import audit_record
@@ -27,7 +28,7 @@ from projects.tenancy import Principal
 @transaction.atomic
 def subscription_switch_to_annual(*, principal: Principal, deployment: Deployment, renew: bool) -> Subscription:
     """Hourly metering stops at this second, a 12-month term starts, its price is charged on the next invoice."""
-    deployment = Deployment.objects.select_for_update().get(pk=deployment.pk, organization=principal.organization)
+    deployment = lock_row(Deployment, deployment.pk, organization=principal.organization)
     if deployment.status in (S.DELETING, S.DELETED):
         raise errors.Conflict("A deployment being deleted cannot switch to annual billing.")
     Subscription.objects.get_or_create(deployment=deployment, defaults={"organization_id": deployment.organization_id})
@@ -118,7 +119,7 @@ def _prorate_scale(*, deployment_id: str, event_id: str, at: datetime, new_spec:
     term_charge = AnnualCharge.objects.select_related("deployment__organization").get(
         kind=ChargeKind.TERM, deployment_id=deployment_id, term_start=term[0])
     # The subscription lock serializes concurrent runs; the unique source event is the last line of defence.
-    subscription = Subscription.objects.select_for_update().get(pk=term_charge.subscription_id)
+    subscription = lock_row(Subscription, term_charge.subscription_id)
     if AnnualCharge.objects.filter(source_event_id=event_id).exists():
         return None
     paid = (AnnualCharge.objects.filter(subscription=subscription, term_start=term[0],

@@ -81,7 +81,8 @@ def _meter_chunk(start: datetime, end: datetime) -> int:
     # (deployment, hour, spec, rate) -> (organization, seconds, currency, per-hour price of the rate)
     wanted: dict[tuple[str, datetime, str, str], tuple[str, int, str, Decimal]] = {}
     for dep_id, org_id, site, _ in deployments:
-        currency = SITE_CURRENCY[site]
+        # The column holds a Site's value as a plain str, which is the same key (Site is a str enum).
+        currency = SITE_CURRENCY[site]  # type: ignore[index]
         history = sorted(events[dep_id], key=lambda e: e.at)
         terms = annual_terms[dep_id]
         state: Transition | None = None

@@ -19,6 +19,7 @@ from billing.models import (
 )
 from billing.services import cards, dunning, payments
 from controlplane import errors
+from controlplane.db import lock_row
 
 
 # --- webhooks ------------------------------------------------------------------------------------
@@ -46,7 +47,7 @@ def stripe_event_receive(*, payload: bytes, signature: str | None) -> tuple[Stri
             stripe_id=str(data["id"])[:255],
             defaults={"type": str(data["type"])[:100], "payload": data, "livemode": bool(data.get("livemode")),
                       "created": stripe_gateway.from_timestamp(data.get("created")) or timezone.now()})
-        row = StripeEvent.objects.select_for_update().get(pk=row.pk)
+        row = lock_row(StripeEvent, row.pk)
         if not created:
             row.deliveries += 1
             row.save(update_fields=["deliveries"])

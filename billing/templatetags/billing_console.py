@@ -7,7 +7,7 @@ from django import template
 from billing import selectors
 from billing.console.forms import SwitchToAnnualForm
 from billing.models import SubscriptionMode
-from deployments import selectors as deployment_selectors
+from deployments import facade as deployments_facade
 from projects.roles import Perm
 
 register = template.Library()
@@ -21,9 +21,9 @@ def subscription_card(context: template.Context, deployment) -> dict:
         return {"show": False}
     subscription = selectors.subscription_get(principal=principal, deployment=deployment)
     currency = principal.organization.currency
-    prices = deployment_selectors.spec_prices(spec=deployment.spec, currency=currency)
+    prices = deployments_facade.spec_prices(spec=deployment.spec, currency=currency)
     if prices is not None:
-        prices["hourly_year"] = prices["hourly"] * deployment_selectors.HOURS_PER_YEAR
+        prices["hourly_year"] = prices["hourly"] * deployments_facade.HOURS_PER_YEAR
         prices["saving"] = prices["hourly_year"] - prices["annual"]
     return {"show": True, "deployment": deployment, "subscription": subscription, "prices": prices,
             "is_annual": subscription.mode == SubscriptionMode.ANNUAL,

@@ -6,8 +6,8 @@ import pytest
 import time_machine
 from django.urls import reverse
 
-from billing import services
 from billing.models import AnnualCharge, BillingAccount, UsageRecord, VatStatus
+from billing.services.usage import usage_meter_hour
 from billing.tests.factories import InvoiceFactory, record_event
 from deployments.tests.factories import DeploymentFactory
 from projects.models import AuditEvent
@@ -100,8 +100,8 @@ def test_switch_stops_hourly_metering_at_that_second(org, client_for):
         response = client_for().post(f"/api/v1/deployments/{deployment.id}/subscription/switch-to-annual",
                                      {"renew": False}, format="json")
     assert response.status_code == 200
-    services.usage_meter_hour(hour_start=hour)
-    services.usage_meter_hour(hour_start=hour + timedelta(hours=1))
+    usage_meter_hour(hour_start=hour)
+    usage_meter_hour(hour_start=hour + timedelta(hours=1))
     assert list(UsageRecord.objects.filter(deployment=deployment).values_list("seconds", flat=True)) == [1200]
 
 
@@ -111,8 +111,8 @@ def test_usage_endpoint_shows_stopped_hours_at_the_stopped_rate(org, client_for)
     record_event(deployment, "running", hour - timedelta(days=1))
     record_event(deployment, "stopping", hour + timedelta(minutes=30))
     record_event(deployment, "stopped", hour + timedelta(minutes=31))
-    services.usage_meter_hour(hour_start=hour)
-    services.usage_meter_hour(hour_start=hour + timedelta(hours=1))
+    usage_meter_hour(hour_start=hour)
+    usage_meter_hour(hour_start=hour + timedelta(hours=1))
     with time_machine.travel(hour + timedelta(hours=5), tick=False):
         body = client_for(Role.BILLING).get("/api/v1/billing/usage").json()
     [row] = body["deployments"]
@@ -126,8 +126,8 @@ def test_usage_endpoint(org, client_for):
     hour = datetime(2026, 3, 10, 12, tzinfo=UTC)
     deployment = DeploymentFactory(organization=org, created_at=hour - timedelta(days=1))
     record_event(deployment, "running", hour - timedelta(days=1))
-    services.usage_meter_hour(hour_start=hour)
-    services.usage_meter_hour(hour_start=hour + timedelta(hours=1))
+    usage_meter_hour(hour_start=hour)
+    usage_meter_hour(hour_start=hour + timedelta(hours=1))
     with time_machine.travel(hour + timedelta(hours=5), tick=False):
         assert client_for(Role.DEVELOPER).get("/api/v1/billing/usage").status_code == 403
         response = client_for(Role.BILLING).get("/api/v1/billing/usage")

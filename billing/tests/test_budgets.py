@@ -15,8 +15,11 @@ from django.test import override_settings
 from alerts.models import Notification
 from alerts.tests.factories import AlertChannelFactory
 from alerts.tests.standins import Receiver, verify_standard_webhook
-from billing import selectors, services
+from billing import selectors
 from billing.models import Budget, BudgetCrossing
+from billing.services.budgets import budget_update, budgets_evaluate
+from billing.services.invoicing import invoice_generate
+from billing.services.subscriptions import subscription_switch_to_annual
 from billing.tests.factories import BillingAccountFactory, BudgetFactory
 from billing.tests.test_invoices import usage
 from deployments.tests.factories import DeploymentFactory
@@ -37,9 +40,9 @@ ROUTING_KEY = "R0123456789abcdef0123456789ABCDE"
 def evaluate(now: datetime = MID_MARCH, capture=None) -> int:
     with time_machine.travel(now, tick=False):
         if capture is None:
-            return services.budgets_evaluate(now=now)
+            return budgets_evaluate(now=now)
         with eager_tasks(), capture(execute=True):  # callbacks run at capture's exit: still eager then
-            return services.budgets_evaluate(now=now)
+            return budgets_evaluate(now=now)
 
 
 # --- API ---------------------------------------------------------------------------------------------
@@ -145,7 +148,7 @@ def test_spend_is_what_the_invoice_charges(org):
     usage(deployment, hours=1, seconds=1234, spec_id="basic-5k", start=datetime(2026, 3, 20, tzinfo=UTC))
     usage(deployment, hours=3, start=datetime(2026, 4, 1, tzinfo=UTC))  # April: not March's
     with time_machine.travel(datetime(2026, 4, 1, 0, 30, tzinfo=UTC), tick=False):
-        invoice = services.invoice_generate(account=account, period_start=date(2026, 3, 1))
+        invoice = invoice_generate(account=account, period_start=date(2026, 3, 1))
     spent = selectors.spend_for_month(organization_id=org.id, currency="USD",
                                       month_start=datetime(2026, 3, 1, tzinfo=UTC))
     assert spent == invoice.subtotal == Decimal("1.95")
@@ -206,10 +209,10 @@ def test_project_budget_counts_only_its_deployments_and_annual_terms_of_the_mont
     usage(mine, hours=1)
     assert selectors.budget_spent(budget=budget, now=MID_MARCH) == Decimal("0.18")
     with time_machine.travel(datetime(2026, 2, 27, tzinfo=UTC), tick=False):  # February's term: not March's
-        services.subscription_switch_to_annual(principal=Principal.for_system(org), deployment=other, renew=False)
+        subscription_switch_to_annual(principal=Principal.for_system(org), deployment=other, renew=False)
     assert evaluate() == 0
     with time_machine.travel(datetime(2026, 3, 10, tzinfo=UTC), tick=False):
-        services.subscription_switch_to_annual(principal=Principal.for_system(org), deployment=mine, renew=False)
+        subscription_switch_to_annual(principal=Principal.for_system(org), deployment=mine, renew=False)
     assert selectors.budget_spent(budget=budget, now=MID_MARCH) == Decimal("1340.18")
     assert evaluate() == 1
     assert BudgetCrossing.objects.filter(budget=budget, notified=True).get().threshold == 100
@@ -222,14 +225,14 @@ def test_disabled_budgets_are_not_evaluated_and_a_lower_amount_only_repeats_unre
     assert evaluate() == 0
     principal = Principal.for_system(org)
     with time_machine.travel(MID_MARCH, tick=False):
-        services.budget_update(principal=principal, budget=budget, enabled=True)
+        budget_update(principal=principal, budget=budget, enabled=True)
     assert evaluate() == 1  # 80 % (50 % recorded with it)
     with time_machine.travel(MID_MARCH, tick=False):
-        services.budget_update(principal=principal, budget=budget, amount=Decimal("3.00"))  # now 54 %
+        budget_update(principal=principal, budget=budget, amount=Decimal("3.00"))  # now 54 %
     assert list(BudgetCrossing.objects.values_list("threshold", flat=True)) == [50]
     assert evaluate() == 0
     with time_machine.travel(MID_MARCH, tick=False):
-        services.budget_update(principal=principal, budget=budget, amount=Decimal("1.80"))
+        budget_update(principal=principal, budget=budget, amount=Decimal("1.80"))
     assert evaluate() == 1  # 80 % is news again under the amount it was not reached with
 
 
@@ -299,7 +302,7 @@ def test_concurrent_evaluations_notify_once(org):
     def run() -> None:
         try:
             barrier.wait()
-            results.append(services.budgets_evaluate(now=MID_MARCH))
+            results.append(budgets_evaluate(now=MID_MARCH))
         finally:
             connection.close()
 

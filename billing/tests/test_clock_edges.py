@@ -14,8 +14,10 @@ import pytest
 import time_machine
 from django.test import override_settings
 
-from billing import money, services
+from billing import money
 from billing.models import BillingAccount, Invoice, UsageRecord
+from billing.services.invoicing import invoice_generate
+from billing.services.usage import usage_meter_range
 from billing.tests.factories import record_event
 from deployments.tests.factories import DeploymentFactory
 
@@ -38,7 +40,7 @@ def seconds_between(deployment, start: datetime, end: datetime) -> int:
 def invoice_for(deployment, period_start: date, issued: datetime) -> Invoice:
     account, _ = BillingAccount.objects.get_or_create(organization=deployment.organization)
     with time_machine.travel(issued, tick=False):
-        invoice = services.invoice_generate(account=account, period_start=period_start)
+        invoice = invoice_generate(account=account, period_start=period_start)
     assert invoice is not None
     return invoice
 
@@ -48,7 +50,7 @@ def test_year_boundary_splits_usage_between_invoices_numbered_in_the_year_they_a
     first = running_since(new_year - timedelta(hours=2, minutes=30))
     second = running_since(new_year - timedelta(hours=1))
     record_event(first, "stopping", new_year + timedelta(hours=1, minutes=15))
-    services.usage_meter_range(start=new_year - timedelta(hours=3), end=new_year + timedelta(hours=3))
+    usage_meter_range(start=new_year - timedelta(hours=3), end=new_year + timedelta(hours=3))
 
     assert seconds_between(first, new_year - timedelta(days=1), new_year) == 2 * 3600 + 30 * 60
     assert seconds_between(first, new_year, new_year + timedelta(days=1)) == 3600 + 15 * 60
@@ -69,7 +71,7 @@ def test_an_event_in_the_last_second_of_a_month_lands_in_that_month():
     deployment = DeploymentFactory(created_at=month_end - timedelta(hours=2))
     record_event(deployment, "running", month_end - timedelta(seconds=1))
     record_event(deployment, "stopping", month_end + timedelta(seconds=1))
-    services.usage_meter_range(start=month_end - timedelta(hours=1), end=month_end + timedelta(hours=1))
+    usage_meter_range(start=month_end - timedelta(hours=1), end=month_end + timedelta(hours=1))
     assert seconds_between(deployment, month_end - timedelta(hours=1), month_end) == 1
     assert seconds_between(deployment, month_end, month_end + timedelta(hours=1)) == 1
 
@@ -84,8 +86,8 @@ def test_daylight_saving_days_meter_their_real_length_whatever_the_server_time_z
     assert (end - start) == timedelta(hours=local_hours)
     deployment = running_since(start - timedelta(hours=1))
     with override_settings(TIME_ZONE="Europe/Berlin"):
-        services.usage_meter_range(start=start, end=end)
-        assert services.usage_meter_range(start=start, end=end) == 0  # a rerun changes nothing
+        usage_meter_range(start=start, end=end)
+        assert usage_meter_range(start=start, end=end) == 0  # a rerun changes nothing
     rows = UsageRecord.objects.filter(deployment=deployment).order_by("hour_start")
     # One row per real hour: none doubled when the clock goes back, none missing when it goes forward.
     assert rows.count() == local_hours
@@ -97,7 +99,7 @@ def test_leap_year_february_has_696_hours():
     february = datetime(2028, 2, 1, tzinfo=UTC)
     march = datetime(2028, 3, 1, tzinfo=UTC)
     deployment = running_since(february - timedelta(days=1))
-    services.usage_meter_range(start=february, end=march)
+    usage_meter_range(start=february, end=march)
     assert seconds_between(deployment, february, march) == 696 * 3600
     invoice = invoice_for(deployment, date(2028, 2, 1), issued=datetime(2028, 3, 1, 1, tzinfo=UTC))
     line = invoice.lines.get()

@@ -6,8 +6,12 @@ from decimal import Decimal
 import pytest
 import time_machine
 
-from billing import services, tasks
+from billing import tasks
 from billing.models import AnnualCharge, BillingAccount, Invoice, InvoiceCounter, UsageRecord, VatStatus
+from billing.services.accounts import billing_account_operator_update
+from billing.services.invoicing import invoice_generate, invoices_generate_for_month
+from billing.services.subscriptions import subscription_switch_to_annual, subscriptions_roll_over
+from billing.services.usage import usage_meter_hour
 from billing.tests.factories import BillingAccountFactory, record_event
 from deployments.models import Spec
 from deployments.tests.factories import DeploymentFactory
@@ -38,7 +42,7 @@ def account_for(*, country: str = "DE", site: str = "global", vat_number: str = 
 
 def generate(account: BillingAccount, period: date = MARCH) -> Invoice | None:
     with time_machine.travel(AFTER_MARCH, tick=False):
-        return services.invoice_generate(account=account, period_start=period)
+        return invoice_generate(account=account, period_start=period)
 
 
 def test_invoice_lines_rounding_and_totals():
@@ -102,22 +106,22 @@ def test_annual_charge_invoiced_once():
     account = account_for()
     deployment = DeploymentFactory(organization=account.organization)
     with time_machine.travel(datetime(2026, 3, 15, 9, tzinfo=UTC), tick=False):
-        services.subscription_switch_to_annual(principal=Principal.for_system(account.organization),
-                                               deployment=deployment, renew=False)
+        subscription_switch_to_annual(principal=Principal.for_system(account.organization),
+                                      deployment=deployment, renew=False)
     march = generate(account)
     assert [(line.unit, line.amount) for line in march.lines.all()] == [("year", Decimal("1340.00"))]
     assert AnnualCharge.objects.get().invoice_id == march.id
     with time_machine.travel(datetime(2026, 5, 1, tzinfo=UTC), tick=False):
-        assert services.invoice_generate(account=account, period_start=date(2026, 4, 1)) is None
+        assert invoice_generate(account=account, period_start=date(2026, 4, 1)) is None
 
 
 def test_open_period_and_bad_period_are_refused():
     account = account_for()
     with time_machine.travel(datetime(2026, 3, 31, 23, tzinfo=UTC), tick=False):
         with pytest.raises(Exception, match="not closed"):
-            services.invoice_generate(account=account, period_start=MARCH)
+            invoice_generate(account=account, period_start=MARCH)
         with pytest.raises(Exception, match="1st"):
-            services.invoice_generate(account=account, period_start=date(2026, 2, 2))
+            invoice_generate(account=account, period_start=date(2026, 2, 2))
 
 
 def test_beat_task_invoices_previous_month_idempotently():
@@ -140,14 +144,14 @@ def test_operator_update_is_audited_and_enables_reverse_charge():
 
     account = account_for(country="FR", vat_number="FR40303265045")
     operator = Principal.for_staff(UserFactory(is_staff=True), account.organization)
-    services.billing_account_operator_update(principal=operator, account=account, vat_status=VatStatus.VALID,
-                                             tax_exempt=False)
+    billing_account_operator_update(principal=operator, account=account, vat_status=VatStatus.VALID,
+                                    tax_exempt=False)
     assert AuditEvent.objects.filter(action="billing_account.operator_update").count() == 1
     usage(DeploymentFactory(organization=account.organization), hours=5)
     invoice = generate(account)
     assert invoice.vat_rate == 0 and invoice.vat_note.startswith("Reverse charge")
     with pytest.raises(Exception, match="no VAT number"):
-        services.billing_account_operator_update(principal=operator, account=account_for(), vat_status="valid")
+        billing_account_operator_update(principal=operator, account=account_for(), vat_status="valid")
 
 
 @pytest.mark.parametrize("renews", [True, False])
@@ -159,14 +163,14 @@ def test_term_end_renews_or_returns_to_hourly(renews):
     deployment = DeploymentFactory(organization=account.organization, created_at=start - timedelta(days=1))
     record_event(deployment, "running", start - timedelta(days=1))
     with time_machine.travel(start, tick=False):
-        services.subscription_switch_to_annual(principal=Principal.for_system(account.organization),
-                                               deployment=deployment, renew=renews)
+        subscription_switch_to_annual(principal=Principal.for_system(account.organization),
+                                      deployment=deployment, renew=renews)
     term_end = datetime(2027, 1, 10, 8, tzinfo=UTC)
     later = term_end + timedelta(minutes=30)
-    assert services.subscriptions_roll_over(now=later) == 1
-    assert services.subscriptions_roll_over(now=later) == 0  # idempotent
+    assert subscriptions_roll_over(now=later) == 1
+    assert subscriptions_roll_over(now=later) == 0  # idempotent
     subscription = Subscription.objects.get(deployment=deployment)
-    services.usage_meter_hour(hour_start=term_end)
+    usage_meter_hour(hour_start=term_end)
     metered = list(UsageRecord.objects.filter(deployment=deployment).values_list("seconds", flat=True))
     if renews:
         assert subscription.mode == "annual" and subscription.term_start == term_end
@@ -177,7 +181,7 @@ def test_term_end_renews_or_returns_to_hourly(renews):
         assert AnnualCharge.objects.filter(deployment=deployment).count() == 1
         assert metered == [3600]  # hourly again from the second the term ended
     # The hour of the original switch stays split at that second.
-    services.usage_meter_hour(hour_start=start)
+    usage_meter_hour(hour_start=start)
     assert not UsageRecord.objects.filter(deployment=deployment, hour_start=start).exists()
 
 
@@ -189,7 +193,7 @@ def test_stopped_hours_are_a_separate_line_at_the_stopped_price():
     record_event(deployment, "stopping", start + timedelta(hours=2))
     record_event(deployment, "stopped", start + timedelta(hours=2, minutes=5))
     for n in range(12):
-        services.usage_meter_hour(hour_start=start + timedelta(hours=n))
+        usage_meter_hour(hour_start=start + timedelta(hours=n))
     invoice = generate(account)
     lines = list(invoice.lines.all())
     assert [(line.description.rsplit(", ", 1)[-1], line.quantity, line.unit_price, line.amount) for line in lines] == [
@@ -219,11 +223,11 @@ def test_monthly_run_reads_usage_once_and_writes_the_same_invoices_as_one_by_one
 
     with time_machine.travel(AFTER_MARCH, tick=False):
         with transaction.atomic():
-            assert services.invoices_generate_for_month(period_start=MARCH) == 3
+            assert invoices_generate_for_month(period_start=MARCH) == 3
             monthly = snapshot()
             transaction.set_rollback(True)
         assert not Invoice.objects.exists()
         for account in sorted(accounts, key=lambda a: a.organization_id):
-            services.invoice_generate(account=account, period_start=MARCH)
+            invoice_generate(account=account, period_start=MARCH)
         assert snapshot() == monthly
         assert [len(lines) for *_, lines in monthly] and all(len(lines) >= 2 for *_, lines in monthly)

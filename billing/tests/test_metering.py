@@ -7,9 +7,9 @@ import time_machine
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing import services
 from billing.metering import Transition, billable_seconds, metered_seconds
 from billing.models import UsageRecord
+from billing.services.usage import METER_CHUNK_HOURS, usage_meter_hour, usage_meter_range, usage_meter_recent
 from billing.tests.factories import record_event
 from deployments.lifecycle import BILLABLE, STORAGE_BILLABLE
 from deployments.tests.factories import DeploymentFactory
@@ -86,18 +86,18 @@ def test_meter_hour_is_idempotent_and_handles_late_events():
     record_event(deployment, "running", H - timedelta(days=1))
     record_event(deployment, "scaling", H + timedelta(minutes=15))
     record_event(deployment, "running", H + timedelta(minutes=30), spec_id="basic-5k")
-    assert services.usage_meter_hour(hour_start=H) == 2
+    assert usage_meter_hour(hour_start=H) == 2
     rows = {r.spec_id: r.seconds for r in UsageRecord.objects.filter(deployment=deployment, hour_start=H)}
     assert rows == {"basic-1k": 1800, "basic-5k": 1800}
-    assert services.usage_meter_hour(hour_start=H) == 0  # rerun: nothing changes
+    assert usage_meter_hour(hour_start=H) == 0  # rerun: nothing changes
     # A late event (recorded after the hour was metered): re-metering corrects the hour.
     record_event(deployment, "stopping", H + timedelta(minutes=45), spec_id="basic-5k")
-    assert services.usage_meter_hour(hour_start=H) == 1
+    assert usage_meter_hour(hour_start=H) == 1
     rows = {r.spec_id: r.seconds for r in UsageRecord.objects.filter(deployment=deployment, hour_start=H)}
     assert rows == {"basic-1k": 1800, "basic-5k": 900}
     assert UsageRecord.objects.filter(deployment=deployment).count() == 2
     # The following hours: stopping is free.
-    assert services.usage_meter_hour(hour_start=H + timedelta(hours=1)) == 0
+    assert usage_meter_hour(hour_start=H + timedelta(hours=1)) == 0
 
 
 @pytest.mark.django_db
@@ -106,8 +106,8 @@ def test_stopped_hours_are_separate_rows_at_the_stopped_price_and_remetering_is_
     record_event(deployment, "running", H - timedelta(days=1))
     record_event(deployment, "stopping", H + timedelta(minutes=20))
     record_event(deployment, "stopped", H + timedelta(minutes=30))
-    assert services.usage_meter_hour(hour_start=H) == 2
-    assert services.usage_meter_hour(hour_start=H + timedelta(hours=1)) == 1
+    assert usage_meter_hour(hour_start=H) == 2
+    assert usage_meter_hour(hour_start=H + timedelta(hours=1)) == 1
     price = deployment.spec.prices.get(currency=deployment.organization.currency)
     assert price.stopped_hourly > 0 and price.stopped_hourly < price.hourly / 10
     rows = {(r.hour_start, r.rate): (r.seconds, r.hourly_price)
@@ -115,17 +115,17 @@ def test_stopped_hours_are_separate_rows_at_the_stopped_price_and_remetering_is_
     assert rows == {(H, "running"): (1200, price.hourly), (H, "stopped"): (1800, price.stopped_hourly),
                     (H + timedelta(hours=1), "stopped"): (3600, price.stopped_hourly)}
     # Rerun: nothing changes, nothing is duplicated.
-    assert services.usage_meter_hour(hour_start=H) == 0
-    assert services.usage_meter_hour(hour_start=H + timedelta(hours=1)) == 0
+    assert usage_meter_hour(hour_start=H) == 0
+    assert usage_meter_hour(hour_start=H + timedelta(hours=1)) == 0
     assert UsageRecord.objects.filter(deployment=deployment).count() == 3
     # A late start: the hour is recomputed, the stopped row shrinks, a running row appears.
     record_event(deployment, "starting", H + timedelta(hours=1, minutes=30))
     record_event(deployment, "running", H + timedelta(hours=1, minutes=35))
-    assert services.usage_meter_hour(hour_start=H + timedelta(hours=1)) == 2
+    assert usage_meter_hour(hour_start=H + timedelta(hours=1)) == 2
     later = {r.rate: r.seconds for r in UsageRecord.objects.filter(deployment=deployment,
                                                                   hour_start=H + timedelta(hours=1))}
     assert later == {"stopped": 1800, "running": 1500}
-    assert services.usage_meter_hour(hour_start=H + timedelta(hours=1)) == 0
+    assert usage_meter_hour(hour_start=H + timedelta(hours=1)) == 0
 
 
 @pytest.mark.django_db
@@ -133,7 +133,7 @@ def test_meter_recent_meters_closed_hours_only():
     deployment = DeploymentFactory(created_at=H - timedelta(days=1))
     record_event(deployment, "running", H - timedelta(days=1))
     with time_machine.travel(H + timedelta(hours=3, minutes=5), tick=False):
-        services.usage_meter_recent(hours=3)
+        usage_meter_recent(hours=3)
     hours = sorted(UsageRecord.objects.filter(deployment=deployment).values_list("hour_start", flat=True))
     assert hours == [H, H + timedelta(hours=1), H + timedelta(hours=2)]
     assert all(r.seconds == 3600 for r in UsageRecord.objects.filter(deployment=deployment))
@@ -141,7 +141,7 @@ def test_meter_recent_meters_closed_hours_only():
 
 def test_hour_start_must_be_on_the_hour():
     with pytest.raises(ValueError):
-        services.usage_meter_hour(hour_start=H + timedelta(minutes=1))
+        usage_meter_hour(hour_start=H + timedelta(minutes=1))
 
 
 @pytest.mark.django_db
@@ -153,21 +153,21 @@ def test_metering_a_range_equals_metering_each_hour_across_chunks():
     record_event(deployment, "stopping", H + timedelta(hours=23, minutes=59, seconds=30), spec_id="basic-5k")
     record_event(deployment, "stopped", H + timedelta(hours=24, seconds=10), spec_id="basic-5k")
     record_event(deployment, "deleting", H + timedelta(hours=40, minutes=1), spec_id="basic-5k")
-    hours = services.METER_CHUNK_HOURS + 30  # crosses a chunk boundary
-    written = services.usage_meter_range(start=H, end=H + timedelta(hours=hours))
+    hours = METER_CHUNK_HOURS + 30  # crosses a chunk boundary
+    written = usage_meter_range(start=H, end=H + timedelta(hours=hours))
 
     def snapshot():
         return sorted(UsageRecord.objects.values_list("hour_start", "spec_id", "rate", "seconds", "hourly_price"))
 
     by_range = snapshot()
-    assert written == len(by_range) and services.usage_meter_range(start=H, end=H + timedelta(hours=hours)) == 0
+    assert written == len(by_range) and usage_meter_range(start=H, end=H + timedelta(hours=hours)) == 0
     UsageRecord.objects.all().delete()
     for n in range(hours):
-        services.usage_meter_hour(hour_start=H + timedelta(hours=n))
+        usage_meter_hour(hour_start=H + timedelta(hours=n))
     assert snapshot() == by_range
     assert sum(r[3] for r in by_range if r[2] == "stopped") == 16 * 3600 - 10 + 60
     with pytest.raises(ValueError):
-        services.usage_meter_range(start=H, end=H + timedelta(minutes=30))
+        usage_meter_range(start=H, end=H + timedelta(minutes=30))
 
 
 def _expected_rows(deployments, hours: int) -> list[tuple]:
@@ -207,7 +207,7 @@ def test_range_metering_equals_the_pure_function_hour_by_hour_for_random_histori
     from billing.models import AnnualCharge, Subscription
 
     rng = random.Random(seed)
-    hours = services.METER_CHUNK_HOURS + 20
+    hours = METER_CHUNK_HOURS + 20
     span = hours * 3600
     deployments = []
     for n in range(6):
@@ -237,21 +237,21 @@ def test_range_metering_equals_the_pure_function_hour_by_hour_for_random_histori
                                                       "hourly_price"))
 
     end = H + timedelta(hours=hours)
-    count = services.usage_meter_range(start=H, end=end)
+    count = usage_meter_range(start=H, end=end)
     assert written() == _expected_rows(deployments, hours)
     assert count == UsageRecord.objects.count()
-    assert services.usage_meter_range(start=H, end=end) == 0
+    assert usage_meter_range(start=H, end=end) == 0
     # Late events: re-metering updates, inserts and deletes exactly what the new history says.
     before = set(written())
     for deployment in rng.sample(deployments[1:], 3):
         record_event(deployment, rng.choice(STATUSES), H + timedelta(seconds=rng.randint(0, span - 1),
                                                                      microseconds=rng.randint(1, 999_999)),
                      spec_id=rng.choice(["basic-1k", "pro-1k"]))
-    changed = services.usage_meter_range(start=H, end=end)
+    changed = usage_meter_range(start=H, end=end)
     after = written()
     assert after == _expected_rows(deployments, hours)
     keys = {row[:4]: row for row in after}
     old_keys = {row[:4]: row for row in before}
     assert changed == (len(keys.keys() - old_keys.keys()) + len(old_keys.keys() - keys.keys())
                        + sum(1 for k in keys.keys() & old_keys.keys() if keys[k] != old_keys[k]))
-    assert services.usage_meter_range(start=H, end=end) == 0
+    assert usage_meter_range(start=H, end=end) == 0

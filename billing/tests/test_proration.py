@@ -8,8 +8,15 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 import time_machine
 
-from billing import services, tasks
+from billing import tasks
 from billing.models import AnnualCharge, Invoice, Subscription, UsageRecord
+from billing.services.invoicing import invoice_generate, invoices_generate_for_month
+from billing.services.subscriptions import (
+    subscription_switch_to_annual,
+    subscriptions_prorate_scales,
+    subscriptions_roll_over,
+)
+from billing.services.usage import usage_meter_hour
 from billing.tests.factories import BillingAccountFactory, record_event
 from deployments.models import Deployment, Spec
 from deployments.tests.factories import DeploymentFactory
@@ -30,8 +37,8 @@ def annual_deployment(spec_id: str = "pro-1k", switch: datetime = SWITCH, renew:
                                    created_at=switch - timedelta(days=1))
     record_event(deployment, "running", switch - timedelta(days=1))
     with time_machine.travel(switch, tick=False):
-        services.subscription_switch_to_annual(principal=Principal.for_system(organization), deployment=deployment,
-                                               renew=renew)
+        subscription_switch_to_annual(principal=Principal.for_system(organization), deployment=deployment,
+                                      renew=renew)
     return deployment
 
 
@@ -58,12 +65,12 @@ def test_upgrade_mid_term_charges_the_prorated_difference_once():
     deployment = annual_deployment()
     at = datetime(2026, 9, 15, 9, tzinfo=UTC)  # 181 of 365 days left
     scale(deployment, "pro-5k", at)
-    assert services.subscriptions_prorate_scales(now=at + timedelta(minutes=5)) == 1
+    assert subscriptions_prorate_scales(now=at + timedelta(minutes=5)) == 1
     assert prorations(deployment) == [("pro-1k", "pro-5k", Decimal("1846.20"))]  # 3,723 × 181/365
     assert expected("pro-1k", "pro-5k", at) == Decimal("1846.20")
     assert Subscription.objects.get(deployment=deployment).annual_price == ANNUAL["pro-5k"]
     # Reruns (and the hourly task delivered twice) charge nothing more.
-    assert services.subscriptions_prorate_scales(now=at + timedelta(hours=1)) == 0
+    assert subscriptions_prorate_scales(now=at + timedelta(hours=1)) == 0
     with time_machine.travel(at + timedelta(hours=1), tick=False):
         tasks.usage_meter_recent()
         tasks.usage_meter_recent()
@@ -78,10 +85,10 @@ def test_downgrade_is_a_credit_and_a_failed_scale_charges_nothing():
     record_event(deployment, "scaling", failed_at)
     record_event(deployment, "failed", failed_at + timedelta(minutes=30))  # the old spec stays in force
     record_event(deployment, "running", failed_at + timedelta(hours=1))
-    assert services.subscriptions_prorate_scales(now=failed_at + timedelta(hours=2)) == 0
+    assert subscriptions_prorate_scales(now=failed_at + timedelta(hours=2)) == 0
     at = datetime(2026, 10, 1, 12, 30, tzinfo=UTC)
     scale(deployment, "pro-1k", at)
-    assert services.subscriptions_prorate_scales(now=at + timedelta(hours=1)) == 1
+    assert subscriptions_prorate_scales(now=at + timedelta(hours=1)) == 1
     [(old, new, amount)] = prorations(deployment)
     assert (old, new) == ("pro-10k", "pro-1k") and amount == expected("pro-10k", "pro-1k", at) < 0
     assert Subscription.objects.get(deployment=deployment).annual_price == ANNUAL["pro-1k"]
@@ -93,32 +100,32 @@ def test_scaling_twice_in_a_term_charges_each_step_from_the_spec_paid_for():
     scale(deployment, "pro-10k", first)
     scale(deployment, "pro-5k", second)
     # Both found in one run, in order; the second is priced from pro-10k (what the first made the customer pay).
-    assert services.subscriptions_prorate_scales(now=second + timedelta(minutes=1)) == 2
+    assert subscriptions_prorate_scales(now=second + timedelta(minutes=1)) == 2
     assert prorations(deployment) == [("pro-1k", "pro-10k", expected("pro-1k", "pro-10k", first)),
                                       ("pro-10k", "pro-5k", expected("pro-10k", "pro-5k", second))]
     assert Subscription.objects.get(deployment=deployment).annual_price == ANNUAL["pro-5k"]
-    assert services.subscriptions_prorate_scales(now=second + timedelta(hours=1)) == 0
+    assert subscriptions_prorate_scales(now=second + timedelta(hours=1)) == 0
 
 
 def test_scale_on_the_last_day_then_renewal_charges_the_new_price():
     deployment = annual_deployment(renew=True)
     at = TERM_END - timedelta(hours=1)
     scale(deployment, "pro-5k", at)
-    assert services.subscriptions_prorate_scales(now=at + timedelta(minutes=1)) == 1
+    assert subscriptions_prorate_scales(now=at + timedelta(minutes=1)) == 1
     # 3,723 × 3,600 s / 31,536,000 s = 0.425 exactly: rounded half-up.
     assert prorations(deployment) == [("pro-1k", "pro-5k", Decimal("0.43"))]
-    assert services.subscriptions_roll_over(now=TERM_END + timedelta(minutes=5)) == 1
+    assert subscriptions_roll_over(now=TERM_END + timedelta(minutes=5)) == 1
     renewal = AnnualCharge.objects.get(deployment=deployment, kind="term", term_start=TERM_END)
     assert (renewal.spec_id, renewal.amount) == ("pro-5k", ANNUAL["pro-5k"])
-    assert services.subscriptions_prorate_scales(now=TERM_END + timedelta(hours=1)) == 0
+    assert subscriptions_prorate_scales(now=TERM_END + timedelta(hours=1)) == 0
 
 
 def test_scale_landing_between_term_end_and_rollover_is_not_charged_twice():
     deployment = annual_deployment(renew=True)
     scale(deployment, "pro-5k", TERM_END + timedelta(minutes=3))  # the rollover runs after it, at the new spec
-    assert services.subscriptions_roll_over(now=TERM_END + timedelta(minutes=5)) == 1
+    assert subscriptions_roll_over(now=TERM_END + timedelta(minutes=5)) == 1
     assert AnnualCharge.objects.get(deployment=deployment, kind="term", term_start=TERM_END).spec_id == "pro-5k"
-    assert services.subscriptions_prorate_scales(now=TERM_END + timedelta(minutes=10)) == 0
+    assert subscriptions_prorate_scales(now=TERM_END + timedelta(minutes=10)) == 0
     assert prorations(deployment) == []
 
 
@@ -129,7 +136,7 @@ def test_leap_year_term_has_366_days():
     assert subscription.term_end - subscription.term_start == timedelta(days=366)  # contains 29 February 2028
     at = datetime(2028, 3, 1, tzinfo=UTC)  # 92 of 366 days left
     scale(deployment, "pro-5k", at)
-    assert services.subscriptions_prorate_scales(now=at + timedelta(minutes=1)) == 1
+    assert subscriptions_prorate_scales(now=at + timedelta(minutes=1)) == 1
     assert prorations(deployment) == [("pro-1k", "pro-5k", Decimal("935.84"))]  # 3,723 × 92/366 = 935.836…
 
 
@@ -138,10 +145,10 @@ def test_invoice_lines_for_an_upgrade_and_a_downgrade():
     up, down = datetime(2026, 3, 20, tzinfo=UTC), datetime(2026, 3, 25, 6, tzinfo=UTC)
     scale(deployment, "pro-10k", up)
     scale(deployment, "pro-5k", down)
-    services.subscriptions_prorate_scales(now=down + timedelta(hours=1))
+    subscriptions_prorate_scales(now=down + timedelta(hours=1))
     with time_machine.travel(datetime(2026, 4, 1, 0, 30, tzinfo=UTC), tick=False):
-        invoice = services.invoice_generate(account=deployment.organization.billing_account,
-                                            period_start=date(2026, 3, 1))
+        invoice = invoice_generate(account=deployment.organization.billing_account,
+                                   period_start=date(2026, 3, 1))
     lines = list(invoice.lines.all())
     assert [(line.unit, line.amount) for line in lines] == [
         ("year", ANNUAL["pro-1k"]), ("charge", expected("pro-1k", "pro-10k", up)),
@@ -156,23 +163,23 @@ def test_invoice_lines_for_an_upgrade_and_a_downgrade():
 def test_credits_beyond_the_charges_are_carried_forward_never_a_negative_invoice():
     deployment = annual_deployment("pro-10k")
     with time_machine.travel(datetime(2026, 4, 1, 0, 30, tzinfo=UTC), tick=False):
-        assert services.invoices_generate_for_month(period_start=date(2026, 3, 1)) == 1  # the term: 13,403.00
+        assert invoices_generate_for_month(period_start=date(2026, 3, 1)) == 1  # the term: 13,403.00
     at = datetime(2026, 4, 10, tzinfo=UTC)
     scale(deployment, "pro-1k", at)
-    services.subscriptions_prorate_scales(now=at + timedelta(hours=1))
+    subscriptions_prorate_scales(now=at + timedelta(hours=1))
     credit = expected("pro-10k", "pro-1k", at)
     # Nothing else to charge in April: no invoice, no number used; the credit waits.
     with time_machine.travel(datetime(2026, 5, 1, 0, 30, tzinfo=UTC), tick=False):
-        assert services.invoices_generate_for_month(period_start=date(2026, 4, 1)) == 0
+        assert invoices_generate_for_month(period_start=date(2026, 4, 1)) == 0
     # May: a small hourly deployment; the credit covers it and the rest is carried forward.
     hourly = DeploymentFactory(organization=deployment.organization, spec=Spec.objects.get(id="pro-1k"),
                                created_at=datetime(2026, 5, 1, tzinfo=UTC))
     record_event(hourly, "running", datetime(2026, 5, 1, tzinfo=UTC))
     for n in range(10):
-        services.usage_meter_hour(hour_start=datetime(2026, 5, 1, n, tzinfo=UTC))
+        usage_meter_hour(hour_start=datetime(2026, 5, 1, n, tzinfo=UTC))
     record_event(hourly, "stopping", datetime(2026, 5, 1, 10, tzinfo=UTC))
     with time_machine.travel(datetime(2026, 6, 1, 0, 30, tzinfo=UTC), tick=False):
-        assert services.invoices_generate_for_month(period_start=date(2026, 5, 1)) == 1
+        assert invoices_generate_for_month(period_start=date(2026, 5, 1)) == 1
     may = Invoice.objects.get(period_start=date(2026, 5, 1))
     amounts = [line.amount for line in may.lines.all()]
     assert amounts == [Decimal("6.00"), credit, -(Decimal("6.00") + credit)]
@@ -182,17 +189,17 @@ def test_credits_beyond_the_charges_are_carried_forward_never_a_negative_invoice
     assert carried.amount == Decimal("6.00") + credit and carried.source_invoice_id == may.id
     # A rerun returns the same invoice and carries nothing more.
     with time_machine.travel(datetime(2026, 6, 1, 1, tzinfo=UTC), tick=False):
-        assert services.invoice_generate(account=may.account, period_start=date(2026, 5, 1)) == may
+        assert invoice_generate(account=may.account, period_start=date(2026, 5, 1)) == may
     assert AnnualCharge.objects.filter(kind="carried_credit").count() == 1
     # June: an upgrade and a second annual term outweigh the credit left, which is used up.
     up = datetime(2026, 6, 10, tzinfo=UTC)
     scale(deployment, "pro-10k", up)
-    services.subscriptions_prorate_scales(now=up + timedelta(hours=1))
+    subscriptions_prorate_scales(now=up + timedelta(hours=1))
     with time_machine.travel(datetime(2026, 6, 12, tzinfo=UTC), tick=False):
-        services.subscription_switch_to_annual(principal=Principal.for_system(hourly.organization), deployment=hourly,
-                                               renew=False)
+        subscription_switch_to_annual(principal=Principal.for_system(hourly.organization), deployment=hourly,
+                                      renew=False)
     with time_machine.travel(datetime(2026, 7, 1, 0, 30, tzinfo=UTC), tick=False):
-        june = services.invoice_generate(account=may.account, period_start=date(2026, 6, 1))
+        june = invoice_generate(account=may.account, period_start=date(2026, 6, 1))
     lines = list(june.lines.all())
     assert lines[0].description == f"Credit brought forward from invoice {may.number}"
     assert lines[0].amount == carried.amount and lines[0].deployment_id is None

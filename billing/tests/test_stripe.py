@@ -18,8 +18,11 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from billing import services, stripe_gateway
+from billing import stripe_gateway
 from billing.models import BillingAccount, Invoice, InvoiceStatus, Payment, PaymentStatus, StripeEvent
+from billing.services.cards import stripe_customer_ensure
+from billing.services.dunning import dunning_run, dunning_warn
+from billing.services.payments import _payment_begin, invoice_collect, invoices_collect_due
 from billing.tests.factories import BillingAccountFactory, InvoiceFactory, PaymentFactory
 from billing.tests.fixtures import WEBHOOK_SECRET
 from billing.tests.stripe_standins import Outage, free_port, signed_body, stripe_event
@@ -88,8 +91,8 @@ def test_amounts_go_to_stripe_in_minor_units():
 
 def test_customer_is_created_once(stripe_on):
     account = BillingAccountFactory()
-    first = services.stripe_customer_ensure(account=account)
-    again = services.stripe_customer_ensure(account=BillingAccount.objects.get(pk=account.pk))
+    first = stripe_customer_ensure(account=account)
+    again = stripe_customer_ensure(account=BillingAccount.objects.get(pk=account.pk))
     assert first == again and first.startswith("cus_")
     customers = stripe_client().v1.customers.list(params={"limit": 100}).to_dict()["data"]
     assert [c["id"] for c in customers if c["metadata"].get("billing_account") == account.pk] == [first]
@@ -154,8 +157,8 @@ def test_offline_mode_refuses_card_setup_and_keeps_invoices_here(stripe_off, mak
     assert "not configured" in response.json()["detail"]
     BillingAccountFactory(organization=org)
     invoice = open_invoice(org)
-    assert services.invoices_collect_due() == []
-    assert services.invoice_collect(invoice_id=invoice.pk) is None
+    assert invoices_collect_due() == []
+    assert invoice_collect(invoice_id=invoice.pk) is None
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.OPEN and not invoice.payments.exists()
     assert api.get(f"/api/v1/invoices/{invoice.pk}").json()["status"] == "open"
@@ -167,8 +170,8 @@ def test_card_pays_an_invoice_and_the_signed_webhook_confirms_it(stripe_on, make
     org = OrganizationFactory()
     bind_card(client_for(org, make_client))
     invoice = open_invoice(org)
-    assert services.invoices_collect_due() == [invoice.pk]
-    payment = services.invoice_collect(invoice_id=invoice.pk)
+    assert invoices_collect_due() == [invoice.pk]
+    payment = invoice_collect(invoice_id=invoice.pk)
     assert payment.status == PaymentStatus.SUCCEEDED and payment.idempotency_key == f"pay-{invoice.pk}-1"
     intent = intent_of(payment)
     assert intent["amount"] == 1190 and intent["currency"] == "usd" and intent["status"] == "succeeded"
@@ -180,7 +183,7 @@ def test_card_pays_an_invoice_and_the_signed_webhook_confirms_it(stripe_on, make
     assert response.status_code == 200 and response.json() == {"received": True, "duplicate": False}
     assert StripeEvent.objects.get().processed_at is not None
     assert AuditEvent.objects.filter(action="invoice.paid").count() == 1
-    assert services.invoice_collect(invoice_id=invoice.pk) is None  # paid: nothing more to charge
+    assert invoice_collect(invoice_id=invoice.pk) is None  # paid: nothing more to charge
     assert len(intents_for(invoice)) == 1
 
 
@@ -188,7 +191,7 @@ def test_webhook_alone_marks_an_attempt_paid_by_its_metadata(stripe_on):
     """The webhook can beat the synchronous answer: the attempt is found by the intent's metadata."""
     account = BillingAccountFactory()
     invoice = InvoiceFactory(organization=account.organization, account=account)
-    payment = services._payment_begin(invoice_id=invoice.pk, force=False)
+    payment = _payment_begin(invoice_id=invoice.pk, force=False)
     intent = {"id": "pi_fromwebhook1", "object": "payment_intent", "status": "succeeded", "amount": 1190,
               "metadata": {"invoice": invoice.pk, "payment": payment.pk, "attempt": "1"}}
     assert deliver(Client(), stripe_event("payment_intent.succeeded", intent)).status_code == 200
@@ -202,7 +205,7 @@ def test_replayed_webhook_is_handled_once(stripe_on, make_client):
     org = OrganizationFactory()
     bind_card(client_for(org, make_client))
     invoice = open_invoice(org)
-    payment = services._payment_begin(invoice_id=invoice.pk, force=False)
+    payment = _payment_begin(invoice_id=invoice.pk, force=False)
     event = stripe_event("payment_intent.succeeded", {"id": "pi_replay1", "metadata": {"payment": payment.pk}})
     web = Client()
     assert deliver(web, event).json()["duplicate"] is False
@@ -239,7 +242,7 @@ def test_failure_reported_after_success_does_not_reopen_the_invoice(stripe_on, m
     MembershipFactory(organization=org, role=Role.OWNER)
     bind_card(client_for(org, make_client))
     invoice = open_invoice(org)
-    payment = services.invoice_collect(invoice_id=invoice.pk)
+    payment = invoice_collect(invoice_id=invoice.pk)
     intent = intent_of(payment)
     now = int(time.time())
     web = Client()
@@ -279,7 +282,7 @@ def test_card_needing_authentication_off_session_is_a_failed_payment(stripe_on, 
     assert api.post("/api/v1/billing/payment-method/confirm", {"setup_intent": setup},
                     format="json").status_code == 200
     invoice = open_invoice(org)
-    payment = services.invoice_collect(invoice_id=invoice.pk)
+    payment = invoice_collect(invoice_id=invoice.pk)
     assert payment.status == PaymentStatus.FAILED and payment.error_code == "authentication_required"
     # A late "processing" event about the failed attempt does not revive it (no retry would ever come).
     deliver(Client(), stripe_event("payment_intent.processing", intent_of(payment)))
@@ -297,23 +300,23 @@ def test_stripe_outage_is_retried_later_with_one_charge(stripe_on, settings, mak
     invoice = open_invoice(org)
     settings.STRIPE_API_BASE = f"http://127.0.0.1:{free_port()}"  # nobody listens: connection refused
     with pytest.raises(stripe_gateway.StripeUnavailable):
-        services.invoice_collect(invoice_id=invoice.pk)
+        invoice_collect(invoice_id=invoice.pk)
     with Outage() as outage:
         settings.STRIPE_API_BASE = outage.url
         with pytest.raises(stripe_gateway.StripeUnavailable):
-            services.invoice_collect(invoice_id=invoice.pk)
+            invoice_collect(invoice_id=invoice.pk)
     pending = Payment.objects.get(invoice=invoice)
     assert pending.status == PaymentStatus.PENDING and pending.attempt == 1
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.OPEN and invoice.payment_attempts == 1
     # The beat job re-drives an attempt left pending for a while, with the same attempt and key.
-    assert services.invoices_collect_due() == []
+    assert invoices_collect_due() == []
     later = timezone.now() + timedelta(seconds=settings.BILLING_COLLECT_REDRIVE_AFTER_S + 1)
-    assert services.invoices_collect_due(now=later) == [invoice.pk]
+    assert invoices_collect_due(now=later) == [invoice.pk]
     settings.STRIPE_API_BASE = stripe_on.url
     # A card replaced meanwhile does not change the pending attempt: same key, so the very same request.
     bind_card(api, card="4000056655665556")
-    payment = services.invoice_collect(invoice_id=invoice.pk)
+    payment = invoice_collect(invoice_id=invoice.pk)
     assert payment.pk == pending.pk and payment.idempotency_key == f"pay-{invoice.pk}-1"
     assert intent_of(payment)["payment_method"] == first_card
     assert payment.status == PaymentStatus.SUCCEEDED
@@ -345,9 +348,9 @@ def test_declined_card_warns_retries_stops_deployments_and_clears_when_paid(
     start = timezone.now()
 
     with time_machine.travel(start, tick=False):
-        payment = services.invoice_collect(invoice_id=invoice.pk)
+        payment = invoice_collect(invoice_id=invoice.pk)
         assert payment.status == PaymentStatus.FAILED and payment.error_code == "card_declined"
-        assert services.dunning_warn(account_id=invoice.account_id) is True
+        assert dunning_warn(account_id=invoice.account_id) is True
     account = BillingAccount.objects.get(organization=org)
     assert account.payment_failed_at == start
     invoice.refresh_from_db()
@@ -361,18 +364,18 @@ def test_declined_card_warns_retries_stops_deployments_and_clears_when_paid(
 
     # Day 1: retried, declined again, no second warning; the next retry is on day 3.
     with time_machine.travel(start + timedelta(days=1, minutes=1), tick=False):
-        assert services.invoices_collect_due() == [invoice.pk]
-        assert services.invoice_collect(invoice_id=invoice.pk).attempt == 2
-        assert services.dunning_run()["warned"] == 0
+        assert invoices_collect_due() == [invoice.pk]
+        assert invoice_collect(invoice_id=invoice.pk).attempt == 2
+        assert dunning_run()["warned"] == 0
     invoice.refresh_from_db()
     assert invoice.next_payment_attempt_at == start + timedelta(days=3)
     assert len(mailoutbox) == 1
 
     # Grace period over: running deployments are stopped (never deleted), creation and start refused.
     with time_machine.travel(start + timedelta(days=14, minutes=1), tick=False):
-        counts = services.dunning_run()
+        counts = dunning_run()
         assert counts["stopped"] == 1
-        assert services.dunning_run()["stopped"] == 0  # idempotent
+        assert dunning_run()["stopped"] == 0  # idempotent
     running.refresh_from_db()
     assert running.status == DeploymentStatus.STOPPING
     assert Deployment.objects.filter(organization=org, status=DeploymentStatus.DELETED).count() == 0
@@ -395,8 +398,8 @@ def test_declined_card_warns_retries_stops_deployments_and_clears_when_paid(
     # A working card pays the debt at once; dunning clears; deployments stay stopped, the mail says so.
     with django_capture_on_commit_callbacks(execute=True):
         bind_card(api, card="pm_card_visa")
-        assert services.invoices_collect_due() == [invoice.pk]
-        assert services.invoice_collect(invoice_id=invoice.pk).status == PaymentStatus.SUCCEEDED
+        assert invoices_collect_due() == [invoice.pk]
+        assert invoice_collect(invoice_id=invoice.pk).status == PaymentStatus.SUCCEEDED
     invoice.refresh_from_db()
     account.refresh_from_db()
     assert invoice.status == InvoiceStatus.PAID
@@ -410,7 +413,7 @@ def test_declined_card_warns_retries_stops_deployments_and_clears_when_paid(
 def test_no_card_on_file_counts_as_a_failed_payment(stripe_on):
     account = BillingAccountFactory()
     invoice = InvoiceFactory(organization=account.organization, account=account)
-    payment = services.invoice_collect(invoice_id=invoice.pk)
+    payment = invoice_collect(invoice_id=invoice.pk)
     assert payment.status == PaymentStatus.FAILED and payment.error_code == "no_payment_method"
     assert BillingAccount.objects.get(pk=account.pk).payment_failed_at is not None
 
@@ -420,7 +423,7 @@ def test_no_card_on_file_counts_as_a_failed_payment(stripe_on):
 def test_two_concurrent_deliveries_of_one_event_are_handled_once(stripe_on):
     account = BillingAccountFactory()
     invoice = InvoiceFactory(organization=account.organization, account=account)
-    payment = services._payment_begin(invoice_id=invoice.pk, force=False)
+    payment = _payment_begin(invoice_id=invoice.pk, force=False)
     payload, header = signed_body(stripe_event("payment_intent.succeeded", {
         "id": "pi_concurrent", "metadata": {"payment": payment.pk}}), WEBHOOK_SECRET)
     barrier = threading.Barrier(2)
@@ -457,7 +460,7 @@ def test_localstripe_delivers_signed_webhooks_to_the_live_server(stripe_on, live
         org = OrganizationFactory()
         bind_card(client_for(org, make_client))
         invoice = open_invoice(org)
-        payment = services.invoice_collect(invoice_id=invoice.pk)
+        payment = invoice_collect(invoice_id=invoice.pk)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and not StripeEvent.objects.filter(processed_at__isnull=False).exists():
             time.sleep(0.2)

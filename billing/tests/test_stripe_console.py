@@ -10,8 +10,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from billing import services, stripe_gateway
+from billing import stripe_gateway
 from billing.models import BillingAccount, Payment
+from billing.services.payments import invoice_collect
 from billing.tests.factories import BillingAccountFactory, InvoiceFactory, StripeEventFactory
 from projects.models import AuditEvent
 from projects.roles import Role
@@ -89,7 +90,7 @@ def test_ops_site_shows_stripe_state_and_retries_collection(stripe_on):
     client.force_login(staff)
     account = BillingAccountFactory()
     invoice = InvoiceFactory(organization=account.organization, account=account)
-    services.invoice_collect(invoice_id=invoice.pk)  # no card: a failed attempt
+    invoice_collect(invoice_id=invoice.pk)  # no card: a failed attempt
     StripeEventFactory()
     payment = Payment.objects.get(invoice=invoice)
     for url in ("/ops/billing/stripeevent/", "/ops/billing/payment/",

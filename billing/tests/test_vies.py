@@ -8,8 +8,10 @@ import pytest
 import time_machine
 from django.test import override_settings
 
-from billing import services, tasks
+from billing import tasks
 from billing.models import BillingAccount, VatStatus
+from billing.services.invoicing import invoice_generate
+from billing.services.vat import VatCheckOutcome, vat_number_check
 from billing.tests.factories import BillingAccountFactory
 from billing.tests.standins import ViesStandIn
 from billing.tests.test_invoices import usage
@@ -122,9 +124,9 @@ def test_vies_trouble_leaves_the_number_unchecked(vies, step, error):
     vies.script = [step]
     vies.slow_s = 2.0
     with override_settings(VIES_TIMEOUT_S=0.5):
-        outcome = services.vat_number_check(account_id=account.pk)
+        outcome = vat_number_check(account_id=account.pk)
     account.refresh_from_db()
-    assert outcome == services.VatCheckOutcome.UNAVAILABLE
+    assert outcome == VatCheckOutcome.UNAVAILABLE
     assert account.vat_status == VatStatus.UNCHECKED and error in account.vat_check_error
     assert account.vat_checked_at is None and account.vat_check_attempted_at is not None
 
@@ -133,7 +135,7 @@ def test_vies_trouble_leaves_the_number_unchecked(vies, step, error):
 def test_a_code_that_is_not_a_vies_code_is_not_repeated_to_the_customer(vies, step):
     account = account_with("FR40303265045", "FR")
     vies.script = [step]
-    services.vat_number_check(account_id=account.pk)
+    vat_number_check(account_id=account.pk)
     account.refresh_from_db()
     assert account.vat_status == VatStatus.UNCHECKED
     assert "SECRET" not in account.vat_check_error and "UNKNOWN_ERROR" in account.vat_check_error
@@ -142,7 +144,7 @@ def test_a_code_that_is_not_a_vies_code_is_not_repeated_to_the_customer(vies, st
 def test_a_refused_request_is_not_retried_quickly(vies):
     account = account_with("FR40303265045", "FR")
     vies.script = ["INVALID_REQUESTER_INFO"]
-    assert tasks.vat_number_check.delay(account.pk).get() == services.VatCheckOutcome.ERROR
+    assert tasks.vat_number_check.delay(account.pk).get() == VatCheckOutcome.ERROR
     assert len(vies.requests) == 1
     account.refresh_from_db()
     assert account.vat_status == VatStatus.UNCHECKED and "INVALID_REQUESTER_INFO" in account.vat_check_error
@@ -151,7 +153,7 @@ def test_a_refused_request_is_not_retried_quickly(vies):
 def test_invalid_input_is_a_verdict(vies):
     account = account_with("FR40303265045", "FR")
     vies.script = ["INVALID_INPUT"]
-    assert services.vat_number_check(account_id=account.pk) == VatStatus.INVALID
+    assert vat_number_check(account_id=account.pk) == VatStatus.INVALID
 
 
 def test_greece_is_el_in_vies(vies, api, django_capture_on_commit_callbacks):
@@ -180,16 +182,16 @@ def test_offline_without_vies_url(api, django_capture_on_commit_callbacks):
 
 def test_a_decided_number_is_checked_again_only_when_forced(vies):
     account = account_with("FR40303265045", "FR")
-    assert services.vat_number_check(account_id=account.pk) == VatStatus.VALID
-    assert services.vat_number_check(account_id=account.pk) == services.VatCheckOutcome.SKIPPED
+    assert vat_number_check(account_id=account.pk) == VatStatus.VALID
+    assert vat_number_check(account_id=account.pk) == VatCheckOutcome.SKIPPED
     assert len(vies.requests) == 1
     vies.script = ["MS_UNAVAILABLE"]
-    assert services.vat_number_check(account_id=account.pk, force=True) == services.VatCheckOutcome.UNAVAILABLE
+    assert vat_number_check(account_id=account.pk, force=True) == VatCheckOutcome.UNAVAILABLE
     account.refresh_from_db()
     assert account.vat_status == VatStatus.VALID  # VIES being down revokes nothing
     assert account.vat_consultation_number == "WAPIAAAAZ0000001"
     del vies.registered["FR40303265045"]  # deregistered since
-    assert services.vat_number_check(account_id=account.pk, force=True) == VatStatus.INVALID
+    assert vat_number_check(account_id=account.pk, force=True) == VatStatus.INVALID
 
 
 def test_the_invoice_before_the_check_has_vat_and_after_a_valid_check_the_reverse_charge(vies):
@@ -198,11 +200,11 @@ def test_the_invoice_before_the_check_has_vat_and_after_a_valid_check_the_revers
     usage(deployment, hours=10)
     usage(deployment, hours=10, start=datetime(2026, 4, 3, tzinfo=UTC))
     with time_machine.travel(datetime(2026, 4, 1, 0, 30, tzinfo=UTC), tick=False):
-        march = services.invoice_generate(account=account, period_start=date(2026, 3, 1))
+        march = invoice_generate(account=account, period_start=date(2026, 3, 1))
     assert march.vat_rate == 20 and march.vat_note == ""
-    assert services.vat_number_check(account_id=account.pk) == VatStatus.VALID
+    assert vat_number_check(account_id=account.pk) == VatStatus.VALID
     with time_machine.travel(datetime(2026, 5, 1, 0, 30, tzinfo=UTC), tick=False):
-        april = services.invoice_generate(account=account, period_start=date(2026, 4, 1))
+        april = invoice_generate(account=account, period_start=date(2026, 4, 1))
     assert april.vat_rate == 0 and april.vat_note.startswith("Reverse charge")
 
 

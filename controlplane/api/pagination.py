@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from base64 import b64decode
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 from urllib import parse
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -11,6 +13,12 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from controlplane.errors import ValidationFailed
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+    from rest_framework.pagination import Cursor
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -24,7 +32,7 @@ class CursorLimitPagination(CursorPagination):
     ordering = ("-created_at", "-id")
     invalid_cursor_message = "The cursor is invalid or has expired; start again without it."
 
-    def get_page_size(self, request) -> int:
+    def get_page_size(self, request: Request) -> int:
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None or raw == "":
             return self.page_size
@@ -42,7 +50,7 @@ class CursorLimitPagination(CursorPagination):
         message = self.invalid_cursor_message
         return ValidationFailed(message, errors={"cursor": [message]})
 
-    def decode_cursor(self, request):
+    def decode_cursor(self, request: Request) -> Cursor | None:
         encoded = request.query_params.get(self.cursor_query_param)
         if encoded is not None:
             # DRF's decoder skips characters that are not base64 and reads an empty result as "the first
@@ -59,7 +67,9 @@ class CursorLimitPagination(CursorPagination):
         except Exception as exc:  # DRF raises NotFound for a bad cursor; a bad cursor is bad input
             raise self._invalid_cursor() from exc
 
-    def paginate_queryset(self, queryset, request, view=None):
+    def paginate_queryset(
+        self, queryset: QuerySet[Any, Any] | Sequence[Any], request: Request, view: APIView | None = None
+    ) -> list[Any] | None:
         try:
             return super().paginate_queryset(queryset, request, view)
         except (DjangoValidationError, DataError, ValueError, TypeError, OverflowError) as exc:
@@ -68,10 +78,10 @@ class CursorLimitPagination(CursorPagination):
                 raise
             raise self._invalid_cursor() from exc
 
-    def get_paginated_response(self, data) -> Response:
+    def get_paginated_response(self, data: Any) -> Response:
         return Response({"results": data, "next": self.get_next_link()})
 
-    def get_paginated_response_schema(self, schema: dict) -> dict:
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
         return {
             "type": "object",
             "required": ["results", "next"],
@@ -81,7 +91,7 @@ class CursorLimitPagination(CursorPagination):
             },
         }
 
-    def get_schema_operation_parameters(self, view) -> list[dict]:
+    def get_schema_operation_parameters(self, view: APIView) -> list[dict[str, Any]]:
         return [
             {
                 "name": "cursor",

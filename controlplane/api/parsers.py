@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import IO, Any
 
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
@@ -16,7 +17,9 @@ class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, refusing bodies nested too deeply as a 400 (Python's decoder raises RecursionError
     past about a thousand levels, which a 2 KB body reaches, and which escaped as a 500)."""
 
-    def parse(self, stream, media_type=None, parser_context=None) -> Any:
+    def parse(
+        self, stream: IO[Any], media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> Any:
         try:
             data = super().parse(stream, media_type, parser_context)
         except RecursionError as exc:
@@ -29,6 +32,7 @@ class JSONParser(parsers.JSONParser):
 def _depth_exceeds(data: Any, limit: int) -> bool:
     """Iterative, so the check itself cannot hit the recursion limit."""
     pending = [(data, 1)]
+    children: Iterable[Any]
     while pending:
         value, depth = pending.pop()
         if isinstance(value, dict):

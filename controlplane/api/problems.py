@@ -104,8 +104,10 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
         else:
             detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
             body = problem(status, title, str(detail), slug)
-        if isinstance(exc, drf.Throttled) and exc.wait is not None:
-            headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+        # DRF sets Throttled.wait in __init__; the stubs do not declare it.
+        wait: float | None = exc.wait if isinstance(exc, drf.Throttled) else None  # type: ignore[attr-defined]
+        if wait is not None:
+            headers["Retry-After"] = str(max(1, int(wait + 0.999)))
         if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
             auth_header = _authenticate_header(context)
             if auth_header:

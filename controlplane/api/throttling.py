@@ -6,9 +6,15 @@ reads the history and writes it back: parallel requests all read the same histor
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rest_framework.throttling import BaseThrottle
 
 from controlplane import ratelimit
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
 
 class _SettingsRateThrottle(BaseThrottle):
@@ -18,10 +24,10 @@ class _SettingsRateThrottle(BaseThrottle):
     scope: str
     _hit: ratelimit.Hit | None = None
 
-    def get_ident_key(self, request, view) -> str | None:
+    def get_ident_key(self, request: Request, view: APIView) -> str | None:
         raise NotImplementedError
 
-    def allow_request(self, request, view) -> bool:
+    def allow_request(self, request: Request, view: APIView) -> bool:
         ident = self.get_ident_key(request, view)
         if ident is None:
             return True
@@ -35,7 +41,7 @@ class _SettingsRateThrottle(BaseThrottle):
 class CredentialRateThrottle(_SettingsRateThrottle):
     scope = "credential"
 
-    def get_ident_key(self, request, view) -> str | None:
+    def get_ident_key(self, request: Request, view: APIView) -> str | None:
         api_key = getattr(request, "auth", None)
         key_id = getattr(api_key, "id", None)
         if key_id:
@@ -49,7 +55,7 @@ class CredentialRateThrottle(_SettingsRateThrottle):
 class ClientIpRateThrottle(_SettingsRateThrottle):
     scope = "ip"
 
-    def get_ident_key(self, request, view) -> str:
+    def get_ident_key(self, request: Request, view: APIView) -> str:
         return self.get_ident(request)
 
 
@@ -58,5 +64,5 @@ class SignupRateThrottle(_SettingsRateThrottle):
 
     scope = "signup"
 
-    def get_ident_key(self, request, view) -> str:
+    def get_ident_key(self, request: Request, view: APIView) -> str:
         return self.get_ident(request)

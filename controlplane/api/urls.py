@@ -10,6 +10,8 @@ urlpatterns = [
     path("docs", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("", include("projects.api.urls")),
     path("", include("deployments.api.urls")),
+    # billing and alerts add their own routes under deployments/{id}/ (subscription, metrics) on the deployments
+    # prefix; every router route is anchored at both ends, so deployments/{id} does not swallow them.
     path("", include("billing.api.urls")),
     path("", include("alerts.api.urls")),
     # Anything else under /api/v1 is a problem+json 404, in DEBUG too (not Django's HTML page).

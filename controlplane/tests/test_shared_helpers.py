@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from celery import shared_task
 from django.db import transaction
@@ -84,3 +88,13 @@ def test_field_invalid_puts_the_message_next_to_the_field() -> None:
     assert (error.detail, error.errors) == ("Overlaps 10.0.0.0/16.", {"cidr": ["Overlaps 10.0.0.0/16."]})
     assert errors.field_invalid("name", "Too long.", detail="The request has invalid fields.").detail \
         == "The request has invalid fields."
+
+
+def test_a_fresh_process_finds_tasks_it_never_imported() -> None:
+    """The web process imports no app's tasks module; enqueueing by name must still find the task."""
+    code = ("import django; django.setup(); from controlplane.queue import registered_task; "
+            "print(registered_task('billing.tasks.invoice_collect').name)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "DJANGO_SETTINGS_MODULE": "controlplane.settings"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "billing.tasks.invoice_collect"

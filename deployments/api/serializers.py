@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from controlplane.api.serializers import InputSerializer
 from deployments import selectors
+from deployments.http_auth import KINDS, request_spec
 from deployments.models import Deployment, DeploymentEvent, HttpAuthConfig, Region, Spec
 
 
@@ -192,8 +193,6 @@ class HttpAuthTestOut(serializers.Serializer):
 
 
 def http_auth_out(config: HttpAuthConfig) -> dict:
-    from deployments.http_auth import KINDS, request_spec
-
     def request_out(kind: str) -> dict | None:
         spec = request_spec(config, kind)
         if spec is None:

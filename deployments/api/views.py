@@ -8,16 +8,15 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from alerts.api.metrics import DeploymentMetricsMixin
-from billing.api.views import DeploymentSubscriptionMixin
 from controlplane.api.pagination import CursorLimitPagination
 from deployments import http_auth, selectors, services
 from deployments.api import serializers as s
+from deployments.api.base import DeploymentScopedViewSet
 from deployments.api.peering import DeploymentPeeringsMixin
-from deployments.models import Deployment, DeploymentStatus, Provider, Region, Spec, Tier
+from deployments.models import Provider, Region, Spec, Tier
 from projects.api.base import OrganizationScopedViewSet
+from projects.facade import projects_by_ids
 from projects.roles import Perm
-from projects.selectors import projects_by_ids
 from projects.tenancy import Principal
 
 
@@ -79,32 +78,18 @@ class SpecViewSet(CatalogViewSet):
 
 
 # --- deployments ------------------------------------------------------------------------------------
-class DeploymentFilter(django_filters.FilterSet):
-    project = django_filters.CharFilter(field_name="project_id")
-    status = django_filters.ChoiceFilter(choices=DeploymentStatus.choices)
-    tier = django_filters.ChoiceFilter(choices=Tier.choices)
-    region = django_filters.CharFilter(field_name="region_id")
-
-    class Meta:
-        model = Deployment
-        fields = ["project", "status", "tier", "region"]
-
-
-class DeploymentViewSet(DeploymentSubscriptionMixin, DeploymentPeeringsMixin, DeploymentMetricsMixin,
-                        mixins.ListModelMixin,
-                        mixins.RetrieveModelMixin, OrganizationScopedViewSet):
+# Other apps serve their routes under /deployments/{id}/ from their own viewsets derived from
+# DeploymentScopedViewSet too (alerts.api.metrics, billing.api.views). The docstring is the schema's description.
+class DeploymentViewSet(DeploymentPeeringsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                        DeploymentScopedViewSet):
     """Broker deployments. Lifecycle requests answer 202 with the deployment in its new state; poll it."""
 
     permission_by_action = {action: Perm.DEPLOYMENTS_WRITE for action in
                             ("create", "partial_update", "destroy", "scale", "stop", "start", "retry",
                              "http_auth_put", "http_auth_delete", "http_auth_test")}
     serializer_class = s.DeploymentOut
-    filterset_class = DeploymentFilter
     # PUT only for /http-auth (the deployment itself has no update action, so no PUT route).
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
-
-    def scoped_queryset(self, principal: Principal) -> QuerySet:
-        return selectors.deployment_list(principal=principal)
 
     def _accepted(self, deployment) -> Response:
         return Response(s.DeploymentOut(deployment).data, status=status.HTTP_202_ACCEPTED)

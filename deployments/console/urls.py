@@ -1,4 +1,4 @@
-"""Deployment pages of the console; spliced into ``projects.console.urls`` so they share its namespace."""
+"""Deployment pages of the console; composed by ``controlplane.console_urls`` under its ``console`` namespace."""
 
 from django.urls import path
 

@@ -20,7 +20,7 @@ from deployments import http_auth, selectors, services
 from deployments.console import forms as deployment_forms
 from deployments.lifecycle import TRANSITIONAL
 from deployments.models import Deployment, DeploymentStatus, HttpAuthConfig, Spec, Tier
-from projects import selectors as project_selectors
+from projects import facade as project_selectors
 from projects.console.base import OrganizationConsoleView, OrganizationFormView
 from projects.roles import Perm
 from projects.tenancy import Principal

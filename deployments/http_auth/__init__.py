@@ -52,7 +52,6 @@ from deployments.http_auth.validation import (
     TIMEOUT_MS_MAX,
     TIMEOUT_MS_MIN,
     HttpRequestSpec,
-    bad_field,
     check_request_url,
     check_shape,
     request_spec,
@@ -64,7 +63,7 @@ __all__ = [
     "AUTHENTICATION", "AUTHN_PLACEHOLDERS", "AUTHORIZATION", "AUTHZ_PLACEHOLDERS", "DECISIONS", "HEADER_NAME",
     "KINDS", "MAX_HEADERS", "MAX_PARAMS", "PARAM_NAME", "PEERED_TEST_REFUSED", "PLACEHOLDER", "PLACEHOLDERS",
     "PREFIX", "RESERVED_HEADERS", "SLOW_MS", "TIMEOUT_MS_MAX", "TIMEOUT_MS_MIN", "BuiltRequest", "HttpRequestSpec",
-    "TestResult", "bad_field", "broker_config", "build_request", "check_request_url", "check_shape", "decide",
+    "TestResult", "broker_config", "build_request", "check_request_url", "check_shape", "decide",
     "header_env_name", "http_auth_delete", "http_auth_put", "http_auth_test", "render_template", "request_spec",
     "unknown_placeholders", "validate_request",
 ]

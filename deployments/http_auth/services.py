@@ -22,6 +22,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from controlplane import errors
+from controlplane.db import lock_row
+from controlplane.errors import field_invalid
 from controlplane.outbound import OutboundBlocked, OutboundError, check_url, send
 from deployments.http_auth.validation import (
     AUTHENTICATION,
@@ -31,7 +33,6 @@ from deployments.http_auth.validation import (
     PLACEHOLDERS,
     PREFIX,
     HttpRequestSpec,
-    bad_field,
     check_request_url,
     check_shape,
     request_spec,
@@ -98,7 +99,7 @@ def decide(status_code: int, headers: dict[str, str], body: bytes) -> tuple[str,
 
 # --- services -------------------------------------------------------------------------------------
 def _locked_deployment(principal: Principal, deployment: Deployment) -> Deployment:
-    locked = Deployment.objects.select_for_update().get(pk=deployment.pk, organization=principal.organization)
+    locked = lock_row(Deployment, deployment.pk, organization=principal.organization)
     if locked.status in (S.DELETING, S.DELETED):
         raise errors.Conflict(f"The deployment is {locked.status}.")
     return locked
@@ -220,7 +221,7 @@ def http_auth_test(*, principal: Principal, deployment: Deployment, kind: str = 
         raise errors.NotFound(f"The deployment {deployment.id} has no HTTP authentication configured.")
     spec = request_spec(config, kind)
     if spec is None:
-        raise bad_field("kind", f"The deployment has no {kind} request configured.")
+        raise field_invalid("kind", f"The deployment has no {kind} request configured.")
     values = {name: sample.get(name, "") for name in PLACEHOLDERS[kind]}
     built = build_request(spec, values)
     timeout = spec.timeout_ms / 1000

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
 
-from controlplane import errors
+from controlplane.errors import field_invalid
 from controlplane.outbound import OutboundError, check_url
 from deployments.models import Deployment, HttpAuthConfig, HttpAuthMethod, Tier
 from deployments.selectors import active_peering_networks
@@ -68,47 +68,43 @@ def request_spec(config: HttpAuthConfig, kind: str) -> HttpRequestSpec | None:
 
 
 # --- validation -------------------------------------------------------------------------------------
-def bad_field(field: str, message: str) -> errors.ValidationFailed:
-    return errors.ValidationFailed(message, errors={field: [message]})
-
-
 def unknown_placeholders(text: str, kind: str) -> list[str]:
     return [name for name in PLACEHOLDER.findall(text) if name not in PLACEHOLDERS[kind]]
 
 
 def check_shape(kind: str, spec: HttpRequestSpec) -> None:
     if spec.method not in HttpAuthMethod.values:
-        raise bad_field(f"{kind}.method", "Use GET or POST.")
+        raise field_invalid(f"{kind}.method", "Use GET or POST.")
     if not TIMEOUT_MS_MIN <= spec.timeout_ms <= TIMEOUT_MS_MAX:
-        raise bad_field(f"{kind}.timeout_ms", f"Use {TIMEOUT_MS_MIN} to {TIMEOUT_MS_MAX} milliseconds.")
+        raise field_invalid(f"{kind}.timeout_ms", f"Use {TIMEOUT_MS_MIN} to {TIMEOUT_MS_MAX} milliseconds.")
     if len(spec.headers) > MAX_HEADERS:
-        raise bad_field(f"{kind}.headers", f"At most {MAX_HEADERS} headers.")
+        raise field_invalid(f"{kind}.headers", f"At most {MAX_HEADERS} headers.")
     seen: set[str] = set()
     for name, value in spec.headers.items():
         if not HEADER_NAME.match(name):
-            raise bad_field(f"{kind}.headers", f"{name!r} is not a valid header name.")
+            raise field_invalid(f"{kind}.headers", f"{name!r} is not a valid header name.")
         if name.lower() in RESERVED_HEADERS:
-            raise bad_field(f"{kind}.headers", f"The broker sets the {name} header itself.")
+            raise field_invalid(f"{kind}.headers", f"The broker sets the {name} header itself.")
         if name.lower() in seen:
-            raise bad_field(f"{kind}.headers", f"The header {name} is given twice.")
+            raise field_invalid(f"{kind}.headers", f"The header {name} is given twice.")
         seen.add(name.lower())
         if any(ch in value for ch in "\r\n\0"):
-            raise bad_field(f"{kind}.headers", f"The value of {name} contains a line break or NUL.")
+            raise field_invalid(f"{kind}.headers", f"The value of {name} contains a line break or NUL.")
         if "${" in value:
-            raise bad_field(f"{kind}.headers", "Placeholders are not substituted in headers; put them in params.")
+            raise field_invalid(f"{kind}.headers", "Placeholders are not substituted in headers; put them in params.")
     if len(spec.params) > MAX_PARAMS:
-        raise bad_field(f"{kind}.params", f"At most {MAX_PARAMS} params.")
+        raise field_invalid(f"{kind}.params", f"At most {MAX_PARAMS} params.")
     unknown: list[str] = []
     for name, value in spec.params.items():
         if not PARAM_NAME.match(name):
-            raise bad_field(f"{kind}.params", f"{name!r} is not a valid param name (letters, digits, _ . -).")
+            raise field_invalid(f"{kind}.params", f"{name!r} is not a valid param name (letters, digits, _ . -).")
         if "\0" in value:
-            raise bad_field(f"{kind}.params", f"The value of {name} contains a NUL character.")
+            raise field_invalid(f"{kind}.params", f"The value of {name} contains a NUL character.")
         unknown += [n for n in unknown_placeholders(value, kind) if n not in unknown]
     if unknown:
         allowed = ", ".join(f"${{{n}}}" for n in PLACEHOLDERS[kind])
         listed = ", ".join(f"${{{n}}}" for n in unknown)
-        raise bad_field(f"{kind}.params", f"Unknown placeholders: {listed}. The {kind} request may use {allowed}.")
+        raise field_invalid(f"{kind}.params", f"Unknown placeholders: {listed}. The {kind} request may use {allowed}.")
 
 
 def check_request_url(kind: str, url: str, deployment: Deployment) -> None:
@@ -117,17 +113,17 @@ def check_request_url(kind: str, url: str, deployment: Deployment) -> None:
     try:
         parts = urlsplit(url)
     except ValueError as exc:
-        raise bad_field(field, f"Not a valid URL: {exc}.") from exc
+        raise field_invalid(field, f"Not a valid URL: {exc}.") from exc
     if parts.scheme.lower() not in ("http", "https"):
-        raise bad_field(field, "Use an http:// or https:// URL.")
+        raise field_invalid(field, "Use an http:// or https:// URL.")
     if "${" in url:
-        raise bad_field(field, "Placeholders go in params, not in the URL.")
+        raise field_invalid(field, "Placeholders go in params, not in the URL.")
     if parts.username is not None or parts.password is not None:
-        raise bad_field(field, "Put credentials in a header, not in the URL.")
+        raise field_invalid(field, "Put credentials in a header, not in the URL.")
     try:
         URLValidator(schemes=["http", "https"])(url)
     except DjangoValidationError as exc:
-        raise bad_field(field, "Not a valid URL.") from exc
+        raise field_invalid(field, "Not a valid URL.") from exc
     networks = active_peering_networks(deployment) if deployment.tier != Tier.BASIC else []
     try:
         check_url(url, allow_networks=networks)
@@ -138,9 +134,9 @@ def check_request_url(kind: str, url: str, deployment: Deployment) -> None:
         elif exc.kind == "blocked" and _is_private_host(parts.hostname or ""):
             message += (" A private address needs an active VPC peering whose CIDR contains it"
                         f"{'' if networks else ' (this deployment has no active peering)'}.")
-        raise bad_field(field, message) from exc
+        raise field_invalid(field, message) from exc
     except (ValueError, UnicodeError) as exc:
-        raise bad_field(field, f"Not a valid URL: {exc}.") from exc
+        raise field_invalid(field, f"Not a valid URL: {exc}.") from exc
 
 
 def _is_private_host(host: str) -> bool:

@@ -19,10 +19,11 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from django.conf import settings
 from django.utils import timezone
 
+from controlplane.workers import Step
 from deployments.models import Peering
 from deployments.models import PeeringStatus as P
 from deployments.peering.network import platform_network
-from deployments.peering.steps import CloudError, Step, advance, poll_delay, record_poll, save_fields
+from deployments.peering.steps import CloudError, advance, poll_delay, record_poll, save_fields
 
 TAG_PEERING = "mqcloud:peering"
 TAG_DEPLOYMENT = "mqcloud:deployment"

@@ -17,10 +17,11 @@ from azure.mgmt.network.models import SubResource, VirtualNetworkPeering
 from django.conf import settings
 from django.utils import timezone
 
+from controlplane.workers import Step
 from deployments.models import Peering
 from deployments.models import PeeringStatus as P
 from deployments.peering.network import platform_network
-from deployments.peering.steps import CloudError, Step, advance, poll_delay, record_poll
+from deployments.peering.steps import CloudError, advance, poll_delay, record_poll
 
 VNET_ID = re.compile(r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.Network/"
                      r"virtualNetworks/(?P<name>[^/]+)$", re.IGNORECASE)

@@ -9,9 +9,12 @@ from django.conf import settings
 from django.db import transaction
 
 from controlplane import errors
+from controlplane.db import lock_row
+from controlplane.errors import field_invalid
+from controlplane.queue import enqueue_on_commit
 from deployments.models import Deployment, DeploymentStatus, Peering, PeeringEvent, Tier
 from deployments.models import PeeringStatus as P
-from deployments.peering import selectors, validation
+from deployments.peering import customer_side, selectors, validation
 from deployments.peering.lifecycle import transition
 from deployments.peering.network import platform_network
 from projects.audit import audit_record
@@ -24,10 +27,7 @@ CLOSED_DEPLOYMENT_STATES = frozenset({DeploymentStatus.DELETING, DeploymentStatu
 
 
 def _enqueue_converge(peering: Peering) -> None:
-    from deployments.tasks import peering_converge
-
-    peering_id = peering.id
-    transaction.on_commit(lambda: peering_converge.delay(peering_id))
+    enqueue_on_commit("deployments.tasks.peering_converge", peering.id)
 
 
 def peering_create(*, principal: Principal, deployment: Deployment, provider: str,
@@ -39,8 +39,8 @@ def peering_create(*, principal: Principal, deployment: Deployment, provider: st
                               f"{deployment.tier}.")
     with transaction.atomic():
         # Locks the deployment: two concurrent requests cannot both pass the overlap check.
-        deployment = Deployment.objects.select_for_update().select_related("region").get(
-            pk=deployment.pk, organization=principal.organization)
+        deployment = lock_row(Deployment.objects.select_related("region"), deployment.pk,
+                              organization=principal.organization)
         if deployment.status in CLOSED_DEPLOYMENT_STATES:
             raise errors.Conflict(f"The deployment is {deployment.status}; it cannot be peered.")
         region = deployment.region
@@ -77,14 +77,14 @@ def _check_region_routes(deployment: Deployment, cidr: str) -> None:
         if network.overlaps(ipaddress.ip_network(other)):
             message = (f"{cidr} is already routed from this region's platform network for another peering; "
                        f"choose another range.")
-            raise errors.ValidationFailed(message, errors={"cidr": [message]})
+            raise field_invalid("cidr", message)
 
 
 def peering_delete(*, principal: Principal, peering: Peering) -> Peering:
     """Starts removing the peering (status ``deleting``). Idempotent: deleting again changes nothing."""
     principal.require(Perm.DEPLOYMENTS_WRITE)
     with transaction.atomic():
-        peering = Peering.objects.select_for_update().get(pk=peering.pk, organization=principal.organization)
+        peering = lock_row(Peering, peering.pk, organization=principal.organization)
         if peering.status in (P.DELETING, P.DELETED):
             return peering
         transition(peering, P.DELETING, actor_label=principal.actor_label, reason="peering.delete")
@@ -103,8 +103,6 @@ def peering_force_converge(*, principal: Principal, peering: Peering) -> None:
 def peering_play_customer_side(*, principal: Principal, peering: Peering) -> str:
     """Ops, simulated clouds only: do what the customer would (accept the AWS request / create the Azure
     reverse peering), so the whole flow can be tried locally."""
-    from deployments.peering import customer_side
-
     if not settings.PEERING_SIMULATED_CUSTOMER:
         raise errors.Conflict("Playing the customer's side is only possible against the simulated clouds.")
     note = customer_side.play(peering)

@@ -1,8 +1,7 @@
-"""What the provider workers share: the step result, the error they raise, and guarded state changes."""
+"""What the provider workers share: the error they raise and guarded state changes (the step they answer is
+``controlplane.workers.Step``)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
@@ -10,13 +9,6 @@ from django.utils import timezone
 
 from deployments.models import Peering
 from deployments.peering.lifecycle import transition
-
-
-@dataclass(frozen=True)
-class Step:
-    #: Seconds until the worker should look again; None when nothing is left to wait for.
-    again_in: float | None
-    note: str = ""
 
 
 class CloudError(Exception):

@@ -10,18 +10,20 @@ import logging
 
 from django.utils import timezone
 
+from controlplane.workers import Step
 from deployments.models import DeploymentStatus, Peering, Provider
 from deployments.models import PeeringStatus as P
 from deployments.peering import aws, azure
 from deployments.peering.lifecycle import TRANSITIONAL
-from deployments.peering.steps import CloudError, Step, advance
+from deployments.peering.steps import CloudError, advance
 
 logger = logging.getLogger(__name__)
 
 DRIVERS = {Provider.AWS: aws.step, Provider.AZURE: azure.step}
 
 
-def converge(peering_id: str) -> Step:
+def peering_converge_once(peering_id: str) -> Step:
+    """One step of the peering through its provider's worker (the ``peering_converge`` task calls it)."""
     peering = Peering.objects.select_related("deployment__region").filter(pk=peering_id).first()
     if peering is None or peering.status in (P.DELETED, P.FAILED, P.EXPIRED):
         return Step(again_in=None, note="settled")

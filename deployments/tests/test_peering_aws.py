@@ -56,7 +56,7 @@ def ingress_from(cidr: str, group_id: str) -> set[int]:
 
 
 def converge(peering_id: str) -> Peering:
-    worker.converge(peering_id)
+    worker.peering_converge_once(peering_id)
     return Peering.objects.get(pk=peering_id)
 
 
@@ -91,7 +91,7 @@ def test_request_accept_active_routes_then_delete(api, aws_cloud):
         f"--vpc-peering-connection-id {peering.cloud_id} --region us-east-1",
     ]
     # Still waiting: nothing changes, the worker looks again soon.
-    assert worker.converge(peering.id).again_in is not None
+    assert worker.peering_converge_once(peering.id).again_in is not None
     assert Peering.objects.get(pk=peering.id).status == "pending_acceptance"
     assert selectors.active_peering_networks(api.deployment) == []
 
@@ -171,7 +171,7 @@ def test_worker_crash_between_active_and_routes_is_finished_by_the_reconciler(ap
     # Routes are added, then the worker dies before the security group and before recording anything.
     monkeypatch.setattr(aws, "_ingress", crash)
     with pytest.raises(SystemExit):
-        worker.converge(peering.id)
+        worker.peering_converge_once(peering.id)
     monkeypatch.undo()
     assert Peering.objects.get(pk=peering.id).status == "pending_acceptance"
     assert len(routes_to(CUSTOMER_CIDR, network["route_table_ids"])) == 2
@@ -192,7 +192,7 @@ def test_crash_after_the_request_was_created_finds_it_by_tag(api, aws_cloud, mon
 
     monkeypatch.setattr(aws, "advance", crash)
     with pytest.raises(SystemExit):
-        worker.converge(created["id"])
+        worker.peering_converge_once(created["id"])
     monkeypatch.undo()
     peering = converge(created["id"])
     assert peering.status == "pending_acceptance"
@@ -246,6 +246,6 @@ def test_unreachable_endpoint_is_transient_and_leaves_the_peering_pending(api, a
     created = request_peering(api, vpc_id)
     settings.PEERING_AWS_ENDPOINT_URL = "http://127.0.0.1:9"  # nothing listens on the discard port
     with pytest.raises(worker.CloudError) as caught:
-        worker.converge(created["id"])
+        worker.peering_converge_once(created["id"])
     assert caught.value.transient
     assert Peering.objects.get(pk=created["id"]).status == "pending"

@@ -38,7 +38,7 @@ def request_peering(api, **overrides) -> dict:
 
 
 def converge(peering_id: str) -> Peering:
-    worker.converge(peering_id)
+    worker.peering_converge_once(peering_id)
     return Peering.objects.get(pk=peering_id)
 
 
@@ -67,7 +67,7 @@ def test_create_initiated_connected_active_then_delete(api, azure_cloud):
         f"--vnet-name customer-vnet --remote-vnet {PLATFORM_VNET} --allow-vnet-access --subscription {SUBSCRIPTION}"]
     assert body["account_id"] is None and body["tenant_id"] == TENANT
 
-    assert worker.converge(peering.id).again_in is not None  # waiting for the customer
+    assert worker.peering_converge_once(peering.id).again_in is not None  # waiting for the customer
     customer_side.play(peering)  # the reverse side, in the customer's subscription
     peering = converge(peering.id)
     assert peering.status == "active"
@@ -83,7 +83,7 @@ def test_throttling_is_retried_then_succeeds(api, azure_cloud):
     created = request_peering(api)
     azure_cloud.fail_next("PUT", 429)
     with pytest.raises(CloudError) as caught:
-        worker.converge(created["id"])
+        worker.peering_converge_once(created["id"])
     assert caught.value.transient
     assert Peering.objects.get(pk=created["id"]).status == "pending"
     assert converge(created["id"]).status == "initiated"

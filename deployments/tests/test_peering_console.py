@@ -78,10 +78,10 @@ def test_ops_plays_the_customers_side_on_the_simulated_cloud(client, aws_cloud):
     vpc_id = customer_side.ensure_customer_vpc(CUSTOMER_ACCOUNT, "us-east-1", "10.20.0.0/16")
     peering = PeeringFactory(organization=deployment.organization, deployment=deployment, vpc_id=vpc_id,
                              cidr="10.20.0.0/16")
-    worker.converge(peering.id)
+    worker.peering_converge_once(peering.id)
     changelist = "/ops/deployments/peering/"
     assert client.get(changelist + "?status__exact=pending_acceptance").status_code == 200
     response = client.post(changelist, {"action": "play_customer_side", "_selected_action": [peering.id]})
     assert response.status_code == 302
-    worker.converge(peering.id)
+    worker.peering_converge_once(peering.id)
     assert Peering.objects.get(pk=peering.id).status == "active"

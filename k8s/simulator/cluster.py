@@ -87,7 +87,7 @@ class SimulatedCluster:
         if self._httpd is None:
             raise RuntimeError("the simulated cluster is not started")
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host}:{port}"  # type: ignore[str-bytes-safe]  # an AF_INET server's host is a str
 
     # ---- clients ---------------------------------------------------------------------------------------
 

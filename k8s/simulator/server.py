@@ -31,7 +31,7 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), which can stall for seconds without DNS.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        self.server_name, self.server_port = self.server_address[:2]  # type: ignore[assignment]  # AF_INET: (str, int)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -4,6 +4,7 @@ contention never matters and every verb is trivially atomic."""
 
 from __future__ import annotations
 
+import builtins
 import copy
 import secrets
 import threading
@@ -82,7 +83,7 @@ class Store:
                     "metadata": {"resourceVersion": str(self._rv)}, "items": items}
 
     def objects(self, rt: ResourceType, namespace: str | None = None, *,
-                copies: bool = True) -> list[dict[str, Any]]:
+                copies: bool = True) -> builtins.list[dict[str, Any]]:
         """Every object of a type. ``copies=False`` hands out the stored objects themselves: only for a
         caller that holds ``self.lock`` and never mutates them (the controllers' passes, which would
         otherwise deep-copy the whole cluster many times a second)."""
@@ -303,7 +304,7 @@ class Store:
 
     # ---- pod readiness timeline ------------------------------------------------------------------------
 
-    def pod_events(self, namespace: str) -> list[dict[str, Any]]:
+    def pod_events(self, namespace: str) -> builtins.list[dict[str, Any]]:
         """Pod lifecycle in a namespace: [{"at": epoch seconds, "pod", "event", "ready"}], oldest first.
         `event` is created / ready / not-ready / deleted; `ready` is the pod's readiness after it."""
         with self.lock:
@@ -335,7 +336,7 @@ class Store:
     def _key(rt: ResourceType, namespace: str | None, name: str) -> tuple[str, str, str]:
         return rt.plural, (namespace or "") if rt.namespaced else "", name
 
-    def _scan(self, rt: ResourceType, namespace: str | None) -> list[dict[str, Any]]:
+    def _scan(self, rt: ResourceType, namespace: str | None) -> builtins.list[dict[str, Any]]:
         if namespace is not None and rt.namespaced:
             found = list(self._groups.get((rt.plural, namespace), {}).values())
         else:

@@ -223,7 +223,7 @@ def _policy_peer(path: str, peer: dict[str, Any]) -> list[tuple[str, str, str]]:
             inner = ipaddress.ip_network(entry, strict=False)
         except ValueError:
             inner = None
-        if inner is None or inner.version != cidr.version or not inner.subnet_of(cidr) or inner == cidr:
+        if inner is None or inner.version != cidr.version or not inner.subnet_of(cidr) or inner == cidr:  # type: ignore[arg-type]  # same IP version, compared first
             causes.append((f"{path}.ipBlock.except[{n}]", "FieldValueInvalid",
                            f'Invalid value: "{entry}": must be a strict subset of `cidr`'))
     return causes

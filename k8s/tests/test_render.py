@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from controlplane.outbound import BLOCKED_NETWORKS
 from k8s.render import BrokerClusterSpec, emqx_config, manifest_digest, render
 
 
@@ -12,6 +13,7 @@ def spec(**overrides) -> BrokerClusterSpec:
         namespace="mq-abc", name="emqx", organization_id="org_1", project_id="prj_1", deployment_id="dep_abc",
         tier="professional", replicas=3, cpu_millicores=2000, memory_mib=4096, max_connections=10000,
         image="emqx/emqx:5.8.6", node_cookie="cookie", dashboard_password="pw",
+        blocked_cidrs=tuple(str(network) for network in BLOCKED_NETWORKS),
     )
     return BrokerClusterSpec(**(values | overrides))
 

@@ -34,7 +34,7 @@ def principal_from_request(request: Request) -> Principal:
     return principal_for_user(request.user, requested_org, ip=ip, user_agent=user_agent)
 
 
-class _IdempotentPostMixin:
+class IdempotentPostMixin:
     """Shared by the scoped base and the few unscoped endpoints that accept POST."""
 
     _idempotency_record = None
@@ -68,7 +68,7 @@ class _IdempotentPostMixin:
         return response
 
 
-class OrganizationScopedViewSet(_IdempotentPostMixin, viewsets.GenericViewSet):
+class OrganizationScopedViewSet(IdempotentPostMixin, viewsets.GenericViewSet):
     #: action name (list, retrieve, create, partial_update, destroy, or a custom @action) → permission.
     permission_by_action: ClassVar[dict[str, str]] = {}
     lookup_value_regex = "[a-z]{3}_[a-z0-9]+"

@@ -12,16 +12,21 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.api.throttling import ClientIpRateThrottle, SignupRateThrottle
-from projects import accounts, selectors, services
+from projects import accounts, selectors
 from projects.api import serializers as s
-from projects.api.base import OrganizationScopedViewSet, _IdempotentPostMixin
+from projects.api.base import IdempotentPostMixin, OrganizationScopedViewSet
 from projects.authentication import ConsoleSessionAuthentication
 from projects.filters import ApiKeyFilter, AuditEventFilter, InvitationFilter, MemberFilter, ProjectFilter
 from projects.roles import Perm
+from projects.services.api_keys import api_key_create, api_key_revoke
+from projects.services.invitations import invitation_accept, invitation_create, invitation_revoke
+from projects.services.members import member_remove, member_update
+from projects.services.organizations import organization_update, signup
+from projects.services.projects import project_create, project_delete, project_update
 from projects.tenancy import Principal, client_ip
 
 
-class SignupView(_IdempotentPostMixin, APIView):
+class SignupView(IdempotentPostMixin, APIView):
     """Create an organization, its owner and an owner API key (the key is shown only here)."""
 
     authentication_classes: list = []
@@ -36,7 +41,7 @@ class SignupView(_IdempotentPostMixin, APIView):
     def post(self, request: Request) -> Response:
         data = s.SignupIn(data=request.data)
         data.is_valid(raise_exception=True)
-        organization, user, api_key, secret = services.signup(
+        organization, user, api_key, secret = signup(
             **data.validated_data, ip=client_ip(request), user_agent=request.headers.get("User-Agent", "")
         )
         api_key.key = secret
@@ -105,7 +110,7 @@ class OrganizationViewSet(OrganizationScopedViewSet):
     def partial_update(self, request: Request) -> Response:
         data = s.OrganizationPatchIn(data=request.data)
         data.is_valid(raise_exception=True)
-        organization = services.organization_update(principal=self.principal, **data.validated_data)
+        organization = organization_update(principal=self.principal, **data.validated_data)
         return Response(s.OrganizationOut(organization).data)
 
 
@@ -123,7 +128,7 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizat
     def create(self, request: Request) -> Response:
         data = s.ProjectIn(data=request.data)
         data.is_valid(raise_exception=True)
-        project = services.project_create(principal=self.principal, **data.validated_data)
+        project = project_create(principal=self.principal, **data.validated_data)
         return Response(s.ProjectOut(project).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.ProjectPatchIn, responses=s.ProjectOut)
@@ -131,12 +136,12 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizat
         project = self.get_object()  # a stranger's object is 404 whatever the body
         data = s.ProjectPatchIn(data=request.data)
         data.is_valid(raise_exception=True)
-        project = services.project_update(principal=self.principal, project=project, **data.validated_data)
+        project = project_update(principal=self.principal, project=project, **data.validated_data)
         return Response(s.ProjectOut(project).data)
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str) -> Response:
-        services.project_delete(principal=self.principal, project=self.get_object())
+        project_delete(principal=self.principal, project=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -157,13 +162,13 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizati
         projects = data.validated_data.get("projects")
         if projects is not None:
             projects = selectors.projects_by_ids(principal=self.principal, project_ids=projects)
-        member = services.member_update(principal=self.principal, member=member,
+        member = member_update(principal=self.principal, member=member,
                                         role=data.validated_data.get("role"), projects=projects)
         return Response(s.MemberOut(selectors.member_get(principal=self.principal, member_id=member.id)).data)
 
     @extend_schema(responses={204: None}, description="Remove a member (or leave, for your own membership).")
     def destroy(self, request: Request, pk: str) -> Response:
-        services.member_remove(principal=self.principal, member=self.get_object())
+        member_remove(principal=self.principal, member=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -181,17 +186,17 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organi
         data = s.InvitationIn(data=request.data)
         data.is_valid(raise_exception=True)
         projects = selectors.projects_by_ids(principal=self.principal, project_ids=data.validated_data["projects"])
-        invitation = services.invitation_create(principal=self.principal, email=data.validated_data["email"],
+        invitation = invitation_create(principal=self.principal, email=data.validated_data["email"],
                                                 role=data.validated_data["role"], projects=projects)
         return Response(s.InvitationOut(invitation).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={204: None}, description="Revoke a pending invitation.")
     def destroy(self, request: Request, pk: str) -> Response:
-        services.invitation_revoke(principal=self.principal, invitation=self.get_object())
+        invitation_revoke(principal=self.principal, invitation=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class InvitationAcceptView(_IdempotentPostMixin, APIView):
+class InvitationAcceptView(IdempotentPostMixin, APIView):
     """Accept an invitation by its token: a new user sets a password; an existing one proves it."""
 
     permission_classes = [AllowAny]
@@ -206,7 +211,7 @@ class InvitationAcceptView(_IdempotentPostMixin, APIView):
         data = s.InvitationAcceptIn(data=request.data)
         data.is_valid(raise_exception=True)
         user = request.user if getattr(request.user, "is_authenticated", False) and not request.auth else None
-        membership = services.invitation_accept(
+        membership = invitation_accept(
             **data.validated_data, session_user=user, ip=client_ip(request),
             user_agent=request.headers.get("User-Agent", ""),
         )
@@ -228,7 +233,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizati
         data = s.ApiKeyIn(data=request.data)
         data.is_valid(raise_exception=True)
         projects = selectors.projects_by_ids(principal=self.principal, project_ids=data.validated_data["projects"])
-        api_key, secret = services.api_key_create(
+        api_key, secret = api_key_create(
             principal=self.principal, name=data.validated_data["name"], role=data.validated_data["role"],
             projects=projects, expires_at=data.validated_data["expires_at"],
             service=data.validated_data["service"],
@@ -238,7 +243,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizati
 
     @extend_schema(responses={204: None}, description="Revoke the key; it stops working at once.")
     def destroy(self, request: Request, pk: str) -> Response:
-        services.api_key_revoke(principal=self.principal, api_key=self.get_object())
+        api_key_revoke(principal=self.principal, api_key=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from projects.roles import Perm
+from projects.tenancy import memberships_of
 
 _PERM_NAMES = {name.lower(): value for name, value in vars(Perm).items() if name.isupper()}
 
@@ -21,7 +22,5 @@ def console_context(request: HttpRequest) -> dict:
     }
     user = getattr(request, "user", None)
     if principal is not None and user is not None and user.is_authenticated:
-        from projects.tenancy import memberships_of
-
         context["user_memberships"] = list(memberships_of(user))
     return context

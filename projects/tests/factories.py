@@ -6,10 +6,9 @@ from datetime import timedelta
 import factory
 from django.utils import timezone
 
-from projects.authentication import generate_api_key_secret, hash_secret
+from projects.authentication import generate_api_key_secret, hash_secret, invitation_token_hash
 from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, User
 from projects.roles import Role
-from projects.services import invitation_token_hash
 
 PASSWORD = "correct-horse-battery-staple"
 

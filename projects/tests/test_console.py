@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, reverse
 
-from projects.console import urls as console_urls
+from controlplane import console_urls
 from projects.console.base import ConsoleView, OrganizationConsoleView
 from projects.models import ApiKey, AuditEvent, Invitation, Membership, Project
 from projects.roles import Role

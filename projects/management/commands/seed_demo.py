@@ -3,9 +3,9 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from projects import services
 from projects.demo import DEMO_EMAIL, DEMO_PASSWORD, OPS_EMAIL
 from projects.models import User
+from projects.services.organizations import signup
 
 
 class Command(BaseCommand):
@@ -15,7 +15,7 @@ class Command(BaseCommand):
         if settings.PRODUCTION:
             raise CommandError("seed_demo is for the embedded default only.")
         if not User.objects.filter(email=DEMO_EMAIL).exists():
-            organization, _, _, _ = services.signup(
+            organization, _, _, _ = signup(
                 email=DEMO_EMAIL, password=DEMO_PASSWORD, organization_name="Demo Org", site="global",
                 country="DE", name="Demo Owner", with_api_key=False,  # nobody would see its secret
             )

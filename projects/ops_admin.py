@@ -1,4 +1,5 @@
-"""The ops site's base: read-mostly admin classes whose every staff write lands in the audit log."""
+"""The ops site's base for every app's ``admin.py``: read-mostly admin classes whose every staff write lands in
+the audit log, and the staff principal that ops actions pass to services (``staff_principal``)."""
 
 from __future__ import annotations
 
@@ -6,51 +7,28 @@ from typing import Any
 
 from django.contrib import admin
 from django.db import models
-from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
-from django.views import View
+from django.http import HttpRequest
+
+from projects.audit import audit_record
+from projects.models import Organization
+from projects.tenancy import Principal, client_ip
 
 
-def _organization_of(obj: models.Model):
-    from projects.models import Organization
-
+def _organization_of(obj: models.Model) -> Organization | None:
     if isinstance(obj, Organization):
         return obj
     return getattr(obj, "organization", None)
 
 
-def staff_principal(request: HttpRequest, obj: models.Model | None):
-    from projects.tenancy import Principal, client_ip
-
+def staff_principal(request: HttpRequest, obj: models.Model | None) -> Principal:
     return Principal.for_staff(request.user, _organization_of(obj) if obj is not None else None,
                                ip=client_ip(request), user_agent=request.headers.get("User-Agent", "")[:256])
 
 
 def audit_staff_action(request: HttpRequest, obj: models.Model, action: str, changes: dict[str, Any]) -> None:
-    from projects.audit import audit_record
-
     principal = staff_principal(request, obj)
     audit_record(principal=principal, action=action, target=obj, changes=changes,
                  organization=_organization_of(obj))
-
-
-class OpsPageView(View):
-    """An ops page that is not a model's list (e.g. the mail outbox): staff only, in the ops site's frame.
-
-    Mount it with ``as_ops_view()``, which puts the admin's login and staff check in front of it.
-    """
-
-    template_name: str = ""
-    title: str = ""
-    http_method_names = ["get", "head", "options"]
-
-    @classmethod
-    def as_ops_view(cls, **initkwargs: Any):
-        return admin.site.admin_view(cls.as_view(**initkwargs))
-
-    def render_page(self, context: dict[str, Any]) -> HttpResponse:
-        return TemplateResponse(self.request, self.template_name,
-                                {**admin.site.each_context(self.request), "title": self.title, **context})
 
 
 class AuditedModelAdmin(admin.ModelAdmin):

@@ -1,0 +1,44 @@
+"""The door other apps use into deployments' services and selectors (inside ``deployments``, import the modules).
+
+Besides this module, other apps import ``deployments.models`` (foreign keys, model classes and status choices)
+and ``deployments.hooks`` (to answer deployments' questions). ``k8s`` is below deployments and knows nothing of
+it.
+
+Deployments the principal may see (organization first; a sub-account's projects only; deleted ones gone unless
+asked for):
+    ``deployment_list``, ``deployment_get`` (NotFound for one it may not see).
+
+Routes of another app under ``/deployments/{id}/...`` (``/metrics`` in alerts, ``/subscription`` in billing):
+    ``DeploymentScopedViewSet``, the base whose ``get_object()`` is the deployment, resolved and scoped exactly
+    as ``/deployments/{id}`` does; register the viewset on the ``deployments`` prefix with basename
+    ``deployment``.
+
+Writes other apps ask for (audited under the given principal):
+    ``deployment_stop`` (billing's dunning stops the deployments of a suspended organization).
+
+What billing meters: ``BILLABLE`` (states billed by the hour) and ``STORAGE_BILLABLE`` (states billed at the
+stopped rate); the catalog's prices of a spec: ``spec_prices`` and ``HOURS_PER_YEAR`` (what annual is set
+against).
+
+What the alert evaluator watches (a system read, no principal): ``failed_peerings_since``.
+"""
+
+from __future__ import annotations
+
+from deployments.api.base import DeploymentScopedViewSet
+from deployments.lifecycle import BILLABLE, STORAGE_BILLABLE
+from deployments.peering.selectors import failed_peerings_since
+from deployments.selectors import HOURS_PER_YEAR, deployment_get, deployment_list, spec_prices
+from deployments.services import deployment_stop
+
+__all__ = [
+    "BILLABLE",
+    "HOURS_PER_YEAR",
+    "STORAGE_BILLABLE",
+    "DeploymentScopedViewSet",
+    "deployment_get",
+    "deployment_list",
+    "deployment_stop",
+    "failed_peerings_since",
+    "spec_prices",
+]

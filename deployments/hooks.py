@@ -1,0 +1,15 @@
+"""Questions deployments asks the apps above it (``controlplane.hooks``).
+
+``deployments`` declares them and never imports the apps that answer: ``billing`` registers its receiver in
+``BillingConfig.ready``.
+"""
+
+from __future__ import annotations
+
+from controlplane.hooks import Hook
+
+start_blockers = Hook("deployments.start_blockers", """Asked before anything that would run brokers for an
+organization: creating a deployment, starting a stopped one, retrying a failed provisioning or start. Keyword
+argument: ``organization``. A receiver returns why the organization may not run deployments now (a sentence for
+the person who asked, e.g. billing: an invoice is unpaid past the grace period), or None; any answer refuses the
+request with a 409 carrying the first reason.""")

@@ -1,0 +1,53 @@
+"""Login brute-force protection: the one counted password check of every login, and its lockout."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+
+from controlplane import errors, ratelimit
+from projects.models import User
+
+
+class LoginLocked(errors.RateLimited):
+    title = "Too many failed logins"
+    type_slug = "login-locked"
+
+
+def login_lockout_key(email: str) -> str:
+    return f"login-failures:email:{hashlib.sha256(email.lower().encode()).hexdigest()}"
+
+
+def login_authenticate(*, email: str, password: str, ip: str | None, request: Any = None) -> User:
+    """The one password check of every login (console, ops site, invitations, password change).
+
+    The attempt is counted against the address and the client IP before the password is looked at
+    (``controlplane.ratelimit``: increment, then compare), so parallel guesses cannot all pass a check made
+    before any of them was recorded; beyond the limit the password is not checked at all. A right password
+    takes its attempt back: only failures use up the allowance.
+    """
+    window = settings.LOGIN_LOCKOUT_SECONDS
+    limit = settings.LOGIN_MAX_FAILURES
+    counted = [(login_lockout_key(email), ratelimit.hit(login_lockout_key(email), limit=limit, window=window))]
+    if ip:
+        # An IP may front many people (an office NAT), so it gets more room than a single address.
+        key = f"login-failures:ip:{ip}"
+        counted.append((key, ratelimit.hit(key, limit=limit * 4, window=window)))
+    refused = [hit for _, hit in counted if not hit.allowed]
+    if refused:
+        raise LoginLocked("Too many failed logins; try again later.",
+                          retry_after=max(hit.retry_after for hit in refused))
+    user = authenticate(request, username=email.lower(), password=password)
+    if user is None:
+        raise errors.NotAuthenticated("The email or the password is not correct.")
+    for key, _ in counted:
+        ratelimit.refund(key)
+    return user
+
+
+def login_lockout_clear(*, email: str) -> None:
+    """Forgets the failed logins of an address (its password was just changed or reset)."""
+    ratelimit.reset(login_lockout_key(email))
