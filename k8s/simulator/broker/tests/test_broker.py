@@ -1,0 +1,424 @@
+"""The broker process against real paho-mqtt clients and its management API over HTTP, as the control plane
+and devices will use it. One broker (with TLS) serves the module; tests that stop a broker start their own."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import ipaddress
+import json
+import secrets
+import signal
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from k8s.simulator.broker import BrokerProcess, BrokerStartError, start_broker, start_broker_on_free_address
+from k8s.simulator.broker.process import random_loopback
+
+KEY, SECRET = "mqcloud", "s3cret-key"
+AUTHN = "/authentication/password_based:built_in_database"
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+
+
+def make_tls(directory: Path, host: str) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for `host` (IP SAN) signed by it: (ca.pem, cert.pem, key.pem)."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mqcloud test CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                     crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+def call(broker: BrokerProcess, method: str, path: str, body=None, auth=(KEY, SECRET)):
+    """(status, parsed JSON or text) of one management API call."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(broker.api_url + path, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if auth:
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            status, raw, ctype = resp.status, resp.read(), resp.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        status, raw, ctype = exc.code, exc.read(), exc.headers.get("Content-Type", "")
+    if not raw:
+        return status, None
+    return status, json.loads(raw) if "json" in ctype else raw.decode()
+
+
+def add_user(broker: BrokerProcess, user_id: str, password: str, superuser: bool = False) -> None:
+    salt = secrets.token_hex(8)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), 4096, 32).hex()
+    entry = {"user_id": user_id, "password_hash": digest, "salt": salt, "is_superuser": superuser}
+    status, body = call(broker, "POST", f"{AUTHN}/import_users?type=hash", [entry])
+    assert status == 200 and body["failed"] == 0, body
+
+
+def set_rules(broker: BrokerProcess, rules: str) -> None:
+    assert call(broker, "PUT", "/authorization/sources/file", {"type": "file", "enable": True, "rules": rules})[0] == 204
+
+
+class Client:
+    """A paho-mqtt 2.x client that records what happens to it."""
+
+    def __init__(self, broker: BrokerProcess, client_id: str, username=None, password=None, *,
+                 transport: str = "tcp", port: int | None = None, ca: Path | None = None) -> None:
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, transport=transport)
+        self.c.reconnect_delay_set(min_delay=60, max_delay=120)  # a kicked client must stay disconnected
+        if username is not None:
+            self.c.username_pw_set(username, password)
+        if ca is not None:
+            self.c.tls_set(ca_certs=str(ca))
+        self.connack = threading.Event()
+        self.disconnected = threading.Event()
+        self.subacks: dict[int, list] = {}
+        self.suback = threading.Condition()
+        self.messages: list[tuple[str, bytes]] = []
+        self.reason = None
+        self.c.on_connect = self._on_connect
+        self.c.on_disconnect = lambda *a: self.disconnected.set()
+        self.c.on_subscribe = self._on_subscribe
+        self.c.on_message = lambda _c, _u, msg: self.messages.append((msg.topic, msg.payload))
+        default = {"tcp": broker.mqtt_port, "websockets": broker.ports["ws"]}[transport]
+        self.c.connect(broker.host, port or default, keepalive=30)
+        self.c.loop_start()
+        assert self.connack.wait(5), "no CONNACK"
+
+    def _on_connect(self, _c, _u, _flags, reason, _props) -> None:
+        self.reason = reason
+        self.connack.set()
+
+    def _on_subscribe(self, _c, _u, mid, reasons, _props) -> None:
+        with self.suback:
+            self.subacks[mid] = [r.value for r in reasons]
+            self.suback.notify_all()
+
+    @property
+    def accepted(self) -> bool:
+        return not self.reason.is_failure
+
+    def subscribe(self, topic: str) -> int:
+        """The granted QoS, or 0x80 (128) when refused."""
+        _, mid = self.c.subscribe(topic, qos=1)
+        with self.suback:
+            assert self.suback.wait_for(lambda: mid in self.subacks, 5), "no SUBACK"
+            return self.subacks[mid][0]
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.c.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def wait_for(predicate, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+# --- fixtures --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def keys_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("keys") / "api_keys"
+    path.write_text(f"# EMQX api_key.bootstrap_file\n{KEY}:{SECRET}:administrator\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tls_broker(tmp_path_factory, keys_file):
+    """A broker with all four listeners on a free loopback address, and the CA that signed its certificate."""
+    for _ in range(10):
+        host = random_loopback()
+        ca, cert, key = make_tls(tmp_path_factory.mktemp("tls"), host)
+        try:
+            broker = start_broker(host, bootstrap_file=keys_file, certfile=cert, keyfile=key)
+        except BrokerStartError as exc:
+            if exc.address_in_use:
+                continue
+            raise
+        broker.ca = ca  # type: ignore[attr-defined]
+        yield broker
+        assert broker.stop() == 0, broker.logs()
+        return
+    pytest.fail("no free loopback address")
+
+
+@pytest.fixture
+def broker(tls_broker):
+    """The module's broker with the defaults a control plane pushes: no rules, no_match deny."""
+    set_rules(tls_broker, "")
+    assert call(tls_broker, "PUT", "/authorization/settings", {"no_match": "deny"})[0] == 200
+    return tls_broker
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+# --- authentication ------------------------------------------------------------------------------------------
+
+
+def test_anonymous_unknown_and_wrong_password_are_refused_the_right_one_accepted(broker):
+    anonymous = Client(broker, uid("anon"))
+    assert not anonymous.accepted and anonymous.reason.value == 135  # CONNACK 5: not authorized
+    user = uid("dev")
+    unknown = Client(broker, uid("c"), user, "pw")
+    assert not unknown.accepted and unknown.reason.value == 135
+    add_user(broker, user, "right password")
+    wrong = Client(broker, uid("c"), user, "wrong password")
+    assert not wrong.accepted and wrong.reason.value == 134  # CONNACK 4: bad user name or password
+    right = Client(broker, uid("c"), user, "right password")
+    assert right.accepted
+    right.close()
+    for c in (anonymous, unknown, wrong):
+        c.c.loop_stop()
+
+
+def test_built_in_database_api(broker):
+    user = uid("imp")
+    salt = "salt"
+    digest = hashlib.pbkdf2_hmac("sha256", b"pw", salt.encode(), 4096, 32).hex()
+    entry = {"user_id": user, "password_hash": digest, "salt": salt, "is_superuser": False}
+    status, result = call(broker, "POST", f"{AUTHN}/import_users?type=hash", [entry, {"user_id": ""}])
+    assert status == 200 and result == {"total": 2, "success": 1, "override": 0, "skipped": 0, "failed": 1}
+    again = [entry, {**entry, "user_id": user + "-2"}]
+    changed = [{**entry, "is_superuser": True}]
+    assert call(broker, "POST", f"{AUTHN}/import_users?type=hash", again)[1]["skipped"] == 1
+    assert call(broker, "POST", f"{AUTHN}/import_users?type=hash", changed)[1]["override"] == 1
+
+    status, page = call(broker, "GET", f"{AUTHN}/users?page=1&limit=1&like_user_id={user}")
+    assert status == 200 and page["data"] == [{"user_id": user, "is_superuser": True}]
+    assert page["meta"] == {"page": 1, "limit": 1, "count": 2, "hasnext": True}
+    quoted = urllib.parse.quote(user, safe="")
+    assert call(broker, "DELETE", f"{AUTHN}/users/{quoted}") == (204, None)
+    assert call(broker, "DELETE", f"{AUTHN}/users/{quoted}")[1]["code"] == "NOT_FOUND"
+    assert call(broker, "DELETE", "/authentication/password_based%3Abuilt_in_database/users/x%2Fy")[0] == 404
+    assert call(broker, "POST", f"{AUTHN}/import_users?type=hash", {"not": "a list"})[0] == 400
+
+
+def test_api_key_is_required(broker):
+    for auth in (None, (KEY, "wrong"), ("other", SECRET)):
+        status, body = call(broker, "GET", "/clients", auth=auth)
+        assert status == 401 and body["code"] == "BAD_API_KEY_OR_SECRET"
+    status, text = call(broker, "GET", "/status", auth=None)
+    assert status == 200 and text == f"Node emqx@{broker.host} is started\nemqx is running"
+    assert call(broker, "GET", "/nothing/here")[1]["code"] == "NOT_FOUND"
+
+
+# --- authorization -------------------------------------------------------------------------------------------
+
+
+def test_acl_allows_own_prefix_and_denies_the_rest(broker):
+    dev, admin = uid("dev"), uid("admin")
+    add_user(broker, dev, "pw")
+    add_user(broker, admin, "pw", superuser=True)
+    set_rules(broker, '{allow, all, publish, ["dev/${username}/#"]}.\n{allow, all, subscribe, ["own/${clientid}"]}.\n')
+    watcher = Client(broker, uid("watch"), admin, "pw")
+    assert watcher.subscribe("#") == 1  # superusers skip authorization
+    device = Client(broker, "d-" + dev, dev, "pw")
+    device.publish("dev/other/t", b"denied")  # dropped silently (MQTT 3.1.1 has no PUBACK reason)
+    device.publish("elsewhere", b"denied")
+    device.publish(f"dev/{dev}/temp", b"allowed")
+    assert wait_for(lambda: watcher.messages)
+    time.sleep(0.2)
+    assert watcher.messages == [(f"dev/{dev}/temp", b"allowed")]
+    assert device.subscribe(f"dev/{dev}/#") == 128  # no subscribe rule covers it: SUBACK 0x80
+    assert device.subscribe(f"own/d-{dev}") == 1
+    assert device.connack.is_set() and not device.disconnected.is_set()
+    watcher.close()
+    device.close()
+
+
+def test_rule_changes_apply_to_connected_clients_and_no_match_allow(broker):
+    user = uid("live")
+    add_user(broker, user, "pw")
+    client = Client(broker, uid("c"), user, "pw")
+    assert client.subscribe("live/x") == 128
+    set_rules(broker, '{allow, {username, "%s"}, subscribe, ["live/#"]}.' % user)
+    assert client.subscribe("live/x") == 1
+    assert client.subscribe("live/#") == 1
+    assert client.subscribe("other") == 128
+    status, settings = call(broker, "PUT", "/authorization/settings",
+                            {"no_match": "allow", "deny_action": "ignore", "cache": {"enable": False}})
+    assert status == 200 and settings == {"no_match": "allow", "deny_action": "ignore", "cache": {"enable": False}}
+    assert call(broker, "GET", "/authorization/settings")[1]["no_match"] == "allow"
+    assert client.subscribe("other") == 1
+    set_rules(broker, '{deny, all, subscribe, ["other"]}.')
+    assert client.subscribe("other") == 128
+    client.close()
+
+
+def test_bad_acl_text_is_400_and_keeps_the_rules(broker):
+    good = '{allow, all, publish, ["a/#"]}.'
+    set_rules(broker, good)
+    for bad in ('{allow, all, publish, ["a/#/b"]}.', "{allow, all}", '{allow, everyone, publish, ["a"]}.'):
+        status, body = call(broker, "PUT", "/authorization/sources/file", {"type": "file", "enable": True,
+                                                                          "rules": bad})
+        assert status == 400 and body["code"] == "BAD_REQUEST"
+    assert call(broker, "GET", "/authorization/sources/file") == (200, {"type": "file", "enable": True,
+                                                                         "rules": good})
+    assert call(broker, "PUT", "/authorization/settings", {"no_match": "maybe"})[0] == 400
+
+
+# --- clients, stats, metrics ---------------------------------------------------------------------------------
+
+
+def test_clients_list_kick_stats_and_metrics(broker):
+    user, admin = uid("kick"), uid("admin")
+    add_user(broker, user, "pw")
+    add_user(broker, admin, "pw", superuser=True)
+    before = call(broker, "GET", "/metrics?aggregate=true")[1]
+    watcher = Client(broker, uid("w"), admin, "pw")
+    watcher.subscribe(f"k/{user}")
+    client_id = uid("kicked")
+    client = Client(broker, client_id, user, "pw")
+
+    status, page = call(broker, "GET", f"/clients?like_username={user}&page=1&limit=10")
+    assert status == 200 and page["meta"]["count"] == 1
+    info = page["data"][0]
+    assert (info["clientid"], info["username"], info["ip_address"]) == (client_id, user, "127.0.0.1")
+    assert info["proto_name"] == "MQTT" and info["proto_ver"] == 4 and info["connected"] is True
+    assert dt.datetime.fromisoformat(info["connected_at"]).tzinfo is not None
+    assert call(broker, "GET", f"/clients?like_clientid={client_id[:-1]}")[1]["data"][0]["clientid"] == client_id
+
+    stats = call(broker, "GET", "/stats?aggregate=true")[1]
+    assert stats["connections.count"] >= 2 and stats["live_connections.count"] >= 2
+    assert stats["subscriptions.count"] >= 1 and stats["topics.count"] >= 1
+    set_rules(broker, '{allow, all, publish, ["k/${username}"]}.')
+    client.publish(f"k/{user}", b"1")
+    assert wait_for(lambda: watcher.messages)
+    count = call(broker, "GET", "/stats?aggregate=true")[1]["connections.count"]
+
+    assert call(broker, "DELETE", f"/clients/{client_id}") == (204, None)
+    assert client.disconnected.wait(5), "paho saw no disconnect"
+    client.c.loop_stop()
+    assert call(broker, "GET", f"/clients?like_username={user}")[1]["data"] == []
+    assert call(broker, "DELETE", f"/clients/{client_id}")[1]["code"] == "CLIENTID_NOT_FOUND"
+    assert call(broker, "GET", "/stats?aggregate=true")[1]["connections.count"] == count - 1
+
+    after = call(broker, "GET", "/metrics?aggregate=true")[1]
+    assert after["messages.received"] >= before["messages.received"] + 1
+    assert after["messages.sent"] >= before["messages.sent"] + 1
+    assert after["client.connected"] >= before["client.connected"] + 2
+    assert after["client.authenticate"] >= before["client.authenticate"] + 2
+    per_node = call(broker, "GET", "/metrics")[1]
+    assert per_node[0]["node"] == f"emqx@{broker.host}" and "authorization.deny" in per_node[0]
+    watcher.close()
+
+
+def test_auth_failures_and_denies_are_counted(broker):
+    before = call(broker, "GET", "/metrics?aggregate=true")[1]
+    Client(broker, uid("anon")).c.loop_stop()
+    user = uid("deny")
+    add_user(broker, user, "pw")
+    client = Client(broker, uid("c"), user, "pw")
+    assert client.subscribe("nope") == 128
+    client.publish("nope", b"x")
+    after = wait_for(lambda: (m := call(broker, "GET", "/metrics?aggregate=true")[1])["messages.received"]
+                     > before["messages.received"] and m)
+    assert after["client.auth.failure"] == before["client.auth.failure"] + 1
+    assert after["authorization.deny"] >= before["authorization.deny"] + 2
+    assert after["messages.dropped"] >= before["messages.dropped"] + 1
+    client.close()
+
+
+# --- listeners -----------------------------------------------------------------------------------------------
+
+
+def test_websocket_listener(broker):
+    user = uid("ws")
+    add_user(broker, user, "pw", superuser=True)
+    client = Client(broker, uid("c"), user, "pw", transport="websockets")
+    assert client.accepted
+    assert client.subscribe("ws/t") == 1
+    client.publish("ws/t", b"over websockets")
+    assert wait_for(lambda: client.messages) == [("ws/t", b"over websockets")]
+    client.close()
+    assert not Client(broker, uid("c"), transport="websockets").accepted
+
+
+def test_mqtts_verifies_against_the_ca(broker, tmp_path):
+    user = uid("tls")
+    add_user(broker, user, "pw")
+    client = Client(broker, uid("c"), user, "pw", port=broker.ports["mqtts"], ca=broker.ca)
+    assert client.accepted
+    client.close()
+    other_ca = make_tls(tmp_path, broker.host)[0]  # a CA that did not sign the broker's certificate
+    with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        Client(broker, uid("c"), user, "pw", port=broker.ports["mqtts"], ca=other_ca)
+
+
+# --- process -------------------------------------------------------------------------------------------------
+
+
+def test_sigterm_exits_zero_and_state_dir_survives_a_restart(keys_file, tmp_path):
+    state = tmp_path / "state"
+    first = start_broker_on_free_address(bootstrap_file=keys_file, state_dir=state)
+    try:
+        add_user(first, "kept", "pw")
+        set_rules(first, '{allow, all, publish, ["kept/#"]}.')
+        held = Client(first, "held", "kept", "pw")
+        with pytest.raises(BrokerStartError) as taken:  # the same address again: a clear failure
+            start_broker(first.host, bootstrap_file=keys_file, timeout=10)
+        assert taken.value.address_in_use and taken.value.returncode == 2
+        first.proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert first.proc.wait(5) == 0, first.logs()
+        assert time.monotonic() - started < 2.5
+        assert held.disconnected.wait(3)
+        held.c.loop_stop()
+    finally:
+        first.stop()
+    with start_broker(first.host, bootstrap_file=keys_file, state_dir=state) as second:
+        assert call(second, "GET", f"{AUTHN}/users")[1]["data"] == [{"user_id": "kept", "is_superuser": False}]
+        assert call(second, "GET", "/authorization/sources/file")[1]["rules"] == '{allow, all, publish, ["kept/#"]}.'
+        back = Client(second, "back", "kept", "pw")
+        assert back.accepted
+        back.close()
