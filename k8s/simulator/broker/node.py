@@ -118,6 +118,15 @@ class Node(Broker):
                 asyncio.get_running_loop().create_task(self.kick(session.client_id))
         return allowed
 
+    async def _handle_disconnect(self, client_session: Session, handler: BrokerProtocolHandler,
+                                 disconnect_waiter: asyncio.Future[Any]) -> None:
+        # A will message is a publish like any other: EMQX drops it when the client may not publish there.
+        if client_session.will_flag and client_session.will_topic and not await self._topic_filtering(
+            client_session, client_session.will_topic, Action.PUBLISH
+        ):
+            client_session.will_flag = False
+        await super()._handle_disconnect(client_session, handler, disconnect_waiter)
+
     async def _handle_message_delivery(self, client_session: Session, handler: BrokerProtocolHandler,
                                        wait_deliver: asyncio.Future[Any]) -> bool:
         if wait_deliver.result() is not None:
@@ -165,6 +174,8 @@ class Node(Broker):
         if entry is None or not entry[0].transitions.is_connected():
             return False
         await self._close_connection(*entry)
+        if self._sessions.get(client_id, (None, None))[0] is entry[0]:
+            await self._delete_session(client_id)  # EMQX's kick discards the session too
         return True
 
     async def _close_connection(self, session: Session, handler: BrokerProtocolHandler) -> None:

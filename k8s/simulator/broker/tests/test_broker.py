@@ -3,204 +3,17 @@ and devices will use it. One broker (with TLS) serves the module; tests that sto
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
-import ipaddress
-import json
-import secrets
 import signal
-import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from k8s.simulator.broker import BrokerProcess, BrokerStartError, start_broker, start_broker_on_free_address
-from k8s.simulator.broker.process import random_loopback
+from k8s.simulator.broker import BrokerStartError, start_broker, start_broker_on_free_address
 
-KEY, SECRET = "mqcloud", "s3cret-key"
-AUTHN = "/authentication/password_based:built_in_database"
-
-
-# --- helpers -------------------------------------------------------------------------------------------------
-
-
-def make_tls(directory: Path, host: str) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for `host` (IP SAN) signed by it: (ca.pem, cert.pem, key.pem)."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mqcloud test CA")])
-    ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                     crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
-        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return paths
-
-
-def call(broker: BrokerProcess, method: str, path: str, body=None, auth=(KEY, SECRET)):
-    """(status, parsed JSON or text) of one management API call."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(broker.api_url + path, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    if auth:
-        req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            status, raw, ctype = resp.status, resp.read(), resp.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as exc:
-        status, raw, ctype = exc.code, exc.read(), exc.headers.get("Content-Type", "")
-    if not raw:
-        return status, None
-    return status, json.loads(raw) if "json" in ctype else raw.decode()
-
-
-def add_user(broker: BrokerProcess, user_id: str, password: str, superuser: bool = False) -> None:
-    salt = secrets.token_hex(8)
-    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), 4096, 32).hex()
-    entry = {"user_id": user_id, "password_hash": digest, "salt": salt, "is_superuser": superuser}
-    status, body = call(broker, "POST", f"{AUTHN}/import_users?type=hash", [entry])
-    assert status == 200 and body["failed"] == 0, body
-
-
-def set_rules(broker: BrokerProcess, rules: str) -> None:
-    assert call(broker, "PUT", "/authorization/sources/file", {"type": "file", "enable": True, "rules": rules})[0] == 204
-
-
-class Client:
-    """A paho-mqtt 2.x client that records what happens to it."""
-
-    def __init__(self, broker: BrokerProcess, client_id: str, username=None, password=None, *,
-                 transport: str = "tcp", port: int | None = None, ca: Path | None = None) -> None:
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, transport=transport)
-        self.c.reconnect_delay_set(min_delay=60, max_delay=120)  # a kicked client must stay disconnected
-        if username is not None:
-            self.c.username_pw_set(username, password)
-        if ca is not None:
-            self.c.tls_set(ca_certs=str(ca))
-        self.connack = threading.Event()
-        self.disconnected = threading.Event()
-        self.subacks: dict[int, list] = {}
-        self.suback = threading.Condition()
-        self.messages: list[tuple[str, bytes]] = []
-        self.reason = None
-        self.c.on_connect = self._on_connect
-        self.c.on_disconnect = lambda *a: self.disconnected.set()
-        self.c.on_subscribe = self._on_subscribe
-        self.c.on_message = lambda _c, _u, msg: self.messages.append((msg.topic, msg.payload))
-        default = {"tcp": broker.mqtt_port, "websockets": broker.ports["ws"]}[transport]
-        self.c.connect(broker.host, port or default, keepalive=30)
-        self.c.loop_start()
-        assert self.connack.wait(5), "no CONNACK"
-
-    def _on_connect(self, _c, _u, _flags, reason, _props) -> None:
-        self.reason = reason
-        self.connack.set()
-
-    def _on_subscribe(self, _c, _u, mid, reasons, _props) -> None:
-        with self.suback:
-            self.subacks[mid] = [r.value for r in reasons]
-            self.suback.notify_all()
-
-    @property
-    def accepted(self) -> bool:
-        return not self.reason.is_failure
-
-    def subscribe(self, topic: str) -> int:
-        """The granted QoS, or 0x80 (128) when refused."""
-        _, mid = self.c.subscribe(topic, qos=1)
-        with self.suback:
-            assert self.suback.wait_for(lambda: mid in self.subacks, 5), "no SUBACK"
-            return self.subacks[mid][0]
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        self.c.publish(topic, payload, qos=1).wait_for_publish(5)
-
-    def close(self) -> None:
-        self.c.disconnect()
-        self.c.loop_stop()
-
-
-def wait_for(predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
-
-
-# --- fixtures --------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def keys_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("keys") / "api_keys"
-    path.write_text(f"# EMQX api_key.bootstrap_file\n{KEY}:{SECRET}:administrator\n")
-    return path
-
-
-@pytest.fixture(scope="module")
-def tls_broker(tmp_path_factory, keys_file):
-    """A broker with all four listeners on a free loopback address, and the CA that signed its certificate."""
-    for _ in range(10):
-        host = random_loopback()
-        ca, cert, key = make_tls(tmp_path_factory.mktemp("tls"), host)
-        try:
-            broker = start_broker(host, bootstrap_file=keys_file, certfile=cert, keyfile=key)
-        except BrokerStartError as exc:
-            if exc.address_in_use:
-                continue
-            raise
-        broker.ca = ca  # type: ignore[attr-defined]
-        yield broker
-        assert broker.stop() == 0, broker.logs()
-        return
-    pytest.fail("no free loopback address")
-
-
-@pytest.fixture
-def broker(tls_broker):
-    """The module's broker with the defaults a control plane pushes: no rules, no_match deny."""
-    set_rules(tls_broker, "")
-    assert call(tls_broker, "PUT", "/authorization/settings", {"no_match": "deny"})[0] == 200
-    return tls_broker
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(3)}"
-
+from .mqtt_helpers import AUTHN, KEY, SECRET, Client, add_user, call, make_tls, set_rules, uid, wait_for
 
 # --- authentication ------------------------------------------------------------------------------------------
 
@@ -281,7 +94,7 @@ def test_rule_changes_apply_to_connected_clients_and_no_match_allow(broker):
     add_user(broker, user, "pw")
     client = Client(broker, uid("c"), user, "pw")
     assert client.subscribe("live/x") == 128
-    set_rules(broker, '{allow, {username, "%s"}, subscribe, ["live/#"]}.' % user)
+    set_rules(broker, f'{{allow, {{username, "{user}"}}, subscribe, ["live/#"]}}.')
     assert client.subscribe("live/x") == 1
     assert client.subscribe("live/#") == 1
     assert client.subscribe("other") == 128
@@ -305,6 +118,34 @@ def test_bad_acl_text_is_400_and_keeps_the_rules(broker):
     assert call(broker, "GET", "/authorization/sources/file") == (200, {"type": "file", "enable": True,
                                                                          "rules": good})
     assert call(broker, "PUT", "/authorization/settings", {"no_match": "maybe"})[0] == 400
+
+
+def test_will_messages_are_authorized_and_deny_action_disconnect(broker):
+    user, admin = uid("will"), uid("admin")
+    add_user(broker, user, "pw")
+    add_user(broker, admin, "pw", superuser=True)
+    set_rules(broker, '{allow, all, publish, ["ok/#"]}.')
+    watcher = Client(broker, uid("w"), admin, "pw")
+    assert watcher.subscribe("#") == 1
+    denied = Client(broker, uid("d"), user, "pw", will=("secret/will", b"nope"))
+    allowed = Client(broker, uid("a"), user, "pw", will=("ok/will", b"bye"))
+    for client in (denied, allowed):  # kicked, so the will is due
+        assert call(broker, "DELETE", f"/clients/{client.c._client_id.decode()}")[0] == 204
+        assert client.disconnected.wait(5)
+        client.c.loop_stop()
+    assert wait_for(lambda: watcher.messages)
+    time.sleep(0.2)
+    assert watcher.messages == [("ok/will", b"bye")]
+
+    call(broker, "PUT", "/authorization/settings", {"deny_action": "disconnect"})
+    try:
+        rude = Client(broker, uid("r"), user, "pw")
+        rude.c.publish("not/allowed", b"x")
+        assert rude.disconnected.wait(5), "deny_action=disconnect did not disconnect"
+        rude.c.loop_stop()
+    finally:
+        call(broker, "PUT", "/authorization/settings", {"deny_action": "ignore"})
+    watcher.close()
 
 
 # --- clients, stats, metrics ---------------------------------------------------------------------------------
