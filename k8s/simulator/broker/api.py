@@ -214,10 +214,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         api: Api = self.server.api  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
         try:
-            status, body, ctype = api.handle(self.command, self.path, self.headers, raw)
+            length = int(self.headers.get("Content-Length") or 0)
+            if length < 0:
+                raise ValueError(length)
+        except ValueError:
+            length, status, body, ctype = -1, 400, {"code": "BAD_REQUEST", "message": "bad Content-Length"}, "x"
+        try:
+            if length >= 0:
+                raw = self.rfile.read(length) if length else b""
+                status, body, ctype = api.handle(self.command, self.path, self.headers, raw)
+            else:
+                ctype = "application/json"
+                self.close_connection = True
         except Exception:  # an internal failure must not kill the server thread
             log.exception("management API failure on %s %s", self.command, self.path)
             status, body, ctype = 500, {"code": "INTERNAL_ERROR", "message": "internal error"}, "application/json"

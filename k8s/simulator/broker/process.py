@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import IO, Any
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_PORTS = {"mqtt": 1883, "ws": 8083, "mqtts": 8883, "wss": 8084, "api": 18083}
 
 
 class BrokerStartError(RuntimeError):
@@ -135,7 +134,7 @@ def start_broker(
         stderr = log.read().decode(errors="replace")
         log.close()
         raise BrokerStartError(str(exc), proc.returncode, stderr) from None
-    ports = dict(DEFAULT_PORTS)
+    ports: dict[str, int] = {}  # only the listeners it has: mqtt, api, ws, and mqtts/wss with TLS
     for token in line.split()[2:]:
         name, _, value = token.partition("=")
         if value.isdigit():

@@ -65,6 +65,25 @@ def test_api_key_is_required(broker):
     assert call(broker, "GET", "/nothing/here")[1]["code"] == "NOT_FOUND"
 
 
+def test_same_client_id_takes_over_but_a_refused_connect_touches_nothing(broker):
+    user = uid("take")
+    add_user(broker, user, "pw")
+    client_id = uid("dup")
+    first = Client(broker, client_id, user, "pw")
+    intruder = Client(broker, client_id, user, "not the password")
+    assert not intruder.accepted
+    intruder.c.loop_stop()
+    time.sleep(0.2)
+    assert not first.disconnected.is_set()  # a refused CONNECT does not take over the session (amqtt would)
+    assert call(broker, "GET", f"/clients/{client_id}")[1]["username"] == user
+    second = Client(broker, client_id, user, "pw")
+    assert second.accepted
+    assert first.disconnected.wait(5)  # the authenticated newcomer does, as in EMQX
+    first.c.loop_stop()
+    assert call(broker, "GET", f"/clients?like_clientid={client_id}")[1]["meta"]["count"] == 1
+    second.close()
+
+
 # --- authorization -------------------------------------------------------------------------------------------
 
 
