@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 SUPERUSER = "mqcloud.superuser"
 CONNECTED_AT = "mqcloud.connected_at"
 LISTENER = "mqcloud.listener"
+KEEPALIVE = "mqcloud.keepalive"
 LISTENER_NAMES = {"default": "tcp:default", "ws": "ws:default", "ssl": "ssl:default", "wss": "wss:default"}
 
 
@@ -50,6 +51,13 @@ class CountersPlugin(BasePlugin[Any]):
         self._state().metrics["client.disconnected"] += 1
 
 
+class Handler(BrokerProtocolHandler):
+    """amqtt's broker handler ignores a silent client; EMQX closes it after 1.5 × its keepalive."""
+
+    def handle_read_timeout(self) -> None:
+        asyncio.get_running_loop().create_task(self.handle_connection_closed())
+
+
 class Node(Broker):
     def __init__(self, config: dict[str, Any], state: BrokerState) -> None:
         self.state = state
@@ -61,7 +69,7 @@ class Node(Broker):
         self, reader: ReaderAdapter, writer: WriterAdapter, remote_address: str, remote_port: int
     ) -> tuple[BrokerProtocolHandler, Session]:
         try:
-            handler, session = await BrokerProtocolHandler.init_from_connect(reader, writer, self.plugins_manager)
+            handler, session = await Handler.init_from_connect(reader, writer, self.plugins_manager)
         except (AMQTTError, MQTTError, NoDataError) as exc:
             await _close(writer)
             raise MQTTError(f"bad CONNECT from {remote_address}:{remote_port}: {exc}") from exc
@@ -90,6 +98,8 @@ class Node(Broker):
             session.parent = 1
         else:
             session.parent = 0
+        session.attributes[KEEPALIVE] = session.keep_alive
+        session.keep_alive = (session.keep_alive * 3 + 1) // 2  # amqtt's read timeout; 0 stays "none"
         session.attributes[SUPERUSER] = superuser
         session.attributes[CONNECTED_AT] = datetime.now(UTC)
         self.state.metrics["client.connected"] += 1
@@ -160,7 +170,7 @@ class Node(Broker):
             "proto_ver": 4,
             "connected": True,
             "clean_start": bool(session.clean_session),
-            "keepalive": session.keep_alive,
+            "keepalive": session.attributes.get(KEEPALIVE, session.keep_alive),
             "listener": session.attributes.get(LISTENER, "tcp:default"),
             "is_superuser": bool(session.attributes.get(SUPERUSER)),
             "subscriptions_cnt": sum(

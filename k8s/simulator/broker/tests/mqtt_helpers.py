@@ -100,7 +100,8 @@ class Client:
     """A paho-mqtt 2.x client that records what happens to it."""
 
     def __init__(self, broker: BrokerProcess, client_id: str, username=None, password=None, *,
-                 transport: str = "tcp", port: int | None = None, ca: Path | None = None, will=None) -> None:
+                 transport: str = "tcp", port: int | None = None, ca: Path | None = None, will=None,
+                 keepalive: int = 30) -> None:
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, transport=transport)
         if will is not None:
             self.c.will_set(*will)
@@ -120,7 +121,7 @@ class Client:
         self.c.on_subscribe = self._on_subscribe
         self.c.on_message = lambda _c, _u, msg: self.messages.append((msg.topic, msg.payload))
         default = {"tcp": broker.mqtt_port, "websockets": broker.ports["ws"]}[transport]
-        self.c.connect(broker.host, port or default, keepalive=30)
+        self.c.connect(broker.host, port or default, keepalive=keepalive)
         self.c.loop_start()
         assert self.connack.wait(5), "no CONNACK"
 

@@ -84,6 +84,17 @@ def test_same_client_id_takes_over_but_a_refused_connect_touches_nothing(broker)
     second.close()
 
 
+def test_a_silent_client_is_closed_after_one_and_a_half_keepalives(broker):
+    user = uid("quiet")
+    add_user(broker, user, "pw")
+    client = Client(broker, uid("c"), user, "pw", keepalive=1)
+    assert call(broker, "GET", f"/clients?like_username={user}")[1]["data"][0]["keepalive"] == 1
+    client.c.loop_stop()  # no more PINGREQs
+    started = time.monotonic()
+    assert wait_for(lambda: not call(broker, "GET", f"/clients?like_username={user}")[1]["data"], 5)
+    assert 0.5 <= time.monotonic() - started < 4
+
+
 # --- authorization -------------------------------------------------------------------------------------------
 
 
