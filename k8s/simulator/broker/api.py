@@ -78,9 +78,11 @@ class Api:
 
     def route(self, method: str, parts: list[str]) -> tuple[Callable[..., Any], tuple[str, ...]]:
         routes: dict[tuple[str, ...], dict[str, Callable[..., Any]]] = {
-            ("authentication", AUTHN, "users"): {"GET": self.list_users},
+            ("authentication", AUTHN, "users"): {"GET": self.list_users, "POST": self.create_user},
             ("authentication", AUTHN, "import_users"): {"POST": self.import_users},
-            ("authentication", AUTHN, "users", "*"): {"GET": self.get_user, "DELETE": self.delete_user},
+            ("authentication", AUTHN, "users", "*"): {
+                "GET": self.get_user, "PUT": self.update_user, "DELETE": self.delete_user,
+            },
             ("authorization", "sources", "file"): {"GET": self.get_source, "PUT": self.put_source},
             ("authorization", "settings"): {"GET": self.get_settings, "PUT": self.put_settings},
             ("clients",): {"GET": self.list_clients},
@@ -104,6 +106,18 @@ class Api:
 
     def get_user(self, query: dict[str, str], body: Any, user_id: str) -> tuple[int, Any]:
         user = self.state.users.get(user_id)
+        if user is None:
+            raise HttpError(404, "NOT_FOUND", "User not found")
+        return 200, {"user_id": user.user_id, "is_superuser": user.is_superuser}
+
+    def create_user(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        user = self.state.create_user(body)
+        if user is None:
+            raise HttpError(409, "ALREADY_EXISTS", "User already exists")
+        return 201, {"user_id": user.user_id, "is_superuser": user.is_superuser}
+
+    def update_user(self, query: dict[str, str], body: Any, user_id: str) -> tuple[int, Any]:
+        user = self.state.update_user(user_id, body)
         if user is None:
             raise HttpError(404, "NOT_FOUND", "User not found")
         return 200, {"user_id": user.user_id, "is_superuser": user.is_superuser}

@@ -147,6 +147,31 @@ class BrokerState:
         self._save_users()
         return result
 
+    def create_user(self, body: Any) -> User | None:
+        """A user from `{"user_id", "password", "is_superuser"}`, hashed here; None if the id is taken."""
+        user = _user_from(body, hashed=False)
+        if user.user_id in self.users:
+            return None
+        self.users[user.user_id] = user
+        self._save_users()
+        return user
+
+    def update_user(self, user_id: str, body: Any) -> User | None:
+        """A new password and/or superuser flag for an existing user; None if there is no such user."""
+        old = self.users.get(user_id)
+        if old is None:
+            return None
+        if not isinstance(body, dict) or not ({"password", "is_superuser"} & body.keys()):
+            raise BadRequest("give password and/or is_superuser")
+        fields = {"user_id": user_id, "is_superuser": body.get("is_superuser", old.is_superuser)}
+        if "password" in body:
+            new = _user_from({**fields, "password": body["password"]}, hashed=False)
+        else:
+            new = _user_from({**fields, "password_hash": old.password_hash, "salt": old.salt}, hashed=True)
+        self.users[user_id] = new
+        self._save_users()
+        return new
+
     def delete_user(self, user_id: str) -> bool:
         if self.users.pop(user_id, None) is None:
             return False

@@ -153,6 +153,13 @@ class Client:
         self.c.loop_stop()
 
 
+def connects(broker: BrokerProcess, client_id: str, username=None, password=None, **kwargs) -> bool:
+    """Whether the broker accepts this CONNECT; the client is gone again afterwards."""
+    client = Client(broker, client_id, username, password, **kwargs)
+    client.close()
+    return client.accepted
+
+
 def wait_for(predicate, timeout: float = 5.0):
     deadline = time.monotonic() + timeout
     while True:

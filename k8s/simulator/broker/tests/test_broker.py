@@ -13,7 +13,7 @@ import pytest
 
 from k8s.simulator.broker import BrokerStartError, start_broker, start_broker_on_free_address
 
-from .mqtt_helpers import AUTHN, KEY, SECRET, Client, add_user, call, make_tls, set_rules, uid, wait_for
+from .mqtt_helpers import AUTHN, KEY, SECRET, Client, add_user, call, connects, make_tls, set_rules, uid, wait_for
 
 # --- authentication ------------------------------------------------------------------------------------------
 
@@ -54,6 +54,22 @@ def test_built_in_database_api(broker):
     assert call(broker, "DELETE", f"{AUTHN}/users/{quoted}")[1]["code"] == "NOT_FOUND"
     assert call(broker, "DELETE", "/authentication/password_based%3Abuilt_in_database/users/x%2Fy")[0] == 404
     assert call(broker, "POST", f"{AUTHN}/import_users?type=hash", {"not": "a list"})[0] == 400
+
+
+def test_create_and_update_a_user_with_a_plain_password(broker):
+    user = uid("one")
+    new = {"user_id": user, "password": "first", "is_superuser": False}
+    assert call(broker, "POST", f"{AUTHN}/users", new) == (201, {"user_id": user, "is_superuser": False})
+    assert call(broker, "POST", f"{AUTHN}/users", new)[1]["code"] == "ALREADY_EXISTS"
+    assert connects(broker, uid("c"), user, "first")
+    assert call(broker, "PUT", f"{AUTHN}/users/{user}", {"password": "second"})[0] == 200
+    assert not connects(broker, uid("c"), user, "first")
+    assert call(broker, "PUT", f"{AUTHN}/users/{user}", {"is_superuser": True})[1]["is_superuser"] is True
+    client = Client(broker, uid("c"), user, "second")
+    assert client.accepted and client.subscribe("anything/#") == 1  # a superuser now
+    client.close()
+    assert call(broker, "PUT", f"{AUTHN}/users/nobody", {"password": "x"})[1]["code"] == "NOT_FOUND"
+    assert call(broker, "POST", f"{AUTHN}/users", {"user_id": user + "x", "password": ""})[0] == 400
 
 
 def test_api_key_is_required(broker):
@@ -226,7 +242,7 @@ def test_clients_list_kick_stats_and_metrics(broker):
 
 def test_auth_failures_and_denies_are_counted(broker):
     before = call(broker, "GET", "/metrics?aggregate=true")[1]
-    Client(broker, uid("anon")).c.loop_stop()
+    assert not connects(broker, uid("anon"))
     user = uid("deny")
     add_user(broker, user, "pw")
     client = Client(broker, uid("c"), user, "pw")
@@ -252,7 +268,7 @@ def test_websocket_listener(broker):
     client.publish("ws/t", b"over websockets")
     assert wait_for(lambda: client.messages) == [("ws/t", b"over websockets")]
     client.close()
-    assert not Client(broker, uid("c"), transport="websockets").accepted
+    assert not connects(broker, uid("c"), transport="websockets")
 
 
 def test_mqtts_verifies_against_the_ca(broker, tmp_path):
