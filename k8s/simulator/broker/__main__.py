@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet = max(logging.WARNING, logging.getLevelName(args.log_level.upper()))
     for name in ("amqtt", "transitions", "websockets"):
         logging.getLogger(name).setLevel(quiet)
+    # run() prints one clear line instead of amqtt's traceback when a listener cannot bind
+    logging.getLogger("amqtt.broker").addFilter(lambda record: record.getMessage() != "Broker startup failed")
     return asyncio.run(run(args))
 
 
