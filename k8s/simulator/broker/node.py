@@ -131,10 +131,14 @@ class Node(Broker):
     async def _handle_disconnect(self, client_session: Session, handler: BrokerProtocolHandler,
                                  disconnect_waiter: asyncio.Future[Any]) -> None:
         # A will message is a publish like any other: EMQX drops it when the client may not publish there.
-        if client_session.will_flag and client_session.will_topic and not await self._topic_filtering(
-            client_session, client_session.will_topic, Action.PUBLISH
+        # (No deny_action here: the client is already going.)
+        session = client_session
+        if session.will_flag and session.will_topic and not self.state.authorize(
+            session.username, session.client_id or "", bool(session.attributes.get(SUPERUSER)), "publish",
+            session.will_topic,
         ):
-            client_session.will_flag = False
+            self.state.metrics["messages.dropped"] += 1
+            session.will_flag = False
         await super()._handle_disconnect(client_session, handler, disconnect_waiter)
 
     async def _handle_message_delivery(self, client_session: Session, handler: BrokerProtocolHandler,
