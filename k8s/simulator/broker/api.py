@@ -184,6 +184,15 @@ class Api:
     def metrics(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
         return self._per_node(dict(self.state.metrics), query)
 
+    def prometheus(self, query: dict[str, str], body: Any) -> str:
+        """EMQX's `/prometheus/stats` text: `emqx_connections_count 3`, `emqx_messages_received 10`, ..."""
+        lines = []
+        for values, kind in ((self.node.stats(), "gauge"), (dict(self.state.metrics), "counter")):
+            for key, value in sorted(values.items()):
+                name = "emqx_" + key.replace(".", "_")
+                lines += [f"# TYPE {name} {kind}", f"{name} {value}"]
+        return "\n".join(lines) + "\n"
+
     # --- dispatch ---------------------------------------------------------------------------------------------
 
     def handle(self, method: str, target: str, headers: Any, raw_body: bytes) -> tuple[int, Any, str]:
@@ -196,6 +205,9 @@ class Api:
         parts = parts[2:]
         if parts == ["status"] and method == "GET":  # unauthenticated in EMQX too (health checks)
             return 200, f"Node emqx@{self.host} is started\nemqx is running", "text/plain"
+        if parts == ["prometheus", "stats"] and method == "GET":  # EMQX's default: no auth for scrapers
+            text = asyncio.run_coroutine_threadsafe(self._call(self.prometheus, query, None, ()), self.loop).result(30)
+            return 200, text, "text/plain; version=0.0.4"
         try:
             if not self.authorized(headers.get("Authorization")):
                 raise HttpError(401, "BAD_API_KEY_OR_SECRET", "Check api_key/api_secret")

@@ -8,6 +8,8 @@ use EMQX's standard ports.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import random
 import selectors
@@ -15,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -37,6 +41,7 @@ class BrokerProcess:
     proc: subprocess.Popen[bytes]
     host: str
     ports: dict[str, int]
+    bootstrap_file: str = ""
     log: IO[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -55,6 +60,24 @@ class BrokerProcess:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def request(self, method: str, path: str, body: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
+        """(status, JSON or text) of a management API call with the first key of the bootstrap file, e.g.
+        `broker.request("GET", "/stats?aggregate=true")`."""
+        key, _, rest = next(line for line in Path(self.bootstrap_file).read_text().splitlines()
+                            if line.strip() and not line.startswith("#")).strip().partition(":")
+        auth = base64.b64encode(f"{key}:{rest.split(':')[0]}".encode()).decode()
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.api_url + path, data=data, method=method,  # noqa: S310 - http to loopback
+                                     headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+                status, raw, ctype = resp.status, resp.read(), resp.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            status, raw, ctype = exc.code, exc.read(), exc.headers.get("Content-Type", "")
+        if not raw:
+            return status, None
+        return status, json.loads(raw) if "json" in ctype else raw.decode()
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -139,7 +162,7 @@ def start_broker(
         name, _, value = token.partition("=")
         if value.isdigit():
             ports[name] = int(value)
-    return BrokerProcess(proc, host, ports, log)
+    return BrokerProcess(proc, host, ports, str(bootstrap_file), log)
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], timeout: float) -> str:

@@ -235,6 +235,10 @@ def test_clients_list_kick_stats_and_metrics(broker):
     assert after["messages.sent"] >= before["messages.sent"] + 1
     assert after["client.connected"] >= before["client.connected"] + 2
     assert after["client.authenticate"] >= before["client.authenticate"] + 2
+    status, text = call(broker, "GET", "/prometheus/stats", auth=None)
+    assert status == 200 and f"emqx_messages_received {after['messages.received']}" in text.splitlines()
+    assert "# TYPE emqx_connections_count gauge" in text
+    assert broker.request("GET", "/stats?aggregate=true")[1]["connections.count"] == count - 1
     per_node = call(broker, "GET", "/metrics")[1]
     assert per_node[0]["node"] == f"emqx@{broker.host}" and "authorization.deny" in per_node[0]
     watcher.close()
