@@ -62,6 +62,19 @@ class RateLimited(DomainError):
         self.retry_after = max(1, int(retry_after + 0.999))
 
 
+class Unavailable(DomainError):
+    """Something the request needs (a deployment's broker) cannot be reached now; try again in
+    ``retry_after`` seconds (the Retry-After header)."""
+
+    status_code = 503
+    title = "Service unavailable"
+    type_slug = "unavailable"
+
+    def __init__(self, detail: str, *, retry_after: float = 5) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, int(retry_after + 0.999))
+
+
 def field_invalid(field: str, message: str, *, detail: str | None = None) -> ValidationFailed:
     """The error for one bad field: ``message`` next to ``field`` (and as the detail unless one is given).
     Every service builds a one-field error through this, so the problem's shape is the same everywhere."""

@@ -155,6 +155,7 @@ CELERY_BEAT_SCHEDULE = {
     "invitations-expire": {"task": "projects.tasks.invitations_expire", "schedule": 900.0},
     "deployments-reconcile": {"task": "deployments.tasks.deployments_reconcile", "schedule": 60.0},
     "peerings-reconcile": {"task": "deployments.tasks.peerings_reconcile", "schedule": 120.0},
+    "mqtt-access-reconcile": {"task": "deployments.tasks.mqtt_access_reconcile", "schedule": 60.0},
     # Billing: meter the last closed hours (re-metering catches late events); invoice on the 1st.
     "billing-usage-meter": {"task": "billing.tasks.usage_meter_recent", "schedule": crontab(minute=5)},
     "billing-invoices-generate": {"task": "billing.tasks.invoices_generate_previous_month",
@@ -320,6 +321,15 @@ EMQX_IMAGE = env_str("EMQX_IMAGE", "emqx/emqx:5.8.6")
 # brokers' egress (k8s.render) even where a peering would contain them or they are not private ranges. A
 # region's entry in KUBERNETES_CLUSTERS may give its own as "cluster_cidrs": [...].
 KUBERNETES_CLUSTER_CIDRS = env_list("KUBERNETES_CLUSTER_CIDRS", ["10.244.0.0/16", "10.96.0.0/12"])
+# Where the control plane reaches a broker's management API (EMQX 5 REST; deployments/mqtt_access/broker_api.py).
+# {namespace}: the deployment's namespace; {endpoint_host}: the host of its MQTT endpoints. A real cluster is
+# reached through the in-cluster Service the renderer creates; the simulated cluster's brokers listen on a
+# loopback address of their own, which is also their endpoint host.
+BROKER_MANAGEMENT_URL_TEMPLATE = env_str(
+    "BROKER_MANAGEMENT_URL_TEMPLATE",
+    "http://emqx-api.{namespace}.svc:18083" if PRODUCTION else "http://{endpoint_host}:18083")
+BROKER_API_TIMEOUT_S = env_int("BROKER_API_TIMEOUT_S", 5)
+BROKER_MANAGEMENT_LOOPBACK_ONLY = not PRODUCTION
 
 # --- alerts and metrics -----------------------------------------------------------------------------
 METRICS_RETENTION_DAYS = env_int("METRICS_RETENTION_DAYS", 7)

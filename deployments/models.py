@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from django.db import models
 from django.utils import timezone
 
@@ -85,6 +87,13 @@ class DeploymentStatus(models.TextChoices):
     FAILED = "failed"
 
 
+MANAGEMENT_API_KEY = "mqcloud"
+
+
+def new_management_api_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
 class Deployment(models.Model):
     """An MQTT broker cluster (EMQX) in one region, sized by a spec, living in its own Kubernetes namespace.
 
@@ -112,6 +121,9 @@ class Deployment(models.Model):
     # Bootstrap secrets of the broker cluster: stable for its life, encrypted at rest.
     node_cookie = EncryptedTextField()
     dashboard_password = EncryptedTextField()
+    #: The secret of the broker's bootstrap management API key ``MANAGEMENT_API_KEY`` (EMQX
+    #: ``api_key.bootstrap_file``): what the control plane pushes users and rules with.
+    management_api_secret = EncryptedTextField(default=new_management_api_secret)
     # Bumped whenever the desired Kubernetes state changes; the reconciler compares it with what it applied.
     desired_generation = models.PositiveIntegerField(default=1)
     applied_generation = models.PositiveIntegerField(default=0)
@@ -288,3 +300,50 @@ class PeeringEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.peering_id}: {self.from_status or '∅'} → {self.to_status}"
+
+
+class MqttAccess(models.Model):
+    """Who may connect to a deployment and what they may do: the ACL, and the generation counter of its
+    built-in database users and rules together. One per deployment, created on first change.
+
+    The control plane is the source of truth; the broker holds a copy pushed through its management API.
+    ``generation`` is bumped by every change to the users or the rules; the delivery worker records in
+    ``applied_generation`` the one the broker holds, so the API can tell when the latest change is live.
+    """
+
+    deployment = models.OneToOneField(Deployment, on_delete=models.CASCADE, primary_key=True,
+                                      related_name="mqtt_access")
+    #: Ordered rules as the API shows them: ``[{permission, who, action, topics}]``.
+    acl_rules = models.JSONField(default=list, blank=True)
+    acl_no_match = models.CharField(max_length=5, default="deny")
+    generation = models.PositiveIntegerField(default=0)
+    applied_generation = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"access of {self.deployment_id} (generation {self.generation})"
+
+
+class MqttUser(models.Model):
+    """A device credential in a deployment's built-in authentication database: a salted hash, never the
+    password (``deployments/mqtt_access/hashing.py`` says which schemes and why)."""
+
+    id = PrefixedIdField(prefix="mqu")
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="mqtt_users")
+    username = models.CharField(max_length=128)
+    #: NFKC + casefold of ``username``: two usernames with the same key are the same user.
+    username_key = models.CharField(max_length=1024)  # NFKC can expand a character up to 18
+    algorithm = models.CharField(max_length=16)
+    password_hash = models.CharField(max_length=128)
+    salt = models.CharField(max_length=64)
+    is_superuser = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["deployment", "username_key"],
+                                               name="one_mqtt_user_per_username")]
+        indexes = [models.Index(fields=["deployment", "username"])]
+
+    def __str__(self) -> str:
+        return self.username

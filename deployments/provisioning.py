@@ -18,10 +18,12 @@ from django.utils import timezone
 from controlplane.db import lock_row
 from controlplane.outbound import BLOCKED_NETWORKS
 from controlplane.workers import DONE, Step
+from deployments.http_auth.emqx_config import ACL_FILE, API_KEYS_FILE
 from deployments.http_auth.emqx_config import broker_config as http_auth_broker_config
 from deployments.lifecycle import TRANSITIONAL, transition
-from deployments.models import Deployment, HttpAuthConfig, Spec
+from deployments.models import MANAGEMENT_API_KEY, Deployment, HttpAuthConfig, Spec
 from deployments.models import DeploymentStatus as S
+from deployments.mqtt_access.acl_conf import render_acl_conf
 from deployments.peering.network import platform_network
 from deployments.selectors import active_peering_networks
 from k8s.render import MQTT_PORTS, BrokerClusterSpec
@@ -80,6 +82,9 @@ def broker_cluster_spec(deployment: Deployment, spec: Spec, *, replicas: int | N
         partition=partition,
         extra_config=extra_config,
         secret_env=secret_env,
+        # The ACL file starts empty (everything refused but superusers); the management API writes the rules.
+        config_files={ACL_FILE: render_acl_conf([])},
+        secret_files={API_KEYS_FILE: f"{MANAGEMENT_API_KEY}:{deployment.management_api_secret}:administrator\n"},
         annotations=annotations,
         # Peerings moving in or out of active re-apply this (deployments.peering.lifecycle.transition).
         peered_cidrs=tuple(str(network) for network in active_peering_networks(deployment)),

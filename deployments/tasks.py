@@ -16,6 +16,8 @@ from deployments import provisioning
 from deployments.lifecycle import TRANSITIONAL
 from deployments.models import Deployment
 from deployments.models import DeploymentStatus as S
+from deployments.mqtt_access import delivery
+from deployments.mqtt_access.broker_api import BrokerError, BrokerUnavailable
 from deployments.peering.steps import CloudError
 from deployments.peering.worker import peering_converge_once, peerings_to_drive
 from k8s.services import KubernetesError
@@ -102,3 +104,40 @@ def peerings_reconcile() -> int:
     for peering_id in peering_ids:
         peering_converge.delay(peering_id)
     return len(peering_ids)
+
+
+# --- MQTT access: users and rules on the running brokers ------------------------------------------------
+@shared_task(name="deployments.tasks.mqtt_access_push", bind=True, acks_late=True,
+             autoretry_for=(BrokerUnavailable, ConnectionError, TimeoutError), retry_backoff=2,
+             retry_backoff_max=120, retry_jitter=True, max_retries=12)
+def mqtt_access_push(self, deployment_id: str) -> str:
+    with exclusive(f"mqtt-access:{deployment_id}", timeout=LOCK_SECONDS) as acquired:
+        if not acquired:
+            # Another push is running; it may have read an older generation, so come back once it is done.
+            mqtt_access_push.apply_async((deployment_id,), countdown=5)
+            return "busy"
+        return delivery.mqtt_access_push(deployment_id=deployment_id)
+
+
+@shared_task(name="deployments.tasks.mqtt_access_reconcile")
+def mqtt_access_reconcile() -> dict[str, int]:
+    """Beat job: push what a broker does not have yet, and repair brokers that drifted (a restarted node with
+    empty tables, a hand edit). A broker that cannot be reached is skipped until the next pass."""
+    counts = {"pending": 0, "drifted": 0, "unreachable": 0}
+    pending = set(delivery.deployments_needing_push())
+    for deployment_id in pending:
+        mqtt_access_push.delay(deployment_id)
+        counts["pending"] += 1
+    for deployment_id in delivery.live_deployment_ids():
+        if deployment_id in pending:
+            continue
+        try:
+            drifted = delivery.mqtt_access_drifted(deployment_id=deployment_id)
+        except BrokerError as exc:
+            logger.info("mqtt access of %s not checked: %s", deployment_id, exc)
+            counts["unreachable"] += 1
+            continue
+        if drifted:
+            mqtt_access_push.delay(deployment_id)
+            counts["drifted"] += 1
+    return counts

@@ -18,6 +18,11 @@ MQTT_PORTS = {"mqtt": 1883, "mqtts": 8883, "ws": 8083, "wss": 8084}
 DASHBOARD_PORT = 18083
 CLUSTER_PORTS = {"ekka": 4370, "genrpc": 5369}
 DATA_MOUNT = "/opt/emqx/data"
+#: Where ``config_files`` (from the ConfigMap) and ``secret_files`` (from the bootstrap Secret) are mounted.
+CONFIG_FILES_DIR = "/opt/emqx/etc/mqcloud"
+SECRET_FILES_DIR = "/opt/emqx/etc/mqcloud-secrets"
+#: The in-cluster Service in front of the brokers' management API (the control plane's way in).
+API_SERVICE = "emqx-api"
 #: The cluster DNS (CoreDNS keeps the kube-dns label on every common distribution).
 KUBE_DNS_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
                  "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
@@ -55,6 +60,11 @@ class BrokerClusterSpec:
     #: Secrets the config reads from the environment (``${?NAME}`` in HOCON): (variable name, value). The
     #: values go into the bootstrap Secret, never into the ConfigMap.
     secret_env: tuple[tuple[str, str], ...] = ()
+    #: Files the config refers to, mounted read-only under ``CONFIG_FILES_DIR`` (name -> content).
+    config_files: dict[str, str] = field(default_factory=dict)
+    #: Secret files (e.g. the management API's bootstrap key), in the bootstrap Secret, mounted read-only
+    #: under ``SECRET_FILES_DIR`` (name -> content).
+    secret_files: dict[str, str] = field(default_factory=dict)
     #: For a single node being resized: run this many replicas during the surge.
     surge_replicas: int | None = None
     #: StatefulSet rolling-update partition (pods with ordinal >= partition get the new template).
@@ -92,6 +102,11 @@ def secret_env_key(name: str) -> str:
     return "env-" + name.lower().replace("_", "-")
 
 
+def file_key(name: str) -> str:
+    """The ConfigMap or Secret key holding the file ``name`` (keys allow only ``[-._a-zA-Z0-9]``)."""
+    return "file-" + "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-._") else "-" for ch in name)
+
+
 def _meta(spec: BrokerClusterSpec, name: str, *, namespaced: bool = True) -> dict:
     meta: dict = {"name": name, "labels": dict(spec.labels)}
     if namespaced:
@@ -127,11 +142,11 @@ def render(spec: BrokerClusterSpec) -> list[dict]:
     """All objects of one broker cluster, in the order they should be applied."""
     config = emqx_config(spec)
     # A hash of the config in the pod template restarts pods (one at a time) when the config changes.
-    hashed = config
-    if spec.secret_env:
+    hashed = config + json.dumps(spec.config_files, sort_keys=True)
+    if spec.secret_env or spec.secret_files:
         # A changed secret must roll the pods too (the environment is read at start). Salted with the node
         # cookie so the annotation says nothing about the secret values.
-        hashed += "\0" + spec.node_cookie + json.dumps(spec.secret_env)
+        hashed += "\0" + spec.node_cookie + json.dumps([spec.secret_env, sorted(spec.secret_files.items())])
     config_hash = hashlib.sha256(hashed.encode()).hexdigest()[:16]
     replicas = spec.surge_replicas if spec.surge_replicas is not None else spec.replicas
     quota_pods = max(replicas, spec.replicas) + 1
@@ -158,7 +173,7 @@ def render(spec: BrokerClusterSpec) -> list[dict]:
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": _meta(spec, f"{spec.name}-config"),
-            "data": {"emqx.conf": config},
+            "data": {"emqx.conf": config, **{file_key(n): v for n, v in spec.config_files.items()}},
         },
         {
             "apiVersion": "v1",
@@ -166,7 +181,8 @@ def render(spec: BrokerClusterSpec) -> list[dict]:
             "metadata": _meta(spec, f"{spec.name}-bootstrap"),
             "type": "Opaque",
             "stringData": {"node_cookie": spec.node_cookie, "dashboard_password": spec.dashboard_password,
-                           **{secret_env_key(name): value for name, value in spec.secret_env}},
+                           **{secret_env_key(name): value for name, value in spec.secret_env},
+                           **{file_key(name): value for name, value in spec.secret_files.items()}},
         },
         {
             "apiVersion": "v1",
@@ -189,6 +205,15 @@ def render(spec: BrokerClusterSpec) -> list[dict]:
                 "externalTrafficPolicy": "Local",
                 "selector": spec.selector,
                 "ports": [{"name": n, "port": p, "targetPort": p, "protocol": "TCP"} for n, p in MQTT_PORTS.items()],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(spec, API_SERVICE),
+            "spec": {
+                "selector": spec.selector,
+                "ports": [{"name": "api", "port": DASHBOARD_PORT, "targetPort": DASHBOARD_PORT, "protocol": "TCP"}],
             },
         },
         {
@@ -295,8 +320,18 @@ def _stateful_set(spec: BrokerClusterSpec, replicas: int, config_hash: str) -> d
         "volumeMounts": [
             {"name": "data", "mountPath": DATA_MOUNT},
             {"name": "config", "mountPath": "/opt/emqx/etc/emqx.conf", "subPath": "emqx.conf", "readOnly": True},
+            *({"name": "config", "mountPath": f"{CONFIG_FILES_DIR}/{name}", "subPath": file_key(name),
+               "readOnly": True} for name in sorted(spec.config_files)),
+            *({"name": "secret-files", "mountPath": f"{SECRET_FILES_DIR}/{name}",
+               "subPath": file_key(name), "readOnly": True} for name in sorted(spec.secret_files)),
         ],
     }
+    volumes: list[dict] = [{"name": "config", "configMap": {"name": f"{spec.name}-config"}}]
+    if spec.secret_files:
+        volumes.append({"name": "secret-files", "secret": {
+            "secretName": f"{spec.name}-bootstrap", "defaultMode": 0o400,
+            "items": [{"key": file_key(n), "path": file_key(n)}
+                      for n in sorted(spec.secret_files)]}})
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -316,7 +351,7 @@ def _stateful_set(spec: BrokerClusterSpec, replicas: int, config_hash: str) -> d
                     "terminationGracePeriodSeconds": 120,
                     "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
                     "containers": [container],
-                    "volumes": [{"name": "config", "configMap": {"name": f"{spec.name}-config"}}],
+                    "volumes": volumes,
                 },
             },
             "volumeClaimTemplates": [

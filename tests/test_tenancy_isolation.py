@@ -20,7 +20,7 @@ from alerts.tests.factories import AlertChannelFactory, AlertFactory, AlertRuleF
 from billing.models import Budget, Invoice
 from billing.tests.factories import BudgetFactory, InvoiceFactory
 from controlplane.api import urls as api_urls
-from deployments.models import Deployment, Peering, Region, Spec
+from deployments.models import Deployment, MqttUser, Peering, Region, Spec
 from deployments.tests.factories import DeploymentFactory, PeeringFactory
 from projects.api.base import OrganizationScopedViewSet
 from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project
@@ -105,10 +105,23 @@ ROUTES = object_routes()
 CALLS = [(route, method) for route in ROUTES for method in route.methods if method not in SKIPPED_METHODS]
 
 
+def _mqtt_user(deployment) -> dict[str, str]:
+    """A built-in database user of the stranger's deployment, so the nested URL names a row that exists."""
+    MqttUser.objects.create(deployment=deployment, username="device-1", username_key="device-1",
+                            algorithm="pbkdf2_sha256", password_hash="0" * 64, salt="saltsalt")
+    return {"username": "device-1"}
+
+
+#: URL arguments besides the object's ``pk``: how to make the nested row they name, given the object.
+NESTED_KWARGS = {("pk", "username"): _mqtt_user,
+                 # A connected client lives on the broker only: the stranger is refused before it is asked.
+                 ("pk", "clientid"): lambda deployment: {"clientid": "client-1"}}
+
+
 def route_model(route: Route, principal: Principal) -> type[models.Model]:
     if not issubclass(route.view, OrganizationScopedViewSet):
         raise AssertionError(f"{route}: {route.view.__name__} does not derive from OrganizationScopedViewSet")
-    if route.kwargs != ("pk",):
+    if route.kwargs != ("pk",) and route.kwargs not in NESTED_KWARGS:
         raise AssertionError(f"{route}: URL arguments {route.kwargs}; teach this test how to fill them")
     return route.view().scoped_queryset(principal).model
 
@@ -157,14 +170,16 @@ def test_stranger_gets_404(stranger, route, method):
     if model not in FACTORIES:
         pytest.fail(f"{route}: no factory for {model.__name__} in FACTORIES")
     obj = FACTORIES[model](org_b)
-    url = reverse(route.name, kwargs={"pk": obj.pk})
+    nested = NESTED_KWARGS[route.kwargs](obj) if route.kwargs in NESTED_KWARGS else {}
+    url = reverse(route.name, kwargs={"pk": obj.pk, **nested})
     before = model.objects.filter(pk=obj.pk).values().first()
     response = getattr(stranger, method)(url, {}, format="json")
     assert response.status_code == 404, (method, url, response.status_code, response.content)
     assert response["Content-Type"] == "application/problem+json"
     # Indistinguishable from an id that exists nowhere.
     ghost = f"{str(obj.pk).split('_')[0]}_{'z' * 20}"
-    ghost_response = getattr(stranger, method)(reverse(route.name, kwargs={"pk": ghost}), {}, format="json")
+    ghost_response = getattr(stranger, method)(reverse(route.name, kwargs={"pk": ghost, **nested}), {},
+                                              format="json")
     assert ghost_response.status_code == 404
     assert response.content.decode().replace(str(obj.pk), ghost) == ghost_response.content.decode()
     assert model.objects.filter(pk=obj.pk).values().first() == before, "the stranger changed the object"

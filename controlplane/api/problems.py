@@ -79,7 +79,7 @@ def problem_exception_handler(exc: Exception, context: dict) -> Response | None:
     headers: dict[str, str] = {}
     if isinstance(exc, errors.DomainError):
         body = problem(exc.status_code, exc.title, exc.detail, exc.type_slug, exc.errors)
-        if isinstance(exc, errors.RateLimited):
+        if isinstance(exc, errors.RateLimited | errors.Unavailable):
             headers["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, DjangoValidationError):
         errs = _django_validation_errors(exc)

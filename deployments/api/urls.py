@@ -1,12 +1,14 @@
 from rest_framework.routers import SimpleRouter
 
 from deployments.api import views
+from deployments.api.mqtt_access import DeploymentMqttAccessViewSet
 from deployments.api.peering import PeeringViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("regions", views.RegionViewSet, basename="region")
 router.register("specs", views.SpecViewSet, basename="spec")
 router.register("deployments", views.DeploymentViewSet, basename="deployment")
+router.register("deployments", DeploymentMqttAccessViewSet, basename="deployment-mqtt-access")
 router.register("peerings", PeeringViewSet, basename="peering")
 
 urlpatterns = router.urls

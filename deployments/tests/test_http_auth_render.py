@@ -12,6 +12,7 @@ from kubernetes import client as k8s_client
 from deployments import provisioning
 from deployments.http_auth import broker_config, build_request, request_spec
 from deployments.models import HttpAuthConfig
+from deployments.mqtt_access.acl_conf import render_acl_conf
 from deployments.tests.factories import DeploymentFactory
 from k8s.clusters import forget_clients
 from k8s.render import render, secret_env_key
@@ -38,10 +39,31 @@ def by_kind(objects: list[dict]) -> dict[str, dict]:
     return {item["kind"]: item for item in objects}
 
 
-def test_authentication_fragment_field_by_field():
+BUILT_IN = [
+    "  {",
+    "    mechanism = password_based",
+    "    backend = built_in_database",
+    "    user_id_type = username",
+    "    password_hash_algorithm { name = pbkdf2, mac_fun = sha256, iterations = 4096, dk_length = 32 }",
+    "  }",
+]
+FILE_SOURCE = [
+    "    {",
+    "      type = file",
+    "      enable = true",
+    '      path = "/opt/emqx/etc/mqcloud/acl.conf"',
+    "    }",
+]
+AUTHORIZATION_HEAD = ["authorization {", "  no_match = deny", "  deny_action = ignore", "  cache { enable = false }",
+                      "  sources = ["]
+BOOTSTRAP = 'api_key.bootstrap_file = "/opt/emqx/etc/mqcloud-secrets/api_keys"'
+
+
+def test_authentication_chain_field_by_field():
     fragments, secret_env = broker_config(make_config())
     assert fragments == ("\n".join([
         "authentication = [",
+        *BUILT_IN,
         "  {",
         "    mechanism = password_based",
         "    backend = http",
@@ -61,23 +83,21 @@ def test_authentication_fragment_field_by_field():
         '    request_timeout = "1500ms"',
         "  }",
         "]",
-    ]),)
+    ]), "\n".join([*AUTHORIZATION_HEAD, *FILE_SOURCE, "  ]", "}"]), BOOTSTRAP)
     assert secret_env == (("MQCLOUD_HTTP_AUTHN_HEADER_0", 'Bearer "x" ${HOME}'),
                           ("MQCLOUD_HTTP_AUTHN_HEADER_1", "k-123"))
 
 
-def test_authorization_fragment_field_by_field():
+def test_authorization_chain_field_by_field():
     config = make_config(authn_headers="{}", authz_method="get", authz_url="http://acl.example.com/acl",
                          authz_headers=json.dumps({"X-Key": "acl"}), authz_timeout_ms=800,
                          authz_params={"topic": "${topic}", "action": "${action}", "clientid": "${clientid}"})
     fragments, secret_env = broker_config(config)
-    assert len(fragments) == 2
+    assert len(fragments) == 3
     assert "${?MQCLOUD_HTTP_AUTHN" not in fragments[0]
     assert fragments[1] == "\n".join([
-        "authorization {",
-        "  no_match = deny",
-        "  deny_action = ignore",
-        "  sources = [",
+        *AUTHORIZATION_HEAD,
+        *FILE_SOURCE,
         "    {",
         "      type = http",
         "      enable = true",
@@ -99,9 +119,12 @@ def test_authorization_fragment_field_by_field():
     assert secret_env == (("MQCLOUD_HTTP_AUTHZ_HEADER_0", "acl"),)
 
 
-def test_disabled_or_absent_config_renders_nothing():
-    assert broker_config(None) == ((), ())
-    assert broker_config(make_config(enabled=False)) == ((), ())
+def test_without_http_auth_the_chain_is_the_built_in_database_and_the_acl_file():
+    """No deployment accepts anonymous clients: the chain is never empty (EMQX allows anonymous only then)."""
+    chain_only = ("\n".join(["authentication = [", *BUILT_IN, "]"]),
+                  "\n".join([*AUTHORIZATION_HEAD, *FILE_SOURCE, "  ]", "}"]), BOOTSTRAP)
+    assert broker_config(None) == (chain_only, ())
+    assert broker_config(make_config(enabled=False)) == (chain_only, ())
 
 
 def test_rendered_objects_keep_header_values_out_of_the_config_map():
@@ -109,7 +132,7 @@ def test_rendered_objects_keep_header_values_out_of_the_config_map():
     spec = provisioning.desired_cluster_spec(config.deployment)
     objects = by_kind(render(spec))
     conf = objects["ConfigMap"]["data"]["emqx.conf"]
-    assert conf.endswith(spec.extra_config[0] + "\n")
+    assert conf.endswith("\n".join(spec.extra_config) + "\n")
     assert "k-123" not in conf and "Bearer" not in conf
     secret = objects["Secret"]["stringData"]
     assert secret[secret_env_key("MQCLOUD_HTTP_AUTHN_HEADER_1")] == "k-123"
@@ -133,9 +156,12 @@ def test_a_changed_header_value_alone_rolls_the_pods():
             != after["StatefulSet"]["spec"]["template"]["metadata"]["annotations"][key])
 
 
-def test_a_deployment_without_http_auth_renders_as_before():
-    spec = provisioning.desired_cluster_spec(DeploymentFactory())
-    assert spec.extra_config == () and spec.secret_env == () and spec.annotations == {}
+def test_a_deployment_without_http_auth_gets_the_access_chain_and_its_management_key():
+    deployment = DeploymentFactory()
+    spec = provisioning.desired_cluster_spec(deployment)
+    assert spec.extra_config == broker_config(None)[0] and spec.secret_env == () and spec.annotations == {}
+    assert spec.config_files == {"acl.conf": render_acl_conf([])}
+    assert spec.secret_files == {"api_keys": f"mqcloud:{deployment.management_api_secret}:administrator\n"}
 
 
 def test_the_test_request_matches_the_rendered_body():

@@ -82,7 +82,7 @@ def test_full_lifecycle_with_exact_kubernetes_objects(api, cluster, worker):
     assert [m.manager for m in sts.metadata.managed_fields if m.operation == "Apply"] == ["mqcloud"]
     assert core.read_namespaced_config_map("emqx-config", namespace).data["emqx.conf"].count("max_connections = 1000")
     assert {s.metadata.name for s in core.list_namespaced_service(namespace).items} == {"emqx-headless",
-                                                                                       "emqx-public"}
+                                                                                       "emqx-public", "emqx-api"}
 
     # Scale a single node: a second node with the new size first, so clients always have a node.
     started = time.time()

@@ -28,7 +28,7 @@ def by_kind(objects: list[dict]) -> dict[str, list[dict]]:
 def test_renders_every_object_in_apply_order_with_tenant_labels():
     objects = render(spec())
     assert [o["kind"] for o in objects] == [
-        "Namespace", "ResourceQuota", "NetworkPolicy", "ConfigMap", "Secret", "Service", "Service",
+        "Namespace", "ResourceQuota", "NetworkPolicy", "ConfigMap", "Secret", "Service", "Service", "Service",
         "PodDisruptionBudget", "StatefulSet",
     ]
     for obj in objects:
@@ -70,8 +70,10 @@ def test_statefulset_fields():
 
 def test_services_pdb_quota_and_secret():
     kinds = by_kind(render(spec()))
-    headless, public = kinds["Service"]
+    headless, public, api = kinds["Service"]
     assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"] is True
+    assert api["metadata"]["name"] == "emqx-api" and "type" not in api["spec"]  # ClusterIP: in-cluster only
+    assert api["spec"]["ports"] == [{"name": "api", "port": 18083, "targetPort": 18083, "protocol": "TCP"}]
     assert public["spec"]["type"] == "LoadBalancer"
     assert {p["name"]: p["port"] for p in public["spec"]["ports"]} == {"mqtt": 1883, "mqtts": 8883, "ws": 8083,
                                                                       "wss": 8084}
@@ -189,3 +191,25 @@ def test_a_config_change_rolls_the_pods_and_rendering_is_deterministic():
     annotation = "mqcloud.io/config-hash"
     assert (by_kind(base)["StatefulSet"][0]["spec"]["template"]["metadata"]["annotations"][annotation]
             != by_kind(changed)["StatefulSet"][0]["spec"]["template"]["metadata"]["annotations"][annotation])
+
+
+def test_config_and_secret_files_are_mounted_read_only_and_roll_the_pods():
+    plain = render(spec())
+    with_files = render(spec(config_files={"acl.conf": "%% rules"}, secret_files={"api_keys": "k:s"}))
+    kinds = by_kind(with_files)
+    assert kinds["ConfigMap"][0]["data"]["file-acl.conf"] == "%% rules"
+    assert kinds["Secret"][0]["stringData"]["file-api_keys"] == "k:s"
+    assert "k:s" not in str(kinds["ConfigMap"]) and "k:s" not in str(kinds["StatefulSet"])
+    pod = kinds["StatefulSet"][0]["spec"]["template"]
+    mounts = {m["mountPath"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["/opt/emqx/etc/mqcloud/acl.conf"] == {"name": "config", "mountPath": "/opt/emqx/etc/mqcloud/acl.conf",
+                                                        "subPath": "file-acl.conf", "readOnly": True}
+    assert mounts["/opt/emqx/etc/mqcloud-secrets/api_keys"]["name"] == "secret-files"
+    secret_volume = {v["name"]: v for v in pod["spec"]["volumes"]}["secret-files"]["secret"]
+    assert secret_volume["secretName"] == "emqx-bootstrap" and secret_volume["defaultMode"] == 0o400
+
+    def hash_of(objects: list[dict]) -> dict:
+        return by_kind(objects)["StatefulSet"][0]["spec"]["template"]["metadata"]["annotations"]
+
+    changed = render(spec(config_files={"acl.conf": "%% rules"}, secret_files={"api_keys": "k:other"}))
+    assert len({str(hash_of(plain)), str(hash_of(with_files)), str(hash_of(changed))}) == 3
