@@ -159,6 +159,11 @@ class _Parser:
     def peek(self) -> object | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
 
+    def next_is(self, name: str) -> bool:
+        """Whether the next token is the punctuation ``name``."""
+        token = self.peek()
+        return isinstance(token, Atom) and token.name == name
+
     def line(self) -> int:
         tok = self.peek() or (self.tokens[-1] if self.tokens else None)
         return getattr(tok, "line", 0)
@@ -177,9 +182,9 @@ class _Parser:
             close = "}" if tok.name == "{" else "]"
             self.pos += 1
             items: list[object] = []
-            if not (isinstance(self.peek(), Atom) and self.peek().name == close):  # type: ignore[union-attr]
+            if not self.next_is(close):
                 items.append(self.term())
-                while isinstance(self.peek(), Atom) and self.peek().name == ",":  # type: ignore[union-attr]
+                while self.next_is(","):
                     self.pos += 1
                     items.append(self.term())
             self.take(close)

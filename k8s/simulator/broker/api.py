@@ -240,6 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         api: Api = self.server.api  # type: ignore[attr-defined]
+        body: Any  # a JSON value, text, or None (no body)
         try:
             length = int(self.headers.get("Content-Length") or 0)
             if length < 0:

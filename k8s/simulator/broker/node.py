@@ -41,7 +41,7 @@ class CountersPlugin(BasePlugin[Any]):
     """Counts what leaves the broker (`messages.sent`) and disconnections, from amqtt's events."""
 
     def _state(self) -> BrokerState:
-        return self.context._broker_instance.state  # type: ignore[attr-defined]
+        return self.context._broker_instance.state
 
     async def on_mqtt_packet_sent(self, *, packet: Any, session: Session | None = None) -> None:
         if isinstance(packet, PublishPacket):
