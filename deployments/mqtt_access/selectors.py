@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 
 from controlplane import errors
 from deployments.models import Deployment, DeploymentStatus, MqttAccess, MqttUser
-from deployments.mqtt_access.broker_api import BrokerApi, BrokerError, ConnectedClient
+from deployments.mqtt_access.broker_api import BrokerAddressUnknown, BrokerApi, BrokerError, ConnectedClient
 from deployments.mqtt_access.validation import AclRule, acl_rules_clean, username_key
 
 DEFAULT_NO_MATCH = "deny"
@@ -41,10 +41,13 @@ def acl_rules(access: MqttAccess) -> list[AclRule]:
 
 def connected_clients(*, deployment: Deployment, clientid: str = "", username: str = "",
                       limit: int = 100) -> list[ConnectedClient]:
-    """Who is connected now, asked of the broker (``Unavailable`` when it cannot answer)."""
+    """Who is connected now, asked of the broker (``Unavailable`` when it cannot answer). A deployment that is
+    not running, or whose broker has no address the control plane may call, has nobody connected to ask about."""
     if deployment.status not in (DeploymentStatus.RUNNING, DeploymentStatus.SCALING):
         return []
     try:
         return BrokerApi.for_deployment(deployment).clients(clientid=clientid, username=username, limit=limit)
+    except BrokerAddressUnknown:
+        return []
     except BrokerError as exc:
         raise errors.Unavailable(f"The broker cannot be reached right now: {exc}") from exc

@@ -18,7 +18,7 @@ from controlplane.queue import enqueue_on_commit
 from deployments.models import Deployment, MqttAccess, MqttUser
 from deployments.models import DeploymentStatus as S
 from deployments.mqtt_access import hashing
-from deployments.mqtt_access.broker_api import BrokerApi, BrokerError
+from deployments.mqtt_access.broker_api import BrokerAddressUnknown, BrokerApi, BrokerError
 from deployments.mqtt_access.validation import (
     IMPORT_MAX,
     NO_MATCH,
@@ -302,6 +302,8 @@ def client_disconnect(*, principal: Principal, deployment: Deployment, clientid:
     principal.require(Perm.DEPLOYMENTS_WRITE)
     try:
         kicked = BrokerApi.for_deployment(deployment).client_kick(clientid)
+    except BrokerAddressUnknown:
+        kicked = False  # no broker the control plane may call: nobody can be connected to it
     except BrokerError as exc:
         raise errors.Unavailable(f"The broker cannot be reached right now: {exc}") from exc
     if not kicked:

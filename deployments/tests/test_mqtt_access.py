@@ -255,3 +255,13 @@ def test_acl_renders_into_emqx_file_source_rules_in_order() -> None:
         '{allow, {clientid, "c1"}, subscribe, ["ü/+"]}.',
     ]
     assert text.startswith("%% -*- coding: utf-8 -*-\n")
+
+
+@pytest.mark.django_db
+def test_a_broker_without_a_callable_address_has_no_clients(api, deployment) -> None:
+    """A running deployment whose endpoints are not loopback (outside production nothing else is called) or
+    not known yet: nobody is connected to it, so the list is empty and a kick finds nobody."""
+    deployment.endpoints = {"mqtt": "emqx-public.mq-x.lb.sim.mqcloud.localhost:1883"}
+    deployment.save(update_fields=["endpoints"])
+    assert api.get(f"/api/v1/deployments/{deployment.id}/clients").json() == {"results": [], "next": None}
+    assert api.delete(f"/api/v1/deployments/{deployment.id}/clients/c1").status_code == 404
