@@ -8,20 +8,29 @@ work behind. Tasks are named by their registered name, so a service never import
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
-from celery import current_app
 from django.db import transaction
+
+from controlplane.celery import app
+
+_import_lock = threading.Lock()
 
 
 def registered_task(task_name: str) -> Any:
-    """The task registered as ``task_name``. Outside a worker Celery imports the apps' ``tasks`` modules only
-    when asked (``autodiscover_tasks`` is lazy), so a web process that has not imported one yet asks now."""
+    """The task registered as ``task_name`` on our Celery app. Outside a worker Celery imports the apps'
+    ``tasks`` modules only when asked (``autodiscover_tasks`` is lazy), so a web process that has not imported
+    one yet asks now. """
     try:
-        return current_app.tasks[task_name]
+        return app.tasks[task_name]
     except KeyError:
-        current_app.loader.import_default_modules()
-        return current_app.tasks[task_name]
+        # One thread at a time: Celery's autodiscovery returns at once, importing nothing, while another thread
+        # is in it (its _RACE_PROTECTION), which made parallel first requests of `make run` fail.
+        with _import_lock:
+            if task_name not in app.tasks:
+                app.loader.import_default_modules()
+        return app.tasks[task_name]
 
 
 def enqueue(task_name: str, *args: Any, **kwargs: Any) -> None:

@@ -98,3 +98,28 @@ def test_a_fresh_process_finds_tasks_it_never_imported() -> None:
                             env={**os.environ, "DJANGO_SETTINGS_MODULE": "controlplane.settings"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "billing.tasks.invoice_collect"
+
+
+def test_parallel_first_enqueues_all_find_their_task() -> None:
+    """Many request threads enqueue at once in a process that imported no tasks module (make run's web server):
+    every one finds the task, although Celery's autodiscovery does nothing while another thread is in it."""
+    code = """
+import threading, django
+django.setup()
+from controlplane.queue import registered_task
+names, errors, start = [], [], threading.Barrier(8)
+def find():
+    start.wait()
+    try:
+        names.append(registered_task("deployments.tasks.deployment_converge").name)
+    except Exception as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=find) for _ in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(len(names), errors)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "DJANGO_SETTINGS_MODULE": "controlplane.settings"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "8 []"
