@@ -61,15 +61,20 @@ class BrokerProcess:
     def pid(self) -> int:
         return self.proc.pid
 
-    def request(self, method: str, path: str, body: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
-        """(status, JSON or text) of a management API call with the first key of the bootstrap file, e.g.
-        `broker.request("GET", "/stats?aggregate=true")`."""
-        key, _, rest = next(line for line in Path(self.bootstrap_file).read_text().splitlines()
-                            if line.strip() and not line.startswith("#")).strip().partition(":")
-        auth = base64.b64encode(f"{key}:{rest.split(':')[0]}".encode()).decode()
+    def request(self, method: str, path: str, body: Any = None, timeout: float = 10.0,
+                auth: tuple[str, str] | None | bool = True) -> tuple[int, Any]:
+        """(status, JSON or text) of a management API call, e.g. `broker.request("GET", "/stats?aggregate=true")`.
+        ``auth``: True for the first key of the bootstrap file, a (key, secret) pair, or None for no credentials."""
+        if auth is True:
+            key, _, rest = next(line for line in Path(self.bootstrap_file).read_text().splitlines()
+                                if line.strip() and not line.startswith("#")).strip().partition(":")
+            auth = (key, rest.split(":")[0])
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.api_url + path, data=data, method=method,  # noqa: S310 - http to loopback
-                                     headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"})
+        req = urllib.request.Request(self.api_url + path, data=data, method=method)  # noqa: S310 - loopback
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if isinstance(auth, tuple):
+            req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
                 status, raw, ctype = resp.status, resp.read(), resp.headers.get("Content-Type", "")

@@ -3,16 +3,12 @@ throwaway CA with a server certificate for a loopback address."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import ipaddress
-import json
 import secrets
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -66,21 +62,8 @@ def make_tls(directory: Path, host: str) -> tuple[Path, Path, Path]:
 
 
 def call(broker: BrokerProcess, method: str, path: str, body=None, auth=(KEY, SECRET)):
-    """(status, parsed JSON or text) of one management API call."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(broker.api_url + path, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    if auth:
-        req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            status, raw, ctype = resp.status, resp.read(), resp.headers.get("Content-Type", "")
-    except urllib.error.HTTPError as exc:
-        status, raw, ctype = exc.code, exc.read(), exc.headers.get("Content-Type", "")
-    if not raw:
-        return status, None
-    return status, json.loads(raw) if "json" in ctype else raw.decode()
+    """(status, parsed JSON or text) of one management API call (``auth=None``: no credentials)."""
+    return broker.request(method, path, body, auth=auth)
 
 
 def add_user(broker: BrokerProcess, user_id: str, password: str, superuser: bool = False) -> None:
