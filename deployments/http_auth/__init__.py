@@ -23,7 +23,6 @@ modules import, so callers need not change.
 
 from deployments.http_auth.emqx_config import broker_config, header_env_name
 from deployments.http_auth.services import (
-    DECISIONS,
     PEERED_TEST_REFUSED,
     SLOW_MS,
     BuiltRequest,
@@ -33,7 +32,6 @@ from deployments.http_auth.services import (
     http_auth_delete,
     http_auth_put,
     http_auth_test,
-    render_template,
 )
 from deployments.http_auth.validation import (
     AUTHENTICATION,
@@ -58,6 +56,7 @@ from deployments.http_auth.validation import (
     unknown_placeholders,
     validate_request,
 )
+from k8s.emqx_http import DECISIONS, render_template
 
 __all__ = [
     "AUTHENTICATION", "AUTHN_PLACEHOLDERS", "AUTHORIZATION", "AUTHZ_PLACEHOLDERS", "DECISIONS", "HEADER_NAME",

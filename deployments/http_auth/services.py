@@ -1,14 +1,8 @@
 """Services of a deployment's custom HTTP authentication and authorization: the audited writes (which
 re-drive the deployment) and the "test" call.
 
-The test call builds the request exactly as the broker would, so what the test sends is what EMQX sends:
-
-- ``GET``: the params, placeholders substituted, become the URL's query string (URL-encoded);
-  ``POST``: they become a JSON object body (``content-type: application/json``).
-- The decision: a 2xx response whose JSON body carries ``result`` of ``allow``/``deny``/``ignore`` decides
-  (with ``is_superuser`` when present); otherwise 2xx allows, 4xx denies, and anything else (5xx, a
-  timeout, a connection error) is ``ignore``: the broker moves on to the next authenticator (or, for ACL,
-  to ``no_match``).
+The test call builds the request and reads the answer by EMQX's rules (``k8s.emqx_http``, which the simulated
+broker uses too), so what the test sends and predicts is what the broker sends and does.
 """
 
 from __future__ import annotations
@@ -16,7 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
 
 from django.db import transaction
 from django.utils import timezone
@@ -29,7 +22,6 @@ from deployments.http_auth.validation import (
     AUTHENTICATION,
     AUTHORIZATION,
     KINDS,
-    PLACEHOLDER,
     PLACEHOLDERS,
     PREFIX,
     HttpRequestSpec,
@@ -41,60 +33,18 @@ from deployments.lifecycle import schedule_apply
 from deployments.models import Deployment, HttpAuthConfig, HttpAuthMethod, Tier
 from deployments.models import DeploymentStatus as S
 from deployments.selectors import active_peering_networks
+from k8s.emqx_http import BuiltRequest, decide
+from k8s.emqx_http import build_request as emqx_build_request
 from projects.audit import audit_record
 from projects.roles import Perm
 from projects.tenancy import Principal
 
 SLOW_MS = 1000  # a test slower than this is flagged: every client connect would wait that long
 
-DECISIONS = ("allow", "deny", "ignore")
 
-
-@dataclass(frozen=True)
-class BuiltRequest:
-    method: str  # "GET" or "POST"
-    url: str
-    headers: dict[str, str]
-    body: bytes | None
-
-
-# --- building the request exactly as the broker would -----------------------------------------------
-def render_template(template: str, values: dict[str, str]) -> str:
-    """Substitutes ``${name}`` placeholders (a missing value is empty, as in EMQX)."""
-    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), template)
-
-
+# --- building the request exactly as the broker would (k8s.emqx_http holds EMQX's rules) ---------------
 def build_request(spec: HttpRequestSpec, values: dict[str, str]) -> BuiltRequest:
-    rendered = {name: render_template(template, values) for name, template in spec.params.items()}
-    headers = dict(spec.headers)
-    if spec.method == HttpAuthMethod.GET:
-        url = spec.url
-        if rendered:
-            query = urlencode(rendered, quote_via=quote, safe="")
-            base = url.partition("#")[0]
-            url = f"{base}{'&' if '?' in base else '?'}{query}"
-        return BuiltRequest("GET", url, headers, None)
-    headers["content-type"] = "application/json"
-    body = json.dumps(rendered, ensure_ascii=False, separators=(",", ":")).encode()
-    return BuiltRequest("POST", spec.url.partition("#")[0], headers, body)
-
-
-def decide(status_code: int, headers: dict[str, str], body: bytes) -> tuple[str, bool | None]:
-    """(decision, is_superuser) by the broker's rules, for a response that arrived."""
-    if 200 <= status_code < 300:
-        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-        if "json" in content_type.lower() or body[:1] in (b"{",):
-            try:
-                data = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
-                data = None
-            if isinstance(data, dict) and data.get("result") in DECISIONS:
-                superuser = data.get("is_superuser")
-                return data["result"], superuser if isinstance(superuser, bool) else None
-        return "allow", None
-    if 400 <= status_code < 500:
-        return "deny", None
-    return "ignore", None
+    return emqx_build_request(spec.method, spec.url, spec.headers, spec.params, values)
 
 
 # --- services -------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from controlplane.errors import field_invalid
 from controlplane.outbound import OutboundError, check_url
 from deployments.models import Deployment, HttpAuthConfig, HttpAuthMethod, Tier
 from deployments.selectors import active_peering_networks
+from k8s.emqx_http import PLACEHOLDER as EMQX_PLACEHOLDER
 
 AUTHENTICATION = "authentication"
 AUTHORIZATION = "authorization"
@@ -30,7 +31,7 @@ PREFIX = {AUTHENTICATION: "authn", AUTHORIZATION: "authz"}
 AUTHN_PLACEHOLDERS = ("clientid", "username", "password", "peerhost", "cert_subject")
 AUTHZ_PLACEHOLDERS = (*AUTHN_PLACEHOLDERS, "topic", "action")
 PLACEHOLDERS = {AUTHENTICATION: AUTHN_PLACEHOLDERS, AUTHORIZATION: AUTHZ_PLACEHOLDERS}
-PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+PLACEHOLDER = EMQX_PLACEHOLDER  # the same syntax the broker substitutes
 
 TIMEOUT_MS_MIN, TIMEOUT_MS_MAX = 100, 10_000
 MAX_HEADERS, MAX_PARAMS = 20, 32

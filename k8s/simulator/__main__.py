@@ -18,13 +18,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ready-delay", type=float, default=2.0, help="seconds a new pod stays unready")
     parser.add_argument("--terminate-delay", type=float, default=0.5, help="seconds a deleted pod lingers")
     parser.add_argument("--namespace-delete-delay", type=float, default=2.0)
+    parser.add_argument("--brokers-dir", default=None,
+                        help="run a real MQTT broker for every Ready broker pod, keeping their state here")
     parser.add_argument("--seed", type=int, default=None, help="makes rate-based faults reproducible")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     cluster = SimulatedCluster(host=args.host, port=args.port, ready_delay_s=args.ready_delay,
                                terminate_delay_s=args.terminate_delay,
-                               namespace_delete_delay_s=args.namespace_delete_delay, seed=args.seed).start()
+                               namespace_delete_delay_s=args.namespace_delete_delay, seed=args.seed,
+                               brokers_dir=args.brokers_dir).start()
     path = cluster.write_kubeconfig(args.kubeconfig)
     print(f"simulated Kubernetes API at {cluster.url}; kubeconfig {path}", flush=True)
 

@@ -18,6 +18,7 @@ from . import apply
 from .api import ApiRouter
 from .control import ControlRouter
 from .faults import FaultInjector
+from .fleet import BrokerFleet
 from .kubelet import Kubelet
 from .metrics import BrokerMetrics
 from .resources import BY_PLURAL, NAMESPACES
@@ -35,17 +36,23 @@ class SimulatedCluster:
     """A stateful stand-in for one Kubernetes cluster, on loopback.
 
     `state` is the object store (with the pod readiness timeline), `faults` the fault injector, `metrics`
-    the fake broker metrics, `kubelet` the simulated controllers."""
+    the broker metrics, `kubelet` the simulated controllers, `fleet` (with `brokers_dir`) the real broker
+    processes of Ready broker pods."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, ready_delay_s: float = 0.2,
                  terminate_delay_s: float = 0.0, namespace_delete_delay_s: float = 0.5, watch_history: int = 2000,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, brokers_dir: str | os.PathLike[str] | None = None,
+                 broker_sample_s: float = 5.0) -> None:
         self._address = (host, port)
         self.state = Store(watch_history=watch_history, namespace_delete_delay_s=namespace_delete_delay_s)
         self.faults = FaultInjector(seed)
-        self.metrics = BrokerMetrics(self.state)
+        # Real MQTT brokers for Ready broker pods (``make run``, end-to-end tests); others stay on paper.
+        self.fleet = (BrokerFleet(self.state, brokers_dir, sample_every_s=broker_sample_s)
+                      if brokers_dir is not None else None)
+        self.metrics = BrokerMetrics(self.state, self.fleet)
         self.kubelet = Kubelet(self.state, self.faults, ready_delay_s=ready_delay_s,
-                               terminate_delay_s=terminate_delay_s)
+                               terminate_delay_s=terminate_delay_s,
+                               addresses=self.fleet.address if self.fleet else None)
         self.api = ApiRouter(self.state, self.faults)
         self.control = ControlRouter(self)
         self._httpd: SimulatorHTTPServer | None = None
@@ -65,10 +72,14 @@ class SimulatedCluster:
                                         name="sim-apiserver", daemon=True)
         self._thread.start()
         self.kubelet.start()
+        if self.fleet:
+            self.fleet.start()
         return self
 
     def stop(self) -> None:
         self.kubelet.stop()
+        if self.fleet:
+            self.fleet.stop()
         self.state.close()  # ends open watch streams
         if self._httpd is not None:
             self._httpd.shutdown()

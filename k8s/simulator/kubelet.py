@@ -14,6 +14,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import selectors
@@ -65,8 +66,11 @@ def _resolve(value: int | str, total: int) -> int:
 
 class Kubelet:
     def __init__(self, store: Store, faults: FaultInjector, *, ready_delay_s: float = 0.2,
-                 terminate_delay_s: float = 0.0, tick_s: float | None = None) -> None:
+                 terminate_delay_s: float = 0.0, tick_s: float | None = None,
+                 addresses: Callable[[str], str] | None = None) -> None:
         self.store = store
+        # With real brokers (k8s.simulator.fleet), a load balancer's address is its broker's loopback address.
+        self.addresses = addresses
         self.faults = faults
         self.ready_delay_s = ready_delay_s
         self.terminate_delay_s = terminate_delay_s
@@ -220,10 +224,17 @@ class Kubelet:
             if has_ingress:
                 self.store.set_status(SERVICES, meta["namespace"], meta["name"], {**status, "loadBalancer": {}})
             return
-        if not has_ingress and now >= self._lb_at.setdefault(meta["uid"], now + self.ready_delay_s):
-            hostname = f"{meta['name']}.{meta['namespace']}.lb.sim.mqcloud.localhost"
+        if self.addresses is not None:
+            ingress = {"ip": self.addresses(meta["namespace"])}
+        else:
+            ingress = {"hostname": f"{meta['name']}.{meta['namespace']}.lb.sim.mqcloud.localhost"}
+        if has_ingress and status["loadBalancer"]["ingress"] != [ingress]:
+            # The broker moved to another address (its own was taken while it was down): follow it.
             self.store.set_status(SERVICES, meta["namespace"], meta["name"],
-                                  {**status, "loadBalancer": {"ingress": [{"hostname": hostname}]}})
+                                  {**status, "loadBalancer": {"ingress": [ingress]}})
+        elif not has_ingress and now >= self._lb_at.setdefault(meta["uid"], now + self.ready_delay_s):
+            self.store.set_status(SERVICES, meta["namespace"], meta["name"],
+                                  {**status, "loadBalancer": {"ingress": [ingress]}})
 
     def _reconcile_pdb(self, pdb: dict[str, Any]) -> None:
         meta, spec = pdb["metadata"], pdb.get("spec") or {}

@@ -1,6 +1,9 @@
-"""Fake broker metrics per deployment namespace, shaped after EMQX's stats and metrics: plausible values that
-drift slowly (so charts and alert rules see motion), follow the number of Ready broker pods (a broker that
-is down reports nothing), and can be pinned by tests to make an alert condition hold or clear."""
+"""Broker metrics per deployment namespace, shaped after EMQX's stats and metrics.
+
+With real brokers (``k8s.simulator.fleet``), connections, message rates, drops and authentication failures
+are the broker's own counters, so real clients move the charts and the alert rules. Without them (most
+tests), plausible values that drift slowly. Either way they follow the number of Ready broker pods (a broker
+that is down reports nothing), and tests can pin values to make an alert condition hold or clear."""
 
 from __future__ import annotations
 
@@ -8,11 +11,14 @@ import hashlib
 import math
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import bad_request
 from .resources import NAMESPACES, PODS, STATEFULSETS
 from .store import Store, is_ready, now_iso
+
+if TYPE_CHECKING:
+    from .fleet import BrokerFleet
 
 MAX_CONNECTIONS_ANNOTATION = "mqcloud.io/max-connections"
 RESOURCE_STATUSES = ("connected", "connecting", "disconnected")
@@ -31,8 +37,9 @@ METRICS = {
 
 
 class BrokerMetrics:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, fleet: BrokerFleet | None = None) -> None:
         self.store = store
+        self.fleet = fleet
         self._lock = threading.Lock()
         self._overrides: dict[str, dict[str, Any]] = {}
         self._origin = time.time()  # counters count from the simulator's start, like a broker's uptime
@@ -61,6 +68,12 @@ class BrokerMetrics:
             "rule_engine_resource_status": "connected" if ready else "disconnected",
             "nodes_running": ready,
         }
+        live = self.fleet.counters(namespace) if self.fleet is not None and ready else None
+        if live is not None:
+            values.update(live)
+        elif self.fleet is not None:
+            values.update(connections=0, messages_received_rate=0.0, messages_sent_rate=0.0, messages_dropped=0,
+                          authentication_failures=0)  # the broker is not up yet, or is down
         with self._lock:
             values.update(self._overrides.get(namespace, {}))
         return {"namespace": namespace, "timestamp": now_iso(), **values}

@@ -18,6 +18,7 @@ import threading
 from amqtt.errors import BrokerError
 
 from .api import Api, read_bootstrap, serve_api
+from .http_authn import read_http_authenticator
 from .node import Node
 from .state import BrokerState
 
@@ -36,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--certfile", help="PEM certificate (chain) for mqtts/wss; both or neither with --keyfile")
     p.add_argument("--keyfile")
     p.add_argument("--state-dir", help="keep users and rules in JSON files here across restarts")
+    p.add_argument("--http-authenticator", help="JSON {method, url, headers, params, timeout_ms}: EMQX's HTTP "
+                   "authenticator after the built-in database (loopback URLs only)")
     p.add_argument("--log-level", default="WARNING")
     args = p.parse_args(argv)
     if bool(args.certfile) != bool(args.keyfile):
@@ -72,7 +75,8 @@ async def run(args: argparse.Namespace) -> int:
     try:
         keys = read_bootstrap(args.api_bootstrap_file)
         state = BrokerState(args.state_dir)
-        node = Node(broker_config(args), state)
+        http_authenticator = read_http_authenticator(args.http_authenticator) if args.http_authenticator else None
+        node = Node(broker_config(args), state, http_authenticator)
     except (OSError, ValueError) as exc:
         print(f"broker: cannot start: {exc}", file=sys.stderr)
         return 2

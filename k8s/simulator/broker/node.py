@@ -2,10 +2,11 @@
 
 amqtt authenticates after it has already dropped an existing session of the same client id and registered
 the newcomer; EMQX refuses a bad CONNECT before it touches any session. So `_initialize_client_session` is
-replaced: the CONNECT is read, authenticated against the built-in database (refused with CONNACK 5 "not
-authorized" for an anonymous or unknown user, 4 "bad username or password" for a wrong password), and only
-then does the session logic run (a clean session also closes a still-connected holder of the client id, as
-EMQX's discard does). Authorization of every publish and subscribe goes through `BrokerState.authorize`.
+replaced: the CONNECT is read, authenticated by EMQX's chain (the built-in database, then the HTTP
+authenticator when configured: refused with CONNACK 5 "not authorized" for an anonymous or unknown user or
+an HTTP deny, 4 "bad username or password" for a wrong password), and only then does the session logic
+run (a clean session also closes a still-connected holder of the client id, as EMQX's discard does).
+Authorization of every publish and subscribe goes through `BrokerState.authorize`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from amqtt.plugins.base import BasePlugin
 from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
-from .state import CONNACK_ACCEPTED, BrokerState
+from .http_authn import HttpAuthenticator, http_authenticate
+from .state import CONNACK_ACCEPTED, CONNACK_BAD_USERNAME_OR_PASSWORD, CONNACK_NOT_AUTHORIZED, BrokerState
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +61,10 @@ class Handler(BrokerProtocolHandler):
 
 
 class Node(Broker):
-    def __init__(self, config: dict[str, Any], state: BrokerState) -> None:
+    def __init__(self, config: dict[str, Any], state: BrokerState,
+                 http_authenticator: HttpAuthenticator | None = None) -> None:
         self.state = state
+        self.http_authenticator = http_authenticator
         super().__init__(config)
 
     # --- connect ----------------------------------------------------------------------------------------------
@@ -74,7 +78,7 @@ class Node(Broker):
             await _close(writer)
             raise MQTTError(f"bad CONNECT from {remote_address}:{remote_port}: {exc}") from exc
 
-        code, superuser = self.state.authenticate(session.username, session.password)
+        code, superuser = await self._authenticate_chain(session, remote_address)
         if code != CONNACK_ACCEPTED:
             await ConnackPacket.build(0, code).to_stream(writer)
             await _close(writer)
@@ -104,6 +108,18 @@ class Node(Broker):
         session.attributes[CONNECTED_AT] = datetime.now(UTC)
         self.state.metrics["client.connected"] += 1
         return handler, session
+
+    async def _authenticate_chain(self, session: Session, remote_address: str) -> tuple[int, bool]:
+        """EMQX's authentication chain: the built-in database, then the HTTP authenticator when configured
+        (only while the answer so far is ``ignore``). A built-in ``deny`` is a wrong password (CONNACK 4);
+        the HTTP service's ``deny`` and a chain that ends in ``ignore`` are ``not_authorized`` (5)."""
+        decision, superuser = self.state.builtin(session.username, session.password)
+        if decision != "ignore" or self.http_authenticator is None:
+            return self.state.conclude(decision, superuser, denied_code=CONNACK_BAD_USERNAME_OR_PASSWORD)
+        decision, http_superuser = await http_authenticate(self.http_authenticator, {
+            "clientid": session.client_id, "username": session.username, "password": session.password,
+            "peerhost": remote_address, "cert_subject": ""})
+        return self.state.conclude(decision, bool(http_superuser), denied_code=CONNACK_NOT_AUTHORIZED)
 
     async def _authenticate(self, session: Session, _: ListenerConfig) -> bool:
         return True  # done in _initialize_client_session, before any session is touched

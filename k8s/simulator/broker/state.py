@@ -106,20 +106,30 @@ class BrokerState:
     # --- authentication ---------------------------------------------------------------------------------------
 
     def authenticate(self, username: str | None, password: str | bytes | None) -> tuple[int, bool]:
-        """(CONNACK return code, is_superuser) as EMQX's chain of one built-in database authenticator decides:
-        an unknown or missing username is ignored by the authenticator, so the chain ends in `not_authorized`;
-        a known user with the wrong password is `bad_username_or_password`."""
-        self.metrics["client.authenticate"] += 1
+        """(CONNACK return code, is_superuser) of a chain of the built-in database alone (see ``builtin``)."""
+        decision, superuser = self.builtin(username, password)
+        return self.conclude(decision, superuser, denied_code=CONNACK_BAD_USERNAME_OR_PASSWORD)
+
+    def builtin(self, username: str | None, password: str | bytes | None) -> tuple[str, bool]:
+        """The built-in database authenticator's answer, as EMQX's: an unknown or missing username is
+        ``ignore`` (the next authenticator decides; at the end of the chain, ``not_authorized``); a known user
+        with the wrong password is ``deny`` (``bad_username_or_password``)."""
         user = self.users.get(username) if username is not None else None
         if user is None:
-            self.metrics["client.auth.failure"] += 1
-            return CONNACK_NOT_AUTHORIZED, False
+            return "ignore", False
         if isinstance(password, bytes):
             password = password.decode("utf-8", "replace")
         if password is None or not hmac.compare_digest(hash_password(password, user.salt), user.password_hash.lower()):
-            self.metrics["client.auth.failure"] += 1
-            return CONNACK_BAD_USERNAME_OR_PASSWORD, False
-        return CONNACK_ACCEPTED, user.is_superuser
+            return "deny", False
+        return "allow", user.is_superuser
+
+    def conclude(self, decision: str, superuser: bool, *, denied_code: int) -> tuple[int, bool]:
+        """The chain's final answer as a CONNACK code, counted: ``ignore`` everywhere is ``not_authorized``."""
+        self.metrics["client.authenticate"] += 1
+        if decision == "allow":
+            return CONNACK_ACCEPTED, superuser
+        self.metrics["client.auth.failure"] += 1
+        return (denied_code if decision == "deny" else CONNACK_NOT_AUTHORIZED), False
 
     def list_users(self, like: str | None = None) -> list[User]:
         return [u for u in self.users.values() if not like or like in u.user_id]
