@@ -78,8 +78,9 @@ def main() -> int:
     manage("seed_demo")
 
     commands = {
+        # --brokers-dir: a real MQTT broker for every running deployment, on its endpoint's loopback address.
         "cluster": [PY, "-m", "k8s.simulator", "--port", SIMULATOR_PORT, "--kubeconfig",
-                    str(var / "kubeconfig-sim.yaml")],
+                    str(var / "kubeconfig-sim.yaml"), "--brokers-dir", str(var / "sim-brokers")],
         "clouds": [PY, "-m", "deployments.cloudsim", "--aws-port", AWS_SIM_PORT, "--azure-port", AZURE_SIM_PORT,
                    "--networks-file", str(networks_file)],
         "web": [PY, "manage.py", "runserver", f"{HOST}:{PORT}", "--noreload"],

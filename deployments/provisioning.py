@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from controlplane.db import lock_row
 from controlplane.outbound import BLOCKED_NETWORKS
+from controlplane.queue import enqueue_on_commit
 from controlplane.workers import DONE, Step
 from deployments.http_auth.emqx_config import ACL_FILE, API_KEYS_FILE
 from deployments.http_auth.emqx_config import broker_config as http_auth_broker_config
@@ -24,6 +25,7 @@ from deployments.lifecycle import TRANSITIONAL, transition
 from deployments.models import MANAGEMENT_API_KEY, Deployment, HttpAuthConfig, Spec
 from deployments.models import DeploymentStatus as S
 from deployments.mqtt_access.acl_conf import render_acl_conf
+from deployments.mqtt_access.services import PUSH_TASK
 from deployments.peering.network import platform_network
 from deployments.selectors import active_peering_networks
 from k8s.render import MQTT_PORTS, BrokerClusterSpec
@@ -208,7 +210,10 @@ def _advance(deployment: Deployment, desired: BrokerClusterSpec, observed: Obser
     if status in (S.PROVISIONING, S.STARTING):
         if not observed.load_balancer_host:
             return _wait_or_fail(deployment, timeout, poll, "waiting for the load balancer address")
-        _move(deployment.id, status, S.RUNNING, endpoints=_endpoints(observed.load_balancer_host))
+        if _move(deployment.id, status, S.RUNNING, endpoints=_endpoints(observed.load_balancer_host)):
+            # A broker that just came up holds only what its data volume kept: send it the users and rules now
+            # rather than at the reconciler's next drift check.
+            enqueue_on_commit(PUSH_TASK, deployment.id)
     elif status == S.SCALING:
         _move(deployment.id, S.SCALING, S.RUNNING, spec=deployment.target_spec, rollout_step=0)
     elif status == S.STOPPING:

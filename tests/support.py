@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from controlplane.celery import app as celery_app
 
@@ -30,16 +30,17 @@ def eager_tasks(*, propagate: bool = True) -> Iterator[None]:
 
 @contextmanager
 def simulated_cluster(*, seed: int, ready_delay_s: float = 0.05, namespace_delete_delay_s: float = 0.2,
-                      poll_s: float = 0.1) -> Iterator[SimulatedCluster]:
+                      poll_s: float = 0.1, **options: Any) -> Iterator[SimulatedCluster]:
     """A simulated Kubernetes cluster every region's deployments go to, with the cached clients forgotten
-    before and after (they would point at the previous test's cluster)."""
+    before and after (they would point at the previous test's cluster). ``options`` go to the cluster (e.g.
+    ``brokers_dir`` for real brokers)."""
     from django.test import override_settings
 
     from k8s.clusters import forget_clients
     from k8s.simulator import SimulatedCluster
 
     with SimulatedCluster(ready_delay_s=ready_delay_s, namespace_delete_delay_s=namespace_delete_delay_s,
-                          seed=seed) as simulated:
+                          seed=seed, **options) as simulated:
         with override_settings(KUBERNETES_SIMULATOR_URL=simulated.url, KUBERNETES_CLUSTERS={},
                                DEPLOYMENT_POLL_SECONDS=poll_s):
             forget_clients()

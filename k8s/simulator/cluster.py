@@ -52,7 +52,8 @@ class SimulatedCluster:
         self.metrics = BrokerMetrics(self.state, self.fleet)
         self.kubelet = Kubelet(self.state, self.faults, ready_delay_s=ready_delay_s,
                                terminate_delay_s=terminate_delay_s,
-                               addresses=self.fleet.address if self.fleet else None)
+                               addresses=self.fleet.address if self.fleet else None,
+                               broker_up=self.fleet.serving if self.fleet else None)
         self.api = ApiRouter(self.state, self.faults)
         self.control = ControlRouter(self)
         self._httpd: SimulatorHTTPServer | None = None

@@ -1,11 +1,12 @@
 """Real MQTT brokers for the simulated cluster: one stand-in EMQX process per deployment namespace.
 
-While a namespace's broker StatefulSet has a Ready pod, a broker process (``python -m k8s.simulator.broker``)
+While a namespace's broker StatefulSet has a running pod, a broker process (``python -m k8s.simulator.broker``)
 runs for it on a loopback address of its own (127.77.x.y, EMQX's standard ports), which is also the address
 the simulated cloud load balancer hands out, so the deployment's endpoints are reachable by any MQTT client on
 the machine. It runs with what a pod would read (``podview``): the bootstrap API keys, the TLS files, the
 HTTP authenticator. Its users and rules live in a state directory per namespace that survives restarts, as
-EMQX's data volume does. No Ready pod (stopped, or every node down): the process is stopped; the namespace
+EMQX's data volume does. The kubelet calls a pod Ready only while the broker serves (EMQX's readiness
+probe). No pod left (stopped, or every node gone): the process is stopped; the namespace
 gone: its state and address are forgotten. A plan that changed (a new certificate, another authenticator)
 restarts the process; scaling does not (clients keep a node to reconnect to, as with evacuation).
 
@@ -35,7 +36,7 @@ from typing import Any
 from .broker.process import BrokerProcess, BrokerStartError, start_broker
 from .podview import CONFIGMAPS, SECRETS, BrokerPlan, PodView, PodViewError
 from .resources import NAMESPACES, PODS, STATEFULSETS
-from .store import Store, is_ready
+from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,9 @@ class BrokerFleet:
             running = self._brokers.get(namespace)
             return running.process if running and running.process and running.process.alive() else None
 
+    def serving(self, namespace: str) -> bool:
+        return self.broker(namespace) is not None
+
     def counters(self, namespace: str) -> dict[str, float] | None:
         """Live figures of the namespace's broker from its latest samples, or None without a running broker."""
         with self._lock:
@@ -175,8 +179,9 @@ class BrokerFleet:
                           if not ns["metadata"].get("deletionTimestamp")}
             for sts in self.store.objects(STATEFULSETS, copies=False):
                 namespace = sts["metadata"]["namespace"]
+                # A broker while any pod is running (the kubelet then waits for it before calling a pod Ready).
                 if namespace not in namespaces or not any(
-                        is_ready(p) and not p["metadata"].get("deletionTimestamp")
+                        not p["metadata"].get("deletionTimestamp")
                         for p in self.store.objects(PODS, namespace, copies=False)):
                     continue
                 view = PodView((sts["spec"].get("template") or {}).get("spec") or {},

@@ -67,10 +67,13 @@ def _resolve(value: int | str, total: int) -> int:
 class Kubelet:
     def __init__(self, store: Store, faults: FaultInjector, *, ready_delay_s: float = 0.2,
                  terminate_delay_s: float = 0.0, tick_s: float | None = None,
-                 addresses: Callable[[str], str] | None = None) -> None:
+                 addresses: Callable[[str], str] | None = None,
+                 broker_up: Callable[[str], bool] | None = None) -> None:
         self.store = store
-        # With real brokers (k8s.simulator.fleet), a load balancer's address is its broker's loopback address.
+        # With real brokers (k8s.simulator.fleet), a load balancer's address is its broker's loopback address,
+        # and a pod is Ready only while the namespace's broker answers (what EMQX's readiness probe checks).
         self.addresses = addresses
+        self.broker_up = broker_up
         self.faults = faults
         self.ready_delay_s = ready_delay_s
         self.terminate_delay_s = terminate_delay_s
@@ -128,7 +131,7 @@ class Kubelet:
         if meta.get("deletionTimestamp") or is_ready(pod):
             return
         if now >= self._ready_at.setdefault(uid, now + self.ready_delay_s) and not self.faults.readiness_blocked(
-                meta["namespace"], meta["name"]):
+                meta["namespace"], meta["name"]) and (self.broker_up is None or self.broker_up(meta["namespace"])):
             self.store.put(PODS, {**pod, "status": _pod_status(pod, ready=True)})
 
     def _create_pod(self, sts: dict[str, Any], ordinal: int, revision: str, now: float) -> None:

@@ -9,10 +9,13 @@ use EMQX's standard ports.
 from __future__ import annotations
 
 import base64
+import ctypes
+import ctypes.util
 import json
 import os
 import random
 import selectors
+import signal
 import subprocess
 import sys
 import tempfile
@@ -152,7 +155,7 @@ def start_broker(
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT,  # noqa: S603 - our own module, fixed arguments
                             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                            env=env)
+                            env=env, preexec_fn=_die_with_parent)
     try:
         line = _wait_ready(proc, timeout)
     except BrokerStartError as exc:
@@ -171,6 +174,17 @@ def start_broker(
         if value.isdigit():
             ports[name] = int(value)
     return BrokerProcess(proc, host, ports, str(bootstrap_file), log)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: a broker whose starter died (a simulator killed with SIGKILL) gets SIGTERM
+    instead of living on with its addresses taken. Linux only; elsewhere nothing happens. Linux sends it when
+    the starting *thread* ends: start brokers from a thread that outlives them (the fleet's, a test's)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], timeout: float) -> str:

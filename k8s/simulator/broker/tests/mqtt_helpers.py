@@ -103,7 +103,7 @@ class Client:
         self.c.on_disconnect = lambda *a: self.disconnected.set()
         self.c.on_subscribe = self._on_subscribe
         self.c.on_message = lambda _c, _u, msg: self.messages.append((msg.topic, msg.payload))
-        default = {"tcp": broker.mqtt_port, "websockets": broker.ports["ws"]}[transport]
+        default = broker.mqtt_port if transport == "tcp" else broker.ports["ws"]
         self.c.connect(broker.host, port or default, keepalive=keepalive)
         self.c.loop_start()
         assert self.connack.wait(5), "no CONNACK"
