@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import socket
 import threading
@@ -57,6 +58,10 @@ class CounterSample:
     auth_failures: int
 
 
+# A namespace whose pod configuration cannot be read holds the reason, with this prefix, where a digest would be.
+PROBLEM = "problem: "
+
+
 @dataclass
 class RunningBroker:
     process: BrokerProcess | None
@@ -89,8 +94,8 @@ def _ports_free(host: str) -> bool:
 
 
 class BrokerFleet:
-    def __init__(self, store: Store, root: str | Path, *, tick_s: float = 0.25, sample_every_s: float = SAMPLE_EVERY_S,
-                 log_level: str = "WARNING") -> None:
+    def __init__(self, store: Store, root: str | os.PathLike[str], *, tick_s: float = 0.25,
+                 sample_every_s: float = SAMPLE_EVERY_S, log_level: str = "WARNING") -> None:
         self.store = store
         self.root = Path(root)
         self.tick_s = tick_s
@@ -123,6 +128,14 @@ class BrokerFleet:
 
     def serving(self, namespace: str) -> bool:
         return self.broker(namespace) is not None
+
+    def problem(self, namespace: str) -> str | None:
+        """Why the namespace's broker cannot start (its pod's configuration is unusable), or None."""
+        with self._lock:
+            running = self._brokers.get(namespace)
+            if running is None or running.process is not None or not running.plan_digest.startswith(PROBLEM):
+                return None
+            return running.plan_digest.removeprefix(PROBLEM)
 
     def counters(self, namespace: str) -> dict[str, float] | None:
         """Live figures of the namespace's broker from its latest samples, or None without a running broker."""
@@ -198,9 +211,9 @@ class BrokerFleet:
         now = time.monotonic()
         with self._lock:
             current = dict(self._brokers)
-        for namespace, running in current.items():
+        for namespace, unwanted in current.items():
             if namespace not in plans:
-                self._retire(namespace, running, forget=namespace not in namespaces)
+                self._retire(namespace, unwanted, forget=namespace not in namespaces)
         for namespace in list(self._addresses):
             if namespace not in namespaces and namespace not in current:
                 with self._lock:
@@ -208,10 +221,10 @@ class BrokerFleet:
         for namespace, plan in plans.items():
             running = current.get(namespace)
             if isinstance(plan, str):
-                if running is None or running.plan_digest != plan:
+                if running is None or running.plan_digest != PROBLEM + plan:
                     log.warning("broker of %s cannot start: %s", namespace, plan)
                     with self._lock:
-                        self._brokers[namespace] = RunningBroker(None, plan)
+                        self._brokers[namespace] = RunningBroker(None, PROBLEM + plan)
                 continue
             digest = plan.digest()
             healthy = running is not None and running.process is not None and running.process.alive()
@@ -240,7 +253,7 @@ class BrokerFleet:
         bootstrap = directory / "api_keys"
         bootstrap.write_text(plan.api_keys)
         bootstrap.chmod(0o600)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = dict(BROKER_PORTS)
         if plan.certfile and plan.keyfile:
             (directory / "tls.crt").write_text(plan.certfile)
             key = directory / "tls.key"
@@ -254,8 +267,7 @@ class BrokerFleet:
             kwargs["http_authenticator"] = authn
         try:
             process = start_broker(self.address(namespace), bootstrap_file=bootstrap, state_dir=directory / "state",
-                                   log_file=directory / "broker.log", log_level=self.log_level, **BROKER_PORTS,
-                                   **kwargs)
+                                   log_file=directory / "broker.log", log_level=self.log_level, **kwargs)
         except BrokerStartError as exc:
             if exc.address_in_use:
                 # Somebody else took the address while the broker was down: pick another; the load balancer

@@ -171,9 +171,9 @@ def test_the_http_authenticator_of_the_rendered_config_follows_the_built_in_data
         server.server_close()
 
 
-def test_a_pod_whose_config_cannot_be_read_gets_no_broker(cluster, caplog):
+def test_a_pod_whose_config_cannot_be_read_gets_no_broker(cluster):
     apply(cluster, broker_spec("mq-x", extra_config=()))  # no api_key.bootstrap_file: nobody could manage it
-    wait_until(lambda: "sets no api_key.bootstrap_file" in caplog.text)
+    wait_until(lambda: "sets no api_key.bootstrap_file" in (cluster.fleet.problem("mq-x") or ""))
     assert cluster.fleet.broker("mq-x") is None
 
 
