@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from deployments.console import peering, views
+from deployments.console import access, peering, views
 
 urlpatterns = [
     path("deployments", views.DeploymentListView.as_view(), name="deployments"),
@@ -25,4 +25,14 @@ urlpatterns = [
          name="deployment-http-auth-test"),
     path("deployments/<str:deployment_id>/http-auth/delete", views.HttpAuthDeleteView.as_view(),
          name="deployment-http-auth-delete"),
+    path("deployments/<str:deployment_id>/access/users", access.MqttUsersView.as_view(),
+         name="deployment-mqtt-users"),
+    path("deployments/<str:deployment_id>/access/users/import", access.MqttUsersImportView.as_view(),
+         name="deployment-mqtt-users-import"),
+    path("deployments/<str:deployment_id>/access/users/<str:user_id>/password", access.MqttUserPasswordView.as_view(),
+         name="deployment-mqtt-user-password"),
+    path("deployments/<str:deployment_id>/access/users/<str:user_id>/superuser",
+         access.MqttUserSuperuserView.as_view(), name="deployment-mqtt-user-superuser"),
+    path("deployments/<str:deployment_id>/access/users/<str:user_id>/delete", access.MqttUserDeleteView.as_view(),
+         name="deployment-mqtt-user-delete"),
 ]

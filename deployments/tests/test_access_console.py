@@ -1,0 +1,182 @@
+"""The deployment's Access area in the console: MQTT users (create, reset, superuser, delete, import)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from deployments.models import MqttUser
+from deployments.mqtt_access import hashing
+from deployments.tests.factories import DeploymentFactory
+from projects.models import AuditEvent
+from projects.roles import Role
+from projects.tests.factories import OrganizationFactory, ProjectFactory
+from tests.support import console_login as logged_in
+from tests.support import console_url as url
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def owner():
+    client, member = logged_in()
+    return client, DeploymentFactory(organization=member.organization)
+
+
+def user(deployment, username: str, password: str = "secret-pass", superuser: bool = False) -> MqttUser:
+    stored = hashing.hash_password(password)
+    return MqttUser.objects.create(deployment=deployment, username=username, username_key=username.casefold(),
+                                   algorithm=stored.algorithm, password_hash=stored.password_hash,
+                                   salt=stored.salt, is_superuser=superuser)
+
+
+def shown_password(body: str) -> str:
+    match = re.search(r'<code id="mqtt-password">([^<]+)</code>', body)
+    assert match, body[:3000]
+    return match.group(1)
+
+
+def test_create_without_password_shows_the_generated_one_once(owner):
+    client, deployment = owner
+    body = client.get(url("deployment-mqtt-users", deployment.id)).content.decode()
+    assert "No users yet" in body and "csrfmiddlewaretoken" in body
+    response = client.post(url("deployment-mqtt-users", deployment.id), {"username": "sensor-1", "password": ""})
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
+    body = response.content.decode()
+    password = shown_password(body)
+    assert "will never be shown again" in body and 'id="copy-password"' in body
+    stored = MqttUser.objects.get(deployment=deployment, username="sensor-1")
+    assert hashing.verify_password(hashing.PasswordHash(stored.algorithm, stored.password_hash, stored.salt),
+                                   password)
+    listing = client.get(url("deployment-mqtt-users", deployment.id)).content.decode()
+    assert "sensor-1" in listing and password not in listing
+    assert AuditEvent.objects.filter(action="deployment.mqtt_user.create").exists()
+
+
+def test_create_with_a_password_redirects_and_errors_show_next_to_the_field(owner):
+    client, deployment = owner
+    response = client.post(url("deployment-mqtt-users", deployment.id),
+                           {"username": "dev", "password": "long-enough-1", "is_superuser": "on"})
+    assert response.status_code == 302
+    assert MqttUser.objects.get(deployment=deployment, username="dev").is_superuser
+    response = client.post(url("deployment-mqtt-users", deployment.id), {"username": "DEV", "password": "short"})
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert re.search(r'field-invalid">\s*<label for="id_password".*?At least 8 characters', body, re.S)
+    response = client.post(url("deployment-mqtt-users", deployment.id), {"username": "DEV", "password": ""})
+    assert response.status_code == 400
+    assert re.search(r'field-invalid">\s*<label for="id_username".*?Already exists', response.content.decode(), re.S)
+
+
+def test_list_filters_by_username_and_paginates(owner):
+    client, deployment = owner
+    for index in range(55):
+        user(deployment, f"sensor-{index:02d}")
+    user(deployment, "zeta-gateway")
+    body = client.get(url("deployment-mqtt-users", deployment.id)).content.decode()
+    assert "sensor-00" in body and "zeta-gateway" not in body and "Page 1 of 2" in body
+    body = client.get(url("deployment-mqtt-users", deployment.id), {"page": 2}).content.decode()
+    assert "zeta-gateway" in body
+    body = client.get(url("deployment-mqtt-users", deployment.id), {"username": "ZETA"}).content.decode()
+    assert "zeta-gateway" in body and "sensor-00" not in body
+
+
+def test_reset_password_superuser_toggle_and_delete(owner):
+    client, deployment = owner
+    target = user(deployment, "lamp", password="old-password")
+    response = client.post(url("deployment-mqtt-user-password", deployment.id, target.id), {"password": ""})
+    assert response.status_code == 200
+    password = shown_password(response.content.decode())
+    target.refresh_from_db()
+    assert hashing.verify_password(hashing.PasswordHash(target.algorithm, target.password_hash, target.salt),
+                                   password)
+    assert client.post(url("deployment-mqtt-user-superuser", deployment.id, target.id),
+                       {"is_superuser": "on"}).status_code == 302
+    target.refresh_from_db()
+    assert target.is_superuser
+    confirm = client.get(url("deployment-mqtt-user-delete", deployment.id, target.id)).content.decode()
+    assert "lamp" in confirm and "csrfmiddlewaretoken" in confirm
+    assert client.post(url("deployment-mqtt-user-delete", deployment.id, target.id)).status_code == 302
+    assert not MqttUser.objects.filter(pk=target.pk).exists()
+    assert AuditEvent.objects.filter(action="deployment.mqtt_user.delete").exists()
+
+
+def test_reset_with_a_bad_password_says_so_next_to_the_field(owner):
+    client, deployment = owner
+    target = user(deployment, "lamp")
+    response = client.post(url("deployment-mqtt-user-password", deployment.id, target.id), {"password": "short"})
+    assert response.status_code == 400 and "At least 8 characters" in response.content.decode()
+
+
+CSV = "username,password\nsensor-1,long-enough-1\nsensor-2,short\nsensor-3,long-enough-3\n"
+
+
+def test_import_previews_then_applies(owner):
+    client, deployment = owner
+    user(deployment, "sensor-3", password="long-enough-3")
+    response = client.post(url("deployment-mqtt-users-import", deployment.id), {"csv_text": CSV, "preview": "1"})
+    body = response.content.decode()
+    assert response.status_code == 400  # one row has an error: shown, nothing changed
+    assert re.search(r"sensor-2.*?At least 8 characters", body, re.S)
+    assert "1 to create" in body and "1 unchanged" in body
+    assert not MqttUser.objects.filter(username="sensor-1").exists()
+    fixed = CSV.replace("sensor-2,short", "sensor-2,long-enough-2")
+    body = client.post(url("deployment-mqtt-users-import", deployment.id),
+                       {"csv_text": fixed, "preview": "1"}).content.decode()
+    assert "2 to create" in body and 'name="apply"' in body
+    response = client.post(url("deployment-mqtt-users-import", deployment.id), {"csv_text": fixed, "apply": "1"})
+    assert response.status_code == 302
+    assert MqttUser.objects.filter(deployment=deployment).count() == 3
+
+
+def test_import_accepts_an_uploaded_hashed_file_and_rejects_bad_columns(owner):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client, deployment = owner
+    stored = hashing.hash_password("long-enough-9")
+    upload = SimpleUploadedFile("users.csv", f"hashed,{stored.password_hash},{stored.salt},{stored.algorithm}\n"
+                                .encode())
+    response = client.post(url("deployment-mqtt-users-import", deployment.id), {"csv_file": upload, "apply": "1"})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert MqttUser.objects.get(deployment=deployment, username="hashed").password_hash == stored.password_hash
+    response = client.post(url("deployment-mqtt-users-import", deployment.id),
+                           {"csv_text": "a,b,c\n", "preview": "1"})
+    assert response.status_code == 400 and "2 columns" in response.content.decode()
+    response = client.post(url("deployment-mqtt-users-import", deployment.id), {"csv_text": "", "preview": "1"})
+    assert response.status_code == 400 and "Paste CSV or choose a file" in response.content.decode()
+
+
+def test_viewer_sees_users_but_gets_no_forms_and_403_on_changes():
+    client, member = logged_in(Role.VIEWER)
+    deployment = DeploymentFactory(organization=member.organization)
+    target = user(deployment, "lamp")
+    body = client.get(url("deployment-mqtt-users", deployment.id)).content.decode()
+    assert "lamp" in body and 'name="username" maxlength' not in body and "Delete" not in body
+    assert client.post(url("deployment-mqtt-users", deployment.id), {"username": "x"}).status_code == 403
+    for name in ("deployment-mqtt-user-password", "deployment-mqtt-user-superuser", "deployment-mqtt-user-delete"):
+        assert client.post(url(name, deployment.id, target.id), {"is_superuser": "on"}).status_code == 403, name
+    assert client.get(url("deployment-mqtt-users-import", deployment.id)).status_code == 403
+    assert client.post(url("deployment-mqtt-users-import", deployment.id),
+                       {"csv_text": CSV, "apply": "1"}).status_code == 403
+    assert MqttUser.objects.filter(deployment=deployment).count() == 1
+
+
+def test_other_organizations_and_other_projects_are_404():
+    client, member = logged_in()
+    stranger = DeploymentFactory()
+    target = user(stranger, "lamp")
+    assert client.get(url("deployment-mqtt-users", stranger.id)).status_code == 404
+    assert client.post(url("deployment-mqtt-users", stranger.id), {"username": "x"}).status_code == 404
+    assert client.post(url("deployment-mqtt-user-delete", stranger.id, target.id)).status_code == 404
+    assert client.post(url("deployment-mqtt-users-import", stranger.id),
+                       {"csv_text": CSV, "apply": "1"}).status_code == 404
+    # A user id of another deployment, through one's own deployment: 404 too.
+    own = DeploymentFactory(organization=member.organization)
+    assert client.post(url("deployment-mqtt-user-delete", own.id, target.id)).status_code == 404
+    org = OrganizationFactory()
+    mine, theirs = ProjectFactory(organization=org), ProjectFactory(organization=org)
+    hidden = DeploymentFactory(organization=org, project=theirs)
+    limited, _ = logged_in(Role.DEVELOPER, organization=org, projects=[mine])
+    assert limited.get(url("deployment-mqtt-users", hidden.id)).status_code == 404
+    assert MqttUser.objects.filter(username="lamp").count() == 1
