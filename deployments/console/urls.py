@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from deployments.console import access, peering, views
+from deployments.console import access, acl, peering, views
 
 urlpatterns = [
     path("deployments", views.DeploymentListView.as_view(), name="deployments"),
@@ -35,4 +35,6 @@ urlpatterns = [
          access.MqttUserSuperuserView.as_view(), name="deployment-mqtt-user-superuser"),
     path("deployments/<str:deployment_id>/access/users/<str:user_id>/delete", access.MqttUserDeleteView.as_view(),
          name="deployment-mqtt-user-delete"),
+    path("deployments/<str:deployment_id>/access/acl", acl.AclView.as_view(), name="deployment-acl"),
+    path("deployments/<str:deployment_id>/access/acl/check", acl.AclCheckView.as_view(), name="deployment-acl-check"),
 ]

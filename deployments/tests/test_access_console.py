@@ -180,3 +180,97 @@ def test_other_organizations_and_other_projects_are_404():
     limited, _ = logged_in(Role.DEVELOPER, organization=org, projects=[mine])
     assert limited.get(url("deployment-mqtt-users", hidden.id)).status_code == 404
     assert MqttUser.objects.filter(username="lamp").count() == 1
+
+
+# --- ACL --------------------------------------------------------------------------------------------
+def rules_post(rules: list[dict], *, op: str = "save", no_match: str = "deny") -> dict:
+    data = {"rules-TOTAL_FORMS": str(len(rules)), "rules-INITIAL_FORMS": "0", "no_match": no_match, "op": op}
+    for index, rule in enumerate(rules):
+        for name, value in rule.items():
+            data[f"rules-{index}-{name}"] = value
+    return data
+
+
+RULES = [
+    {"permission": "deny", "who": "username", "who_value": "mallory", "action": "all", "topics": "#"},
+    {"permission": "allow", "who": "all", "action": "publish", "topics": "dev/${username}/#\r\neq raw/#"},
+]
+
+
+def test_acl_save_shows_the_rules_and_whether_they_are_live(owner):
+    from deployments.models import MqttAccess
+
+    client, deployment = owner
+    body = client.get(url("deployment-acl", deployment.id)).content.decode()
+    assert "No rules" in body and "csrfmiddlewaretoken" in body
+    response = client.post(url("deployment-acl", deployment.id), rules_post(RULES))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    access = MqttAccess.objects.get(deployment=deployment)
+    assert access.acl_rules == [
+        {"permission": "deny", "who": {"username": "mallory"}, "action": "all", "topics": ["#"]},
+        {"permission": "allow", "who": "all", "action": "publish", "topics": ["dev/${username}/#", "eq raw/#"]}]
+    body = client.get(url("deployment-acl", deployment.id)).content.decode()
+    assert "dev/${username}/#\neq raw/#" in body and "Pending" in body
+    assert AuditEvent.objects.filter(action="deployment.acl.update").exists()
+    access.applied_generation = access.generation
+    access.save()
+    assert "Live" in client.get(url("deployment-acl", deployment.id)).content.decode()
+
+
+def test_acl_add_move_and_delete_rules_before_saving(owner):
+    client, deployment = owner
+    body = client.post(url("deployment-acl", deployment.id), rules_post(RULES, op="add")).content.decode()
+    assert 'name="rules-2-topics"' in body and "Unsaved changes" in body
+    body = client.post(url("deployment-acl", deployment.id), rules_post(RULES, op="down-0")).content.decode()
+    assert body.index("dev/${username}/#") < body.index('value="mallory"')
+    body = client.post(url("deployment-acl", deployment.id), rules_post(RULES, op="delete-0")).content.decode()
+    assert 'value="mallory"' not in body and 'name="rules-1-topics"' not in body
+
+
+def test_acl_errors_show_on_their_rule(owner):
+    from deployments.models import MqttAccess
+
+    client, deployment = owner
+    bad = [RULES[1], {"permission": "allow", "who": "all", "action": "all", "topics": "a/#/b"},
+           {"permission": "allow", "who": "clientid", "who_value": "", "action": "all", "topics": "x"}]
+    response = client.post(url("deployment-acl", deployment.id), rules_post(bad))
+    assert response.status_code == 400
+    body = response.content.decode()
+    rule_2 = body.split('id="rule-2"')[1].split('id="rule-3"')[0]
+    assert "must be a whole level and the last one" in rule_2
+    assert "Enter the client ID" in body.split('id="rule-3"')[1]
+    assert not MqttAccess.objects.filter(deployment=deployment).exists()
+
+
+def test_would_this_be_allowed_names_the_rule(owner):
+    client, deployment = owner
+    client.post(url("deployment-acl", deployment.id), rules_post(RULES))
+    check = url("deployment-acl-check", deployment.id)
+    body = client.post(check, {"username": "alice", "clientid": "c1", "action": "publish",
+                               "topic": "dev/alice/t"}).content.decode()
+    assert "Allowed" in body and "rule 2" in body
+    body = client.post(check, {"username": "mallory", "clientid": "c1", "action": "publish",
+                               "topic": "dev/mallory/t"}).content.decode()
+    assert "Denied" in body and "rule 1" in body
+    body = client.post(check, {"username": "alice", "clientid": "c1", "action": "subscribe",
+                               "topic": "dev/alice/t"}).content.decode()
+    assert "Denied" in body and "No rule matches" in body
+    user(deployment, "root", superuser=True)
+    body = client.post(check, {"username": "root", "clientid": "c1", "action": "publish",
+                               "topic": "x"}).content.decode()
+    assert "Allowed" in body and "superuser" in body
+    response = client.post(check, {"username": "a", "clientid": "c1", "action": "publish", "topic": "a/+"})
+    assert response.status_code == 400 and "wildcards" in response.content.decode()
+
+
+def test_viewer_reads_the_acl_and_may_check_but_not_save():
+    client, member = logged_in(Role.VIEWER)
+    deployment = DeploymentFactory(organization=member.organization)
+    body = client.get(url("deployment-acl", deployment.id)).content.decode()
+    assert 'name="op"' not in body and "Check" in body
+    assert client.post(url("deployment-acl", deployment.id), rules_post(RULES)).status_code == 403
+    assert client.post(url("deployment-acl-check", deployment.id), {"username": "a", "clientid": "c",
+                       "action": "publish", "topic": "t"}).status_code == 200
+    stranger = DeploymentFactory()
+    assert client.get(url("deployment-acl", stranger.id)).status_code == 404
+    assert client.post(url("deployment-acl-check", stranger.id), {}).status_code == 404
