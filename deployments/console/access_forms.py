@@ -185,3 +185,13 @@ class AclCheckForm(forms.Form):
         if data.get("action") == "publish" and ("+" in topic or "#" in topic):
             self.add_error("topic", "A client publishes to a topic without wildcards (+ or #).")
         return data
+
+
+# --- connected clients ------------------------------------------------------------------------------
+class ClientFilterForm(forms.Form):
+    clientid = forms.CharField(required=False, max_length=256, label="Client ID contains")
+    username = forms.CharField(required=False, max_length=256, label="Username contains")
+
+
+class ClientDisconnectForm(forms.Form):
+    clientid = forms.CharField(max_length=65535, strip=False)

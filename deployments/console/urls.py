@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from deployments.console import access, acl, peering, views
+from deployments.console import access, acl, clients, peering, views
 
 urlpatterns = [
     path("deployments", views.DeploymentListView.as_view(), name="deployments"),
@@ -37,4 +37,7 @@ urlpatterns = [
          name="deployment-mqtt-user-delete"),
     path("deployments/<str:deployment_id>/access/acl", acl.AclView.as_view(), name="deployment-acl"),
     path("deployments/<str:deployment_id>/access/acl/check", acl.AclCheckView.as_view(), name="deployment-acl-check"),
+    path("deployments/<str:deployment_id>/access/clients", clients.ClientsView.as_view(), name="deployment-clients"),
+    path("deployments/<str:deployment_id>/access/clients/disconnect", clients.ClientDisconnectView.as_view(),
+         name="deployment-client-disconnect"),
 ]

@@ -274,3 +274,65 @@ def test_viewer_reads_the_acl_and_may_check_but_not_save():
     stranger = DeploymentFactory()
     assert client.get(url("deployment-acl", stranger.id)).status_code == 404
     assert client.post(url("deployment-acl-check", stranger.id), {}).status_code == 404
+
+
+# --- connected clients ------------------------------------------------------------------------------
+# The broker's side of clients() and client_kick() is tested over real HTTP against the simulated broker
+# (test_mqtt_access_delivery); here the console's handling of its answers.
+@pytest.fixture
+def broker_clients(monkeypatch):
+    from deployments.mqtt_access.broker_api import BrokerApi, ConnectedClient
+
+    connected = {"lamp-1": ConnectedClient("lamp-1", "lamp", "127.0.0.1", "2026-12-05T05:00:00Z", "MQTT 5")}
+    asked: list[dict] = []
+
+    def clients(self, *, clientid: str = "", username: str = "", limit: int = 100):
+        asked.append({"clientid": clientid, "username": username})
+        return [c for c in connected.values() if clientid in c.clientid and username in (c.username or "")]
+
+    def client_kick(self, clientid: str) -> bool:
+        return connected.pop(clientid, None) is not None
+
+    monkeypatch.setattr(BrokerApi, "clients", clients)
+    monkeypatch.setattr(BrokerApi, "client_kick", client_kick)
+    return asked
+
+
+ON_LOOPBACK = {"mqtt": "127.0.0.77:1883", "mqtts": "127.0.0.77:8883"}
+
+
+def test_clients_list_filter_and_disconnect(broker_clients):
+    client, member = logged_in()
+    deployment = DeploymentFactory(organization=member.organization, endpoints=ON_LOOPBACK)
+    body = client.get(url("deployment-clients", deployment.id)).content.decode()
+    assert "lamp-1" in body and "127.0.0.1" in body and "MQTT 5" in body and "Disconnect" in body
+    body = client.get(url("deployment-clients", deployment.id), {"username": "other"}).content.decode()
+    assert "lamp-1" not in body and "No connected client matches" in body
+    assert broker_clients[-1] == {"clientid": "", "username": "other"}
+    response = client.post(url("deployment-client-disconnect", deployment.id), {"clientid": "lamp-1"}, follow=True)
+    assert "lamp-1 was disconnected" in response.content.decode()
+    assert AuditEvent.objects.filter(action="deployment.mqtt_client.disconnect").exists()
+    response = client.post(url("deployment-client-disconnect", deployment.id), {"clientid": "lamp-1"}, follow=True)
+    assert "is not connected" in response.content.decode()
+
+
+def test_clients_empty_state_points_to_connect_and_an_unreachable_broker_is_said():
+    client, member = logged_in()
+    deployment = DeploymentFactory(organization=member.organization)
+    body = client.get(url("deployment-clients", deployment.id)).content.decode()
+    assert "No client connected" in body and "#connect-title" in body
+    unreachable = DeploymentFactory(organization=member.organization, endpoints=ON_LOOPBACK)
+    response = client.get(url("deployment-clients", unreachable.id))
+    assert response.status_code == 503 and "cannot be reached" in response.content.decode()
+
+
+def test_viewer_sees_clients_without_disconnect_and_strangers_get_404(broker_clients):
+    client, member = logged_in(Role.VIEWER)
+    deployment = DeploymentFactory(organization=member.organization, endpoints=ON_LOOPBACK)
+    body = client.get(url("deployment-clients", deployment.id)).content.decode()
+    assert "lamp-1" in body and "Disconnect" not in body
+    assert client.post(url("deployment-client-disconnect", deployment.id), {"clientid": "lamp-1"}).status_code == 403
+    stranger = DeploymentFactory(endpoints=ON_LOOPBACK)
+    owner, _ = logged_in()
+    assert owner.get(url("deployment-clients", stranger.id)).status_code == 404
+    assert owner.post(url("deployment-client-disconnect", stranger.id), {"clientid": "lamp-1"}).status_code == 404
