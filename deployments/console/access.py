@@ -72,7 +72,7 @@ class MqttUsersView(AccessMixin, OrganizationConsoleView):
     template_name = "console/deployments/access/users.html"
 
     def context(self, form: forms.Form | None = None) -> dict[str, Any]:
-        filter_form = access_forms.MqttUserFilterForm(self.request.GET)
+        filter_form = access_forms.MqttUserFilterForm(self.request.GET, auto_id="filter_%s")
         username = filter_form.cleaned_data["username"] if filter_form.is_valid() else ""
         users = selectors.mqtt_user_list(deployment=self.deployment, username=username or None)
         page = Paginator(users, USERS_PER_PAGE).get_page(self.request.GET.get("page"))

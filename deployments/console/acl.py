@@ -119,9 +119,9 @@ class AclView(AccessMixin, OrganizationConsoleView):
             for form in [*formset.forms, no_match_form]:
                 for field in form.fields.values():
                     field.disabled = True
+        check_form = check_form or access_forms.AclCheckForm(auto_id="check_%s")
         return self.access_context(formset=formset, no_match_form=no_match_form, unsaved=unsaved,
-                                   check_form=check_form or access_forms.AclCheckForm(), verdict=verdict,
-                                   can_write=can_write)
+                                   check_form=check_form, verdict=verdict, can_write=can_write)
 
     def get(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
         return self.render_page(self.context())
@@ -160,7 +160,7 @@ class AclCheckView(AclView):
     http_method_names: ClassVar[list[str]] = ["post"]
 
     def post(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
-        form = access_forms.AclCheckForm(request.POST)
+        form = access_forms.AclCheckForm(request.POST, auto_id="check_%s")
         if not form.is_valid():
             return self.render_page(self.context(check_form=form), status=400)
         verdict = acl_verdict(principal=self.principal, deployment=self.deployment, **form.cleaned_data)
