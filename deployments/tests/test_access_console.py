@@ -336,3 +336,12 @@ def test_viewer_sees_clients_without_disconnect_and_strangers_get_404(broker_cli
     owner, _ = logged_in()
     assert owner.get(url("deployment-clients", stranger.id)).status_code == 404
     assert owner.post(url("deployment-client-disconnect", stranger.id), {"clientid": "lamp-1"}).status_code == 404
+
+
+def test_acl_refusals_of_the_service_land_on_their_rule(owner):
+    client, deployment = owner
+    many = "\n".join(f"t/{index}" for index in range(51))
+    rules = [RULES[1], {"permission": "allow", "who": "all", "action": "all", "topics": many}]
+    response = client.post(url("deployment-acl", deployment.id), rules_post(rules))
+    assert response.status_code == 400
+    assert "At most 50 topic filters per rule" in response.content.decode().split('id="rule-2"')[1]
