@@ -69,21 +69,36 @@ def test_the_commands_shown_with_a_new_password_work_as_printed(tmp_path: Path, 
             "rules-0-permission": "allow", "rules-0-who": "all", "rules-0-action": "all", "rules-0-topics": "test/#"})
         body = client.post(url("deployment-mqtt-users", deployment.id), {"username": "first device"}).content.decode()
         delivery.mqtt_access_push(deployment_id=deployment.id)
-        snippet = {name: html.unescape(text) for name, text in
-                   re.findall(r'<pre id="(snippet-mqtt-[a-z]+)">(.*?)</pre>', body, re.S)}
-        sub_line, pub_line = (line for line in snippet["snippet-mqtt-mosquitto"].splitlines()
-                              if not line.startswith("#"))
-        subscriber = subprocess.Popen(["bash", "-c", sub_line.replace(" -v", " -v -C 2 -W 20")],
+        snippet = _snippets(body)
+        password = re.search(r'<code id="mqtt-password">([^<]+)</code>', body).group(1)
+        card = _snippets(client.get(url("deployment-detail", deployment.id)).content.decode())
+        environment = {"PATH": "/usr/bin:/bin", "MQTT_USERNAME": "first device", "MQTT_PASSWORD": password}
+        sub_line, pub_line = _lines(snippet["snippet-mqtt-mosquitto"])
+        subscriber = subprocess.Popen(["bash", "-c", sub_line.replace(" -v", " -v -C 4 -W 20")],
                                       stdout=subprocess.PIPE, text=True)
         try:
             if not _wait_subscribed(deployment):
                 pytest.fail("mosquitto_sub did not connect")
             subprocess.run(["bash", "-c", pub_line], check=True, timeout=20)
             subprocess.run([sys.executable, "-c", snippet["snippet-mqtt-python"]], check=True, timeout=20)
+            # The deployment page's card: the same commands, the credentials from the environment.
+            subprocess.run(["bash", "-c", _lines(card["snippet-mqtt-mosquitto"])[1]], check=True, timeout=20,
+                           env=environment)
+            subprocess.run([sys.executable, "-c", card["snippet-mqtt-python"]], check=True, timeout=20,
+                           env=environment)
             output, _ = subscriber.communicate(timeout=20)
         finally:
             subscriber.kill()
-    assert output.splitlines() == ["test/hello hello", "test/hello hello"]
+    assert output.splitlines() == ["test/hello hello"] * 4
+
+
+def _snippets(body: str) -> dict[str, str]:
+    return {name: html.unescape(text) for name, text in
+            re.findall(r'<pre id="(snippet-mqtt-[a-z]+)">(.*?)</pre>', body, re.S)}
+
+
+def _lines(commands: str) -> list[str]:
+    return [line for line in commands.splitlines() if not line.startswith("#")]
 
 
 def _wait_subscribed(deployment) -> bool:
