@@ -52,7 +52,7 @@ class MqttUsersImportForm(forms.Form):
     csv_file = forms.FileField(required=False, label="Or upload a .csv file")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         upload = data.get("csv_file")
         if upload is not None:
             if upload.size > IMPORT_FILE_MAX_BYTES:
@@ -143,7 +143,7 @@ class AclRuleForm(forms.Form):
         return topics
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         who = data.get("who")
         if who in ("username", "clientid") and not data.get("who_value"):
             self.add_error("who_value", "Enter the username." if who == "username" else "Enter the client ID.")
@@ -180,7 +180,7 @@ class AclCheckForm(forms.Form):
                             help_text="A topic to publish to, or a topic filter to subscribe to.")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         topic = data.get("topic") or ""
         if data.get("action") == "publish" and ("+" in topic or "#" in topic):
             self.add_error("topic", "A client publishes to a topic without wildcards (+ or #).")

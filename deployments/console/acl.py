@@ -8,6 +8,7 @@ The check evaluates the saved rules with ``acl_first_match``, the matching the b
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from django import forms
@@ -62,7 +63,7 @@ def rearranged(rules: list[dict[str, str]], op: str) -> list[dict[str, str]]:
     return rules
 
 
-def _place_rule_errors(exc: errors.DomainError, sent: list[forms.Form], no_match_form: forms.Form) -> None:
+def _place_rule_errors(exc: errors.DomainError, sent: Sequence[forms.Form], no_match_form: forms.Form) -> None:
     """``acl_put``'s refusals (keyed ``rules[i]`` among the rules sent) next to the field of that rule."""
     placed = False
     for key, problems in exc.errors.items():

@@ -178,7 +178,9 @@ def test_other_organizations_and_other_projects_are_404():
     mine, theirs = ProjectFactory(organization=org), ProjectFactory(organization=org)
     hidden = DeploymentFactory(organization=org, project=theirs)
     limited, _ = logged_in(Role.DEVELOPER, organization=org, projects=[mine])
-    assert limited.get(url("deployment-mqtt-users", hidden.id)).status_code == 404
+    for name in ("deployment-mqtt-users", "deployment-acl", "deployment-clients"):
+        assert limited.get(url(name, hidden.id)).status_code == 404, name
+    assert limited.post(url("deployment-acl-check", hidden.id), {}).status_code == 404
     assert MqttUser.objects.filter(username="lamp").count() == 1
 
 
