@@ -83,7 +83,9 @@ def test_a_viewer_sees_no_create_stop_or_delete_buttons(page):
 
     for path in ("/console/", "/console/deployments", f"/console/deployments/{deployment.id}",
                  f"/console/deployments/{deployment.id}/http-auth", "/console/alerts", "/console/alerts/rules",
-                 "/console/alerts/channels"):
+                 "/console/alerts/channels", f"/console/deployments/{deployment.id}/access/users",
+                 f"/console/deployments/{deployment.id}/access/acl",
+                 f"/console/deployments/{deployment.id}/access/clients"):
         assert_read_only(path)
     page.goto(f"/console/deployments/{deployment.id}/http-auth")
     expect(page.locator("input[name=authn_url]")).to_be_disabled()  # shown to read, not a form to submit

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from deployments.console import peering, views
+from deployments.console import access, acl, clients, peering, views
 
 urlpatterns = [
     path("deployments", views.DeploymentListView.as_view(), name="deployments"),
@@ -25,4 +25,19 @@ urlpatterns = [
          name="deployment-http-auth-test"),
     path("deployments/<str:deployment_id>/http-auth/delete", views.HttpAuthDeleteView.as_view(),
          name="deployment-http-auth-delete"),
+    path("deployments/<str:deployment_id>/access/users", access.MqttUsersView.as_view(),
+         name="deployment-mqtt-users"),
+    path("deployments/<str:deployment_id>/access/users/import", access.MqttUsersImportView.as_view(),
+         name="deployment-mqtt-users-import"),
+    path("deployments/<str:deployment_id>/access/users/<str:user_id>/password", access.MqttUserPasswordView.as_view(),
+         name="deployment-mqtt-user-password"),
+    path("deployments/<str:deployment_id>/access/users/<str:user_id>/superuser",
+         access.MqttUserSuperuserView.as_view(), name="deployment-mqtt-user-superuser"),
+    path("deployments/<str:deployment_id>/access/users/<str:user_id>/delete", access.MqttUserDeleteView.as_view(),
+         name="deployment-mqtt-user-delete"),
+    path("deployments/<str:deployment_id>/access/acl", acl.AclView.as_view(), name="deployment-acl"),
+    path("deployments/<str:deployment_id>/access/acl/check", acl.AclCheckView.as_view(), name="deployment-acl-check"),
+    path("deployments/<str:deployment_id>/access/clients", clients.ClientsView.as_view(), name="deployment-clients"),
+    path("deployments/<str:deployment_id>/access/clients/disconnect", clients.ClientDisconnectView.as_view(),
+         name="deployment-client-disconnect"),
 ]

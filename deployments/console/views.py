@@ -18,6 +18,7 @@ from django.urls import reverse
 from controlplane import errors
 from deployments import http_auth, selectors, services
 from deployments.console import forms as deployment_forms
+from deployments.console.connect import connect_snippets
 from deployments.lifecycle import TRANSITIONAL
 from deployments.models import Deployment, DeploymentStatus, HttpAuthConfig, Spec, Tier
 from projects import facade as project_selectors
@@ -182,13 +183,16 @@ class DeploymentDetailView(_DeploymentMixin, OrganizationConsoleView):
         events = selectors.deployment_event_list(principal=self.principal, deployment=deployment)
         endpoints = [{"kind": kind, "label": label, "address": deployment.endpoints[kind]}
                      for kind, label in ENDPOINT_KINDS.items() if deployment.endpoints.get(kind)]
-        mqtt_port = deployment.endpoints.get("mqtt", "").rpartition(":")[2] or "1883"
+        # The CA download (console:deployment-ca-pem) is being added on another branch; until it is wired here,
+        # the card shows neither the CA link nor the mqtts commands, which need it.
+        ca_pem_url = None
         return self.render_page({
             "deployment": deployment,
             "spec": current or describe_spec(deployment.spec, self.currency),
             "target_spec": target if deployment.target_spec_id != deployment.spec_id else None,
             "endpoints": endpoints,
-            "mqtt_port": mqtt_port,
+            "ca_pem_url": ca_pem_url,
+            "snippets": connect_snippets(deployment.endpoints, tls_ready=ca_pem_url is not None),
             "events": events.order_by("-created_at", "-id"),
             "scale_form": deployment_forms.ScaleForm(choices=scale_choices) if scale_choices else None,
             "is_running": deployment.status == DeploymentStatus.RUNNING,

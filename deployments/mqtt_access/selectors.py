@@ -27,6 +27,14 @@ def mqtt_user_get(*, deployment: Deployment, username: str) -> MqttUser:
     return user
 
 
+def mqtt_user_get_by_id(*, deployment: Deployment, user_id: str) -> MqttUser:
+    """The user ``user_id`` of ``deployment`` (the console's rows: ids, which any username fits in a URL)."""
+    user = MqttUser.objects.filter(deployment=deployment, pk=user_id).first()
+    if user is None:
+        raise errors.NotFound(f"No user {user_id} on this deployment.")
+    return user
+
+
 def mqtt_access_get(*, deployment: Deployment) -> MqttAccess:
     """The deployment's access row, or an unsaved one with the defaults (no rules, ``no_match: deny``)."""
     access = MqttAccess.objects.filter(deployment=deployment).first()

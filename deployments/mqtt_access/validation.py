@@ -199,9 +199,16 @@ def rule_applies(rule: AclRule, *, username: str, clientid: str, action: str, to
     return False
 
 
+def acl_first_match(rules: list[AclRule], *, username: str, clientid: str, action: str,
+                    topic: str) -> int | None:
+    """The index of the first rule that applies (the one that decides), or ``None``."""
+    for index, rule in enumerate(rules):
+        if rule_applies(rule, username=username, clientid=clientid, action=action, topic=topic):
+            return index
+    return None
+
+
 def acl_decide(rules: list[AclRule], *, username: str, clientid: str, action: str, topic: str) -> str | None:
     """``allow``/``deny`` from the first rule that applies, or ``None`` (the next authorizer, then no_match)."""
-    for rule in rules:
-        if rule_applies(rule, username=username, clientid=clientid, action=action, topic=topic):
-            return rule.permission
-    return None
+    index = acl_first_match(rules, username=username, clientid=clientid, action=action, topic=topic)
+    return None if index is None else rules[index].permission

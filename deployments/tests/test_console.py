@@ -162,8 +162,11 @@ def test_detail_of_a_running_deployment_shows_endpoints_snippets_and_events():
     body = page(client, "deployment-detail", deployment.id)
     for address in ENDPOINTS.values():
         assert f'data-copy="{address}"' in body
-    assert "mosquitto_pub -h mq-abc.example.net -p 1883 -t test -m hello" in body
-    assert "paho.mqtt.client" in body and 'client.connect("mq-abc.example.net", 1883)' in body
+    assert ('mosquitto_pub -h mq-abc.example.net -p 1883 -u &quot;$MQTT_USERNAME&quot; -P &quot;$MQTT_PASSWORD&quot; '
+            '-t test/hello -m hello') in body
+    assert "paho.mqtt.client" in body and "client.connect(&#x27;mq-abc.example.net&#x27;, 1883)" in body
+    assert url("deployment-mqtt-users", deployment.id) in body  # where to create the user the snippets need
+    assert "--cafile" not in body  # mqtts once the CA can be downloaded
     assert "provisioning</span> → <strong>running</strong>" in body and "provisioned" in body
     assert STATUS_POLL not in body
     for action in ("deployment-scale", "deployment-stop", "deployment-protection", "deployment-delete"):

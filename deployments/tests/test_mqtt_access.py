@@ -13,6 +13,7 @@ from deployments.mqtt_access.validation import (
     AclRule,
     Invalid,
     acl_decide,
+    acl_first_match,
     topic_filter_clean,
     topic_matches,
     username_clean,
@@ -73,6 +74,25 @@ def test_acl_decides_by_the_first_rule_that_applies_with_placeholders_and_eq() -
     assert decide("mallory", "c9", "publish", "dev/mallory/x") == "deny"
     assert decide("bob", "c1", "subscribe", "cmd/#") == "allow"
     assert decide("bob", "c1", "subscribe", "cmd/x") is None  # eq: literal only
+
+
+def test_acl_first_match_names_the_deciding_rule_as_the_broker_would() -> None:
+    rules = [
+        AclRule("deny", {"username": "mallory"}, "all", ("#",)),
+        AclRule("allow", "all", "publish", ("dev/${clientid}/+/state", "eq raw/#")),
+        AclRule("allow", {"clientid": "c1"}, "all", ("cmd/#",)),
+    ]
+
+    def first(username: str, clientid: str, action: str, topic: str) -> int | None:
+        return acl_first_match(rules, username=username, clientid=clientid, action=action, topic=topic)
+
+    assert first("mallory", "c1", "publish", "cmd/x") == 0  # the earlier deny wins over the later allow
+    assert first("alice", "c7", "publish", "dev/c7/lamp/state") == 1
+    assert first("alice", "c7", "publish", "dev/c8/lamp/state") is None  # ${clientid} expands per client
+    assert first("alice", "c7", "publish", "raw/#") == 1 and first("alice", "c7", "publish", "raw/x") is None
+    assert first("alice", "c1", "subscribe", "cmd/a/b") == 2
+    assert first("alice", "c7", "subscribe", "$SYS/x") is None
+    assert acl_first_match([], username="a", clientid="b", action="publish", topic="t") is None
 
 
 def test_pbkdf2_hash_is_what_emqx_computes_from_the_same_config() -> None:
