@@ -279,25 +279,33 @@ def test_viewer_reads_the_acl_and_may_check_but_not_save():
 
 
 # --- connected clients ------------------------------------------------------------------------------
-# The broker's side of clients() and client_kick() is tested over real HTTP against the simulated broker
-# (test_mqtt_access_delivery); here the console's handling of its answers.
+# A real broker (the simulated EMQX) holding one user, with one paho-mqtt client connected to it.
 @pytest.fixture
-def broker_clients(monkeypatch):
-    from deployments.mqtt_access.broker_api import BrokerApi, ConnectedClient
+def broker_clients(tmp_path, settings):
+    from deployments.models import MANAGEMENT_API_KEY
+    from k8s.simulator.broker import start_broker_on_free_address
+    from k8s.simulator.broker.tests.mqtt_helpers import Client
 
-    connected = {"lamp-1": ConnectedClient("lamp-1", "lamp", "127.0.0.1", "2026-12-05T05:00:00Z", "MQTT 5")}
-    asked: list[dict] = []
+    keys = tmp_path / "api_keys"
+    deployment = DeploymentFactory()
+    keys.write_text(f"{MANAGEMENT_API_KEY}:{deployment.management_api_secret}:administrator\n")
+    with start_broker_on_free_address(bootstrap_file=keys, mqtt_port=0, ws_port=0, api_port=0) as broker:
+        settings.BROKER_MANAGEMENT_URL_TEMPLATE = f"http://{{endpoint_host}}:{broker.api_port}"
+        response = broker.request("POST", "/authentication/password_based:built_in_database/users",
+                                  {"user_id": "lamp", "password": "lamp-pass"})
+        assert response[0] == 201, response
+        lamp = Client(broker, "lamp-1", "lamp", "lamp-pass")
+        assert lamp.accepted
+        try:
+            yield {"mqtt": f"{broker.host}:{broker.mqtt_port}"}, deployment.management_api_secret, lamp
+        finally:
+            lamp.close()
 
-    def clients(self, *, clientid: str = "", username: str = "", limit: int = 100):
-        asked.append({"clientid": clientid, "username": username})
-        return [c for c in connected.values() if clientid in c.clientid and username in (c.username or "")]
 
-    def client_kick(self, clientid: str) -> bool:
-        return connected.pop(clientid, None) is not None
-
-    monkeypatch.setattr(BrokerApi, "clients", clients)
-    monkeypatch.setattr(BrokerApi, "client_kick", client_kick)
-    return asked
+def on_broker(organization, broker_clients):
+    """A deployment of the organization whose endpoints and management API key are the broker's."""
+    endpoints, secret, _ = broker_clients
+    return DeploymentFactory(organization=organization, endpoints=endpoints, management_api_secret=secret)
 
 
 ON_LOOPBACK = {"mqtt": "127.0.0.77:1883", "mqtts": "127.0.0.77:8883"}
@@ -305,14 +313,14 @@ ON_LOOPBACK = {"mqtt": "127.0.0.77:1883", "mqtts": "127.0.0.77:8883"}
 
 def test_clients_list_filter_and_disconnect(broker_clients):
     client, member = logged_in()
-    deployment = DeploymentFactory(organization=member.organization, endpoints=ON_LOOPBACK)
+    deployment = on_broker(member.organization, broker_clients)
     body = client.get(url("deployment-clients", deployment.id)).content.decode()
-    assert "lamp-1" in body and "127.0.0.1" in body and "MQTT 5" in body and "Disconnect" in body
+    assert "lamp-1" in body and "127.0.0." in body and "MQTT 4" in body and "Disconnect" in body
     body = client.get(url("deployment-clients", deployment.id), {"username": "other"}).content.decode()
     assert "lamp-1" not in body and "No connected client matches" in body
-    assert broker_clients[-1] == {"clientid": "", "username": "other"}
     response = client.post(url("deployment-client-disconnect", deployment.id), {"clientid": "lamp-1"}, follow=True)
     assert "lamp-1 was disconnected" in response.content.decode()
+    assert broker_clients[2].disconnected.wait(5)
     assert AuditEvent.objects.filter(action="deployment.mqtt_client.disconnect").exists()
     response = client.post(url("deployment-client-disconnect", deployment.id), {"clientid": "lamp-1"}, follow=True)
     assert "is not connected" in response.content.decode()
@@ -330,11 +338,11 @@ def test_clients_empty_state_points_to_connect_and_an_unreachable_broker_is_said
 
 def test_viewer_sees_clients_without_disconnect_and_strangers_get_404(broker_clients):
     client, member = logged_in(Role.VIEWER)
-    deployment = DeploymentFactory(organization=member.organization, endpoints=ON_LOOPBACK)
+    deployment = on_broker(member.organization, broker_clients)
     body = client.get(url("deployment-clients", deployment.id)).content.decode()
     assert "lamp-1" in body and "Disconnect" not in body
     assert client.post(url("deployment-client-disconnect", deployment.id), {"clientid": "lamp-1"}).status_code == 403
-    stranger = DeploymentFactory(endpoints=ON_LOOPBACK)
+    stranger = on_broker(OrganizationFactory(), broker_clients)
     owner, _ = logged_in()
     assert owner.get(url("deployment-clients", stranger.id)).status_code == 404
     assert owner.post(url("deployment-client-disconnect", stranger.id), {"clientid": "lamp-1"}).status_code == 404
