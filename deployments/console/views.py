@@ -442,4 +442,4 @@ class HttpAuthTestView(HttpAuthView):
 class HttpAuthDeleteView(DeploymentActionView):
     def perform(self, deployment: Deployment) -> str:
         http_auth.http_auth_delete(principal=self.principal, deployment=deployment)
-        return "HTTP authentication removed; the broker goes back to the default authentication."
+        return "HTTP authentication removed; clients are checked against the users under Access only."

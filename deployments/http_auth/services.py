@@ -106,7 +106,7 @@ def http_auth_put(*, principal: Principal, deployment: Deployment, enabled: bool
 
 
 def http_auth_delete(*, principal: Principal, deployment: Deployment) -> None:
-    """Removes the configuration: the broker goes back to the platform's default authentication."""
+    """Removes the configuration: the broker goes back to the built-in database alone (and the ACL)."""
     principal.require(Perm.DEPLOYMENTS_WRITE)
     with transaction.atomic():
         locked = _locked_deployment(principal, deployment)
