@@ -240,7 +240,7 @@ class BrokerFleet:
         bootstrap = directory / "api_keys"
         bootstrap.write_text(plan.api_keys)
         bootstrap.chmod(0o600)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = dict(BROKER_PORTS)
         if plan.certfile and plan.keyfile:
             (directory / "tls.crt").write_text(plan.certfile)
             key = directory / "tls.key"
@@ -254,8 +254,7 @@ class BrokerFleet:
             kwargs["http_authenticator"] = authn
         try:
             process = start_broker(self.address(namespace), bootstrap_file=bootstrap, state_dir=directory / "state",
-                                   log_file=directory / "broker.log", log_level=self.log_level, **BROKER_PORTS,
-                                   **kwargs)
+                                   log_file=directory / "broker.log", log_level=self.log_level, **kwargs)
         except BrokerStartError as exc:
             if exc.address_in_use:
                 # Somebody else took the address while the broker was down: pick another; the load balancer
