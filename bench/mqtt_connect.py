@@ -13,7 +13,8 @@ One round is one connection to each broker, in a rotating order so drift (other 
 all three alike. A connection is timed from the TCP connect to the CONNACK (paho-mqtt, driven synchronously
 with ``loop()``: no network thread in the measurement); then it subscribes to ``dev/<user>/cmd`` (timed to the
 SUBACK: EMQX consults the ACL on subscribe and publish, never on connect) and disconnects.
-Printed: p50/p95 in ms per broker and the ratios b/a, c/a of the medians.
+Printed: p50/p95 in ms per broker, the ratios b/a, c/a of the medians, and one PBKDF2 hash timed here (the
+password check b and c do and a does not).
 
 Usage: ``bench/mqtt_connect.py [--connects N]`` (also ``BENCH_MQTT_CONNECTS``);
 ``tests/test_bench_mqtt.py`` runs it with a handful of connects so it cannot rot.
@@ -172,6 +173,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{percentile(target.subscribe_ms, 95):8.2f}")
     base_connect = statistics.median(targets[0].connect_ms)
     base_subscribe = statistics.median(targets[0].subscribe_ms)
+    from deployments.mqtt_access import hashing
+
+    pbkdf2 = []
+    for _ in range(50):
+        started = time.perf_counter()
+        hashing.pbkdf2_hex("password-00000", "0123456789abcdef0123456789abcdef")
+        pbkdf2.append((time.perf_counter() - started) * 1000)
+    print(f"  one PBKDF2-SHA256 ({hashing.PBKDF2_ITERATIONS} rounds) in this process: "
+          f"{statistics.median(pbkdf2):.2f} ms (what b pays over a per connect, at least)")
     print("ratios of the medians against the anonymous broker (lower is better):")
     for name, target in (("b/a", targets[1]), ("c/a", targets[2])):
         print(f"  {name} connect {statistics.median(target.connect_ms) / base_connect:5.2f}x   "
