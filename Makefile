@@ -67,6 +67,8 @@ bench: install-dev services
 	$(TEST_ENV) $(PY) bench/alerts.py
 	$(TEST_ENV) $(PY) bench/billing.py \
 		$(if $(BILLING_BENCH_DEPLOYMENTS),--deployments $(BILLING_BENCH_DEPLOYMENTS))
+	$(TEST_ENV) $(PY) bench/mqtt_connect.py
+	$(TEST_ENV) $(PY) bench/mqtt_import.py
 
 clean:
 	rm -rf var staticfiles .pytest_cache

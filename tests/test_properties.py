@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import secrets
+import string
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -26,6 +28,17 @@ def test_ids_are_prefixed_and_url_safe(prefix):
 @given(prefixes)
 def test_ids_do_not_repeat(prefix):
     assert len({new_id(prefix) for _ in range(200)}) == 200
+
+
+def test_ids_use_every_character_in_every_position(monkeypatch):
+    samples = [new_id("mqu")[4:] for _ in range(10_000)]
+    assert {len(sample) for sample in samples} == {20}
+    for position in range(20):
+        assert {sample[position] for sample in samples} == set(string.ascii_lowercase + string.digits)
+    monkeypatch.setattr(secrets, "randbelow", lambda space: 0)
+    assert new_id("mqu") == "mqu_" + "a" * 20
+    monkeypatch.setattr(secrets, "randbelow", lambda space: space - 1)
+    assert new_id("mqu") == "mqu_" + "9" * 20
 
 
 messages = st.text(min_size=1, max_size=20)

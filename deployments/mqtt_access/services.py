@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from controlplane import errors
 from controlplane.db import lock_row, save_or_conflict
+from controlplane.ids import new_id
 from controlplane.queue import enqueue_on_commit
 from deployments.models import Deployment, MqttAccess, MqttUser
 from deployments.models import DeploymentStatus as S
@@ -220,37 +221,55 @@ def _existing(deployment: Deployment, rows: list[_ImportRow]) -> dict[str, MqttU
     return users
 
 
+def _copy_new_users(deployment: Deployment, new: list[tuple[_ImportRow, hashing.PasswordHash]], now: Any) -> None:
+    """Inserts new users with one ``COPY`` (the rows ``MqttUser(...)`` would get): a model instance and an
+    ``INSERT`` parameter list per row cost ~80 µs, which made a 100,000-user import spend 8 s in
+    ``bulk_create`` (COPY goes around Django's cursor wrapper: query counters and logs do not see it)."""
+    if not new:
+        return
+    names = ("id", "deployment", "username", "username_key", "algorithm", "password_hash", "salt", "is_superuser",
+             "created_at", "updated_at")
+    columns = ", ".join(MqttUser._meta.get_field(name).column for name in names)
+    prefix = MqttUser._meta.get_field("id").prefix  # type: ignore[attr-defined]
+    with connection.cursor() as cursor, \
+            cursor.cursor.copy(f"COPY {MqttUser._meta.db_table} ({columns}) FROM STDIN") as copy:
+        for row, stored in new:
+            copy.write_row((new_id(prefix), deployment.pk, row.username, row.key, stored.algorithm,
+                            stored.password_hash, stored.salt, row.is_superuser, now, now))
+
+
 def mqtt_users_import(*, principal: Principal, deployment: Deployment, users: object,
                       dry_run: bool = False) -> ImportResult:
     """Creates or updates many users at once: all of them or, when any row is invalid, none (a dry run reports
     the same counts and errors and changes nothing).
 
     The password hashing (PBKDF2, milliseconds per row) is planned before the deployment is locked, against
-    the rows as they were; under the lock only the rows another change touched meanwhile are planned again."""
+    the rows as they were; under the lock only the rows another change touched meanwhile are planned again.
+    Pre-hashed rows cost nothing to plan, so without a plain password they are only planned under the lock."""
     principal.require(Perm.DEPLOYMENTS_WRITE)
     if not isinstance(users, list) or not users:
         raise errors.field_invalid("users", "Must be a non-empty list of users.")
     if len(users) > IMPORT_MAX:
         raise errors.field_invalid("users", f"At most {IMPORT_MAX} users per import; split the file.")
     rows, problems = _import_rows(users)
-    before = {key: _state(user) for key, user in _existing(deployment, rows).items()}
-    planned = {row.key: _plan(row, before.get(row.key)) for row in rows}
+    plain = any(row.stored is None for row in rows)
+    before = {key: _state(user) for key, user in _existing(deployment, rows).items()} if plain else {}
+    planned = {row.key: _plan(row, before.get(row.key)) for row in rows} if plain else {}
     result = ImportResult(errors=problems)
     with transaction.atomic():
         locked, access = _locked_access(principal, deployment)
         existing = _existing(locked, rows)
-        creates, updates, now = [], [], timezone.now()
+        creates: list[tuple[_ImportRow, hashing.PasswordHash]] = []
+        updates, now = [], timezone.now()
         for row in rows:
             current = existing.get(row.key)
             state = _state(current)
-            stored = planned[row.key] if state == before.get(row.key) else _plan(row, state)
+            stored = planned[row.key] if plain and state == before.get(row.key) else _plan(row, state)
             if stored is None:
                 result.unchanged += 1
             elif current is None:
                 result.created += 1
-                creates.append(MqttUser(deployment=locked, username=row.username, username_key=row.key,
-                                        algorithm=stored.algorithm, password_hash=stored.password_hash,
-                                        salt=stored.salt, is_superuser=row.is_superuser))
+                creates.append((row, stored))
             else:
                 result.updated += 1
                 current.username, current.is_superuser, current.updated_at = row.username, row.is_superuser, now
@@ -263,7 +282,7 @@ def mqtt_users_import(*, principal: Principal, deployment: Deployment, users: ob
             raise errors.ValidationFailed(
                 f"{len(result.errors)} of {len(users)} users cannot be imported; nothing was changed.",
                 errors={f"users[{e['index']}]": [e["message"]] for e in result.errors[:100]})
-        MqttUser.objects.bulk_create(creates, batch_size=2000)
+        _copy_new_users(locked, creates, now)
         MqttUser.objects.bulk_update(updates, ["username", "is_superuser", "algorithm", "password_hash", "salt",
                                                "updated_at"], batch_size=2000)
         if creates or updates:

@@ -285,3 +285,44 @@ def test_a_broker_without_a_callable_address_has_no_clients(api, deployment) -> 
     deployment.save(update_fields=["endpoints"])
     assert api.get(f"/api/v1/deployments/{deployment.id}/clients").json() == {"results": [], "next": None}
     assert api.delete(f"/api/v1/deployments/{deployment.id}/clients/c1").status_code == 404
+
+
+@pytest.mark.django_db
+def test_import_writes_the_rows_the_model_would_and_updates_in_place(deployment, org) -> None:
+    """The import writes new users with COPY, not the ORM: the rows must be what ``MqttUser(...)`` would be."""
+    from django.utils import timezone
+
+    from deployments.mqtt_access.services import mqtt_users_import
+    from projects.tenancy import Principal
+
+    principal = Principal.for_system(org)
+    legacy = hashlib.pbkdf2_hmac("sha256", b"legacy-pass", b"legacysalt", 4096, 32).hex()
+    first = [{"username": "Plain-1", "password": "first-pass"},
+             {"username": "hashed", "password_hash": legacy.upper(), "salt": "legacysalt",
+              "algorithm": "pbkdf2_sha256", "is_superuser": True}]
+    started = timezone.now()
+    result = mqtt_users_import(principal=principal, deployment=deployment, users=first)
+    assert result.as_dict() == {"created": 2, "updated": 0, "unchanged": 0, "errors": []}
+    users = {user.username: user for user in MqttUser.objects.filter(deployment=deployment)}
+    for user in users.values():
+        user.full_clean()
+        assert user.id.startswith("mqu_") and len(user.id) == 24
+        assert started <= user.created_at <= user.updated_at <= timezone.now()
+    plain, hashed = users["Plain-1"], users["hashed"]
+    assert (plain.username_key, plain.is_superuser, plain.algorithm) == ("plain-1", False, "pbkdf2_sha256")
+    assert hashing.verify_password(hashing.PasswordHash(plain.algorithm, plain.password_hash, plain.salt),
+                                   "first-pass")
+    assert (hashed.password_hash, hashed.salt, hashed.is_superuser) == (legacy, "legacysalt", True)
+    assert MqttAccess.objects.get(deployment=deployment).generation == 1
+
+    again = [{"username": "plain-1", "password": "first-pass"},  # same user, other case: unchanged
+             {"username": "hashed", "password_hash": legacy, "salt": "legacysalt", "algorithm": "pbkdf2_sha256"},
+             {"username": "new", "password_hash": legacy, "salt": "legacysalt", "algorithm": "pbkdf2_sha256"}]
+    result = mqtt_users_import(principal=principal, deployment=deployment, users=again)
+    assert (result.created, result.updated, result.unchanged) == (1, 2, 0)  # the username's case is kept anew
+    assert MqttUser.objects.get(pk=hashed.pk).is_superuser is False
+    assert MqttUser.objects.get(pk=plain.pk).username == "plain-1"
+    assert MqttUser.objects.filter(deployment=deployment).count() == 3
+    assert MqttAccess.objects.get(deployment=deployment).generation == 2
+    assert mqtt_users_import(principal=principal, deployment=deployment, users=again).as_dict() == {
+        "created": 0, "updated": 0, "unchanged": 3, "errors": []}

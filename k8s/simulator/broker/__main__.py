@@ -39,6 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--state-dir", help="keep users and rules in JSON files here across restarts")
     p.add_argument("--http-authenticator", help="JSON {method, url, headers, params, timeout_ms}: EMQX's HTTP "
                    "authenticator after the built-in database (loopback URLs only)")
+    p.add_argument("--allow-anonymous", action="store_true",
+                   help="accept clients without a username (no authenticator asked): a baseline for benchmarks")
     p.add_argument("--log-level", default="WARNING")
     args = p.parse_args(argv)
     if bool(args.certfile) != bool(args.keyfile):
@@ -74,7 +76,7 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     try:
         keys = read_bootstrap(args.api_bootstrap_file)
-        state = BrokerState(args.state_dir)
+        state = BrokerState(args.state_dir, allow_anonymous=args.allow_anonymous)
         http_authenticator = read_http_authenticator(args.http_authenticator) if args.http_authenticator else None
         node = Node(broker_config(args), state, http_authenticator)
     except (OSError, ValueError) as exc:

@@ -112,7 +112,10 @@ class Node(Broker):
     async def _authenticate_chain(self, session: Session, remote_address: str) -> tuple[int, bool]:
         """EMQX's authentication chain: the built-in database, then the HTTP authenticator when configured
         (only while the answer so far is ``ignore``). A built-in ``deny`` is a wrong password (CONNACK 4);
-        the HTTP service's ``deny`` and a chain that ends in ``ignore`` are ``not_authorized`` (5)."""
+        the HTTP service's ``deny`` and a chain that ends in ``ignore`` are ``not_authorized`` (5). With
+        ``allow_anonymous`` a client without a username is accepted before the chain."""
+        if self.state.anonymous(session.username):
+            return self.state.conclude("allow", False, denied_code=CONNACK_NOT_AUTHORIZED)
         decision, superuser = self.state.builtin(session.username, session.password)
         if decision != "ignore" or self.http_authenticator is None:
             return self.state.conclude(decision, superuser, denied_code=CONNACK_BAD_USERNAME_OR_PASSWORD)

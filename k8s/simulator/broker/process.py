@@ -133,6 +133,7 @@ def start_broker(
     keyfile: str | os.PathLike[str] | None = None,
     state_dir: str | os.PathLike[str] | None = None,
     http_authenticator: str | os.PathLike[str] | None = None,
+    allow_anonymous: bool = False,
     log_level: str = "WARNING",
     log_file: str | os.PathLike[str] | None = None,
     timeout: float = 15.0,
@@ -151,6 +152,8 @@ def start_broker(
         cmd += ["--state-dir", str(state_dir)]
     if http_authenticator:
         cmd += ["--http-authenticator", str(http_authenticator)]
+    if allow_anonymous:
+        cmd.append("--allow-anonymous")
     log: IO[bytes] = open(log_file, "w+b") if log_file else tempfile.TemporaryFile()  # noqa: SIM115
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT,  # noqa: S603 - our own module, fixed arguments

@@ -91,7 +91,10 @@ def _user_from(entry: Any, hashed: bool) -> User:
 
 
 class BrokerState:
-    def __init__(self, state_dir: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, state_dir: str | os.PathLike[str] | None = None, *, allow_anonymous: bool = False) -> None:
+        #: Accept a CONNECT without a username before any authenticator runs (mosquitto's ``allow_anonymous``;
+        #: EMQX with no authenticator). The benchmarks' baseline; never set by the simulated cluster.
+        self.allow_anonymous = allow_anonymous
         self.users: dict[str, User] = {}
         self.rules_text = ""
         self.rules: list[acl.Rule] = []
@@ -107,8 +110,14 @@ class BrokerState:
 
     def authenticate(self, username: str | None, password: str | bytes | None) -> tuple[int, bool]:
         """(CONNACK return code, is_superuser) of a chain of the built-in database alone (see ``builtin``)."""
+        if self.anonymous(username):
+            return self.conclude("allow", False, denied_code=CONNACK_BAD_USERNAME_OR_PASSWORD)
         decision, superuser = self.builtin(username, password)
         return self.conclude(decision, superuser, denied_code=CONNACK_BAD_USERNAME_OR_PASSWORD)
+
+    def anonymous(self, username: str | None) -> bool:
+        """Whether a client with this username skips the chain: none given, and anonymous access allowed."""
+        return self.allow_anonymous and not username
 
     def builtin(self, username: str | None, password: str | bytes | None) -> tuple[str, bool]:
         """The built-in database authenticator's answer, as EMQX's: an unknown or missing username is

@@ -118,3 +118,15 @@ def test_state_authenticates_with_pbkdf2_and_applies_no_match(tmp_path):
     assert again.authenticate("u", "pw") == (0, False)
     assert again.settings["no_match"] == "allow"
     assert again.rules_text == '{deny, all, publish, ["t"]}.'
+
+
+def test_allow_anonymous_accepts_only_clients_without_a_username():
+    state = BrokerState(allow_anonymous=True)
+    state.import_users([{"user_id": "u", "password": "pw"}], hashed=False)
+    assert state.authenticate(None, None) == (0, False)
+    assert state.authenticate("", None) == (0, False)
+    assert state.authenticate("u", "pw") == (0, False)
+    assert state.authenticate("u", "nope") == (4, False)  # a user who names himself is still checked
+    assert state.authenticate("nobody", "pw") == (5, False)
+    assert state.authorize(None, "c", False, "publish", "t") is False  # anonymous is not superuser
+    assert BrokerState().authenticate(None, None) == (5, False)  # off by default

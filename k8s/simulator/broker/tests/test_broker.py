@@ -34,6 +34,18 @@ def test_anonymous_unknown_and_wrong_password_are_refused_the_right_one_accepted
         c.c.loop_stop()
 
 
+def test_allow_anonymous_accepts_a_client_without_credentials_and_still_checks_users(keys_file):
+    with start_broker_on_free_address(bootstrap_file=keys_file, allow_anonymous=True) as open_broker:
+        assert connects(open_broker, uid("anon"))
+        add_user(open_broker, "dev", "right password")
+        assert connects(open_broker, uid("c"), "dev", "right password")
+        wrong = Client(open_broker, uid("c"), "dev", "wrong password")
+        assert not wrong.accepted and wrong.reason.value == 134
+        wrong.c.loop_stop()
+        status, metrics = call(open_broker, "GET", "/metrics")
+        assert status == 200 and metrics[0]["client.authenticate"] == 3 and metrics[0]["client.auth.failure"] == 1
+
+
 def test_built_in_database_api(broker):
     user = uid("imp")
     salt = "salt"
