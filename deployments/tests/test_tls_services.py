@@ -106,3 +106,18 @@ def test_deleted_deployments_lose_their_certificates():
     deployment.save(update_fields=["status"])
     services.renew_expiring()
     assert not ServerCertificate.objects.exists()
+
+
+def test_the_hourly_beat_job_runs_the_renewal(settings):
+    from celery import current_app
+
+    from deployments.tasks import tls_certificates_renew
+
+    entry = settings.CELERY_BEAT_SCHEDULE["tls-certificates-renew"]
+    assert entry["task"] == "deployments.tasks.tls_certificates_renew"
+    assert entry["task"] in current_app.tasks
+    assert entry["schedule"].remaining_estimate(timezone.now()) <= timedelta(hours=1)
+    deployment = DeploymentFactory()
+    services.issue_for_deployment(deployment=deployment, host="a.example", now=timezone.now() - timedelta(days=80))
+    assert tls_certificates_renew.apply().get()["certificates_renewed"] == 1
+    assert tls_certificates_renew.apply().get()["certificates_renewed"] == 0
