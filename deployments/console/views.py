@@ -20,6 +20,7 @@ from deployments import http_auth, selectors, services
 from deployments.console import forms as deployment_forms
 from deployments.lifecycle import TRANSITIONAL
 from deployments.models import Deployment, DeploymentStatus, HttpAuthConfig, Spec, Tier
+from deployments.tls import selectors as tls_selectors
 from projects import facade as project_selectors
 from projects.console.base import OrganizationConsoleView, OrganizationFormView
 from projects.roles import Perm
@@ -214,6 +215,18 @@ class DeploymentDetailView(_DeploymentMixin, OrganizationConsoleView):
 
 
 # --- actions ----------------------------------------------------------------------------------------
+class DeploymentCaPemView(_DeploymentMixin, OrganizationConsoleView):
+    """The CA certificates to verify ``mqtts``/``wss`` against, as a download (the same file as the API's)."""
+
+    def get(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
+        bundle = tls_selectors.ca_bundle_pem(region_id=self.deployment.region_id)
+        if not bundle:
+            raise errors.NotFound(f"The deployment {self.deployment.id} has no certificate authority yet.")
+        response = HttpResponse(bundle, content_type="application/x-pem-file")
+        response["Content-Disposition"] = f'attachment; filename="{self.deployment.id}-ca.pem"'
+        return response
+
+
 class DeploymentActionView(_DeploymentMixin, OrganizationConsoleView):
     """A POST from the detail page that asks a service for one change, then goes back to the page.
 
