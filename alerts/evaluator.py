@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from alerts import hooks
 from alerts.models import (
+    CERTIFICATE_METRICS,
     EVENT_METRICS,
     ORGANIZATION_METRICS,
     Alert,
@@ -33,7 +34,7 @@ from alerts.models import (
 )
 from alerts.services.notifications import alerts_notify
 from controlplane.db import lock_row
-from deployments.facade import failed_peerings_since
+from deployments.facade import certificate_expiries, failed_peerings_since
 from deployments.models import Deployment, DeploymentStatus
 
 
@@ -76,6 +77,17 @@ def condition_since(samples: Series, rule: AlertRule) -> float | None:
     return since
 
 
+def certificate_point(not_before: datetime, not_after: datetime, rule: AlertRule, now: datetime) -> tuple[float, float]:
+    """(since when, days left now): the value is read now, not sampled, so the condition's start is computed.
+    Days left fall steadily, so a ``<``/``<=`` condition began when they crossed the threshold (or at issuance,
+    if the certificate was born below it), a ``>``/``>=`` one at issuance."""
+    days = round((not_after - now).total_seconds() / 86400, 2)
+    since = not_before
+    if rule.operator in ("<", "<="):
+        since = max(not_before, not_after - timedelta(days=float(Decimal(rule.threshold))))
+    return min(since, now).timestamp(), days
+
+
 def cleared_for(samples: Series, rule: AlertRule, now: float) -> float:
     """Seconds since the trailing run of samples failing the condition began (0 if the latest meets it)."""
     compare, threshold = OPERATORS[rule.operator], float(Decimal(rule.threshold))
@@ -100,6 +112,7 @@ class Snapshot:
     samples: dict[str, dict[str, Series]] = field(default_factory=dict)  # metric → deployment id → series
     failed_peerings: dict[str, datetime] = field(default_factory=dict)
     failed_payments: dict[str, datetime] = field(default_factory=dict)
+    certificates: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)  # id → (not_before, not_after)
 
     @classmethod
     def load(cls, now: datetime) -> Snapshot:
@@ -123,7 +136,11 @@ class Snapshot:
             if alert.deployment_id:
                 alert.deployment = snapshot.by_id[alert.deployment_id]
             snapshot.open_alerts.setdefault(alert.rule_id, {})[alert.deployment_id] = alert
-        snapshot._load_samples([r for r in deployment_rules if r.metric not in EVENT_METRICS])
+        snapshot._load_samples([r for r in deployment_rules if r.metric not in EVENT_METRICS + CERTIFICATE_METRICS])
+        certificate_projects = {r.project_id for r in rules if r.metric in CERTIFICATE_METRICS}
+        if certificate_projects:
+            snapshot.certificates = certificate_expiries(deployment_ids=sorted(
+                d.id for project_id in certificate_projects for d in snapshot.running.get(project_id, [])))
         if any(r.metric == "peering_failed" for r in rules):
             snapshot.failed_peerings = failed_peerings_since(
                 project_ids=sorted({r.project_id for r in rules if r.metric == "peering_failed"}))
@@ -172,6 +189,9 @@ class Snapshot:
         running = self.running.get(rule.project_id, [])
         if rule.deployment_id:
             running = [d for d in running if d.id == rule.deployment_id]
+        if rule.metric in CERTIFICATE_METRICS:
+            subjects = {d.id: d for d in running if d.id in self.certificates}
+            return subjects, {k: [certificate_point(*self.certificates[k], rule, self.now)] for k in subjects}, False
         window = now - (rule.duration_s + settings.ALERTS_SAMPLE_STALE_S)
         samples = self.samples.get(rule.metric, {})
         series = {}

@@ -25,7 +25,11 @@ EVENT_METRICS = ("deployment_failed", "peering_failed")
 #: Conditions of the whole organization (1 while they hold, else 0): one incident per rule, with no deployment.
 #: ``payment_failed`` holds while the billing account's last payment failed.
 ORGANIZATION_METRICS = ("payment_failed",)
-RULE_METRICS = PUBLIC_METRICS + EVENT_METRICS + ORGANIZATION_METRICS
+#: Read from the control plane's own records rather than scraped from the brokers, per running deployment:
+#: ``certificate_expiry_days``, the days until its TLS server certificate expires (renewal keeps it above
+#: ``TLS_RENEW_BEFORE_DAYS``, so a rule at e.g. ``< 14`` fires only when renewal keeps failing).
+CERTIFICATE_METRICS = ("certificate_expiry_days",)
+RULE_METRICS = PUBLIC_METRICS + EVENT_METRICS + CERTIFICATE_METRICS + ORGANIZATION_METRICS
 #: Raw broker counters kept as samples so the next scrape can turn them into per-second rates.
 COUNTER_METRICS = {
     "messages_dropped_total": ("messages_dropped", "messages_dropped_rate"),
@@ -117,8 +121,8 @@ class AlertRule(models.Model):
                                    related_name="+")
     name = models.CharField(max_length=100)
     metric = models.CharField(max_length=40, choices=[(m, m) for m in RULE_METRICS],
-                              help_text="a metric, a lifecycle event (deployment_failed, peering_failed) or an "
-                                        "organization condition (payment_failed)")
+                              help_text="a metric, a lifecycle event (deployment_failed, peering_failed), the "
+                                        "certificate's days to expiry or an organization condition (payment_failed)")
     operator = models.CharField(max_length=2, choices=Operator.choices)
     threshold = models.DecimalField(max_digits=14, decimal_places=4)
     duration_s = models.PositiveIntegerField(default=300)

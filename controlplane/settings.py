@@ -156,6 +156,7 @@ CELERY_BEAT_SCHEDULE = {
     "deployments-reconcile": {"task": "deployments.tasks.deployments_reconcile", "schedule": 60.0},
     "peerings-reconcile": {"task": "deployments.tasks.peerings_reconcile", "schedule": 120.0},
     "mqtt-access-reconcile": {"task": "deployments.tasks.mqtt_access_reconcile", "schedule": 60.0},
+    "tls-certificates-renew": {"task": "deployments.tasks.tls_certificates_renew", "schedule": crontab(minute=40)},
     # Billing: meter the last closed hours (re-metering catches late events); invoice on the 1st.
     "billing-usage-meter": {"task": "billing.tasks.usage_meter_recent", "schedule": crontab(minute=5)},
     "billing-invoices-generate": {"task": "billing.tasks.invoices_generate_previous_month",
@@ -358,6 +359,15 @@ ALERT_CHANNEL_DISABLE_AFTER_DAYS = env_int("ALERT_CHANNEL_DISABLE_AFTER_DAYS", 5
 DEPLOYMENT_OPERATION_TIMEOUT_SECONDS = env_int("DEPLOYMENT_OPERATION_TIMEOUT_SECONDS", 900)
 # How soon a worker looks again at a rollout in progress.
 DEPLOYMENT_POLL_SECONDS = float(env_str("DEPLOYMENT_POLL_SECONDS", "2"))
+
+# --- TLS of the deployments' endpoints (deployments/tls/) ------------------------------------------------
+# One private CA per region signs each deployment's server certificate. A CA is replaced this long before it
+# expires (the old one stays in ca.pem while certificates it signed are in use), a certificate re-issued this
+# long before (renewal runs hourly, so a failure has weeks of retries before a client sees an expired one).
+TLS_CA_LIFETIME_DAYS = env_int("TLS_CA_LIFETIME_DAYS", 3650)
+TLS_CA_RENEW_BEFORE_DAYS = env_int("TLS_CA_RENEW_BEFORE_DAYS", 365)
+TLS_CERT_LIFETIME_DAYS = env_int("TLS_CERT_LIFETIME_DAYS", 90)
+TLS_RENEW_BEFORE_DAYS = env_int("TLS_RENEW_BEFORE_DAYS", 30)
 
 # --- VPC peering (deployments/peering/) ---------------------------------------------------------------
 # Outside production the workers talk to simulated clouds on loopback (deployments.cloudsim: moto's server

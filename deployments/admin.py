@@ -5,7 +5,17 @@ from django.utils.html import format_html
 
 from controlplane import errors
 from deployments import services
-from deployments.models import Deployment, DeploymentEvent, Peering, PeeringEvent, Region, Spec, SpecPrice
+from deployments.models import (
+    CertificateAuthority,
+    Deployment,
+    DeploymentEvent,
+    Peering,
+    PeeringEvent,
+    Region,
+    ServerCertificate,
+    Spec,
+    SpecPrice,
+)
 from deployments.peering import services as peering_services
 from deployments.provisioning import desired_cluster_spec
 from k8s.render import render
@@ -121,3 +131,23 @@ class PeeringAdmin(ReadOnlyModelAdmin):
                 self.message_user(request, f"{peering.id}: {exc}", messages.ERROR)
                 continue
             self.message_user(request, f"{peering.id}: {note}", messages.SUCCESS)
+
+
+# --- TLS --------------------------------------------------------------------------------------------
+# Read-only, and the private keys are not even fields of the pages (``exclude``): an operator sees what a client
+# sees (certificates, fingerprints, expiry), never what would let someone impersonate a broker.
+@admin.register(CertificateAuthority)
+class CertificateAuthorityAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "region", "status", "subject", "not_before", "not_after", "retired_at")
+    list_filter = ("status", "region")
+    search_fields = ("id", "fingerprint_sha256", "subject")
+    exclude = ("private_key_pem",)
+
+
+@admin.register(ServerCertificate)
+class ServerCertificateAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "deployment", "organization", "host", "authority", "not_after", "issued_at")
+    list_filter = ("deployment__region",)
+    search_fields = ("id", "deployment__id", "organization__id", "host", "fingerprint_sha256", "serial_number")
+    list_select_related = ("deployment", "organization", "authority")
+    exclude = ("private_key_pem",)

@@ -20,7 +20,8 @@ What billing meters: ``BILLABLE`` (states billed by the hour) and ``STORAGE_BILL
 stopped rate); the catalog's prices of a spec: ``spec_prices`` and ``HOURS_PER_YEAR`` (what annual is set
 against).
 
-What the alert evaluator watches (a system read, no principal): ``failed_peerings_since``.
+What the alert evaluator watches (system reads, no principal): ``failed_peerings_since``, and
+``certificate_expiries(*, deployment_ids)`` (id -> (not_before, not_after) of each one's TLS server certificate).
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from deployments.lifecycle import BILLABLE, STORAGE_BILLABLE
 from deployments.peering.selectors import failed_peerings_since
 from deployments.selectors import HOURS_PER_YEAR, deployment_get, deployment_list, spec_prices
 from deployments.services import deployment_stop
+from deployments.tls.selectors import certificate_expiries
 
 __all__ = [
     "BILLABLE",
     "HOURS_PER_YEAR",
     "STORAGE_BILLABLE",
     "DeploymentScopedViewSet",
+    "certificate_expiries",
     "deployment_get",
     "deployment_list",
     "deployment_stop",

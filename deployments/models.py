@@ -347,3 +347,65 @@ class MqttUser(models.Model):
 
     def __str__(self) -> str:
         return self.username
+
+
+# --- TLS ----------------------------------------------------------------------------------------------
+class CertificateAuthorityStatus(models.TextChoices):
+    ACTIVE = "active"  # signs new server certificates
+    RETIRING = "retiring"  # replaced; still trusted (in ca.pem) while certificates it signed are in use
+    RETIRED = "retired"  # nothing it signed is in use any more; kept as a record
+
+
+class CertificateAuthority(models.Model):
+    """A region's private CA: it signs the server certificates of the deployments there (``mqtts``, ``wss``).
+
+    One active CA per region. Near its expiry a new one becomes active and this one ``retiring``: both are
+    served in ``ca.pem`` until every certificate it signed has been re-issued. The private key is encrypted at
+    rest and never leaves the control plane.
+    """
+
+    id = PrefixedIdField(prefix="cau")
+    region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=16, choices=CertificateAuthorityStatus.choices,
+                              default=CertificateAuthorityStatus.ACTIVE)
+    subject = models.CharField(max_length=200)
+    certificate_pem = models.TextField()
+    private_key_pem = EncryptedTextField()
+    fingerprint_sha256 = models.CharField(max_length=64)
+    not_before = models.DateTimeField()
+    not_after = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "certificate authorities"
+        constraints = [
+            models.UniqueConstraint(fields=["region"], condition=models.Q(status="active"),
+                                    name="one_active_ca_per_region"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} ({self.id}, {self.status})"
+
+
+class ServerCertificate(models.Model):
+    """The TLS server certificate a deployment's brokers serve, for the host of its endpoints; one per
+    deployment, replaced in place when renewed or when the host changes. The private key is encrypted at rest
+    and reaches the cluster only in the deployment's ``emqx-tls`` Secret."""
+
+    id = PrefixedIdField(prefix="crt")
+    organization = models.ForeignKey("projects.Organization", on_delete=models.PROTECT, related_name="+")
+    deployment = models.OneToOneField(Deployment, on_delete=models.CASCADE, related_name="server_certificate")
+    authority = models.ForeignKey(CertificateAuthority, on_delete=models.PROTECT, related_name="certificates")
+    host = models.CharField(max_length=253, help_text="the endpoints' host: an IP address or a DNS name")
+    sans = models.JSONField(default=list, help_text='subject alternative names, e.g. ["IP:127.77.0.5"]')
+    serial_number = models.CharField(max_length=40)
+    certificate_pem = models.TextField()
+    private_key_pem = EncryptedTextField()
+    fingerprint_sha256 = models.CharField(max_length=64)
+    not_before = models.DateTimeField()
+    not_after = models.DateTimeField(db_index=True)
+    issued_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"certificate of {self.deployment_id} for {self.host}"

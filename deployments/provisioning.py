@@ -28,7 +28,9 @@ from deployments.mqtt_access.acl_conf import render_acl_conf
 from deployments.mqtt_access.services import PUSH_TASK
 from deployments.peering.network import platform_network
 from deployments.selectors import active_peering_networks
-from k8s.render import MQTT_PORTS, BrokerClusterSpec
+from deployments.tls.selectors import ca_bundle_pem, server_certificate_of
+from deployments.tls.services import issue_for_deployment
+from k8s.render import MQTT_PORTS, BrokerClusterSpec, BrokerTls
 from k8s.services import (
     KubernetesError,
     ObservedCluster,
@@ -58,6 +60,17 @@ def _internal_cidrs(deployment: Deployment) -> tuple[str, ...]:
     region's platform network (nodes, and on some clouds the control plane's own services)."""
     platform_cidr = platform_network(deployment.region).get("cidr")
     return (*cluster_internal_cidrs(region_id=deployment.region_id), *([platform_cidr] if platform_cidr else []))
+
+
+def _broker_tls(deployment: Deployment) -> BrokerTls | None:
+    """The certificate the TLS listeners serve (with its CA, so clients holding only ca.pem's root get the
+    chain), or None before the load balancer had an address to certify."""
+    certificate = server_certificate_of(deployment)
+    if certificate is None:
+        return None
+    return BrokerTls(certificate_chain=certificate.certificate_pem + certificate.authority.certificate_pem,
+                     private_key=certificate.private_key_pem,
+                     ca_certificates=ca_bundle_pem(region_id=deployment.region_id))
 
 
 def broker_cluster_spec(deployment: Deployment, spec: Spec, *, replicas: int | None = None,
@@ -91,6 +104,7 @@ def broker_cluster_spec(deployment: Deployment, spec: Spec, *, replicas: int | N
         # Peerings moving in or out of active re-apply this (deployments.peering.lifecycle.transition).
         peered_cidrs=tuple(str(network) for network in active_peering_networks(deployment)),
         internal_cidrs=_internal_cidrs(deployment),
+        tls=_broker_tls(deployment),
     )
 
 
@@ -123,6 +137,10 @@ def desired_cluster_spec(deployment: Deployment) -> BrokerClusterSpec | None:
 
 def _endpoints(host: str) -> dict[str, str]:
     return {name: f"{host}:{port}" for name, port in MQTT_PORTS.items()}
+
+
+def _endpoint_host(deployment: Deployment) -> str:
+    return (deployment.endpoints or {}).get("mqtts", "").rpartition(":")[0]
 
 
 def _move(deployment_id: str, expected_status: str, to_status: str, *, reason: str = "", **fields) -> bool:
@@ -210,6 +228,12 @@ def _advance(deployment: Deployment, desired: BrokerClusterSpec, observed: Obser
     if status in (S.PROVISIONING, S.STARTING):
         if not observed.load_balancer_host:
             return _wait_or_fail(deployment, timeout, poll, "waiting for the load balancer address")
+        _, issued = issue_for_deployment(deployment=deployment, host=observed.load_balancer_host)
+        if issued:
+            # A first certificate, or one for a new address: the listeners must serve it before the deployment
+            # is called running, so apply it (a new generation) and wait for that rollout first.
+            _save_fields(deployment.id, status, desired_generation=deployment.desired_generation + 1)
+            return Step(0, "TLS certificate issued")
         if _move(deployment.id, status, S.RUNNING, endpoints=_endpoints(observed.load_balancer_host)):
             # A broker that just came up holds only what its data volume kept: send it the users and rules now
             # rather than at the reconciler's next drift check.
@@ -237,6 +261,11 @@ def repair(deployment_id: str) -> int:
     deployment = Deployment.objects.select_related("spec", "target_spec", "region").filter(pk=deployment_id).first()
     if deployment is None or deployment.status not in (S.RUNNING, S.STOPPED):
         return 0
+    host = _endpoint_host(deployment)
+    if deployment.status == S.RUNNING and host:
+        # Backfill: deployments that reached running before certificates existed get theirs here (a no-op
+        # once they have one for their host).
+        issue_for_deployment(deployment=deployment, host=host)
     desired = desired_cluster_spec(deployment)
     assert desired is not None
     report = apply_broker_cluster(region_id=deployment.region_id, spec=desired)

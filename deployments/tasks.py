@@ -20,6 +20,7 @@ from deployments.mqtt_access import delivery
 from deployments.mqtt_access.broker_api import BrokerError, BrokerUnavailable
 from deployments.peering.steps import CloudError
 from deployments.peering.worker import peering_converge_once, peerings_to_drive
+from deployments.tls import services as tls_services
 from k8s.services import KubernetesError
 
 logger = logging.getLogger(__name__)
@@ -141,3 +142,14 @@ def mqtt_access_reconcile() -> dict[str, int]:
             mqtt_access_push.delay(deployment_id)
             counts["drifted"] += 1
     return counts
+
+
+# --- TLS ------------------------------------------------------------------------------------------------
+@shared_task(name="deployments.tasks.tls_certificates_renew")
+def tls_certificates_renew() -> dict[str, int]:
+    """Beat job (hourly): rotate CAs and re-issue certificates near expiry; a rerun is a no-op, and a failed
+    run is simply the next hour's job (renewal starts weeks before expiry)."""
+    with exclusive("tls-certificates-renew", timeout=LOCK_SECONDS * 5) as acquired:
+        if not acquired:
+            return {"busy": 1}
+        return tls_services.renew_expiring()

@@ -21,6 +21,10 @@ DATA_MOUNT = "/opt/emqx/data"
 #: Where ``config_files`` (from the ConfigMap) and ``secret_files`` (from the bootstrap Secret) are mounted.
 CONFIG_FILES_DIR = "/opt/emqx/etc/mqcloud"
 SECRET_FILES_DIR = "/opt/emqx/etc/mqcloud-secrets"
+#: Where the ``-tls`` Secret (``TLS_FILES``) is mounted whole. It hides the image's demo certificates there, which
+#: is the point: no listener may fall back to them.
+TLS_DIR = "/opt/emqx/etc/certs"
+TLS_FILES = {"certfile": "tls.crt", "keyfile": "tls.key", "cacertfile": "ca.crt"}
 #: The in-cluster Service in front of the brokers' management API (the control plane's way in).
 API_SERVICE = "emqx-api"
 #: The cluster DNS (CoreDNS keeps the kube-dns label on every common distribution).
@@ -30,6 +34,19 @@ KUBE_DNS_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.n
 #: inside an address as the outbound client does, so the broker is kept out of the whole ranges.
 IPV4_CARRYING_V6 = tuple(ipaddress.ip_network(n) for n in (
     "::ffff:0:0/96", "::/96", "64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32"))
+
+
+@dataclass(frozen=True)
+class BrokerTls:
+    """The TLS listeners' material (PEM): the server certificate followed by its CA, its key, and the CAs the
+    deployment's clients are told to trust (``ca.pem``)."""
+
+    certificate_chain: str
+    private_key: str
+    ca_certificates: str
+
+    def __repr__(self) -> str:  # a spec in a log line or a traceback must not carry the key
+        return "BrokerTls(...)"
 
 
 @dataclass(frozen=True)
@@ -75,6 +92,12 @@ class BrokerClusterSpec:
     #: not private ranges or fall inside a peering. The ``blocked_cidrs`` always are.
     internal_cidrs: tuple[str, ...] = ()
     annotations: dict[str, str] = field(default_factory=dict)
+    #: The ``ssl``/``wss`` listeners' certificate; None (no address to certify yet) leaves them unconfigured.
+    tls: BrokerTls | None = None
+
+    @property
+    def tls_secret(self) -> str:
+        return f"{self.name}-tls"
 
     @property
     def labels(self) -> dict[str, str]:
@@ -128,7 +151,7 @@ def emqx_config(spec: BrokerClusterSpec) -> str:
         "}",
         *(
             f"listeners.{kind}.default {{ bind = \"0.0.0.0:{MQTT_PORTS[port]}\", "
-            f"max_connections = {spec.max_connections} }}"
+            f"max_connections = {spec.max_connections}{_ssl_options(spec) if kind in ('ssl', 'wss') else ''} }}"
             for kind, port in (("tcp", "mqtt"), ("ssl", "mqtts"), ("ws", "ws"), ("wss", "wss"))
         ),
         f"dashboard.listeners.http.bind = {DASHBOARD_PORT}",
@@ -136,6 +159,26 @@ def emqx_config(spec: BrokerClusterSpec) -> str:
     ]
     lines.extend(spec.extra_config)
     return "\n".join(lines) + "\n"
+
+
+def _ssl_options(spec: BrokerClusterSpec) -> str:
+    if spec.tls is None:
+        return ""
+    files = ", ".join(f'{option} = "{TLS_DIR}/{name}"' for option, name in TLS_FILES.items())
+    return f", ssl_options {{ {files} }}"
+
+
+def _tls_secret(spec: BrokerClusterSpec) -> list[dict]:
+    if spec.tls is None:
+        return []
+    return [{
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(spec, spec.tls_secret),
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": spec.tls.certificate_chain, "tls.key": spec.tls.private_key,
+                       "ca.crt": spec.tls.ca_certificates},
+    }]
 
 
 def render(spec: BrokerClusterSpec) -> list[dict]:
@@ -184,6 +227,7 @@ def render(spec: BrokerClusterSpec) -> list[dict]:
                            **{secret_env_key(name): value for name, value in spec.secret_env},
                            **{file_key(name): value for name, value in spec.secret_files.items()}},
         },
+        *_tls_secret(spec),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -324,6 +368,9 @@ def _stateful_set(spec: BrokerClusterSpec, replicas: int, config_hash: str) -> d
                "readOnly": True} for name in sorted(spec.config_files)),
             *({"name": "secret-files", "mountPath": f"{SECRET_FILES_DIR}/{name}",
                "subPath": file_key(name), "readOnly": True} for name in sorted(spec.secret_files)),
+            # Whole, not by subPath: the kubelet then swaps renewed files in place and the broker reads them on
+            # new connections, so a renewal restarts no pod (which is why the hash above leaves TLS out).
+            *([{"name": "tls", "mountPath": TLS_DIR, "readOnly": True}] if spec.tls else []),
         ],
     }
     volumes: list[dict] = [{"name": "config", "configMap": {"name": f"{spec.name}-config"}}]
@@ -332,6 +379,8 @@ def _stateful_set(spec: BrokerClusterSpec, replicas: int, config_hash: str) -> d
             "secretName": f"{spec.name}-bootstrap", "defaultMode": 0o400,
             "items": [{"key": file_key(n), "path": file_key(n)}
                       for n in sorted(spec.secret_files)]}})
+    if spec.tls:
+        volumes.append({"name": "tls", "secret": {"secretName": spec.tls_secret, "defaultMode": 0o400}})
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",

@@ -93,7 +93,8 @@ class RuleIn(InputSerializer):
     metric = serializers.ChoiceField(choices=RULE_METRICS, help_text="A metric; or a condition that is 1 while it "
                                      "holds, else 0 (use `>= 1`): `deployment_failed`, `peering_failed` (per "
                                      "deployment) or `payment_failed` (per organization: its incidents have no "
-                                     "deployment).")
+                                     "deployment); or `certificate_expiry_days`, the days until the deployment's TLS "
+                                     "server certificate expires (e.g. `< 14`).")
     operator = serializers.ChoiceField(choices=Operator.choices)
     threshold = serializers.DecimalField(max_digits=14, decimal_places=4)
     duration_s = serializers.IntegerField(min_value=0, max_value=86400, default=300)

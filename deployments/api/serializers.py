@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.core.exceptions import ObjectDoesNotExist
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -53,6 +54,21 @@ class EndpointsOut(serializers.Serializer):
     wss = serializers.CharField(required=False)
 
 
+class DeploymentTlsOut(serializers.Serializer):
+    fingerprint_sha256 = serializers.CharField(help_text="SHA-256 of the server certificate (DER), lower-case hex.")
+    not_after = serializers.DateTimeField(help_text="When the server certificate expires (it is renewed before).")
+    ca_pem_url = serializers.CharField(help_text="Where the CA certificates to verify it against are.")
+
+
+def deployment_tls_out(deployment: Deployment) -> dict | None:
+    try:
+        certificate = deployment.server_certificate
+    except ObjectDoesNotExist:
+        return None
+    return {"fingerprint_sha256": certificate.fingerprint_sha256, "not_after": certificate.not_after,
+            "ca_pem_url": f"/api/v1/deployments/{deployment.id}/ca.pem"}
+
+
 class DeploymentOut(serializers.ModelSerializer):
     project = serializers.CharField(source="project_id", read_only=True)
     region = serializers.CharField(source="region_id", read_only=True)
@@ -60,12 +76,19 @@ class DeploymentOut(serializers.ModelSerializer):
     target_spec = serializers.CharField(source="target_spec_id", read_only=True,
                                         help_text="While scaling, the spec being rolled out.")
     endpoints = EndpointsOut(read_only=True)
+    tls = serializers.SerializerMethodField(
+        help_text="The TLS server certificate `mqtts` and `wss` serve; null until the endpoints have an address.")
 
     class Meta:
         model = Deployment
         fields = ["id", "project", "name", "tier", "spec", "target_spec", "region", "status", "status_reason",
-                  "endpoints", "deletion_protection", "created_at", "updated_at", "status_changed_at"]
+                  "endpoints", "tls", "deletion_protection", "created_at", "updated_at", "status_changed_at"]
         read_only_fields = fields
+
+    @extend_schema_field(DeploymentTlsOut(allow_null=True))
+    def get_tls(self, obj: Deployment) -> dict | None:
+        tls = deployment_tls_out(obj)
+        return None if tls is None else DeploymentTlsOut(tls).data
 
 
 class DeploymentEventOut(serializers.ModelSerializer):

@@ -2,18 +2,23 @@ from __future__ import annotations
 
 import django_filters
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from controlplane import errors
 from controlplane.api.pagination import CursorLimitPagination
 from deployments import http_auth, selectors, services
 from deployments.api import serializers as s
 from deployments.api.base import DeploymentScopedViewSet
 from deployments.api.peering import DeploymentPeeringsMixin
 from deployments.models import Provider, Region, Spec, Tier
+from deployments.tls import selectors as tls_selectors
 from projects.api.base import OrganizationScopedViewSet
 from projects.facade import projects_by_ids
 from projects.roles import Perm
@@ -77,6 +82,18 @@ class SpecViewSet(CatalogViewSet):
         return context
 
 
+class PemRenderer(BaseRenderer):
+    """Lets a client ask for ``application/x-pem-file`` (curl -H Accept:…); an error still goes out as JSON."""
+
+    media_type = "application/x-pem-file"
+    format = "pem"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        if isinstance(data, str):
+            return data.encode()
+        return JSONRenderer().render(data)
+
+
 # --- deployments ------------------------------------------------------------------------------------
 # Other apps serve their routes under /deployments/{id}/ from their own viewsets derived from
 # DeploymentScopedViewSet too (alerts.api.metrics, billing.api.views). The docstring is the schema's description.
@@ -90,6 +107,11 @@ class DeploymentViewSet(DeploymentPeeringsMixin, mixins.ListModelMixin, mixins.R
     serializer_class = s.DeploymentOut
     # PUT only for /http-auth (the deployment itself has no update action, so no PUT route).
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+
+    def scoped_queryset(self, principal: Principal) -> QuerySet:
+        # The tls field: one join instead of a query per deployment; the key and certificate are not needed.
+        return super().scoped_queryset(principal).select_related("server_certificate").defer(
+            "server_certificate__private_key_pem", "server_certificate__certificate_pem")
 
     def _accepted(self, deployment) -> Response:
         return Response(s.DeploymentOut(deployment).data, status=status.HTTP_202_ACCEPTED)
@@ -157,6 +179,22 @@ class DeploymentViewSet(DeploymentPeeringsMixin, mixins.ListModelMixin, mixins.R
         events = selectors.deployment_event_list(principal=self.principal, deployment=deployment)
         page = self.paginate_queryset(events)
         return self.get_paginated_response(s.DeploymentEventOut(page, many=True).data)
+
+    @extend_schema(responses={(200, PemRenderer.media_type): OpenApiTypes.STR,
+                              404: OpenApiResponse(description="No such deployment, or no CA in its region yet.")},
+                   description="The CA certificates (PEM) that sign the deployment's TLS server certificate "
+                               "(`mqtts`, `wss`): verify the broker against them. During a CA rotation there "
+                               "are two; trust both.")
+    @action(detail=True, methods=["get"], url_path="ca.pem", url_name="ca-pem",
+            renderer_classes=[JSONRenderer, PemRenderer])
+    def ca_pem(self, request: Request, pk: str) -> HttpResponse:
+        deployment = self.get_object()
+        bundle = tls_selectors.ca_bundle_pem(region_id=deployment.region_id)
+        if not bundle:
+            raise errors.NotFound(f"The deployment {deployment.id} has no certificate authority yet.")
+        response = HttpResponse(bundle, content_type=PemRenderer.media_type)
+        response["Content-Disposition"] = f'attachment; filename="{deployment.id}-ca.pem"'
+        return response
 
     # --- custom HTTP authentication ---------------------------------------------------------------
     @extend_schema(responses=s.HttpAuthOut, description="The HTTP authentication/ACL configuration; header "

@@ -20,7 +20,7 @@ from django.utils.cache import add_never_cache_headers
 from controlplane import errors
 from deployments import selectors as deployment_selectors
 from deployments.console import access_forms
-from deployments.console.connect import connect_snippets
+from deployments.console.connect import ca_download_url, connect_snippets
 from deployments.console.views import describe_deployment
 from deployments.models import Deployment, MqttUser
 from deployments.mqtt_access import hashing, selectors, services
@@ -57,8 +57,8 @@ class AccessMixin:
 # --- users ------------------------------------------------------------------------------------------
 def password_shown_once(view: OrganizationConsoleView, *, deployment: Deployment, username: str,
                         password: str, created: bool) -> HttpResponse:
-    # mqtts commands join once the CA download is wired (see DeploymentDetailView's ca_pem_url).
-    snippets = connect_snippets(deployment.endpoints, tls_ready=False, username=username, password=password)
+    snippets = connect_snippets(deployment.endpoints, tls_ready=ca_download_url(deployment) is not None,
+                                username=username, password=password)
     response = view.render_page({"deployment": deployment, "username": username, "password": password,
                                  "created": created, "tab": "users", "snippets": snippets},
                                 template_name="console/deployments/access/password.html")

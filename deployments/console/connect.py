@@ -11,6 +11,11 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from django.urls import reverse
+
+from deployments.models import Deployment
+from deployments.tls.selectors import server_certificate_of
+
 TOPIC = "test/hello"
 SUBSCRIBE_FILTER = "test/#"
 PAYLOAD = "hello"
@@ -24,6 +29,13 @@ class Snippet:
     kind: str  # "mqtt" or "mqtts"
     tool: str  # "mosquitto" or "python"
     text: str
+
+
+def ca_download_url(deployment: Deployment) -> str | None:
+    """The console's ca.pem download once the deployment serves a certificate (the mqtts commands need it)."""
+    if server_certificate_of(deployment) is None:
+        return None
+    return reverse("console:deployment-ca-pem", args=[deployment.id])
 
 
 def split_address(address: str) -> tuple[str, int] | None:

@@ -14,6 +14,7 @@ urlpatterns = [
     path("deployments/<str:deployment_id>/retry", views.DeploymentRetryView.as_view(), name="deployment-retry"),
     path("deployments/<str:deployment_id>/protection", views.DeploymentProtectionView.as_view(),
          name="deployment-protection"),
+    path("deployments/<str:deployment_id>/ca.pem", views.DeploymentCaPemView.as_view(), name="deployment-ca-pem"),
     path("deployments/<str:deployment_id>/delete", views.DeploymentDeleteView.as_view(), name="deployment-delete"),
     path("deployments/<str:deployment_id>/peerings", peering.PeeringSectionView.as_view(),
          name="deployment-peerings"),

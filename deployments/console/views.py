@@ -18,9 +18,10 @@ from django.urls import reverse
 from controlplane import errors
 from deployments import http_auth, selectors, services
 from deployments.console import forms as deployment_forms
-from deployments.console.connect import connect_snippets
+from deployments.console.connect import ca_download_url, connect_snippets
 from deployments.lifecycle import TRANSITIONAL
 from deployments.models import Deployment, DeploymentStatus, HttpAuthConfig, Spec, Tier
+from deployments.tls import selectors as tls_selectors
 from projects import facade as project_selectors
 from projects.console.base import OrganizationConsoleView, OrganizationFormView
 from projects.roles import Perm
@@ -183,9 +184,7 @@ class DeploymentDetailView(_DeploymentMixin, OrganizationConsoleView):
         events = selectors.deployment_event_list(principal=self.principal, deployment=deployment)
         endpoints = [{"kind": kind, "label": label, "address": deployment.endpoints[kind]}
                      for kind, label in ENDPOINT_KINDS.items() if deployment.endpoints.get(kind)]
-        # The CA download (console:deployment-ca-pem) is being added on another branch; until it is wired here,
-        # the card shows neither the CA link nor the mqtts commands, which need it.
-        ca_pem_url = None
+        ca_pem_url = ca_download_url(deployment)
         return self.render_page({
             "deployment": deployment,
             "spec": current or describe_spec(deployment.spec, self.currency),
@@ -218,6 +217,18 @@ class DeploymentDetailView(_DeploymentMixin, OrganizationConsoleView):
 
 
 # --- actions ----------------------------------------------------------------------------------------
+class DeploymentCaPemView(_DeploymentMixin, OrganizationConsoleView):
+    """The CA certificates to verify ``mqtts``/``wss`` against, as a download (the same file as the API's)."""
+
+    def get(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
+        bundle = tls_selectors.ca_bundle_pem(region_id=self.deployment.region_id)
+        if not bundle:
+            raise errors.NotFound(f"The deployment {self.deployment.id} has no certificate authority yet.")
+        response = HttpResponse(bundle, content_type="application/x-pem-file")
+        response["Content-Disposition"] = f'attachment; filename="{self.deployment.id}-ca.pem"'
+        return response
+
+
 class DeploymentActionView(_DeploymentMixin, OrganizationConsoleView):
     """A POST from the detail page that asks a service for one change, then goes back to the page.
 

@@ -230,6 +230,12 @@ def _copy_new_users(deployment: Deployment, new: list[tuple[_ImportRow, hashing.
     names = ("id", "deployment", "username", "username_key", "algorithm", "password_hash", "salt", "is_superuser",
              "created_at", "updated_at")
     columns = ", ".join(MqttUser._meta.get_field(name).column for name in names)
+    if connection.vendor != "postgresql":  # the embedded default (SQLite) has no COPY
+        MqttUser.objects.bulk_create([
+            MqttUser(deployment=deployment, username=row.username, username_key=row.key, algorithm=stored.algorithm,
+                     password_hash=stored.password_hash, salt=stored.salt, is_superuser=row.is_superuser,
+                     created_at=now, updated_at=now) for row, stored in new], batch_size=500)
+        return
     prefix = MqttUser._meta.get_field("id").prefix  # type: ignore[attr-defined]
     with connection.cursor() as cursor, \
             cursor.cursor.copy(f"COPY {MqttUser._meta.db_table} ({columns}) FROM STDIN") as copy:

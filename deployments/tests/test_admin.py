@@ -42,3 +42,29 @@ def test_force_reconcile_is_audited(client, operator):
     client.post("/ops/deployments/deployment/", {"action": "force_reconcile", "_selected_action": [deployment.id]})
     assert AuditEvent.objects.filter(action="deployment.force_reconcile", target_id=deployment.id).exists()
     assert Deployment.objects.get(pk=deployment.pk).status == "running"
+
+
+def test_certificate_pages_are_read_only_and_never_show_private_keys(client, operator):
+    from deployments.models import CertificateAuthority, ServerCertificate
+    from deployments.tls.services import issue_for_deployment
+
+    certificate, _ = issue_for_deployment(deployment=DeploymentFactory(), host="127.77.0.5")
+    authority = CertificateAuthority.objects.get()
+    pages = {
+        "/ops/deployments/certificateauthority/": authority.id,
+        f"/ops/deployments/certificateauthority/{quote(authority.id)}/change/": authority.fingerprint_sha256,
+        "/ops/deployments/servercertificate/": certificate.host,
+        f"/ops/deployments/servercertificate/{quote(certificate.id)}/change/": certificate.fingerprint_sha256,
+    }
+    for path, expected in pages.items():
+        page = client.get(path)
+        assert page.status_code == 200, path
+        text = page.content.decode()
+        assert expected in text
+        assert "PRIVATE KEY" not in text and "private_key" not in text
+        assert 'type="submit" value="Save"' not in text and 'name="_save"' not in text
+    assert client.get(f"/ops/deployments/servercertificate/{quote(certificate.id)}/delete/").status_code == 403
+    # The deployment's rendered objects mask the TLS Secret like the bootstrap one.
+    page = client.get(f"/ops/deployments/deployment/{quote(certificate.deployment_id)}/change/").content.decode()
+    assert "emqx-tls" in page and "PRIVATE KEY" not in page
+    assert ServerCertificate.objects.count() == 1

@@ -234,3 +234,32 @@ def test_the_cluster_cidrs_setting_reaches_the_policy(api, cluster, worker):
     public = next(peer.ip_block for rule in spec.egress for peer in rule.to or []
                   if peer.ip_block and peer.ip_block.cidr == "0.0.0.0/0")
     assert "203.0.114.0/24" in public._except  # a public-looking range the cluster uses stays closed
+
+
+def test_a_running_deployment_serves_a_certificate_for_its_endpoint_host(api, cluster, worker):
+    import base64
+
+    from deployments import provisioning
+    from deployments.models import ServerCertificate
+
+    created = create(api, "tls")
+    running = wait_status(api, created["id"], "running")
+    host = running["endpoints"]["mqtts"].rpartition(":")[0]
+    certificate = ServerCertificate.objects.get(deployment_id=created["id"])
+    assert certificate.host == host and certificate.sans == [f"DNS:{host}"]
+    namespace = Deployment.objects.get(pk=created["id"]).namespace
+    core = k8s_client.CoreV1Api(cluster.api_client())
+
+    def served() -> str:
+        data = core.read_namespaced_secret("emqx-tls", namespace).data
+        return base64.b64decode(data["tls.crt"]).decode()
+
+    assert served().startswith(certificate.certificate_pem)
+    # The pods were rolled to the TLS listeners before the deployment was called running.
+    assert "ssl_options" in core.read_namespaced_config_map("emqx-config", namespace).data["emqx.conf"]
+
+    # A deployment that reached running without one (before this existed) gets one from the repair pass.
+    ServerCertificate.objects.filter(deployment_id=created["id"]).delete()
+    provisioning.repair(created["id"])
+    backfilled = ServerCertificate.objects.get(deployment_id=created["id"])
+    assert backfilled.host == host and served().startswith(backfilled.certificate_pem)

@@ -3,10 +3,13 @@ real brokers, and paho-mqtt clients at the endpoint the API returns.
 
 No credentials, a wrong password: refused. The right password: accepted. The ACL lets a device use
 ``dev/${username}/#`` and nothing else. A kicked client is disconnected. The ``connections`` metric and an
-alert rule on it react to real connections. Stopping the deployment stops its broker."""
+alert rule on it react to real connections. ``mqtts`` and ``wss`` serve the deployment's certificate, which
+verifies against the API's ``ca.pem`` (and not against another CA). Stopping the deployment stops its broker."""
 
 from __future__ import annotations
 
+import hashlib
+import ssl
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,7 +20,7 @@ from django.utils import timezone
 from alerts.evaluator import alerts_evaluate
 from alerts.metrics import metrics_collect
 from deployments.models import Deployment
-from k8s.simulator.broker.tests.mqtt_helpers import Client, connects
+from k8s.simulator.broker.tests.mqtt_helpers import Client, connects, make_tls
 from projects.tests.factories import OrganizationFactory, ProjectFactory, make_api_key
 from tests.support import running_worker, simulated_cluster, wait_for
 
@@ -40,12 +43,14 @@ def api(make_client):
 
 
 def endpoint(deployment: dict) -> SimpleNamespace:
-    """What a device is given: the `mqtt` endpoint's host and port (the test clients take a broker-like)."""
+    """What a device is given: the `mqtt` endpoint's host and the endpoints' ports (the test clients take a
+    broker-like)."""
     host, _, port = deployment["endpoints"]["mqtt"].rpartition(":")
-    return SimpleNamespace(host=host, mqtt_port=int(port), ports={"mqtt": int(port)})
+    ports = {name: int(value.rpartition(":")[2]) for name, value in deployment["endpoints"].items()}
+    return SimpleNamespace(host=host, mqtt_port=int(port), ports=ports)
 
 
-def test_devices_connect_with_credentials_and_acl_kicks_and_metrics(api, cluster):
+def test_devices_connect_with_credentials_and_acl_kicks_and_metrics(api, cluster, tmp_path):
     with running_worker():
         created = api.post("/api/v1/deployments", {"project": api.project.id, "name": "devices",
                                                    "region": "aws-us-east-1", "spec": "basic-1k"}, format="json")
@@ -104,11 +109,41 @@ def test_devices_connect_with_credentials_and_acl_kicks_and_metrics(api, cluster
             resolved += alerts_evaluate(now=now + timedelta(seconds=seconds))["resolved"]
         assert resolved == 1
 
+        _devices_connect_over_tls(api, base, broker, user["password"], tmp_path)
+
         assert api.post(f"{base}/stop").status_code == 202
         wait_for(lambda: status("stopped"), "the deployment to stop")
         wait_for(lambda: cluster.fleet.broker(_namespace(base)) is None, "the broker to stop")
         with pytest.raises(OSError):
             connects(broker, "late", "sensor-1", user["password"])
+
+
+def _devices_connect_over_tls(api, base: str, broker: SimpleNamespace, password: str, tmp_path: Path) -> None:
+    deployment = api.get(base).json()
+    tls = deployment["tls"]
+    assert tls["ca_pem_url"] == f"{base}/ca.pem"
+    response = api.get(tls["ca_pem_url"], HTTP_ACCEPT="application/x-pem-file")
+    assert response.status_code == 200 and response["Content-Type"] == "application/x-pem-file"
+    ca_pem = tmp_path / "ca.pem"
+    ca_pem.write_bytes(response.content)
+    ports = {}
+    for name in ("mqtts", "wss"):
+        host, _, port = deployment["endpoints"][name].rpartition(":")
+        assert host == broker.host  # an IP address: the certificate must carry it as an IP SAN
+        ports[name] = int(port)
+
+    secure = Client(broker, "device-tls", "sensor-1", password, port=ports["mqtts"], ca=ca_pem)
+    assert secure.accepted
+    served = secure.c.socket().getpeercert(binary_form=True)
+    assert hashlib.sha256(served).hexdigest() == tls["fingerprint_sha256"]
+    secure.close()
+    assert not connects(broker, "tls-guess", "sensor-1", "wrong-password", port=ports["mqtts"], ca=ca_pem)
+    assert connects(broker, "device-wss", "sensor-1", password, transport="websockets", port=ports["wss"],
+                    ca=ca_pem)
+
+    other_ca = make_tls(tmp_path, broker.host)[0]  # a CA that did not sign the deployment's certificate
+    with pytest.raises(ssl.SSLCertVerificationError):
+        Client(broker, "device-other-ca", "sensor-1", password, port=ports["mqtts"], ca=other_ca)
 
 
 def _namespace(base: str) -> str:

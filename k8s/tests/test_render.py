@@ -213,3 +213,47 @@ def test_config_and_secret_files_are_mounted_read_only_and_roll_the_pods():
 
     changed = render(spec(config_files={"acl.conf": "%% rules"}, secret_files={"api_keys": "k:other"}))
     assert len({str(hash_of(plain)), str(hash_of(with_files)), str(hash_of(changed))}) == 3
+
+
+# --- TLS ------------------------------------------------------------------------------------------------
+def _tls():
+    from k8s.render import BrokerTls
+
+    return BrokerTls(certificate_chain="CERT\nCA\n", private_key="KEY\n", ca_certificates="CA\n")
+
+
+def test_without_tls_nothing_tls_is_rendered():
+    objects = render(spec())
+    assert [o["metadata"]["name"] for o in objects if o["kind"] == "Secret"] == ["emqx-bootstrap"]
+    assert "ssl_options" not in emqx_config(spec())
+
+
+def test_tls_renders_a_secret_mounted_whole_and_both_tls_listeners_pointing_at_it():
+    from pyhocon import ConfigFactory
+
+    objects = by_kind(render(spec(tls=_tls())))
+    (secret,) = [s for s in objects["Secret"] if s["metadata"]["name"] == "emqx-tls"]
+    assert secret["type"] == "kubernetes.io/tls"
+    assert secret["stringData"] == {"tls.crt": "CERT\nCA\n", "tls.key": "KEY\n", "ca.crt": "CA\n"}
+    pod = objects["StatefulSet"][0]["spec"]["template"]["spec"]
+    assert {"name": "tls", "secret": {"secretName": "emqx-tls", "defaultMode": 0o400}} in pod["volumes"]
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert {"name": "tls", "mountPath": "/opt/emqx/etc/certs", "readOnly": True} in mounts
+    config = ConfigFactory.parse_string(emqx_config(spec(tls=_tls())))
+    for listener in ("ssl", "wss"):
+        options = config.get_config(f"listeners.{listener}.default.ssl_options")
+        assert dict(options) == {"certfile": "/opt/emqx/etc/certs/tls.crt", "keyfile": "/opt/emqx/etc/certs/tls.key",
+                                 "cacertfile": "/opt/emqx/etc/certs/ca.crt"}
+        assert config.get_int(f"listeners.{listener}.default.max_connections") == 10000
+    assert "ssl_options" not in str(config.get_config("listeners.tcp.default"))
+
+
+def test_a_renewed_certificate_changes_the_secret_but_restarts_no_pod():
+    from dataclasses import replace
+
+    first = by_kind(render(spec(tls=_tls())))
+    renewed = by_kind(render(spec(tls=replace(_tls(), certificate_chain="CERT2\nCA\n"))))
+    hash_of = lambda objs: objs["StatefulSet"][0]["spec"]["template"]["metadata"]["annotations"]  # noqa: E731
+    assert hash_of(first) == hash_of(renewed)
+    assert hash_of(first) != hash_of(by_kind(render(spec())))  # but turning TLS on does roll the pods
+    assert "KEY" not in repr(spec(tls=_tls()))

@@ -195,3 +195,20 @@ def test_the_pod_view_resolves_mounts_environment_and_optional_sources():
         *sts["containers"][0]["volumeMounts"], {"name": "tls", "mountPath": "/opt/emqx/etc/certs"}]}]
     plan = PodView(optional, {"emqx-config": objects["ConfigMap"]}, {"emqx-bootstrap": secret}).broker_plan()
     assert plan.certfile is None  # the certificate is not there yet: no TLS listener
+
+
+def test_the_pod_view_serves_the_rendered_tls_secret():
+    from dataclasses import replace
+
+    from k8s.render import BrokerTls
+
+    spec = replace(broker_spec("mq-t"),
+                   tls=BrokerTls(certificate_chain="CERT\n", private_key="KEY\n", ca_certificates="CA\n"))
+    objects = render(spec)
+    sts = next(o for o in objects if o["kind"] == "StatefulSet")["spec"]["template"]["spec"]
+    secrets = {o["metadata"]["name"]: {"data": {k: base64.b64encode(v.encode()).decode()
+                                                for k, v in o["stringData"].items()}}
+               for o in objects if o["kind"] == "Secret"}
+    config_map = next(o for o in objects if o["kind"] == "ConfigMap")
+    plan = PodView(sts, {"emqx-config": config_map}, secrets).broker_plan()
+    assert (plan.certfile, plan.keyfile) == ("CERT\n", "KEY\n")
