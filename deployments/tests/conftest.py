@@ -11,6 +11,7 @@ from django.test import override_settings
 from deployments.cloudsim import bootstrap_aws
 from deployments.models import Region
 from deployments.peering.azure_sim import AzureSim
+from projects.tests.factories import OrganizationFactory, ProjectFactory, make_api_key
 
 CUSTOMER_ACCOUNT = "111122223333"
 
@@ -54,3 +55,13 @@ def azure_cloud(azure_server):
                            PEERING_PLATFORM_NETWORKS_FILE="", PEERING_SIMULATED_CUSTOMER=True,
                            PEERING_POLL_SECONDS=0.1):
         yield azure_server
+
+
+@pytest.fixture
+def project_api(make_client):
+    """An API client with an owner's key of a new organization, and that organization's project as ``.project``."""
+    organization = OrganizationFactory()
+    _, secret = make_api_key(organization)
+    api = make_client(secret)
+    api.project = ProjectFactory(organization=organization)
+    return api

@@ -16,7 +16,6 @@ from controlplane.celery import app as celery_app
 from deployments.models import Deployment, DeploymentEvent
 from deployments.tasks import deployment_converge, deployments_reconcile
 from k8s.simulator import SimulatedCluster
-from projects.tests.factories import OrganizationFactory, ProjectFactory, make_api_key
 from tests.support import running_worker, simulated_cluster, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -35,12 +34,8 @@ def worker(cluster):
 
 
 @pytest.fixture
-def api(make_client):
-    organization = OrganizationFactory()
-    _, secret = make_api_key(organization)
-    api = make_client(secret)
-    api.project = ProjectFactory(organization=organization)
-    return api
+def api(project_api):
+    return project_api
 
 
 def wait_status(api, deployment_id: str, status: str) -> dict:

@@ -21,7 +21,6 @@ from alerts.evaluator import alerts_evaluate
 from alerts.metrics import metrics_collect
 from deployments.models import Deployment
 from k8s.simulator.broker.tests.mqtt_helpers import Client, connects, make_tls
-from projects.tests.factories import OrganizationFactory, ProjectFactory, make_api_key
 from tests.support import running_worker, simulated_cluster, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -34,12 +33,8 @@ def cluster(tmp_path: Path):
 
 
 @pytest.fixture
-def api(make_client):
-    organization = OrganizationFactory()
-    _, secret = make_api_key(organization)
-    api = make_client(secret)
-    api.project = ProjectFactory(organization=organization)
-    return api
+def api(project_api):
+    return project_api
 
 
 def endpoint(deployment: dict) -> SimpleNamespace:
