@@ -11,14 +11,13 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from controlplane import errors
 from controlplane.api.pagination import CursorLimitPagination
 from deployments import http_auth, selectors, services
 from deployments.api import serializers as s
 from deployments.api.base import DeploymentScopedViewSet
 from deployments.api.peering import DeploymentPeeringsMixin
 from deployments.models import Provider, Region, Spec, Tier
-from deployments.tls import selectors as tls_selectors
+from deployments.tls.download import PEM_MEDIA_TYPE, ca_pem_response
 from projects.api.base import OrganizationScopedViewSet
 from projects.facade import projects_by_ids
 from projects.roles import Perm
@@ -85,7 +84,7 @@ class SpecViewSet(CatalogViewSet):
 class PemRenderer(BaseRenderer):
     """Lets a client ask for ``application/x-pem-file`` (curl -H Accept:…); an error still goes out as JSON."""
 
-    media_type = "application/x-pem-file"
+    media_type = PEM_MEDIA_TYPE
     format = "pem"
 
     def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
@@ -188,13 +187,7 @@ class DeploymentViewSet(DeploymentPeeringsMixin, mixins.ListModelMixin, mixins.R
     @action(detail=True, methods=["get"], url_path="ca.pem", url_name="ca-pem",
             renderer_classes=[JSONRenderer, PemRenderer])
     def ca_pem(self, request: Request, pk: str) -> HttpResponse:
-        deployment = self.get_object()
-        bundle = tls_selectors.ca_bundle_pem(region_id=deployment.region_id)
-        if not bundle:
-            raise errors.NotFound(f"The deployment {deployment.id} has no certificate authority yet.")
-        response = HttpResponse(bundle, content_type=PemRenderer.media_type)
-        response["Content-Disposition"] = f'attachment; filename="{deployment.id}-ca.pem"'
-        return response
+        return ca_pem_response(self.get_object())
 
     # --- custom HTTP authentication ---------------------------------------------------------------
     @extend_schema(responses=s.HttpAuthOut, description="The HTTP authentication/ACL configuration; header "

@@ -21,7 +21,7 @@ from deployments.console import forms as deployment_forms
 from deployments.console.connect import ca_download_url, connect_snippets
 from deployments.lifecycle import TRANSITIONAL
 from deployments.models import Deployment, DeploymentStatus, HttpAuthConfig, Spec, Tier
-from deployments.tls import selectors as tls_selectors
+from deployments.tls.download import ca_pem_response
 from projects import facade as project_selectors
 from projects.console.base import OrganizationConsoleView, OrganizationFormView
 from projects.roles import Perm
@@ -221,12 +221,7 @@ class DeploymentCaPemView(_DeploymentMixin, OrganizationConsoleView):
     """The CA certificates to verify ``mqtts``/``wss`` against, as a download (the same file as the API's)."""
 
     def get(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
-        bundle = tls_selectors.ca_bundle_pem(region_id=self.deployment.region_id)
-        if not bundle:
-            raise errors.NotFound(f"The deployment {self.deployment.id} has no certificate authority yet.")
-        response = HttpResponse(bundle, content_type="application/x-pem-file")
-        response["Content-Disposition"] = f'attachment; filename="{self.deployment.id}-ca.pem"'
-        return response
+        return ca_pem_response(self.deployment)
 
 
 class DeploymentActionView(_DeploymentMixin, OrganizationConsoleView):
