@@ -25,7 +25,7 @@ from deployments.lifecycle import TRANSITIONAL, transition
 from deployments.models import MANAGEMENT_API_KEY, Deployment, HttpAuthConfig, Spec
 from deployments.models import DeploymentStatus as S
 from deployments.mqtt_access.acl_conf import render_acl_conf
-from deployments.mqtt_access.services import PUSH_TASK
+from deployments.mqtt_access.changes import PUSH_TASK
 from deployments.peering.network import platform_network
 from deployments.selectors import active_peering_networks
 from deployments.tls.selectors import ca_bundle_pem, server_certificate_of

@@ -28,5 +28,5 @@ def test_connect_bench_runs_against_three_brokers():
 def test_import_bench_runs_on_a_few_rows():
     out = run("bench/mqtt_import.py", "--users", "50", "--plain", "5", "--rounds", "1",
               "--database", f"mqcloud_bench_mqtt_import_smoke_{os.getpid()}")
-    assert out.count("users/s") == 5 and "queries" in out and "peak memory" in out
+    assert out.count("users/s") == 6 and "queries" in out and "peak memory" in out and "text/csv streamed" in out
     assert "pre-hashed rows: 50 users" in out and "plain-password rows (PBKDF2 per row): 5 users" in out

@@ -4,7 +4,10 @@ deployment itself is looked up, scoped and permission-checked by the tenancy bas
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db.models import QuerySet
+from django.http import HttpRequest
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -17,11 +20,14 @@ from controlplane.api.pagination import CursorLimitPagination
 from controlplane.api.serializers import InputSerializer
 from deployments import selectors as deployment_selectors
 from deployments.models import MqttUser
-from deployments.mqtt_access import selectors, services
+from deployments.mqtt_access import imports, selectors, services
 from deployments.mqtt_access.validation import IMPORT_MAX, PASSWORD_MAX_BYTES, USERNAME_MAX
 from projects.api.base import OrganizationScopedViewSet
 from projects.roles import Perm
 from projects.tenancy import Principal
+
+#: 100,000 lines of the longest username (128 characters, up to 512 bytes) and password (256 bytes): ~74 MiB.
+CSV_BODY_MAX_BYTES = 80 * 2**20
 
 
 # --- serializers: shapes only; the services validate the values and answer field errors ---------------
@@ -65,6 +71,7 @@ class MqttUsersImportIn(InputSerializer):
 class ImportErrorOut(serializers.Serializer):
     index = serializers.IntegerField()
     username = serializers.CharField(allow_null=True)
+    line = serializers.IntegerField(required=False, help_text="The line of a CSV body.")
     message = serializers.CharField()
 
 
@@ -72,7 +79,8 @@ class MqttUsersImportOut(serializers.Serializer):
     created = serializers.IntegerField()
     updated = serializers.IntegerField()
     unchanged = serializers.IntegerField()
-    errors = ImportErrorOut(many=True)
+    errors = ImportErrorOut(many=True, help_text=f"The first {imports.ERRORS_LISTED}.")
+    errors_total = serializers.IntegerField()
     dry_run = serializers.BooleanField()
 
 
@@ -151,21 +159,41 @@ class DeploymentMqttAccessViewSet(OrganizationScopedViewSet):
             body["password"] = generated
         return Response(body, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=MqttUsersImportIn, responses=MqttUsersImportOut, parameters=[
+    @extend_schema(request={"application/json": MqttUsersImportIn, "text/csv": OpenApiTypes.STR},
+                   responses=MqttUsersImportOut, parameters=[
         OpenApiParameter("dry_run", OpenApiTypes.BOOL, description="Report what would change; change nothing.")],
         description="Creates or updates many users: all of them, or none when a row is invalid (400 naming "
-                    "each row). Usernames already present are updated; identical ones are `unchanged`.")
+                    "each row). Usernames already present are updated; identical ones are `unchanged`. "
+                    f"A `text/csv` body is read as it arrives, for files too big to send as JSON: {imports.CSV_FORMAT} "
+                    "Its errors also give the `line`.")
     @action(detail=True, methods=["post"], url_path="mqtt-users/import")
     def mqtt_users_import(self, request: Request, pk: str) -> Response:
         deployment = self.get_object()
         dry_run = request.query_params.get("dry_run", "false").lower()
         if dry_run not in ("true", "false", "1", "0"):
             raise errors.field_invalid("dry_run", "Must be true or false.")
-        data = MqttUsersImportIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        result = services.mqtt_users_import(principal=self.principal, deployment=deployment,
-                                            users=data.validated_data["users"], dry_run=dry_run in ("true", "1"))
+        users: Iterable[object]
+        if request.content_type.split(";")[0].strip().lower() == "text/csv":
+            users = imports.csv_lines_from_bytes(self._csv_body(request))
+        else:
+            data = MqttUsersImportIn(data=request.data)
+            data.is_valid(raise_exception=True)
+            users = data.validated_data["users"]
+        result = imports.mqtt_users_import(principal=self.principal, deployment=deployment, users=users,
+                                           dry_run=dry_run in ("true", "1"))
         return Response({**result.as_dict(), "dry_run": dry_run in ("true", "1")})
+
+    @staticmethod
+    def _csv_body(request: Request) -> HttpRequest:
+        """The request itself as the byte stream to read (Django reads at most Content-Length from it)."""
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > CSV_BODY_MAX_BYTES:
+            raise errors.field_invalid("users", f"The CSV body is over {CSV_BODY_MAX_BYTES // 2**20} MiB; "
+                                                "split the file.")
+        return request._request
 
     @extend_schema(responses=MqttUserOut)
     @action(detail=True, methods=["get"], url_path=r"mqtt-users/(?P<username>[^/]+)")

@@ -7,6 +7,8 @@ never stored anywhere the page could show it again.
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -23,7 +25,7 @@ from deployments.console import access_forms
 from deployments.console.connect import ca_download_url, connect_snippets
 from deployments.console.views import describe_deployment
 from deployments.models import Deployment, MqttUser
-from deployments.mqtt_access import hashing, selectors, services
+from deployments.mqtt_access import hashing, imports, selectors, services
 from projects.console.base import OrganizationConsoleView, form_add_domain_error
 from projects.roles import Perm
 from projects.tenancy import Principal
@@ -174,13 +176,14 @@ class MqttUserDeleteView(MqttUserView):
 
 
 # --- import -----------------------------------------------------------------------------------------
-def _line_errors(parsed: access_forms.ParsedImport, service_errors: list[dict[str, Any]]) -> None:
-    """Puts the service's errors (by index among the users sent) next to the lines they came from."""
-    sent = [line for line in parsed.lines if line.user is not None]
-    for problem in service_errors:
-        index = problem.get("index")
-        if isinstance(index, int) and 0 <= index < len(sent):
-            sent[index].error = problem["message"]
+@dataclass
+class PreviewLine:
+    """One line of an import file as the preview shows it (never with its password)."""
+
+    line: int
+    username: str
+    kind: str
+    error: str = ""
 
 
 class MqttUsersImportView(AccessMixin, OrganizationConsoleView):
@@ -194,37 +197,40 @@ class MqttUsersImportView(AccessMixin, OrganizationConsoleView):
         return self.render_page(self.access_context(form=access_forms.MqttUsersImportForm()))
 
     def post(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
-        deployment = self.deployment
         form = access_forms.MqttUsersImportForm(request.POST, request.FILES)
         if not form.is_valid():
             return self.render_page(self.access_context(form=form), status=400)
         text = form.cleaned_data["csv_text"]
-        parsed = access_forms.parse_import_csv(text)
-        apply = "apply" in request.POST and not parsed.malformed
-        result = None
+        lines = list(imports.csv_lines(io.StringIO(text)))  # the form already holds the text (20 MiB at most)
+        if not lines:
+            form.add_error("csv_text", "No user lines: only column names or blank lines.")
+            return self.render_page(self.access_context(form=form), status=400)
+        apply = "apply" in request.POST
         try:
-            if parsed.users:
-                result = services.mqtt_users_import(principal=self.principal, deployment=deployment,
-                                                    users=parsed.users, dry_run=not apply)
+            result = self._import(lines, dry_run=not apply)
+        except errors.ValidationFailed:
+            # A wrong line (malformed, or the data changed since the preview): show the preview instead.
+            result = self._import(lines, dry_run=True)
         except _PAGE_ERRORS:
             raise
         except errors.DomainError as exc:
-            if not apply:
-                form_add_domain_error(form, exc)
-                return self.render_page(self.access_context(form=form), status=400)
-            # Applying found a wrong line (the data changed since the preview): show the preview instead.
-            result = services.mqtt_users_import(principal=self.principal, deployment=deployment,
-                                                users=parsed.users, dry_run=True)
-        if result is not None:
-            _line_errors(parsed, result.errors)
-        if apply and result is not None and not result.errors:
+            form_add_domain_error(form, exc)
+            return self.render_page(self.access_context(form=form), status=400)
+        if apply and not result.errors_total:
             messages.success(request, f"Imported: {result.created} created, {result.updated} updated, "
                                       f"{result.unchanged} unchanged.")
-            return redirect("console:deployment-mqtt-users", deployment.id)
-        problems = [line for line in parsed.lines if line.error]
-        lines = problems[:PREVIEW_LINES_MAX] if problems else parsed.lines[:PREVIEW_LINES_MAX]
+            return redirect("console:deployment-mqtt-users", self.deployment.id)
+        by_index = {problem["index"]: problem["message"] for problem in result.errors}
+        preview = [PreviewLine(line.line, line.username, line.kind, by_index.get(index, ""))
+                   for index, line in enumerate(lines)]
+        problems = [line for line in preview if line.error]
+        shown = problems if problems else preview
         preview_form = access_forms.MqttUsersImportForm(initial={"csv_text": text})
         return self.render_page(self.access_context(
-            form=preview_form, result=result, lines=lines, problems=len(problems), total=len(parsed.lines),
-            more=max(0, (len(problems) or len(parsed.lines)) - PREVIEW_LINES_MAX)),
+            form=preview_form, result=result, lines=shown[:PREVIEW_LINES_MAX], problems=result.errors_total,
+            total=len(lines), more=max(0, (result.errors_total or len(lines)) - PREVIEW_LINES_MAX)),
             status=400 if problems else 200)
+
+    def _import(self, lines: list[imports.CsvLine], *, dry_run: bool) -> imports.ImportResult:
+        return imports.mqtt_users_import(principal=self.principal, deployment=self.deployment, users=lines,
+                                         dry_run=dry_run)

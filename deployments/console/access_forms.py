@@ -3,18 +3,14 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from dataclasses import dataclass, field
 from typing import Any
 
 from django import forms
 
+from deployments.mqtt_access.imports import CSV_FORMAT
 from deployments.mqtt_access.validation import PASSWORD_MAX_BYTES, USERNAME_MAX, Invalid, topic_filter_clean
 
 IMPORT_FILE_MAX_BYTES = 20 * 1024 * 1024
-PLAIN_COLUMNS = ("username", "password")
-HASHED_COLUMNS = ("username", "password_hash", "salt", "algorithm")
 
 
 class MqttUserFilterForm(forms.Form):
@@ -47,8 +43,7 @@ class MqttUsersImportForm(forms.Form):
     csv_text = forms.CharField(
         required=False, strip=False, label="Paste CSV",
         widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "autocomplete": "off"}),
-        help_text="One user a line: username,password or username,password_hash,salt,algorithm "
-                  "(pbkdf2_sha256). A first line naming the columns is skipped.")
+        help_text=CSV_FORMAT)
     csv_file = forms.FileField(required=False, label="Or upload a .csv file")
 
     def clean(self) -> dict[str, Any]:
@@ -66,53 +61,6 @@ class MqttUsersImportForm(forms.Form):
         if not (data.get("csv_text") or "").strip():
             self.add_error("csv_text", "Paste CSV or choose a file.")
         return data
-
-
-@dataclass
-class ImportLine:
-    """One line of an import file as the preview shows it (never with its password)."""
-
-    line: int
-    username: str
-    kind: str  # "password" or the hash algorithm
-    user: dict[str, str] | None  # what goes to the service; None when the line itself is malformed
-    error: str = ""
-
-
-@dataclass
-class ParsedImport:
-    lines: list[ImportLine] = field(default_factory=list)
-
-    @property
-    def users(self) -> list[dict[str, str]]:
-        return [line.user for line in self.lines if line.user is not None]
-
-    @property
-    def malformed(self) -> int:
-        return sum(1 for line in self.lines if line.user is None)
-
-
-def parse_import_csv(text: str) -> ParsedImport:
-    """Lines of ``username,password`` or ``username,password_hash,salt,algorithm``; blank lines and a first line
-    of column names are skipped. A line with another number of columns is reported on that line."""
-    parsed = ParsedImport()
-    for number, cells in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if not cells or all(not cell.strip() for cell in cells):
-            continue
-        if not parsed.lines and number == 1 and cells[0].strip().lower() == "username":
-            continue
-        username = cells[0]
-        if len(cells) == len(PLAIN_COLUMNS):
-            parsed.lines.append(ImportLine(number, username, "password", dict(zip(PLAIN_COLUMNS, cells,
-                                                                                   strict=True))))
-        elif len(cells) == len(HASHED_COLUMNS):
-            user = dict(zip(HASHED_COLUMNS, cells, strict=True))
-            parsed.lines.append(ImportLine(number, username, user["algorithm"], user))
-        else:
-            parsed.lines.append(ImportLine(number, username, "", None,
-                                           f"Expected 2 columns (username,password) or 4 (username,password_hash,"
-                                           f"salt,algorithm); found {len(cells)}."))
-    return parsed
 
 
 # --- ACL --------------------------------------------------------------------------------------------

@@ -211,13 +211,14 @@ def test_import_dry_run_then_all_or_nothing(api, deployment) -> None:
     dry = api.post(users_url(deployment, "/import?dry_run=true"), {"users": users}, format="json")
     assert dry.status_code == 200, dry.content
     assert dry.json() | {"errors": None} == {"created": 1, "updated": 1, "unchanged": 1, "errors": None,
-                                            "dry_run": True}
+                                            "errors_total": 2, "dry_run": True}
     assert [(e["index"], e["username"]) for e in dry.json()["errors"]] == [(3, "NEW"), (4, "short")]
     real = api.post(users_url(deployment, "/import"), {"users": users}, format="json")
     assert real.status_code == 400 and set(real.json()["errors"]) == {"users[3]", "users[4]"}
     assert MqttUser.objects.count() == 2  # nothing half-applied
     good = api.post(users_url(deployment, "/import"), {"users": users[:3]}, format="json")
-    assert good.json() == {"created": 1, "updated": 1, "unchanged": 1, "errors": [], "dry_run": False}
+    assert good.json() == {"created": 1, "updated": 1, "unchanged": 1, "errors": [], "errors_total": 0,
+                           "dry_run": False}
     new = MqttUser.objects.get(username="new")
     assert hashing.verify_password(hashing.PasswordHash(new.algorithm, new.password_hash, new.salt), "legacy-pass")
     again = api.post(users_url(deployment, "/import"), {"users": users[:3]}, format="json").json()
@@ -292,7 +293,7 @@ def test_import_writes_the_rows_the_model_would_and_updates_in_place(deployment,
     """The import writes new users with COPY, not the ORM: the rows must be what ``MqttUser(...)`` would be."""
     from django.utils import timezone
 
-    from deployments.mqtt_access.services import mqtt_users_import
+    from deployments.mqtt_access.imports import mqtt_users_import
     from projects.tenancy import Principal
 
     principal = Principal.for_system(org)
@@ -302,7 +303,7 @@ def test_import_writes_the_rows_the_model_would_and_updates_in_place(deployment,
               "algorithm": "pbkdf2_sha256", "is_superuser": True}]
     started = timezone.now()
     result = mqtt_users_import(principal=principal, deployment=deployment, users=first)
-    assert result.as_dict() == {"created": 2, "updated": 0, "unchanged": 0, "errors": []}
+    assert result.as_dict() == {"created": 2, "updated": 0, "unchanged": 0, "errors": [], "errors_total": 0}
     users = {user.username: user for user in MqttUser.objects.filter(deployment=deployment)}
     for user in users.values():
         user.full_clean()
@@ -325,4 +326,4 @@ def test_import_writes_the_rows_the_model_would_and_updates_in_place(deployment,
     assert MqttUser.objects.filter(deployment=deployment).count() == 3
     assert MqttAccess.objects.get(deployment=deployment).generation == 2
     assert mqtt_users_import(principal=principal, deployment=deployment, users=again).as_dict() == {
-        "created": 0, "updated": 0, "unchanged": 3, "errors": []}
+        "created": 0, "updated": 0, "unchanged": 3, "errors": [], "errors_total": 0}
