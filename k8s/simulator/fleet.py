@@ -127,7 +127,15 @@ class BrokerFleet:
             return running.process if running and running.process and running.process.alive() else None
 
     def serving(self, namespace: str) -> bool:
-        return self.broker(namespace) is not None
+        """Whether the namespace's broker is up with the configuration its pods have now: what EMQX's readiness
+        probe would say of a pod started with it. A broker still on an older configuration (until the next pass
+        restarts it) does not count, or a pod would turn Ready on, say, a certificate it does not serve yet."""
+        with self._lock:
+            running = self._brokers.get(namespace)
+        if running is None or running.process is None or not running.process.alive():
+            return False
+        plan = self.wanted_plan(namespace)
+        return isinstance(plan, BrokerPlan) and plan.digest() == running.plan_digest
 
     def problem(self, namespace: str) -> str | None:
         """Why the namespace's broker cannot start (its pod's configuration is unusable), or None."""
@@ -192,19 +200,32 @@ class BrokerFleet:
                           if not ns["metadata"].get("deletionTimestamp")}
             for sts in self.store.objects(STATEFULSETS, copies=False):
                 namespace = sts["metadata"]["namespace"]
-                # A broker while any pod is running (the kubelet then waits for it before calling a pod Ready).
-                if namespace not in namespaces or not any(
-                        not p["metadata"].get("deletionTimestamp")
-                        for p in self.store.objects(PODS, namespace, copies=False)):
-                    continue
-                view = PodView((sts["spec"].get("template") or {}).get("spec") or {},
-                               {c["metadata"]["name"]: c for c in self.store.objects(CONFIGMAPS, namespace)},
-                               {s["metadata"]["name"]: s for s in self.store.objects(SECRETS, namespace)})
-                try:
-                    plans[namespace] = view.broker_plan()
-                except PodViewError as exc:
-                    plans[namespace] = str(exc)
+                if namespace in namespaces and (plan := self._plan(sts)) is not None:
+                    plans[namespace] = plan
         return plans, namespaces
+
+    def wanted_plan(self, namespace: str) -> BrokerPlan | str | None:
+        """The plan of one namespace's broker as its objects are now (``wanted`` for one namespace)."""
+        with self.store.lock:
+            for sts in self.store.objects(STATEFULSETS, namespace, copies=False):
+                if (plan := self._plan(sts)) is not None:
+                    return plan
+        return None
+
+    def _plan(self, sts: dict[str, Any]) -> BrokerPlan | str | None:
+        """The broker a StatefulSet's pods want (or why they cannot have one); None while no pod is running
+        (the kubelet then waits for the broker before calling a pod Ready). Called under the store's lock."""
+        namespace = sts["metadata"]["namespace"]
+        if not any(not p["metadata"].get("deletionTimestamp")
+                   for p in self.store.objects(PODS, namespace, copies=False)):
+            return None
+        view = PodView((sts["spec"].get("template") or {}).get("spec") or {},
+                       {c["metadata"]["name"]: c for c in self.store.objects(CONFIGMAPS, namespace)},
+                       {s["metadata"]["name"]: s for s in self.store.objects(SECRETS, namespace)})
+        try:
+            return view.broker_plan()
+        except PodViewError as exc:
+            return str(exc)
 
     def reconcile(self) -> None:
         plans, namespaces = self.wanted()

@@ -8,6 +8,7 @@ import base64
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from k8s.render import SECRET_FILES_DIR, BrokerClusterSpec, render
 from k8s.simulator import SimulatedCluster
 from k8s.simulator.broker import BrokerProcess
 from k8s.simulator.broker.tests.mqtt_helpers import AUTHN, Client, add_user, call, connects
+from k8s.simulator.fleet import BrokerFleet
 from k8s.simulator.podview import PodView, PodViewError
+from k8s.simulator.resources import PODS
 from k8s.tests.sim_helpers import wait_until
 
 KEYS = "mqcloud:s3cret-key:administrator\n"
@@ -169,6 +172,27 @@ def test_the_http_authenticator_of_the_rendered_config_follows_the_built_in_data
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_broker_serves_a_pod_only_once_it_runs_the_pods_current_configuration(tmp_path):
+    """A pod must not turn Ready on a broker still running the configuration it had before (a new certificate, a
+    new API key): the kubelet asks ``serving`` before the fleet's next pass has restarted the broker with it."""
+    with SimulatedCluster(ready_delay_s=0.05, seed=12) as sim:
+        fleet = BrokerFleet(sim.state, tmp_path / "brokers")
+        try:
+            spec = broker_spec("mq-plan")
+            apply(sim, spec)
+            wait_until(lambda: sim.state.objects(PODS, "mq-plan"))
+            fleet.reconcile()
+            first = fleet.broker("mq-plan")
+            assert first is not None and fleet.serving("mq-plan")
+            apply(sim, replace(spec, secret_files={"api_keys": "mqcloud:rotated-key:administrator\n"}))
+            assert first.alive() and not fleet.serving("mq-plan")  # the old process, with the old key
+            # The fleet's passes (its thread is not started here) restart the broker as the pods roll over.
+            wait_until(lambda: fleet.reconcile() or fleet.serving("mq-plan"))
+            assert fleet.broker("mq-plan") is not first and not first.alive()
+        finally:
+            fleet.stop()
 
 
 def test_a_pod_whose_config_cannot_be_read_gets_no_broker(cluster):
