@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from django.db.models import Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Max, OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from alerts.models import (
     PUBLIC_METRICS,
@@ -55,8 +55,26 @@ def metric_latest_values(*, deployment_ids: list[str], metric: str, since: datet
     return result
 
 
-def channel_list(*, principal: Principal) -> QuerySet[AlertChannel]:
-    return AlertChannel.objects.filter(organization=principal.organization).order_by("created_at", "id")
+#: Where ``channel_list(with_last_delivery=True)`` puts each channel's latest notification (a list of 0 or 1).
+LAST_DELIVERY = "last_delivery_prefetched"
+
+
+def channel_list(*, principal: Principal, with_last_delivery: bool = False) -> QuerySet[AlertChannel]:
+    """The organization's channels; ``with_last_delivery`` fetches every channel's latest notification in one
+    more query (a window over the page's channels), for lists that show it."""
+    qs = AlertChannel.objects.filter(organization=principal.organization).order_by("created_at", "id")
+    if with_last_delivery:
+        latest = Notification.objects.order_by("-created_at", "-id")[:1]
+        qs = qs.prefetch_related(Prefetch("notifications", queryset=latest, to_attr=LAST_DELIVERY))
+    return qs
+
+
+def channel_last_delivery(channel: AlertChannel) -> Notification | None:
+    """The channel's latest notification: prefetched by ``channel_list(with_last_delivery=True)``, else asked."""
+    prefetched = getattr(channel, LAST_DELIVERY, None)
+    if prefetched is not None:
+        return prefetched[0] if prefetched else None
+    return channel.notifications.order_by("-created_at", "-id").first()
 
 
 WEBHOOK_PATH_MASK = "/***"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -149,29 +151,53 @@ def budget_list(*, principal: Principal) -> QuerySet[Budget]:
     return principal.limit_to_projects(qs).prefetch_related("channels").order_by("created_at", "id")
 
 
+def spend_by_project_for_month(*, organization_id: str, currency: str,
+                               month_start: datetime) -> dict[str | None, Decimal]:
+    """What the month costs before VAT, as invoicing counts it (metered usage per deployment and spec, one
+    rounding each as invoice lines, plus annual terms charged in the month), per project id and, under
+    ``None``, for the whole organization: two queries however many projects."""
+    month_end = periods.month_start_after(month_start)
+    usage = (UsageRecord.objects.filter(organization_id=organization_id, hour_start__gte=month_start,
+                                        hour_start__lt=month_end)
+             .values("deployment_id", "deployment__project_id", "spec_id", "hourly_price")
+             .annotate(seconds=Sum("seconds")).order_by())
+    charges = AnnualCharge.objects.filter(organization_id=organization_id, created_at__gte=month_start,
+                                          created_at__lt=month_end).values_list("deployment__project_id", "amount")
+    totals: dict[str | None, Decimal] = defaultdict(lambda: Decimal("0.00"))
+    amounts = [(row["deployment__project_id"], money.usage_amount(seconds=row["seconds"],
+                                                                   hourly_price=row["hourly_price"],
+                                                                   currency=currency)) for row in usage]
+    for project_id, amount in [*amounts, *charges]:
+        totals[project_id] += amount
+        totals[None] += amount
+    return {key: money.quantize(total, currency) for key, total in totals.items()}
+
+
 def spend_for_month(*, organization_id: str, currency: str, month_start: datetime,
                     project_id: str | None = None) -> Decimal:
-    """What the month costs before VAT, as invoicing counts it: metered usage per deployment and spec (one
-    rounding each, as invoice lines) plus annual terms charged in the month; of one project if given."""
-    month_end = periods.month_start_after(month_start)
-    usage = UsageRecord.objects.filter(organization_id=organization_id, hour_start__gte=month_start,
-                                       hour_start__lt=month_end)
-    charges = AnnualCharge.objects.filter(organization_id=organization_id, created_at__gte=month_start,
-                                          created_at__lt=month_end)
-    if project_id is not None:
-        usage = usage.filter(deployment__project_id=project_id)
-        charges = charges.filter(deployment__project_id=project_id)
-    total = Decimal("0.00")
-    for row in usage.values("deployment_id", "spec_id", "hourly_price").annotate(seconds=Sum("seconds")).order_by():
-        total += money.usage_amount(seconds=row["seconds"], hourly_price=row["hourly_price"], currency=currency)
-    total += sum((c for c in charges.values_list("amount", flat=True)), Decimal("0.00"))
-    return money.quantize(total, currency)
+    """``spend_by_project_for_month`` of one project, or of the whole organization without one."""
+    spend = spend_by_project_for_month(organization_id=organization_id, currency=currency, month_start=month_start)
+    return spend.get(project_id, money.quantize(Decimal("0.00"), currency))
 
 
 def budget_spent(*, budget: Budget, now: datetime) -> Decimal:
     """The budget's spend in the month of ``now``."""
-    return spend_for_month(organization_id=budget.organization_id, currency=budget.organization.currency,
-                           month_start=periods.month_start_of(now), project_id=budget.project_id)
+    return budgets_spent(budgets=[budget], now=now)[budget.pk]
+
+
+def budgets_spent(*, budgets: Iterable[Budget], now: datetime) -> dict[str, Decimal]:
+    """Each budget's spend in the month of ``now`` (by budget id), asking once per organization."""
+    month_start, spent = periods.month_start_of(now), {}
+    by_organization: dict[str, list[Budget]] = defaultdict(list)
+    for budget in budgets:
+        by_organization[budget.organization_id].append(budget)
+    for organization_id, scoped in by_organization.items():
+        currency = scoped[0].organization.currency
+        spend = spend_by_project_for_month(organization_id=organization_id, currency=currency,
+                                           month_start=month_start)
+        for budget in scoped:
+            spent[budget.pk] = spend.get(budget.project_id, money.quantize(Decimal("0.00"), currency))
+    return spent
 
 
 def budget_notice_recipients(*, budget: Budget) -> list[str]:

@@ -69,7 +69,7 @@ class ChannelOut(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.DictField(allow_null=True))
     def get_last_delivery(self, obj: AlertChannel) -> dict | None:
-        last = obj.notifications.order_by("-created_at").first()
+        last = selectors.channel_last_delivery(obj)
         if last is None:
             return None
         return {"id": last.id, "kind": last.kind, "status": last.status, "status_code": last.status_code,

@@ -51,7 +51,7 @@ class AlertChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Orga
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def scoped_queryset(self, principal: Principal) -> QuerySet:
-        return selectors.channel_list(principal=principal)
+        return selectors.channel_list(principal=principal, with_last_delivery=True)
 
     def get_serializer_context(self) -> dict:
         principal = getattr(self, "principal", None)

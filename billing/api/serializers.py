@@ -170,8 +170,10 @@ class BudgetOut(serializers.ModelSerializer):
 
     @extend_schema_field(serializers.DecimalField(max_digits=14, decimal_places=2))
     def get_spent(self, obj: Budget) -> str:
-        now = self.context.get("now") or timezone.now()
-        return str(selectors.budget_spent(budget=obj, now=now))
+        spent = self.context.get("spent")  # the list's page, asked at once (``budgets_spent``)
+        if spent is not None and obj.pk in spent:
+            return str(spent[obj.pk])
+        return str(selectors.budget_spent(budget=obj, now=self.context.get("now") or timezone.now()))
 
 
 class BudgetIn(InputSerializer):

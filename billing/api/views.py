@@ -188,6 +188,13 @@ class BudgetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizati
     def scoped_queryset(self, principal: Principal) -> QuerySet:
         return selectors.budget_list(principal=principal)
 
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        assert page is not None  # every list here is paginated
+        spent = selectors.budgets_spent(budgets=page, now=timezone.now())
+        body = s.BudgetOut(page, many=True, context={**self.get_serializer_context(), "spent": spent}).data
+        return self.get_paginated_response(body)
+
     @extend_schema(request=s.BudgetIn, responses={201: s.BudgetOut},
                    description="400 for an amount not above 0, or a project or channel that is not the "
                                "organization's; 409 if the scope already has a budget.")

@@ -130,8 +130,10 @@ class UsageView(OrganizationConsoleView):
 def budget_rows(principal: Principal, now: datetime) -> list[dict[str, Any]]:
     """Each budget with this month's spend and how far along it is (capped at 100 for the bar's width)."""
     rows = []
-    for budget in selectors.budget_list(principal=principal).select_related("project"):
-        spent = selectors.budget_spent(budget=budget, now=now)
+    budgets = list(selectors.budget_list(principal=principal).select_related("project"))
+    spent_by_budget = selectors.budgets_spent(budgets=budgets, now=now)
+    for budget in budgets:
+        spent = spent_by_budget[budget.pk]
         percent = int(spent * 100 / budget.amount)
         rows.append({"budget": budget, "spent": spent, "percent": percent, "bar": min(percent, 100),
                      "level": "over" if percent >= 100 else "high" if percent >= 80 else "ok",
