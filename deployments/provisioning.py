@@ -9,6 +9,9 @@ result. No database lock is held while Kubernetes is called.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -32,12 +35,16 @@ from deployments.tls.selectors import ca_bundle_pem, server_certificate_of
 from deployments.tls.services import issue_for_deployment
 from k8s.render import MQTT_PORTS, BrokerClusterSpec, BrokerTls
 from k8s.services import (
+    ClusterIndex,
     KubernetesError,
     ObservedCluster,
     apply_broker_cluster,
     cluster_internal_cidrs,
     delete_broker_cluster,
+    drifted_objects,
     observe_broker_cluster,
+    observe_region,
+    repair_broker_cluster,
 )
 
 logger = logging.getLogger(__name__)
@@ -253,13 +260,14 @@ def _wait_or_fail(deployment: Deployment, timeout: timedelta, poll: float, obser
     return Step(poll, observation)
 
 
-def repair(deployment_id: str) -> int:
-    """Re-applies a settled deployment's objects (restoring anything deleted or edited by hand).
+def repair(deployment_id: str, observed: ClusterIndex | None = None) -> int:
+    """Re-applies a settled deployment's objects (restoring anything deleted or edited by hand): all of them,
+    or with ``observed`` (the region's objects, ``observe_region``) only those missing or drifted.
 
     Returns the number of Kubernetes API calls made.
     """
     deployment = Deployment.objects.select_related("spec", "target_spec", "region").filter(pk=deployment_id).first()
-    if deployment is None or deployment.status not in (S.RUNNING, S.STOPPED):
+    if deployment is None or deployment.status not in SETTLED:
         return 0
     host = _endpoint_host(deployment)
     if deployment.status == S.RUNNING and host:
@@ -268,7 +276,53 @@ def repair(deployment_id: str) -> int:
         issue_for_deployment(deployment=deployment, host=host)
     desired = desired_cluster_spec(deployment)
     assert desired is not None
-    report = apply_broker_cluster(region_id=deployment.region_id, spec=desired)
+    if observed is None:
+        report = apply_broker_cluster(region_id=deployment.region_id, spec=desired)
+    else:
+        report = repair_broker_cluster(region_id=deployment.region_id, spec=desired, observed=observed)
     Deployment.objects.filter(pk=deployment.id).update(last_reconciled_at=timezone.now())
     _record_http_auth_applied(deployment.id, desired)
     return report.api_calls
+
+
+SETTLED = (S.RUNNING, S.STOPPED)
+
+
+@dataclass
+class RegionRepair:
+    checked: int = 0
+    repaired: int = 0
+    busy: int = 0
+    api_calls: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def repair_region(region_id: str, *, lock: Callable[[str], AbstractContextManager[bool]]) -> RegionRepair:
+    """One drift pass over a region's settled deployments: one LIST per kind of object for the whole region,
+    then an apply only of what is missing or differs from what we render; an unchanged fleet is not written
+    to at all. ``lock(deployment_id)`` is the per-deployment worker lock, taken only to repair (a deployment
+    another worker holds is ``busy`` and left to the next pass)."""
+    observed = observe_region(region_id=region_id)
+    report = RegionRepair(api_calls=observed.api_calls)
+    checked = []
+    deployments = Deployment.objects.select_related("spec", "target_spec", "region").filter(
+        region_id=region_id, status__in=SETTLED).order_by("id")
+    for deployment in deployments.iterator(chunk_size=500):
+        report.checked += 1
+        host = _endpoint_host(deployment)
+        if deployment.status == S.RUNNING and host:
+            issue_for_deployment(deployment=deployment, host=host)  # backfill, as in repair
+        desired = desired_cluster_spec(deployment)
+        if desired is None or not drifted_objects(spec=desired, observed=observed):
+            checked.append(deployment.id)
+            continue
+        with lock(deployment.id) as acquired:
+            if not acquired:
+                report.busy += 1
+                continue
+            report.api_calls += repair(deployment.id, observed)
+            report.repaired += 1
+    Deployment.objects.filter(pk__in=checked).update(last_reconciled_at=timezone.now())
+    return report

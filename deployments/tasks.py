@@ -15,7 +15,6 @@ from controlplane.locks import exclusive
 from deployments import provisioning
 from deployments.lifecycle import TRANSITIONAL
 from deployments.models import Deployment
-from deployments.models import DeploymentStatus as S
 from deployments.mqtt_access import delivery
 from deployments.mqtt_access.broker_api import BrokerError, BrokerUnavailable
 from deployments.peering.steps import CloudError
@@ -26,6 +25,7 @@ from k8s.services import KubernetesError
 logger = logging.getLogger(__name__)
 
 LOCK_SECONDS = 120
+REGION_LOCK_SECONDS = 600
 
 
 def deployment_lock(deployment_id: str):
@@ -57,17 +57,28 @@ def deployment_repair(self, deployment_id: str) -> int:
 
 @shared_task(name="deployments.tasks.deployments_reconcile")
 def deployments_reconcile() -> dict[str, int]:
-    """Beat job: re-drive every deployment in a transitional state and repair drift of settled ones."""
-    counts = {"converge": 0, "repair": 0}
-    for deployment_id, status in Deployment.objects.exclude(status__in=[S.DELETED, S.FAILED]).values_list(
-            "id", "status"):
-        if status in TRANSITIONAL:
-            deployment_converge.delay(deployment_id)
-            counts["converge"] += 1
-        else:
-            deployment_repair.delay(deployment_id)
-            counts["repair"] += 1
+    """Beat job: re-drive every deployment in a transitional state (a task each: there are few), and one drift
+    pass per region over the settled ones (not a task per deployment: an unchanged fleet costs one LIST per
+    kind of object per region, and no write)."""
+    counts = {"converge": 0, "regions": 0}
+    for deployment_id in Deployment.objects.filter(status__in=TRANSITIONAL).values_list("id", flat=True):
+        deployment_converge.delay(deployment_id)
+        counts["converge"] += 1
+    for region_id in (Deployment.objects.filter(status__in=provisioning.SETTLED).order_by()
+                      .values_list("region_id", flat=True).distinct()):
+        deployments_reconcile_region.delay(region_id)
+        counts["regions"] += 1
     return counts
+
+
+@shared_task(name="deployments.tasks.deployments_reconcile_region", bind=True, acks_late=True,
+             autoretry_for=(KubernetesError, ConnectionError, TimeoutError), retry_backoff=5, retry_backoff_max=60,
+             max_retries=3)
+def deployments_reconcile_region(self, region_id: str) -> dict[str, int]:
+    with exclusive(f"reconcile-region:{region_id}", timeout=REGION_LOCK_SECONDS) as acquired:
+        if not acquired:
+            return {"busy": 1}  # the previous pass is still going
+        return provisioning.repair_region(region_id, lock=deployment_lock).as_dict()
 
 
 # --- VPC peering ------------------------------------------------------------------------------------

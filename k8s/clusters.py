@@ -61,6 +61,11 @@ def cluster_cidrs(region_id: str) -> tuple[str, ...]:
         raise ClusterNotConfigured(f"A cluster CIDR of region {region_id} is not valid: {exc}.") from exc
 
 
+def secret_key() -> bytes:
+    """The control plane's secret key (Django's ``SECRET_KEY``): keys the hashes we annotate objects with."""
+    return settings.SECRET_KEY.encode()
+
+
 def api_client_for_region(region_id: str) -> client.ApiClient:
     key = _cluster_settings(region_id)
     with _lock:

@@ -16,6 +16,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from k8s.clusters import api_client_for_region, cluster_cidrs
+from k8s.drift import ClusterIndex, stamped
 from k8s.render import BrokerClusterSpec, render
 
 FIELD_MANAGER = "mqcloud"
@@ -85,9 +86,25 @@ class ApplyReport:
 
 def apply_broker_cluster(*, region_id: str, spec: BrokerClusterSpec) -> ApplyReport:
     """Applies every object of the cluster, in order. Raises KubernetesError (``retryable`` tells)."""
+    return _apply(region_id, render(spec))
+
+
+def drifted_objects(*, spec: BrokerClusterSpec, observed: ClusterIndex) -> list[dict]:
+    """The cluster's rendered objects that ``observed`` lacks or that differ from what we render (a hand edit,
+    a hand delete, or a change of ours)."""
+    return [obj for obj in render(spec) if observed.drifted(obj)]
+
+
+def repair_broker_cluster(*, region_id: str, spec: BrokerClusterSpec, observed: ClusterIndex) -> ApplyReport:
+    """Applies only ``drifted_objects``: an unchanged cluster costs no call at all."""
+    return _apply(region_id, drifted_objects(spec=spec, observed=observed))
+
+
+def _apply(region_id: str, objects: list[dict]) -> ApplyReport:
     api_client = api_client_for_region(region_id)
     report = ApplyReport()
-    for obj in render(spec):
+    for obj in objects:
+        obj = stamped(obj)
         api_class, method, namespaced = _KINDS[obj["kind"]]
         patch: Callable = getattr(api_class(api_client), method)
         name = obj["metadata"]["name"]
@@ -150,6 +167,32 @@ def observe_broker_cluster(*, region_id: str, namespace: str, name: str) -> Obse
         resources=container.get("resources", {}).get("limits", {}),
         load_balancer_host=host,
     )
+
+
+# kind → (typed API class, the method listing it across namespaces)
+_LISTS: dict[str, tuple[type, str]] = {
+    "Namespace": (client.CoreV1Api, "list_namespace"),
+    "ResourceQuota": (client.CoreV1Api, "list_resource_quota_for_all_namespaces"),
+    "NetworkPolicy": (client.NetworkingV1Api, "list_network_policy_for_all_namespaces"),
+    "ConfigMap": (client.CoreV1Api, "list_config_map_for_all_namespaces"),
+    "Secret": (client.CoreV1Api, "list_secret_for_all_namespaces"),
+    "Service": (client.CoreV1Api, "list_service_for_all_namespaces"),
+    "PodDisruptionBudget": (client.PolicyV1Api, "list_pod_disruption_budget_for_all_namespaces"),
+    "StatefulSet": (client.AppsV1Api, "list_stateful_set_for_all_namespaces"),
+}
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=mqcloud"
+
+
+def observe_region(*, region_id: str) -> ClusterIndex:
+    """Everything of ours in the region's cluster: one LIST per kind (by our label), whatever the number of
+    deployments, for ``repair_broker_cluster`` to compare against."""
+    api_client = api_client_for_region(region_id)
+    index = ClusterIndex()
+    for kind, (api_class, method) in _LISTS.items():
+        _, body = _call(f"list {kind}", getattr(api_class(api_client), method), label_selector=MANAGED_SELECTOR)
+        index.add(kind, (body or {}).get("items") or [])
+        index.api_calls += 1
+    return index
 
 
 def delete_broker_cluster(*, region_id: str, namespace: str) -> bool:
