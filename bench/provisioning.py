@@ -76,9 +76,40 @@ def main() -> int:
             "reconcile one settled deployment (re-apply all objects)",
             lambda: provisioning.repair(sample[next(index) % len(sample)].id), rounds=len(sample) * 2, warmup=5)
         print(f"  reconcile per deployment: {reconcile * 1000:.1f} ms = {reconcile / baseline:.1f}x one API GET")
+        measure_drift_pass(cluster, deployments, minimum)
     forget_clients()
     measure_scaling_windows()
     return 0
+
+
+def measure_drift_pass(cluster, deployments: list, objects_per_deployment: int) -> None:
+    """The beat job's pass over the region's settled deployments, all unchanged: its Kubernetes calls and
+    writes against what the previous reconciler made (a forced apply of every object of every deployment,
+    ``objects_per_deployment`` each); then the same pass after one Service of one deployment was deleted by
+    hand."""
+    import contextlib
+
+    from deployments import provisioning
+
+    @contextlib.contextmanager
+    def free(_: str):
+        yield True
+
+    count = len(deployments)
+    cluster.reset_api_calls()
+    started = time.perf_counter()
+    report = provisioning.repair_region("aws-us-east-1", lock=free)
+    elapsed = time.perf_counter() - started
+    calls, writes = cluster.api_calls(), cluster.api_calls(method="PATCH")
+    before = count * objects_per_deployment
+    print(f"  drift pass over {report.checked} unchanged deployments: {calls} API calls ({calls / count:.3f} per "
+          f"deployment), {writes} writes, in {elapsed:.2f} s; the per-deployment re-apply it replaces: {before} "
+          f"calls and {before} writes ({objects_per_deployment} per deployment)")
+    cluster.vanish("services", deployments[0].namespace, "emqx-public")
+    cluster.reset_api_calls()
+    report = provisioning.repair_region("aws-us-east-1", lock=free)
+    print(f"  the same pass after a Service was deleted by hand: {cluster.api_calls()} API calls, "
+          f"{cluster.api_calls(method='PATCH')} write(s), {report.repaired} deployment repaired")
 
 
 def drive(deployment_id: str) -> None:
