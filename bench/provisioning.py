@@ -27,7 +27,7 @@ def main() -> int:
 
     with benchmark_database("mqcloud_bench_provisioning"), SimulatedCluster(ready_delay_s=0.0) as cluster, \
             override_settings(KUBERNETES_SIMULATOR_URL=cluster.url, KUBERNETES_CLUSTERS={},
-                              DEPLOYMENT_POLL_SECONDS=0):
+                              DEPLOYMENT_POLL_SECONDS=0, KUBERNETES_CLIENT_QPS=0):  # calls counted, not paced
         forget_clients()
         from kubernetes import client as k8s_client
 
@@ -131,7 +131,7 @@ def measure_scaling_windows() -> None:
     print(f"bench scaling windows (each new node takes {ready_delay} s to become ready):")
     with benchmark_database("mqcloud_bench_scaling"), SimulatedCluster(ready_delay_s=ready_delay) as cluster, \
             override_settings(KUBERNETES_SIMULATOR_URL=cluster.url, KUBERNETES_CLUSTERS={},
-                              DEPLOYMENT_POLL_SECONDS=0):
+                              DEPLOYMENT_POLL_SECONDS=0, KUBERNETES_CLIENT_QPS=0):  # calls counted, not paced
         forget_clients()
         from deployments import services
         from deployments.models import Deployment, Region, Spec

@@ -318,6 +318,9 @@ OUTBOUND_HTTP_ALLOW_LOOPBACK = env_bool("OUTBOUND_HTTP_ALLOW_LOOPBACK", False) a
 KUBERNETES_CLUSTERS = json.loads(env_str("KUBERNETES_CLUSTERS_JSON", "{}"))
 KUBERNETES_SIMULATOR_URL = env_str("KUBERNETES_SIMULATOR_URL", "" if PRODUCTION else "http://127.0.0.1:8790")
 EMQX_IMAGE = env_str("EMQX_IMAGE", "emqx/emqx:5.8.6")
+# Our side's rate limit per cluster and worker process (client-go's QPS and burst; k8s.clusters). 0: no limit.
+KUBERNETES_CLIENT_QPS = env_int("KUBERNETES_CLIENT_QPS", 50)
+KUBERNETES_CLIENT_BURST = env_int("KUBERNETES_CLIENT_BURST", 100)
 # The clusters' own pod and service ranges (kubeadm's and most managed clusters' defaults), kept out of the
 # brokers' egress (k8s.render) even where a peering would contain them or they are not private ranges. A
 # region's entry in KUBERNETES_CLUSTERS may give its own as "cluster_cidrs": [...].

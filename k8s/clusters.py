@@ -3,12 +3,19 @@
 Where a region's cluster is comes from settings, in this order:
 1. ``KUBERNETES_CLUSTERS[region_id]``: ``{"kubeconfig": path, "context": name}`` or ``{"in_cluster": True}``;
 2. ``KUBERNETES_SIMULATOR_URL``: every region is served by the simulated cluster (embedded default, tests).
+
+Each cluster's client is rate-limited on our side, like client-go: ``KUBERNETES_CLIENT_QPS`` requests a second
+with bursts of ``KUBERNETES_CLIENT_BURST`` (per worker process; ``qps``/``burst`` in a cluster's entry override
+them; a QPS of 0 is no limit).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from kubernetes import client, config
@@ -23,10 +30,10 @@ class ClusterNotConfigured(Exception):
 
 def _cluster_settings(region_id: str) -> tuple:
     clusters: dict = getattr(settings, "KUBERNETES_CLUSTERS", {}) or {}
-    entry = clusters.get(region_id)
-    if entry:
-        if entry.get("in_cluster"):
-            return ("in_cluster",)
+    entry = clusters.get(region_id) or {}
+    if entry.get("in_cluster"):
+        return ("in_cluster",)
+    if entry.get("kubeconfig"):
         return ("kubeconfig", entry["kubeconfig"], entry.get("context"))
     simulator_url = getattr(settings, "KUBERNETES_SIMULATOR_URL", "")
     if simulator_url:
@@ -34,20 +41,65 @@ def _cluster_settings(region_id: str) -> tuple:
     raise ClusterNotConfigured(f"No Kubernetes cluster is configured for region {region_id}.")
 
 
-def _build(key: tuple) -> client.ApiClient:
+class TokenBucket:
+    """client-go's client-side rate limit (``flowcontrol.NewTokenBucketRateLimiter``): ``qps`` requests a
+    second on average, up to ``burst`` at once after a quiet spell; a caller over the rate waits its turn.
+    ``qps`` of 0 is no limit. Thread-safe: a worker process's threads share their cluster's bucket."""
+
+    def __init__(self, qps: float, burst: int, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.qps, self.burst = qps, max(1, burst)
+        self._clock, self._sleep = clock, sleep
+        self._tokens, self._at = float(self.burst), clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Takes one token, waiting for it if there is none; returns the seconds waited."""
+        if self.qps <= 0:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.qps)
+            self._at = now
+            self._tokens -= 1  # reserved now; a negative balance is the queue of callers before this one
+            wait = -self._tokens / self.qps if self._tokens < 0 else 0.0
+        if wait:
+            self._sleep(wait)
+        return wait
+
+
+class ThrottledApiClient(client.ApiClient):
+    """An API client whose every request first takes a token from its cluster's bucket, so a storm of work
+    (a thousand deployments converging at once) cannot overload the API server."""
+
+    def __init__(self, configuration: client.Configuration, bucket: TokenBucket) -> None:
+        super().__init__(configuration)
+        self.bucket = bucket
+
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        self.bucket.acquire()
+        return super().call_api(*args, **kwargs)
+
+
+def _bucket(region_id: str) -> TokenBucket:
+    entry = (getattr(settings, "KUBERNETES_CLUSTERS", {}) or {}).get(region_id) or {}
+    return TokenBucket(float(entry.get("qps", getattr(settings, "KUBERNETES_CLIENT_QPS", 50))),
+                       int(entry.get("burst", getattr(settings, "KUBERNETES_CLIENT_BURST", 100))))
+
+
+def _build(key: tuple, bucket: TokenBucket) -> client.ApiClient:
     kind = key[0]
-    if kind == "in_cluster":
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
-        return client.ApiClient(configuration)
-    if kind == "kubeconfig":
-        return config.new_client_from_config(config_file=key[1], context=key[2])
     configuration = client.Configuration()
-    configuration.host = key[1]
-    # The client retries connection errors itself three times by default; our workers retry with
-    # backoff instead, so a failing cluster does not hold a worker for long.
-    configuration.retries = 0
-    return client.ApiClient(configuration)
+    if kind == "in_cluster":
+        config.load_incluster_config(client_configuration=configuration)
+    elif kind == "kubeconfig":
+        config.load_kube_config(config_file=key[1], context=key[2], client_configuration=configuration)
+    else:
+        configuration.host = key[1]
+        # The client retries connection errors itself three times by default; our workers retry with
+        # backoff instead, so a failing cluster does not hold a worker for long.
+        configuration.retries = 0
+    return ThrottledApiClient(configuration, bucket)
 
 
 def cluster_cidrs(region_id: str) -> tuple[str, ...]:
@@ -71,7 +123,7 @@ def api_client_for_region(region_id: str) -> client.ApiClient:
     with _lock:
         api_client = _clients.get(key)
         if api_client is None:
-            api_client = _clients[key] = _build(key)
+            api_client = _clients[key] = _build(key, _bucket(region_id))
         return api_client
 
 
