@@ -127,6 +127,9 @@ class Deployment(models.Model):
     # Bumped whenever the desired Kubernetes state changes; the reconciler compares it with what it applied.
     desired_generation = models.PositiveIntegerField(default=1)
     applied_generation = models.PositiveIntegerField(default=0)
+    #: ``kind/name`` → the applied-hash (``k8s.drift``) of each object as last applied: a new generation
+    #: applies only the objects whose rendering changed (a new certificate: its Secret and the StatefulSet).
+    applied_objects = models.JSONField(default=dict, blank=True)
     status_changed_at = models.DateTimeField(default=timezone.now)
     last_reconciled_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)

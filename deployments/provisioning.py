@@ -188,11 +188,15 @@ def deployment_converge_once(deployment_id: str) -> Step:
             return _wait_or_fail(deployment, timeout, poll, "the namespace is still terminating")
         desired = desired_cluster_spec(deployment)
         assert desired is not None
-        if _needs_apply(deployment):
-            apply_broker_cluster(region_id=deployment.region_id, spec=desired)
+        needs_apply = _needs_apply(deployment)
+        if needs_apply:
+            # A new generation applies what changed since the last apply; a re-apply while waiting, everything.
+            applied = deployment.applied_objects if needs_apply == APPLY_CHANGED else None
+            report = apply_broker_cluster(region_id=deployment.region_id, spec=desired, applied=applied)
             # Only the generation just applied is recorded; a newer request re-applies on its next step.
             Deployment.objects.filter(pk=deployment.id, desired_generation=deployment.desired_generation).update(
-                applied_generation=deployment.desired_generation, last_reconciled_at=timezone.now())
+                applied_generation=deployment.desired_generation, last_reconciled_at=timezone.now(),
+                applied_objects=report.hashes)
             _record_http_auth_applied(deployment.id, desired)
         observed = observe_broker_cluster(region_id=deployment.region_id, namespace=deployment.namespace,
                                           name=BROKER_NAME)
@@ -204,12 +208,19 @@ def deployment_converge_once(deployment_id: str) -> Step:
         return DONE
 
 
-def _needs_apply(deployment: Deployment) -> bool:
-    """Apply once per requested change; while waiting, only look, unless the last apply is getting old
-    (then apply again, in case something was deleted by hand in the middle of the operation)."""
-    if deployment.applied_generation != deployment.desired_generation or deployment.last_reconciled_at is None:
-        return True
-    return timezone.now() - deployment.last_reconciled_at > timedelta(seconds=REAPPLY_WHILE_WAITING_SECONDS)
+APPLY_CHANGED, APPLY_ALL = "changed", "all"
+
+
+def _needs_apply(deployment: Deployment) -> str | None:
+    """Apply once per requested change (the objects that changed); while waiting, only look, unless the last
+    apply is getting old (then apply everything again, in case something was deleted by hand meanwhile)."""
+    if deployment.last_reconciled_at is None:
+        return APPLY_ALL
+    if deployment.applied_generation != deployment.desired_generation:
+        return APPLY_CHANGED
+    if timezone.now() - deployment.last_reconciled_at > timedelta(seconds=REAPPLY_WHILE_WAITING_SECONDS):
+        return APPLY_ALL
+    return None
 
 
 def _settled(desired: BrokerClusterSpec, observed: ObservedCluster) -> bool:

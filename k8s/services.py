@@ -16,7 +16,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from k8s.clusters import api_client_for_region, cluster_cidrs
-from k8s.drift import ClusterIndex, stamped
+from k8s.drift import ClusterIndex, applied_hash, stamped
 from k8s.render import BrokerClusterSpec, render
 
 FIELD_MANAGER = "mqcloud"
@@ -82,11 +82,25 @@ def cluster_internal_cidrs(*, region_id: str) -> tuple[str, ...]:
 class ApplyReport:
     objects: list[str] = field(default_factory=list)
     api_calls: int = 0
+    #: ``kind/name`` → applied-hash of every object of the cluster as it now stands (applied or unchanged).
+    hashes: dict[str, str] = field(default_factory=dict)
 
 
-def apply_broker_cluster(*, region_id: str, spec: BrokerClusterSpec) -> ApplyReport:
-    """Applies every object of the cluster, in order. Raises KubernetesError (``retryable`` tells)."""
-    return _apply(region_id, render(spec))
+def _object_key(obj: dict) -> str:
+    return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def apply_broker_cluster(*, region_id: str, spec: BrokerClusterSpec,
+                         applied: dict[str, str] | None = None) -> ApplyReport:
+    """Applies the cluster's objects, in order: every one, or with ``applied`` (``ApplyReport.hashes`` of the
+    last apply) only those whose rendering changed since. Raises KubernetesError (``retryable`` tells)."""
+    objects = render(spec)
+    hashes = {_object_key(obj): applied_hash(obj) for obj in objects}
+    if applied is not None:
+        objects = [obj for obj in objects if applied.get(_object_key(obj)) != hashes[_object_key(obj)]]
+    report = _apply(region_id, objects)
+    report.hashes = hashes
+    return report
 
 
 def drifted_objects(*, spec: BrokerClusterSpec, observed: ClusterIndex) -> list[dict]:
@@ -112,7 +126,7 @@ def _apply(region_id: str, objects: list[dict]) -> ApplyReport:
         label = f"apply {obj['kind']} {obj['metadata'].get('namespace', '')}/{name}"
         _call(label, patch, *args, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY_CONTENT_TYPE)
         report.api_calls += 1
-        report.objects.append(f"{obj['kind']}/{name}")
+        report.objects.append(_object_key(obj))
     return report
 
 

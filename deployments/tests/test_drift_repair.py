@@ -8,6 +8,7 @@ import base64
 import contextlib
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from kubernetes import client as k8s_client
@@ -15,6 +16,8 @@ from kubernetes import client as k8s_client
 from deployments import provisioning
 from deployments.models import Deployment, Spec
 from deployments.tests.factories import DeploymentFactory
+from k8s.drift import applied_hash
+from k8s.render import render
 from k8s.services import KubernetesError
 from projects.tests.factories import OrganizationFactory, ProjectFactory
 from tests.support import simulated_cluster
@@ -106,3 +109,18 @@ def test_a_failing_list_raises_for_the_task_to_retry(cluster) -> None:
     with pytest.raises(KubernetesError) as failed:
         provisioning.repair_region("aws-us-east-1", lock=free)
     assert failed.value.retryable
+
+
+def test_provisioning_applies_each_object_once_then_only_what_the_certificate_changed(cluster) -> None:
+    """The first apply sends every object; the certificate issued once the load balancer has an address is a
+    new generation, which sends only the objects whose rendering it changed (its Secret, the StatefulSet that
+    mounts it), not all of them again."""
+    cluster.reset_api_calls()
+    (deployment,) = running(1)
+    deployment.refresh_from_db()
+    with_tls = provisioning.desired_cluster_spec(deployment)
+    assert with_tls is not None and with_tls.tls is not None
+    before = {f"{o['kind']}/{o['metadata']['name']}": applied_hash(o) for o in render(replace(with_tls, tls=None))}
+    changed = [key for key, value in deployment.applied_objects.items() if before.get(key) != value]
+    assert sorted(changed) == ["ConfigMap/emqx-config", "Secret/emqx-tls", "StatefulSet/emqx"]
+    assert cluster.api_calls(namespace=deployment.namespace, method="PATCH") == len(before) + len(changed)
