@@ -18,11 +18,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alerts import facade as alerts_facade
-from billing import money, selectors, stripe_gateway
+from billing import money, periods, selectors, stripe_gateway
 from billing.console import forms as billing_forms
 from billing.models import Budget, VatStatus
 from billing.services.accounts import billing_account_update
 from billing.services.budgets import budget_create, budget_delete, budget_update
+from billing.services import invoicing
 from billing.services.cards import payment_method_setup_complete
 from billing.services.subscriptions import subscription_switch_to_annual
 from controlplane import errors
@@ -106,7 +107,8 @@ class PaymentMethodConfirmView(OrganizationConsoleView):
 
 
 class UsageView(OrganizationConsoleView):
-    """This month's metered usage per deployment and the current month's estimate."""
+    """This month's estimate, itemised: metered usage per deployment, then the annual terms and scale charges
+    (or credits) the next invoice takes in, adding up to the estimate."""
 
     template_name = "console/billing/usage.html"
     required_perm = Perm.BILLING_READ
@@ -122,7 +124,10 @@ class UsageView(OrganizationConsoleView):
             row["name"] = names.get(row["deployment"], row["deployment"])
             for line in row["specs"]:
                 line["hours"] = Decimal(line["seconds"]) / Decimal(3600)
-        return self.render_page({"summary": summary, "since": since, "now": now,
+        # Worded as the invoice line will be.
+        charge_rows = [{"charge": charge, "description": invoicing.charge_description(charge)}
+                       for charge in summary["charges"]]
+        return self.render_page({"summary": summary, "since": since, "now": now, "charge_rows": charge_rows,
                                  "budgets": budget_rows(self.principal, now),
                                  "can_manage": self.principal.has(Perm.BILLING_MANAGE)})
 
@@ -212,6 +217,20 @@ class InvoiceListView(OrganizationConsoleView):
 
     def get(self, request: HttpRequest) -> HttpResponse:
         return self.render_page({"invoices": selectors.invoice_list(principal=self.principal)})
+
+
+class InvoicePreviewView(OrganizationConsoleView):
+    """The current month's invoice as the run on the 1st would make it so far: a dry run of the same code."""
+
+    template_name = "console/billing/invoice_preview.html"
+    required_perm = Perm.BILLING_READ
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        account = selectors.billing_account_get(principal=self.principal)
+        now = timezone.now()
+        return self.render_page({"draft": invoicing.invoice_preview(account=account, now=now), "now": now,
+                                 "currency": self.principal.organization.currency,
+                                 "issue_on": periods.month_after(now.date())})
 
 
 class InvoiceDetailView(OrganizationConsoleView):
