@@ -42,5 +42,9 @@ def format_rate(amount: Decimal, currency: str) -> str:
 
 def format_percent(value: Decimal) -> str:
     """``15.0`` → ``15%``, ``12.5`` → ``12.5%``: no trailing zero after the point."""
-    text = formats.number_format(value.normalize() if value == value.to_integral() else value, use_l10n=True)
+    if value == value.to_integral_value():
+        value = value.quantize(Decimal(1))
+    else:
+        value = value.normalize()  # 12.50 → 12.5 (no exponent: it has decimals)
+    text = formats.number_format(value, use_l10n=True)
     return f"{text}%"
