@@ -117,3 +117,48 @@ def test_the_current_months_invoice_can_be_previewed_as_the_run_will_make_it(pag
                                                                      Decimal("1594.68"))
     assert [line.amount for line in invoice.lines.order_by("position")] == [Decimal("0.06"), Decimal("0.01"),
                                                                             Decimal("1340.00")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_switching_to_annual_states_the_charge_and_asks_for_confirmation(page):
+    from django.utils import timezone
+    from playwright.sync_api import expect
+
+    from billing import periods
+    from billing.models import AnnualCharge, Subscription, SubscriptionMode
+    from deployments.tests.factories import DeploymentFactory
+    from projects.tests.factories import PASSWORD
+
+    member = _owner()
+    deployment = DeploymentFactory(organization=member.organization, name="fleet-eu")
+
+    log_in(page, "ada@example.com", PASSWORD)
+    page.goto(f"/console/deployments/{deployment.id}")
+    card = page.locator("#subscription")
+    expect(card).to_contain_text("saving $236.80 (15%)")
+    card.get_by_label("Renew automatically at the end of the term").check()
+    card.get_by_role("button", name="Switch to annual…").click()
+
+    # The confirmation page: nothing has changed yet.
+    expect(page.get_by_role("heading", name="Switch to annual billing")).to_be_visible()
+    assert not AnnualCharge.objects.exists()
+    summary = page.locator("#annual-summary")
+    today = timezone.now().date()
+    expect(summary).to_contain_text(f"$1,340.00 on the next invoice ({periods.month_after(today):%Y-%m-%d})")
+    expect(summary).to_contain_text(re.compile(rf"12 months, {today:%Y-%m-%d} to {today.year + 1}-"))
+    expect(summary).to_contain_text("Renews automatically")
+    expect(summary).to_contain_text("Save $236.80 (15%) against a year of hours ($1,576.80)")
+    expect(page.locator("#annual-irreversible")).to_contain_text("This cannot be undone")
+    screenshot(page, "money-switch-to-annual")
+
+    # Cancel goes back without a charge; confirming switches.
+    page.get_by_role("link", name="Cancel").click()
+    expect(page.get_by_role("heading", name="fleet-eu")).to_be_visible()
+    assert not AnnualCharge.objects.exists()
+    page.locator("#subscription").get_by_role("button", name="Switch to annual…").click()
+    expect(page.locator("#annual-summary")).to_contain_text("Does not renew: returns to hourly billing ($0.18 / hour)")
+    page.get_by_role("button", name="Confirm: charge $1,340.00").click()
+    expect(page.get_by_text("fleet-eu is now on annual billing.")).to_be_visible()
+    subscription = Subscription.objects.get(deployment=deployment)
+    assert subscription.mode == SubscriptionMode.ANNUAL and not subscription.renews
+    assert [str(c.amount) for c in AnnualCharge.objects.all()] == ["1340.00"]

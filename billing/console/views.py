@@ -20,12 +20,12 @@ from django.utils import timezone
 from alerts import facade as alerts_facade
 from billing import money, periods, selectors, stripe_gateway
 from billing.console import forms as billing_forms
-from billing.models import Budget, VatStatus
+from billing.models import Budget, SubscriptionMode, VatStatus
 from billing.services.accounts import billing_account_update
 from billing.services.budgets import budget_create, budget_delete, budget_update
 from billing.services import invoicing
 from billing.services.cards import payment_method_setup_complete
-from billing.services.subscriptions import subscription_switch_to_annual
+from billing.services.subscriptions import subscription_annual_quote, subscription_switch_to_annual
 from controlplane import errors
 from deployments import facade as deployments_facade
 from projects import facade as project_selectors
@@ -247,10 +247,21 @@ class InvoiceDetailView(OrganizationConsoleView):
 
 
 class SwitchToAnnualView(OrganizationConsoleView):
-    """POST from the deployment page's subscription card; a refusal (already annual: 409) becomes a message."""
+    """GET: what the switch charges and that it cannot be undone (the subscription card's button leads here, so
+    the step works without JavaScript); POST: the switch. A refusal (already annual: 409) becomes a message."""
 
-    http_method_names: ClassVar[list[str]] = ["post"]
     required_perm = Perm.BILLING_MANAGE
+    template_name = "console/billing/switch_to_annual.html"
+
+    def get(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
+        deployment = deployments_facade.deployment_get(principal=self.principal, deployment_id=deployment_id)
+        if selectors.subscription_get(principal=self.principal, deployment=deployment).mode == SubscriptionMode.ANNUAL:
+            messages.info(request, f"{deployment.name} is already on annual billing.")
+            return redirect(reverse("console:deployment-detail", args=[deployment.id]))
+        form = billing_forms.SwitchToAnnualForm(request.GET)
+        renew = form.is_valid() and form.cleaned_data["renew"]
+        quote = subscription_annual_quote(deployment=deployment, currency=self.principal.organization.currency)
+        return self.render_page({"deployment": deployment, "quote": quote, "renew": renew})
 
     def post(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
         deployment = deployments_facade.deployment_get(principal=self.principal, deployment_id=deployment_id)

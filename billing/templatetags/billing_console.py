@@ -28,7 +28,7 @@ def subscription_card(context: template.Context, deployment) -> dict:
     return {"show": True, "deployment": deployment, "subscription": subscription, "prices": prices,
             "is_annual": subscription.mode == SubscriptionMode.ANNUAL,
             "can_switch": principal.has(Perm.BILLING_MANAGE) and deployment.status not in ("deleting", "deleted"),
-            "form": SwitchToAnnualForm(), "csrf_token": context.get("csrf_token")}
+            "form": SwitchToAnnualForm()}
 
 
 @register.inclusion_tag("console/billing/_dunning_banner.html", takes_context=True)

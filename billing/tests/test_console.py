@@ -153,7 +153,7 @@ def test_switch_to_annual_and_second_switch_is_a_message():
     assert subscription.mode == SubscriptionMode.ANNUAL and subscription.renews
     body = response.content.decode()
     assert "now on annual billing" in body and "Renews automatically" in body
-    assert "Switch to annual</button>" not in body
+    assert "Switch to annual…</button>" not in body
     response = client.post(url("deployment-switch-to-annual", deployment.id), {}, follow=True)
     assert response.status_code == 200
     assert "already on annual billing" in response.content.decode()
