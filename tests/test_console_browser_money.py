@@ -37,7 +37,8 @@ def _month_with_usage_and_an_annual_term(organization):
     from projects.tests.factories import ProjectFactory
 
     month_start = timezone.now().astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    deployment = DeploymentFactory(organization=organization, name="fleet-eu", created_at=month_start - timedelta(days=1),
+    deployment = DeploymentFactory(organization=organization, name="fleet-eu",
+                                   created_at=month_start - timedelta(days=1),
                                    project=ProjectFactory(organization=organization, name="telemetry"))
     record_event(deployment, "running", month_start - timedelta(days=1))
     record_event(deployment, "stopping", month_start + timedelta(minutes=20))
@@ -162,3 +163,57 @@ def test_switching_to_annual_states_the_charge_and_asks_for_confirmation(page):
     subscription = Subscription.objects.get(deployment=deployment)
     assert subscription.mode == SubscriptionMode.ANNUAL and not subscription.renews
     assert [str(c.amount) for c in AnnualCharge.objects.all()] == ["1340.00"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stop_and_scale_say_who_is_disconnected_and_the_new_hourly_price_before_they_run(page):
+    from playwright.sync_api import expect
+
+    from deployments.models import Deployment
+    from deployments.tests.factories import DeploymentFactory
+    from projects.tests.factories import PASSWORD
+
+    member = _owner()
+    deployment = DeploymentFactory(organization=member.organization, name="fleet-eu")
+
+    log_in(page, "ada@example.com", PASSWORD)
+    page.goto(f"/console/deployments/{deployment.id}")
+    manage = page.get_by_role("region", name="Manage")
+    # The old help said stopped deployments are not billed; they are, at the storage rate.
+    expect(manage).to_contain_text("stopped deployments are billed at the storage rate ($0.01 / hour)")
+    expect(manage).not_to_contain_text("not billed")
+
+    manage.get_by_role("link", name="Stop…").click()
+    expect(page.get_by_role("heading", name="Stop fleet-eu?")).to_be_visible()
+    expect(page.locator("#consequences")).to_contain_text("Every connected client is disconnected")
+    expect(page.locator("#consequences")).to_contain_text("still billed, at the storage rate")
+    price = page.locator("#price-change tbody tr", has_text="Price per hour")
+    expect(price).to_contain_text(re.compile(r"\$0\.18\s*\$0\.01"))
+    screenshot(page, "money-stop-confirm")
+    page.get_by_role("link", name="Cancel").click()
+    deployment.refresh_from_db()
+    assert deployment.status == "running"  # nothing happened on the way
+
+    manage = page.get_by_role("region", name="Manage")
+    manage.get_by_label("New size").select_option("basic-5k")
+    manage.get_by_role("button", name="Scale…").click()
+    expect(page.get_by_role("heading", name="Scale fleet-eu to Basic 5K?")).to_be_visible()
+    expect(page.locator("#consequences")).to_contain_text("connected clients are disconnected and must reconnect")
+    running = page.locator("#price-change tbody tr", has_text="while running")
+    expect(running).to_contain_text(re.compile(r"\$0\.18\s*\$0\.45"))
+    stopped = page.locator("#price-change tbody tr", has_text="while stopped")
+    expect(stopped).to_contain_text(re.compile(r"\$0\.01\s*\$0\.02"))
+    screenshot(page, "money-scale-confirm")
+    assert Deployment.objects.get(pk=deployment.pk).status == "running"
+    page.get_by_role("button", name="Scale to Basic 5K").click()
+    expect(page.locator("#flash")).to_contain_text("Scaling fleet-eu to Basic 5K")
+    assert Deployment.objects.get(pk=deployment.pk).status == "scaling"
+
+    # Stop confirmed (the deployment is set back to running, as if the scale had finished).
+    Deployment.objects.filter(pk=deployment.pk).update(status="running", spec_id="basic-5k")
+    page.goto(f"/console/deployments/{deployment.id}/stop")
+    expect(page.locator("#price-change tbody tr", has_text="Price per hour")).to_contain_text(
+        re.compile(r"\$0\.45\s*\$0\.02"))
+    page.get_by_role("button", name="Stop deployment").click()
+    expect(page.locator("#flash")).to_contain_text("Stopping fleet-eu.")
+    assert Deployment.objects.get(pk=deployment.pk).status == "stopping"

@@ -21,9 +21,9 @@ from alerts import facade as alerts_facade
 from billing import money, periods, selectors, stripe_gateway
 from billing.console import forms as billing_forms
 from billing.models import Budget, SubscriptionMode, VatStatus
+from billing.services import invoicing
 from billing.services.accounts import billing_account_update
 from billing.services.budgets import budget_create, budget_delete, budget_update
-from billing.services import invoicing
 from billing.services.cards import payment_method_setup_complete
 from billing.services.subscriptions import subscription_annual_quote, subscription_switch_to_annual
 from controlplane import errors

@@ -152,8 +152,8 @@ def _invoice_draft(*, account: BillingAccount, period_start: date, usage: Iterab
                                     vat_number_valid=account.vat_status == VatStatus.VALID and bool(account.vat_number),
                                     tax_exempt=account.tax_exempt, on=period_end - timedelta(days=1))
     return InvoiceDraft(period_start=period_start, period_end=period_end, currency=currency, lines=lines,
-                        subtotal=subtotal, vat=treatment, vat_amount=money.vat_amount(subtotal, treatment.rate, currency),
-                        charges=charges, carried=carried)
+                        subtotal=subtotal, vat=treatment, charges=charges, carried=carried,
+                        vat_amount=money.vat_amount(subtotal, treatment.rate, currency))
 
 
 def _month_usage(org: Organization, period_start: date) -> QuerySet[UsageRecord, dict[str, Any]]:

@@ -19,8 +19,8 @@ from billing.models import (
     SubscriptionMode,
 )
 from controlplane import errors
-from deployments.facade import HOURS_PER_YEAR, spec_prices
 from controlplane.db import lock_row
+from deployments.facade import HOURS_PER_YEAR, spec_prices
 from deployments.models import Deployment, DeploymentEvent, SpecPrice
 from deployments.models import DeploymentStatus as S
 from projects.audit import audit_record

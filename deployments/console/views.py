@@ -251,24 +251,6 @@ class DeploymentActionView(_DeploymentMixin, OrganizationConsoleView):
         return redirect("console:deployment-detail", deployment.id)
 
 
-class DeploymentScaleView(DeploymentActionView):
-    def perform(self, deployment: Deployment) -> str:
-        organization = self.principal.organization
-        choices = [(spec.id, spec.name) for spec in self.specs() if spec.tier == deployment.tier]
-        form = deployment_forms.ScaleForm(self.request.POST, choices=choices)
-        if not form.is_valid():
-            raise errors.ValidationFailed(" ".join(form.errors["spec"]))
-        spec = selectors.spec_get(flagship_enabled=organization.flagship_enabled, spec_id=form.cleaned_data["spec"])
-        services.deployment_scale(principal=self.principal, deployment=deployment, spec=spec)
-        return f"Scaling {deployment.name} to {spec.name}; clients reconnect as nodes are replaced."
-
-
-class DeploymentStopView(DeploymentActionView):
-    def perform(self, deployment: Deployment) -> str:
-        services.deployment_stop(principal=self.principal, deployment=deployment)
-        return f"Stopping {deployment.name}."
-
-
 class DeploymentStartView(DeploymentActionView):
     def perform(self, deployment: Deployment) -> str:
         services.deployment_start(principal=self.principal, deployment=deployment)
