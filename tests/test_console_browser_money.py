@@ -217,3 +217,23 @@ def test_stop_and_scale_say_who_is_disconnected_and_the_new_hourly_price_before_
     page.get_by_role("button", name="Stop deployment").click()
     expect(page.locator("#flash")).to_contain_text("Stopping fleet-eu.")
     assert Deployment.objects.get(pk=deployment.pk).status == "stopping"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_create_form_shows_a_monthly_estimate_and_a_whole_percent_saving(page):
+    from playwright.sync_api import expect
+
+    from projects.tests.factories import PASSWORD, ProjectFactory
+
+    member = _owner()
+    ProjectFactory(organization=member.organization, name="telemetry")
+
+    log_in(page, "ada@example.com", PASSWORD)
+    page.goto("/console/deployments/new")
+    card = page.locator("label.spec-card", has=page.locator('input[value="basic-1k"]'))
+    expect(card.locator(".spec-card-price")).to_have_text("$0.18 / hour")
+    expect(card.locator(".spec-card-monthly")).to_have_text("about $131.40 / month (730 h)")  # 0.18 × 8760 / 12
+    expect(card.locator(".spec-card-annual")).to_have_text("or $1,340.00 / year")
+    expect(card.locator(".saving")).to_have_text("save 15% with annual")
+    expect(page.locator(".saving", has_text=".0%")).to_have_count(0)
+    screenshot(page, "money-create-prices")
