@@ -43,8 +43,6 @@ class ConfirmedDeploymentActionView(DeploymentActionView):
         return self.render_page({"deployment": deployment, "currency": self.currency, **confirmation})
 
 
-
-
 class DeploymentScaleView(ConfirmedDeploymentActionView):
     def scale_form(self, data: Any) -> deployment_forms.ScaleForm:
         choices = [(spec.id, spec.name) for spec in self.specs() if spec.tier == self.deployment.tier]
@@ -75,7 +73,8 @@ class DeploymentScaleView(ConfirmedDeploymentActionView):
             "from_label": current.name, "to_label": target.name,
             # Hourly prices are what an hourly deployment pays; billing prorates annual terms (billing's rule).
             "annual_note": "On annual billing the term's price applies instead, and the difference of the annual "
-                           "prices is charged (or credited) prorated to the end of the term.", "button": f"Scale to {target.name}", "fields": {"spec": target.id},
+                           "prices is charged (or credited) prorated to the end of the term.",
+            "button": f"Scale to {target.name}", "fields": {"spec": target.id},
         }
 
     def perform(self, deployment: Deployment) -> str:
