@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from billing.models import BillingAccount, InvoiceLine, Subscription, SubscriptionMode, UsageRecord, VatStatus
+from billing.models import BillingAccount, Invoice, InvoiceLine, Subscription, SubscriptionMode, UsageRecord, VatStatus
 from billing.money import REVERSE_CHARGE_NOTE
 from billing.tests.factories import BillingAccountFactory, InvoiceFactory
 from deployments.models import Spec
@@ -230,3 +230,25 @@ def test_budgets_of_another_organization_are_not_found():
     other = BudgetFactory()
     assert client.get(url("billing-budget-edit", other.id)).status_code == 404
     assert client.post(url("billing-budget-delete", other.id)).status_code == 404
+
+
+def test_switch_to_annual_get_only_shows_the_charge_and_post_switches():
+    client, member = logged_in()
+    deployment = DeploymentFactory(organization=member.organization)
+    body = client.get(url("deployment-switch-to-annual", deployment.id), {"renew": "on"}).content.decode()
+    assert "$1,340.00" in body and "cannot be undone" in body and "Renews automatically" in body
+    assert 'name="renew" value="on"' in body
+    assert not Subscription.objects.filter(deployment=deployment, mode=SubscriptionMode.ANNUAL).exists()
+    client.post(url("deployment-switch-to-annual", deployment.id), {"renew": "on"})
+    assert Subscription.objects.get(deployment=deployment).mode == SubscriptionMode.ANNUAL
+    # Already annual: the confirmation page sends back to the deployment with a message.
+    response = client.get(url("deployment-switch-to-annual", deployment.id), follow=True)
+    assert "already on annual billing" in response.content.decode()
+
+
+def test_invoice_preview_changes_nothing():
+    client, member = logged_in()
+    DeploymentFactory(organization=member.organization)
+    body = page(client, "billing-invoice-preview")
+    assert "A preview, not an invoice" in body and "Nothing to invoice this month so far." in body
+    assert not Invoice.objects.filter(organization=member.organization).exists()
