@@ -96,14 +96,21 @@ def usage_summary(*, principal: Principal, since: datetime, until: datetime, now
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     month = (usage_list(principal=principal, since=month_start, until=now)
              .values("deployment_id", "spec_id", "rate", "hourly_price").annotate(total=Sum("seconds")))
-    estimate = sum((amount(r["total"], r["hourly_price"]) for r in month), Decimal("0.00"))
-    charges = AnnualCharge.objects.filter(organization=principal.organization, invoice__isnull=True)
-    estimate += sum((c.amount for c in principal.limit_to_projects(charges, "deployment__project_id")),
-                    Decimal("0.00"))
+    metered = sum((amount(r["total"], r["hourly_price"]) for r in month), Decimal("0.00"))
+    charges = list(annual_charges_pending(principal=principal))
+    charges_total = sum((c.amount for c in charges), Decimal("0.00"))
     # Credits (downgrades) beyond the charges are carried forward, never paid out: an invoice is never negative.
-    estimate = max(estimate, Decimal("0.00"))
+    estimate = max(metered + charges_total, Decimal("0.00"))
     return {"since": since, "until": until, "currency": currency, "deployments": list(deployments.values()),
-            "current_month_estimate": estimate}
+            "current_month_estimate": estimate, "metered_total": metered, "charges": charges,
+            "charges_total": charges_total, "credit_carried": estimate - metered - charges_total}
+
+
+def annual_charges_pending(*, principal: Principal) -> QuerySet[AnnualCharge]:
+    """Annual terms, prorated scales and credits not invoiced yet: the next invoice takes them in."""
+    charges = AnnualCharge.objects.filter(organization=principal.organization, invoice__isnull=True)
+    return (principal.limit_to_projects(charges, "deployment__project_id")
+            .select_related("deployment", "source_invoice").order_by("created_at", "id"))
 
 
 def billing_suspension_reason(*, organization_id: str) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.db.models import QuerySet
 
@@ -81,11 +81,13 @@ def spec_get(*, flagship_enabled: bool, spec_id: str) -> Spec:
 
 
 HOURS_PER_YEAR = 8760
+#: An average month (8760 / 12): what "about a month" of hours costs, the way cloud price pages estimate it.
+HOURS_PER_MONTH = HOURS_PER_YEAR // 12
 
 
 def spec_prices(*, spec: Spec, currency: str) -> dict | None:
-    """The spec's hourly, stopped (storage) and annual prices in ``currency``, and how much annual saves
-    against a year of hours.
+    """The spec's hourly, stopped (storage) and annual prices in ``currency``, an estimate of a month running
+    (``HOURS_PER_MONTH`` hours), and how much annual saves against a year of hours.
 
     Reads ``spec.prices.all()`` so a ``spec_list`` (which prefetches them) costs no query per spec.
     """
@@ -94,5 +96,6 @@ def spec_prices(*, spec: Spec, currency: str) -> dict | None:
         return None
     full_year = price.hourly * HOURS_PER_YEAR
     saving = ((full_year - price.annual) / full_year * 100).quantize(Decimal("0.1")) if full_year else Decimal(0)
+    monthly = (price.hourly * HOURS_PER_MONTH).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     return {"hourly": price.hourly, "stopped_hourly": price.stopped_hourly, "annual": price.annual,
-            "currency": currency, "annual_saving_pct": saving}
+            "monthly_estimate": monthly, "currency": currency, "annual_saving_pct": saving}

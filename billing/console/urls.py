@@ -13,6 +13,7 @@ urlpatterns = [
     path("billing/payment-method/confirm", views.PaymentMethodConfirmView.as_view(),
          name="billing-payment-method-confirm"),
     path("billing/invoices", views.InvoiceListView.as_view(), name="billing-invoices"),
+    path("billing/invoices/preview", views.InvoicePreviewView.as_view(), name="billing-invoice-preview"),
     path("billing/invoices/<str:invoice_id>", views.InvoiceDetailView.as_view(), name="billing-invoice"),
     path("deployments/<str:deployment_id>/subscription/switch-to-annual", views.SwitchToAnnualView.as_view(),
          name="deployment-switch-to-annual"),

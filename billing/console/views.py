@@ -18,13 +18,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from alerts import facade as alerts_facade
-from billing import money, selectors, stripe_gateway
+from billing import money, periods, selectors, stripe_gateway
 from billing.console import forms as billing_forms
-from billing.models import Budget, VatStatus
+from billing.models import Budget, SubscriptionMode, VatStatus
+from billing.services import invoicing
 from billing.services.accounts import billing_account_update
 from billing.services.budgets import budget_create, budget_delete, budget_update
 from billing.services.cards import payment_method_setup_complete
-from billing.services.subscriptions import subscription_switch_to_annual
+from billing.services.subscriptions import subscription_annual_quote, subscription_switch_to_annual
 from controlplane import errors
 from deployments import facade as deployments_facade
 from projects import facade as project_selectors
@@ -106,7 +107,8 @@ class PaymentMethodConfirmView(OrganizationConsoleView):
 
 
 class UsageView(OrganizationConsoleView):
-    """This month's metered usage per deployment and the current month's estimate."""
+    """This month's estimate, itemised: metered usage per deployment, then the annual terms and scale charges
+    (or credits) the next invoice takes in, adding up to the estimate."""
 
     template_name = "console/billing/usage.html"
     required_perm = Perm.BILLING_READ
@@ -122,7 +124,10 @@ class UsageView(OrganizationConsoleView):
             row["name"] = names.get(row["deployment"], row["deployment"])
             for line in row["specs"]:
                 line["hours"] = Decimal(line["seconds"]) / Decimal(3600)
-        return self.render_page({"summary": summary, "since": since, "now": now,
+        # Worded as the invoice line will be.
+        charge_rows = [{"charge": charge, "description": invoicing.charge_description(charge)}
+                       for charge in summary["charges"]]
+        return self.render_page({"summary": summary, "since": since, "now": now, "charge_rows": charge_rows,
                                  "budgets": budget_rows(self.principal, now),
                                  "can_manage": self.principal.has(Perm.BILLING_MANAGE)})
 
@@ -216,6 +221,20 @@ class InvoiceListView(OrganizationConsoleView):
         return self.render_page({"invoices": selectors.invoice_list(principal=self.principal)})
 
 
+class InvoicePreviewView(OrganizationConsoleView):
+    """The current month's invoice as the run on the 1st would make it so far: a dry run of the same code."""
+
+    template_name = "console/billing/invoice_preview.html"
+    required_perm = Perm.BILLING_READ
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        account = selectors.billing_account_get(principal=self.principal)
+        now = timezone.now()
+        return self.render_page({"draft": invoicing.invoice_preview(account=account, now=now), "now": now,
+                                 "currency": self.principal.organization.currency,
+                                 "issue_on": periods.month_after(now.date())})
+
+
 class InvoiceDetailView(OrganizationConsoleView):
     """A clean HTML rendering of one invoice, with a link to its PDF."""
 
@@ -230,10 +249,21 @@ class InvoiceDetailView(OrganizationConsoleView):
 
 
 class SwitchToAnnualView(OrganizationConsoleView):
-    """POST from the deployment page's subscription card; a refusal (already annual: 409) becomes a message."""
+    """GET: what the switch charges and that it cannot be undone (the subscription card's button leads here, so
+    the step works without JavaScript); POST: the switch. A refusal (already annual: 409) becomes a message."""
 
-    http_method_names: ClassVar[list[str]] = ["post"]
     required_perm = Perm.BILLING_MANAGE
+    template_name = "console/billing/switch_to_annual.html"
+
+    def get(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
+        deployment = deployments_facade.deployment_get(principal=self.principal, deployment_id=deployment_id)
+        if selectors.subscription_get(principal=self.principal, deployment=deployment).mode == SubscriptionMode.ANNUAL:
+            messages.info(request, f"{deployment.name} is already on annual billing.")
+            return redirect(reverse("console:deployment-detail", args=[deployment.id]))
+        form = billing_forms.SwitchToAnnualForm(request.GET)
+        renew = form.is_valid() and form.cleaned_data["renew"]
+        quote = subscription_annual_quote(deployment=deployment, currency=self.principal.organization.currency)
+        return self.render_page({"deployment": deployment, "quote": quote, "renew": renew})
 
     def post(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
         deployment = deployments_facade.deployment_get(principal=self.principal, deployment_id=deployment_id)

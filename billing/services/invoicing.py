@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -43,7 +45,8 @@ def _next_number(*, site: str, year: int) -> str:
 _RATE_LABEL = {"running": "hourly", "stopped": "stopped (storage)"}
 
 
-def _charge_description(charge: AnnualCharge) -> str:
+def charge_description(charge: AnnualCharge) -> str:
+    """The invoice line's words for an annual charge (a term, a prorated scale, a credit brought forward)."""
     who = f"{charge.deployment.name} ({charge.deployment_id})"
     if charge.kind == ChargeKind.PRORATION:
         what = "upgrade charge" if charge.amount >= 0 else "downgrade credit"
@@ -87,6 +90,87 @@ def _usage_lines_by_organization(start: datetime, end: datetime) -> dict[str, li
     return usage
 
 
+@dataclass
+class InvoiceDraft:
+    """What an invoice run makes of a period: its lines, VAT and total, before anything is saved or numbered.
+
+    ``charges``: the annual charges the invoice takes in; ``carried``: the credit brought to the next invoice
+    when credits exceed the charges (the last line already says so; the subtotal is then 0).
+    """
+
+    period_start: date
+    period_end: date
+    currency: str
+    lines: list[InvoiceLine]
+    subtotal: Decimal
+    vat: money.VatTreatment
+    vat_amount: Decimal
+    charges: list[AnnualCharge]
+    carried: Decimal | None
+
+    @property
+    def total(self) -> Decimal:
+        return self.subtotal + self.vat_amount
+
+
+def _invoice_draft(*, account: BillingAccount, period_start: date, usage: Iterable[dict[str, Any]],
+                   lock: bool) -> InvoiceDraft | None:
+    """The lines and VAT of ``account``'s invoice for the month from ``period_start``; None when there is nothing
+    to charge. ``lock``: the run locks the annual charges it takes in; a preview reads them as they are."""
+    org: Organization = account.organization
+    currency = org.currency
+    period_end = periods.month_after(period_start)
+    lines: list[InvoiceLine] = []
+    for row in usage:
+        seconds = row["total_seconds"]
+        lines.append(InvoiceLine(
+            description=(f"{row['deployment__name']} ({row['deployment_id']}), {row['spec__name']}, "
+                         f"{_RATE_LABEL[row['rate']]}"),
+            quantity=(Decimal(seconds) / Decimal(3600)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP),
+            unit="hour", unit_price=row["hourly_price"], deployment_id=row["deployment_id"],
+            amount=usage_services.usage_amount(seconds=seconds, hourly_price=row["hourly_price"], currency=currency)))
+    pending = AnnualCharge.objects.filter(organization=org, invoice__isnull=True,
+                                          created_at__lt=periods.as_utc(period_end))
+    if lock:
+        pending = pending.select_for_update(of=("self",))
+    charges = list(pending.select_related("deployment", "source_invoice").order_by("created_at", "id"))
+    for charge in charges:
+        lines.append(InvoiceLine(
+            description=charge_description(charge), quantity=Decimal(1),
+            unit="credit" if charge.amount < 0 else "year" if charge.kind == ChargeKind.TERM else "charge",
+            unit_price=charge.amount, amount=charge.amount,
+            deployment_id=None if charge.kind == ChargeKind.CARRIED_CREDIT else charge.deployment_id))
+    if all(line.amount < 0 for line in lines):  # nothing at all, or only credits: those wait
+        return None
+    subtotal = sum((line.amount for line in lines), Decimal("0.00"))
+    carried = -subtotal if subtotal < 0 else None
+    if carried is not None:
+        lines.append(InvoiceLine(description="Credit carried forward to the next invoice", quantity=Decimal(1),
+                                 unit="credit", unit_price=carried, amount=carried))
+        subtotal = Decimal("0.00")
+    treatment = money.vat_treatment(site=org.site, customer_country=account.country or org.country,
+                                    vat_number_valid=account.vat_status == VatStatus.VALID and bool(account.vat_number),
+                                    tax_exempt=account.tax_exempt, on=period_end - timedelta(days=1))
+    return InvoiceDraft(period_start=period_start, period_end=period_end, currency=currency, lines=lines,
+                        subtotal=subtotal, vat=treatment, charges=charges, carried=carried,
+                        vat_amount=money.vat_amount(subtotal, treatment.rate, currency))
+
+
+def _month_usage(org: Organization, period_start: date) -> QuerySet[UsageRecord, dict[str, Any]]:
+    return _usage_lines(UsageRecord.objects.filter(
+        organization=org, hour_start__gte=periods.as_utc(period_start),
+        hour_start__lt=periods.as_utc(periods.month_after(period_start))))
+
+
+def invoice_preview(*, account: BillingAccount, now: datetime | None = None) -> InvoiceDraft | None:
+    """A dry run of the invoice run for the month still under way: the lines and VAT the run on the 1st would
+    produce from what is metered and charged so far. Nothing is saved, numbered or locked."""
+    period_start = periods.month_start_of(now or timezone.now()).date()
+    account = BillingAccount.objects.select_related("organization").get(pk=account.pk)
+    return _invoice_draft(account=account, period_start=period_start,
+                          usage=_month_usage(account.organization, period_start), lock=False)
+
+
 @transaction.atomic
 def invoice_generate(*, account: BillingAccount, period_start: date,
                      _usage: list[dict[str, Any]] | None = None) -> Invoice | None:
@@ -102,64 +186,36 @@ def invoice_generate(*, account: BillingAccount, period_start: date,
     """
     if period_start.day != 1:
         raise errors.ValidationFailed("An invoice period starts on the 1st of a month.")
-    period_end = periods.month_after(period_start)
-    if periods.as_utc(period_end) > timezone.now():
+    if periods.as_utc(periods.month_after(period_start)) > timezone.now():
         raise errors.Conflict("The period is not closed yet.")
     account = BillingAccount.objects.select_for_update().select_related("organization").get(pk=account.pk)
     existing = Invoice.objects.filter(account=account, period_start=period_start).first()
     if existing is not None:
         return existing
     org: Organization = account.organization
-    currency = org.currency
-    lines: list[InvoiceLine] = []
     # ``_usage``: the same rows read for every organization at once by invoices_generate_for_month.
-    usage = _usage if _usage is not None else _usage_lines(UsageRecord.objects.filter(
-        organization=org, hour_start__gte=periods.as_utc(period_start), hour_start__lt=periods.as_utc(period_end)))
-    for row in usage:
-        seconds = row["total_seconds"]
-        lines.append(InvoiceLine(
-            description=(f"{row['deployment__name']} ({row['deployment_id']}), {row['spec__name']}, "
-                         f"{_RATE_LABEL[row['rate']]}"),
-            quantity=(Decimal(seconds) / Decimal(3600)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP),
-            unit="hour", unit_price=row["hourly_price"], deployment_id=row["deployment_id"],
-            amount=usage_services.usage_amount(seconds=seconds, hourly_price=row["hourly_price"], currency=currency)))
-    charges = list(AnnualCharge.objects.select_for_update(of=("self",)).filter(
-        organization=org, invoice__isnull=True, created_at__lt=periods.as_utc(period_end))
-        .select_related("deployment", "source_invoice").order_by("created_at", "id"))
-    for charge in charges:
-        lines.append(InvoiceLine(
-            description=_charge_description(charge), quantity=Decimal(1),
-            unit="credit" if charge.amount < 0 else "year" if charge.kind == ChargeKind.TERM else "charge",
-            unit_price=charge.amount, amount=charge.amount,
-            deployment_id=None if charge.kind == ChargeKind.CARRIED_CREDIT else charge.deployment_id))
-    if all(line.amount < 0 for line in lines):  # nothing at all, or only credits: those wait
+    draft = _invoice_draft(account=account, period_start=period_start,
+                           usage=_usage if _usage is not None else _month_usage(org, period_start), lock=True)
+    if draft is None:
         return None
-    subtotal = sum((line.amount for line in lines), Decimal("0.00"))
-    carried = -subtotal if subtotal < 0 else None
-    if carried is not None:
-        lines.append(InvoiceLine(description="Credit carried forward to the next invoice", quantity=Decimal(1),
-                                 unit="credit", unit_price=carried, amount=carried))
-        subtotal = Decimal("0.00")
-    treatment = money.vat_treatment(site=org.site, customer_country=account.country or org.country,
-                                    vat_number_valid=account.vat_status == VatStatus.VALID and bool(account.vat_number),
-                                    tax_exempt=account.tax_exempt, on=period_end - timedelta(days=1))
-    vat = money.vat_amount(subtotal, treatment.rate, currency)
+    currency = draft.currency
     now = timezone.now()
     invoice = Invoice.objects.create(
         organization=org, account=account, number=_next_number(site=org.site, year=now.year),
-        period_start=period_start, period_end=period_end, currency=currency, subtotal=subtotal,
-        vat_rate=treatment.rate, vat_amount=vat, vat_note=treatment.note, total=subtotal + vat,
+        period_start=period_start, period_end=draft.period_end, currency=currency, subtotal=draft.subtotal,
+        vat_rate=draft.vat.rate, vat_amount=draft.vat_amount, vat_note=draft.vat.note, total=draft.total,
         legal_name=account.legal_name, address=account.address, country=account.country or org.country,
         vat_number=account.vat_number, issued_at=now)
-    for position, line in enumerate(lines, start=1):
+    for position, line in enumerate(draft.lines, start=1):
         line.invoice, line.position = invoice, position
-    InvoiceLine.objects.bulk_create(lines)
+    InvoiceLine.objects.bulk_create(draft.lines)
+    charges = draft.charges
     AnnualCharge.objects.filter(pk__in=[c.pk for c in charges]).update(invoice=invoice)
-    if carried is not None:
+    if draft.carried is not None:
         last_credit = next(c for c in reversed(charges) if c.amount < 0)
         AnnualCharge.objects.create(
             organization=org, subscription_id=last_credit.subscription_id, deployment_id=last_credit.deployment_id,
-            kind=ChargeKind.CARRIED_CREDIT, spec_id=last_credit.spec_id, amount=-carried, currency=currency,
+            kind=ChargeKind.CARRIED_CREDIT, spec_id=last_credit.spec_id, amount=-draft.carried, currency=currency,
             term_start=last_credit.term_start, term_end=last_credit.term_end, source_invoice=invoice,
             created_at=now)
     audit_record(principal=Principal.for_system(org), action="invoice.issue", target=invoice,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import F
@@ -18,6 +20,7 @@ from billing.models import (
 )
 from controlplane import errors
 from controlplane.db import lock_row
+from deployments.facade import HOURS_PER_YEAR, spec_prices
 from deployments.models import Deployment, DeploymentEvent, SpecPrice
 from deployments.models import DeploymentStatus as S
 from projects.audit import audit_record
@@ -25,6 +28,42 @@ from projects.tenancy import Principal
 
 
 # --- subscriptions ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AnnualQuote:
+    """What switching a deployment to annual billing costs, as :func:`subscription_switch_to_annual` charges it:
+    the price of its spec for a term from now, against a year of its hourly price."""
+
+    price: Decimal
+    currency: str
+    term_start: datetime
+    term_end: datetime
+    hourly_price: Decimal
+    saving_pct: Decimal  # against a year of hours, as the catalog states it
+
+    @property
+    def invoiced_on(self) -> date:
+        """The term is charged on the next invoice, issued on the 1st of next month."""
+        return periods.month_after(self.term_start.date())
+
+    @property
+    def hourly_year(self) -> Decimal:
+        return self.hourly_price * HOURS_PER_YEAR
+
+    @property
+    def saving(self) -> Decimal:
+        return money.quantize(self.hourly_year - self.price, self.currency)
+
+
+def subscription_annual_quote(*, deployment: Deployment, currency: str, now: datetime | None = None) -> AnnualQuote:
+    """The annual price and term the switch would charge now (errors.NotFound without a price in ``currency``)."""
+    prices = spec_prices(spec=deployment.spec, currency=currency)
+    if prices is None:
+        raise errors.NotFound(f"The spec {deployment.spec_id} has no price in {currency}.")
+    now = now or timezone.now()
+    return AnnualQuote(price=prices["annual"], currency=currency, term_start=now, term_end=periods.one_year_later(now),
+                       hourly_price=prices["hourly"], saving_pct=prices["annual_saving_pct"])
+
+
 @transaction.atomic
 def subscription_switch_to_annual(*, principal: Principal, deployment: Deployment, renew: bool) -> Subscription:
     """Hourly metering stops at this second, a 12-month term starts, its price is charged on the next invoice."""
@@ -36,11 +75,11 @@ def subscription_switch_to_annual(*, principal: Principal, deployment: Deploymen
     if subscription.mode == SubscriptionMode.ANNUAL:
         raise errors.Conflict("This deployment is already on annual billing.")
     currency = principal.organization.currency
-    price = SpecPrice.objects.get(spec_id=deployment.spec_id, currency=currency).annual
-    now = timezone.now()
+    quote = subscription_annual_quote(deployment=deployment, currency=currency)
+    price, now = quote.price, quote.term_start
     subscription.mode = SubscriptionMode.ANNUAL
     subscription.term_start = now
-    subscription.term_end = periods.one_year_later(now)
+    subscription.term_end = quote.term_end
     subscription.annual_price = price
     subscription.currency = currency
     subscription.renews = renew

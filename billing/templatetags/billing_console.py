@@ -7,7 +7,8 @@ from django import template
 from billing import selectors
 from billing.console.forms import SwitchToAnnualForm
 from billing.models import SubscriptionMode
-from deployments import facade as deployments_facade
+from billing.services.subscriptions import subscription_annual_quote
+from controlplane import errors
 from projects.roles import Perm
 
 register = template.Library()
@@ -20,15 +21,14 @@ def subscription_card(context: template.Context, deployment) -> dict:
     if principal is None or not principal.has(Perm.BILLING_READ):
         return {"show": False}
     subscription = selectors.subscription_get(principal=principal, deployment=deployment)
-    currency = principal.organization.currency
-    prices = deployments_facade.spec_prices(spec=deployment.spec, currency=currency)
-    if prices is not None:
-        prices["hourly_year"] = prices["hourly"] * deployments_facade.HOURS_PER_YEAR
-        prices["saving"] = prices["hourly_year"] - prices["annual"]
-    return {"show": True, "deployment": deployment, "subscription": subscription, "prices": prices,
+    try:
+        quote = subscription_annual_quote(deployment=deployment, currency=principal.organization.currency)
+    except errors.NotFound:  # no price in the organization's currency: nothing to offer
+        quote = None
+    return {"show": True, "deployment": deployment, "subscription": subscription, "quote": quote,
             "is_annual": subscription.mode == SubscriptionMode.ANNUAL,
             "can_switch": principal.has(Perm.BILLING_MANAGE) and deployment.status not in ("deleting", "deleted"),
-            "form": SwitchToAnnualForm(), "csrf_token": context.get("csrf_token")}
+            "form": SwitchToAnnualForm()}
 
 
 @register.inclusion_tag("console/billing/_dunning_banner.html", takes_context=True)

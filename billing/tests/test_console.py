@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from billing.models import BillingAccount, InvoiceLine, Subscription, SubscriptionMode, UsageRecord, VatStatus
+from billing.models import BillingAccount, Invoice, InvoiceLine, Subscription, SubscriptionMode, UsageRecord, VatStatus
 from billing.money import REVERSE_CHARGE_NOTE
 from billing.tests.factories import BillingAccountFactory, InvoiceFactory
 from deployments.models import Spec
@@ -39,7 +39,7 @@ def test_empty_states():
     client, member = logged_in()
     usage = page(client, "billing")
     assert "No metered usage this month yet" in usage
-    assert "0.00 USD" in usage
+    assert "$0.00" in usage
     assert "No invoices yet" in page(client, "billing-invoices")
     account = page(client, "billing-account")
     assert "USD" in account and "Edit billing details" in account
@@ -61,7 +61,7 @@ def test_usage_page_lists_metered_deployments_and_estimate():
     assert "telemetry" in body and "basic-1k" in body
     assert "2.00 h" in body
     assert "stopped (storage)" in body and "0.50 h stopped" in body
-    assert "1.01 USD" in body  # 2 h × 0.50 + 0.5 h × 0.01 (0.005, rounded half-up)
+    assert "$1.01" in body  # 2 h × 0.50 + 0.5 h × 0.01 (0.005, rounded half-up)
     assert "No metered usage" not in body
 
 
@@ -117,7 +117,7 @@ def test_invoice_list_and_html_view_with_reverse_charge():
     InvoiceLine.objects.create(invoice=invoice, position=1, description="broker-1 basic-1k", quantity=Decimal(25),
                                unit="h", unit_price=Decimal("0.5"), amount=Decimal("12.50"))
     listing = page(client, "billing-invoices")
-    assert invoice.number in listing and "12.50 USD" in listing and "badge-invoice-open" in listing
+    assert invoice.number in listing and "$12.50" in listing and "badge-invoice-open" in listing
     body = page(client, "billing-invoice", invoice.id)
     assert "Acme SAS" in body and "FR40303265045" in body and "broker-1 basic-1k" in body
     assert "Reverse charge" in body and 'id="vat-note"' in body
@@ -130,7 +130,7 @@ def test_invoice_without_reverse_charge_has_no_note():
     client, member = logged_in()
     invoice = InvoiceFactory(organization=member.organization)
     body = page(client, "billing-invoice", invoice.id)
-    assert "VAT 19%" in body and "1.90 USD" in body and "11.90 USD" in body
+    assert "VAT 19%" in body and "$1.90" in body and "$11.90" in body
     assert 'id="vat-note"' not in body
 
 
@@ -153,7 +153,7 @@ def test_switch_to_annual_and_second_switch_is_a_message():
     assert subscription.mode == SubscriptionMode.ANNUAL and subscription.renews
     body = response.content.decode()
     assert "now on annual billing" in body and "Renews automatically" in body
-    assert "Switch to annual</button>" not in body
+    assert "Switch to annual…</button>" not in body
     response = client.post(url("deployment-switch-to-annual", deployment.id), {}, follow=True)
     assert response.status_code == 200
     assert "already on annual billing" in response.content.decode()
@@ -211,7 +211,7 @@ def test_budgets_section_create_edit_delete():
     assert response.status_code == 302, response.content[:500]
     budget = Budget.objects.get(organization=org)
     html = page(client, "billing")
-    assert 'value="90" max="100"' in html and "1.62 USD" in html and "1.80 USD" in html and "finance-mail" in html
+    assert 'value="90" max="100"' in html and "$1.62" in html and "$1.80" in html and "finance-mail" in html
     response = client.post(url("billing-budget-create"), {"project": "", "amount": "5", "enabled": "on"})
     assert response.status_code == 400 and "already a budget" in response.content.decode()
     response = client.post(url("billing-budget-edit", budget.id), {"amount": "1.00", "enabled": "on"})
@@ -230,3 +230,25 @@ def test_budgets_of_another_organization_are_not_found():
     other = BudgetFactory()
     assert client.get(url("billing-budget-edit", other.id)).status_code == 404
     assert client.post(url("billing-budget-delete", other.id)).status_code == 404
+
+
+def test_switch_to_annual_get_only_shows_the_charge_and_post_switches():
+    client, member = logged_in()
+    deployment = DeploymentFactory(organization=member.organization)
+    body = client.get(url("deployment-switch-to-annual", deployment.id), {"renew": "on"}).content.decode()
+    assert "$1,340.00" in body and "cannot be undone" in body and "Renews automatically" in body
+    assert 'name="renew" value="on"' in body
+    assert not Subscription.objects.filter(deployment=deployment, mode=SubscriptionMode.ANNUAL).exists()
+    client.post(url("deployment-switch-to-annual", deployment.id), {"renew": "on"})
+    assert Subscription.objects.get(deployment=deployment).mode == SubscriptionMode.ANNUAL
+    # Already annual: the confirmation page sends back to the deployment with a message.
+    response = client.get(url("deployment-switch-to-annual", deployment.id), follow=True)
+    assert "already on annual billing" in response.content.decode()
+
+
+def test_invoice_preview_changes_nothing():
+    client, member = logged_in()
+    DeploymentFactory(organization=member.organization)
+    body = page(client, "billing-invoice-preview")
+    assert "A preview, not an invoice" in body and "Nothing to invoice this month so far." in body
+    assert not Invoice.objects.filter(organization=member.organization).exists()

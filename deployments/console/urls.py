@@ -2,14 +2,14 @@
 
 from django.urls import path
 
-from deployments.console import access, acl, clients, peering, views
+from deployments.console import access, acl, clients, confirmed, peering, views
 
 urlpatterns = [
     path("deployments", views.DeploymentListView.as_view(), name="deployments"),
     path("deployments/new", views.DeploymentCreateView.as_view(), name="deployment-create"),
     path("deployments/<str:deployment_id>", views.DeploymentDetailView.as_view(), name="deployment-detail"),
-    path("deployments/<str:deployment_id>/scale", views.DeploymentScaleView.as_view(), name="deployment-scale"),
-    path("deployments/<str:deployment_id>/stop", views.DeploymentStopView.as_view(), name="deployment-stop"),
+    path("deployments/<str:deployment_id>/scale", confirmed.DeploymentScaleView.as_view(), name="deployment-scale"),
+    path("deployments/<str:deployment_id>/stop", confirmed.DeploymentStopView.as_view(), name="deployment-stop"),
     path("deployments/<str:deployment_id>/start", views.DeploymentStartView.as_view(), name="deployment-start"),
     path("deployments/<str:deployment_id>/retry", views.DeploymentRetryView.as_view(), name="deployment-retry"),
     path("deployments/<str:deployment_id>/protection", views.DeploymentProtectionView.as_view(),

@@ -16,6 +16,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 
 from controlplane import errors
+from controlplane.currency import format_rate
 from deployments import http_auth, selectors, services
 from deployments.console import forms as deployment_forms
 from deployments.console.connect import ca_download_url, connect_snippets
@@ -27,7 +28,6 @@ from projects.console.base import OrganizationConsoleView, OrganizationFormView
 from projects.roles import Perm
 from projects.tenancy import Principal
 
-CURRENCY_SYMBOLS = {"USD": "$", "CNY": "¥"}
 TIER_BLURBS = {
     Tier.BASIC: "A single broker node with a public endpoint.",
     Tier.PROFESSIONAL: "A dedicated multi-node cluster; VPC peering and private HTTP authentication.",
@@ -44,7 +44,6 @@ _PAGE_ERRORS = (errors.NotFound, errors.PermissionDenied)
 # --- what templates show beyond the models' own fields ----------------------------------------------
 def describe_spec(spec: Spec, currency: str) -> Spec:
     spec.price = selectors.spec_prices(spec=spec, currency=currency)
-    spec.currency_symbol = CURRENCY_SYMBOLS.get(currency, f"{currency} ")
     spec.vcpu = spec.cpu_millicores / 1000
     spec.memory_gib = spec.memory_mib / 1024
     return spec
@@ -54,7 +53,7 @@ def spec_label(spec: Spec) -> str:
     """Short enough for a narrow select: the name (which says the connections) and the hourly price."""
     if spec.price is None:
         return spec.name
-    return f"{spec.name} · {spec.currency_symbol}{spec.price['hourly']:,.2f}/h"
+    return f"{spec.name} · {format_rate(spec.price['hourly'], spec.price['currency'])}/h"
 
 
 def endpoint_host(deployment: Deployment) -> str:
@@ -149,7 +148,8 @@ class DeploymentCreateView(_DeploymentMixin, OrganizationFormView):
 
     def get_context(self, form: forms.Form) -> dict[str, Any]:
         return {"form": form, "tier_groups": tier_groups(self.catalog["specs"]),
-                "has_projects": bool(self.catalog["projects"]), "selected_spec": form["spec"].value()}
+                "has_projects": bool(self.catalog["projects"]), "selected_spec": form["spec"].value(),
+                "hours_per_month": selectors.HOURS_PER_MONTH}
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
         organization = self.principal.organization
@@ -249,24 +249,6 @@ class DeploymentActionView(_DeploymentMixin, OrganizationConsoleView):
         else:
             messages.success(request, message)
         return redirect("console:deployment-detail", deployment.id)
-
-
-class DeploymentScaleView(DeploymentActionView):
-    def perform(self, deployment: Deployment) -> str:
-        organization = self.principal.organization
-        choices = [(spec.id, spec.name) for spec in self.specs() if spec.tier == deployment.tier]
-        form = deployment_forms.ScaleForm(self.request.POST, choices=choices)
-        if not form.is_valid():
-            raise errors.ValidationFailed(" ".join(form.errors["spec"]))
-        spec = selectors.spec_get(flagship_enabled=organization.flagship_enabled, spec_id=form.cleaned_data["spec"])
-        services.deployment_scale(principal=self.principal, deployment=deployment, spec=spec)
-        return f"Scaling {deployment.name} to {spec.name}; clients reconnect as nodes are replaced."
-
-
-class DeploymentStopView(DeploymentActionView):
-    def perform(self, deployment: Deployment) -> str:
-        services.deployment_stop(principal=self.principal, deployment=deployment)
-        return f"Stopping {deployment.name}."
 
 
 class DeploymentStartView(DeploymentActionView):

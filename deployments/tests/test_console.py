@@ -96,7 +96,7 @@ def test_create_page_shows_specs_by_tier_with_prices():
     ProjectFactory(organization=member.organization)
     body = page(client, "deployment-create")
     assert "Basic 1K" in body and "Professional 100K" in body
-    assert "$0.18" in body and "$1,340" in body and "save 15.0% with annual" in body
+    assert "$0.18" in body and "$1,340" in body and "save 15% with annual" in body and "about $131.40 / month" in body
     assert "1,000</strong> connections" in body
     assert 'data-tiers="professional flagship"' in body  # Singapore: no basic tier
     assert "Flagship" not in body.split('id="size-title"')[1]

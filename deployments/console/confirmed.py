@@ -1,0 +1,108 @@
+"""Deployment actions that disconnect clients or change the price (scale, stop): asked for on a page that says
+what happens, then done. The page is a plain GET and its form a plain POST, so the step needs no JavaScript,
+like the delete confirmation; prices are the catalog's (``selectors.spec_prices`` through ``describe_spec``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+
+from controlplane import errors
+from deployments import selectors, services
+from deployments.console import forms as deployment_forms
+from deployments.console.views import DeploymentActionView, describe_spec
+from deployments.models import Deployment, Spec
+
+
+class ConfirmedDeploymentActionView(DeploymentActionView):
+    """An action that disconnects clients or changes the price: the detail page's button GETs a page saying
+    what will happen (so it works without JavaScript), whose form POSTs the action."""
+
+    http_method_names: ClassVar[list[str]] = ["get", "post"]
+    template_name = "console/deployments/confirm_action.html"
+
+    def confirmation(self, deployment: Deployment) -> dict[str, Any]:
+        """``title``, ``consequences`` (sentences), ``prices`` (label, now, after), ``button``, ``fields``."""
+        raise NotImplementedError
+
+    def current_spec(self, deployment: Deployment) -> Spec:
+        return next((spec for spec in self.specs() if spec.id == deployment.spec_id), None) or describe_spec(
+            deployment.spec, self.currency)
+
+    def get(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
+        deployment = self.deployment
+        try:
+            confirmation = self.confirmation(deployment)
+        except (errors.ValidationFailed, errors.Conflict) as exc:
+            messages.error(request, exc.detail)
+            return redirect("console:deployment-detail", deployment.id)
+        return self.render_page({"deployment": deployment, "currency": self.currency, **confirmation})
+
+
+class DeploymentScaleView(ConfirmedDeploymentActionView):
+    def scale_form(self, data: Any) -> deployment_forms.ScaleForm:
+        choices = [(spec.id, spec.name) for spec in self.specs() if spec.tier == self.deployment.tier]
+        return deployment_forms.ScaleForm(data, choices=choices)
+
+    def target(self, data: Any) -> Spec:
+        form = self.scale_form(data)
+        if not form.is_valid():
+            raise errors.ValidationFailed(" ".join(form.errors["spec"]))
+        return next(spec for spec in self.specs() if spec.id == form.cleaned_data["spec"])
+
+    def confirmation(self, deployment: Deployment) -> dict[str, Any]:
+        current, target = self.current_spec(deployment), self.target(self.request.GET)
+        if target.id == deployment.spec_id:
+            raise errors.ValidationFailed(f"{deployment.name} is already {target.name}.")
+        return {
+            "title": f"Scale {deployment.name} to {target.name}",
+            "consequences": [
+                "Nodes are replaced one at a time: connected clients are disconnected and must reconnect "
+                "(clients with automatic reconnect carry on after a few seconds).",
+                f"Capacity becomes {target.max_connections:,} connections and "
+                f"{target.max_messages_per_second:,} messages per second.",
+            ],
+            "prices": [("Price per hour while running", current.price and current.price["hourly"],
+                        target.price and target.price["hourly"]),
+                       ("Price per hour while stopped (storage)", current.price and current.price["stopped_hourly"],
+                        target.price and target.price["stopped_hourly"])],
+            "from_label": current.name, "to_label": target.name,
+            # Hourly prices are what an hourly deployment pays; billing prorates annual terms (billing's rule).
+            "annual_note": "On annual billing the term's price applies instead, and the difference of the annual "
+                           "prices is charged (or credited) prorated to the end of the term.",
+            "button": f"Scale to {target.name}", "fields": {"spec": target.id},
+        }
+
+    def perform(self, deployment: Deployment) -> str:
+        organization = self.principal.organization
+        spec = selectors.spec_get(flagship_enabled=organization.flagship_enabled,
+                                  spec_id=self.target(self.request.POST).id)
+        services.deployment_scale(principal=self.principal, deployment=deployment, spec=spec)
+        return f"Scaling {deployment.name} to {spec.name}; clients reconnect as nodes are replaced."
+
+
+class DeploymentStopView(ConfirmedDeploymentActionView):
+    def confirmation(self, deployment: Deployment) -> dict[str, Any]:
+        spec = self.current_spec(deployment)
+        return {
+            "title": f"Stop {deployment.name}",
+            "consequences": [
+                "Every connected client is disconnected and the endpoints refuse new connections until you "
+                "start the deployment again.",
+                "Users, ACL rules and retained configuration are kept.",
+                "A stopped deployment is still billed, at the storage rate.",
+            ],
+            "prices": [("Price per hour", spec.price and spec.price["hourly"],
+                        spec.price and spec.price["stopped_hourly"])],
+            "from_label": "Running", "to_label": "Stopped",
+            "annual_note": "On annual billing the term is paid for: stopping neither ends nor shortens it.",
+            "button": "Stop deployment", "fields": {}, "danger": True,
+        }
+
+    def perform(self, deployment: Deployment) -> str:
+        services.deployment_stop(principal=self.principal, deployment=deployment)
+        return f"Stopping {deployment.name}."
