@@ -25,13 +25,13 @@ from controlplane.workers import DONE, Step
 from deployments.http_auth.emqx_config import ACL_FILE, API_KEYS_FILE
 from deployments.http_auth.emqx_config import broker_config as http_auth_broker_config
 from deployments.lifecycle import TRANSITIONAL, transition
-from deployments.models import MANAGEMENT_API_KEY, Deployment, HttpAuthConfig, Spec
+from deployments.models import MANAGEMENT_API_KEY, Deployment, HttpAuthConfig, ServerCertificate, Spec
 from deployments.models import DeploymentStatus as S
 from deployments.mqtt_access.acl_conf import render_acl_conf
 from deployments.mqtt_access.changes import PUSH_TASK
 from deployments.peering.network import platform_network
-from deployments.selectors import active_peering_networks
-from deployments.tls.selectors import ca_bundle_pem, server_certificate_of
+from deployments.selectors import active_peering_cidrs
+from deployments.tls.selectors import ca_bundle_pem, server_certificates_of
 from deployments.tls.services import issue_for_deployment
 from k8s.render import MQTT_PORTS, BrokerClusterSpec, BrokerTls
 from k8s.services import (
@@ -69,20 +69,48 @@ def _internal_cidrs(deployment: Deployment) -> tuple[str, ...]:
     return (*cluster_internal_cidrs(region_id=deployment.region_id), *([platform_cidr] if platform_cidr else []))
 
 
-def _broker_tls(deployment: Deployment) -> BrokerTls | None:
+@dataclass(frozen=True)
+class SpecInputs:
+    """What a deployment's rendering reads besides the deployment and its spec: asked one deployment at a time
+    (``spec_inputs``), or for many in a few queries (``spec_inputs_many``, the reconciler's region pass)."""
+
+    http_auth: HttpAuthConfig | None
+    peered: tuple[str, ...]
+    certificate: ServerCertificate | None
+    ca_bundle: str
+
+
+def spec_inputs(deployment: Deployment) -> SpecInputs:
+    return spec_inputs_many([deployment])[deployment.id]
+
+
+def spec_inputs_many(deployments: list[Deployment]) -> dict[str, SpecInputs]:
+    """``SpecInputs`` by deployment id: four queries for any number of deployments."""
+    ids = [deployment.id for deployment in deployments]
+    auth = {config.deployment_id: config for config in HttpAuthConfig.objects.filter(deployment_id__in=ids)}
+    peered = active_peering_cidrs(deployment_ids=ids)
+    certificates = server_certificates_of(deployment_ids=ids)
+    bundles = {region_id: ca_bundle_pem(region_id=region_id) for region_id in {d.region_id for d in deployments}}
+    return {deployment.id: SpecInputs(auth.get(deployment.id), tuple(peered.get(deployment.id, ())),
+                                      certificates.get(deployment.id), bundles[deployment.region_id])
+            for deployment in deployments}
+
+
+def _broker_tls(inputs: SpecInputs) -> BrokerTls | None:
     """The certificate the TLS listeners serve (with its CA, so clients holding only ca.pem's root get the
     chain), or None before the load balancer had an address to certify."""
-    certificate = server_certificate_of(deployment)
+    certificate = inputs.certificate
     if certificate is None:
         return None
     return BrokerTls(certificate_chain=certificate.certificate_pem + certificate.authority.certificate_pem,
-                     private_key=certificate.private_key_pem,
-                     ca_certificates=ca_bundle_pem(region_id=deployment.region_id))
+                     private_key=certificate.private_key_pem, ca_certificates=inputs.ca_bundle)
 
 
 def broker_cluster_spec(deployment: Deployment, spec: Spec, *, replicas: int | None = None,
-                        surge_replicas: int | None = None, partition: int = 0) -> BrokerClusterSpec:
-    http_auth = HttpAuthConfig.objects.filter(deployment_id=deployment.id).first()
+                        surge_replicas: int | None = None, partition: int = 0,
+                        inputs: SpecInputs | None = None) -> BrokerClusterSpec:
+    inputs = inputs or spec_inputs(deployment)
+    http_auth = inputs.http_auth
     extra_config, secret_env = http_auth_broker_config(http_auth)
     annotations = {HTTP_AUTH_GENERATION_ANNOTATION: str(http_auth.generation)} if http_auth else {}
     return BrokerClusterSpec(
@@ -109,9 +137,9 @@ def broker_cluster_spec(deployment: Deployment, spec: Spec, *, replicas: int | N
         secret_files={API_KEYS_FILE: f"{MANAGEMENT_API_KEY}:{deployment.management_api_secret}:administrator\n"},
         annotations=annotations,
         # Peerings moving in or out of active re-apply this (deployments.peering.lifecycle.transition).
-        peered_cidrs=tuple(str(network) for network in active_peering_networks(deployment)),
+        peered_cidrs=inputs.peered,
         internal_cidrs=_internal_cidrs(deployment),
-        tls=_broker_tls(deployment),
+        tls=_broker_tls(inputs),
     )
 
 
@@ -123,22 +151,22 @@ def _record_http_auth_applied(deployment_id: str, desired: BrokerClusterSpec) ->
             applied_generation=int(generation))
 
 
-def desired_cluster_spec(deployment: Deployment) -> BrokerClusterSpec | None:
+def desired_cluster_spec(deployment: Deployment, inputs: SpecInputs | None = None) -> BrokerClusterSpec | None:
     """What should be in the cluster for the deployment's current status (None: nothing)."""
     status = deployment.status
     if status in (S.PENDING, S.PROVISIONING, S.RUNNING, S.STARTING):
-        return broker_cluster_spec(deployment, deployment.spec)
+        return broker_cluster_spec(deployment, deployment.spec, inputs=inputs)
     if status in (S.STOPPING, S.STOPPED):
-        return broker_cluster_spec(deployment, deployment.spec, replicas=0)
+        return broker_cluster_spec(deployment, deployment.spec, replicas=0, inputs=inputs)
     if status == S.SCALING:
         target = deployment.target_spec
         if deployment.spec.replicas == 1 and target.replicas == 1:
             step = deployment.rollout_step
             if step == SURGE_NEW_NODE:
-                return broker_cluster_spec(deployment, target, surge_replicas=2, partition=1)
+                return broker_cluster_spec(deployment, target, surge_replicas=2, partition=1, inputs=inputs)
             if step == SURGE_REPLACE_OLD:
-                return broker_cluster_spec(deployment, target, surge_replicas=2, partition=0)
-        return broker_cluster_spec(deployment, target)
+                return broker_cluster_spec(deployment, target, surge_replicas=2, partition=0, inputs=inputs)
+        return broker_cluster_spec(deployment, target, inputs=inputs)
     return None
 
 
@@ -297,6 +325,7 @@ def repair(deployment_id: str, observed: ClusterIndex | None = None) -> int:
 
 
 SETTLED = (S.RUNNING, S.STOPPED)
+REGION_CHUNK = 500  # deployments whose rendering inputs are read at once
 
 
 @dataclass
@@ -318,22 +347,27 @@ def repair_region(region_id: str, *, lock: Callable[[str], AbstractContextManage
     observed = observe_region(region_id=region_id)
     report = RegionRepair(api_calls=observed.api_calls)
     checked = []
-    deployments = Deployment.objects.select_related("spec", "target_spec", "region").filter(
-        region_id=region_id, status__in=SETTLED).order_by("id")
-    for deployment in deployments.iterator(chunk_size=500):
-        report.checked += 1
-        host = _endpoint_host(deployment)
-        if deployment.status == S.RUNNING and host:
-            issue_for_deployment(deployment=deployment, host=host)  # backfill, as in repair
-        desired = desired_cluster_spec(deployment)
-        if desired is None or not drifted_objects(spec=desired, observed=observed):
-            checked.append(deployment.id)
-            continue
-        with lock(deployment.id) as acquired:
-            if not acquired:
-                report.busy += 1
+    deployments = list(Deployment.objects.select_related("spec", "target_spec", "region").filter(
+        region_id=region_id, status__in=SETTLED).order_by("id"))
+    for start in range(0, len(deployments), REGION_CHUNK):
+        chunk = deployments[start:start + REGION_CHUNK]
+        inputs = spec_inputs_many(chunk)
+        for deployment in chunk:
+            report.checked += 1
+            host = _endpoint_host(deployment)
+            certificate = inputs[deployment.id].certificate
+            if deployment.status == S.RUNNING and host and (certificate is None or certificate.host != host.lower()):
+                issue_for_deployment(deployment=deployment, host=host)  # the backfill of repair()
+                inputs[deployment.id] = spec_inputs(deployment)
+            desired = desired_cluster_spec(deployment, inputs[deployment.id])
+            if desired is None or not drifted_objects(spec=desired, observed=observed):
+                checked.append(deployment.id)
                 continue
-            report.api_calls += repair(deployment.id, observed)
-            report.repaired += 1
+            with lock(deployment.id) as acquired:
+                if not acquired:
+                    report.busy += 1
+                    continue
+                report.api_calls += repair(deployment.id, observed)
+                report.repaired += 1
     Deployment.objects.filter(pk__in=checked).update(last_reconciled_at=timezone.now())
     return report

@@ -49,8 +49,18 @@ def http_auth_get(*, principal: Principal, deployment: Deployment) -> HttpAuthCo
 
 def active_peering_networks(deployment: Deployment) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """The CIDRs of the deployment's active VPC peerings: private addresses the broker may reach."""
-    cidrs = Peering.objects.filter(deployment=deployment, status=PeeringStatus.ACTIVE).order_by("created_at", "id")
-    return [ipaddress.ip_network(cidr) for cidr in cidrs.values_list("cidr", flat=True)]
+    return [ipaddress.ip_network(cidr)
+            for cidr in active_peering_cidrs(deployment_ids=[deployment.id]).get(deployment.id, [])]
+
+
+def active_peering_cidrs(*, deployment_ids: list[str]) -> dict[str, list[str]]:
+    """Deployment id → the CIDRs of its active peerings (normalized, oldest peering first), in one query."""
+    rows = (Peering.objects.filter(deployment_id__in=deployment_ids, status=PeeringStatus.ACTIVE)
+            .order_by("created_at", "id").values_list("deployment_id", "cidr"))
+    cidrs: dict[str, list[str]] = {}
+    for deployment_id, cidr in rows:
+        cidrs.setdefault(deployment_id, []).append(str(ipaddress.ip_network(cidr)))
+    return cidrs
 
 
 def region_list(*, site: str) -> QuerySet[Region]:

@@ -30,9 +30,10 @@ def _key() -> bytes:
 
 def applied_hash(obj: dict[str, Any]) -> str:
     """The keyed hash of a rendered object (without its own annotation)."""
-    bare = copy.deepcopy(obj)
-    (bare["metadata"].get("annotations") or {}).pop(APPLIED_HASH, None)
-    text = json.dumps(bare, sort_keys=True, separators=(",", ":"))
+    if APPLIED_HASH in (obj["metadata"].get("annotations") or {}):
+        obj = copy.deepcopy(obj)
+        obj["metadata"]["annotations"].pop(APPLIED_HASH)
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
     return hmac.new(_key(), text.encode(), hashlib.sha256).hexdigest()[:32]
 
 

@@ -19,7 +19,13 @@ def ca_bundle_pem(*, region_id: str) -> str:
 
 
 def server_certificate_of(deployment: Deployment) -> ServerCertificate | None:
-    return ServerCertificate.objects.filter(deployment_id=deployment.id).select_related("authority").first()
+    return server_certificates_of(deployment_ids=[deployment.id]).get(deployment.id)
+
+
+def server_certificates_of(*, deployment_ids: list[str]) -> dict[str, ServerCertificate]:
+    """Deployment id → its server certificate (with the authority that signed it), in one query."""
+    certificates = ServerCertificate.objects.filter(deployment_id__in=deployment_ids).select_related("authority")
+    return {certificate.deployment_id: certificate for certificate in certificates}
 
 
 def certificate_expiries(*, deployment_ids: list[str]) -> dict[str, tuple[datetime, datetime]]:
