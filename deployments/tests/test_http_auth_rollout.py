@@ -15,6 +15,7 @@ from deployments import provisioning, selectors
 from deployments.http_auth import HttpRequestSpec, http_auth_put
 from deployments.models import Deployment, DeploymentEvent
 from deployments.tests.factories import DeploymentFactory
+from deployments.tests.http_auth_service import serve_auth
 from k8s.services import observe_broker_cluster
 from projects.models import User
 from projects.tests.factories import MembershipFactory
@@ -23,12 +24,14 @@ from tests.support import simulated_cluster, wait_for
 
 pytestmark = pytest.mark.django_db
 
-SPEC = HttpRequestSpec(method="post", url="https://auth.example.com/mqtt", headers={}, params={"u": "${username}"},
-                       timeout_ms=2000)
+@pytest.fixture
+def auth_url():
+    with serve_auth() as service:
+        yield service.url
 
 
 @pytest.fixture
-def cluster():
+def cluster(auth_url):
     with simulated_cluster(seed=11, ready_delay_s=0.05) as simulated:
         yield simulated
 
@@ -42,10 +45,11 @@ def running_deployment() -> tuple[Deployment, Principal]:
     return Deployment.objects.get(pk=deployment.pk), Principal.for_membership(owner)
 
 
-def save_config(principal: Principal, deployment: Deployment, django_capture_on_commit_callbacks) -> None:
+def save_config(principal: Principal, deployment: Deployment, url: str, capture) -> None:
     # The repair the service enqueues is run below, by hand, instead of on a worker.
-    with django_capture_on_commit_callbacks(execute=False):
-        http_auth_put(principal=principal, deployment=deployment, enabled=True, authentication=SPEC,
+    spec = HttpRequestSpec(method="post", url=url, headers={}, params={"u": "${username}"}, timeout_ms=2000)
+    with capture(execute=False):
+        http_auth_put(principal=principal, deployment=deployment, enabled=True, authentication=spec,
                       authorization=None)
 
 
@@ -55,9 +59,9 @@ def restart_events(deployment: Deployment) -> list[str]:
 
 
 def test_after_the_repair_both_generations_agree_and_the_config_is_not_live_until_the_nodes_restarted(
-        cluster, django_capture_on_commit_callbacks):
+        cluster, auth_url, django_capture_on_commit_callbacks):
     deployment, principal = running_deployment()
-    save_config(principal, deployment, django_capture_on_commit_callbacks)
+    save_config(principal, deployment, auth_url, django_capture_on_commit_callbacks)
     with django_capture_on_commit_callbacks(execute=False):
         provisioning.repair(deployment.id)
     deployment.refresh_from_db()
@@ -78,9 +82,9 @@ def test_after_the_repair_both_generations_agree_and_the_config_is_not_live_unti
     assert restart_events(deployment) == ["started", "finished"]
 
 
-def test_the_console_and_the_ops_site_say_the_same(cluster, django_capture_on_commit_callbacks):
+def test_the_console_and_the_ops_site_say_the_same(cluster, auth_url, django_capture_on_commit_callbacks):
     deployment, principal = running_deployment()
-    save_config(principal, deployment, django_capture_on_commit_callbacks)
+    save_config(principal, deployment, auth_url, django_capture_on_commit_callbacks)
     with django_capture_on_commit_callbacks(execute=False):
         provisioning.repair(deployment.id)
     console = Client()
@@ -99,11 +103,11 @@ def test_the_console_and_the_ops_site_say_the_same(cluster, django_capture_on_co
         assert expected in ops_text.replace("<strong>", "").replace("</strong>", "")
 
 
-def test_a_stopped_deployment_loads_the_config_when_it_starts(cluster, django_capture_on_commit_callbacks):
+def test_a_stopped_deployment_loads_the_config_when_it_starts(cluster, auth_url, django_capture_on_commit_callbacks):
     deployment, principal = running_deployment()
     Deployment.objects.filter(pk=deployment.pk).update(status="stopped")
     deployment.refresh_from_db()
-    save_config(principal, deployment, django_capture_on_commit_callbacks)
+    save_config(principal, deployment, auth_url, django_capture_on_commit_callbacks)
     provisioning.repair(deployment.id)
     state = selectors.http_auth_rollout(deployment=deployment)
     assert state is not None and state.state == "waiting" and not state.live
