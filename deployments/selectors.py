@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import QuerySet
 
 from controlplane import errors
+from deployments.lifecycle import ROLLING_RESTART
 from deployments.models import Deployment, DeploymentEvent, HttpAuthConfig, Peering, PeeringStatus, Region, Spec, Tier
 from deployments.models import DeploymentStatus as S
 from projects.tenancy import Principal
@@ -45,6 +48,68 @@ def http_auth_get(*, principal: Principal, deployment: Deployment) -> HttpAuthCo
     if config is None:
         raise errors.NotFound(f"The deployment {deployment.id} has no HTTP authentication configured.")
     return config
+
+
+#: Statuses whose operation rolls the HTTP auth configuration out with it (it is live when they reach running).
+_ROLLING_WITH_OPERATION = frozenset({S.PENDING, S.PROVISIONING, S.STARTING, S.SCALING})
+
+
+@dataclass(frozen=True)
+class HttpAuthRollout:
+    """Whether a deployment's HTTP auth configuration is live: the one answer the console, the API's
+    ``applied`` and the ops site give. Live means every broker node runs it (recorded when the rolling restart,
+    or the operation that carried it, finished), not merely that its objects were applied."""
+
+    generation: int
+    live_generation: int
+    enabled: bool
+    deployment_status: str
+    restart_started_at: datetime | None
+
+    @property
+    def live(self) -> bool:
+        return self.live_generation >= self.generation
+
+    @property
+    def state(self) -> str:
+        """``live``; ``applying`` (nodes restarting, or an operation carrying it); ``waiting`` (loads on start)."""
+        if self.live:
+            return "live"
+        if self.deployment_status == S.RUNNING or self.deployment_status in _ROLLING_WITH_OPERATION:
+            return "applying"
+        return "waiting"
+
+    @property
+    def label(self) -> str:
+        if self.state == "live":
+            return "Live:" if self.enabled else "Disabled:"
+        return "Applying" if self.state == "applying" else "Waiting:"
+
+    @property
+    def text(self) -> str:
+        n = self.generation
+        if self.state == "live":
+            return (f"configuration {n} runs on every broker node." if self.enabled
+                    else f"configuration {n} is saved but the broker does not use it.")
+        if self.state == "applying":
+            since = f" (since {self.restart_started_at:%H:%M:%S} UTC)" if self.restart_started_at else ""
+            return f"configuration {n}: the broker nodes restart one at a time to load it{since}."
+        return (f"configuration {n} is saved; the broker loads it when the deployment next starts "
+                f"(it is {self.deployment_status}).")
+
+
+def http_auth_rollout(*, deployment: Deployment) -> HttpAuthRollout | None:
+    """A system read (callers resolved ``deployment`` for their principal, or are staff); None without a
+    configuration."""
+    config = HttpAuthConfig.objects.filter(deployment_id=deployment.pk).only(
+        "generation", "applied_generation", "enabled").first()
+    if config is None:
+        return None
+    restart = (DeploymentEvent.objects.filter(deployment_id=deployment.pk, details__operation=ROLLING_RESTART,
+                                              details__http_auth_generation=config.generation)
+               .order_by("created_at", "id").values_list("created_at", flat=True).first())
+    return HttpAuthRollout(generation=config.generation, live_generation=config.applied_generation,
+                           enabled=config.enabled, deployment_status=deployment.status, restart_started_at=restart)
 
 
 def active_peering_networks(deployment: Deployment) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

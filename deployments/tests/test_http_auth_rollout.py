@@ -18,8 +18,8 @@ from deployments.tests.factories import DeploymentFactory
 from deployments.tests.http_auth_service import serve_auth
 from k8s.services import observe_broker_cluster
 from projects.models import User
-from projects.tests.factories import MembershipFactory
 from projects.tenancy import Principal
+from projects.tests.factories import MembershipFactory
 from tests.support import simulated_cluster, wait_for
 
 pytestmark = pytest.mark.django_db
