@@ -46,7 +46,7 @@ class DeploymentEventInline(ReadOnlyTabularInline):
     model = DeploymentEvent
     fields = ("created_at", "from_status", "to_status", "spec", "reason", "actor_label")
     readonly_fields = fields
-    ordering = ("created_at",)
+    ordering = ("-created_at", "-id")
 
 
 @admin.register(Deployment)
@@ -104,7 +104,7 @@ class PeeringEventInline(ReadOnlyTabularInline):
     model = PeeringEvent
     fields = ("created_at", "from_status", "to_status", "reason", "actor_label")
     readonly_fields = fields
-    ordering = ("created_at",)
+    ordering = ("-created_at", "-id")
 
 
 @admin.register(Peering)

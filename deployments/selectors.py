@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet
 
 from controlplane import errors
-from deployments.lifecycle import ROLLING_RESTART
+from deployments.lifecycle import ROLLING_RESTART, TRANSITIONAL
 from deployments.models import Deployment, DeploymentEvent, HttpAuthConfig, Peering, PeeringStatus, Region, Spec, Tier
 from deployments.models import DeploymentStatus as S
 from projects.tenancy import Principal
@@ -161,3 +162,58 @@ def spec_prices(*, spec: Spec, currency: str) -> dict | None:
     saving = ((full_year - price.annual) / full_year * 100).quantize(Decimal("0.1")) if full_year else Decimal(0)
     return {"hourly": price.hourly, "stopped_hourly": price.stopped_hourly, "annual": price.annual,
             "currency": currency, "annual_saving_pct": saving}
+
+
+# --- the fleet, for the ops overview (system reads: staff only) -------------------------------------------
+def deployment_status_counts() -> dict[str, int]:
+    """How many deployments are in each status (deleted ones left out), every status named, busiest first."""
+    counts = dict.fromkeys((s for s in S.values if s != S.DELETED), 0)
+    for row in Deployment.objects.exclude(status=S.DELETED).values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
+@dataclass(frozen=True)
+class OperationIssue:
+    """A deployment operation an operator should look at: ``failed``, ``stuck`` (a transitional status past the
+    operation timeout) or ``restart stalled`` (a rolling restart past it)."""
+
+    kind: str
+    deployment_id: str
+    deployment_name: str
+    organization_id: str
+    status: str
+    since: datetime
+    detail: str
+
+
+def operations_needing_attention(*, now: datetime, limit: int = 50) -> list[OperationIssue]:
+    """Failed and stuck operations and stalled rolling restarts, the newest first."""
+    stuck_before = now - timedelta(seconds=settings.DEPLOYMENT_OPERATION_TIMEOUT_SECONDS)
+    issues: list[OperationIssue] = []
+    rows = (Deployment.objects.filter(Q(status=S.FAILED) | Q(status__in=TRANSITIONAL,
+                                                              status_changed_at__lt=stuck_before))
+            .order_by("-status_changed_at", "-id")[:limit])
+    for d in rows:
+        issues.append(OperationIssue(
+            kind="failed" if d.status == S.FAILED else "stuck", deployment_id=d.id, deployment_name=d.name,
+            organization_id=d.organization_id, status=d.status, since=d.status_changed_at,
+            detail=d.status_reason if d.status == S.FAILED else f"{d.status} for {_age(now - d.status_changed_at)}"))
+    stalled = (DeploymentEvent.objects.filter(details__operation=ROLLING_RESTART, details__phase="stalled",
+                                              created_at__gte=now - timedelta(days=7))
+               .select_related("deployment").order_by("-created_at", "-id")[:limit])
+    for event in stalled:
+        latest = (DeploymentEvent.objects.filter(deployment_id=event.deployment_id, details__operation=ROLLING_RESTART)
+                  .order_by("-created_at", "-id").values_list("id", flat=True).first())
+        if latest == event.id and event.deployment.status == S.RUNNING:
+            issues.append(OperationIssue(
+                kind="restart stalled", deployment_id=event.deployment_id, deployment_name=event.deployment.name,
+                organization_id=event.organization_id, status=event.deployment.status, since=event.created_at,
+                detail=event.reason))
+    issues.sort(key=lambda issue: issue.since, reverse=True)
+    return issues[:limit]
+
+
+def _age(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
