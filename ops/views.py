@@ -68,5 +68,5 @@ class TaskFailureRetryView(OpsPageView):
         except errors.DomainError as exc:
             messages.error(request, exc.detail)
         else:
-            messages.success(request, f"{failure.task_name} was queued again with the same arguments.")
+            messages.success(request, f"Queued {failure.task_name} again with the same arguments.")
         return redirect("ops-overview")
