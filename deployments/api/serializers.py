@@ -189,8 +189,9 @@ class HttpAuthOut(serializers.Serializer):
     authentication = HttpAuthRequestOut()
     authorization = HttpAuthRequestOut(allow_null=True)
     generation = serializers.IntegerField()
-    applied = serializers.BooleanField(help_text="Whether this configuration has been pushed to the cluster "
-                                                 "(the broker nodes then restart one at a time to load it).")
+    applied = serializers.BooleanField(help_text="Whether every broker node runs this configuration: true once the "
+                                                 "rolling restart that loads it (an event of the deployment's "
+                                                 "lifecycle) has finished, or the operation that carried it.")
     last_tests = HttpAuthLastTestsOut()
     updated_at = serializers.DateTimeField()
 
