@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.admin.utils import quote
-from django.test import Client
+from django.test import Client, override_settings
+from django.utils import timezone
 
 from deployments import provisioning, selectors
 from deployments.http_auth import HttpRequestSpec, http_auth_put
@@ -112,3 +113,25 @@ def test_a_stopped_deployment_loads_the_config_when_it_starts(cluster, auth_url,
     state = selectors.http_auth_rollout(deployment=deployment)
     assert state is not None and state.state == "waiting" and not state.live
     assert restart_events(deployment) == []
+
+
+def test_a_restart_past_the_timeout_is_recorded_as_stalled_then_finishes(cluster, auth_url,
+                                                                          django_capture_on_commit_callbacks):
+    deployment, principal = running_deployment()
+    cluster.faults.block_readiness(deployment.namespace)  # the restarted node never turns Ready
+    save_config(principal, deployment, auth_url, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=False):
+        provisioning.repair(deployment.id)
+    with override_settings(DEPLOYMENT_OPERATION_TIMEOUT_SECONDS=0):
+        assert provisioning.http_auth_rollout_once(deployment.id).again_in is None
+        assert provisioning.http_auth_rollout_once(deployment.id).again_in is None  # recorded once
+        assert restart_events(deployment) == ["started", "stalled"]
+        issues = selectors.operations_needing_attention(now=timezone.now())
+        assert [(issue.kind, issue.deployment_id) for issue in issues] == [("restart stalled", deployment.id)]
+    assert selectors.http_auth_rollout(deployment=deployment).state == "applying"
+
+    cluster.faults.unblock_readiness(deployment.namespace)
+    wait_for(lambda: provisioning.http_auth_rollout_once(deployment.id).again_in is None
+             and selectors.http_auth_rollout(deployment=deployment).live, "the restart to finish")
+    assert restart_events(deployment) == ["started", "stalled", "finished"]
+    assert selectors.operations_needing_attention(now=timezone.now()) == []
