@@ -35,14 +35,14 @@ def audit_staff_action(request: HttpRequest, obj: models.Model, action: str, cha
 _TIME_FIELDS = ("created_at", "failed_at", "received_at", "hour_start", "issued_at", "date_joined")
 
 
-def newest_first(model: type[models.Model]) -> tuple[str, ...]:
+def newest_first(model: type[models.Model]) -> tuple[str, ...] | list[str]:
     """The newest rows first, by the model's time field and then its id (ids are random, so alone they would
-    shuffle the list), or by id when it has no time field."""
+    shuffle the list); a model without one keeps its own order (invoice lines by position), else by id."""
     names = {field.name for field in model._meta.get_fields()}
     for name in _TIME_FIELDS:
         if name in names:
             return (f"-{name}", "-pk")
-    return ("-pk",)
+    return list(model._meta.ordering) or ("-pk",)
 
 
 class AuditedModelAdmin(admin.ModelAdmin):

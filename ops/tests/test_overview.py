@@ -90,3 +90,14 @@ def test_ops_lists_are_newest_first():
     body = response.content.decode()
     positions = [body.index(f"test.{minutes}") for minutes in (5, 15, 30, 60)]
     assert positions == sorted(positions)
+
+
+def test_lists_without_a_time_field_keep_their_own_order():
+    from billing.models import InvoiceLine
+    from controlplane.models import TaskFailure as Failure
+    from deployments.models import Region
+    from projects.ops_admin import newest_first
+
+    assert newest_first(Failure) == ("-failed_at", "-pk")
+    assert newest_first(InvoiceLine) == ["position"]
+    assert newest_first(Region) == ("-pk",)
