@@ -6,7 +6,7 @@ register receivers), never ``alerts.services``, ``alerts.selectors`` or a privat
 from __future__ import annotations
 
 from alerts.notices import organization_notice_email, organization_notice_send
-from alerts.selectors import channel_list
+from alerts.selectors import DeliveryStats, channel_list, delivery_stats, evaluation_lag_seconds
 
 # --- channels ---------------------------------------------------------------------------------------------------
 # ``channel_list(*, principal)``: the alert channels the principal's organization has (a queryset, for pickers
@@ -18,8 +18,15 @@ from alerts.selectors import channel_list
 # dedup_key, facts=None, now=None)`` records one notice per enabled channel and delivers them after commit;
 # ``organization_notice_email(*, organization, recipients, …)`` emails people directly when there is no channel.
 
+# --- the fleet, for the ops overview (system reads) ---------------------------------------------------------------
+# ``evaluation_lag_seconds(*, now)``: seconds since the rule evaluation last finished (None: never recorded);
+# ``delivery_stats(*, since)``: notification deliveries since then by status, with their ``failure_rate``.
+
 __all__ = [
+    "DeliveryStats",
     "channel_list",
+    "delivery_stats",
+    "evaluation_lag_seconds",
     "organization_notice_email",
     "organization_notice_send",
 ]

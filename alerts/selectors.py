@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from django.db.models import Max, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Max, OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from alerts.models import (
     PUBLIC_METRICS,
@@ -15,7 +16,9 @@ from alerts.models import (
     MetricSample,
     Notification,
     NotificationKind,
+    NotificationStatus,
 )
+from controlplane.selectors import task_heartbeat_at
 from deployments.models import Deployment
 from projects.tenancy import Principal
 
@@ -118,3 +121,35 @@ def channel_last_deliveries(*, principal: Principal, channel_ids: list[str]) -> 
     newest = visible.filter(channel_id=OuterRef("channel_id")).order_by("-created_at", "-id").values("id")[:1]
     rows = visible.filter(channel_id__in=channel_ids, id=Subquery(newest))
     return {n.channel_id: n for n in rows}
+
+
+# --- the fleet, for the ops overview (system reads: staff only) -------------------------------------------
+EVALUATE_TASK = "alerts.tasks.alerts_evaluate"
+
+
+def evaluation_lag_seconds(*, now: datetime) -> float | None:
+    """Seconds since the rule evaluation (a beat job every 30 s) last finished; None if it never has since
+    records began. Far above the schedule means incidents open and resolve late, or not at all."""
+    last = task_heartbeat_at(task_name=EVALUATE_TASK)
+    return None if last is None else max(0.0, (now - last).total_seconds())
+
+
+@dataclass(frozen=True)
+class DeliveryStats:
+    delivered: int
+    failed: int
+    pending: int
+
+    @property
+    def failure_rate(self) -> float | None:
+        """Failed among the finished deliveries (pending ones are still being tried); None without any."""
+        finished = self.delivered + self.failed
+        return None if finished == 0 else self.failed / finished
+
+
+def delivery_stats(*, since: datetime) -> DeliveryStats:
+    """Notification deliveries created since ``since`` by status, over every organization."""
+    counts = dict(Notification.objects.filter(created_at__gte=since).values_list("status").annotate(n=Count("id")))
+    return DeliveryStats(delivered=counts.get(NotificationStatus.DELIVERED, 0),
+                         failed=counts.get(NotificationStatus.FAILED, 0),
+                         pending=counts.get(NotificationStatus.PENDING, 0))

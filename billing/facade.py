@@ -10,4 +10,9 @@ per name group, never those modules themselves.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from billing.selectors import invoice_status_counts
+
+# --- the fleet, for the ops overview (``ops``, the one app above billing; system reads) -------------------------
+# ``invoice_status_counts()``: invoices per status over every organization.
+
+__all__: list[str] = ["invoice_status_counts"]

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import F, Q, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 
 from billing import money, periods
 from billing.models import (
@@ -231,3 +231,12 @@ def organization_ids_with_failed_payment(*, organization_ids: list[str] | None =
     if organization_ids is not None:
         qs = qs.filter(organization_id__in=organization_ids)
     return dict(qs.values_list("organization_id", "payment_failed_at"))
+
+
+# --- the fleet, for the ops overview (system reads: staff only) -------------------------------------------
+def invoice_status_counts() -> dict[str, int]:
+    """How many invoices are in each status, over every organization (every status named)."""
+    counts = dict.fromkeys(InvoiceStatus.values, 0)
+    for status, n in Invoice.objects.values_list("status").annotate(n=Count("id")):
+        counts[status] = n
+    return counts

@@ -47,3 +47,38 @@ class RateCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}: {self.count}"
+
+
+class TaskFailure(models.Model):
+    """A Celery task that failed for good: it raised, and any retries it was allowed were used up.
+
+    Written by the ``task_failure`` signal handler (``controlplane.task_records``), with the task's registered
+    name and arguments (tasks take ids, never secrets), so an operator can re-enqueue it from the ops overview.
+    Bounded: rows older than ``TASK_FAILURE_RETENTION`` and beyond the newest ``TASK_FAILURES_KEPT`` are pruned
+    on every insert.
+    """
+
+    task_name = models.CharField(max_length=200, db_index=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    exception_type = models.CharField(max_length=200)
+    message = models.CharField(max_length=1000, blank=True)
+    traceback = models.TextField(blank=True)
+    failed_at = models.DateTimeField(default=timezone.now, db_index=True)
+    retried_at = models.DateTimeField(null=True, blank=True)
+    retried_by = models.CharField(max_length=254, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.task_name} failed at {self.failed_at:%Y-%m-%d %H:%M:%S}: {self.exception_type}"
+
+
+class TaskHeartbeat(models.Model):
+    """When a periodic (beat) task last finished without an error: how the ops overview tells a job that stopped
+    running, or runs late (the alert evaluation's lag), from one that merely has nothing to do."""
+
+    task_name = models.CharField(primary_key=True, max_length=200)
+    last_succeeded_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.task_name} at {self.last_succeeded_at:%Y-%m-%d %H:%M:%S}"

@@ -11,6 +11,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("api/v1/", include(("controlplane.api.urls", "api"), namespace="api")),
     path("ops/outbox/", OutboxOpsView.as_ops_view(), name="ops-outbox"),
+    path("ops/", include("ops.urls")),
     # Ahead of the admin's own page: the ops password change goes through the console's counted service.
     path("ops/password_change/", admin.site.admin_view(OpsPasswordChangeView.as_view()), name="ops-password-change"),
     path("ops/", admin.site.urls),

@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from controlplane import errors
-from deployments import services
+from deployments import selectors, services
 from deployments.models import (
     CertificateAuthority,
     Deployment,
@@ -46,7 +46,7 @@ class DeploymentEventInline(ReadOnlyTabularInline):
     model = DeploymentEvent
     fields = ("created_at", "from_status", "to_status", "spec", "reason", "actor_label")
     readonly_fields = fields
-    ordering = ("created_at",)
+    ordering = ("-created_at", "-id")
 
 
 @admin.register(Deployment)
@@ -56,13 +56,22 @@ class DeploymentAdmin(ReadOnlyModelAdmin):
     search_fields = ("id", "name", "organization__id", "organization__name", "project__id")
     list_select_related = ("organization", "spec", "region")
     exclude = ("node_cookie", "dashboard_password")
-    readonly_fields = ("rendered_manifests",)
+    readonly_fields = ("http_auth_state", "rendered_manifests")
     inlines = [DeploymentEventInline]
     actions = ["force_reconcile", "mark_failed"]
 
     def has_change_permission(self, request, obj=None) -> bool:
         # Actions need it; every field stays read-only.
         return obj is None and request.user.is_staff
+
+    @admin.display(description="HTTP authentication")
+    def http_auth_state(self, obj: Deployment) -> str:
+        # The console's HTTP authentication page reads the same selector: one answer to "is it live?".
+        rollout = selectors.http_auth_rollout(deployment=obj)
+        if rollout is None:
+            return "(not configured)"
+        return format_html('<span id="http-auth-state" data-state="{}"><strong>{}</strong> {}</span>', rollout.state,
+                           rollout.label, rollout.text)
 
     @admin.display(description="Rendered Kubernetes objects")
     def rendered_manifests(self, obj: Deployment) -> str:
@@ -95,7 +104,7 @@ class PeeringEventInline(ReadOnlyTabularInline):
     model = PeeringEvent
     fields = ("created_at", "from_status", "to_status", "reason", "actor_label")
     readonly_fields = fields
-    ordering = ("created_at",)
+    ordering = ("-created_at", "-id")
 
 
 @admin.register(Peering)

@@ -20,6 +20,10 @@ What billing meters: ``BILLABLE`` (states billed by the hour) and ``STORAGE_BILL
 stopped rate); the catalog's prices of a spec: ``spec_prices`` and ``HOURS_PER_YEAR`` (what annual is set
 against).
 
+What the ops overview shows (system reads, staff only): ``deployment_status_counts()`` and
+``operations_needing_attention(*, now, limit)`` (failed and stuck operations, stalled rolling restarts, newest
+first, as ``OperationIssue``).
+
 What the alert evaluator watches (system reads, no principal): ``failed_peerings_since``, and
 ``certificate_expiries(*, deployment_ids)`` (id -> (not_before, not_after) of each one's TLS server certificate).
 """
@@ -29,19 +33,30 @@ from __future__ import annotations
 from deployments.api.base import DeploymentScopedViewSet
 from deployments.lifecycle import BILLABLE, STORAGE_BILLABLE
 from deployments.peering.selectors import failed_peerings_since
-from deployments.selectors import HOURS_PER_YEAR, deployment_get, deployment_list, spec_prices
+from deployments.selectors import (
+    HOURS_PER_YEAR,
+    OperationIssue,
+    deployment_get,
+    deployment_list,
+    deployment_status_counts,
+    operations_needing_attention,
+    spec_prices,
+)
 from deployments.services import deployment_stop
 from deployments.tls.selectors import certificate_expiries
 
 __all__ = [
     "BILLABLE",
     "HOURS_PER_YEAR",
+    "OperationIssue",
     "STORAGE_BILLABLE",
     "DeploymentScopedViewSet",
     "certificate_expiries",
     "deployment_get",
     "deployment_list",
+    "deployment_status_counts",
     "deployment_stop",
     "failed_peerings_since",
+    "operations_needing_attention",
     "spec_prices",
 ]

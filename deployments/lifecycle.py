@@ -71,6 +71,28 @@ def transition(
     )
 
 
+#: A running deployment's nodes restarting one at a time to load a new HTTP auth configuration (events of phase
+#: ``started``, ``stalled``, ``finished``, with ``http_auth_generation`` in their details).
+ROLLING_RESTART = "rolling_restart"
+
+
+def record_operation(deployment: Deployment, *, operation: str, phase: str, reason: str,
+                     details: dict | None = None) -> DeploymentEvent:
+    """Records a step of an operation that does not change the status (a rolling restart of a running
+    deployment): an event from the status to itself, so the lifecycle the console, the API and the ops site show
+    has it, while metering (which reads only the status in force) is unaffected."""
+    return DeploymentEvent.objects.create(
+        organization_id=deployment.organization_id,
+        deployment=deployment,
+        from_status=deployment.status,
+        to_status=deployment.status,
+        spec_id=deployment.spec_id,
+        reason=reason[:500],
+        actor_label="system",
+        details={"operation": operation, "phase": phase, **(details or {})},
+    )
+
+
 def schedule_apply(deployment: Deployment) -> None:
     """After ``deployment``'s desired generation moved outside a status change: a settled deployment is
     re-applied by the repair task, a moving one picks the change up on its next converge step (the

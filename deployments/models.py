@@ -189,7 +189,8 @@ class HttpAuthConfig(models.Model):
     authorization request is configured only while ``authz_url`` is set. Header values are secrets: the
     ``*_headers`` columns hold a JSON object ``{name: value}`` encrypted at rest and never leave through the
     API. ``generation`` is bumped on every change; provisioning records in ``applied_generation`` the one
-    it pushed to the cluster, so the API can tell whether the broker runs the current config.
+    every broker node runs (once the rolling restart that loads it, or the operation that carried it, has
+    finished), so the console, the API and the ops site tell the same "live" (``selectors.http_auth_rollout``).
     """
 
     id = PrefixedIdField(prefix="hau")

@@ -24,8 +24,15 @@ from controlplane.queue import enqueue_on_commit
 from controlplane.workers import DONE, Step
 from deployments.http_auth.emqx_config import ACL_FILE, API_KEYS_FILE
 from deployments.http_auth.emqx_config import broker_config as http_auth_broker_config
-from deployments.lifecycle import TRANSITIONAL, transition
-from deployments.models import MANAGEMENT_API_KEY, Deployment, HttpAuthConfig, ServerCertificate, Spec
+from deployments.lifecycle import ROLLING_RESTART, TRANSITIONAL, record_operation, transition
+from deployments.models import (
+    MANAGEMENT_API_KEY,
+    Deployment,
+    DeploymentEvent,
+    HttpAuthConfig,
+    ServerCertificate,
+    Spec,
+)
 from deployments.models import DeploymentStatus as S
 from deployments.mqtt_access.acl_conf import render_acl_conf
 from deployments.mqtt_access.changes import PUSH_TASK
@@ -58,6 +65,7 @@ SURGE_SHRINK = 2  # back to one node (the surge node's clients are evacuated to 
 REAPPLY_WHILE_WAITING_SECONDS = 60
 # On the StatefulSet (not the pod template): which HTTP auth config generation the applied objects carry.
 HTTP_AUTH_GENERATION_ANNOTATION = "mqcloud.io/http-auth-generation"
+HTTP_AUTH_WATCH_TASK = "deployments.tasks.http_auth_rollout_watch"
 #: The broker's egress keeps out of where the control plane never connects (k8s.render takes it from us).
 EGRESS_BLOCKED_CIDRS = tuple(str(network) for network in BLOCKED_NETWORKS)
 
@@ -143,12 +151,86 @@ def broker_cluster_spec(deployment: Deployment, spec: Spec, *, replicas: int | N
     )
 
 
-def _record_http_auth_applied(deployment_id: str, desired: BrokerClusterSpec) -> None:
-    """After an apply: the HTTP auth config generation it carried is in the cluster (pods roll to it)."""
+def _carried_http_auth_generation(desired: BrokerClusterSpec) -> int | None:
     generation = desired.annotations.get(HTTP_AUTH_GENERATION_ANNOTATION)
-    if generation is not None:
-        HttpAuthConfig.objects.filter(deployment_id=deployment_id, generation=int(generation)).update(
-            applied_generation=int(generation))
+    return int(generation) if generation is not None else None
+
+
+def _open_restart(deployment_id: str) -> DeploymentEvent | None:
+    """The deployment's latest rolling restart event, if that restart has not finished."""
+    last = (DeploymentEvent.objects.filter(deployment_id=deployment_id, details__operation=ROLLING_RESTART)
+            .order_by("-created_at", "-id").first())
+    return last if last is not None and last.details.get("phase") != "finished" else None
+
+
+def _mark_http_auth_live(deployment_id: str, generation: int | None) -> None:
+    """Every node now runs HTTP auth configuration ``generation``: the one fact both the console and the ops
+    site read as "live" (``selectors.http_auth_rollout``). Closes a rolling restart that was under way."""
+    if generation is None:
+        return
+    with transaction.atomic():
+        marked = HttpAuthConfig.objects.filter(deployment_id=deployment_id, generation=generation,
+                                               applied_generation__lt=generation).update(
+            applied_generation=generation)
+        restart = _open_restart(deployment_id)
+        if marked and restart is not None:
+            deployment = Deployment.objects.get(pk=deployment_id)
+            record_operation(deployment, operation=ROLLING_RESTART, phase="finished",
+                             reason=f"Rolling restart done: every node runs HTTP authentication configuration "
+                                    f"{generation}", details={"http_auth_generation": generation})
+
+
+def _begin_http_auth_rollout(deployment: Deployment, desired: BrokerClusterSpec) -> None:
+    """After a running deployment's objects were applied carrying an HTTP auth configuration its nodes do not
+    run yet: the rolling restart that loads it is an operation of the lifecycle, watched until every node runs
+    it. A stopped deployment loads it when it starts (the start's converge marks it live)."""
+    generation = _carried_http_auth_generation(desired)
+    if generation is None or deployment.status != S.RUNNING:
+        return
+    if not HttpAuthConfig.objects.filter(deployment_id=deployment.id, generation=generation,
+                                         applied_generation__lt=generation).exists():
+        return
+    started = DeploymentEvent.objects.filter(deployment_id=deployment.id, details__operation=ROLLING_RESTART,
+                                             details__phase="started", details__http_auth_generation=generation)
+    if not started.exists():
+        record_operation(deployment, operation=ROLLING_RESTART, phase="started",
+                         reason=f"Rolling restart: the nodes restart one at a time to load HTTP authentication "
+                                f"configuration {generation}", details={"http_auth_generation": generation})
+    enqueue_on_commit(HTTP_AUTH_WATCH_TASK, deployment.id)
+
+
+def http_auth_rollout_once(deployment_id: str) -> Step:
+    """One look at a running deployment's rolling restart: once every node runs the configuration it loads, the
+    configuration is live and the restart finished. One that outlasts the operation timeout is recorded as
+    stalled once (the ops overview lists it); the reconciler's repair keeps looking every minute."""
+    deployment = Deployment.objects.select_related("spec", "target_spec", "region").filter(pk=deployment_id).first()
+    if deployment is None or deployment.status != S.RUNNING:
+        return DONE
+    restart = _open_restart(deployment_id)
+    if restart is None:
+        return DONE
+    generation = int(restart.details.get("http_auth_generation", 0))
+    desired = desired_cluster_spec(deployment)
+    assert desired is not None
+    observed = observe_broker_cluster(region_id=deployment.region_id, namespace=deployment.namespace,
+                                      name=BROKER_NAME)
+    if _settled(desired, observed):
+        _mark_http_auth_live(deployment.id, generation)
+        if _open_restart(deployment_id) is not None:
+            # The configuration changed again meanwhile: this restart is over, the next one is the repair's.
+            record_operation(deployment, operation=ROLLING_RESTART, phase="finished",
+                             reason=f"Rolling restart done for HTTP authentication configuration {generation}",
+                             details={"http_auth_generation": generation})
+        return DONE
+    note = f"{observed.ready_replicas}/{observed.desired_replicas} nodes ready"
+    timeout = timedelta(seconds=settings.DEPLOYMENT_OPERATION_TIMEOUT_SECONDS)
+    if timezone.now() - restart.created_at > timeout:
+        if restart.details.get("phase") == "started":
+            record_operation(deployment, operation=ROLLING_RESTART, phase="stalled",
+                             reason=f"Rolling restart not done within {int(timeout.total_seconds())} s: {note}",
+                             details={"http_auth_generation": generation})
+        return DONE
+    return Step(settings.DEPLOYMENT_POLL_SECONDS, note)
 
 
 def desired_cluster_spec(deployment: Deployment, inputs: SpecInputs | None = None) -> BrokerClusterSpec | None:
@@ -225,7 +307,6 @@ def deployment_converge_once(deployment_id: str) -> Step:
             Deployment.objects.filter(pk=deployment.id, desired_generation=deployment.desired_generation).update(
                 applied_generation=deployment.desired_generation, last_reconciled_at=timezone.now(),
                 applied_objects=report.hashes)
-            _record_http_auth_applied(deployment.id, desired)
         observed = observe_broker_cluster(region_id=deployment.region_id, namespace=deployment.namespace,
                                           name=BROKER_NAME)
         return _advance(deployment, desired, observed, timeout, poll)
@@ -281,11 +362,13 @@ def _advance(deployment: Deployment, desired: BrokerClusterSpec, observed: Obser
             _save_fields(deployment.id, status, desired_generation=deployment.desired_generation + 1)
             return Step(0, "TLS certificate issued")
         if _move(deployment.id, status, S.RUNNING, endpoints=_endpoints(observed.load_balancer_host)):
+            _mark_http_auth_live(deployment.id, _carried_http_auth_generation(desired))
             # A broker that just came up holds only what its data volume kept: send it the users and rules now
             # rather than at the reconciler's next drift check.
             enqueue_on_commit(PUSH_TASK, deployment.id)
     elif status == S.SCALING:
-        _move(deployment.id, S.SCALING, S.RUNNING, spec=deployment.target_spec, rollout_step=0)
+        if _move(deployment.id, S.SCALING, S.RUNNING, spec=deployment.target_spec, rollout_step=0):
+            _mark_http_auth_live(deployment.id, _carried_http_auth_generation(desired))
     elif status == S.STOPPING:
         _move(deployment.id, S.STOPPING, S.STOPPED)
     return DONE
@@ -319,8 +402,12 @@ def repair(deployment_id: str, observed: ClusterIndex | None = None) -> int:
         report = apply_broker_cluster(region_id=deployment.region_id, spec=desired)
     else:
         report = repair_broker_cluster(region_id=deployment.region_id, spec=desired, observed=observed)
-    Deployment.objects.filter(pk=deployment.id).update(last_reconciled_at=timezone.now())
-    _record_http_auth_applied(deployment.id, desired)
+    now = timezone.now()
+    Deployment.objects.filter(pk=deployment.id).update(last_reconciled_at=now)
+    # What this apply carried is applied, unless another change came meanwhile (then its own repair follows).
+    Deployment.objects.filter(pk=deployment.id, desired_generation=deployment.desired_generation).update(
+        applied_generation=deployment.desired_generation)
+    _begin_http_auth_rollout(deployment, desired)
     return report.api_calls
 
 
@@ -360,8 +447,12 @@ def repair_region(region_id: str, *, lock: Callable[[str], AbstractContextManage
                 issue_for_deployment(deployment=deployment, host=host)  # the backfill of repair()
                 inputs[deployment.id] = spec_inputs(deployment)
             desired = desired_cluster_spec(deployment, inputs[deployment.id])
-            if desired is None or not drifted_objects(spec=desired, observed=observed):
+            assert desired is not None  # a settled deployment always has objects
+            if not drifted_objects(spec=desired, observed=observed):
                 checked.append(deployment.id)
+                http_auth = inputs[deployment.id].http_auth
+                if http_auth is not None and http_auth.applied_generation < http_auth.generation:
+                    _begin_http_auth_rollout(deployment, desired)  # its watch task may have been lost
                 continue
             with lock(deployment.id) as acquired:
                 if not acquired:

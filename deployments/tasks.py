@@ -55,6 +55,21 @@ def deployment_repair(self, deployment_id: str) -> int:
         return provisioning.repair(deployment_id)
 
 
+@shared_task(name="deployments.tasks.http_auth_rollout_watch", bind=True, acks_late=True,
+             autoretry_for=(KubernetesError, ConnectionError, TimeoutError), retry_backoff=2, retry_backoff_max=120,
+             retry_jitter=True, max_retries=10)
+def http_auth_rollout_watch(self, deployment_id: str) -> str:
+    """Follows a running deployment's rolling restart until every node runs its new HTTP auth configuration."""
+    with deployment_lock(deployment_id) as acquired:
+        if not acquired:
+            http_auth_rollout_watch.apply_async((deployment_id,), countdown=2)
+            return "busy"
+        step = provisioning.http_auth_rollout_once(deployment_id)
+    if step.again_in is not None:
+        http_auth_rollout_watch.apply_async((deployment_id,), countdown=step.again_in)
+    return step.note or "done"
+
+
 @shared_task(name="deployments.tasks.deployments_reconcile")
 def deployments_reconcile() -> dict[str, int]:
     """Beat job: re-drive every deployment in a transitional state (a task each: there are few), and one drift

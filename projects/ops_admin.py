@@ -31,10 +31,29 @@ def audit_staff_action(request: HttpRequest, obj: models.Model, action: str, cha
                  organization=_organization_of(obj))
 
 
+#: The time fields a list is ordered by when its admin names no ordering: the first one the model has.
+_TIME_FIELDS = ("created_at", "failed_at", "received_at", "hour_start", "issued_at", "date_joined")
+
+
+def newest_first(model: type[models.Model]) -> tuple[str, ...] | list[str]:
+    """The newest rows first, by the model's time field and then its id (ids are random, so alone they would
+    shuffle the list); a model without one keeps its own order (invoice lines by position), else by id."""
+    names = {field.name for field in model._meta.get_fields()}
+    for name in _TIME_FIELDS:
+        if name in names:
+            return (f"-{name}", "-pk")
+    return list(model._meta.ordering) or ("-pk",)
+
+
 class AuditedModelAdmin(admin.ModelAdmin):
-    """Staff may look at everything; what they change is recorded with who, what, when and from where."""
+    """Staff may look at everything; what they change is recorded with who, what, when and from where.
+
+    Lists are newest first unless the admin orders them otherwise."""
 
     audit_prefix: str = ""
+
+    def get_ordering(self, request: HttpRequest) -> tuple[str, ...] | list[str]:
+        return self.ordering or newest_first(self.model)
 
     def _action_name(self, verb: str) -> str:
         return f"ops.{self.audit_prefix or self.model._meta.model_name}.{verb}"
@@ -81,10 +100,13 @@ def _plain(value: Any) -> Any:
 
 
 class ReadOnlyTabularInline(admin.TabularInline):
-    """Rows shown under their parent for context; never added, edited or deleted from the ops site."""
+    """Rows shown under their parent for context, newest first; never added, edited or deleted from the ops site."""
 
     extra = 0
     can_delete = False
+
+    def get_ordering(self, request: HttpRequest) -> tuple[str, ...] | list[str]:
+        return self.ordering or newest_first(self.model)
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False

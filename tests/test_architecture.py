@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FIRST_PARTY = ("controlplane", "projects", "deployments", "k8s", "alerts", "billing")
+FIRST_PARTY = ("controlplane", "projects", "deployments", "k8s", "alerts", "billing", "ops")
 MAX_INNER_IMPORTS = 9
 INNER_IMPORT_MARK = "# imported here:"
 MAX_MODULE_LINES = 500

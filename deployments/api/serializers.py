@@ -189,8 +189,9 @@ class HttpAuthOut(serializers.Serializer):
     authentication = HttpAuthRequestOut()
     authorization = HttpAuthRequestOut(allow_null=True)
     generation = serializers.IntegerField()
-    applied = serializers.BooleanField(help_text="Whether this configuration has been pushed to the cluster "
-                                                 "(the broker nodes then restart one at a time to load it).")
+    applied = serializers.BooleanField(help_text="Whether every broker node runs this configuration: true once the "
+                                                 "rolling restart that loads it (an event of the deployment's "
+                                                 "lifecycle) has finished, or the operation that carried it.")
     last_tests = HttpAuthLastTestsOut()
     updated_at = serializers.DateTimeField()
 
@@ -215,6 +216,11 @@ class HttpAuthTestOut(serializers.Serializer):
     kind = serializers.CharField()
 
 
+def _http_auth_live(config: HttpAuthConfig) -> bool:
+    rollout = selectors.http_auth_rollout(deployment=config.deployment)
+    return rollout is not None and rollout.live
+
+
 def http_auth_out(config: HttpAuthConfig) -> dict:
     def request_out(kind: str) -> dict | None:
         spec = request_spec(config, kind)
@@ -229,7 +235,7 @@ def http_auth_out(config: HttpAuthConfig) -> dict:
         "authentication": request_out(KINDS[0]),
         "authorization": request_out(KINDS[1]),
         "generation": config.generation,
-        "applied": config.applied_generation >= config.generation,
+        "applied": _http_auth_live(config),
         "last_tests": {kind: config.last_tests.get(kind) for kind in KINDS},
         "updated_at": config.updated_at,
     }).data

@@ -349,7 +349,7 @@ class HttpAuthView(_DeploymentMixin, OrganizationConsoleView):
         return {"deployment": self.deployment, "config": config, "form": form,
                 "test_form": test_form or deployment_forms.HttpAuthTestForm(),
                 "header_names": header_names, "last_tests": last_tests,
-                "applied": config is not None and config.applied_generation >= config.generation,
+                "rollout": selectors.http_auth_rollout(deployment=self.deployment) if config is not None else None,
                 "slow_ms": http_auth.SLOW_MS}
 
     def get(self, request: HttpRequest, deployment_id: str) -> HttpResponse:

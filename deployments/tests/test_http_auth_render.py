@@ -4,6 +4,7 @@ and the "applied" flag once provisioning pushed the config to the (simulated) cl
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from django.test import override_settings
@@ -181,10 +182,18 @@ def cluster():
     forget_clients()
 
 
-def test_repair_pushes_the_config_and_marks_it_applied(cluster):
+def test_repair_pushes_the_config_and_it_is_live_once_the_nodes_restarted(cluster,
+                                                                           django_capture_on_commit_callbacks):
     config = make_config()
     deployment = config.deployment
-    assert provisioning.repair(deployment.id) > 0
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        assert provisioning.repair(deployment.id) > 0
+    assert len(queued) == 1  # the rolling restart's watch
+    config.refresh_from_db()
+    assert config.applied_generation == 0  # applied, but the nodes have not all restarted with it
+    deadline = time.monotonic() + 20
+    while provisioning.http_auth_rollout_once(deployment.id).again_in is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
     config.refresh_from_db()
     assert config.applied_generation == config.generation == 1
     core = k8s_client.CoreV1Api(cluster.api_client())

@@ -1,0 +1,19 @@
+"""Reads of the control plane's own records (what the workers left for operators). System reads: staff only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from controlplane.models import TaskFailure, TaskHeartbeat
+
+
+def task_failures_since(*, since: datetime) -> QuerySet[TaskFailure]:
+    """Tasks that failed for good since ``since``, the newest first."""
+    return TaskFailure.objects.filter(failed_at__gte=since).order_by("-failed_at", "-id")
+
+
+def task_heartbeat_at(*, task_name: str) -> datetime | None:
+    """When the periodic task ``task_name`` last finished without an error (None: not since records began)."""
+    return TaskHeartbeat.objects.filter(task_name=task_name).values_list("last_succeeded_at", flat=True).first()
