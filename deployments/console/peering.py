@@ -1,5 +1,5 @@
 """Console pages of VPC peering: the section on the deployment page (list with live status), the wizard,
-a peering's page with the instructions, and delete. Thin: selectors read, services write."""
+a peering's page with the instructions, retry (of a failed one) and delete. Thin: selectors read, services write."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
+from controlplane import errors
 from deployments import selectors as deployment_selectors
 from deployments.models import Deployment, Peering, Provider
 from deployments.peering import selectors, services
@@ -118,6 +119,22 @@ class PeeringDetailView(OrganizationConsoleView):
             "events": selectors.peering_event_list(principal=self.principal, peering=peering).order_by("created_at"),
             "can_write": self.principal.has(Perm.DEPLOYMENTS_WRITE),
         }, template_name="console/deployments/_peering_badge.html" if self.is_htmx else None)
+
+
+class PeeringRetryView(OrganizationConsoleView):
+    http_method_names: ClassVar[list[str]] = ["post"]
+    required_perm = Perm.DEPLOYMENTS_WRITE
+
+    def post(self, request: HttpRequest, peering_id: str) -> HttpResponse:
+        peering = selectors.peering_get(principal=self.principal, peering_id=peering_id)
+        try:
+            services.peering_retry(principal=self.principal, peering=peering)
+        except (errors.Conflict, errors.ValidationFailed) as exc:
+            # A range taken meanwhile or a deployment going away: said on the page the button is on.
+            messages.error(request, exc.detail)
+        else:
+            messages.success(request, f"Asking again for the peering with {peering.cidr}.")
+        return redirect("console:peering-detail", peering.id)
 
 
 class PeeringDeleteView(OrganizationConsoleView):
