@@ -44,8 +44,8 @@ def _converge(peering_id: str):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_failed_peering_is_retried_from_the_console_and_collapses_once_active(page, owner, professional,
-                                                                                aws_cloud):
+@pytest.mark.usefixtures("aws_cloud")
+def test_a_failed_peering_is_retried_from_the_console_and_collapses_once_active(page, owner, professional):
     from playwright.sync_api import expect
 
     from deployments.peering import customer_side, services
@@ -91,7 +91,8 @@ def test_a_failed_peering_is_retried_from_the_console_and_collapses_once_active(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_peering_form_fills_in_the_simulated_customer(page, owner, professional, aws_cloud, settings):
+@pytest.mark.usefixtures("aws_cloud")
+def test_the_peering_form_fills_in_the_simulated_customer(page, owner, professional, settings):
     from playwright.sync_api import expect
 
     from deployments.models import Peering
