@@ -149,3 +149,17 @@ def test_a_refused_retry_is_said_on_the_peering_page(client, principal, deployme
     response = client.post(reverse("console:peering-retry", args=[failed.id]), follow=True)
     assert "overlaps 10.20.0.0/24" in response.content.decode()
     assert Peering.objects.get(pk=failed.id).status == "failed"
+
+
+def test_the_api_retries_a_failed_peering(make_client, principal, deployment):
+    from projects.tests.factories import make_api_key
+
+    _, secret = make_api_key(principal.organization)
+    api = make_client(secret)
+    failed = PeeringFactory(organization=principal.organization, deployment=deployment, cidr=CIDR, status="failed",
+                            status_reason="AWS: rejected: no message")
+    response = api.post(f"/api/v1/peerings/{failed.id}/retry")
+    assert response.status_code == 202, response.content
+    assert response.json()["status"] == "pending" and response.json()["status_reason"] == ""
+    assert api.post(f"/api/v1/peerings/{failed.id}/retry").status_code == 409  # pending now
+    assert api.post("/api/v1/peerings").status_code == 405  # no create on the collection
