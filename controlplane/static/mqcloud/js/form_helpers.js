@@ -3,7 +3,6 @@
 // - <fieldset data-shown-for="type:webhook">: shown only while the field named "type" has that value (without
 //   JavaScript every fieldset shows, and the server uses only the chosen type's fields).
 // - <button data-copy-from="id">: copies that element's text and says so.
-// - <button data-fill='{"name": "value"}' data-fill-form="id">: fills those fields of the form in one click.
 (function () {
   "use strict";
 
@@ -25,23 +24,9 @@
     });
   }
 
-  function fill(button) {
-    var form = document.getElementById(button.dataset.fillForm);
-    var values = JSON.parse(button.dataset.fill);
-    Object.keys(values).forEach(function (name) {
-      var field = form && form.elements.namedItem(name);
-      if (field) {
-        field.value = values[name];
-        field.dispatchEvent(new Event("input", { bubbles: true }));
-      }
-    });
-  }
-
   document.addEventListener("click", function (event) {
-    var button = event.target.closest("[data-copy-from], [data-fill]");
-    if (!button) return;
-    if (button.dataset.copyFrom) copy(button);
-    if (button.dataset.fill) fill(button);
+    var button = event.target.closest("[data-copy-from]");
+    if (button) copy(button);
   });
 
   function start() {
