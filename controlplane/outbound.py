@@ -73,6 +73,8 @@ BLOCKED_HOST_NAMES = frozenset({
 #: Suffixes that never name a public service: ".internal" is reserved for private use (ICANN, 2024; GCP and
 #: AWS internal names live there), the others are the cluster's own DNS.
 BLOCKED_HOST_SUFFIXES = (".internal", ".svc", ".cluster.local")
+#: The rule a refused address breaks, ending the one sentence that says why.
+ONLY_PUBLIC = "requests go only to public addresses"
 _LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
@@ -91,9 +93,17 @@ class OutboundError(Exception):
 
 
 class OutboundBlocked(OutboundError):
-    """The URL is not allowed: a scheme we do not speak or an address we never connect to."""
+    """The URL is not allowed: a scheme we do not speak or an address we never connect to.
+
+    ``reason`` is the fact alone ("127.0.0.1 is a loopback address"), so a caller with a more specific rule
+    (HTTP authentication of a basic deployment) can finish the one sentence itself instead of adding a second.
+    """
 
     kind = "blocked"
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message.rstrip(".")
 
 
 @dataclass
@@ -141,10 +151,18 @@ def address_refusal(address: IPAddress, allow_networks: Sequence[IPNetwork] = ()
             continue
         for net in BLOCKED_NETWORKS:
             if net.version == candidate.version and candidate in net:
-                return f"{address} is a private, loopback, link-local or reserved address ({net})"
+                return f"{address} is {_address_kind(candidate)}"
         if candidate.is_multicast or candidate.is_unspecified or candidate.is_reserved:
-            return f"{address} is not a public unicast address"
+            return f"{address} is {_address_kind(candidate)}"
     return None
+
+
+def _address_kind(address: IPAddress) -> str:
+    """A refused address's kind in words; the most specific first (a loopback address is also "reserved")."""
+    kinds = (("is_loopback", "a loopback address"), ("is_link_local", "a link-local address"),
+             ("is_multicast", "a multicast address"), ("is_unspecified", "an unspecified address"),
+             ("is_private", "a private address"))
+    return next((words for name, words in kinds if getattr(address, name)), "a reserved address, not a public one")
 
 
 @dataclass(frozen=True)
@@ -172,7 +190,8 @@ def _resolve(url: str, allow_networks: Sequence[IPNetwork]) -> _Target:
         raise OutboundBlocked("Credentials in the URL are not allowed; use a header.")
     port = port or DEFAULT_PORTS[scheme]
     if host_name_refused(host):
-        raise OutboundBlocked(f"{host} is a cloud metadata or cluster-internal name; requests there are not allowed.")
+        reason = f"{host} is a cloud metadata or cluster-internal name"
+        raise OutboundBlocked(f"{reason}; requests there are not allowed.", reason=reason)
     try:
         literal = ipaddress.ip_address(host)
     except ValueError:
@@ -189,11 +208,11 @@ def _resolve(url: str, allow_networks: Sequence[IPNetwork]) -> _Target:
         # Every answer is checked, not only the first: a resolver may rotate to the private one later.
         refusal = address_refusal(address, allow_networks)
         if refusal and literal is not None:
-            raise OutboundBlocked(f"{refusal}; requests there are not allowed.")
+            raise OutboundBlocked(f"{refusal}; {ONLY_PUBLIC}.", reason=refusal)
         if refusal:
             # Not which address: our resolver may know internal names, and the message goes to the customer.
-            raise OutboundBlocked(f"{host} resolves to an address that is not public (private, loopback, "
-                                  "link-local, reserved or metadata); requests there are not allowed.")
+            reason = f"{host} resolves to an address that is not public"
+            raise OutboundBlocked(f"{reason}; {ONLY_PUBLIC}.", reason=reason)
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query

@@ -22,6 +22,7 @@ from typing import Any
 import boto3
 
 from deployments.peering.azure_sim import AzureSim
+from deployments.peering.network import DEMO_CUSTOMER_KEY
 
 #: The simulated customer of the embedded default: its account, region and VPC CIDR.
 DEMO_CUSTOMER = {"account_id": "111122223333", "region": "us-east-1", "cidr": "10.20.0.0/16"}
@@ -70,7 +71,7 @@ def main() -> int:
     customer_vpc = _demo_customer_vpc(aws_url)
     if args.networks_file:
         Path(args.networks_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.networks_file).write_text(json.dumps({**overrides, "_demo_customer": customer_vpc}, indent=2))
+        Path(args.networks_file).write_text(json.dumps({**overrides, DEMO_CUSTOMER_KEY: customer_vpc}, indent=2))
     print(f"simulated AWS (moto) on {aws_url}, simulated Azure on {azure.url}; demo customer: "
           f"account {customer_vpc['account_id']}, {customer_vpc['vpc_id']} ({customer_vpc['cidr']}, "
           f"{customer_vpc['region']})", flush=True)

@@ -13,6 +13,16 @@ class Role(models.TextChoices):
     VIEWER = "viewer", "Viewer"
 
 
+#: What each role may do, in one line, for the people choosing one (the table below is what is enforced).
+ROLE_DESCRIPTIONS: dict[str, str] = {
+    Role.OWNER: "Everything, including members, billing and handing over ownership.",
+    Role.ADMIN: "Everything an owner can do except handing over ownership.",
+    Role.DEVELOPER: "Projects, deployments and their own API keys; no members or billing.",
+    Role.BILLING: "Billing details, invoices and budgets only.",
+    Role.VIEWER: "Reads everything, changes nothing.",
+}
+
+
 class Perm:
     """Capabilities. Reading the organization's projects and deployments is open to every role."""
 

@@ -226,15 +226,15 @@ def test_webhook_channel_test_send_rule_editor_incidents_and_delivery_log(page, 
     page.get_by_role("button", name="Create rule").click()
     expect(page.get_by_text("Rule fleet crowded created.")).to_be_visible()
     row = page.locator("#rules-table tbody tr", has_text="fleet crowded")
-    expect(row).to_contain_text("connections_pct > 85 for 300s")
+    expect(row).to_contain_text("Connections used > 85 % of the spec's limit for 300 s")
     expect(row).to_contain_text("telemetry / fleet-eu")
     expect(row).to_contain_text("ops-hook")
 
     row.get_by_role("link", name="fleet crowded").click()
     preview = page.locator("#rule-preview")
-    expect(preview).to_contain_text("connections_pct on fleet-eu, last hour")
-    expect(preview.locator(".metric-value")).to_contain_text("the rule fires > 85")
-    expect(preview.get_by_role("img", name="connections_pct over the last hour").locator("polyline")).to_have_count(1)
+    expect(preview).to_contain_text("Connections used on fleet-eu, last hour")
+    expect(preview.locator(".metric-value")).to_contain_text("the rule fires > 85 % of the spec's limit")
+    expect(preview.get_by_role("img", name="Connections used over the last hour").locator("polyline")).to_have_count(1)
     screenshot(page, "alerts-rule-edit")
 
     AlertFactory(organization=member.organization, rule=AlertRule.objects.get(name="fleet crowded"),

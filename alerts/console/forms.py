@@ -6,7 +6,8 @@ from typing import Any
 
 from django import forms
 
-from alerts.models import RULE_METRICS, ChannelType, Operator, Severity
+from alerts.console.metric_names import metric_choices
+from alerts.models import ChannelType, Operator, Severity
 
 
 def _lines(value: str) -> list[str]:
@@ -83,9 +84,11 @@ class RuleForm(forms.Form):
     name = forms.CharField(max_length=100)
     project = forms.ChoiceField()
     deployment = forms.ChoiceField(required=False, help_text="Empty: every deployment of the project.")
-    metric = forms.ChoiceField(choices=[(m, m) for m in RULE_METRICS])
+    metric = forms.ChoiceField(choices=metric_choices)
     operator = forms.ChoiceField(choices=Operator.choices)
-    threshold = forms.DecimalField(max_digits=14, decimal_places=4)
+    threshold = forms.DecimalField(max_digits=14, decimal_places=4,
+                                   help_text="In the metric's unit: 80 for 80 % of the spec's limit; 1 for a "
+                                             "condition that holds.")
     duration_s = forms.IntegerField(min_value=0, initial=300, label="Duration (seconds)",
                                     help_text="How long the condition must hold before the rule fires.")
     severity = forms.ChoiceField(choices=Severity.choices, initial=Severity.WARNING)

@@ -14,6 +14,7 @@ from django.db.models import Case, IntegerField, Value, When
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.utils import timezone
+from django.utils.html import format_html
 
 from alerts import selectors
 from alerts.console import charts
@@ -106,9 +107,11 @@ class ChannelCreateView(_ChannelFormView):
     def form_valid(self, form: forms.Form) -> HttpResponse:
         channel, generated = channel_services.channel_create(principal=self.principal, name=form.cleaned_data["name"],
                                                              type=form.cleaned_data["type"], config=form.config())
-        text = f"Channel {channel.name} created."
+        text = format_html("Channel {} created.", channel.name)
         if generated and generated.get("secret"):
-            text += f" Its signing secret, shown only now: {generated['secret']}"
+            text = format_html('{} Its signing secret, shown only now: <code id="new-channel-secret">{}</code> '
+                               '<button type="button" class="btn btn-small" data-copy-from="new-channel-secret">'
+                               'Copy</button>', text, generated["secret"])
         messages.success(self.request, text)
         return redirect("console:alert-channels")
 

@@ -322,3 +322,20 @@ def test_a_certificate_from_an_untrusted_authority_is_refused(trusted_ca, tmp_pa
         with pytest.raises(OutboundError) as caught:
             send("GET", f"https://localhost:{server.server_address[1]}/")
     assert caught.value.kind == "protocol" and server.hits == []
+
+
+@pytest.mark.parametrize(("url", "sentence"), [
+    ("http://127.0.0.1/hook", "127.0.0.1 is a loopback address; requests go only to public addresses."),
+    ("http://10.1.2.3/", "10.1.2.3 is a private address; requests go only to public addresses."),
+    ("http://169.254.169.254/", "169.254.169.254 is a link-local address; requests go only to public addresses."),
+    ("http://100.64.0.1/", "100.64.0.1 is a reserved address, not a public one; requests go only to public "
+                           "addresses."),
+    ("http://localhost/", "localhost resolves to an address that is not public; requests go only to public "
+                          "addresses."),
+])
+def test_a_refused_address_is_one_clear_sentence(url, sentence):
+    """Issue 14 (10): the refusal read "127.0.0.1 resolves to 127.0.0.1 is a private…"."""
+    with pytest.raises(OutboundBlocked) as caught:
+        check_url(url)
+    assert caught.value.message == sentence
+    assert caught.value.reason == sentence.split(";")[0]  # the fact alone, for callers with their own rule

@@ -130,10 +130,10 @@ class EventPagination(CursorLimitPagination):
 class PeeringViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):
     """VPC peerings. DELETE answers 202 with status `deleting`; poll until `deleted`."""
 
-    permission_by_action = {"destroy": Perm.DEPLOYMENTS_WRITE}
+    permission_by_action = {"destroy": Perm.DEPLOYMENTS_WRITE, "retry": Perm.DEPLOYMENTS_WRITE}
     serializer_class = PeeringOut
     filterset_class = PeeringFilter
-    http_method_names = ["get", "delete", "head", "options"]
+    http_method_names = ["get", "post", "delete", "head", "options"]
 
     def scoped_queryset(self, principal: Principal) -> QuerySet:
         # A deleted peering stays readable by id (polling ends on `deleted`), but lists leave it out.
@@ -146,6 +146,13 @@ class PeeringViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organizat
                                "202 with status `deleting`. Deleting again changes nothing.")
     def destroy(self, request: Request, pk: str) -> Response:
         return _accepted(services.peering_delete(principal=self.principal, peering=self.get_object()))
+
+    @extend_schema(request=None, responses={202: PeeringOut},
+                   description="Requests a `failed` peering again, with the same networks: 202 with status "
+                               "`pending`. 409 unless it is failed; 400 when another peering took its CIDR since.")
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str) -> Response:
+        return _accepted(services.peering_retry(principal=self.principal, peering=self.get_object()))
 
     @extend_schema(responses=PeeringEventOut(many=True))
     @action(detail=True, methods=["get"], pagination_class=EventPagination)

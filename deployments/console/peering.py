@@ -1,5 +1,5 @@
 """Console pages of VPC peering: the section on the deployment page (list with live status), the wizard,
-a peering's page with the instructions, and delete. Thin: selectors read, services write."""
+a peering's page with the instructions, retry (of a failed one) and delete. Thin: selectors read, services write."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
+from controlplane import errors
 from deployments import selectors as deployment_selectors
 from deployments.models import Deployment, Peering, Provider
 from deployments.peering import selectors, services
 from deployments.peering.instructions import instructions
 from deployments.peering.lifecycle import TRANSITIONAL
-from deployments.peering.network import platform_network
+from deployments.peering.network import platform_network, simulated_customer
 from deployments.peering.services import PEERABLE_TIERS
 from projects.console.base import OrganizationConsoleView, OrganizationFormView
 from projects.roles import Perm
@@ -34,9 +35,12 @@ class PeeringForm(forms.Form):
                                      "overlapping the platform network or your other peerings.",
                            widget=forms.TextInput(attrs={"placeholder": "10.20.0.0/16", "spellcheck": "false"}))
     account_id = forms.CharField(label="AWS account id", max_length=64, required=False,
-                                 widget=forms.TextInput(attrs={"placeholder": "123456789012", "inputmode": "numeric"}))
+                                 widget=forms.TextInput(attrs={"placeholder": "your 12-digit account id",
+                                                             "inputmode": "numeric"}),
+                                 help_text="The account that owns the VPC (AWS console → account menu).")
     vpc_id = forms.CharField(label="VPC id", max_length=64, required=False,
-                             widget=forms.TextInput(attrs={"placeholder": "vpc-0a1b2c3d4e5f67890"}))
+                             widget=forms.TextInput(attrs={"placeholder": "vpc-…", "spellcheck": "false"}),
+                             help_text="VPC console → Your VPCs: vpc- and 8 or 17 hexadecimal digits.")
     region = forms.CharField(label="VPC region", max_length=64, required=False,
                              widget=forms.TextInput(attrs={"placeholder": "us-east-1"}))
     tenant_id = forms.CharField(label="Tenant id", max_length=64, required=False)
@@ -83,17 +87,25 @@ class PeeringCreateView(_PeeringMixin, OrganizationFormView):
     form_class = PeeringForm
     required_perm = Perm.DEPLOYMENTS_WRITE
 
+    @cached_property
+    def simulated_customer(self) -> dict[str, str] | None:
+        return simulated_customer(self.deployment.region)
+
     def get_form(self, data: Any = None) -> forms.Form:
         provider = self.deployment.region.provider
         initial = {"provider": provider}
         if provider == Provider.AWS:
             initial["region"] = self.deployment.region.code
+        # A link, not a script: the one-click fill works without JavaScript too.
+        if self.request.GET.get("fill") == "simulated" and self.simulated_customer:
+            initial |= self.simulated_customer
         return self.form_class(data, initial=initial)
 
     def get_context(self, form: forms.Form) -> dict[str, Any]:
         network = platform_network(self.deployment.region)
         return {"form": form, "deployment": self.deployment, "platform_cidr": network.get("cidr", ""),
-                "provider": self.deployment.region.provider, "peerable": self.deployment.tier in PEERABLE_TIERS}
+                "provider": self.deployment.region.provider, "peerable": self.deployment.tier in PEERABLE_TIERS,
+                "simulated_customer": self.simulated_customer}
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
         data = {k: v for k, v in form.cleaned_data.items() if v}
@@ -118,6 +130,22 @@ class PeeringDetailView(OrganizationConsoleView):
             "events": selectors.peering_event_list(principal=self.principal, peering=peering).order_by("created_at"),
             "can_write": self.principal.has(Perm.DEPLOYMENTS_WRITE),
         }, template_name="console/deployments/_peering_badge.html" if self.is_htmx else None)
+
+
+class PeeringRetryView(OrganizationConsoleView):
+    http_method_names: ClassVar[list[str]] = ["post"]
+    required_perm = Perm.DEPLOYMENTS_WRITE
+
+    def post(self, request: HttpRequest, peering_id: str) -> HttpResponse:
+        peering = selectors.peering_get(principal=self.principal, peering_id=peering_id)
+        try:
+            services.peering_retry(principal=self.principal, peering=peering)
+        except (errors.Conflict, errors.ValidationFailed) as exc:
+            # A range taken meanwhile or a deployment going away: said on the page the button is on.
+            messages.error(request, exc.detail)
+        else:
+            messages.success(request, f"Asking again for the peering with {peering.cidr}.")
+        return redirect("console:peering-detail", peering.id)
 
 
 class PeeringDeleteView(OrganizationConsoleView):

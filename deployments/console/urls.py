@@ -20,6 +20,7 @@ urlpatterns = [
          name="deployment-peerings"),
     path("deployments/<str:deployment_id>/peerings/new", peering.PeeringCreateView.as_view(), name="peering-create"),
     path("peerings/<str:peering_id>", peering.PeeringDetailView.as_view(), name="peering-detail"),
+    path("peerings/<str:peering_id>/retry", peering.PeeringRetryView.as_view(), name="peering-retry"),
     path("peerings/<str:peering_id>/delete", peering.PeeringDeleteView.as_view(), name="peering-delete"),
     path("deployments/<str:deployment_id>/http-auth", views.HttpAuthView.as_view(), name="deployment-http-auth"),
     path("deployments/<str:deployment_id>/http-auth/test", views.HttpAuthTestView.as_view(),

@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
 
 from controlplane.errors import field_invalid
-from controlplane.outbound import OutboundError, check_url
+from controlplane.outbound import OutboundBlocked, OutboundError, check_url
 from deployments.models import Deployment, HttpAuthConfig, HttpAuthMethod, Tier
 from deployments.selectors import active_peering_networks
 from k8s.emqx_http import PLACEHOLDER as EMQX_PLACEHOLDER
@@ -128,14 +128,18 @@ def check_request_url(kind: str, url: str, deployment: Deployment) -> None:
     networks = active_peering_networks(deployment) if deployment.tier != Tier.BASIC else []
     try:
         check_url(url, allow_networks=networks)
-    except OutboundError as exc:
-        message = str(exc)
+    except OutboundBlocked as exc:
+        # One sentence: the fact from the guard, then the rule that applies to this deployment.
         if deployment.tier == Tier.BASIC:
-            message += " A basic deployment's HTTP authentication must use a public address."
-        elif exc.kind == "blocked" and _is_private_host(parts.hostname or ""):
-            message += (" A private address needs an active VPC peering whose CIDR contains it"
-                        f"{'' if networks else ' (this deployment has no active peering)'}.")
+            message = f"{exc.reason}; a basic deployment's HTTP authentication must use a public address."
+        elif _is_private_host(parts.hostname or ""):
+            message = (f"{exc.reason}; a private address needs an active VPC peering whose CIDR contains it"
+                       f"{'' if networks else ', and this deployment has none'}.")
+        else:
+            message = exc.message
         raise field_invalid(field, message) from exc
+    except OutboundError as exc:
+        raise field_invalid(field, exc.message) from exc
     except (ValueError, UnicodeError) as exc:
         raise field_invalid(field, f"Not a valid URL: {exc}.") from exc
 

@@ -18,7 +18,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     P.INITIATED: frozenset({P.ACTIVE, P.FAILED, P.DELETING}),
     # The cloud may break an active peering (the customer deleted their side): failed, with why.
     P.ACTIVE: frozenset({P.FAILED, P.DELETING}),
-    P.FAILED: frozenset({P.DELETING}),
+    # Retry: the request is made again from the start (the customer fixed what the cloud refused).
+    P.FAILED: frozenset({P.PENDING, P.DELETING}),
     P.EXPIRED: frozenset({P.DELETING}),
     P.DELETING: frozenset({P.DELETED, P.FAILED}),
     P.DELETED: frozenset(),
@@ -26,8 +27,10 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 
 #: States in which a worker is expected to be moving the peering along (and polls the cloud).
 TRANSITIONAL = frozenset({P.PENDING, P.PENDING_ACCEPTANCE, P.INITIATED, P.DELETING})
-#: States whose CIDR is reserved within the deployment (everything but deleted).
-RESERVING = frozenset(set(TRANSITIONS) - {P.DELETED})
+#: States whose CIDR is reserved within the deployment and the region's route tables. A failed peering routes
+#: nothing (its routes are removed or were never added), so it must not block asking again with the same range;
+#: a retry checks the range is still free.
+RESERVING = frozenset(set(TRANSITIONS) - {P.DELETED, P.FAILED})
 #: States that keep a reason worth showing.
 WITH_REASON = frozenset({P.FAILED, P.EXPIRED, P.DELETED})
 

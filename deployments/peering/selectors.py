@@ -9,6 +9,7 @@ from django.db.models import Min, QuerySet
 from controlplane import errors
 from deployments.models import Deployment, Peering, PeeringEvent
 from deployments.models import PeeringStatus as P
+from deployments.peering.lifecycle import RESERVING
 from projects.tenancy import Principal
 
 
@@ -34,8 +35,9 @@ def peering_event_list(*, principal: Principal, peering: Peering) -> QuerySet[Pe
 
 
 def reserved_cidrs(*, deployment: Deployment, exclude_id: str | None = None) -> list[str]:
-    """CIDRs of the deployment's peerings that still exist in any state: a new one may not overlap them."""
-    qs = Peering.objects.filter(deployment=deployment).exclude(status=P.DELETED)
+    """CIDRs of the deployment's peerings that hold their range (not deleted or failed): a new one may not
+    overlap them."""
+    qs = Peering.objects.filter(deployment=deployment, status__in=RESERVING)
     if exclude_id:
         qs = qs.exclude(pk=exclude_id)
     return list(qs.values_list("cidr", flat=True))
@@ -47,7 +49,7 @@ def region_routed_cidrs(*, deployment: Deployment) -> list[str]:
     One route table cannot hold two routes to the same destination, so these are unavailable too.
     """
     return list(Peering.objects.filter(deployment__region_id=deployment.region_id, provider="aws")
-                .exclude(deployment=deployment).exclude(status=P.DELETED).values_list("cidr", flat=True))
+                .exclude(deployment=deployment).filter(status__in=RESERVING).values_list("cidr", flat=True))
 
 
 def failed_peerings_since(*, project_ids: list[str]) -> dict[str, datetime]:

@@ -71,6 +71,45 @@ def peering_create(*, principal: Principal, deployment: Deployment, provider: st
     return peering
 
 
+def peering_retry(*, principal: Principal, peering: Peering) -> Peering:
+    """Asks the cloud again for a failed peering (status ``pending``), with the same networks.
+
+    Its range was freed when it failed, so it is checked again like a new request's. On AWS the worker finds a
+    connection of the earlier attempt that is still alive by its tag and goes on with it instead of making a
+    second one; on Azure creating our side is idempotent.
+    """
+    principal.require(Perm.DEPLOYMENTS_WRITE)
+    with transaction.atomic():
+        # The deployment first, like peering_create: the same lock orders both overlap checks.
+        deployment = lock_row(Deployment.objects.select_related("region"), peering.deployment_id,
+                              organization=principal.organization)
+        peering = lock_row(Peering, peering.pk, organization=principal.organization)
+        if peering.status != P.FAILED:
+            raise errors.Conflict(f"Only a failed peering can be retried; this one is {peering.status}.")
+        if deployment.status in CLOSED_DEPLOYMENT_STATES:
+            raise errors.Conflict(f"The deployment is {deployment.status}; it cannot be peered.")
+        network = ipaddress.ip_network(peering.cidr)
+        for other in selectors.reserved_cidrs(deployment=deployment, exclude_id=peering.id):
+            if network.overlaps(ipaddress.ip_network(other)):
+                raise field_invalid("cidr", f"{peering.cidr} overlaps {other}, peered with this deployment since "
+                                            f"this one failed; delete one of them.")
+        if peering.provider == "aws":
+            _check_region_routes(deployment, peering.cidr)
+        if len(selectors.reserved_cidrs(deployment=deployment)) >= settings.PEERING_MAX_PER_DEPLOYMENT:
+            raise errors.Conflict(f"A deployment can have at most {settings.PEERING_MAX_PER_DEPLOYMENT} peerings; "
+                                  f"delete one first.")
+        failure = peering.status_reason
+        # What the failed attempt learnt from the cloud does not describe the new one.
+        peering.cloud_id, peering.cloud_state = "", ""
+        peering.requested_at = peering.expires_at = peering.last_polled_at = None
+        peering.network_configured_at = peering.activated_at = None
+        transition(peering, P.PENDING, reason="retried", actor_label=principal.actor_label,
+                   details={"failure": failure})
+        audit_record(principal=principal, action="peering.retry", target=peering, changes={"failure": failure})
+        _enqueue_converge(peering)
+    return peering
+
+
 def _check_region_routes(deployment: Deployment, cidr: str) -> None:
     network = ipaddress.ip_network(cidr)
     for other in selectors.region_routed_cidrs(deployment=deployment):

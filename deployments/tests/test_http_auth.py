@@ -172,7 +172,8 @@ def test_basic_deployments_need_a_public_address(api, deployment, url):
     response = put(api, deployment, config_body(url))
     assert response.status_code == 400, response.content
     message = response.json()["errors"]["authentication.url"][0]
-    assert "public address" in message
+    assert message.endswith("; a basic deployment's HTTP authentication must use a public address.")
+    assert ". " not in message  # one sentence, not the guard's and then ours
 
 
 @pytest.mark.parametrize("spec", ["pro-1k"])
@@ -181,7 +182,8 @@ def test_professional_private_address_needs_an_active_peering(api, org, spec):
     response = put(api, professional, config_body("http://10.0.0.1/auth"))
     assert response.status_code == 400, response.content
     message = response.json()["errors"]["authentication.url"][0]
-    assert "active VPC peering whose CIDR contains it" in message
+    assert message == ("10.0.0.1 is a private address; a private address needs an active VPC peering whose CIDR "
+                       "contains it, and this deployment has none.")
 
 
 def test_professional_private_address_inside_an_active_peering_is_accepted(api, org):

@@ -136,7 +136,7 @@ def test_rejected_by_the_customer_fails_with_the_clouds_message(api, aws_cloud):
     assert peering.status == "failed"
     assert peering.status_reason.startswith("AWS: rejected")
     assert routes_to(CUSTOMER_CIDR, aws_cloud["network"]["route_table_ids"]) == []
-    # A failed peering can be deleted; it keeps its CIDR until then.
+    # A failed peering can be deleted (its CIDR is already free: test_peering_retry).
     assert api.delete(f"/api/v1/peerings/{peering.id}").status_code == 202
     assert converge(peering.id).status == "deleted"
 

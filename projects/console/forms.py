@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.utils.html import format_html_join
 
 from controlplane.countries import CountryField
 from projects import selectors
 from projects.models import Site
-from projects.roles import Perm, Role, role_can_grant
+from projects.roles import ROLE_DESCRIPTIONS, Perm, Role, role_can_grant
 from projects.tenancy import Principal
 
 
@@ -50,8 +51,11 @@ class AccessForm(forms.Form):
 
     def __init__(self, *args: Any, principal: Principal, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["role"].choices = [(role.value, role.label) for role in Role
-                                       if role_can_grant(principal.role, role.value)]
+        grantable = [role for role in Role if role_can_grant(principal.role, role.value)]
+        self.fields["role"].choices = [(role.value, role.label) for role in grantable]
+        self.fields["role"].help_text = format_html_join(
+            "", '<span class="role-line" data-role="{}"><strong>{}</strong>: {}</span>',
+            ((role.value, role.label, ROLE_DESCRIPTIONS[role]) for role in grantable))
         self.fields["projects"].queryset = selectors.project_list(principal=principal).order_by("name")
         self.fields["projects"].label_from_instance = lambda project: project.name
         self.fields["scope"].initial = self.initial.get("scope", "all")
@@ -78,6 +82,12 @@ class MemberForm(AccessForm):
 class InvitationForm(AccessForm):
     email = forms.EmailField()
     field_order = ["email", "role", "scope", "projects"]
+
+    def __init__(self, *args: Any, principal: Principal, **kwargs: Any) -> None:
+        super().__init__(*args, principal=principal, **kwargs)
+        # Most people invited build things; owner (the first choice) would hand out everything by default.
+        if role_can_grant(principal.role, Role.DEVELOPER):
+            self.fields["role"].initial = Role.DEVELOPER
 
 
 class ApiKeyForm(AccessForm):
@@ -112,9 +122,11 @@ class InvitationAcceptForm(forms.Form):
             del self.fields["name"]
             self.fields["password"].label = "Your password"
             self.fields["password"].widget.attrs["autocomplete"] = "current-password"
+            self.fields["password"].help_text = ("The password of your existing account; not needed once you are "
+                                                 "logged in with it.")
         else:
             self.fields["password"].label = "Choose a password"
-            self.fields["password"].help_text = "At least 10 characters."
+            self.fields["password"].help_text = "At least 10 characters; it creates your account."
 
 
 class PasswordResetForm(forms.Form):

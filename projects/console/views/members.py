@@ -6,6 +6,7 @@ from functools import cached_property
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.db.models import Model
@@ -109,6 +110,15 @@ class MemberRemoveView(RowActionView):
         return _describe_members(self.principal, [row])[0]
 
 
+def duration_in_words(seconds: int) -> str:
+    """``7 days``, ``36 hours``, ``90 minutes``: the largest unit that states ``seconds`` exactly."""
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} second{'' if seconds == 1 else 's'}"
+
+
 class InvitationCreateView(OrganizationFormView):
     template_name = "console/invitation_form.html"
     form_class = console_forms.InvitationForm
@@ -116,6 +126,9 @@ class InvitationCreateView(OrganizationFormView):
 
     def get_form_kwargs(self) -> dict[str, Any]:
         return {"principal": self.principal}
+
+    def get_context(self, form: forms.Form) -> dict[str, Any]:
+        return {**super().get_context(form), "link_lifetime": duration_in_words(settings.INVITATION_TTL_SECONDS)}
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
         invitation = invitation_create(principal=self.principal, email=form.cleaned_data["email"],
