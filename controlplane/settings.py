@@ -321,6 +321,9 @@ EMQX_IMAGE = env_str("EMQX_IMAGE", "emqx/emqx:5.8.6")
 # Our side's rate limit per cluster and worker process (client-go's QPS and burst; k8s.clusters). 0: no limit.
 KUBERNETES_CLIENT_QPS = env_int("KUBERNETES_CLIENT_QPS", 50)
 KUBERNETES_CLIENT_BURST = env_int("KUBERNETES_CLIENT_BURST", 100)
+# Provisioning reads rollouts from a watch of each cluster (k8s.observer) instead of polling with GETs. The test
+# profile polls (no watch threads behind every test); the tests of the cache turn it on.
+KUBERNETES_WATCH_CACHE = env_bool("KUBERNETES_WATCH_CACHE", PROFILE != "test")
 # The clusters' own pod and service ranges (kubeadm's and most managed clusters' defaults), kept out of the
 # brokers' egress (k8s.render) even where a peering would contain them or they are not private ranges. A
 # region's entry in KUBERNETES_CLUSTERS may give its own as "cluster_cidrs": [...].

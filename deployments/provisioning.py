@@ -308,7 +308,7 @@ def deployment_converge_once(deployment_id: str) -> Step:
                 applied_generation=deployment.desired_generation, last_reconciled_at=timezone.now(),
                 applied_objects=report.hashes)
         observed = observe_broker_cluster(region_id=deployment.region_id, namespace=deployment.namespace,
-                                          name=BROKER_NAME)
+                                          name=BROKER_NAME, desired=desired)
         return _advance(deployment, desired, observed, timeout, poll)
     except KubernetesError as exc:
         if exc.retryable:

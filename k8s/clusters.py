@@ -20,8 +20,11 @@ from typing import Any
 from django.conf import settings
 from kubernetes import client, config
 
+from k8s.observer import ClusterWatch
+
 _lock = threading.Lock()
 _clients: dict[tuple, client.ApiClient] = {}
+_watches: dict[tuple, ClusterWatch] = {}
 
 
 class ClusterNotConfigured(Exception):
@@ -127,9 +130,26 @@ def api_client_for_region(region_id: str) -> client.ApiClient:
         return api_client
 
 
-def forget_clients() -> None:
-    """Drops cached clients (settings changed, e.g. a test started its own simulated cluster)."""
+def watch_for_region(region_id: str) -> ClusterWatch | None:
+    """The watch cache of the region's cluster (started on first use), or None when ``KUBERNETES_WATCH_CACHE``
+    is off: then every observation is a GET."""
+    if not getattr(settings, "KUBERNETES_WATCH_CACHE", False):
+        return None
+    key = _cluster_settings(region_id)
+    api_client = api_client_for_region(region_id)
     with _lock:
+        cache = _watches.get(key)
+        if cache is None:
+            cache = _watches[key] = ClusterWatch(api_client).start()
+        return cache
+
+
+def forget_clients() -> None:
+    """Drops cached clients and watches (settings changed, e.g. a test started its own simulated cluster)."""
+    with _lock:
+        for cache in _watches.values():
+            cache.stop()
+        _watches.clear()
         for api_client in _clients.values():
             api_client.close()
         _clients.clear()

@@ -15,8 +15,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from k8s.clusters import api_client_for_region, cluster_cidrs
-from k8s.drift import ClusterIndex, applied_hash, stamped
+from k8s.clusters import api_client_for_region, cluster_cidrs, watch_for_region
+from k8s.drift import ClusterIndex, applied_hash, contains, stamped
 from k8s.render import BrokerClusterSpec, render
 
 FIELD_MANAGER = "mqcloud"
@@ -142,12 +142,14 @@ class ObservedCluster:
     update_revision: str = ""
     resources: dict = field(default_factory=dict)
     load_balancer_host: str = ""
+    current: bool = True  # False: a cached StatefulSet older than what was just applied
 
     @property
     def rolled_out(self) -> bool:
         """The controller has seen the latest spec and every desired pod runs it and is ready."""
         return (
             self.exists
+            and self.current
             and self.observed_generation >= self.generation
             and self.ready_replicas == self.desired_replicas
             and self.updated_replicas == self.desired_replicas
@@ -155,18 +157,37 @@ class ObservedCluster:
         )
 
 
-def observe_broker_cluster(*, region_id: str, namespace: str, name: str) -> ObservedCluster:
+def observe_broker_cluster(*, region_id: str, namespace: str, name: str,
+                           desired: BrokerClusterSpec | None = None) -> ObservedCluster:
+    """The cluster's rollout and address: from the region's watch cache when it is synced (no API call), else
+    two GETs. With ``desired``, a cached StatefulSet that does not hold yet what was just applied (its event
+    is on the way) is ``current=False``: not rolled out, whatever its status says."""
+    cache = watch_for_region(region_id)
+    if cache is not None and cache.synced:
+        sts = cache.get("StatefulSet", namespace, name)
+        svc = cache.get("Service", namespace, f"{name}-public")
+        current = True
+        if sts is not None and desired is not None:
+            rendered = next(obj for obj in render(desired) if obj["kind"] == "StatefulSet")
+            current = contains(sts, rendered)
+        return _observed(sts, svc, current=current)
     api_client = api_client_for_region(region_id)
     apps = client.AppsV1Api(api_client)
     core = client.CoreV1Api(api_client)
     _, sts = _call(f"read StatefulSet {namespace}/{name}", apps.read_namespaced_stateful_set, name,
-                             namespace, tolerate=(404,))
+                   namespace, tolerate=(404,))
+    if sts is None:
+        return ObservedCluster(exists=False)
+    _, svc = _call(f"read Service {namespace}/{name}-public", core.read_namespaced_service, f"{name}-public",
+                   namespace, tolerate=(404,))
+    return _observed(sts, svc)
+
+
+def _observed(sts: dict | None, svc: dict | None, *, current: bool = True) -> ObservedCluster:
     if sts is None:
         return ObservedCluster(exists=False)
     spec, status = sts.get("spec", {}), sts.get("status", {})
     container = (spec.get("template", {}).get("spec", {}).get("containers") or [{}])[0]
-    _, svc = _call(f"read Service {namespace}/{name}-public", core.read_namespaced_service, f"{name}-public",
-                   namespace, tolerate=(404,))
     ingress = ((svc or {}).get("status", {}).get("loadBalancer", {}).get("ingress") or [{}])[0]
     host = ingress.get("hostname") or ingress.get("ip") or ""
     return ObservedCluster(
@@ -180,6 +201,7 @@ def observe_broker_cluster(*, region_id: str, namespace: str, name: str) -> Obse
         update_revision=status.get("updateRevision") or "",
         resources=container.get("resources", {}).get("limits", {}),
         load_balancer_host=host,
+        current=current,
     )
 
 

@@ -19,5 +19,6 @@ def test_provisioning_bench_runs_on_a_few_deployments():
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "Kubernetes API calls per deployment" in out and "reconcile per deployment" in out
+    assert "cluster-wide calls of the watch cache" in out
     assert re.search(r"drift pass over 3 unchanged deployments: 8 API calls \(2.667 per deployment\), 0 writes", out)
     assert "1 write(s), 1 deployment repaired" in out and "three nodes" in out
