@@ -22,7 +22,7 @@ from typing import Any
 import boto3
 
 from deployments.peering.azure_sim import AzureSim
-from deployments.peering.network import DEMO_CUSTOMER_KEY
+from deployments.peering.demo import DEMO_CUSTOMER_KEY
 
 #: The simulated customer of the embedded default: its account, region and VPC CIDR.
 DEMO_CUSTOMER = {"account_id": "111122223333", "region": "us-east-1", "cidr": "10.20.0.0/16"}

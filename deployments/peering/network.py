@@ -8,9 +8,8 @@ from pathlib import Path
 from django.conf import settings
 
 from deployments.models import Provider, Region
+from deployments.peering.demo import DEMO_CUSTOMER_KEY  # where cloudsim records the demo customer's VPC
 
-#: Where ``deployments.cloudsim`` records the demo customer's VPC among the per-region overrides.
-DEMO_CUSTOMER_KEY = "_demo_customer"
 #: The simulated customer's VNet on Azure. The Azure stand-in peers any VNet, so these need creating nowhere.
 DEMO_AZURE_CUSTOMER = {
     "tenant_id": "00000000-0000-4000-8000-00000000c0de", "subscription_id": "00000000-0000-4000-8000-0000000c0ffe",
