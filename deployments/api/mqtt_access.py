@@ -4,16 +4,19 @@ deployment itself is looked up, scoped and permission-checked by the tenancy bas
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
+from typing import Any
 
 from django.db.models import QuerySet
-from django.http import HttpRequest
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
+from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from controlplane import errors
 from controlplane.api.pagination import CursorLimitPagination
@@ -28,6 +31,17 @@ from projects.tenancy import Principal
 
 #: 100,000 lines of the longest username (128 characters, up to 512 bytes) and password (256 bytes): ~74 MiB.
 CSV_BODY_MAX_BYTES = 80 * 2**20
+
+
+class CsvStreamParser(BaseParser):
+    """Takes a ``text/csv`` body without reading it: ``request.data`` is the request's byte stream, read by the
+    import as it goes. (DRF parses on the first look at the data, which the CSRF check of session
+    authentication makes before the view runs; a parser that read the body there would hold all of it.)"""
+
+    media_type = "text/csv"
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        return stream
 
 
 # --- serializers: shapes only; the services validate the values and answer field errors ---------------
@@ -166,7 +180,8 @@ class DeploymentMqttAccessViewSet(OrganizationScopedViewSet):
                     "each row). Usernames already present are updated; identical ones are `unchanged`. "
                     f"A `text/csv` body is read as it arrives, for files too big to send as JSON: {imports.CSV_FORMAT} "
                     "Its errors also give the `line`.")
-    @action(detail=True, methods=["post"], url_path="mqtt-users/import")
+    @action(detail=True, methods=["post"], url_path="mqtt-users/import",
+            parser_classes=[*api_settings.DEFAULT_PARSER_CLASSES, CsvStreamParser])
     def mqtt_users_import(self, request: Request, pk: str) -> Response:
         deployment = self.get_object()
         dry_run = request.query_params.get("dry_run", "false").lower()
@@ -174,7 +189,9 @@ class DeploymentMqttAccessViewSet(OrganizationScopedViewSet):
             raise errors.field_invalid("dry_run", "Must be true or false.")
         users: Iterable[object]
         if request.content_type.split(";")[0].strip().lower() == "text/csv":
-            users = imports.csv_lines_from_bytes(self._csv_body(request))
+            self._check_csv_length(request)
+            body = request.data  # the stream itself (CsvStreamParser); an empty body has none
+            users = imports.csv_lines_from_bytes(body if hasattr(body, "read") else io.BytesIO())
         else:
             data = MqttUsersImportIn(data=request.data)
             data.is_valid(raise_exception=True)
@@ -184,8 +201,8 @@ class DeploymentMqttAccessViewSet(OrganizationScopedViewSet):
         return Response({**result.as_dict(), "dry_run": dry_run in ("true", "1")})
 
     @staticmethod
-    def _csv_body(request: Request) -> HttpRequest:
-        """The request itself as the byte stream to read (Django reads at most Content-Length from it)."""
+    def _check_csv_length(request: Request) -> None:
+        """Refuses a body over ``CSV_BODY_MAX_BYTES`` before reading it (Django reads at most Content-Length)."""
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -193,7 +210,6 @@ class DeploymentMqttAccessViewSet(OrganizationScopedViewSet):
         if length > CSV_BODY_MAX_BYTES:
             raise errors.field_invalid("users", f"The CSV body is over {CSV_BODY_MAX_BYTES // 2**20} MiB; "
                                                 "split the file.")
-        return request._request
 
     @extend_schema(responses=MqttUserOut)
     @action(detail=True, methods=["get"], url_path=r"mqtt-users/(?P<username>[^/]+)")

@@ -167,3 +167,27 @@ def test_plain_passwords_hashed_on_threads_verify_as_the_broker_would(deployment
                                        f"password-{index}")
     again = imports.mqtt_users_import(principal=principal, deployment=deployment, users=users, dry_run=True)
     assert (again.unchanged, again.updated) == (40, 0)
+
+
+@pytest.mark.django_db
+def test_a_csv_body_is_accepted_from_a_console_session_with_its_csrf_token(org, deployment) -> None:
+    """Session authentication checks the CSRF token, which makes Django look at the form data first: a CSV body
+    must not be parsed (or refused as an unsupported media type) for that, nor read before the import."""
+    from django.middleware.csrf import get_token
+    from django.test import RequestFactory
+    from rest_framework.test import APIClient
+
+    from projects.tests.factories import MembershipFactory
+
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(MembershipFactory(organization=org, role=Role.OWNER).user)
+    request = RequestFactory().get("/")
+    token = get_token(request)
+    client.cookies["csrftoken"] = request.META["CSRF_COOKIE"]
+    url = f"/api/v1/deployments/{deployment.id}/mqtt-users/import"
+    refused = client.post(url, data=b"alice,secret-pass\n", content_type="text/csv")
+    assert refused.status_code == 403  # no token: the CSRF check still applies
+    response = client.post(url, data=b"alice,secret-pass\nbob,other-pass\n", content_type="text/csv",
+                           HTTP_X_CSRFTOKEN=token)
+    assert response.status_code == 200, response.content
+    assert response.json()["created"] == 2
