@@ -11,6 +11,8 @@ from django.test import override_settings
 from deployments.cloudsim import bootstrap_aws
 from deployments.models import Region
 from deployments.peering.azure_sim import AzureSim
+from deployments.tests.factories import DeploymentFactory
+from projects.roles import Role
 from projects.tests.factories import OrganizationFactory, ProjectFactory, make_api_key
 
 CUSTOMER_ACCOUNT = "111122223333"
@@ -65,3 +67,20 @@ def project_api(make_client):
     api = make_client(secret)
     api.project = ProjectFactory(organization=organization)
     return api
+
+
+# An organization, one deployment of it, and an API client with an owner's key (the MQTT access tests).
+@pytest.fixture
+def org():
+    return OrganizationFactory()
+
+
+@pytest.fixture
+def deployment(org):
+    return DeploymentFactory(organization=org)
+
+
+@pytest.fixture
+def api(org, make_client):
+    _, secret = make_api_key(org, role=Role.OWNER)
+    return make_client(secret)

@@ -19,7 +19,6 @@ from deployments.mqtt_access.validation import (
     username_clean,
     username_key,
 )
-from deployments.tests.factories import DeploymentFactory
 from projects.models import AuditEvent
 from projects.roles import Role
 from projects.tests.factories import OrganizationFactory, ProjectFactory, make_api_key
@@ -117,22 +116,6 @@ def test_imported_hashes_must_be_the_brokers_scheme() -> None:
 
 # --- API ------------------------------------------------------------------------------------------------
 pytestmark_db = pytest.mark.django_db
-
-
-@pytest.fixture
-def org():
-    return OrganizationFactory()
-
-
-@pytest.fixture
-def deployment(org) -> Deployment:
-    return DeploymentFactory(organization=org)
-
-
-@pytest.fixture
-def api(org, make_client):
-    _, secret = make_api_key(org, role=Role.OWNER)
-    return make_client(secret)
 
 
 def users_url(deployment: Deployment, suffix: str = "") -> str:

@@ -9,29 +9,11 @@ import pytest
 
 from deployments.models import Deployment, MqttAccess, MqttUser
 from deployments.mqtt_access import hashing, imports
-from deployments.tests.factories import DeploymentFactory
 from projects.models import AuditEvent
 from projects.roles import Role
 from projects.tenancy import Principal
-from projects.tests.factories import OrganizationFactory, make_api_key
 
 LEGACY = hashlib.pbkdf2_hmac("sha256", b"legacy-pass", b"legacysalt", 4096, 32).hex()
-
-
-@pytest.fixture
-def org():
-    return OrganizationFactory()
-
-
-@pytest.fixture
-def deployment(org) -> Deployment:
-    return DeploymentFactory(organization=org)
-
-
-@pytest.fixture
-def api(org, make_client):
-    _, secret = make_api_key(org, role=Role.OWNER)
-    return make_client(secret)
 
 
 def import_csv(api, deployment: Deployment, body: str | bytes, dry_run: bool = False):
