@@ -54,21 +54,34 @@ class TokenBucket:
         self.qps, self.burst = qps, max(1, burst)
         self._clock, self._sleep = clock, sleep
         self._tokens, self._at = float(self.burst), clock()
+        self._held_until = 0.0
         self._lock = threading.Lock()
 
     def acquire(self) -> float:
-        """Takes one token, waiting for it if there is none; returns the seconds waited."""
-        if self.qps <= 0:
-            return 0.0
+        """Takes one token, waiting for it if there is none (or while the cluster asked us to hold); returns
+        the seconds waited."""
         with self._lock:
             now = self._clock()
-            self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.qps)
-            self._at = now
-            self._tokens -= 1  # reserved now; a negative balance is the queue of callers before this one
-            wait = -self._tokens / self.qps if self._tokens < 0 else 0.0
+            wait = max(0.0, self._held_until - now)
+            if self.qps > 0:
+                self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.qps)
+                self._at = now
+                self._tokens -= 1  # reserved now; a negative balance is the queue of callers before this one
+                if self._tokens < 0:
+                    wait = max(wait, -self._tokens / self.qps)
         if wait:
             self._sleep(wait)
         return wait
+
+    def hold(self, seconds: float) -> None:
+        """Nobody sends before ``seconds`` from now: the cluster answered "too many requests, retry after".
+        A hold only ever lengthens (two throttled callers must not shorten each other's wait)."""
+        with self._lock:
+            self._held_until = max(self._held_until, self._clock() + max(0.0, seconds))
+
+    def held_for(self) -> float:
+        with self._lock:
+            return max(0.0, self._held_until - self._clock())
 
 
 class ThrottledApiClient(client.ApiClient):
@@ -80,8 +93,34 @@ class ThrottledApiClient(client.ApiClient):
         self.bucket = bucket
 
     def call_api(self, *args: Any, **kwargs: Any) -> Any:
-        self.bucket.acquire()
-        return super().call_api(*args, **kwargs)
+        for attempt in range(THROTTLED_RETRIES + 1):
+            self.bucket.acquire()
+            try:
+                return super().call_api(*args, **kwargs)
+            except client.ApiException as error:
+                delay = _retry_after(error)
+                if delay is None:
+                    raise
+                self.bucket.hold(delay)
+                if attempt == THROTTLED_RETRIES or delay > THROTTLED_WAIT_MAX_SECONDS:
+                    raise
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+
+# client-go retries a throttled request up to 10 times; a worker step is shorter-lived, so a few short holds
+# are waited out here and anything longer goes back to the worker's own retry with backoff.
+THROTTLED_RETRIES = 3
+THROTTLED_WAIT_MAX_SECONDS = 10.0
+
+
+def _retry_after(error: client.ApiException) -> float | None:
+    """The seconds a 429 or 503 answer asked us to wait (its Retry-After header), else None."""
+    if error.status not in (429, 503) or not error.headers:
+        return None
+    try:
+        return max(0.0, float(error.headers.get("Retry-After", "")))
+    except ValueError:  # an HTTP date, or garbage: not worth parsing, the worker's backoff covers it
+        return None
 
 
 def _bucket(region_id: str) -> TokenBucket:

@@ -7,7 +7,8 @@ import os
 import re
 import tempfile
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,7 @@ class SimulatedCluster:
         self._httpd: SimulatorHTTPServer | None = None
         # Kubernetes API requests served, per (method, namespace): benchmarks compare them to the minimum.
         self._api_calls: Counter[tuple[str, str]] = Counter()
+        self._api_call_times: deque[float] = deque(maxlen=100_000)
         self._api_calls_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         for name in BUILTIN_NAMESPACES:
@@ -135,6 +137,7 @@ class SimulatedCluster:
         match = _NAMESPACE_IN_PATH.search(path)
         with self._api_calls_lock:
             self._api_calls[(method, match.group(1) if match else "")] += 1
+            self._api_call_times.append(time.monotonic())
 
     def api_calls(self, *, namespace: str | None = None, method: str | None = None) -> int:
         """Kubernetes API requests served so far (a namespace's own object counts as in it)."""
@@ -142,9 +145,21 @@ class SimulatedCluster:
             return sum(count for (m, ns), count in self._api_calls.items()
                        if (namespace is None or ns == namespace) and (method is None or m == method))
 
+    def busiest_second(self) -> int:
+        """The most requests the server received within any one second: what a client-side rate limit caps."""
+        with self._api_calls_lock:
+            times = list(self._api_call_times)
+        busiest, start = 0, 0
+        for end, at in enumerate(times):
+            while at - times[start] >= 1.0:
+                start += 1
+            busiest = max(busiest, end - start + 1)
+        return busiest
+
     def reset_api_calls(self) -> None:
         with self._api_calls_lock:
             self._api_calls.clear()
+            self._api_call_times.clear()
 
     # ---- sabotage --------------------------------------------------------------------------------------
 
