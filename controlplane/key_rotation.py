@@ -69,7 +69,7 @@ def reencrypt_secrets(*, batch_size: int = 500, dry_run: bool = False) -> Rotati
 def _reencrypt_column(
     model: type[models.Model], secret_field: EncryptedTextField, *, batch_size: int, dry_run: bool
 ) -> ColumnReport:
-    report = ColumnReport(table=model._meta.db_table, column=secret_field.column)
+    report = ColumnReport(table=model._meta.db_table, column=secret_field.column or secret_field.name)
     # Cast to a plain text column: the stored token as it is, without the field decrypting it on the way out, and
     # a Value written back as it is, without the field encrypting it again.
     stored = Cast(secret_field.name, models.TextField())
