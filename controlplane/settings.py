@@ -152,7 +152,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 # One queue per kind of work (controlplane/queues.py); unrouted sends land on housekeeping, never a queue
 # nobody consumes.
-CELERY_TASK_QUEUES = {name: {"routing_key": name} for name in QUEUES}
+CELERY_TASK_QUEUES = {name: {"exchange": name, "routing_key": name} for name in QUEUES}
 CELERY_TASK_DEFAULT_QUEUE = HOUSEKEEPING
 CELERY_TASK_ROUTES = TASK_ROUTES
 if PRODUCTION:
