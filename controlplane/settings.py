@@ -68,6 +68,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost, so it sees what every other layer answers or raises (controlplane/middleware.py).
     "controlplane.middleware.ErrorResponseMiddleware",
+    # Before the host check and the HTTPS redirect, which would misanswer the kubelet's probes (see there).
+    "controlplane.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
