@@ -38,7 +38,7 @@ def beat_lock_settings(redis_url: str) -> dict[str, object]:
 
     A second beat replica (a rollout's surge pod, a stuck node's pod that came back) blocks on the lock
     instead of sending every periodic task twice. The lock is renewed on every tick, at most every
-    `beat_max_interval` seconds, and lapses `redbeat_lock_timeout` seconds after its holder died, so a
+    `beat_max_loop_interval` seconds, and lapses `redbeat_lock_timeout` seconds after its holder died, so a
     killed beat is replaced within half a minute instead of RedBeat's default 25.
     """
     return {
@@ -46,5 +46,5 @@ def beat_lock_settings(redis_url: str) -> dict[str, object]:
         "redbeat_redis_url": redis_url,
         "redbeat_key_prefix": "mqcloud:redbeat",
         "redbeat_lock_timeout": 30,
-        "beat_max_interval": 5,
+        "beat_max_loop_interval": 5,
     }
