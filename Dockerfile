@@ -1,10 +1,12 @@
 # syntax=docker/dockerfile:1
 # The control plane's one image; its commands (bin/container-entrypoint): web, worker QUEUE..., beat, migrate,
 # sync-catalog. Build: docker build -t mqcloud . ; manifests: deploy/k8s (docs/operations.md).
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# One base for both stages, named once (pin a digest here for reproducible builds).
+FROM python:3.11-slim-bookworm AS base
 
 # --- build: the virtualenv and the compiled static files -------------------------------------------------
-FROM ${PYTHON_IMAGE} AS build
+FROM base AS build
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -23,7 +25,7 @@ RUN set -a && . deploy/build.env && set +a \
     && rm deploy/build.env
 
 # --- runtime: no compiler, no pip cache, no build context ------------------------------------------------
-FROM ${PYTHON_IMAGE} AS runtime
+FROM base AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH \
