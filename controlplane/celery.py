@@ -18,7 +18,7 @@ class LivenessHeartbeat(bootsteps.StartStopStep):
     (bin/container-entrypoint healthcheck) sees a worker whose event loop hangs, which a process check cannot.
     Off unless the variable is set (the image's worker pods set it)."""
 
-    requires = {"celery.worker.components:Timer"}
+    requires = ("celery.worker.components:Timer",)
     interval_s = 10.0
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
