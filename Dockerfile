@@ -23,6 +23,8 @@ COPY . .
 RUN set -a && . deploy/build.env && set +a \
     && python manage.py collectstatic --noinput -v 0 \
     && rm deploy/build.env
+# Bytecode compiled once here: the running image's filesystem is read-only, so Python could not cache it there.
+RUN python -m compileall -q -j 0 /src
 
 # --- runtime: no compiler, no pip cache, no build context ------------------------------------------------
 FROM base AS runtime
