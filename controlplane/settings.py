@@ -17,6 +17,7 @@ import dj_database_url
 from celery.schedules import crontab
 
 from controlplane.env import env_bool, env_int, env_list, env_str, installation_secret
+from controlplane.queues import HOUSEKEEPING, QUEUES, TASK_ROUTES, beat_lock_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("MQCLOUD_VAR_DIR", str(BASE_DIR / "var")))
@@ -67,6 +68,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost, so it sees what every other layer answers or raises (controlplane/middleware.py).
     "controlplane.middleware.ErrorResponseMiddleware",
+    # Before the host check and the HTTPS redirect, which would misanswer the kubelet's probes (see there).
+    "controlplane.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -149,6 +152,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+# One queue per kind of work (controlplane/queues.py); unrouted sends land on housekeeping, never a queue
+# nobody consumes.
+CELERY_TASK_QUEUES = {name: {"exchange": name, "routing_key": name} for name in QUEUES}
+CELERY_TASK_DEFAULT_QUEUE = HOUSEKEEPING
+CELERY_TASK_ROUTES = TASK_ROUTES
+if PRODUCTION:
+    # Exactly one beat schedules, whatever the replica count (a Redis lock; see beat_lock_settings).
+    globals().update({f"CELERY_{key.upper()}": value for key, value in beat_lock_settings(REDIS_URL).items()})
 CELERY_BEAT_SCHEDULE = {
     "idempotency-records-purge": {"task": "controlplane.tasks.idempotency_records_purge", "schedule": 3600.0},
     "rate-counters-purge": {"task": "controlplane.tasks.rate_counters_purge", "schedule": 3600.0},
