@@ -17,3 +17,8 @@ def task_failures_since(*, since: datetime) -> QuerySet[TaskFailure]:
 def task_heartbeat_at(*, task_name: str) -> datetime | None:
     """When the periodic task ``task_name`` last finished without an error (None: not since records began)."""
     return TaskHeartbeat.objects.filter(task_name=task_name).values_list("last_succeeded_at", flat=True).first()
+
+
+def task_heartbeats() -> dict[str, datetime]:
+    """When each periodic task last finished without an error, by task name."""
+    return dict(TaskHeartbeat.objects.values_list("task_name", "last_succeeded_at"))
