@@ -461,7 +461,7 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "pythonjsonlogger.json.JsonFormatter",
-                 "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(organization_id)s "
+                 "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(organization_id)s "
                            "%(deployment_id)s %(task_id)s",
                  "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"}},
     },
