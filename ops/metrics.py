@@ -9,6 +9,7 @@ depths, when each periodic job last finished, and the evaluation and metering la
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -22,13 +23,14 @@ from prometheus_client.registry import Collector
 from alerts import facade as alerts
 from billing import facade as billing
 from controlplane import telemetry
-from controlplane.selectors import task_heartbeats
+from controlplane.selectors import task_failure_counts_since, task_heartbeats
 from controlplane.task_records import periodic_task_names
 
 
 class DatabaseLagCollector(Collector):
-    """Three small queries a scrape: the heartbeats of the periodic jobs (one row each), and the two lags that
-    operators watch (they are heartbeats too, named for what falls behind)."""
+    """Four small queries a scrape: the heartbeats of the periodic jobs (one row each), the last hour's task
+    failures (a table capped at 1,000 rows), and the two lags that operators watch (heartbeats too, named for what
+    falls behind)."""
 
     def collect(self) -> Iterator[Metric]:
         now = timezone.now()
@@ -39,6 +41,12 @@ class DatabaseLagCollector(Collector):
             if name in periodic:
                 ages.add_metric([name], max(0.0, (now - at).total_seconds()))
         yield ages
+        # Failed for good (retries exhausted), as recorded by the workers: visible here whichever host they run on.
+        failures = GaugeMetricFamily("mqcloud_task_failures_last_hour",
+                                     "Tasks that failed for good in the last hour, by task.", labels=["task"])
+        for name, count in sorted(task_failure_counts_since(since=now - timedelta(hours=1)).items()):
+            failures.add_metric([name], count)
+        yield failures
         for metric, documentation, lag in (
                 ("mqcloud_alert_evaluation_lag_seconds", "Seconds since the alert rules were last evaluated.",
                  alerts.evaluation_lag_seconds(now=now)),
