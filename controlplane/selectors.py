@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from controlplane.models import TaskFailure, TaskHeartbeat
 
@@ -12,6 +12,12 @@ from controlplane.models import TaskFailure, TaskHeartbeat
 def task_failures_since(*, since: datetime) -> QuerySet[TaskFailure]:
     """Tasks that failed for good since ``since``, the newest first."""
     return TaskFailure.objects.filter(failed_at__gte=since).order_by("-failed_at", "-id")
+
+
+def task_failure_counts_since(*, since: datetime) -> dict[str, int]:
+    """How many tasks failed for good since ``since``, by task name."""
+    return dict(TaskFailure.objects.filter(failed_at__gte=since).values_list("task_name").annotate(n=Count("id"))
+                .order_by())
 
 
 def task_heartbeat_at(*, task_name: str) -> datetime | None:

@@ -3,7 +3,7 @@
 Not part of the API (no ``/api/v1`` prefix, not in the schema). Without a token configured the route answers 404,
 as if it did not exist; with one, a request without the right bearer token gets 401. Besides what the processes
 counted (``controlplane.telemetry``), a scrape reads a few cheap facts from the database and the broker: queue
-depths, when each periodic job last finished, and the evaluation and metering lags.
+depths, when each periodic job last finished, tasks that failed for good, and the evaluation and metering lags.
 """
 
 from __future__ import annotations

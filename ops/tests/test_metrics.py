@@ -19,7 +19,7 @@ from alerts.services.notifications import notification_attempt_record
 from alerts.tests.factories import NotificationFactory
 from controlplane import telemetry
 from controlplane.queue import registered_task
-from controlplane.task_records import task_heartbeat_record
+from controlplane.task_records import task_failure_record, task_heartbeat_record
 
 pytestmark = pytest.mark.django_db
 
@@ -109,6 +109,8 @@ def test_a_scrape_reads_queue_depths_job_ages_and_lags():
         now = timezone.now()
         task_heartbeat_record(task_name="alerts.tasks.alerts_evaluate", now=now - timedelta(seconds=90))
         task_heartbeat_record(task_name="billing.tasks.usage_meter_recent", now=now - timedelta(minutes=70))
+        task_failure_record(task_name="deployments.tasks.deployments_reconcile_region", task_id="t1", args=["r"],
+                            kwargs={}, exception=RuntimeError("cluster down"))
         samples = scrape(Client())
     finally:
         broker.delete(queue)
@@ -116,6 +118,8 @@ def test_a_scrape_reads_queue_depths_job_ages_and_lags():
     assert samples["mqcloud_celery_queue_length"][(("queue", queue),)] == 3
     assert 90 <= samples["mqcloud_alert_evaluation_lag_seconds"][()] < 120
     assert 4200 <= samples["mqcloud_metering_lag_seconds"][()] < 4230
+    assert samples["mqcloud_task_failures_last_hour"] == {
+        (("task", "deployments.tasks.deployments_reconcile_region"),): 1}
     ages = samples["mqcloud_periodic_task_last_success_age_seconds"]
     assert {dict(key)["task"] for key in ages} == {"alerts.tasks.alerts_evaluate", "billing.tasks.usage_meter_recent"}
 
