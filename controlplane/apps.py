@@ -13,6 +13,7 @@ class ControlplaneConfig(AppConfig):
             task_prerun,
             task_retry,
             task_success,
+            worker_init,
         )
 
         # imported here: the records module imports the models, which need the app registry ready
@@ -29,3 +30,4 @@ class ControlplaneConfig(AppConfig):
         task_postrun.connect(telemetry.on_task_postrun, weak=False, dispatch_uid="mqcloud-metrics-postrun")
         task_failure.connect(telemetry.on_task_failure, weak=False, dispatch_uid="mqcloud-metrics-failure")
         task_retry.connect(telemetry.on_task_retry, weak=False, dispatch_uid="mqcloud-metrics-retry")
+        worker_init.connect(telemetry.on_worker_init, weak=False, dispatch_uid="mqcloud-metrics-worker")

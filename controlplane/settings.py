@@ -447,6 +447,9 @@ VIES_RECHECK_AFTER_S = env_int("VIES_RECHECK_AFTER_S", 3600)
 # The bearer token Prometheus scrapes /metrics with; unset, /metrics answers 404. Multiprocess servers (gunicorn,
 # Celery's prefork pool) also need PROMETHEUS_MULTIPROC_DIR (docs/observability.md).
 METRICS_SCRAPE_TOKEN = env_str("METRICS_SCRAPE_TOKEN", "")
+# A Celery worker serves its own task metrics here when set (0: off); the address is loopback unless told otherwise.
+METRICS_WORKER_PORT = env_int("METRICS_WORKER_PORT", 0)
+METRICS_WORKER_ADDRESS = env_str("METRICS_WORKER_ADDRESS", "127.0.0.1")
 # Production logs one JSON object per line (request, organization, deployment and task ids as fields) for a log
 # pipeline; the other profiles keep a line a person reads. LOG_FORMAT=json|plain overrides.
 LOG_FORMAT = env_str("LOG_FORMAT", "json" if PRODUCTION else "plain")

@@ -16,14 +16,25 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -198,3 +209,34 @@ def exposition(extra: Iterable[Collector] = ()) -> bytes:
     for collector in extra:
         scrape_time.register(collector)
     return base + generate_latest(scrape_time)
+
+
+# --- a Celery worker's own /metrics --------------------------------------------------------------------------------
+# Task runs, retries, delivery outcomes and the drift pass are counted inside the worker processes, which serve no
+# HTTP. With METRICS_WORKER_PORT set, the worker's main process serves them (every pool process's, through
+# PROMETHEUS_MULTIPROC_DIR under the prefork pool) with the same bearer token as the web's /metrics.
+def metrics_wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    if not scrape_token_valid(environ.get("HTTP_AUTHORIZATION", "")):
+        start_response("401 Unauthorized", [("Content-Type", "text/plain"),
+                                             ("WWW-Authenticate", 'Bearer realm="metrics"')])
+        return [b"A bearer token is required.\n"]
+    start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
+    return [exposition()]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+        pass  # one line per scrape would drown the worker's log
+
+
+def worker_metrics_serve(*, address: str, port: int) -> WSGIServer:
+    """Serves :func:`metrics_wsgi_app` from a daemon thread; returns the server (``server_port`` is the port)."""
+    server = make_server(address, port, metrics_wsgi_app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="mqcloud-metrics", daemon=True).start()
+    return server
+
+
+def on_worker_init(**_: Any) -> None:
+    port = getattr(settings, "METRICS_WORKER_PORT", 0)
+    if port and getattr(settings, "METRICS_SCRAPE_TOKEN", ""):
+        worker_metrics_serve(address=settings.METRICS_WORKER_ADDRESS, port=port)

@@ -134,3 +134,22 @@ def test_delivery_outcomes_are_counted_by_channel_type():
     before = REGISTRY.get_sample_value("mqcloud_notification_deliveries_total", labels) or 0.0
     notification_attempt_record(notification, DeliveryResult(delivered=True, status_code=200), final=True)
     assert REGISTRY.get_sample_value("mqcloud_notification_deliveries_total", labels) == before + 1
+
+
+@override_settings(METRICS_SCRAPE_TOKEN=TOKEN)
+def test_a_worker_serves_its_own_task_metrics_with_the_same_token():
+    import urllib.error
+    import urllib.request
+
+    server = telemetry.worker_metrics_serve(address="127.0.0.1", port=0)
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=5)  # noqa: S310 (a loopback URL of our own)
+        assert refused.value.code == 401
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            assert b"mqcloud_celery_task_runs_total" in response.read()
+    finally:
+        server.shutdown()
+        server.server_close()
