@@ -8,6 +8,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import resolve
 
 from controlplane.celery import app
 
@@ -68,5 +69,7 @@ class ProbeMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         probe = self.probes.get(request.path_info)
         if probe is not None and request.method in {"GET", "HEAD"}:
+            # What URL resolution would have set: the request metrics label probes by their route like the rest.
+            request.resolver_match = resolve(request.path_info)
             return probe(request)
         return self.get_response(request)

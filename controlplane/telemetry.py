@@ -147,7 +147,8 @@ def celery_queue_names() -> list[str]:
     from controlplane.celery import app
 
     names = {app.conf.task_default_queue or "celery"}
-    names.update(queue.name for queue in app.conf.task_queues or ())
+    # task_queues is a dict of name -> options in our settings (controlplane/queues.py), kombu Queues elsewhere
+    names.update(getattr(queue, "name", queue) for queue in app.conf.task_queues or ())
     return sorted(names)
 
 

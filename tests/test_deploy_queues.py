@@ -22,7 +22,9 @@ from tests.deploy_support import ROOT
 
 def test_every_registered_task_routes_to_a_declared_queue():
     celery_app.loader.import_default_modules()  # every app's tasks, as a worker imports them
-    names = [name for name in celery_app.tasks if not name.startswith("celery.")]
+    # Tasks that test modules register for themselves (controlplane.tests.*, tests.*) are not the product's.
+    names = [name for name in celery_app.tasks
+             if not name.startswith(("celery.", "tests.")) and ".tests." not in name]
     assert len(names) > 20
     unrouted = []
     for name in names:
