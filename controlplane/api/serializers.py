@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+import datetime
+from collections.abc import Callable
+from typing import Any, ClassVar
 
+from django.db import models
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import SkipField
+from rest_framework.settings import api_settings
 
 from controlplane import countries, errors
 
@@ -49,3 +54,91 @@ class CountryCodeField(serializers.CharField):
             return countries.country_code_clean(value)
         except errors.ValidationFailed as exc:
             raise serializers.ValidationError(exc.errors["country"]) from exc
+
+
+# --- output -----------------------------------------------------------------------------------------
+_DIRECT_FIELDS = (serializers.CharField, serializers.ChoiceField, serializers.BooleanField,
+                  serializers.IntegerField)
+_DIRECT_TYPES = (str, bool, int)
+
+
+def format_datetime(value: datetime.datetime | None) -> str | None:
+    """What DRF's ``DateTimeField`` renders with our ``DATETIME_FORMAT``, without its per-value setting and
+    time zone lookups (the API runs in UTC: ``TIME_ZONE = "UTC"``, and no view activates another zone)."""
+    if value is None:
+        return None
+    if value.utcoffset() is None:  # naive (SQLite without time zone support): DRF reads it as UTC too
+        value = value.replace(tzinfo=datetime.UTC)
+    return value.astimezone(datetime.UTC).strftime(_DATETIME_FORMAT)
+
+
+_DATETIME_FORMAT = api_settings.DATETIME_FORMAT
+
+
+class OutputSerializer(serializers.ModelSerializer):
+    """An output-only model serializer that renders a row with a plan made once per class instead of DRF's
+    per-field dispatch (and without building ``self.fields``, which for a ModelSerializer introspects the model
+    on every request). The fields, and so the OpenAPI schema, are exactly as declared; each field renders as DRF
+    would render it: plain attributes of str/bool/int values as they are, datetimes through
+    :func:`format_datetime`, ``SerializerMethodField`` through its method, anything else (nested serializers,
+    dotted sources, other field types) through DRF itself. ``tests/test_output_serializers.py`` compares the two
+    renderings for every subclass.
+
+    ``fast_fields`` maps a field name to a function of the instance for a field DRF would render slowly (a nested
+    serializer of a JSON column): it must return what DRF returns."""
+
+    fast_fields: ClassVar[dict[str, Callable[[Any], Any]]] = {}
+    _plans: ClassVar[dict[type, list[tuple[str, str, Any]]]] = {}
+
+    def _plan(self) -> list[tuple[str, str, Any]]:
+        plan = OutputSerializer._plans.get(type(self))
+        if plan is None:
+            plan = []
+            for name, field in self.fields.items():
+                if field.write_only:
+                    continue
+                if name in self.fast_fields:
+                    plan.append((name, "call", self.fast_fields[name]))
+                elif isinstance(field, serializers.SerializerMethodField):
+                    plan.append((name, "method", field.method_name))
+                elif field.source == "*" or "." in field.source:
+                    plan.append((name, "drf", None))
+                elif type(field) is serializers.DateTimeField and getattr(
+                        field, "format", _DATETIME_FORMAT) == _DATETIME_FORMAT and not hasattr(field, "timezone"):
+                    plan.append((name, "datetime", field.source))
+                elif isinstance(field, _DIRECT_FIELDS) and type(field).to_representation in _DIRECT_METHODS:
+                    plan.append((name, "direct", field.source))
+                else:
+                    plan.append((name, "drf", None))
+            OutputSerializer._plans[type(self)] = plan
+        return plan
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        if not isinstance(instance, models.Model):
+            return super().to_representation(instance)
+        out: dict[str, Any] = {}
+        for name, kind, how in self._plan():
+            if kind == "direct":
+                value = getattr(instance, how)
+                if value is not None and type(value) not in _DIRECT_TYPES:
+                    value = self.fields[name].to_representation(value)
+            elif kind == "datetime":
+                value = format_datetime(getattr(instance, how))
+            elif kind == "method":
+                value = getattr(self, how)(instance)
+            elif kind == "call":
+                value = how(instance)
+            else:
+                field = self.fields[name]
+                try:
+                    attribute = field.get_attribute(instance)
+                except SkipField:
+                    continue
+                value = None if attribute is None else field.to_representation(attribute)
+            out[name] = value
+        return out
+
+
+# Fields whose to_representation gives a str, bool or int value back unchanged.
+_DIRECT_METHODS = {serializers.CharField.to_representation, serializers.ChoiceField.to_representation,
+                   serializers.BooleanField.to_representation, serializers.IntegerField.to_representation}
