@@ -94,6 +94,27 @@ def hit_rate(scope: str, ident: str) -> Hit | None:
     return hit(f"throttle:{scope}:{ident}", limit=limit, window=window)
 
 
+def hit_rates(attempts: list[tuple[str, str]]) -> list[Hit | None]:
+    """:func:`hit_rate` for several ``(scope, ident)`` at once: in Redis one MULTI for all of them (the API
+    counts every request against its credential and its IP; one round trip instead of two)."""
+    limits: list[tuple[int, int] | None] = [
+        parse_rate(rate) if (rate := settings.API_RATE_LIMITS.get(scope)) else None for scope, _ in attempts]
+    keys = [(f"throttle:{scope}:{ident}", limit[1]) for (scope, ident), limit in zip(attempts, limits, strict=True)
+            if limit is not None]
+    if settings.RATE_LIMIT_STORE == "redis":
+        counted = iter(_redis_hits(keys))
+    else:
+        counted = iter([_database_hit(key, window) for key, window in keys])
+    hits: list[Hit | None] = []
+    for limit in limits:
+        if limit is None:
+            hits.append(None)
+        else:
+            count, retry_after = next(counted)
+            hits.append(Hit(count=count, limit=limit[0], retry_after=max(retry_after, 0.0)))
+    return hits
+
+
 def refund(key: str) -> None:
     """Takes back one attempt of the current window (e.g. a login that turned out to be right)."""
     if settings.RATE_LIMIT_STORE == "redis":
@@ -130,13 +151,21 @@ def _redis() -> redis.Redis:
 
 
 def _redis_hit(key: str, window: int) -> tuple[int, float]:
-    name = _REDIS_PREFIX + key
+    return _redis_hits([(key, window)])[0]
+
+
+def _redis_hits(keys: list[tuple[str, int]]) -> list[tuple[int, float]]:
+    if not keys:
+        return []
     pipe = _redis().pipeline(transaction=True)
-    pipe.set(name, 0, ex=window, nx=True)
-    pipe.incr(name)
-    pipe.pttl(name)
-    _, count, pttl = pipe.execute()
-    return int(count), (pttl if pttl > 0 else window * 1000) / 1000
+    for key, window in keys:
+        name = _REDIS_PREFIX + key
+        pipe.set(name, 0, ex=window, nx=True)
+        pipe.incr(name)
+        pipe.pttl(name)
+    replies = pipe.execute()
+    return [(int(replies[i * 3 + 1]), (pttl if (pttl := replies[i * 3 + 2]) > 0 else window * 1000) / 1000)
+            for i, (_, window) in enumerate(keys)]
 
 
 def _database_hit(key: str, window: int) -> tuple[int, float]:

@@ -11,6 +11,7 @@ import secrets
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from projects import key_cache
 from projects.models import ApiKey
 from projects.tenancy import client_ip
 
@@ -53,7 +54,7 @@ def api_key_authenticate(raw: str) -> ApiKey | None:
         return None
     prefix, secret = parsed
     # The creator comes along: the key acts with no more than the creator's current role and projects.
-    api_key = ApiKey.objects.select_related("organization", "created_by__user").filter(prefix=prefix).first()
+    api_key = key_cache.api_key_by_prefix(prefix)
     candidate_hash = hash_secret(secret)
     stored_hash = api_key.secret_hash if api_key is not None else "0" * 64
     # Compare even when no key matched, so timing does not tell whether a prefix exists.
@@ -101,6 +102,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         # Write last-used at most once a minute per key, so busy scripts do not turn reads into writes.
         if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60:
             ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now, last_used_ip=client_ip(request))
+            key_cache.note_used(api_key.prefix, now)
         return (ApiKeyUser(api_key), api_key)
 
     def authenticate_header(self, request) -> str:

@@ -66,3 +66,24 @@ class SignupRateThrottle(_SettingsRateThrottle):
 
     def get_ident_key(self, request: Request, view: APIView) -> str:
         return self.get_ident(request)
+
+
+class BatchedThrottlesMixin:
+    """For views whose throttles are all ours: counts them in one go (:func:`ratelimit.hit_rates`), with DRF's
+    rules otherwise: every throttle counts the request, and a refusal waits for the longest ``Retry-After``."""
+
+    def check_throttles(self, request: Request) -> None:
+        throttles = self.get_throttles()  # type: ignore[attr-defined]
+        if not all(isinstance(throttle, _SettingsRateThrottle) for throttle in throttles):
+            return super().check_throttles(request)  # type: ignore[misc]
+        idents = [(throttle, throttle.get_ident_key(request, self)) for throttle in throttles]  # type: ignore[arg-type]
+        counted = [(throttle, ident) for throttle, ident in idents if ident is not None]
+        hits = ratelimit.hit_rates([(throttle.scope, ident) for throttle, ident in counted])
+        durations = []
+        for (throttle, _), hit in zip(counted, hits, strict=True):
+            throttle._hit = hit
+            if hit is not None and not hit.allowed:
+                durations.append(hit.retry_after)
+        if durations:
+            self.throttled(request, max(durations))  # type: ignore[attr-defined]
+        return None

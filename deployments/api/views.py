@@ -117,7 +117,7 @@ class DeploymentViewSet(DeploymentPeeringsMixin, mixins.ListModelMixin, mixins.R
         # The tls field: one join instead of a query per deployment; the key and certificate are not needed.
         queryset = super().scoped_queryset(principal).select_related("server_certificate").defer(
             "server_certificate__private_key_pem", "server_certificate__certificate_pem")
-        if self.action == "list":
+        if getattr(self, "action", None) == "list":
             # A list only renders: no catalog joins, and no decryption of the three bootstrap secrets per row
             # (Fernet, about 50 µs each), which the actions on one deployment load for its services.
             queryset = queryset.select_related(None).select_related("server_certificate").only(

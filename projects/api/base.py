@@ -16,6 +16,7 @@ from rest_framework.response import Response
 
 from controlplane import errors
 from controlplane.api import idempotency
+from controlplane.api.throttling import BatchedThrottlesMixin
 from projects.models import ApiKey
 from projects.roles import Perm
 from projects.tenancy import Principal, client_ip, principal_for_user
@@ -68,7 +69,7 @@ class IdempotentPostMixin:
         return response
 
 
-class OrganizationScopedViewSet(IdempotentPostMixin, viewsets.GenericViewSet):
+class OrganizationScopedViewSet(IdempotentPostMixin, BatchedThrottlesMixin, viewsets.GenericViewSet):
     #: action name (list, retrieve, create, partial_update, destroy, or a custom @action) → permission.
     permission_by_action: ClassVar[dict[str, str]] = {}
     lookup_value_regex = "[a-z]{3}_[a-z0-9]+"
