@@ -13,7 +13,11 @@ while the writing transaction is open caches it under the first new token, which
 Writes by ``QuerySet.update()`` send no signal; none of these models' authorization fields is written that way
 (``last_used_at`` is, and it does not matter here), and an entry is reloaded after ``MAX_AGE_S`` regardless.
 
-The shared cache unreachable: no entry is trusted, every key is read from the database.
+The tokens live in the rate limiter's Redis (Django's cache without Redis). API views read the token in the one
+Redis MULTI that also counts the request's rate limits (``controlplane.api.throttling.defer_read``), before the
+view runs; a stale entry is then replaced by the row from the database, or the request refused.
+
+The store unreachable: no entry is trusted, every key is read from the database.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Model, prefetch_related_objects
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
+from controlplane import ratelimit
 from projects.models import ApiKey, Membership, Organization, User
 
 logger = logging.getLogger(__name__)
@@ -78,6 +84,29 @@ def api_key_by_prefix(prefix: str) -> ApiKey | None:
     return _copy(api_key)
 
 
+@dataclass(frozen=True)
+class Unverified:
+    """A copy of a cached key whose organization token has not been read yet: the caller reads ``token_key``
+    (in a round trip it makes anyway) and trusts the key only if :meth:`is_current`."""
+
+    api_key: ApiKey
+    token_key: str
+    token: str
+
+    def is_current(self, value: bytes | str | None) -> bool:
+        return value is not None and _decode(value) == self.token
+
+
+def api_key_unverified(prefix: str) -> Unverified | None:
+    """The cached key for a caller that checks the token itself; None when there is no such entry (or the
+    tokens are not in Redis): then :func:`api_key_by_prefix`."""
+    entry = _entries.get(prefix)
+    if entry is None or time.monotonic() - entry.loaded_at >= MAX_AGE_S or not settings.REDIS_URL:
+        return None
+    return Unverified(api_key=_copy(entry.api_key), token_key=token_key(entry.api_key.organization_id),
+                      token=entry.token)
+
+
 def note_used(prefix: str, when: Any) -> None:
     """Keeps the cached ``last_used_at`` in step with the write the authentication just made, so the next
     requests do not write it again within the minute."""
@@ -122,17 +151,37 @@ def _copy_prefetched(instance: Model, template: Model) -> None:
         instance._prefetched_objects_cache = dict(prefetched)  # type: ignore[attr-defined]
 
 
-# --- the organization's credentials token ----------------------------------------------------------------------
+# --- the organization's credentials token --------------------------------------------------------------------
+def _redis() -> Any:
+    """Tokens live in the limiter's Redis when there is one (so the API reads them in its rate-limit round
+    trip), else in Django's cache (the embedded default's database cache)."""
+    return ratelimit.redis_client() if settings.REDIS_URL else None
+
+
+def token_key(organization_id: str) -> str:
+    return _TOKEN_PREFIX + organization_id
+
+
+def _decode(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _current_token(organization_id: str, *, create: bool) -> str | None:
+    key = token_key(organization_id)
     try:
-        token = cache.get(_TOKEN_PREFIX + organization_id)
+        client = _redis()
+        if client is None:
+            if create:
+                cache.add(key, secrets.token_hex(8), TOKEN_TTL_S)
+            return cache.get(key)
+        token = client.get(key)
         if token is None and create:
-            cache.add(_TOKEN_PREFIX + organization_id, secrets.token_hex(8), TOKEN_TTL_S)
-            token = cache.get(_TOKEN_PREFIX + organization_id)
-    except Exception:  # the shared cache is down: trust no entry
+            client.set(key, secrets.token_hex(8), ex=TOKEN_TTL_S, nx=True)
+            token = client.get(key)
+    except Exception:  # the shared store is down: trust no entry
         logger.warning("credentials token unreadable; API keys are read from the database", exc_info=True)
         return None
-    return token
+    return _decode(token)
 
 
 def credentials_changed(organization_id: str | None) -> None:
@@ -146,7 +195,11 @@ def credentials_changed(organization_id: str | None) -> None:
 
 def _retire(organization_id: str) -> None:
     try:
-        cache.set(_TOKEN_PREFIX + organization_id, secrets.token_hex(8), TOKEN_TTL_S)
+        client = _redis()
+        if client is None:
+            cache.set(token_key(organization_id), secrets.token_hex(8), TOKEN_TTL_S)
+        else:
+            client.set(token_key(organization_id), secrets.token_hex(8), ex=TOKEN_TTL_S)
     except Exception:
         logger.warning("credentials token not changed; cached keys live up to %s s", MAX_AGE_S, exc_info=True)
 
