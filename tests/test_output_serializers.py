@@ -67,7 +67,7 @@ def _rows() -> list:
 def test_output_serializers_render_what_drf_renders():
     rows = _rows()
     renderer = JSONRenderer()
-    covered = set()
+    covered, rendered_from_rows = set(), set()
     for cls in _all_subclasses(OutputSerializer):
         if cls.__module__ not in {module.__name__ for module in MODULES}:
             continue
@@ -78,9 +78,17 @@ def test_output_serializers_render_what_drf_renders():
             slow = serializers.ModelSerializer.to_representation(cls(row), row)
             assert json.loads(renderer.render(fast)) == json.loads(renderer.render(slow)), cls.__name__
             assert list(fast) == list(slow), cls.__name__
+            columns = cls.row_columns()
+            if columns is not None:  # what a list renders from .values() (ListRowsMixin)
+                values = type(row).objects.filter(pk=row.pk).values(*columns).get()
+                from_row = cls().render_row(values)
+                assert json.loads(renderer.render(from_row)) == json.loads(renderer.render(slow)), cls.__name__
+                assert list(from_row) == list(slow), cls.__name__
+                rendered_from_rows.add(cls.__name__)
             covered.add(cls)
     missing = {cls.__name__ for cls in _all_subclasses(OutputSerializer)} - {cls.__name__ for cls in covered}
     assert not missing, f"no row renders through {sorted(missing)}: add one to _rows()"
+    assert {"ProjectOut", "DeploymentOut"} <= rendered_from_rows  # the lists that read rows
 
 
 def test_format_datetime_is_drfs_datetime_field():

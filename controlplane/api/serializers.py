@@ -8,8 +8,10 @@ from typing import Any, ClassVar
 
 from django.db import models
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import serializers
+from rest_framework import mixins, serializers
 from rest_framework.fields import SkipField
+from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from controlplane import countries, errors
@@ -88,7 +90,46 @@ class OutputSerializer(serializers.ModelSerializer):
     serializer of a JSON column): it must return what DRF returns."""
 
     fast_fields: ClassVar[dict[str, Callable[[Any], Any]]] = {}
+    #: For lists read as rows (:class:`ListRowsMixin`): field name → (the columns it needs, a function of the row
+    #: dict returning what DRF renders from the instance), for the fields that are not one column each.
+    row_fields: ClassVar[dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], Any]]]] = {}
     _plans: ClassVar[dict[type, list[tuple[str, str, Any]]]] = {}
+    _row_columns: ClassVar[dict[type, tuple[str, ...] | None]] = {}
+
+    @classmethod
+    def row_columns(cls) -> tuple[str, ...] | None:
+        """The columns a list reads with ``.values()`` to render with :meth:`render_row`; None when a field
+        needs the instance."""
+        if cls in OutputSerializer._row_columns:
+            return OutputSerializer._row_columns[cls]
+        attnames = {field.attname for field in cls.Meta.model._meta.concrete_fields}
+        columns: list[str] | None = []
+        for name, kind, how in cls()._plan():
+            if name in cls.row_fields:
+                columns.extend(cls.row_fields[name][0])  # type: ignore[union-attr]
+            elif kind in ("direct", "datetime") and how in attnames:
+                columns.append(how)  # type: ignore[union-attr]
+            else:
+                columns = None
+                break
+        result = tuple(dict.fromkeys(columns)) if columns is not None else None
+        OutputSerializer._row_columns[cls] = result
+        return result
+
+    def render_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """What :meth:`to_representation` renders for the instance, from its :meth:`row_columns`."""
+        out: dict[str, Any] = {}
+        for name, kind, how in self._plan():
+            if name in self.row_fields:
+                value = self.row_fields[name][1](row)
+            elif kind == "direct":
+                value = row[how]
+                if value is not None and type(value) not in _DIRECT_TYPES:
+                    value = self.fields[name].to_representation(value)
+            else:
+                value = format_datetime(row[how])
+            out[name] = value
+        return out
 
     def _plan(self) -> list[tuple[str, str, Any]]:
         plan = OutputSerializer._plans.get(type(self))
@@ -142,3 +183,23 @@ class OutputSerializer(serializers.ModelSerializer):
 # Fields whose to_representation gives a str, bool or int value back unchanged.
 _DIRECT_METHODS = {serializers.CharField.to_representation, serializers.ChoiceField.to_representation,
                    serializers.BooleanField.to_representation, serializers.IntegerField.to_representation}
+
+
+class ListRowsMixin(mixins.ListModelMixin):
+    """A list whose :class:`OutputSerializer` can render from columns reads them with ``.values()``: no model
+    instance per row (the same filters, scoping and cursor pagination; the pagination's ordering columns come
+    along for its cursor). Any other serializer lists as DRF does."""
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer_class = self.get_serializer_class()  # type: ignore[attr-defined]
+        columns = serializer_class.row_columns() if issubclass(serializer_class, OutputSerializer) else None
+        paginator = self.paginator  # type: ignore[attr-defined]
+        ordering = getattr(paginator, "ordering", None)
+        if columns is None or not ordering:
+            return super().list(request, *args, **kwargs)
+        ordering = (ordering,) if isinstance(ordering, str) else ordering
+        queryset = self.filter_queryset(self.get_queryset())  # type: ignore[attr-defined]
+        rows = queryset.values(*dict.fromkeys([*columns, *(name.lstrip("-") for name in ordering)]))
+        page = self.paginate_queryset(rows)  # type: ignore[attr-defined]
+        serializer = serializer_class(context=self.get_serializer_context())  # type: ignore[attr-defined]
+        return self.get_paginated_response([serializer.render_row(row) for row in page])  # type: ignore[attr-defined]

@@ -66,17 +66,24 @@ def deployment_tls_out(deployment: Deployment) -> dict | None:
         certificate = deployment.server_certificate
     except ObjectDoesNotExist:
         return None
-    return {"fingerprint_sha256": str(certificate.fingerprint_sha256),
-            "not_after": format_datetime(certificate.not_after),
-            "ca_pem_url": f"/api/v1/deployments/{deployment.id}/ca.pem"}
+    return _tls(deployment.id, certificate.fingerprint_sha256, certificate.not_after)
+
+
+def _tls(deployment_id: str, fingerprint: str, not_after) -> dict:
+    return {"fingerprint_sha256": str(fingerprint), "not_after": format_datetime(not_after),
+            "ca_pem_url": f"/api/v1/deployments/{deployment_id}/ca.pem"}
+
+
+def _tls_row(row: dict) -> dict | None:
+    fingerprint = row["server_certificate__fingerprint_sha256"]
+    return None if fingerprint is None else _tls(row["id"], fingerprint, row["server_certificate__not_after"])
 
 
 _ENDPOINT_NAMES = tuple(EndpointsOut._declared_fields)
 
 
-def endpoints_out(deployment: Deployment) -> dict[str, str | None]:
+def endpoints_out(endpoints: dict) -> dict[str, str | None]:
     """As :class:`EndpointsOut` renders the JSON column: its keys in declared order, a missing one left out."""
-    endpoints = deployment.endpoints
     return {name: None if endpoints[name] is None else str(endpoints[name])
             for name in _ENDPOINT_NAMES if name in endpoints}
 
@@ -97,7 +104,11 @@ class DeploymentOut(OutputSerializer):
                   "endpoints", "tls", "deletion_protection", "created_at", "updated_at", "status_changed_at"]
         read_only_fields = fields
 
-    fast_fields = {"endpoints": endpoints_out}
+    fast_fields = {"endpoints": lambda deployment: endpoints_out(deployment.endpoints)}
+    row_fields = {
+        "endpoints": (("endpoints",), lambda row: endpoints_out(row["endpoints"])),
+        "tls": (("id", "server_certificate__fingerprint_sha256", "server_certificate__not_after"), _tls_row),
+    }
 
     @extend_schema_field(DeploymentTlsOut(allow_null=True))
     def get_tls(self, obj: Deployment) -> dict | None:

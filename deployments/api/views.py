@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane.api.pagination import CursorLimitPagination
+from controlplane.api.serializers import ListRowsMixin
 from deployments import http_auth, selectors, services
 from deployments.api import serializers as s
 from deployments.api.base import DeploymentScopedViewSet
@@ -96,13 +97,7 @@ class PemRenderer(BaseRenderer):
 # --- deployments ------------------------------------------------------------------------------------
 # Other apps serve their routes under /deployments/{id}/ from their own viewsets derived from
 # DeploymentScopedViewSet too (alerts.api.metrics, billing.api.views). The docstring is the schema's description.
-#: What DeploymentOut renders of a deployment, and what its tenancy filters read.
-LIST_COLUMNS = ("id", "organization_id", "project_id", "name", "tier", "spec_id", "target_spec_id", "region_id",
-                "status", "status_reason", "endpoints", "deletion_protection", "created_at", "updated_at",
-                "status_changed_at")
-
-
-class DeploymentViewSet(DeploymentPeeringsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+class DeploymentViewSet(DeploymentPeeringsMixin, ListRowsMixin, mixins.RetrieveModelMixin,
                         DeploymentScopedViewSet):
     """Broker deployments. Lifecycle requests answer 202 with the deployment in its new state; poll it."""
 
@@ -115,15 +110,8 @@ class DeploymentViewSet(DeploymentPeeringsMixin, mixins.ListModelMixin, mixins.R
 
     def scoped_queryset(self, principal: Principal) -> QuerySet:
         # The tls field: one join instead of a query per deployment; the key and certificate are not needed.
-        queryset = super().scoped_queryset(principal).select_related("server_certificate").defer(
+        return super().scoped_queryset(principal).select_related("server_certificate").defer(
             "server_certificate__private_key_pem", "server_certificate__certificate_pem")
-        if getattr(self, "action", None) == "list":
-            # A list only renders: no catalog joins, and no decryption of the three bootstrap secrets per row
-            # (Fernet, about 50 µs each), which the actions on one deployment load for its services.
-            queryset = queryset.select_related(None).select_related("server_certificate").only(
-                *LIST_COLUMNS, "server_certificate__deployment_id", "server_certificate__fingerprint_sha256",
-                "server_certificate__not_after")
-        return queryset
 
     def _accepted(self, deployment) -> Response:
         return Response(s.DeploymentOut(deployment).data, status=status.HTTP_202_ACCEPTED)
