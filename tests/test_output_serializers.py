@@ -81,7 +81,7 @@ def test_output_serializers_render_what_drf_renders():
             columns = cls.row_columns()
             if columns is not None:  # what a list renders from .values() (ListRowsMixin)
                 values = type(row).objects.filter(pk=row.pk).values(*columns).get()
-                from_row = cls().render_row(values)
+                from_row = cls().render_rows([values])[0]
                 assert json.loads(renderer.render(from_row)) == json.loads(renderer.render(slow)), cls.__name__
                 assert list(from_row) == list(slow), cls.__name__
                 rendered_from_rows.add(cls.__name__)
@@ -99,4 +99,8 @@ def test_format_datetime_is_drfs_datetime_field():
     assert format_datetime(naive) == field.to_representation(naive)
     other_zone = aware.astimezone(timezone.get_fixed_timezone(-300))
     assert format_datetime(other_zone) == field.to_representation(other_zone)
+    whole_second = aware.replace(microsecond=0)
+    assert format_datetime(whole_second) == field.to_representation(whole_second)
+    early = aware.replace(year=33)
+    assert format_datetime(early) == field.to_representation(early)
     assert format_datetime(None) is None

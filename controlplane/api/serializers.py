@@ -65,13 +65,17 @@ _DIRECT_TYPES = (str, bool, int)
 
 
 def format_datetime(value: datetime.datetime | None) -> str | None:
-    """What DRF's ``DateTimeField`` renders with our ``DATETIME_FORMAT``, without its per-value setting and
-    time zone lookups (the API runs in UTC: ``TIME_ZONE = "UTC"``, and no view activates another zone)."""
+    """What DRF's ``DateTimeField`` renders with our ``DATETIME_FORMAT`` (``%Y-%m-%dT%H:%M:%S.%fZ``), without its
+    per-value setting and time zone lookups (the API runs in UTC: ``TIME_ZONE = "UTC"``, and no view activates
+    another zone), and through ``isoformat``, which is several times faster than ``strftime``."""
     if value is None:
         return None
-    if value.utcoffset() is None:  # naive (SQLite without time zone support): DRF reads it as UTC too
-        value = value.replace(tzinfo=datetime.UTC)
-    return value.astimezone(datetime.UTC).strftime(_DATETIME_FORMAT)
+    offset = value.utcoffset()
+    if offset:  # None: naive (SQLite without time zone support), which DRF reads as UTC too
+        value = value - offset
+    if value.year < 1000:  # strftime does not pad the year to four digits; isoformat does
+        return value.replace(tzinfo=None).strftime(_DATETIME_FORMAT)
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 _DATETIME_FORMAT = api_settings.DATETIME_FORMAT
@@ -98,7 +102,7 @@ class OutputSerializer(serializers.ModelSerializer):
 
     @classmethod
     def row_columns(cls) -> tuple[str, ...] | None:
-        """The columns a list reads with ``.values()`` to render with :meth:`render_row`; None when a field
+        """The columns a list reads with ``.values()`` to render with :meth:`render_rows`; None when a field
         needs the instance."""
         if cls in OutputSerializer._row_columns:
             return OutputSerializer._row_columns[cls]
@@ -116,19 +120,30 @@ class OutputSerializer(serializers.ModelSerializer):
         OutputSerializer._row_columns[cls] = result
         return result
 
-    def render_row(self, row: dict[str, Any]) -> dict[str, Any]:
-        """What :meth:`to_representation` renders for the instance, from its :meth:`row_columns`."""
-        out: dict[str, Any] = {}
+    def render_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """What :meth:`to_representation` renders for each instance, from its :meth:`row_columns`."""
+        plan = []
         for name, kind, how in self._plan():
             if name in self.row_fields:
-                value = self.row_fields[name][1](row)
+                plan.append((name, 2, self.row_fields[name][1]))
             elif kind == "direct":
-                value = row[how]
-                if value is not None and type(value) not in _DIRECT_TYPES:
-                    value = self.fields[name].to_representation(value)
+                plan.append((name, 0, how))
             else:
-                value = format_datetime(row[how])
-            out[name] = value
+                plan.append((name, 1, how))
+        out = []
+        for row in rows:
+            rendered: dict[str, Any] = {}
+            for name, code, how in plan:
+                if code == 0:
+                    value = row[how]
+                    if value is not None and type(value) not in _DIRECT_TYPES:
+                        value = self.fields[name].to_representation(value)
+                elif code == 1:
+                    value = format_datetime(row[how])
+                else:
+                    value = how(row)
+                rendered[name] = value
+            out.append(rendered)
         return out
 
     def _plan(self) -> list[tuple[str, str, Any]]:
@@ -202,4 +217,4 @@ class ListRowsMixin(mixins.ListModelMixin):
         rows = queryset.values(*dict.fromkeys([*columns, *(name.lstrip("-") for name in ordering)]))
         page = self.paginate_queryset(rows)  # type: ignore[attr-defined]
         serializer = serializer_class(context=self.get_serializer_context())  # type: ignore[attr-defined]
-        return self.get_paginated_response([serializer.render_row(row) for row in page])  # type: ignore[attr-defined]
+        return self.get_paginated_response(serializer.render_rows(page))  # type: ignore[attr-defined]
