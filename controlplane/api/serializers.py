@@ -106,7 +106,7 @@ class OutputSerializer(serializers.ModelSerializer):
         needs the instance."""
         if cls in OutputSerializer._row_columns:
             return OutputSerializer._row_columns[cls]
-        attnames = {field.attname for field in cls.Meta.model._meta.concrete_fields}
+        attnames = {field.attname for field in cls.Meta.model._meta.concrete_fields}  # type: ignore[attr-defined]
         columns: list[str] | None = []
         for name, kind, how in cls()._plan():
             if name in cls.row_fields:
@@ -122,7 +122,7 @@ class OutputSerializer(serializers.ModelSerializer):
 
     def render_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """What :meth:`to_representation` renders for each instance, from its :meth:`row_columns`."""
-        plan = []
+        plan: list[tuple[str, int, Any]] = []
         for name, kind, how in self._plan():
             if name in self.row_fields:
                 plan.append((name, 2, self.row_fields[name][1]))
@@ -157,7 +157,7 @@ class OutputSerializer(serializers.ModelSerializer):
                     plan.append((name, "call", self.fast_fields[name]))
                 elif isinstance(field, serializers.SerializerMethodField):
                     plan.append((name, "method", field.method_name))
-                elif field.source == "*" or "." in field.source:
+                elif field.source is None or field.source == "*" or "." in field.source:
                     plan.append((name, "drf", None))
                 elif type(field) is serializers.DateTimeField and getattr(
                         field, "format", _DATETIME_FORMAT) == _DATETIME_FORMAT and not hasattr(field, "timezone"):

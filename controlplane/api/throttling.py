@@ -102,7 +102,7 @@ class BatchedThrottlesMixin:
         if not all(isinstance(throttle, _SettingsRateThrottle) for throttle in throttles):
             _resolve(reads, ratelimit.hit_rates([], [read.key for read in reads])[1])
             return super().check_throttles(request)  # type: ignore[misc]
-        idents = [(throttle, throttle.get_ident_key(request, self)) for throttle in throttles]  # type: ignore[arg-type]
+        idents = [(throttle, throttle.get_ident_key(request, self)) for throttle in throttles]
         counted = [(throttle, ident) for throttle, ident in idents if ident is not None]
         hits, values = ratelimit.hit_rates([(throttle.scope, ident) for throttle, ident in counted],
                                            [read.key for read in reads])
