@@ -94,6 +94,33 @@ def hit_rate(scope: str, ident: str) -> Hit | None:
     return hit(f"throttle:{scope}:{ident}", limit=limit, window=window)
 
 
+def hit_rates(attempts: list[tuple[str, str]], reads: list[str] | None = None
+              ) -> tuple[list[Hit | None], list[bytes | None]]:
+    """:func:`hit_rate` for several ``(scope, ident)`` at once, plus GETs of ``reads`` (Redis keys): in Redis one
+    MULTI for all of them, so the API's request pays one round trip for its credential and IP limits and the
+    check of its cached credential (``projects.key_cache``). ``reads`` need the Redis store."""
+    limits: list[tuple[int, int] | None] = [
+        parse_rate(rate) if (rate := settings.API_RATE_LIMITS.get(scope)) else None for scope, _ in attempts]
+    keys = [(f"throttle:{scope}:{ident}", limit[1]) for (scope, ident), limit in zip(attempts, limits, strict=True)
+            if limit is not None]
+    values: list[bytes | None] = []
+    if settings.RATE_LIMIT_STORE == "redis":
+        counts, values = _redis_hits(keys, reads or [])
+    elif reads:
+        raise ValueError("reads need RATE_LIMIT_STORE=redis")
+    else:
+        counts = [_database_hit(key, window) for key, window in keys]
+    counted = iter(counts)
+    hits: list[Hit | None] = []
+    for limit in limits:
+        if limit is None:
+            hits.append(None)
+        else:
+            count, retry_after = next(counted)
+            hits.append(Hit(count=count, limit=limit[0], retry_after=max(retry_after, 0.0)))
+    return hits, values
+
+
 def refund(key: str) -> None:
     """Takes back one attempt of the current window (e.g. a login that turned out to be right)."""
     if settings.RATE_LIMIT_STORE == "redis":
@@ -129,14 +156,30 @@ def _redis() -> redis.Redis:
     return _redis_client(settings.REDIS_URL)
 
 
+def redis_client() -> redis.Redis:
+    """The client the limiter counts with (``REDIS_URL``), for what must share its round trips."""
+    return _redis()
+
+
 def _redis_hit(key: str, window: int) -> tuple[int, float]:
-    name = _REDIS_PREFIX + key
+    return _redis_hits([(key, window)], [])[0][0]
+
+
+def _redis_hits(keys: list[tuple[str, int]], reads: list[str]) -> tuple[list[tuple[int, float]], list[bytes | None]]:
+    if not keys and not reads:
+        return [], []
     pipe = _redis().pipeline(transaction=True)
-    pipe.set(name, 0, ex=window, nx=True)
-    pipe.incr(name)
-    pipe.pttl(name)
-    _, count, pttl = pipe.execute()
-    return int(count), (pttl if pttl > 0 else window * 1000) / 1000
+    for key, window in keys:
+        name = _REDIS_PREFIX + key
+        pipe.set(name, 0, ex=window, nx=True)
+        pipe.incr(name)
+        pipe.pttl(name)
+    for name in reads:
+        pipe.get(name)
+    replies = pipe.execute()
+    counts = [(int(replies[i * 3 + 1]), (pttl if (pttl := replies[i * 3 + 2]) > 0 else window * 1000) / 1000)
+              for i, (_, window) in enumerate(keys)]
+    return counts, replies[len(keys) * 3:]
 
 
 def _database_hit(key: str, window: int) -> tuple[int, float]:

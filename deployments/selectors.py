@@ -22,7 +22,7 @@ def deployment_count_for_project(*, project_id: str) -> int:
 
 
 def deployment_list(*, principal: Principal, include_deleted: bool = False) -> QuerySet[Deployment]:
-    qs = Deployment.objects.filter(organization=principal.organization).select_related("spec", "region",
+    qs = Deployment.objects.filter(organization_id=principal.organization.pk).select_related("spec", "region",
                                                                                         "target_spec")
     if not include_deleted:
         qs = qs.exclude(status=S.DELETED)

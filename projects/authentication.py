@@ -7,10 +7,13 @@ import hashlib
 import hmac
 import re
 import secrets
+from functools import partial
 
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from controlplane.api.throttling import DeferredRead, defer_read
+from projects import key_cache
 from projects.models import ApiKey
 from projects.tenancy import client_ip
 
@@ -47,13 +50,15 @@ def parse_api_key(raw: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
-def api_key_authenticate(raw: str) -> ApiKey | None:
+def api_key_authenticate(raw: str, *, pending: key_cache.Unverified | None = None) -> ApiKey | None:
+    """The usable key ``raw`` names, or None. With ``pending``, checks that (unverified) cached copy instead of
+    looking the key up; the caller then verifies its token."""
     parsed = parse_api_key(raw)
     if parsed is None:
         return None
     prefix, secret = parsed
     # The creator comes along: the key acts with no more than the creator's current role and projects.
-    api_key = ApiKey.objects.select_related("organization", "created_by__user").filter(prefix=prefix).first()
+    api_key = pending.api_key if pending is not None else key_cache.api_key_by_prefix(prefix)
     candidate_hash = hash_secret(secret)
     stored_hash = api_key.secret_hash if api_key is not None else "0" * 64
     # Compare even when no key matched, so timing does not tell whether a prefix exists.
@@ -94,14 +99,40 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         token = token.strip()
         if not token:
             raise exceptions.AuthenticationFailed("The Authorization header has no key after Bearer.")
+        parsed = parse_api_key(token)
+        pending = key_cache.api_key_unverified(parsed[0]) if parsed is not None else None
+        if pending is not None:
+            api_key = api_key_authenticate(token, pending=pending)
+            # The view reads the organization's token with its rate limits (one Redis round trip for both),
+            # before it runs; a refusal from the cached copy is only trusted once it is read again here.
+            if api_key is not None and defer_read(request, DeferredRead(
+                    key=pending.token_key, resolve=partial(self._verify, request, token, pending))):
+                return (ApiKeyUser(api_key), api_key)
         api_key = api_key_authenticate(token)
         if api_key is None:
             raise exceptions.AuthenticationFailed("The API key is invalid, revoked or expired.")
+        self._note_use(request, api_key)
+        return (ApiKeyUser(api_key), api_key)
+
+    def _verify(self, request, token: str, pending: key_cache.Unverified, current: bytes | None) -> None:
+        """The deferred half of :meth:`authenticate`: the cached copy stands if its token is current; otherwise
+        the key is read again, and replaces it or is refused."""
+        if pending.is_current(current):
+            self._note_use(request, request.auth)
+            return
+        api_key = api_key_authenticate(token)
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("The API key is invalid, revoked or expired.")
+        request.user, request.auth = ApiKeyUser(api_key), api_key
+        self._note_use(request, api_key)
+
+    @staticmethod
+    def _note_use(request, api_key: ApiKey) -> None:
         now = timezone.now()
         # Write last-used at most once a minute per key, so busy scripts do not turn reads into writes.
         if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60:
             ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now, last_used_ip=client_ip(request))
-        return (ApiKeyUser(api_key), api_key)
+            key_cache.note_used(api_key.prefix, now)
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="api"'

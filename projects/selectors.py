@@ -18,7 +18,7 @@ from projects.tenancy import Principal
 
 # --- projects ---------------------------------------------------------------------------------------
 def project_list(*, principal: Principal) -> QuerySet[Project]:
-    qs = Project.objects.filter(organization=principal.organization)
+    qs = Project.objects.filter(organization_id=principal.organization.pk)  # by id: see OrganizationScopedViewSet
     return principal.limit_to_projects(qs, "id")
 
 

@@ -4,7 +4,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from controlplane.api.serializers import InputSerializer
+from controlplane.api.serializers import InputSerializer, OutputSerializer, format_datetime
 from deployments import selectors
 from deployments.http_auth import KINDS, request_spec
 from deployments.models import Deployment, DeploymentEvent, HttpAuthConfig, Region, Spec
@@ -61,15 +61,34 @@ class DeploymentTlsOut(serializers.Serializer):
 
 
 def deployment_tls_out(deployment: Deployment) -> dict | None:
+    """As :class:`DeploymentTlsOut` renders it (both columns are non-null)."""
     try:
         certificate = deployment.server_certificate
     except ObjectDoesNotExist:
         return None
-    return {"fingerprint_sha256": certificate.fingerprint_sha256, "not_after": certificate.not_after,
-            "ca_pem_url": f"/api/v1/deployments/{deployment.id}/ca.pem"}
+    return _tls(deployment.id, certificate.fingerprint_sha256, certificate.not_after)
 
 
-class DeploymentOut(serializers.ModelSerializer):
+def _tls(deployment_id: str, fingerprint: str, not_after) -> dict:
+    return {"fingerprint_sha256": str(fingerprint), "not_after": format_datetime(not_after),
+            "ca_pem_url": f"/api/v1/deployments/{deployment_id}/ca.pem"}
+
+
+def _tls_row(row: dict) -> dict | None:
+    fingerprint = row["server_certificate__fingerprint_sha256"]
+    return None if fingerprint is None else _tls(row["id"], fingerprint, row["server_certificate__not_after"])
+
+
+_ENDPOINT_NAMES = tuple(EndpointsOut._declared_fields)
+
+
+def endpoints_out(endpoints: dict) -> dict[str, str | None]:
+    """As :class:`EndpointsOut` renders the JSON column: its keys in declared order, a missing one left out."""
+    return {name: None if endpoints[name] is None else str(endpoints[name])
+            for name in _ENDPOINT_NAMES if name in endpoints}
+
+
+class DeploymentOut(OutputSerializer):
     project = serializers.CharField(source="project_id", read_only=True)
     region = serializers.CharField(source="region_id", read_only=True)
     spec = serializers.CharField(source="spec_id", read_only=True)
@@ -85,13 +104,18 @@ class DeploymentOut(serializers.ModelSerializer):
                   "endpoints", "tls", "deletion_protection", "created_at", "updated_at", "status_changed_at"]
         read_only_fields = fields
 
+    fast_fields = {"endpoints": lambda deployment: endpoints_out(deployment.endpoints)}
+    row_fields = {
+        "endpoints": (("endpoints",), lambda row: endpoints_out(row["endpoints"])),
+        "tls": (("id", "server_certificate__fingerprint_sha256", "server_certificate__not_after"), _tls_row),
+    }
+
     @extend_schema_field(DeploymentTlsOut(allow_null=True))
     def get_tls(self, obj: Deployment) -> dict | None:
-        tls = deployment_tls_out(obj)
-        return None if tls is None else DeploymentTlsOut(tls).data
+        return deployment_tls_out(obj)
 
 
-class DeploymentEventOut(serializers.ModelSerializer):
+class DeploymentEventOut(OutputSerializer):
     spec = serializers.CharField(source="spec_id", read_only=True)
 
     class Meta:

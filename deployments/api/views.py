@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane.api.pagination import CursorLimitPagination
+from controlplane.api.serializers import ListRowsMixin
 from deployments import http_auth, selectors, services
 from deployments.api import serializers as s
 from deployments.api.base import DeploymentScopedViewSet
@@ -96,7 +97,7 @@ class PemRenderer(BaseRenderer):
 # --- deployments ------------------------------------------------------------------------------------
 # Other apps serve their routes under /deployments/{id}/ from their own viewsets derived from
 # DeploymentScopedViewSet too (alerts.api.metrics, billing.api.views). The docstring is the schema's description.
-class DeploymentViewSet(DeploymentPeeringsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+class DeploymentViewSet(DeploymentPeeringsMixin, ListRowsMixin, mixins.RetrieveModelMixin,
                         DeploymentScopedViewSet):
     """Broker deployments. Lifecycle requests answer 202 with the deployment in its new state; poll it."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from controlplane.api.serializers import CountryCodeField, InputSerializer, PrefixedIdListField
+from controlplane.api.serializers import CountryCodeField, InputSerializer, OutputSerializer, PrefixedIdListField
 from projects.models import (
     ApiKey,
     AuditEvent,
@@ -20,7 +20,7 @@ from projects.roles import Role
 
 
 # --- output -----------------------------------------------------------------------------------------
-class OrganizationOut(serializers.ModelSerializer):
+class OrganizationOut(OutputSerializer):
     currency = serializers.CharField(read_only=True)
 
     class Meta:
@@ -29,14 +29,14 @@ class OrganizationOut(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class UserOut(serializers.ModelSerializer):
+class UserOut(OutputSerializer):
     class Meta:
         model = User
         fields = ["id", "email", "name", "date_joined"]
         read_only_fields = fields
 
 
-class ProjectOut(serializers.ModelSerializer):
+class ProjectOut(OutputSerializer):
     class Meta:
         model = Project
         fields = ["id", "name", "description", "created_at", "updated_at"]
@@ -58,7 +58,7 @@ class ProjectLimitOut(serializers.Serializer):
         return obj.project_limit() is not None
 
 
-class MemberOut(ProjectLimitOut, serializers.ModelSerializer):
+class MemberOut(ProjectLimitOut, OutputSerializer):
     user = UserOut(read_only=True)
     email = serializers.EmailField(source="user.email", read_only=True)
 
@@ -68,7 +68,7 @@ class MemberOut(ProjectLimitOut, serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class InvitationOut(ProjectLimitOut, serializers.ModelSerializer):
+class InvitationOut(ProjectLimitOut, OutputSerializer):
     class Meta:
         model = Invitation
         fields = ["id", "email", "role", "projects", "limited", "status", "expires_at", "email_sent_at",
@@ -76,7 +76,7 @@ class InvitationOut(ProjectLimitOut, serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ApiKeyOut(ProjectLimitOut, serializers.ModelSerializer):
+class ApiKeyOut(ProjectLimitOut, OutputSerializer):
     prefix = serializers.SerializerMethodField(help_text="The visible start of the key, to tell keys apart.")
     created_by = serializers.CharField(
         source="created_by_id", read_only=True, allow_null=True,
@@ -102,7 +102,7 @@ class ApiKeyCreatedOut(ApiKeyOut):
         read_only_fields = fields
 
 
-class AuditEventOut(serializers.ModelSerializer):
+class AuditEventOut(OutputSerializer):
     actor = serializers.SerializerMethodField()
     target = serializers.SerializerMethodField()
 

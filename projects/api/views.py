@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from controlplane.api.serializers import ListRowsMixin
 from controlplane.api.throttling import ClientIpRateThrottle, SignupRateThrottle
 from projects import accounts, selectors
 from projects.api import serializers as s
@@ -114,7 +115,7 @@ class OrganizationViewSet(OrganizationScopedViewSet):
         return Response(s.OrganizationOut(organization).data)
 
 
-class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):
+class ProjectViewSet(ListRowsMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):
     permission_by_action = {"create": Perm.PROJECTS_WRITE, "partial_update": Perm.PROJECTS_WRITE,
                             "destroy": Perm.PROJECTS_WRITE}
     serializer_class = s.ProjectOut
