@@ -17,7 +17,7 @@ ARCH_PENDING ?=
 ARCH_ALL = $(shell $(PY) -c 'import tomllib; print(*(c["id"] for c in tomllib.load(open("pyproject.toml", "rb"))["tool"]["importlinter"]["contracts"]))')
 ARCH_CONTRACTS = $(filter-out $(ARCH_PENDING),$(ARCH_ALL))
 
-.PHONY: run test lint arch arch-pending typecheck bench install install-dev services browser clean
+.PHONY: run test lint arch arch-pending typecheck bench install install-dev services browser axe clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ services:
 browser:
 	@bash bin/ensure_browser.sh
 
+# axe-core (npm, pinned) into .tools/ for the console's accessibility sweep.
+axe:
+	@bash bin/ensure_axe.sh
+
 lint: install-dev
 	$(VENV)/bin/ruff check .
 
@@ -58,7 +62,7 @@ typecheck: install-dev
 	$(TEST_ENV) $(VENV)/bin/mypy
 
 # Lint, the architecture contracts and the type check run first (in this order), then the suite.
-test: install-dev services browser lint arch typecheck
+test: install-dev services browser axe lint arch typecheck
 	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: install-dev services
