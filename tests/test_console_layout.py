@@ -8,6 +8,7 @@ comes from ``bin/ensure_axe.sh`` (a prerequisite of ``make test``) and is inject
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -268,3 +269,68 @@ def test_every_console_and_ops_page_fits_390_and_1366_px_and_passes_axe(context)
     for url in ops:
         _check(page, url, problems)
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_field_errors_sit_by_their_fields_all_in_one_pass_and_a_skip_link_leads_to_the_content(context):
+    """Item 8: the create-deployment form sent empty says what is wrong with each field at once, next to it and
+    tied to it for screen readers; the first Tab reaches a skip link."""
+    from playwright.sync_api import expect
+
+    from projects.tests.factories import PASSWORD, MembershipFactory, ProjectFactory
+
+    owner = MembershipFactory(user__email="ada@example.com")
+    ProjectFactory(organization=owner.organization, name="telemetry")
+    page = context.new_page()
+    _log_in(page, "ada@example.com", PASSWORD)
+    page.goto("/console/deployments/new")
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to content")
+    expect(skip).to_be_focused()
+    skip.press("Enter")
+    expect(page).to_have_url(re.compile("#main$"))
+
+    page.get_by_role("button", name="Create deployment").click()
+    for label in ("Name", "Region"):
+        control = page.get_by_label(label, exact=True)
+        expect(control).to_have_attribute("aria-invalid", "true")
+        described = control.get_attribute("aria-describedby").split()
+        error = page.locator(f"#{described[-1]}")
+        expect(error).to_have_class("error")
+        expect(error).to_contain_text("required")
+        # Right under its own field, not in a banner naming the field.
+        expect(page.locator(".field", has=control).locator(".error")).to_have_count(1)
+    expect(page.locator("#size-title ~ .error")).to_have_text("Choose a size.")  # the same pass
+    expect(page.locator(".form-errors")).to_have_count(0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_metrics_card_waits_for_a_sample_at_the_new_size_and_says_stopped(context):
+    """Item 12 on the deployment page: after a scale the old sample's "33% of 1000" is not shown as the new
+    size's; stopped, no live numbers."""
+    from django.utils import timezone
+    from playwright.sync_api import expect
+
+    from deployments.models import DeploymentEvent, Spec
+    from deployments.tests.factories import DeploymentFactory
+    from projects.tests.factories import PASSWORD, MembershipFactory
+
+    owner = MembershipFactory(user__email="ada@example.com")
+    now = timezone.now()
+    deployment = DeploymentFactory(organization=owner.organization, spec=Spec.objects.get(id="basic-5k"))
+    _samples(deployment, now - timedelta(minutes=5), connections=330, pct=33.0)
+    DeploymentEvent.objects.create(organization_id=deployment.organization_id, deployment=deployment,
+                                   from_status="scaling", to_status="running", spec_id="basic-5k",
+                                   created_at=now - timedelta(minutes=1))
+    page = context.new_page()
+    _log_in(page, "ada@example.com", PASSWORD)
+    page.goto(f"/console/deployments/{deployment.id}")
+    card = page.locator("#metrics-card")
+    expect(card.locator("#metrics-state")).to_contain_text("Waiting for the first sample at the new size")
+    expect(card.get_by_role("meter")).to_have_count(0)  # no gauge from the old size's sample
+    type(deployment).objects.filter(pk=deployment.pk).update(status="stopped")
+    page.reload()
+    expect(card.locator("#metrics-state")).to_contain_text("Stopped: no live numbers")
+    expect(card.get_by_role("meter")).to_have_count(0)
+    card.get_by_role("link", name="24h").click()
+    expect(card.locator(".chart-axis").last).to_contain_text(now.strftime("%-d %b"))
