@@ -229,19 +229,20 @@ def _ops_pages(ids: dict) -> list[str]:
     return pages
 
 
-def _check(page, url: str, problems: list[str]) -> None:
+def _check(page, url: str, problems: list[str], *, axe: bool = True) -> None:
     """Desktop first, then the same page narrowed to a phone (a resize relays it out as a load would). axe-core
     runs at desktop width only: a second run at 390 px found nothing new and cost a quarter of the test; the one
     rule the width changes (scrollable regions) is checked by OVERFLOW_JS at both widths."""
     page.set_viewport_size({"width": WIDTHS[-1], "height": 900})
     page.goto(url)
-    page.add_script_tag(path=str(AXE))
+    if axe:
+        page.add_script_tag(path=str(AXE))
     for width in reversed(WIDTHS):
         if width != WIDTHS[-1]:
             page.set_viewport_size({"width": width, "height": 900})
             page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
         found = page.evaluate(OVERFLOW_JS, width >= 1366)
-        if width >= 1366:
+        if axe and width >= 1366:
             found += page.evaluate(AXE_JS)
         problems.extend(f"{url} @{width}px: {problem}" for problem in found)
 
@@ -266,8 +267,11 @@ def test_every_console_and_ops_page_fits_390_and_1366_px_and_passes_axe(context)
     page.goto(f"/console/deployments/{ids['deployment_id']}")
     screenshot(page, "layout-deployment-390")
     _log_in(page, "ops@example.com", OPS_PASSWORD, ops=True)
+    # The ops lists are one Django template over different columns: each is checked for overflow, axe reads the
+    # template once (on the first list) besides the other ops pages; that halves the ops site's share of the time.
+    changelists = [url for url in ops if url.count("/") == 4]
     for url in ops:
-        _check(page, url, problems)
+        _check(page, url, problems, axe=url not in changelists[1:])
     assert not problems, "\n".join(problems)
 
 
