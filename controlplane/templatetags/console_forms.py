@@ -18,5 +18,5 @@ def described_widget(field: BoundField) -> SafeString:
         ids.append(f"{field.auto_id}_helptext")
     if field.errors:
         ids.append(f"{field.auto_id}_error")
-    attrs = {"aria-describedby": " ".join(ids)} if ids and field.auto_id else {}
+    attrs: dict[str, str | bool] = {"aria-describedby": " ".join(ids)} if ids and field.auto_id else {}
     return field.as_widget(attrs=attrs)
