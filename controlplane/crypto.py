@@ -9,17 +9,42 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import models
 
 
-@lru_cache(maxsize=1)
-def _fernet() -> MultiFernet:
+def _configured_keys() -> list[Fernet]:
     keys = list(settings.FIELD_ENCRYPTION_KEYS)
     if not keys:
         # Outside production a key is derived from SECRET_KEY so the embedded default needs no setup.
         derived = base64.urlsafe_b64encode(hashlib.sha256(("fernet:" + settings.SECRET_KEY).encode()).digest())
         keys = [derived.decode()]
-    return MultiFernet([Fernet(key) for key in keys])
+    return [Fernet(key) for key in keys]
+
+
+@lru_cache(maxsize=1)
+def _fernet() -> MultiFernet:
+    return MultiFernet(_configured_keys())
+
+
+def all_keys() -> MultiFernet:
+    """Every configured key: the primary encrypts, any of them decrypts."""
+    return _fernet()
+
+
+@lru_cache(maxsize=1)
+def primary_key() -> Fernet:
+    """The key new secrets are encrypted with: the first of ``FIELD_ENCRYPTION_KEYS``."""
+    return _configured_keys()[0]
+
+
+def _forget_keys(*, setting: str, **kwargs: object) -> None:
+    if setting in {"FIELD_ENCRYPTION_KEYS", "SECRET_KEY"}:
+        _fernet.cache_clear()
+        primary_key.cache_clear()
+
+
+setting_changed.connect(_forget_keys)
 
 
 def encrypt_text(plaintext: str) -> str:

@@ -1,4 +1,5 @@
-"""Reading settings from the environment, failing fast on values that must be set."""
+"""Reading settings from the environment (or from files named by ``NAME_FILE``), failing fast on values that must
+be set."""
 
 from __future__ import annotations
 
@@ -12,8 +13,26 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def env_str(name: str, default: str | None = None, *, required: bool = False) -> str:
+def _environ(name: str) -> str | None:
+    """``NAME`` from the environment or, when ``NAME_FILE`` is set instead, the content of that file: how
+    Kubernetes and Docker hand a process a mounted Secret, so that a secret never has to sit in the
+    environment (where ``/proc/<pid>/environ``, crash reports and child processes see it). One trailing newline
+    is dropped (files written by ``echo`` or ``kubectl create secret --from-file`` end with one)."""
     value = os.environ.get(name)
+    path = os.environ.get(f"{name}_FILE")
+    if not path:
+        return value
+    if value is not None:
+        raise ImproperlyConfigured(f"Set either {name} or {name}_FILE, not both.")
+    try:
+        content = Path(path).read_text()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc.strerror}.") from exc
+    return content[:-1] if content.endswith("\n") else content
+
+
+def env_str(name: str, default: str | None = None, *, required: bool = False) -> str:
+    value = _environ(name)
     if value is None or value == "":
         if required:
             raise ImproperlyConfigured(f"Environment variable {name} must be set.")
@@ -24,7 +43,7 @@ def env_str(name: str, default: str | None = None, *, required: bool = False) ->
 
 
 def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
+    raw = _environ(name)
     if raw is None:
         return default
     lowered = raw.strip().lower()
@@ -36,7 +55,7 @@ def env_bool(name: str, default: bool) -> bool:
 
 
 def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
+    raw = _environ(name)
     if raw is None or raw == "":
         return default
     try:
@@ -46,7 +65,7 @@ def env_int(name: str, default: int) -> int:
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
-    raw = os.environ.get(name)
+    raw = _environ(name)
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from controlplane.celery import app
 
@@ -48,3 +49,24 @@ def readyz(request: HttpRequest) -> JsonResponse:
     if not settings.DEBUG and not ready:
         body["checks"] = {name: ("ok" if error is None else "failed") for name, error in checks.items()}
     return JsonResponse(body, status=200 if ready else 503)
+
+
+class ProbeMiddleware:
+    """Answers GET /healthz and /readyz before the host check and the HTTPS redirect.
+
+    The kubelet probes a pod by its IP over plain HTTP. Further in, ALLOWED_HOSTS refuses that Host (400: the
+    pod would never become ready) and SECURE_SSL_REDIRECT answers 301, which the kubelet counts as success, so
+    readiness would pass without the database or the broker ever being checked. The probes read nothing from
+    the request, so skipping those layers for them alone costs nothing.
+    """
+
+    probes = {"/healthz": healthz, "/readyz": readyz}
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        probe = self.probes.get(request.path_info)
+        if probe is not None and request.method in {"GET", "HEAD"}:
+            return probe(request)
+        return self.get_response(request)

@@ -36,6 +36,8 @@ from urllib.parse import urljoin, urlsplit
 import urllib3
 from django.conf import settings
 
+from controlplane import request_context
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -298,7 +300,7 @@ def _exchange(method: str, target: _Target, headers: dict[str, str], body: bytes
     host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
     if ":" in target.host and not target.host.startswith("["):
         host_header = f"[{target.host}]" + ("" if target.port == default_port else f":{target.port}")
-    request_headers = {"User-Agent": "mqcloud/1", **headers, "Host": host_header}
+    request_headers = {"User-Agent": "mqcloud/1", **request_context.outbound_headers(), **headers, "Host": host_header}
     pool = _pool(target, target.addresses[0], min(connect_timeout, remaining), min(remaining, 30.0))
     try:
         response = pool.urlopen(method.upper(), target.path, body=body, headers=request_headers, redirect=False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from controlplane.models import TaskFailure, TaskHeartbeat
 
@@ -14,6 +14,17 @@ def task_failures_since(*, since: datetime) -> QuerySet[TaskFailure]:
     return TaskFailure.objects.filter(failed_at__gte=since).order_by("-failed_at", "-id")
 
 
+def task_failure_counts_since(*, since: datetime) -> dict[str, int]:
+    """How many tasks failed for good since ``since``, by task name."""
+    return dict(TaskFailure.objects.filter(failed_at__gte=since).values_list("task_name").annotate(n=Count("id"))
+                .order_by())
+
+
 def task_heartbeat_at(*, task_name: str) -> datetime | None:
     """When the periodic task ``task_name`` last finished without an error (None: not since records began)."""
     return TaskHeartbeat.objects.filter(task_name=task_name).values_list("last_succeeded_at", flat=True).first()
+
+
+def task_heartbeats() -> dict[str, datetime]:
+    """When each periodic task last finished without an error, by task name."""
+    return dict(TaskHeartbeat.objects.values_list("task_name", "last_succeeded_at"))

@@ -17,6 +17,7 @@ import dj_database_url
 from celery.schedules import crontab
 
 from controlplane.env import env_bool, env_int, env_list, env_str, installation_secret
+from controlplane.queues import HOUSEKEEPING, QUEUES, TASK_ROUTES, beat_lock_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("MQCLOUD_VAR_DIR", str(BASE_DIR / "var")))
@@ -65,8 +66,14 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outside everything: the request id is bound for every layer's log lines and echoed on every answer, and
+    # each answer is counted and timed by its route (controlplane/request_context.py, controlplane/telemetry.py).
+    "controlplane.request_context.RequestIdMiddleware",
+    "controlplane.telemetry.RequestMetricsMiddleware",
     # Outermost, so it sees what every other layer answers or raises (controlplane/middleware.py).
     "controlplane.middleware.ErrorResponseMiddleware",
+    # Before the host check and the HTTPS redirect, which would misanswer the kubelet's probes (see there).
+    "controlplane.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -149,6 +156,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+# One queue per kind of work (controlplane/queues.py); unrouted sends land on housekeeping, never a queue
+# nobody consumes.
+CELERY_TASK_QUEUES = {name: {"exchange": name, "routing_key": name} for name in QUEUES}
+CELERY_TASK_DEFAULT_QUEUE = HOUSEKEEPING
+CELERY_TASK_ROUTES = TASK_ROUTES
+if PRODUCTION:
+    # Exactly one beat schedules, whatever the replica count (a Redis lock; see beat_lock_settings).
+    globals().update({f"CELERY_{key.upper()}": value for key, value in beat_lock_settings(REDIS_URL).items()})
 CELERY_BEAT_SCHEDULE = {
     "idempotency-records-purge": {"task": "controlplane.tasks.idempotency_records_purge", "schedule": 3600.0},
     "rate-counters-purge": {"task": "controlplane.tasks.rate_counters_purge", "schedule": 3600.0},
@@ -439,12 +454,35 @@ VIES_RETRY_SCHEDULE_S = [60, 300, 900, 3600]
 # The hourly recheck leaves alone a number whose last attempt is more recent than this.
 VIES_RECHECK_AFTER_S = env_int("VIES_RECHECK_AFTER_S", 3600)
 
+# --- observability (controlplane/telemetry.py, controlplane/request_context.py, ops/metrics.py) --------------
+# The bearer token Prometheus scrapes /metrics with; unset, /metrics answers 404. Multiprocess servers (gunicorn,
+# Celery's prefork pool) also need PROMETHEUS_MULTIPROC_DIR (docs/observability.md).
+METRICS_SCRAPE_TOKEN = env_str("METRICS_SCRAPE_TOKEN", "")
+# A Celery worker serves its own task metrics here when set (0: off); the address is loopback unless told otherwise.
+METRICS_WORKER_PORT = env_int("METRICS_WORKER_PORT", 0)
+METRICS_WORKER_ADDRESS = env_str("METRICS_WORKER_ADDRESS", "127.0.0.1")
+# Production logs one JSON object per line (request, organization, deployment and task ids as fields) for a log
+# pipeline; the other profiles keep a line a person reads. LOG_FORMAT=json|plain overrides.
+LOG_FORMAT = env_str("LOG_FORMAT", "json" if PRODUCTION else "plain")
+if LOG_FORMAT not in {"json", "plain"}:
+    raise ValueError(f"LOG_FORMAT={LOG_FORMAT!r}: use json or plain")
+# Celery's worker would replace the root logger's handlers with its own format; keep ours where it is JSON.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"busy_database": {"()": "controlplane.log_filters.BusyDatabaseFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "pythonjsonlogger.json.JsonFormatter",
+                 "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(organization_id)s "
+                           "%(deployment_id)s %(task_id)s",
+                 "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"}},
+    },
+    "filters": {"busy_database": {"()": "controlplane.log_filters.BusyDatabaseFilter"},
+                "request_context": {"()": "controlplane.request_context.ContextFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
+                             "filters": ["request_context"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.request": {"level": "ERROR", "filters": ["busy_database"]},
                 # The Azure SDK logs every request and response at INFO.

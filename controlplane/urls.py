@@ -4,11 +4,14 @@ from django.views.generic import RedirectView
 
 from controlplane import error_pages, health
 from controlplane.admin import OutboxOpsView
+from ops.metrics import metrics_view
 from projects.admin import OpsPasswordChangeView
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # Prometheus scrapes with METRICS_SCRAPE_TOKEN (ops/metrics.py); outside /api/v1 and its schema.
+    path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include(("controlplane.api.urls", "api"), namespace="api")),
     path("ops/outbox/", OutboxOpsView.as_ops_view(), name="ops-outbox"),
     path("ops/", include("ops.urls")),

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from controlplane import telemetry
 from controlplane.db import lock_row
 from controlplane.outbound import BLOCKED_NETWORKS
 from controlplane.queue import enqueue_on_commit
@@ -461,4 +462,6 @@ def repair_region(region_id: str, *, lock: Callable[[str], AbstractContextManage
                 report.api_calls += repair(deployment.id, observed)
                 report.repaired += 1
     Deployment.objects.filter(pk__in=checked).update(last_reconciled_at=timezone.now())
+    telemetry.reconcile_pass_recorded(region=region_id, checked=report.checked, drifted=report.repaired + report.busy,
+                                      repaired=report.repaired)
     return report

@@ -40,3 +40,15 @@ def test_readyz_checks_database_and_broker(anon):
     response = anon.get("/readyz")
     assert response.status_code == 200, response.content
     assert response.json() == {"status": "ready", "checks": {"database": "ok", "broker": "ok"}}
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_probes_answer_the_kubelet_in_production(anon, settings, path):
+    # The kubelet probes a pod by its IP over plain HTTP: the host check would answer 400 (the pod never gets
+    # ready), and the HTTPS redirect a 301, which the kubelet counts as success without the database checked.
+    settings.ALLOWED_HOSTS = ["mqcloud.example.com"]
+    settings.SECURE_SSL_REDIRECT = True
+    response = anon.get(path, HTTP_HOST="10.244.1.7:8000")
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] in {"ok", "ready"}
+    assert anon.get("/api/v1/regions", HTTP_HOST="10.244.1.7:8000").status_code == 400  # the rest still checks

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from alerts import delivery
 from alerts.models import Alert, AlertChannel, ChannelType, Notification, NotificationKind, NotificationStatus
+from controlplane import telemetry
 from controlplane.queue import enqueue
 
 
@@ -38,6 +39,7 @@ def _attempt_outcome(notification: Notification, result: delivery.DeliveryResult
             fields.update(status=NotificationStatus.PENDING, next_attempt_at=now + timedelta(seconds=delay))
         else:
             fields.update(status=NotificationStatus.FAILED, next_attempt_at=None)
+    telemetry.delivery_outcome_recorded(channel_type=notification.channel.type, outcome=fields["status"])
     return fields, delay
 
 

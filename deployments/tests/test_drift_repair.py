@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import pytest
 from kubernetes import client as k8s_client
+from prometheus_client import REGISTRY
 
 from deployments import provisioning
 from deployments.models import Deployment, Spec
@@ -100,7 +101,14 @@ def test_a_deployment_another_worker_holds_is_left_for_the_next_pass(cluster) ->
 
     report = provisioning.repair_region("aws-us-east-1", lock=held)
     assert (report.busy, report.repaired) == (1, 0)
+    before = {name: _count(name) for name in ("drift", "repairs")}
     assert provisioning.repair_region("aws-us-east-1", lock=free).repaired == 1
+    # What /metrics exports: a drifted deployment found, and repaired, in this region.
+    assert {name: _count(name) - before[name] for name in before} == {"drift": 1, "repairs": 1}
+
+
+def _count(name: str) -> float:
+    return REGISTRY.get_sample_value(f"mqcloud_reconcile_{name}_total", {"region": "aws-us-east-1"}) or 0.0
 
 
 def test_a_failing_list_raises_for_the_task_to_retry(cluster) -> None:

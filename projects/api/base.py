@@ -14,7 +14,7 @@ from rest_framework import viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from controlplane import errors
+from controlplane import errors, request_context
 from controlplane.api import idempotency
 from projects.models import ApiKey
 from projects.roles import Perm
@@ -86,6 +86,7 @@ class OrganizationScopedViewSet(IdempotentPostMixin, viewsets.GenericViewSet):
     def initial(self, request: Request, *args, **kwargs) -> None:
         super().initial(request, *args, **kwargs)  # authentication, IsAuthenticated, rate limits
         self.principal = principal_from_request(request)
+        request_context.bind(organization_id=self.principal.organization.pk)  # the request's log lines name it
         self.principal.require(self.permission_by_action.get(self.action, Perm.READ))
         self.begin_idempotency(request, scope=f"{self.principal.organization.pk}:{self.principal.actor_id}")
 

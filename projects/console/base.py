@@ -21,7 +21,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views import View
 
-from controlplane import errors
+from controlplane import errors, request_context
 from projects.roles import Perm
 from projects.tenancy import Principal, client_ip, principal_for_user
 
@@ -126,6 +126,7 @@ class OrganizationConsoleView(ConsoleView):
             return redirect_to_login(request.get_full_path())
         self.principal = self._resolve_principal(request)
         request.principal = self.principal
+        request_context.bind(organization_id=self.principal.organization.pk)  # the request's log lines name it
         self.principal.require(self.required_perm)
         if self.organization_wide and self.principal.is_project_limited:
             raise errors.PermissionDenied("Members limited to some projects cannot create or delete projects.")

@@ -1,0 +1,50 @@
+"""Celery queues and where each task goes; Django-free, so settings and deployment checks can read it.
+
+Work is split by what it may not delay: a month's invoicing run or a storm of alert deliveries must never
+sit in front of a deployment's converge step, and a slow SMTP server must never hold either. Production
+runs one worker Deployment per queue (deploy/k8s/base/workers.yaml); `make run` runs one worker that
+consumes them all (a worker without -Q consumes every queue in CELERY_TASK_QUEUES).
+"""
+
+from __future__ import annotations
+
+PROVISIONING = "provisioning"
+BILLING = "billing"
+ALERTS = "alerts"
+MAIL = "mail"
+# Purges and expiries: cheap, periodic, and nobody waits for them.
+HOUSEKEEPING = "housekeeping"
+
+QUEUES: tuple[str, ...] = (PROVISIONING, BILLING, ALERTS, MAIL, HOUSEKEEPING)
+
+# Exact names win over patterns (Celery's MapRoute checks the names first), so the mail tasks of the
+# projects and alerts apps leave their app's queue. A new task in one of these modules is routed by its
+# pattern the day it is added; tests/test_deploy_queues.py fails on a task no route names.
+TASK_ROUTES: dict[str, dict[str, str]] = {
+    "projects.tasks.invitation_send_email": {"queue": MAIL},
+    "projects.tasks.password_reset_send_email": {"queue": MAIL},
+    "alerts.tasks.notice_email_send": {"queue": MAIL},
+    "alerts.tasks.channel_disabled_notify": {"queue": MAIL},
+    "deployments.tasks.*": {"queue": PROVISIONING},
+    "billing.tasks.*": {"queue": BILLING},
+    "alerts.tasks.*": {"queue": ALERTS},
+    "projects.tasks.*": {"queue": HOUSEKEEPING},
+    "controlplane.tasks.*": {"queue": HOUSEKEEPING},
+}
+
+
+def beat_lock_settings(redis_url: str) -> dict[str, object]:
+    """Celery settings (lower-case names) that make beat hold a Redis lock while it schedules (RedBeat).
+
+    A second beat replica (a rollout's surge pod, a stuck node's pod that came back) blocks on the lock
+    instead of sending every periodic task twice. The lock is renewed on every tick, at most every
+    `beat_max_loop_interval` seconds, and lapses `redbeat_lock_timeout` seconds after its holder died, so a
+    killed beat is replaced within half a minute instead of RedBeat's default 25.
+    """
+    return {
+        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "redbeat_redis_url": redis_url,
+        "redbeat_key_prefix": "mqcloud:redbeat",
+        "redbeat_lock_timeout": 30,
+        "beat_max_loop_interval": 5,
+    }
