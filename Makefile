@@ -17,7 +17,7 @@ ARCH_PENDING ?=
 ARCH_ALL = $(shell $(PY) -c 'import tomllib; print(*(c["id"] for c in tomllib.load(open("pyproject.toml", "rb"))["tool"]["importlinter"]["contracts"]))')
 ARCH_CONTRACTS = $(filter-out $(ARCH_PENDING),$(ARCH_ALL))
 
-.PHONY: run test lint arch arch-pending typecheck audit bench install install-dev services browser clean deploy-tools deploy-check
+.PHONY: run test lint arch arch-pending typecheck audit bench install install-dev services browser axe clean deploy-tools deploy-check
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ services:
 
 browser:
 	@bash bin/ensure_browser.sh
+
+# axe-core (npm, pinned) into .tools/ for the console's accessibility sweep.
+axe:
+	@bash bin/ensure_axe.sh
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
@@ -88,7 +92,7 @@ deploy-check: deploy-tools
 	.tools/checkov/bin/checkov --quiet --compact --skip-download --framework dockerfile -f Dockerfile
 
 # Lint, the architecture contracts and the type check run first (in this order), then the suite.
-test: install-dev services browser deploy-tools lint arch typecheck
+test: install-dev services browser axe deploy-tools lint arch typecheck
 	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: install-dev services

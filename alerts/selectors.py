@@ -19,7 +19,7 @@ from alerts.models import (
     NotificationStatus,
 )
 from controlplane.selectors import task_heartbeat_at
-from deployments.models import Deployment
+from deployments.models import Deployment, DeploymentEvent, DeploymentStatus
 from projects.tenancy import Principal
 
 
@@ -32,6 +32,35 @@ def metrics_current(*, deployment: Deployment) -> dict:
     if latest is not None:
         values.update(dict(samples.filter(at=latest).values_list("metric", "value")))
     return {"deployment": deployment.id, "at": latest, "metrics": values}
+
+
+class MetricsState:
+    """What the latest sample of a deployment may be shown as (``metrics_card_state``)."""
+
+    LIVE = "live"  # it describes the broker as it runs now
+    RESIZED = "resized"  # taken at the old size: a scale happened since, and no sample at the new size yet
+    WAITING = "waiting"  # running, but nothing sampled since it (re)started
+    STOPPED = "stopped"  # not serving clients: the last numbers are history, not now
+    NONE = "none"  # never sampled and not running
+
+
+def metrics_card_state(*, deployment: Deployment, latest_at: datetime | None) -> str:
+    """Whether the latest sample (taken at ``latest_at``) still says how the deployment is doing. After a scale the
+    collector's last sample measured the old size against the old spec ("33% of 5000" was 330 of 1000), and while
+    stopped the last live numbers are not live any more."""
+    if deployment.status == DeploymentStatus.SCALING:
+        return MetricsState.RESIZED
+    if deployment.status != DeploymentStatus.RUNNING:
+        return MetricsState.STOPPED if latest_at else MetricsState.NONE
+    # The moment it last became running: a sample from before it measured another size or a run that ended.
+    began = (DeploymentEvent.objects.filter(organization_id=deployment.organization_id, deployment=deployment,
+                                            to_status=DeploymentStatus.RUNNING)
+             .order_by("-created_at").values("created_at", "from_status").first())
+    if latest_at is None:
+        return MetricsState.WAITING
+    if began is None or latest_at >= began["created_at"]:
+        return MetricsState.LIVE
+    return MetricsState.RESIZED if began["from_status"] == DeploymentStatus.SCALING else MetricsState.WAITING
 
 
 def metric_series(*, deployment: Deployment, metric: str, since: datetime, until: datetime,

@@ -82,7 +82,7 @@ class DeploymentAdmin(ReadOnlyModelAdmin):
         for item in objects:
             if item["kind"] == "Secret":
                 item["stringData"] = {key: "•••" for key in item.get("stringData", {})}
-        return format_html("<pre style='max-height:40em;overflow:auto'>{}</pre>",
+        return format_html("<pre tabindex='0' style='max-height:40em;overflow:auto'>{}</pre>",
                            json.dumps(objects, indent=2, sort_keys=False))
 
     @admin.action(description="Force reconcile now")

@@ -356,6 +356,9 @@ class DeploymentMetricsCardView(OrganizationConsoleView):
         return self.render_page({
             "deployment": deployment, "at": current["at"], "metrics": values, "max_connections": max_connections,
             "running": deployment.status == "running", "gauge": charts.gauge(pct),
+            "state": selectors.metrics_card_state(deployment=deployment, latest_at=current["at"]),
+            # A day's axis crosses midnight: its ends carry the date.
+            "axis_format": "j M H:i" if span >= timedelta(hours=24) else "H:i",
             "pct_bar": min(max(pct or 0.0, 0.0), 100.0), "charts": [connections, messages],
             "range_key": range_key, "ranges": list(RANGES),
         })

@@ -1,4 +1,4 @@
-// Failed htmx requests, in one place for every console page. htmx swaps nothing on a 4xx/5xx or a network
+// Failed htmx requests and Copy buttons, in one place for every console page. htmx swaps nothing on a 4xx/5xx or a network
 // error, so without this a refused revoke or a lost connection looked like a button that did nothing. The
 // server's message (the `detail` of a problem+json, or the text of the console's error fragment) goes into an
 // alert right after the element that made the request, and goes away when that element asks again.
@@ -67,6 +67,38 @@
     var area = evt.detail.elt && areaOf(evt.detail.elt, false);
     if (area) area.remove();
   }
+
+  // Copy buttons, one script for every page: <button data-copy-from="id"> copies that element's text,
+  // <button data-copy="text"> the text itself, and the button says so for a moment. A click handler on the
+  // document, so buttons that htmx swaps in later work too.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy-from], [data-copy]");
+    if (!button || !navigator.clipboard) return;
+    var source = button.dataset.copyFrom ? document.getElementById(button.dataset.copyFrom) : null;
+    var text = source ? source.textContent.trim() : button.dataset.copy;
+    if (!text) return;
+    navigator.clipboard.writeText(text).then(function () {
+      var label = button.dataset.label || button.textContent;
+      button.dataset.label = label;
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = label; }, 1500);
+    });
+  });
+
+  // A box whose table is wider than it scrolls; keyboard users can only scroll it once it takes the focus.
+  function focusableScrollers() {
+    document.querySelectorAll(".card-flush, .table-scroll").forEach(function (box) {
+      if (box.scrollWidth > box.clientWidth + 1) {
+        if (!box.hasAttribute("tabindex")) box.setAttribute("tabindex", "0");
+      } else if (box.getAttribute("tabindex") === "0") {
+        box.removeAttribute("tabindex");
+      }
+    });
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", focusableScrollers);
+  else focusableScrollers();
+  window.addEventListener("resize", focusableScrollers);
+  document.addEventListener("htmx:afterSettle", focusableScrollers);
 
   document.addEventListener("htmx:beforeRequest", clear);
   document.addEventListener("htmx:afterRequest", function (evt) {
