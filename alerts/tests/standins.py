@@ -27,6 +27,9 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keeps connections open between requests, as real endpoints do (every answer has a Content-Length).
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self) -> None:  # noqa: N802 (http.server's hook name)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 request = {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
