@@ -123,12 +123,15 @@ def jobs_claim(*, which: Q, limit: int, now: datetime) -> list[Job]:
 
 
 def _destination(channel: AlertChannel) -> str:
-    """The server a channel's deliveries go to: the unit of the per-host limit."""
-    if channel.type == ChannelType.WEBHOOK:
-        return "http:" + (urlsplit(channel.config.get("url", "")).hostname or "")
-    if channel.type == ChannelType.PAGERDUTY:
-        return "http:" + (urlsplit(settings.PAGERDUTY_EVENTS_URL).hostname or "")
-    return "smtp"
+    """The server a channel's deliveries go to (host and port): the unit of the per-host limit."""
+    if channel.type == ChannelType.EMAIL:
+        return "smtp"
+    url = channel.config.get("url", "") if channel.type == ChannelType.WEBHOOK else settings.PAGERDUTY_EVENTS_URL
+    try:
+        parts = urlsplit(url)
+        return f"{parts.hostname}:{parts.port or parts.scheme}"
+    except ValueError:  # refused by the outbound client when sent; any key will do until then
+        return url
 
 
 def jobs_screen(jobs: list[Job], *, now: datetime, pagerduty_in_flight: Counter[str] | None = None
