@@ -337,11 +337,12 @@ def _exchange(method: str, target: _Target, headers: dict[str, str], body: bytes
     if ":" in target.host and not target.host.startswith("["):
         host_header = f"[{target.host}]" + ("" if target.port == default_port else f":{target.port}")
     request_headers = {"User-Agent": "mqcloud/1", **headers, "Host": host_header}
-    timeout = urllib3.Timeout(connect=min(connect_timeout, remaining), read=min(remaining, 30.0))
+    connect_s, read_s = min(connect_timeout, remaining), min(remaining, 30.0)
+    timeout = urllib3.Timeout(connect=connect_s, read=read_s)  # per request: a session's pool outlives it
     if session is not None:
         pool = session.pool(target, target.addresses[0])
     else:
-        pool = _pool(target, target.addresses[0], timeout.connect_timeout or connect_timeout, min(remaining, 30.0))
+        pool = _pool(target, target.addresses[0], connect_s, read_s)
     try:
         response = pool.urlopen(method.upper(), target.path, body=body, headers=request_headers, redirect=False,
                                 preload_content=False, assert_same_host=False, timeout=timeout)
