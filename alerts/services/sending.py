@@ -281,6 +281,7 @@ class _Sender:
     def flush(self) -> None:
         outcomes, self.done = self.done, []
         stored = outcomes_store(outcomes)
+        self.stats["flushes"] += 1
         self.stats["stored"] += len(stored)
         self.stats["lost_claims"] += len(outcomes) - len(stored)
         self.stats["delivered"] += sum(1 for o in outcomes if o.result is not None and o.result.delivered
@@ -309,6 +310,7 @@ class _Sender:
                     which = Q(pk__in=named) if named else Q(next_attempt_at__lte=timezone.now())
                     jobs = jobs_claim(which=which, limit=limit, now=timezone.now())
                     self.stats["claimed"] += len(jobs)
+                    self.stats["claims"] += 1
                     claiming = bool(jobs or self.named)
                     self.take(jobs)
                 self.dispatch(pool, session)
@@ -321,7 +323,10 @@ class _Sender:
                         continue
                     break
                 if self.running:
-                    self.collect(max(0.0, min(self.flush_s, last_flush + self.flush_s - time.monotonic())))
+                    # With nothing to store, wait a whole interval: a deadline already past would spin here (and
+                    # take the interpreter from the sending threads) while a slow answer is outstanding.
+                    due = last_flush + self.flush_s - time.monotonic() if self.done else self.flush_s
+                    self.collect(max(0.0, min(self.flush_s, due)))
                 if self.done and (len(self.done) >= self.batch or not self.running
                                   or time.monotonic() - last_flush >= self.flush_s):
                     self.flush()
