@@ -94,10 +94,11 @@ def _http_result(response: outbound.OutboundResponse) -> DeliveryResult:
     return DeliveryResult(False, code, f"{status}: the endpoint refused the notification", latency_ms=latency_ms)
 
 
-def _post_json(url: str, body: bytes, headers: dict[str, str]) -> DeliveryResult:
+def _post_json(url: str, body: bytes, headers: dict[str, str], session: outbound.Session | None = None
+               ) -> DeliveryResult:
     try:
         response = outbound.send("POST", url, headers={"Content-Type": "application/json", **headers}, body=body,
-                                 timeout=settings.NOTIFICATION_TIMEOUT_S, max_bytes=64 * 1024)
+                                 timeout=settings.NOTIFICATION_TIMEOUT_S, max_bytes=64 * 1024, session=session)
     except outbound.OutboundBlocked as exc:
         return DeliveryResult(False, None, f"blocked: {exc.message}")
     except outbound.OutboundError as exc:  # its message is the client's own reason, never the server's bytes
@@ -105,7 +106,8 @@ def _post_json(url: str, body: bytes, headers: dict[str, str]) -> DeliveryResult
     return _http_result(response)
 
 
-def send_webhook(channel: AlertChannel, notification: Notification) -> DeliveryResult:
+def send_webhook(channel: AlertChannel, notification: Notification, session: outbound.Session | None = None
+                 ) -> DeliveryResult:
     body = json.dumps(notification.payload, separators=(",", ":"), sort_keys=True).encode()
     timestamp = int(time.time())
     headers = dict(json.loads(channel.headers or "{}"))
@@ -116,7 +118,7 @@ def send_webhook(channel: AlertChannel, notification: Notification) -> DeliveryR
                                                timestamp=timestamp, body=body),
         "User-Agent": "mqcloud-webhooks/1",
     })
-    return _post_json(channel.config["url"], body, headers)
+    return _post_json(channel.config["url"], body, headers, session)
 
 
 # --- PagerDuty Events API v2 -----------------------------------------------------------------------------
@@ -139,25 +141,27 @@ def pagerduty_event(channel: AlertChannel, notification: Notification, *, action
     return event
 
 
-def send_pagerduty(channel: AlertChannel, notification: Notification) -> DeliveryResult:
+def send_pagerduty(channel: AlertChannel, notification: Notification, session: outbound.Session | None = None
+                   ) -> DeliveryResult:
     url = settings.PAGERDUTY_EVENTS_URL
     if notification.kind == NotificationKind.TEST:
         # A test pages nobody for long: its own dedup key, resolved right after the trigger.
         dedup_key = f"mqcloud-test-{notification.id}"
         result = _post_json(url, json.dumps(pagerduty_event(channel, notification, action="trigger",
-                                                            dedup_key=dedup_key)).encode(), {})
+                                                            dedup_key=dedup_key)).encode(), {}, session)
         if result.delivered:
             _post_json(url, json.dumps(pagerduty_event(channel, notification, action="resolve",
-                                                       dedup_key=dedup_key)).encode(), {})
+                                                       dedup_key=dedup_key)).encode(), {}, session)
         return result
     action = "resolve" if notification.kind == NotificationKind.RESOLVE else "trigger"
     dedup_key = f"mqcloud-{notification.payload['alert']['id']}"  # stable per incident: trigger and resolve pair
     return _post_json(url, json.dumps(pagerduty_event(channel, notification, action=action,
-                                                      dedup_key=dedup_key)).encode(), {})
+                                                      dedup_key=dedup_key)).encode(), {}, session)
 
 
 # --- email -------------------------------------------------------------------------------------------------
-def send_email(channel: AlertChannel, notification: Notification) -> DeliveryResult:
+def send_email(channel: AlertChannel, notification: Notification, session: outbound.Session | None = None
+               ) -> DeliveryResult:
     payload = notification.payload
     subject = f"[mqcloud] {payload['summary']}"[:200]
     lines = [payload["summary"], ""]
@@ -200,11 +204,13 @@ def send_mail(subject: str, text: str, html: str, recipients: list[str]) -> Deli
     return DeliveryResult(True)
 
 
-def send_notice_email(channel: AlertChannel, notification: Notification) -> DeliveryResult:
+def send_notice_email(channel: AlertChannel, notification: Notification, session: outbound.Session | None = None
+                      ) -> DeliveryResult:
     return send_mail(*notice_email_content(notification.payload), channel.config["recipients"])
 
 
-def send_notice_pagerduty(channel: AlertChannel, notification: Notification) -> DeliveryResult:
+def send_notice_pagerduty(channel: AlertChannel, notification: Notification, session: outbound.Session | None = None
+                          ) -> DeliveryResult:
     payload = notification.payload
     event = {
         "routing_key": channel.secret,
@@ -222,14 +228,16 @@ def send_notice_pagerduty(channel: AlertChannel, notification: Notification) -> 
     }
     if payload.get("links", {}).get("console"):
         event["links"] = [{"href": payload["links"]["console"], "text": "Open in mqcloud"}]
-    return _post_json(settings.PAGERDUTY_EVENTS_URL, json.dumps(event).encode(), {})
+    return _post_json(settings.PAGERDUTY_EVENTS_URL, json.dumps(event).encode(), {}, session)
 
 
 NOTICE_SENDERS = {ChannelType.EMAIL: send_notice_email, ChannelType.PAGERDUTY: send_notice_pagerduty,
                   ChannelType.WEBHOOK: send_webhook}  # a webhook gets the payload as is, signed
 
 
-def deliver(channel: AlertChannel, notification: Notification) -> DeliveryResult:
+def deliver(channel: AlertChannel, notification: Notification, session: outbound.Session | None = None
+            ) -> DeliveryResult:
+    """``session`` keeps HTTP connections open between deliveries (the batch sender's); email ignores it."""
     if notification.kind == NotificationKind.NOTICE:
-        return NOTICE_SENDERS[channel.type](channel, notification)
-    return SENDERS[channel.type](channel, notification)
+        return NOTICE_SENDERS[channel.type](channel, notification, session)
+    return SENDERS[channel.type](channel, notification, session)

@@ -207,8 +207,8 @@ class Notification(models.Model):
     last_error = models.CharField(max_length=500, blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
-    #: Set while a worker is making an attempt (``alerts.services.notification_attempt``): no other worker sends
-    #: the notification until then. Internal: not in the API.
+    #: Set while a sender holds the notification for an attempt (``alerts.services.sending``): no other sender
+    #: sends it until then. Internal: not in the API.
     claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
 

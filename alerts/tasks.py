@@ -7,7 +7,7 @@ from smtplib import SMTPException
 from celery import shared_task
 
 from alerts import delivery, evaluator, metrics
-from alerts.services import failing_channels, notifications, retention
+from alerts.services import failing_channels, notifications, retention, sending
 
 
 @shared_task(name="alerts.tasks.metrics_collect", ignore_result=True)
@@ -25,15 +25,18 @@ def alerts_evaluate() -> dict[str, int]:
     return evaluator.alerts_evaluate()
 
 
-@shared_task(name="alerts.tasks.notification_deliver", bind=True, acks_late=True, ignore_result=True)
-def notification_deliver(self, notification_id: str) -> str:
-    # Transient failures are retried by re-enqueuing with the schedule's delay (Retry-After honoured); the
-    # state lives in the row, so a lost task is re-driven by notifications_redrive.
-    delay = notifications.notification_attempt(notification_id=notification_id)
-    if delay is None:
-        return "done"
-    self.apply_async((notification_id,), countdown=delay)
-    return f"retry in {delay:g}s"
+@shared_task(name="alerts.tasks.notifications_send", acks_late=True, ignore_result=True)
+def notifications_send(notification_ids: list[str] | None = None) -> dict[str, int]:
+    # Started on commit of new notifications (with their ids) and by the beat (retries fall due there); concurrent
+    # runs take disjoint batches, so a duplicate is cheap.
+    return sending.notifications_send(notification_ids=notification_ids)
+
+
+@shared_task(name="alerts.tasks.notification_deliver", acks_late=True, ignore_result=True)
+def notification_deliver(notification_id: str) -> str:
+    # Tasks queued before the batch sender: one attempt; a retry falls due for the sender (next_attempt_at).
+    delay = sending.notification_attempt(notification_id=notification_id)
+    return "done" if delay is None else f"retry in {delay:g}s"
 
 
 @shared_task(name="alerts.tasks.notifications_redrive", ignore_result=True)

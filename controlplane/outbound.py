@@ -27,6 +27,7 @@ import ipaddress
 import os
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -247,16 +248,51 @@ def tls_context() -> ssl.SSLContext:
 
 
 def _pool(
-    target: _Target, address: IPAddress, connect_timeout: float, read_timeout: float
+    target: _Target, address: IPAddress, connect_timeout: float, read_timeout: float, *, maxsize: int = 1
 ) -> urllib3.HTTPConnectionPool:
     timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
     if target.scheme == "https":
         # Connect to the checked address, but verify the certificate and send SNI for the host name.
         return urllib3.HTTPSConnectionPool(
-            str(address), target.port, timeout=timeout, retries=False, maxsize=1,
+            str(address), target.port, timeout=timeout, retries=False, maxsize=maxsize,
             server_hostname=target.host, assert_hostname=target.host, ssl_context=tls_context(),
         )
-    return urllib3.HTTPConnectionPool(str(address), target.port, timeout=timeout, retries=False, maxsize=1)
+    return urllib3.HTTPConnectionPool(str(address), target.port, timeout=timeout, retries=False, maxsize=maxsize)
+
+
+class Session:
+    """Keeps connections open per checked address between requests (HTTP keep-alive), for a sender making many
+    requests to the same hosts (webhook deliveries). Thread-safe; close it when done.
+
+    Every request is still resolved and checked first: a pooled connection is only reused for the very address
+    that check allowed (the pool's key), so keep-alive gains no way around the guards. ``per_host`` bounds the
+    connections kept per address, not the requests (a pool hands out extra connections and drops them after).
+    """
+
+    def __init__(self, *, per_host: int = 4) -> None:
+        self.per_host = per_host
+        self._pools: dict[tuple[str, str, int, str], urllib3.HTTPConnectionPool] = {}
+        self._lock = threading.Lock()
+
+    def pool(self, target: _Target, address: IPAddress) -> urllib3.HTTPConnectionPool:
+        key = (target.scheme, target.host, target.port, str(address))
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = self._pools[key] = _pool(target, address, 3.0, 30.0, maxsize=self.per_host)
+            return pool
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def send(
@@ -270,8 +306,10 @@ def send(
     max_bytes: int = 1_000_000,
     max_redirects: int = 0,
     allow_networks: Sequence[IPNetwork] = (),
+    session: Session | None = None,
 ) -> OutboundResponse:
-    """One guarded request. ``timeout`` bounds the whole exchange, redirects included."""
+    """One guarded request. ``timeout`` bounds the whole exchange, redirects included. With a ``session`` the
+    connection stays open for the next request to the same address."""
     started = time.monotonic()
     deadline = started + timeout
     redirects: list[str] = []
@@ -279,7 +317,7 @@ def send(
     while True:
         target = _resolve(current, allow_networks)
         status, response_headers, payload = _exchange(method, target, headers or {}, body, connect_timeout,
-                                                      deadline, max_bytes)
+                                                      deadline, max_bytes, session)
         location = response_headers.get("location")
         if 300 <= status < 400 and location and max_redirects > len(redirects):
             redirects.append(current)
@@ -292,7 +330,7 @@ def send(
 
 
 def _exchange(method: str, target: _Target, headers: dict[str, str], body: bytes | None, connect_timeout: float,
-              deadline: float, max_bytes: int) -> tuple[int, dict[str, str], bytes]:
+              deadline: float, max_bytes: int, session: Session | None = None) -> tuple[int, dict[str, str], bytes]:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise OutboundError("The request took too long.", kind="timeout")
@@ -301,10 +339,16 @@ def _exchange(method: str, target: _Target, headers: dict[str, str], body: bytes
     if ":" in target.host and not target.host.startswith("["):
         host_header = f"[{target.host}]" + ("" if target.port == default_port else f":{target.port}")
     request_headers = {"User-Agent": "mqcloud/1", **request_context.outbound_headers(), **headers, "Host": host_header}
-    pool = _pool(target, target.addresses[0], min(connect_timeout, remaining), min(remaining, 30.0))
+    connect_s, read_s = min(connect_timeout, remaining), min(remaining, 30.0)
+    timeout = urllib3.Timeout(connect=connect_s, read=read_s)  # per request: a session's pool outlives it
+    if session is not None:
+        pool = session.pool(target, target.addresses[0])
+    else:
+        pool = _pool(target, target.addresses[0], connect_s, read_s)
     try:
         response = pool.urlopen(method.upper(), target.path, body=body, headers=request_headers, redirect=False,
-                                preload_content=False, assert_same_host=False)
+                                preload_content=False, assert_same_host=False, timeout=timeout)
+        complete = False
         try:
             chunks: list[bytes] = []
             size = 0
@@ -315,8 +359,12 @@ def _exchange(method: str, target: _Target, headers: dict[str, str], body: bytes
                 if time.monotonic() > deadline:
                     raise OutboundError("The response took too long.", kind="timeout")
                 chunks.append(chunk)
+            complete = True
             return response.status, {k.lower(): v for k, v in response.headers.items()}, b"".join(chunks)
         finally:
+            if not complete:
+                # Unread bytes would be taken for the next response on this connection: never reuse it.
+                response.close()
             response.release_conn()
             response.close()
     # The messages are ours, never the exception's text: that quotes what the server sent (a status line, a
@@ -334,7 +382,8 @@ def _exchange(method: str, target: _Target, headers: dict[str, str], body: bytes
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise OutboundError(f"Could not connect: {_socket_reason(exc)}.", kind="connection") from exc
     finally:
-        pool.close()
+        if session is None:
+            pool.close()
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

@@ -184,6 +184,7 @@ CELERY_BEAT_SCHEDULE = {
     "alerts-metrics-collect": {"task": "alerts.tasks.metrics_collect", "schedule": 30.0},
     "alerts-metric-samples-purge": {"task": "alerts.tasks.metric_samples_purge", "schedule": 3600.0},
     "alerts-evaluate": {"task": "alerts.tasks.alerts_evaluate", "schedule": 30.0},
+    "alerts-notifications-send": {"task": "alerts.tasks.notifications_send", "schedule": 5.0},
     "alerts-notifications-redrive": {"task": "alerts.tasks.notifications_redrive", "schedule": 300.0},
     "alerts-failing-channels-disable": {"task": "alerts.tasks.failing_channels_disable", "schedule": 3600.0},
 }
@@ -374,6 +375,15 @@ NOTIFICATION_REDRIVE_AFTER_S = 600
 # so a worker that died mid-attempt is re-driven at the next pass.
 NOTIFICATION_CLAIM_S = 300
 PAGERDUTY_EVENTS_PER_MINUTE = 120
+# The batch sender (alerts.services.sending): threads per process; sends in flight per receiving host (so a slow
+# receiver holds that many threads, never all); attempts stored per transaction; how long an outcome may wait to be
+# stored; an answer outstanding this long marks its host slow; how long one run claims before it ends.
+NOTIFICATION_SEND_CONCURRENCY = env_int("NOTIFICATION_SEND_CONCURRENCY", 16)
+NOTIFICATION_SEND_PER_HOST = env_int("NOTIFICATION_SEND_PER_HOST", 4)
+NOTIFICATION_SEND_BATCH = 100
+NOTIFICATION_SEND_FLUSH_S = 0.25
+NOTIFICATION_SEND_SLOW_S = 1.0
+NOTIFICATION_SEND_RUN_S = 60.0
 # A channel whose every delivery has failed this long (no success since) is disabled and its owners told (Svix: 5).
 ALERT_CHANNEL_DISABLE_AFTER_DAYS = env_int("ALERT_CHANNEL_DISABLE_AFTER_DAYS", 5)
 # A transitional state held longer than this moves the deployment to failed with the last observation.

@@ -104,7 +104,7 @@ def main() -> int:
             failures.append(f"test send to the outbox: {sent}")
         # A queued delivery goes through the worker's path (claim, send, record) on SQLite too.
         from alerts.models import Notification
-        from alerts.services.notifications import notification_attempt
+        from alerts.services.sending import notification_attempt
 
         queued = Notification.objects.create(organization_id=channel_row_org(channel["id"]), channel_id=channel["id"],
                                              kind="test", payload={"summary": "embedded smoke"})

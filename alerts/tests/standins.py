@@ -27,6 +27,12 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keeps connections open between requests, as real endpoints do (every answer has a Content-Length),
+            # and, as they do, sends without Nagle's delay: the answer goes out in two writes (head, body), and the
+            # second would wait for the client's delayed ACK of the first (40 ms) on a kept-alive connection.
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
             def do_POST(self) -> None:  # noqa: N802 (http.server's hook name)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 request = {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},

@@ -12,7 +12,8 @@ from django.test import override_settings
 from django.utils import timezone
 
 from alerts.models import Notification
-from alerts.services.notifications import notification_attempt, notifications_redrive
+from alerts.services.notifications import notifications_redrive
+from alerts.services.sending import notification_attempt
 from alerts.tests.factories import AlertChannelFactory, NotificationFactory
 from alerts.tests.standins import Receiver, verify_standard_webhook
 

@@ -13,7 +13,7 @@ from django.db import connection
 from django.test import override_settings
 
 from alerts.models import Notification
-from alerts.services.notifications import notification_attempt
+from alerts.services.sending import notification_attempt
 from alerts.tests.factories import AlertChannelFactory, AlertFactory, NotificationFactory
 from alerts.tests.standins import Receiver, free_port
 

@@ -15,7 +15,8 @@ from kubernetes import client as k8s_client
 from alerts.evaluator import alerts_evaluate
 from alerts.metrics import metrics_collect
 from alerts.models import Alert, AlertChannel, MetricSample, Notification
-from alerts.services.notifications import notification_attempt, notifications_redrive
+from alerts.services.notifications import notifications_redrive
+from alerts.services.sending import notification_attempt
 from alerts.tests.factories import AlertChannelFactory, AlertRuleFactory
 from alerts.tests.standins import Receiver, verify_standard_webhook
 from controlplane.celery import app as celery_app
