@@ -10,7 +10,7 @@ from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from billing import money, periods
+from billing import interval_metering, money, periods
 from billing.metering import RATE_OF_STATUS, STOPPED, Transition, metered_seconds
 from billing.models import (
     AnnualCharge,
@@ -57,7 +57,8 @@ def usage_meter_range(*, start: datetime, end: datetime) -> int:
     return changed
 
 
-def _meter_chunk(start: datetime, end: datetime) -> int:
+def _wanted_rows(start: datetime, end: datetime) -> dict[tuple[str, datetime, str, str], tuple[str, int, str, Decimal]]:
+    """The usage rows of ``[start, end)`` computed in Python, hour by hour (SQLite, the embedded default)."""
     hours = [start + periods.HOUR * n for n in range(int((end - start) / periods.HOUR))]
     deployments = list(
         Deployment.objects.filter(created_at__lt=end).exclude(deleted_at__lt=start)
@@ -113,10 +114,17 @@ def _meter_chunk(start: datetime, end: datetime) -> int:
                 price = prices[(spec_id, currency)]
                 wanted[(dep_id, hour, spec_id, rate)] = (
                     org_id, secs, currency, price.stopped_hourly if rate == STOPPED else price.hourly)
+    return wanted
+
+
+def _meter_chunk(start: datetime, end: datetime) -> int:
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            _lock_metering()
+            return _usage_sync_postgresql(start, end)
+    wanted = _wanted_rows(start, end)
     with transaction.atomic():
         _lock_metering()
-        if connection.vendor == "postgresql":
-            return _usage_sync_postgresql(start, end, wanted)
         existing = {(dep_id, hour, spec_id, rate): (pk, (secs, currency, price))
                     for pk, dep_id, hour, spec_id, rate, secs, currency, price in UsageRecord.objects.filter(
                         hour_start__gte=start, hour_start__lt=end).values_list(
@@ -142,12 +150,6 @@ def _steady_row(state: Transition | None, currency: str,
     return state.spec_id, rate, price.stopped_hourly if rate == STOPPED else price.hourly
 
 
-_NEW_USAGE_TABLE = """
-    CREATE TEMP TABLE billing_usage_new (deployment_id text, hour_start timestamptz, spec_id text, rate text,
-                                         organization_id text, seconds integer, currency text, hourly_price numeric)
-    ON COMMIT DROP
-"""
-_NEW_USAGE_TYPES = ["text", "timestamptz", "text", "text", "text", "int4", "text", "numeric"]
 _DELETE_VANISHED_SQL = """
     DELETE FROM billing_usagerecord AS u WHERE u.hour_start >= %s AND u.hour_start < %s
     AND NOT EXISTS (SELECT FROM billing_usage_new AS n WHERE n.deployment_id = u.deployment_id
@@ -168,19 +170,14 @@ _UPSERT_CHANGED_SQL = """
 """
 
 
-def _usage_sync_postgresql(start: datetime, end: datetime,
-                           wanted: dict[tuple[str, datetime, str, str], tuple[str, int, str, Decimal]]) -> int:
-    """Makes the usage rows of ``[start, end)`` exactly ``wanted``, comparing in the database: the rows are
-    streamed with a binary ``COPY`` into a temporary table (dropped at commit), vanished rows are deleted and
-    new or changed ones upserted. Returns how many rows changed. Loading a range's rows into Python to compare
-    cost more than metering it (10,000 deployments meter 6.5 million rows a month), and a model instance and
-    placeholders per row several times the database's own work."""
+def _usage_sync_postgresql(start: datetime, end: datetime) -> int:
+    """Makes the usage rows of ``[start, end)`` exactly what the lifecycle says, in the database: the rows are
+    computed by one set-based query (``billing.interval_metering``) into a temporary table (dropped at commit),
+    vanished rows are deleted and new or changed ones upserted. Returns how many rows changed. Building the
+    rows in Python and copying them in cost 50 s a month for 2,000 deployments (1.3 million rows)."""
+    sql, params = interval_metering.usage_rows_sql(start=start, end=end)
     with connection.cursor() as cursor:
-        cursor.execute(_NEW_USAGE_TABLE)
-        with cursor.copy("COPY billing_usage_new FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(_NEW_USAGE_TYPES)
-            for key, row in wanted.items():
-                copy.write_row(key + row)
+        cursor.execute(f"CREATE TEMP TABLE billing_usage_new ON COMMIT DROP AS {sql}", params)  # noqa: S608
         cursor.execute("ANALYZE billing_usage_new")
         cursor.execute(_DELETE_VANISHED_SQL, [start, end])
         changed = cursor.rowcount
