@@ -21,7 +21,7 @@ from billing.metering import RATE_OF_STATUS, RUNNING, STOPPED
 from projects.models import SITE_CURRENCY
 
 # Terms are merged per deployment first (overlapping or touching terms are one), as ``metering._merged`` does.
-_USAGE_ROWS_SQL = """
+_INTERVALS_SQL = """
 WITH currencies AS (
     SELECT * FROM unnest(%(sites)s::text[], %(currencies)s::text[]) AS c(site, currency)
 ), deps AS (
@@ -30,6 +30,7 @@ WITH currencies AS (
     JOIN projects_organization AS o ON o.id = d.organization_id
     JOIN currencies AS c ON c.site = o.site
     WHERE d.created_at < %(end)s AND (d.deleted_at IS NULL OR d.deleted_at >= %(start)s)
+        AND (%(deployments)s::text[] IS NULL OR d.id = ANY(%(deployments)s::text[]))
 ), events AS (
     SELECT s.* FROM deps CROSS JOIN LATERAL (
         SELECT e.deployment_id, e.created_at, e.id, e.to_status, e.spec_id FROM deployments_deploymentevent AS e
@@ -64,13 +65,6 @@ WITH currencies AS (
                    AND t.term_start < s.until AND t.term_end > s.since) AS termed
     FROM spans AS s
     WHERE s.until > s.since AND (s.to_status = ANY(%(running)s) OR s.to_status = ANY(%(stopped)s))
-), whole_hours AS (
-    -- Hours an interval without a term covers whole: one row each, no other piece in that hour.
-    SELECT i.deployment_id, h AS hour_start, i.spec_id, i.rate, 3600 AS seconds
-    FROM intervals AS i CROSS JOIN LATERAL generate_series(
-        date_trunc('hour', i.since - interval '1 microsecond', 'UTC') + interval '1 hour',
-        i.until - interval '1 hour', interval '1 hour') AS h
-    WHERE NOT i.termed
 ), pieces AS (
     -- Every other (interval, hour): the first and last hours of intervals without a term, every hour of the rest.
     SELECT i.deployment_id, i.spec_id, i.rate, i.termed, h AS hour_start,
@@ -93,6 +87,14 @@ WITH currencies AS (
     FROM pieces AS p JOIN terms AS t ON t.deployment_id = p.deployment_id
         AND t.term_start < p.until AND t.term_end > p.since
     WHERE p.termed
+"""
+_USAGE_ROWS_SQL = _INTERVALS_SQL + """), whole_hours AS (
+    -- Hours an interval without a term covers whole: one row each, no other piece in that hour.
+    SELECT i.deployment_id, h AS hour_start, i.spec_id, i.rate, 3600 AS seconds
+    FROM intervals AS i CROSS JOIN LATERAL generate_series(
+        date_trunc('hour', i.since - interval '1 microsecond', 'UTC') + interval '1 hour',
+        i.until - interval '1 hour', interval '1 hour') AS h
+    WHERE NOT i.termed
 ), usage AS (
     SELECT * FROM whole_hours
     UNION ALL
@@ -103,15 +105,47 @@ SELECT u.deployment_id, u.hour_start, u.spec_id, u.rate, deps.organization_id, u
        CASE WHEN u.rate = 'stopped' THEN p.stopped_hourly ELSE p.hourly END AS hourly_price
 FROM usage AS u JOIN deps ON deps.id = u.deployment_id
 JOIN deployments_specprice AS p ON p.spec_id = u.spec_id AND p.currency = deps.currency
-"""
+"""  # noqa: S608 (constants joined; values are parameters)
+# A month's seconds per (deployment, spec, rate) without a row per hour: the whole hours of an interval without
+# a term are counted, not generated. Every hour's sum is at least 0, so the month's sum is positive exactly when
+# some hour has a row.
+_MONTH_TOTALS_SQL = _INTERVALS_SQL + """), whole AS (
+    SELECT deployment_id, spec_id, rate, 3600 * greatest(0, floor(extract(epoch FROM until - (
+        date_trunc('hour', since - interval '1 microsecond', 'UTC') + interval '1 hour')) / 3600))::bigint AS seconds
+    FROM intervals WHERE NOT termed
+)
+SELECT deployment_id, spec_id, rate, sum(seconds)::bigint AS seconds
+FROM (SELECT * FROM whole UNION ALL SELECT deployment_id, spec_id, rate, seconds FROM contributions) AS c
+GROUP BY deployment_id, spec_id, rate HAVING sum(seconds) > 0
+"""  # noqa: S608
+# Deployments whose usage rows of the range do not add up to what their lifecycle meters there.
+_DIFFERING_SQL = """
+SELECT DISTINCT coalesce(m.deployment_id, u.deployment_id) FROM (""" + _MONTH_TOTALS_SQL + """) AS m
+FULL JOIN (SELECT deployment_id, spec_id, rate, sum(seconds)::bigint AS seconds FROM billing_usagerecord
+           WHERE hour_start >= %(start)s AND hour_start < %(end)s GROUP BY deployment_id, spec_id, rate) AS u
+    ON u.deployment_id = m.deployment_id AND u.spec_id = m.spec_id AND u.rate = m.rate
+WHERE m.seconds IS DISTINCT FROM u.seconds
+"""  # noqa: S608
 
 
-def usage_rows_sql(*, start: datetime, end: datetime) -> tuple[str, dict[str, Any]]:
-    """The query (and its parameters) whose rows are ``(deployment, hour, spec, rate, organization, seconds,
-    currency, per-hour price of the rate)``: every usage row of ``[start, end)``, whose bounds are on the hour."""
+def _params(start: datetime, end: datetime, deployment_ids: list[str] | None) -> dict[str, Any]:
     sites = list(SITE_CURRENCY)
-    return _USAGE_ROWS_SQL, {
-        "start": start, "end": end, "sites": [str(site) for site in sites],
-        "currencies": [SITE_CURRENCY[site] for site in sites],
-        "running": sorted(s for s, rate in RATE_OF_STATUS.items() if rate == RUNNING),
-        "stopped": sorted(s for s, rate in RATE_OF_STATUS.items() if rate == STOPPED)}
+    return {"start": start, "end": end, "deployments": deployment_ids, "sites": [str(site) for site in sites],
+            "currencies": [SITE_CURRENCY[site] for site in sites],
+            "running": sorted(s for s, rate in RATE_OF_STATUS.items() if rate == RUNNING),
+            "stopped": sorted(s for s, rate in RATE_OF_STATUS.items() if rate == STOPPED)}
+
+
+def usage_rows_sql(*, start: datetime, end: datetime,
+                   deployment_ids: list[str] | None = None) -> tuple[str, dict[str, Any]]:
+    """The query (and its parameters) whose rows are ``(deployment, hour, spec, rate, organization, seconds,
+    currency, per-hour price of the rate)``: every usage row of ``[start, end)``, whose bounds are on the hour;
+    of ``deployment_ids`` only when given."""
+    return _USAGE_ROWS_SQL, _params(start, end, deployment_ids)
+
+
+def differing_deployments_sql(*, start: datetime, end: datetime) -> tuple[str, dict[str, Any]]:
+    """The query (and its parameters) whose rows are the deployments whose usage rows of ``[start, end)`` do not
+    add up, per spec and rate, to what their lifecycle meters there (hours never metered, or metered before a
+    late event). One pass over the range's rows and the lifecycle's intervals, no row per hour built."""
+    return _DIFFERING_SQL, _params(start, end, None)

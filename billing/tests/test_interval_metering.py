@@ -9,9 +9,10 @@ from django.db import connection, transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing.interval_metering import usage_rows_sql
+from billing.interval_metering import differing_deployments_sql, usage_rows_sql
 from billing.metering import STOPPED, Transition, metered_seconds
-from billing.models import AnnualCharge, ChargeKind, Subscription
+from billing.models import AnnualCharge, ChargeKind, Subscription, UsageRecord
+from billing.services.usage import usage_meter_range, usage_month_reconcile
 from billing.tests.factories import record_event
 from deployments.models import SpecPrice
 from deployments.tests.factories import DeploymentFactory
@@ -51,10 +52,16 @@ def test_the_query_meters_what_the_pure_function_meters_hour_by_hour(raw_events,
             AnnualCharge.objects.create(organization_id=deployment.organization_id, subscription=subscription,
                                         deployment=deployment, kind=ChargeKind.TERM, spec_id="basic-1k",
                                         amount=1, currency="USD", term_start=term_start, term_end=term_end)
-        sql, params = usage_rows_sql(start=START, end=end)
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(*usage_rows_sql(start=START, end=end))
             rows = cursor.fetchall()
+            # The month check's totals (whole hours counted, not generated) add up to the same rows.
+            differing = differing_deployments_sql(start=START, end=end)
+            cursor.execute(*differing)
+            missing = cursor.fetchall()
+            usage_meter_range(start=START, end=end)
+            cursor.execute(*differing)
+            after = cursor.fetchall()
         transaction.set_rollback(True)
     expected = {}
     for n in range(HOURS):
@@ -65,5 +72,21 @@ def test_the_query_meters_what_the_pure_function_meters_hour_by_hour(raw_events,
             expected[(hour, spec_id, rate)] = (seconds, price.stopped_hourly if rate == STOPPED else price.hourly)
     got = {(hour, spec_id, rate): (seconds, price) for _, hour, spec_id, rate, _, seconds, _, price in rows}
     assert got == expected
+    assert (missing, after) == ([(deployment.id,)] if rows else [], [])
     assert all(row[0] == deployment.id and row[4] == deployment.organization_id and row[6] == "USD" for row in rows)
 
+
+
+def test_the_month_close_meters_hours_the_hourly_job_missed_and_late_events_once():
+    march, april = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)
+    deployment = DeploymentFactory(created_at=march - timedelta(days=1))
+    record_event(deployment, "running", march - timedelta(days=1))
+    usage_meter_range(start=march, end=march + timedelta(days=10))  # then the beat stopped for three weeks
+    record_event(deployment, "stopped", march + timedelta(days=5, hours=10, minutes=30))  # recorded late
+    assert usage_month_reconcile(period_start=march.date()) > 0
+    rows = list(UsageRecord.objects.order_by("hour_start", "rate").values_list("hour_start", "rate", "seconds"))
+    UsageRecord.objects.all().delete()
+    usage_meter_range(start=march, end=april)
+    assert rows == list(UsageRecord.objects.order_by("hour_start", "rate").values_list("hour_start", "rate",
+                                                                                          "seconds"))
+    assert usage_month_reconcile(period_start=march.date()) == 0  # a rerun writes nothing
