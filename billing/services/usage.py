@@ -47,8 +47,8 @@ def usage_meter_hour(*, hour_start: datetime) -> int:
 
 
 def usage_meter_range(*, start: datetime, end: datetime) -> int:
-    """Meters every closed hour in ``[start, end)`` as :func:`usage_meter_hour` does, a day of hours per query
-    (a month for 10,000 deployments is 30 rounds of a few queries, not 720); returns how many rows changed."""
+    """Meters every closed hour in ``[start, end)`` as :func:`usage_meter_hour` does, up to a month per statement
+    on PostgreSQL and a day of hours per round in Python (SQLite); returns how many rows changed."""
     for moment in (start, end):
         if moment.tzinfo is None or moment != periods.hour_floor(moment):
             raise ValueError("start and end must be aware datetimes on the hour")
