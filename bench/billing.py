@@ -8,6 +8,8 @@ rate), switched to annual mid-month, and annual then scaled (a prorated charge).
 through the production code paths:
 - metering every hour of the month (``usage_meter_range``, what the hourly task runs, over 720 hours)
 - prorating the scales of annual deployments and invoicing every organization (``invoices_generate_for_month``)
+- the month close: the check of the month's usage rows against the lifecycle (``usage_month_reconcile``, which
+  meters again only deployments whose rows differ: none here, the hourly path metered them), then the above
 - baseline: ``SELECT organization_id, SUM(seconds * hourly_price / 3600) ... GROUP BY organization_id``
 
 Usage: ``bench/billing.py [--deployments N]``. The functions below are also run by a smoke test on ~20
@@ -108,6 +110,13 @@ def meter_month() -> int:
     return usage_meter_range(start=MONTH_START, end=MONTH_END)
 
 
+def check_month() -> int:
+    """The month close's check of the usage rows against the lifecycle; returns the rows it had to change."""
+    from billing.services.usage import usage_month_reconcile
+
+    return usage_month_reconcile(period_start=MONTH)
+
+
 def invoice_month() -> int:
     """Scale prorations, then every organization's invoice, as the monthly task does; returns invoices."""
     from billing.services.invoicing import invoices_generate_for_month
@@ -162,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  meter 720 hours ({usage_rows:,} usage rows, {rows:,} written)          {meter:9.2f} s")
         again, remeter = timed(meter_month)
         print(f"  meter the month again (a rerun: {again} rows written)              {remeter:9.2f} s")
+        checked, check = timed(check_month)
+        print(f"  check the month against the lifecycle ({checked} rows changed)          {check:9.2f} s")
         invoices, invoice = timed(invoice_month)
         prorations = AnnualCharge.objects.filter(kind="proration").count()
         print(f"  prorate and invoice ({invoices:,} invoices, {prorations:,} prorations)      {invoice:9.2f} s")

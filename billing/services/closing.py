@@ -14,9 +14,6 @@ from billing import periods
 from billing.models import PaymentStatus
 from billing.services import budgets, dunning, invoicing, payments, subscriptions, usage, vat
 
-#: Hours ``month_close`` meters again before invoicing: late events of the month's last hours reach the invoice.
-MONTH_CLOSE_REMETER_HOURS = 6
-
 
 def billing_hour_close(*, hours: int = 3, now: datetime | None = None) -> int:
     """The hourly job: renews or ends annual terms, prorates scales, meters the last ``hours`` hours, evaluates
@@ -42,12 +39,14 @@ def month_close(*, now: datetime | None = None) -> int:
     """The month's first day: invoices the previous month for every account. Returns how many invoices were
     made (a rerun makes none: one invoice per account and period)."""
     today = (now or timezone.now()).date()
-    # Meter the month's last hours again first: late events must reach the invoice.
-    usage.usage_meter_recent(hours=MONTH_CLOSE_REMETER_HOURS)
+    period_start = periods.month_start_before(today)
+    # The month's usage rows first: hours the hourly job missed and late events must reach the invoice (and the
+    # budgets and the console, which read the same rows).
+    usage.usage_month_reconcile(period_start=period_start)
     # A number VIES confirms now still gets the reverse charge on this invoice.
     vat.vat_numbers_check_now()
     subscriptions.subscriptions_prorate_scales()
-    return invoicing.invoices_generate_for_month(period_start=periods.month_start_before(today))
+    return invoicing.invoices_generate_for_month(period_start=period_start)
 
 
 def invoice_collect_and_warn(*, invoice_id: str, force: bool = False) -> str | None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from billing import money, periods
+from billing import interval_metering, money, periods
 from billing.metering import RATE_OF_STATUS, STOPPED, Transition, metered_seconds
 from billing.models import (
     AnnualCharge,
@@ -26,7 +26,9 @@ def _price_table() -> dict[tuple[str, str], SpecPrice]:
     return {(p.spec_id, p.currency): p for p in SpecPrice.objects.all()}
 
 
-#: Hours metered per query and transaction by :func:`usage_meter_range`: bounds memory and lock time.
+#: Hours metered per query and transaction by :func:`usage_meter_range`: bounds memory and lock time, and keeps
+#: the rows a statement adds to the indexes on ``hour_start`` within a day. A month in one statement was faster
+#: for 2,000 deployments (its indexes fit in memory) but took 262 s instead of 164 s for 10,000.
 METER_CHUNK_HOURS = 24
 
 
@@ -44,8 +46,8 @@ def usage_meter_hour(*, hour_start: datetime) -> int:
 
 
 def usage_meter_range(*, start: datetime, end: datetime) -> int:
-    """Meters every closed hour in ``[start, end)`` as :func:`usage_meter_hour` does, a day of hours per query
-    (a month for 10,000 deployments is 30 rounds of a few queries, not 720); returns how many rows changed."""
+    """Meters every closed hour in ``[start, end)`` as :func:`usage_meter_hour` does, a day of hours per round
+    (a month for 10,000 deployments is 30 statements, not 720); returns how many rows changed."""
     for moment in (start, end):
         if moment.tzinfo is None or moment != periods.hour_floor(moment):
             raise ValueError("start and end must be aware datetimes on the hour")
@@ -57,7 +59,8 @@ def usage_meter_range(*, start: datetime, end: datetime) -> int:
     return changed
 
 
-def _meter_chunk(start: datetime, end: datetime) -> int:
+def _wanted_rows(start: datetime, end: datetime) -> dict[tuple[str, datetime, str, str], tuple[str, int, str, Decimal]]:
+    """The usage rows of ``[start, end)`` computed in Python, hour by hour (SQLite, the embedded default)."""
     hours = [start + periods.HOUR * n for n in range(int((end - start) / periods.HOUR))]
     deployments = list(
         Deployment.objects.filter(created_at__lt=end).exclude(deleted_at__lt=start)
@@ -113,10 +116,17 @@ def _meter_chunk(start: datetime, end: datetime) -> int:
                 price = prices[(spec_id, currency)]
                 wanted[(dep_id, hour, spec_id, rate)] = (
                     org_id, secs, currency, price.stopped_hourly if rate == STOPPED else price.hourly)
+    return wanted
+
+
+def _meter_chunk(start: datetime, end: datetime) -> int:
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            _lock_metering()
+            return _usage_sync_postgresql(start, end, None)
+    wanted = _wanted_rows(start, end)
     with transaction.atomic():
         _lock_metering()
-        if connection.vendor == "postgresql":
-            return _usage_sync_postgresql(start, end, wanted)
         existing = {(dep_id, hour, spec_id, rate): (pk, (secs, currency, price))
                     for pk, dep_id, hour, spec_id, rate, secs, currency, price in UsageRecord.objects.filter(
                         hour_start__gte=start, hour_start__lt=end).values_list(
@@ -142,49 +152,48 @@ def _steady_row(state: Transition | None, currency: str,
     return state.spec_id, rate, price.stopped_hourly if rate == STOPPED else price.hourly
 
 
-_NEW_USAGE_TABLE = """
-    CREATE TEMP TABLE billing_usage_new (deployment_id text, hour_start timestamptz, spec_id text, rate text,
-                                         organization_id text, seconds integer, currency text, hourly_price numeric)
-    ON COMMIT DROP
-"""
-_NEW_USAGE_TYPES = ["text", "timestamptz", "text", "text", "text", "int4", "text", "numeric"]
 _DELETE_VANISHED_SQL = """
     DELETE FROM billing_usagerecord AS u WHERE u.hour_start >= %s AND u.hour_start < %s
+    AND (%s::text[] IS NULL OR u.deployment_id = ANY(%s::text[]))
     AND NOT EXISTS (SELECT FROM billing_usage_new AS n WHERE n.deployment_id = u.deployment_id
                     AND n.hour_start = u.hour_start AND n.spec_id = u.spec_id AND n.rate = u.rate)
 """
-# Only new and changed rows reach the upsert: ON CONFLICT DO UPDATE locks (writes) every row it meets, even
-# one its WHERE would leave alone, so an unchanged rerun would rewrite the whole range.
-_UPSERT_CHANGED_SQL = """
+# Under the metering lock nothing else writes usage rows, so changed rows are updated and new ones inserted
+# plainly: an INSERT ... ON CONFLICT DO UPDATE inserts each row speculatively and took 2.5 times as long as a
+# plain INSERT for a month's 1.3 million new rows; only rows that differ are touched, so a rerun writes nothing.
+_UPDATE_CHANGED_SQL = """
+    UPDATE billing_usagerecord AS u SET seconds = n.seconds, currency = n.currency, hourly_price = n.hourly_price,
+        metered_at = %s
+    FROM billing_usage_new AS n WHERE n.deployment_id = u.deployment_id AND n.hour_start = u.hour_start
+        AND n.spec_id = u.spec_id AND n.rate = u.rate AND u.hour_start >= %s AND u.hour_start < %s
+        AND (u.seconds, u.currency, u.hourly_price) IS DISTINCT FROM (n.seconds, n.currency, n.hourly_price)
+"""
+_INSERT_NEW_SQL = """
     INSERT INTO billing_usagerecord (deployment_id, hour_start, spec_id, rate, organization_id, seconds, currency,
                                      hourly_price, metered_at)
-    SELECT n.*, %s FROM billing_usage_new AS n LEFT JOIN billing_usagerecord AS u ON n.deployment_id = u.deployment_id
-        AND n.hour_start = u.hour_start AND n.spec_id = u.spec_id AND n.rate = u.rate
-        AND u.hour_start >= %s AND u.hour_start < %s
-    WHERE u.id IS NULL OR (u.seconds, u.currency, u.hourly_price) IS DISTINCT FROM (n.seconds, n.currency,
-                                                                                    n.hourly_price)
-    ON CONFLICT (deployment_id, hour_start, spec_id, rate) DO UPDATE SET seconds = EXCLUDED.seconds,
-        currency = EXCLUDED.currency, hourly_price = EXCLUDED.hourly_price, metered_at = EXCLUDED.metered_at
+    SELECT n.*, %s FROM billing_usage_new AS n
+    WHERE NOT EXISTS (SELECT FROM billing_usagerecord AS u WHERE n.deployment_id = u.deployment_id
+                      AND n.hour_start = u.hour_start AND n.spec_id = u.spec_id AND n.rate = u.rate
+                      AND u.hour_start >= %s AND u.hour_start < %s)
 """
 
 
-def _usage_sync_postgresql(start: datetime, end: datetime,
-                           wanted: dict[tuple[str, datetime, str, str], tuple[str, int, str, Decimal]]) -> int:
-    """Makes the usage rows of ``[start, end)`` exactly ``wanted``, comparing in the database: the rows are
-    streamed with a binary ``COPY`` into a temporary table (dropped at commit), vanished rows are deleted and
-    new or changed ones upserted. Returns how many rows changed. Loading a range's rows into Python to compare
-    cost more than metering it (10,000 deployments meter 6.5 million rows a month), and a model instance and
-    placeholders per row several times the database's own work."""
+def _usage_sync_postgresql(start: datetime, end: datetime, deployment_ids: list[str] | None) -> int:
+    """Makes the usage rows of ``[start, end)`` exactly what the lifecycle says, in the database: the rows are
+    computed by one set-based query (``billing.interval_metering``) into a temporary table (dropped at commit),
+    vanished rows are deleted and new or changed ones upserted. Returns how many rows changed. Building the
+    rows in Python and copying them in cost 50 s a month for 2,000 deployments (1.3 million rows). With
+    ``deployment_ids``, only those deployments' rows are made and compared."""
+    sql, params = interval_metering.usage_rows_sql(start=start, end=end, deployment_ids=deployment_ids)
     with connection.cursor() as cursor:
-        cursor.execute(_NEW_USAGE_TABLE)
-        with cursor.copy("COPY billing_usage_new FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(_NEW_USAGE_TYPES)
-            for key, row in wanted.items():
-                copy.write_row(key + row)
+        cursor.execute(f"CREATE TEMP TABLE billing_usage_new ON COMMIT DROP AS {sql}", params)  # noqa: S608
         cursor.execute("ANALYZE billing_usage_new")
-        cursor.execute(_DELETE_VANISHED_SQL, [start, end])
+        cursor.execute(_DELETE_VANISHED_SQL, [start, end, deployment_ids, deployment_ids])
         changed = cursor.rowcount
-        cursor.execute(_UPSERT_CHANGED_SQL, [timezone.now(), start, end])
+        now = timezone.now()
+        cursor.execute(_UPDATE_CHANGED_SQL, [now, start, end])
+        changed += cursor.rowcount
+        cursor.execute(_INSERT_NEW_SQL, [now, start, end])
         changed += cursor.rowcount
         cursor.execute("DROP TABLE billing_usage_new")
     return changed
@@ -211,6 +220,26 @@ def _lock_metering() -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_METERING_LOCK])
+
+
+def usage_month_reconcile(*, period_start: date) -> int:
+    """Makes the month's usage rows what the lifecycle meters, before the month is invoiced: on PostgreSQL one
+    query finds the deployments whose rows do not add up (an hour the hourly job never ran, an event recorded
+    after its hour was metered) and only those are metered again; elsewhere (SQLite, small) the whole month is.
+    Returns how many rows changed; a rerun, or a month the hourly job metered fully, changes none."""
+    start = periods.as_utc(period_start)
+    end = periods.as_utc(periods.month_after(period_start))
+    if connection.vendor != "postgresql":
+        return usage_meter_range(start=start, end=end)
+    sql, params = interval_metering.differing_deployments_sql(start=start, end=end)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        differing = sorted(row[0] for row in cursor.fetchall())
+    if not differing:
+        return 0
+    with transaction.atomic():
+        _lock_metering()
+        return _usage_sync_postgresql(start, end, differing)
 
 
 def usage_meter_recent(*, hours: int = 3, now: datetime | None = None) -> int:
