@@ -15,6 +15,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from controlplane import request_context
+from controlplane.celery import app as celery_app
 from controlplane.outbound import send
 from controlplane.queue import registered_task
 from controlplane.tests.test_outbound import local_server, ok, url_of
@@ -81,6 +82,8 @@ def test_a_task_published_during_a_request_carries_its_id_in_the_message_headers
     finally:
         broker.delete(queue)
         broker.close()
+        # Publishing declared the queue on the app; leave the app's queue set as the product configures it.
+        celery_app.amqp.queues.pop(queue, None)
     assert message["headers"][request_context.TASK_HEADER] == "req-observe-0002"
 
 
