@@ -7,6 +7,7 @@ import json
 import logging
 import socket
 import socketserver
+import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
@@ -27,6 +28,14 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], cluster: SimulatedCluster) -> None:
         self.cluster = cluster
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that resets its connection while its request is still being read is not the simulator's
+        # failure; anything else keeps socketserver's traceback.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            log.debug("connection from %s reset", client_address)
+            return
+        super().handle_error(request, client_address)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), which can stall for seconds without DNS.
@@ -85,10 +94,15 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             log.exception("simulator failed on %s %s", method, self.path)
             response = Response(500, ApiError(500, "internal error in the Kubernetes simulator").status())
-        if response.stream is not None:
-            self._send_stream(response)
-        else:
-            self._send(response)
+        try:
+            if response.stream is not None:
+                self._send_stream(response)
+            else:
+                self._send(response)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up first (its request timeout on a loaded machine): nobody is left to answer.
+            log.debug("client went away before the answer to %s %s", method, self.path)
+            self.close_connection = True
 
     def _send(self, response: Response) -> None:
         text = isinstance(response.body, str)

@@ -181,3 +181,23 @@ def test_vanished_namespace_takes_its_contents(cluster, core, ns):
     assert _control(cluster, "DELETE", f"/_sim/objects/namespaces/{ns}")[0] == 200
     assert ns not in {n.metadata.name for n in core.list_namespace().items}
     assert core.list_config_map_for_all_namespaces(field_selector=f"metadata.namespace={ns}").items == []
+
+
+def test_a_client_that_hangs_up_before_the_answer_is_no_error(cluster, ns, capfd):
+    """A client whose request timed out (a loaded `make run`) closes its socket before a slow answer is written:
+    the simulator drops that answer quietly, as an API server does, instead of printing a traceback."""
+    import socket
+    import struct
+    from urllib.parse import urlsplit
+
+    cluster.faults.add_latency(0.4, verb="get", resource="namespaces")
+    address = urlsplit(cluster.url)
+    for _ in range(3):
+        with socket.create_connection((address.hostname, address.port), timeout=5) as sock:
+            sock.sendall(f"GET /api/v1/namespaces/{ns} HTTP/1.1\r\nHost: sim\r\n\r\n".encode())
+            time.sleep(0.1)
+            # Linger 0: close with a reset, so the late answer meets a dead connection.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    time.sleep(0.8)
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err and "Exception occurred" not in captured.err
