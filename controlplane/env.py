@@ -3,6 +3,7 @@ be set."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -99,3 +100,11 @@ def _read_secret(path: Path) -> str:
     if len(value) < 32:
         raise ImproperlyConfigured(f"{path} holds no usable secret; delete it to have a new one made.")
     return value
+
+
+def serves_only_loopback(host: str) -> bool:
+    """Whether ``host`` (an address, ``[v6]`` or a name) can only be reached from this machine."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"

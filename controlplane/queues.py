@@ -32,6 +32,12 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     "controlplane.tasks.*": {"queue": HOUSEKEEPING},
 }
 
+# The longest delay any task is sent with (a countdown, a retry's backoff cap, a scheduled re-check): an hour, e.g.
+# alerts.tasks.notice_email_send's and billing.tasks.invoice_collect's backoff caps and the last VIES retry.
+# The Redis transport's visibility timeout is set above it (settings); tests/test_deploy_queues.py checks the
+# tasks' backoff caps and the retry schedules in settings against it.
+LONGEST_COUNTDOWN_S = 3600
+
 
 def beat_lock_settings(redis_url: str) -> dict[str, object]:
     """Celery settings (lower-case names) that make beat hold a Redis lock while it schedules (RedBeat).

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 
-from controlplane.env import env_bool, env_int, env_list, env_str, installation_secret
-from controlplane.queues import HOUSEKEEPING, QUEUES, TASK_ROUTES, beat_lock_settings
+from controlplane.env import env_bool, env_int, env_list, env_str, installation_secret, serves_only_loopback
+from controlplane.queues import HOUSEKEEPING, LONGEST_COUNTDOWN_S, QUEUES, TASK_ROUTES, beat_lock_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("MQCLOUD_VAR_DIR", str(BASE_DIR / "var")))
@@ -43,6 +44,16 @@ else:
 DEBUG = env_bool("DEBUG", default=PROFILE == "test")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# The production profile on one machine against stand-ins on loopback (`make run-production`, the production-like
+# end-to-end and fault tests): plain HTTP, webhooks to loopback receivers, the simulated clouds, brokers' APIs on
+# loopback only, no VIES. Off by default; refused unless every allowed host is a loopback name, so an
+# installation reachable from the network can never run with it.
+LOOPBACK_STANDINS = env_bool("LOOPBACK_STANDINS", False)
+if LOOPBACK_STANDINS and not all(serves_only_loopback(host) for host in ALLOWED_HOSTS):
+    raise ImproperlyConfigured(f"LOOPBACK_STANDINS is on but ALLOWED_HOSTS={ALLOWED_HOSTS} names a host that is not "
+                               "loopback: it is for a run on one machine only.")
+# Outside production, or with the stand-ins above, every outside service (clouds, brokers) is simulated here.
+SIMULATED_OUTSIDE = not PRODUCTION or LOOPBACK_STANDINS
 # Where the console is reachable; used in links inside emails.
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 
@@ -138,7 +149,16 @@ else:
 # --- Celery -----------------------------------------------------------------------------------------
 if REDIS_URL:
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
+        # A message a worker took and never acknowledged (acks late: it died mid-task) goes back to its queue once
+        # it has been out this long. An ETA task (a countdown, a retry's backoff) waits unacknowledged inside a
+        # worker until it is due, so this must exceed the longest countdown we schedule, or such a task would be
+        # delivered twice; every margin beyond that only delays the return of a dead worker's task.
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", LONGEST_COUNTDOWN_S + 900),
+        # How often each worker looks for such messages (kombu's default, 10 s x 10, as one number).
+        "unacked_restore_interval": env_int("CELERY_UNACKED_RESTORE_SWEEP_S", 100),
+        "unacked_restore_throttle": 1,
+    }
 else:
     CELERY_BROKER_URL = "filesystem://localhost/"
     _queue_dir = VAR_DIR / "celery-queue"
@@ -214,11 +234,13 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 if PRODUCTION:
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # Plain HTTP only with the loopback stand-ins (a browser on the same machine); HSTS would pin localhost to
+    # https in that browser for a year.
+    SESSION_COOKIE_SECURE = not LOOPBACK_STANDINS
+    CSRF_COOKIE_SECURE = not LOOPBACK_STANDINS
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not LOOPBACK_STANDINS)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if LOOPBACK_STANDINS else 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
@@ -325,8 +347,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- outbound HTTP to customer URLs (controlplane/outbound.py) -----------------------------------
-# Only the test suite turns this on: it lets the guarded client reach loopback stand-ins.
-OUTBOUND_HTTP_ALLOW_LOOPBACK = env_bool("OUTBOUND_HTTP_ALLOW_LOOPBACK", False) and not PRODUCTION
+# Only the test suite and the loopback stand-ins turn this on: it lets the guarded client reach loopback receivers.
+OUTBOUND_HTTP_ALLOW_LOOPBACK = env_bool("OUTBOUND_HTTP_ALLOW_LOOPBACK", False) and SIMULATED_OUTSIDE
 
 # --- Kubernetes -------------------------------------------------------------------------------------
 # Per region: {"aws-us-east-1": {"kubeconfig": "/etc/mqcloud/kube/us-east-1.yaml", "context": "..."}} or
@@ -350,9 +372,9 @@ KUBERNETES_CLUSTER_CIDRS = env_list("KUBERNETES_CLUSTER_CIDRS", ["10.244.0.0/16"
 # loopback address of their own, which is also their endpoint host.
 BROKER_MANAGEMENT_URL_TEMPLATE = env_str(
     "BROKER_MANAGEMENT_URL_TEMPLATE",
-    "http://emqx-api.{namespace}.svc:18083" if PRODUCTION else "http://{endpoint_host}:18083")
+    "http://{endpoint_host}:18083" if SIMULATED_OUTSIDE else "http://emqx-api.{namespace}.svc:18083")
 BROKER_API_TIMEOUT_S = env_int("BROKER_API_TIMEOUT_S", 5)
-BROKER_MANAGEMENT_LOOPBACK_ONLY = not PRODUCTION
+BROKER_MANAGEMENT_LOOPBACK_ONLY = SIMULATED_OUTSIDE
 
 # --- alerts and metrics -----------------------------------------------------------------------------
 METRICS_RETENTION_DAYS = env_int("METRICS_RETENTION_DAYS", 7)
@@ -409,12 +431,14 @@ PEERING_AWS_ACCESS_KEY_ID = env_str("PEERING_AWS_ACCESS_KEY_ID", "" if PRODUCTIO
 PEERING_AWS_SECRET_ACCESS_KEY = env_str("PEERING_AWS_SECRET_ACCESS_KEY", "" if PRODUCTION else "testing")
 PEERING_AWS_MAX_ATTEMPTS = env_int("PEERING_AWS_MAX_ATTEMPTS", 3 if PRODUCTION else 1)
 PEERING_AWS_ACCEPT_DAYS = env_int("PEERING_AWS_ACCEPT_DAYS", 7)
-PEERING_AZURE_SIMULATED = env_bool("PEERING_AZURE_SIMULATED", not PRODUCTION) and not PRODUCTION
+PEERING_AZURE_SIMULATED = env_bool("PEERING_AZURE_SIMULATED", SIMULATED_OUTSIDE) and SIMULATED_OUTSIDE
 PEERING_AZURE_ENDPOINT_URL = env_str(
     "PEERING_AZURE_ENDPOINT_URL", "http://127.0.0.1:8792" if PEERING_AZURE_SIMULATED else "https://management.azure.com")
-PEERING_AZURE_TENANT_ID = env_str("PEERING_AZURE_TENANT_ID", required=True) if PRODUCTION else ""
-PEERING_AZURE_CLIENT_ID = env_str("PEERING_AZURE_CLIENT_ID", required=True) if PRODUCTION else ""
-PEERING_AZURE_CLIENT_SECRET = env_str("PEERING_AZURE_CLIENT_SECRET", required=True) if PRODUCTION else ""
+_AZURE_CREDENTIALS_REQUIRED = PRODUCTION and not PEERING_AZURE_SIMULATED
+PEERING_AZURE_TENANT_ID = env_str("PEERING_AZURE_TENANT_ID", required=True) if _AZURE_CREDENTIALS_REQUIRED else ""
+PEERING_AZURE_CLIENT_ID = env_str("PEERING_AZURE_CLIENT_ID", required=True) if _AZURE_CREDENTIALS_REQUIRED else ""
+PEERING_AZURE_CLIENT_SECRET = (env_str("PEERING_AZURE_CLIENT_SECRET", required=True) if _AZURE_CREDENTIALS_REQUIRED
+                               else "")
 PEERING_AZURE_POLLING_INTERVAL = env_int("PEERING_AZURE_POLLING_INTERVAL", 10 if PRODUCTION else 0)
 PEERING_AZURE_RETRY_TOTAL = env_int("PEERING_AZURE_RETRY_TOTAL", 3 if PRODUCTION else 0)
 # Per-region overrides of the catalog's platform network ({"aws-us-east-1": {"vpc_id": ...}}): the simulated
@@ -423,7 +447,7 @@ PEERING_PLATFORM_NETWORKS_FILE = env_str("PEERING_PLATFORM_NETWORKS_FILE",
                                          "" if PRODUCTION else str(VAR_DIR / "cloudsim-networks.json"))
 PEERING_PLATFORM_NETWORKS = {} if PRODUCTION else json.loads(env_str("PEERING_PLATFORM_NETWORKS_JSON", "{}"))
 # The ops action "play the customer's side" (accept / create the reverse peering): simulated clouds only.
-PEERING_SIMULATED_CUSTOMER = env_bool("PEERING_SIMULATED_CUSTOMER", not PRODUCTION) and not PRODUCTION
+PEERING_SIMULATED_CUSTOMER = env_bool("PEERING_SIMULATED_CUSTOMER", SIMULATED_OUTSIDE) and SIMULATED_OUTSIDE
 PEERING_BROKER_PORTS = [int(p) for p in env_list("PEERING_BROKER_PORTS", ["1883", "8883", "8083", "8084"])]
 PEERING_MAX_PER_DEPLOYMENT = env_int("PEERING_MAX_PER_DEPLOYMENT", 10)
 # How soon a worker looks again while waiting for the customer: often at first, then rarely.
@@ -455,7 +479,7 @@ BILLING_COLLECT_REDRIVE_AFTER_S = env_int("BILLING_COLLECT_REDRIVE_AFTER_S", 600
 # made and numbers stay `unchecked` (the embedded default never leaves the machine; tests point it at a
 # local stand-in).
 VIES_URL = env_str("VIES_URL", "https://ec.europa.eu/taxation_customs/vies/rest-api/check-vat-number"
-                   if PRODUCTION else "")
+                   if not SIMULATED_OUTSIDE else "")
 # Our own VAT number (e.g. DE123456789): with it VIES returns a consultation number, the proof of the check.
 VIES_REQUESTER_VAT = env_str("VIES_REQUESTER_VAT", "")
 VIES_TIMEOUT_S = float(env_str("VIES_TIMEOUT_S", "15"))
