@@ -40,6 +40,7 @@ def main() -> int:
     try:
         # aiosmtpd's command line with its Debugging handler: every mail is printed here.
         sink.start("smtp", [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp_port}"])
+        run.start_simulators()
         run.prepare()
         run.start()
         print(

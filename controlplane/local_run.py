@@ -304,6 +304,17 @@ def ensure_database(url: str, *, fresh: bool = False) -> None:
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
+def static_files_fresh() -> bool:
+    """Whether the compiled static files (their manifest) are newer than every static file of ours and than the
+    pinned requirements (a new Django or DRF brings its own admin and API files)."""
+    manifest = ROOT / "staticfiles" / "staticfiles.json"
+    if not manifest.exists():
+        return False
+    compiled = manifest.stat().st_mtime
+    ours = (path for folder in ROOT.glob("*/static") for path in folder.rglob("*") if path.is_file())
+    return all(path.stat().st_mtime <= compiled for path in (ROOT / "requirements.txt", *ours))
+
+
 # What the caller's environment must not hand down: another profile's settings (the test suite's, a shell's).
 _NOT_INHERITED = ("MQCLOUD_PROFILE", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DEBUG",
                   "DJANGO_SETTINGS_MODULE", "CELERY_TASK_ALWAYS_EAGER", "KUBERNETES_CLUSTERS_JSON")
@@ -324,6 +335,8 @@ class ProductionRun:
     ready_delay_s: float | None = None
     log_dir: Path | None = None
     fresh_database: bool = False
+    # How long each process has to stop on SIGTERM before it is killed.
+    stop_timeout_s: float = 15.0
     settings: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -367,27 +380,43 @@ class ProductionRun:
         return env
 
     def prepare(self) -> None:
-        """What a release does before its pods start: the database, migrations (the migration Job), the catalog,
-        and the static files the image compiles at build time."""
+        """What a release does before its pods may start: the database and its migrations (the migration Job's
+        first step), and the static files the image compiles at build time (meanwhile, when out of date)."""
         self.var.mkdir(parents=True, exist_ok=True)
-        ensure_database(self.database_url, fresh=self.fresh_database)
-        run_entrypoint("migrate", env=self.env)
-        run_entrypoint("sync-catalog", env=self.env)
-        run_entrypoint("manage", "collectstatic", "--noinput", "-v", "0", env=self.env)
+        static = None if static_files_fresh() else self._entrypoint_in_background(
+            "manage", "collectstatic", "--noinput", "-v", "0")
+        try:
+            ensure_database(self.database_url, fresh=self.fresh_database)
+            run_entrypoint("migrate", env=self.env)
+        finally:
+            if static is not None and static.wait() != 0:
+                raise RuntimeError("collectstatic failed")
+
+    def start_simulators(self) -> None:
+        self.processes.start_all(self.simulators.commands())
 
     def start(self) -> None:
-        self.processes.start_all(self.simulators.commands())
+        """The Job's second step, the catalog, runs while the pods start: they wait only for the migrations."""
+        catalog = self._entrypoint_in_background("sync-catalog")
         self.processes.start_all(production_commands(beats=self.beats))
         wait_until_serving(f"{self.url}/readyz", process=self.processes.processes["web"])
+        if catalog.wait() != 0:
+            raise RuntimeError("sync-catalog failed")
+
+    def _entrypoint_in_background(self, role: str, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, str(ENTRYPOINT), role, *args], cwd=ROOT,  # noqa: S603
+                                env=self.env)
 
     def __enter__(self) -> ProductionRun:
-        self.prepare()
         try:
+            # The simulators need no database: they start while the release is prepared.
+            self.start_simulators()
+            self.prepare()
             self.start()
         except BaseException:
-            self.processes.stop_all()
+            self.processes.stop_all(self.stop_timeout_s)
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.processes.stop_all()
+        self.processes.stop_all(self.stop_timeout_s)
