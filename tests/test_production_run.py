@@ -1,8 +1,10 @@
-"""The production wiring, end to end and under faults: the stack `make run-production` starts (controlplane/local_run.py),
-on the production profile: gunicorn through `container-entrypoint web`, one Celery worker per queue, two RedBeat beat
-replicas, PostgreSQL (a database of its own), a Redis of its own with an append-only file, the simulated cluster and
-clouds. The test talks to it only over HTTP, SMTP and Redis on loopback, as a customer, a mail server, a webhook
-receiver and an operator would. One stack serves every test here (it takes about half a minute to start).
+"""The production wiring, end to end and under faults: the stack `make run-production` starts
+(controlplane/local_run.py), on the production profile: gunicorn through `container-entrypoint web`, one Celery
+worker per queue, two RedBeat beat replicas, PostgreSQL (a database of its own), a Redis of its own with an
+append-only file, the simulated cluster and clouds. The tests talk to it only over HTTP, SMTP and Redis on loopback,
+as a customer, a mail server, a webhook receiver and an operator would. One stack serves every test here (it takes
+about half a minute to start), and the tests run in file order: the alert configured first is evaluated by beat
+while the fault tests run.
 
 The stack's Redis transport hands a dead worker's unacknowledged task back after 6 s (production: 75 minutes, above
 the longest countdown; see settings) and sweeps for such tasks every second, so the fault tests wait seconds, not an
@@ -149,9 +151,18 @@ def customer(stack: Stack) -> Iterator[Customer]:
     session.close()  # gunicorn's graceful stop would wait for the kept-alive connection
 
 
-def test_signup_a_running_deployment_and_an_alert_delivered_to_a_webhook(stack: Stack, customer: Customer):
-    from kubernetes import client as k8s_client
+@dataclass
+class Alerting:
+    deployment: dict
+    channel: dict
+    rule: dict
+    receiver: Receiver
 
+
+@pytest.fixture(scope="module")
+def alerting(stack: Stack, customer: Customer) -> Iterator[Alerting]:
+    """A deployment created over the API and running, a webhook channel to a loopback receiver, and a rule on it.
+    Beat evaluates rules every 30 s: the fault tests run meanwhile, and the last test here sees the delivery."""
     created = customer.post("/deployments", {"project": customer.project, "name": "fleet",
                                              "region": "aws-us-east-1", "spec": "basic-1k"}, expect=202)
 
@@ -161,31 +172,30 @@ def test_signup_a_running_deployment_and_an_alert_delivered_to_a_webhook(stack: 
         return body if body["status"] == "running" else None
 
     deployment = wait_for(running, "the deployment to run", timeout=60)
-    # It runs in the simulated cluster: its broker's StatefulSet is ready there.
-    config = k8s_client.Configuration()
-    config.host = stack.run.simulators.env()["KUBERNETES_SIMULATOR_URL"]
-    apps = k8s_client.AppsV1Api(k8s_client.ApiClient(config))
-    (statefulset,) = apps.list_stateful_set_for_all_namespaces(label_selector=None).items
-    assert statefulset.status.ready_replicas == 1 and statefulset.metadata.namespace.startswith("mq-")
-
     with Receiver() as receiver:
         channel = customer.post("/alert-channels", {"name": "on-call", "type": "webhook",
                                                     "config": {"url": f"{receiver.url}/in", "secret": SECRET}})
-        # The certificate the reconciler issued expires in 90 days: a rule that holds at once, so the beat's
-        # next evaluation (every 30 s) fires it and the notifier (every 5 s) delivers it.
+        # The certificate the reconciler issued before calling the deployment running expires in 90 days: the
+        # condition holds at once, so beat's next evaluation fires it and the notifier (every 5 s) delivers it.
         rule = customer.post("/alert-rules", {
             "name": "certificate", "project": customer.project, "deployment": deployment["id"],
             "metric": "certificate_expiry_days", "operator": "<", "threshold": 365, "duration_s": 0,
             "severity": "warning", "channels": [channel["id"]]})
-        wait_for(lambda: receiver.requests, "the alert's webhook", timeout=75)
-    fired = verify_standard_webhook(receiver.requests[0], SECRET)
-    assert fired["type"] == "alert.firing" and fired["rule"]["id"] == rule["id"]
-    assert fired["deployment"]["id"] == deployment["id"]
-    (logged,) = customer.get("/notifications")["results"]
-    assert (logged["status"], logged["channel"]) == ("delivered", channel["id"])
+        yield Alerting(deployment=deployment, channel=channel, rule=rule, receiver=receiver)
 
 
-def test_a_worker_killed_mid_task_loses_no_task(stack: Stack, customer: Customer):
+def test_signup_and_a_deployment_running_in_the_simulated_cluster(stack: Stack, alerting: Alerting):
+    from kubernetes import client as k8s_client
+
+    assert alerting.deployment["status"] == "running"
+    config = k8s_client.Configuration()
+    config.host = stack.run.simulators.env()["KUBERNETES_SIMULATOR_URL"]
+    apps = k8s_client.AppsV1Api(k8s_client.ApiClient(config))
+    (statefulset,) = apps.list_stateful_set_for_all_namespaces().items
+    assert statefulset.status.ready_replicas == 1 and statefulset.metadata.namespace.startswith("mq-")
+
+
+def test_a_worker_killed_mid_task_loses_no_task(stack: Stack, customer: Customer, alerting: Alerting):
     invitation = customer.invite(HELD)
     # The mail worker has taken the task and is inside the SMTP conversation, the message unacknowledged.
     assert stack.smtp.holding.wait(timeout=30), "the mail worker never reached the SMTP server"
@@ -204,7 +214,7 @@ def test_a_worker_killed_mid_task_loses_no_task(stack: Stack, customer: Customer
     wait_for(lambda: customer.invitation(invitation)["email_sent_at"], "the invitation marked sent", timeout=10)
 
 
-def test_restarting_redis_loses_no_queued_task(stack: Stack, customer: Customer):
+def test_restarting_redis_loses_no_queued_task(stack: Stack, customer: Customer, alerting: Alerting):
     processes = stack.run.processes
     processes.stop("worker-mail")  # its queue fills while nobody consumes it
     emails = [f"queued-{n}@example.com" for n in range(3)]
@@ -229,6 +239,15 @@ def test_restarting_redis_loses_no_queued_task(stack: Stack, customer: Customer)
         return any(at > restarted_at for at in stack.beat_sends("beat-1") + stack.beat_sends("beat-2"))
 
     wait_for(sent_since_restart, "beat to send again after the restart", timeout=20)
+
+
+def test_the_alert_is_delivered_to_the_webhook(customer: Customer, alerting: Alerting):
+    wait_for(lambda: alerting.receiver.requests, "the alert's webhook", timeout=75)
+    fired = verify_standard_webhook(alerting.receiver.requests[0], SECRET)
+    assert fired["type"] == "alert.firing" and fired["rule"]["id"] == alerting.rule["id"]
+    assert fired["deployment"]["id"] == alerting.deployment["id"]
+    (logged,) = customer.get("/notifications")["results"]
+    assert (logged["status"], logged["channel"]) == ("delivered", alerting.channel["id"])
 
 
 def test_two_beat_replicas_schedule_nothing_twice(stack: Stack):
