@@ -15,10 +15,9 @@ from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
-from django.core.exceptions import ImproperlyConfigured
 
-from controlplane.env import env_bool, env_int, env_list, env_str, installation_secret, serves_only_loopback
-from controlplane.queues import HOUSEKEEPING, LONGEST_COUNTDOWN_S, QUEUES, TASK_ROUTES, beat_lock_settings
+from controlplane.env import env_bool, env_int, env_list, env_str, installation_secret, loopback_standins
+from controlplane.queues import HOUSEKEEPING, QUEUES, TASK_ROUTES, beat_lock_settings, redis_transport_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("MQCLOUD_VAR_DIR", str(BASE_DIR / "var")))
@@ -44,15 +43,8 @@ else:
 DEBUG = env_bool("DEBUG", default=PROFILE == "test")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-# The production profile on one machine against stand-ins on loopback (`make run-production`, the production-like
-# end-to-end and fault tests): plain HTTP, webhooks to loopback receivers, the simulated clouds, brokers' APIs on
-# loopback only, no VIES. Off by default; refused unless every allowed host is a loopback name, so an
-# installation reachable from the network can never run with it.
-LOOPBACK_STANDINS = env_bool("LOOPBACK_STANDINS", False)
-if LOOPBACK_STANDINS and not all(serves_only_loopback(host) for host in ALLOWED_HOSTS):
-    raise ImproperlyConfigured(f"LOOPBACK_STANDINS is on but ALLOWED_HOSTS={ALLOWED_HOSTS} names a host that is not "
-                               "loopback: it is for a run on one machine only.")
-# Outside production, or with the stand-ins above, every outside service (clouds, brokers) is simulated here.
+# `make run-production` (controlplane.env.loopback_standins): the outside world simulated, as outside production.
+LOOPBACK_STANDINS = loopback_standins(ALLOWED_HOSTS)
 SIMULATED_OUTSIDE = not PRODUCTION or LOOPBACK_STANDINS
 # Where the console is reachable; used in links inside emails.
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
@@ -149,26 +141,14 @@ else:
 # --- Celery -----------------------------------------------------------------------------------------
 if REDIS_URL:
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
-        # A message a worker took and never acknowledged (acks late: it died mid-task) goes back to its queue once
-        # it has been out this long. An ETA task (a countdown, a retry's backoff) waits unacknowledged inside a
-        # worker until it is due, so this must exceed the longest countdown we schedule, or such a task would be
-        # delivered twice; every margin beyond that only delays the return of a dead worker's task.
-        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", LONGEST_COUNTDOWN_S + 900),
-        # How often each worker looks for such messages (kombu's default, 10 s x 10, as one number).
-        "unacked_restore_interval": env_int("CELERY_UNACKED_RESTORE_SWEEP_S", 100),
-        "unacked_restore_throttle": 1,
-    }
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = redis_transport_options(env_int("CELERY_VISIBILITY_TIMEOUT_S", 0),
+                                                                    env_int("CELERY_UNACKED_RESTORE_SWEEP_S", 100))
 else:
     CELERY_BROKER_URL = "filesystem://localhost/"
-    _queue_dir = VAR_DIR / "celery-queue"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_queue_dir),
-        "data_folder_out": str(_queue_dir),
-        "processed_folder": str(VAR_DIR / "celery-processed"),
-        "control_folder": str(VAR_DIR / "celery-control"),
-        "store_processed": False,
-    }
+    _queue_dir = str(VAR_DIR / "celery-queue")
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": _queue_dir, "data_folder_out": _queue_dir,
+                                       "processed_folder": str(VAR_DIR / "celery-processed"), "store_processed": False,
+                                       "control_folder": str(VAR_DIR / "celery-control")}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -234,8 +214,6 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 if PRODUCTION:
-    # Plain HTTP only with the loopback stand-ins (a browser on the same machine); HSTS would pin localhost to
-    # https in that browser for a year.
     SESSION_COOKIE_SECURE = not LOOPBACK_STANDINS
     CSRF_COOKIE_SECURE = not LOOPBACK_STANDINS
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not LOOPBACK_STANDINS)
@@ -434,11 +412,9 @@ PEERING_AWS_ACCEPT_DAYS = env_int("PEERING_AWS_ACCEPT_DAYS", 7)
 PEERING_AZURE_SIMULATED = env_bool("PEERING_AZURE_SIMULATED", SIMULATED_OUTSIDE) and SIMULATED_OUTSIDE
 PEERING_AZURE_ENDPOINT_URL = env_str(
     "PEERING_AZURE_ENDPOINT_URL", "http://127.0.0.1:8792" if PEERING_AZURE_SIMULATED else "https://management.azure.com")
-_AZURE_CREDENTIALS_REQUIRED = PRODUCTION and not PEERING_AZURE_SIMULATED
-PEERING_AZURE_TENANT_ID = env_str("PEERING_AZURE_TENANT_ID", required=True) if _AZURE_CREDENTIALS_REQUIRED else ""
-PEERING_AZURE_CLIENT_ID = env_str("PEERING_AZURE_CLIENT_ID", required=True) if _AZURE_CREDENTIALS_REQUIRED else ""
-PEERING_AZURE_CLIENT_SECRET = (env_str("PEERING_AZURE_CLIENT_SECRET", required=True) if _AZURE_CREDENTIALS_REQUIRED
-                               else "")
+PEERING_AZURE_TENANT_ID = env_str("PEERING_AZURE_TENANT_ID", "", required=not SIMULATED_OUTSIDE)
+PEERING_AZURE_CLIENT_ID = env_str("PEERING_AZURE_CLIENT_ID", "", required=not SIMULATED_OUTSIDE)
+PEERING_AZURE_CLIENT_SECRET = env_str("PEERING_AZURE_CLIENT_SECRET", "", required=not SIMULATED_OUTSIDE)
 PEERING_AZURE_POLLING_INTERVAL = env_int("PEERING_AZURE_POLLING_INTERVAL", 10 if PRODUCTION else 0)
 PEERING_AZURE_RETRY_TOTAL = env_int("PEERING_AZURE_RETRY_TOTAL", 3 if PRODUCTION else 0)
 # Per-region overrides of the catalog's platform network ({"aws-us-east-1": {"vpc_id": ...}}): the simulated
