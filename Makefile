@@ -17,7 +17,7 @@ ARCH_PENDING ?=
 ARCH_ALL = $(shell $(PY) -c 'import tomllib; print(*(c["id"] for c in tomllib.load(open("pyproject.toml", "rb"))["tool"]["importlinter"]["contracts"]))')
 ARCH_CONTRACTS = $(filter-out $(ARCH_PENDING),$(ARCH_ALL))
 
-.PHONY: run test lint arch arch-pending typecheck audit bench install install-dev services browser axe clean deploy-tools deploy-check
+.PHONY: run run-production test lint arch arch-pending typecheck audit bench install install-dev services browser axe clean deploy-tools deploy-check
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ install-dev: $(VENV)/.installed-dev
 
 run: install
 	PORT=$(or $(PORT),8000) SIMULATOR_PORT=$(or $(SIMULATOR_PORT),8790) $(PY) bin/run_embedded.py
+
+# The production profile on one machine (gunicorn, a worker per queue, RedBeat beat, PostgreSQL, a Redis of its own
+# with an append-only file, the simulated cluster and clouds; all on loopback): docs/operations.md.
+run-production: install-dev services
+	PORT=$(or $(PORT),8100) $(PY) bin/run_production.py
 
 services:
 	@bash bin/ensure_services.sh

@@ -8,16 +8,18 @@ No process started here talks to any host off this machine.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from controlplane.env import serves_only_loopback  # noqa: E402 - after the path is set
+from controlplane.local_run import ProcessGroup, Simulators, port_is_free  # noqa: E402
+
 PY = sys.executable
 HOST = os.environ.get("HOST", "127.0.0.1")
 PORT = os.environ.get("PORT", "8000")
@@ -30,18 +32,6 @@ AZURE_SIM_PORT = os.environ.get("AZURE_SIM_PORT", "8792")
 
 def manage(*args: str) -> None:
     subprocess.run([PY, "manage.py", *args], cwd=ROOT, check=True)
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        return probe.connect_ex((host, port)) != 0
-
-
-def serves_only_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def main() -> int:
@@ -58,16 +48,14 @@ def main() -> int:
             print(f"Port {port} on {host} is taken (is mqcloud already running?). "
                   f"Stop that process or choose another port: make run {variable}=<port>", file=sys.stderr)
             return 1
+    # The settings' VAR_DIR (MQCLOUD_VAR_DIR): the Celery queue folders must be the ones the transport uses.
+    var = Path(os.environ.get("MQCLOUD_VAR_DIR") or ROOT / "var")
+    simulators = Simulators(var=var, cluster_port=int(SIMULATOR_PORT), aws_port=int(AWS_SIM_PORT),
+                            azure_port=int(AZURE_SIM_PORT))
     env = dict(os.environ)
     env.setdefault("MQCLOUD_PROFILE", "embedded")
     env["PUBLIC_BASE_URL"] = f"http://{HOST}:{PORT}"
-    env["KUBERNETES_SIMULATOR_URL"] = f"http://127.0.0.1:{SIMULATOR_PORT}"
-    env["PEERING_AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{AWS_SIM_PORT}"
-    env["PEERING_AZURE_ENDPOINT_URL"] = f"http://127.0.0.1:{AZURE_SIM_PORT}"
-    # The settings' VAR_DIR (MQCLOUD_VAR_DIR): the Celery queue folders must be the ones the transport uses.
-    var = Path(os.environ.get("MQCLOUD_VAR_DIR") or ROOT / "var")
-    networks_file = var / "cloudsim-networks.json"
-    env["PEERING_PLATFORM_NETWORKS_FILE"] = str(networks_file)
+    env.update(simulators.env())
     os.environ.update(env)
     (var / "celery-queue").mkdir(parents=True, exist_ok=True)
     (var / "celery-processed").mkdir(parents=True, exist_ok=True)
@@ -78,11 +66,7 @@ def main() -> int:
     manage("seed_demo")
 
     commands = {
-        # --brokers-dir: a real MQTT broker for every running deployment, on its endpoint's loopback address.
-        "cluster": [PY, "-m", "k8s.simulator", "--port", SIMULATOR_PORT, "--kubeconfig",
-                    str(var / "kubeconfig-sim.yaml"), "--brokers-dir", str(var / "sim-brokers")],
-        "clouds": [PY, "-m", "deployments.cloudsim", "--aws-port", AWS_SIM_PORT, "--azure-port", AZURE_SIM_PORT,
-                   "--networks-file", str(networks_file)],
+        **simulators.commands(PY),
         "web": [PY, "manage.py", "runserver", f"{HOST}:{PORT}", "--noreload"],
         "worker": [PY, "-m", "celery", "-A", "controlplane", "--quiet", "worker", "-P", "solo", "-l", "WARNING"],
         "beat": [PY, "-m", "celery", "-A", "controlplane", "--quiet", "beat", "-l", "WARNING",
@@ -90,9 +74,8 @@ def main() -> int:
     }
     from projects.demo import DEMO_EMAIL, DEMO_PASSWORD, OPS_EMAIL
 
-    processes: dict[str, subprocess.Popen] = {}
-    for name, cmd in commands.items():
-        processes[name] = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    processes = ProcessGroup(env=env)
+    processes.start_all(commands)
     time.sleep(2)
     print(
         "\n"
@@ -108,38 +91,9 @@ def main() -> int:
         "  Ctrl-C stops everything.\n",
         flush=True,
     )
-
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    exit_code = 0
-    try:
-        while not stopping:
-            for name, process in processes.items():
-                if process.poll() is not None:
-                    print(f"{name} exited with {process.returncode}; stopping the rest", file=sys.stderr)
-                    exit_code = process.returncode or 1
-                    stopping = True
-            time.sleep(0.5)
-    finally:
-        for process in processes.values():
-            if process.poll() is None:
-                process.terminate()
-        deadline = time.time() + 10
-        for process in processes.values():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-    return exit_code
+    return processes.supervise()
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
     sys.exit(main())

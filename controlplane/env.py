@@ -3,6 +3,7 @@ be set."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -99,3 +100,24 @@ def _read_secret(path: Path) -> str:
     if len(value) < 32:
         raise ImproperlyConfigured(f"{path} holds no usable secret; delete it to have a new one made.")
     return value
+
+
+def serves_only_loopback(host: str) -> bool:
+    """Whether ``host`` (an address, ``[v6]`` or a name) can only be reached from this machine."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def loopback_standins(allowed_hosts: list[str]) -> bool:
+    """``LOOPBACK_STANDINS``: the production profile on one machine against stand-ins on loopback (`make
+    run-production`, the production-like tests): plain HTTP (no SSL redirect, no secure-only cookies, no HSTS, which
+    would pin localhost to https in that browser for a year), receivers on loopback, the simulated clouds, brokers'
+    APIs on loopback only, no VIES. Off by default; refused unless every allowed host is loopback, so an installation
+    reachable from the network can never run with it."""
+    on = env_bool("LOOPBACK_STANDINS", False)
+    if on and not all(serves_only_loopback(host) for host in allowed_hosts):
+        raise ImproperlyConfigured(f"LOOPBACK_STANDINS is on but ALLOWED_HOSTS={allowed_hosts} names a host that is "
+                                   "not loopback: it is for a run on one machine only.")
+    return on

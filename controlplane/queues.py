@@ -32,6 +32,12 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     "controlplane.tasks.*": {"queue": HOUSEKEEPING},
 }
 
+# The longest delay any task is sent with (a countdown, a retry's backoff cap, a scheduled re-check): an hour, e.g.
+# alerts.tasks.notice_email_send's and billing.tasks.invoice_collect's backoff caps and the last VIES retry.
+# The Redis transport's visibility timeout is set above it (settings); tests/test_deploy_queues.py checks the
+# tasks' backoff caps and the retry schedules in settings against it.
+LONGEST_COUNTDOWN_S = 3600
+
 
 def beat_lock_settings(redis_url: str) -> dict[str, object]:
     """Celery settings (lower-case names) that make beat hold a Redis lock while it schedules (RedBeat).
@@ -47,4 +53,18 @@ def beat_lock_settings(redis_url: str) -> dict[str, object]:
         "redbeat_key_prefix": "mqcloud:redbeat",
         "redbeat_lock_timeout": 30,
         "beat_max_loop_interval": 5,
+    }
+
+
+def redis_transport_options(visibility_timeout_s: int, sweep_s: int) -> dict[str, object]:
+    """The Redis transport's redelivery. A message a worker took and never acknowledged (acks late: it died
+    mid-task) goes back to its queue once it has been out ``visibility_timeout_s`` (0: the default, a quarter of an
+    hour beyond LONGEST_COUNTDOWN_S). An ETA task (a countdown, a retry's backoff) waits unacknowledged inside a
+    worker until it is due, so the timeout must exceed the longest countdown, or such a task would be delivered
+    twice; any margin beyond that only delays the return of a dead worker's task. Every worker looks for such
+    messages every ``sweep_s`` (kombu's default is 10 s x 10, given here as one number)."""
+    return {
+        "visibility_timeout": visibility_timeout_s or LONGEST_COUNTDOWN_S + 900,
+        "unacked_restore_interval": sweep_s,
+        "unacked_restore_throttle": 1,
     }

@@ -16,8 +16,8 @@ from pathlib import Path
 import dj_database_url
 from celery.schedules import crontab
 
-from controlplane.env import env_bool, env_int, env_list, env_str, installation_secret
-from controlplane.queues import HOUSEKEEPING, QUEUES, TASK_ROUTES, beat_lock_settings
+from controlplane.env import env_bool, env_int, env_list, env_str, installation_secret, loopback_standins
+from controlplane.queues import HOUSEKEEPING, QUEUES, TASK_ROUTES, beat_lock_settings, redis_transport_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("MQCLOUD_VAR_DIR", str(BASE_DIR / "var")))
@@ -43,6 +43,9 @@ else:
 DEBUG = env_bool("DEBUG", default=PROFILE == "test")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# `make run-production` (controlplane.env.loopback_standins): the outside world simulated, as outside production.
+LOOPBACK_STANDINS = loopback_standins(ALLOWED_HOSTS)
+SIMULATED_OUTSIDE = not PRODUCTION or LOOPBACK_STANDINS
 # Where the console is reachable; used in links inside emails.
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 
@@ -138,17 +141,14 @@ else:
 # --- Celery -----------------------------------------------------------------------------------------
 if REDIS_URL:
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = redis_transport_options(env_int("CELERY_VISIBILITY_TIMEOUT_S", 0),
+                                                                    env_int("CELERY_UNACKED_RESTORE_SWEEP_S", 100))
 else:
     CELERY_BROKER_URL = "filesystem://localhost/"
-    _queue_dir = VAR_DIR / "celery-queue"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_queue_dir),
-        "data_folder_out": str(_queue_dir),
-        "processed_folder": str(VAR_DIR / "celery-processed"),
-        "control_folder": str(VAR_DIR / "celery-control"),
-        "store_processed": False,
-    }
+    _queue_dir = str(VAR_DIR / "celery-queue")
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": _queue_dir, "data_folder_out": _queue_dir,
+                                       "processed_folder": str(VAR_DIR / "celery-processed"), "store_processed": False,
+                                       "control_folder": str(VAR_DIR / "celery-control")}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -214,11 +214,11 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 if PRODUCTION:
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = not LOOPBACK_STANDINS
+    CSRF_COOKIE_SECURE = not LOOPBACK_STANDINS
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not LOOPBACK_STANDINS)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if LOOPBACK_STANDINS else 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
@@ -325,8 +325,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- outbound HTTP to customer URLs (controlplane/outbound.py) -----------------------------------
-# Only the test suite turns this on: it lets the guarded client reach loopback stand-ins.
-OUTBOUND_HTTP_ALLOW_LOOPBACK = env_bool("OUTBOUND_HTTP_ALLOW_LOOPBACK", False) and not PRODUCTION
+# Only the test suite and the loopback stand-ins turn this on: it lets the guarded client reach loopback receivers.
+OUTBOUND_HTTP_ALLOW_LOOPBACK = env_bool("OUTBOUND_HTTP_ALLOW_LOOPBACK", False) and SIMULATED_OUTSIDE
 
 # --- Kubernetes -------------------------------------------------------------------------------------
 # Per region: {"aws-us-east-1": {"kubeconfig": "/etc/mqcloud/kube/us-east-1.yaml", "context": "..."}} or
@@ -350,9 +350,9 @@ KUBERNETES_CLUSTER_CIDRS = env_list("KUBERNETES_CLUSTER_CIDRS", ["10.244.0.0/16"
 # loopback address of their own, which is also their endpoint host.
 BROKER_MANAGEMENT_URL_TEMPLATE = env_str(
     "BROKER_MANAGEMENT_URL_TEMPLATE",
-    "http://emqx-api.{namespace}.svc:18083" if PRODUCTION else "http://{endpoint_host}:18083")
+    "http://{endpoint_host}:18083" if SIMULATED_OUTSIDE else "http://emqx-api.{namespace}.svc:18083")
 BROKER_API_TIMEOUT_S = env_int("BROKER_API_TIMEOUT_S", 5)
-BROKER_MANAGEMENT_LOOPBACK_ONLY = not PRODUCTION
+BROKER_MANAGEMENT_LOOPBACK_ONLY = SIMULATED_OUTSIDE
 
 # --- alerts and metrics -----------------------------------------------------------------------------
 METRICS_RETENTION_DAYS = env_int("METRICS_RETENTION_DAYS", 7)
@@ -409,12 +409,12 @@ PEERING_AWS_ACCESS_KEY_ID = env_str("PEERING_AWS_ACCESS_KEY_ID", "" if PRODUCTIO
 PEERING_AWS_SECRET_ACCESS_KEY = env_str("PEERING_AWS_SECRET_ACCESS_KEY", "" if PRODUCTION else "testing")
 PEERING_AWS_MAX_ATTEMPTS = env_int("PEERING_AWS_MAX_ATTEMPTS", 3 if PRODUCTION else 1)
 PEERING_AWS_ACCEPT_DAYS = env_int("PEERING_AWS_ACCEPT_DAYS", 7)
-PEERING_AZURE_SIMULATED = env_bool("PEERING_AZURE_SIMULATED", not PRODUCTION) and not PRODUCTION
+PEERING_AZURE_SIMULATED = env_bool("PEERING_AZURE_SIMULATED", SIMULATED_OUTSIDE) and SIMULATED_OUTSIDE
 PEERING_AZURE_ENDPOINT_URL = env_str(
     "PEERING_AZURE_ENDPOINT_URL", "http://127.0.0.1:8792" if PEERING_AZURE_SIMULATED else "https://management.azure.com")
-PEERING_AZURE_TENANT_ID = env_str("PEERING_AZURE_TENANT_ID", required=True) if PRODUCTION else ""
-PEERING_AZURE_CLIENT_ID = env_str("PEERING_AZURE_CLIENT_ID", required=True) if PRODUCTION else ""
-PEERING_AZURE_CLIENT_SECRET = env_str("PEERING_AZURE_CLIENT_SECRET", required=True) if PRODUCTION else ""
+PEERING_AZURE_TENANT_ID = env_str("PEERING_AZURE_TENANT_ID", "", required=not SIMULATED_OUTSIDE)
+PEERING_AZURE_CLIENT_ID = env_str("PEERING_AZURE_CLIENT_ID", "", required=not SIMULATED_OUTSIDE)
+PEERING_AZURE_CLIENT_SECRET = env_str("PEERING_AZURE_CLIENT_SECRET", "", required=not SIMULATED_OUTSIDE)
 PEERING_AZURE_POLLING_INTERVAL = env_int("PEERING_AZURE_POLLING_INTERVAL", 10 if PRODUCTION else 0)
 PEERING_AZURE_RETRY_TOTAL = env_int("PEERING_AZURE_RETRY_TOTAL", 3 if PRODUCTION else 0)
 # Per-region overrides of the catalog's platform network ({"aws-us-east-1": {"vpc_id": ...}}): the simulated
@@ -423,7 +423,7 @@ PEERING_PLATFORM_NETWORKS_FILE = env_str("PEERING_PLATFORM_NETWORKS_FILE",
                                          "" if PRODUCTION else str(VAR_DIR / "cloudsim-networks.json"))
 PEERING_PLATFORM_NETWORKS = {} if PRODUCTION else json.loads(env_str("PEERING_PLATFORM_NETWORKS_JSON", "{}"))
 # The ops action "play the customer's side" (accept / create the reverse peering): simulated clouds only.
-PEERING_SIMULATED_CUSTOMER = env_bool("PEERING_SIMULATED_CUSTOMER", not PRODUCTION) and not PRODUCTION
+PEERING_SIMULATED_CUSTOMER = env_bool("PEERING_SIMULATED_CUSTOMER", SIMULATED_OUTSIDE) and SIMULATED_OUTSIDE
 PEERING_BROKER_PORTS = [int(p) for p in env_list("PEERING_BROKER_PORTS", ["1883", "8883", "8083", "8084"])]
 PEERING_MAX_PER_DEPLOYMENT = env_int("PEERING_MAX_PER_DEPLOYMENT", 10)
 # How soon a worker looks again while waiting for the customer: often at first, then rarely.
@@ -455,7 +455,7 @@ BILLING_COLLECT_REDRIVE_AFTER_S = env_int("BILLING_COLLECT_REDRIVE_AFTER_S", 600
 # made and numbers stay `unchecked` (the embedded default never leaves the machine; tests point it at a
 # local stand-in).
 VIES_URL = env_str("VIES_URL", "https://ec.europa.eu/taxation_customs/vies/rest-api/check-vat-number"
-                   if PRODUCTION else "")
+                   if not SIMULATED_OUTSIDE else "")
 # Our own VAT number (e.g. DE123456789): with it VIES returns a consultation number, the proof of the check.
 VIES_REQUESTER_VAT = env_str("VIES_REQUESTER_VAT", "")
 VIES_TIMEOUT_S = float(env_str("VIES_TIMEOUT_S", "15"))

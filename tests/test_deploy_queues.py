@@ -1,5 +1,6 @@
 """Every task goes to a declared queue (controlplane/queues.py), and beat in production holds RedBeat's Redis
-lock, so a second beat replica schedules nothing while the first one lives (real Redis)."""
+lock, so a second beat replica schedules nothing while the first one lives (real Redis). A dead worker's task comes
+back after the Redis transport's visibility timeout, which stays above every countdown we schedule."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from django.conf import settings
 from redbeat.schedulers import RedBeatScheduler, acquire_distributed_beat_lock, get_redis
 
 from controlplane.celery import app as celery_app
-from controlplane.queues import QUEUES, beat_lock_settings
+from controlplane.queues import LONGEST_COUNTDOWN_S, QUEUES, beat_lock_settings
 from tests.deploy_support import ROOT
 
 
@@ -80,3 +81,18 @@ def test_a_second_beat_waits_for_the_lock_and_schedules_nothing_meanwhile():
     assert not waiting.is_alive() and second.lock is not None and second.lock.locked()
     # The lock's token is thread-local to the thread that took it: release by key.
     get_redis(second.app).delete(second.lock_key)
+
+
+def test_the_visibility_timeout_exceeds_every_countdown_we_schedule():
+    """An ETA task waits unacknowledged in a worker until due; out longer than the visibility timeout, Redis would
+    hand it to a second worker. The delays settings and task options name stay within LONGEST_COUNTDOWN_S
+    (alerts.tasks.notice_email_send caps its own backoff at 3600 in code), and the timeout is above it."""
+    celery_app.loader.import_default_modules()
+    # Celery's autoretry caps a backoff at 600 s where the task names no cap.
+    backoff_caps = {name: getattr(task, "retry_backoff_max", 600) for name, task in celery_app.tasks.items()
+                    if getattr(task, "retry_backoff", False) and not name.startswith("celery.")}
+    assert backoff_caps and max(backoff_caps.values()) <= LONGEST_COUNTDOWN_S, backoff_caps
+    assert max(settings.VIES_RETRY_SCHEDULE_S) <= LONGEST_COUNTDOWN_S
+    assert settings.PEERING_SLOW_POLL_SECONDS <= LONGEST_COUNTDOWN_S
+    options = celery_app.conf.broker_transport_options
+    assert options["visibility_timeout"] > LONGEST_COUNTDOWN_S and options["unacked_restore_interval"] > 0
