@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -52,6 +53,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 from harness import ROOT, benchmark_database
 from seed import console_sessions, seed_organization
 
@@ -107,8 +109,9 @@ def _get(url: str, headers: dict[str, str]) -> tuple[int, bytes]:
 
 
 @contextmanager
-def web_server(environment: dict[str, str], log_path: Path) -> Iterator[str]:
-    """gunicorn through the image's entrypoint on a free loopback port; yields its URL once /readyz answers."""
+def web_server(environment: dict[str, str], log_path: Path) -> Iterator[tuple[str, int]]:
+    """gunicorn through the image's entrypoint on a free loopback port; yields its URL and process id once
+    /readyz answers."""
     started, port, scratch = time.monotonic(), free_port(), log_path.parent
     env = {**os.environ, **environment, "PORT": str(port), "BENCH_STATIC_ROOT": str(scratch / "static"),
            # Loopback only, and a control socket of its own (the default is one per user, in ~/.gunicorn).
@@ -129,7 +132,7 @@ def web_server(environment: dict[str, str], log_path: Path) -> Iterator[str]:
                 raise SystemExit(f"gunicorn did not become ready:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.2)
         _progress(f"gunicorn ready at {url} in {time.monotonic() - started:.1f} s (static files collected)")
-        yield url
+        yield url, server.pid
     finally:
         # Quick shutdown: the measurement is over (a graceful one waits ~5 s more for the arbiter's housekeeping).
         server.send_signal(signal.SIGQUIT)
@@ -194,23 +197,51 @@ def measure(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="mqcloud-load-") as scratch:
         work = Path(scratch)
         (work / "plan.json").write_text(json.dumps(plan))
-        with web_server(environment, work / "gunicorn.log") as url:
+        with web_server(environment, work / "gunicorn.log") as (url, server_pid):
             plan["host"] = url
             (work / "plan.json").write_text(json.dumps(plan))
             for name in endpoints:
                 check_same_rows(url, ratio_tenant["api_key"], name)
+            usage = CpuUsage(server_pid)
             driver = subprocess.run([sys.executable, str(BENCH_DIR / "load_users.py"), str(work / "plan.json"),
                                      str(work / "result.json")], check=False,
                                     timeout=args.duration + 10 * args.ratio_seconds + 300)
+            cpu = usage.seconds()
             _progress("load generator done")
             if driver.returncode != 0:
                 raise SystemExit(f"the load generator failed ({driver.returncode})")
         result = json.loads((work / "result.json").read_text())
+        result["cpu"] = cpu
         result["server"] = server_log_summary((work / "gunicorn.log").read_text())
         if args.server_log:
             Path(args.server_log).write_bytes((work / "gunicorn.log").read_bytes())
     report(args, result)
     return result
+
+
+class CpuUsage:
+    """CPU seconds of gunicorn (arbiter and workers) and of the load generator from now on, and the machine's
+    load: on a shared machine, they say whether the server or the load generator was short of CPU."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server = psutil.Process(server_pid)
+        self.server_start = self._server_seconds()
+        self.children_start = self._children_seconds()
+        self.started, self.load_start = time.monotonic(), os.getloadavg()[0]
+
+    def _server_seconds(self) -> float:
+        processes = [self.server, *self.server.children(recursive=True)]
+        return sum(sum(process.cpu_times()[:2]) for process in processes)
+
+    @staticmethod
+    def _children_seconds() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def seconds(self) -> dict:
+        return {"wall_s": time.monotonic() - self.started, "server_s": self._server_seconds() - self.server_start,
+                "load_generator_s": self._children_seconds() - self.children_start,
+                "load_average": [self.load_start, os.getloadavg()[0]], "cpus": len(os.sched_getaffinity(0))}
 
 
 def server_log_summary(log: str) -> dict:
@@ -244,6 +275,10 @@ def report(args: argparse.Namespace, result: dict) -> None:
         print(f"  error: {count} x {reason}")
     server_errors = {status: n for status, n in server["statuses"].items() if int(status) >= 500}
     print(f"  gunicorn access log: {sum(server['statuses'].values())} requests, 5xx: {server_errors or 'none'}")
+    cpu = result["cpu"]
+    print(f"CPU over both phases ({cpu['wall_s']:.0f} s, {cpu['cpus']} CPUs): gunicorn {cpu['server_s']:.0f} s, "
+          f"load generator {cpu['load_generator_s']:.0f} s; load average {cpu['load_average'][0]:.1f} at the start, "
+          f"{cpu['load_average'][1]:.1f} at the end")
     print(f"ratio, same gunicorn, {args.ratio_users} users without think time, "
           f"{args.ratio_slices} alternating slices of {args.ratio_seconds / args.ratio_slices / 2:.1f} s each side:")
     for figures in result["ratio"].values():
@@ -264,8 +299,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--projects", type=int, default=20)
     parser.add_argument("--deployments", type=int, default=12)
     parser.add_argument("--ratio-users", type=int, default=16)
-    parser.add_argument("--ratio-seconds", type=float, default=20)
-    parser.add_argument("--ratio-slices", type=int, default=4)
+    parser.add_argument("--ratio-seconds", type=float, default=30)
+    parser.add_argument("--ratio-slices", type=int, default=6)
     parser.add_argument("--ratio-projects", type=int, default=1000)
     parser.add_argument("--ratio-deployments", type=int, default=300)
     parser.add_argument("--ratio-endpoints", nargs="+", default=["projects", "deployments"],
