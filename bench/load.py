@@ -198,7 +198,7 @@ def measure(args: argparse.Namespace) -> dict:
         work = Path(scratch)
         (work / "plan.json").write_text(json.dumps(plan))
         with web_server(environment, work / "gunicorn.log") as (url, server_pid):
-            plan["host"] = url
+            plan["host"], plan["server_pid"] = url, server_pid
             (work / "plan.json").write_text(json.dumps(plan))
             for name in endpoints:
                 check_same_rows(url, ratio_tenant["api_key"], name)
@@ -245,14 +245,18 @@ class CpuUsage:
 
 
 def server_log_summary(log: str) -> dict:
-    workers, statuses = 0, {}
+    """Workers started before the first request and since (recycled after WEB_MAX_REQUESTS), answers by status."""
+    workers, recycled, statuses = 0, 0, {}
     for line in log.splitlines():
         if "Booting worker" in line:
-            workers += 1
+            if statuses:
+                recycled += 1
+            else:
+                workers += 1
         elif line.startswith("{") and '"status"' in line:
             status = json.loads(line).get("status", 0)
             statuses[status] = statuses.get(status, 0) + 1
-    return {"workers_booted": workers, "statuses": statuses}
+    return {"workers": workers, "workers_recycled": recycled, "statuses": statuses}
 
 
 def _row(label: str, figures: dict) -> str:
@@ -265,12 +269,15 @@ def report(args: argparse.Namespace, result: dict) -> None:
     low, high = args.think_time
     print(f"bench load: {mixed['users']} users (half console, half API; {low:g}-{high:g} s think time) for "
           f"{mixed['seconds']:.0f} s"
-          f" against bin/container-entrypoint web ({server['workers_booted']} gunicorn workers booted x "
-          f"{os.environ.get('WEB_THREADS', '4')} threads), {args.tenants} tenants")
+          f" against bin/container-entrypoint web ({server['workers']} gunicorn workers x "
+          f"{os.environ.get('WEB_THREADS', '4')} threads, {server['workers_recycled']} recycled during the run), "
+          f"{args.tenants} tenants")
     print(f"  {'kind':<34} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, figures in mixed["kinds"].items():
         print(_row(name, figures))
     print(_row("all", mixed["total"]))
+    print(f"  gunicorn CPU while measured: {mixed['server_cpu_s']:.1f} s, "
+          f"{1000 * mixed['server_cpu_s'] / max(mixed['total']['requests'], 1):.1f} ms per request")
     for reason, count in sorted(mixed["total"]["errors"].items()):
         print(f"  error: {count} x {reason}")
     server_errors = {status: n for status, n in server["statuses"].items() if int(status) >= 500}
@@ -286,6 +293,8 @@ def report(args: argparse.Namespace, result: dict) -> None:
                            f"{figures[side]['p50_ms']:.1f} ms, {figures[side]['failures']} errors)"
                            for side in ("api", "bare"))
         print(f"  {sides}   API / bare {figures['ratio']:.2f}x")
+        print(f"    server CPU per request: API {figures['api']['server_cpu_ms_per_request']:.1f} ms, bare "
+              f"{figures['bare']['server_cpu_ms_per_request']:.1f} ms   bare / API {figures['cpu_ratio']:.2f}x")
 
 
 def parser() -> argparse.ArgumentParser:

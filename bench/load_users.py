@@ -33,6 +33,7 @@ import uuid
 from collections import defaultdict
 
 import gevent
+import psutil
 from locust import FastHttpUser, constant, task
 from locust.env import Environment
 
@@ -160,6 +161,17 @@ class Recorder:
             self.failures[name][str(exception)[:120]] += 1
 
 
+def server_cpu_seconds() -> float:
+    """CPU seconds used so far by gunicorn's arbiter and live workers (a worker recycled meanwhile takes its own
+    with it, so a phase with a recycle reads a little low)."""
+    try:
+        server = psutil.Process(PLAN["server_pid"])
+        processes = [server, *server.children(recursive=True)]
+        return sum(sum(process.cpu_times()[:2]) for process in processes)
+    except psutil.Error:
+        return float("nan")
+
+
 def _percentile(ordered: list[float], share: float) -> float:
     """Nearest rank: the smallest value with at least ``share`` of the samples at or below it."""
     if not ordered:
@@ -191,11 +203,11 @@ def run_mixed() -> dict:
     while runner.user_count < users and time.monotonic() < spawn_deadline:
         gevent.sleep(0.1)
     gevent.sleep(PLAN["warmup_s"])  # every worker thread's first requests (connections, templates) not counted
-    started = time.monotonic()
+    started, cpu_start = time.monotonic(), server_cpu_seconds()
     recorder.on = True
     gevent.sleep(duration)
     recorder.on = False
-    seconds = time.monotonic() - started
+    seconds, server_cpu = time.monotonic() - started, server_cpu_seconds() - cpu_start
     runner.quit()
     kinds = {name: _summary([t for _, t in samples], recorder.failures[name], seconds)
              for name, samples in sorted(recorder.samples.items())}
@@ -204,7 +216,7 @@ def run_mixed() -> dict:
     for failures in recorder.failures.values():
         for reason, count in failures.items():
             total_failures[reason] += count
-    return {"users": runner.user_count or users, "seconds": seconds, "kinds": kinds,
+    return {"users": runner.user_count or users, "seconds": seconds, "kinds": kinds, "server_cpu_s": server_cpu,
             "total": _summary(everything, total_failures, seconds)}
 
 
@@ -218,15 +230,18 @@ def run_ratio(endpoint: str, paths: dict[str, str]) -> dict:
         ListUser.target = (side, paths[side])
         gevent.sleep(0.3)
     windows: dict[str, list[tuple[float, float]]] = {"api": [], "bare": []}
+    cpu = {"api": 0.0, "bare": 0.0}
     order = ["api", "bare"]
     slice_s = ratio["seconds"] / ratio["slices"]
     recorder.on = True
     for number in range(ratio["slices"]):
         for side in order if number % 2 == 0 else order[::-1]:
             ListUser.target = (side, paths[side])
-            begin = time.monotonic()
+            begin, cpu_begin = time.monotonic(), server_cpu_seconds()
             gevent.sleep(slice_s / 2)
             windows[side].append((begin, time.monotonic()))
+            # What the other side's requests still in flight use here is small and falls on both alike.
+            cpu[side] += server_cpu_seconds() - cpu_begin
     # Requests still in flight finish here and count for the window they started in.
     gevent.sleep(0.5)
     recorder.on = False
@@ -239,8 +254,12 @@ def run_ratio(endpoint: str, paths: dict[str, str]) -> dict:
         times = sorted(t for start, t in recorder.samples[side] if any(b <= start < e for b, e in spans))
         result[side] = {"requests": len(starts), "per_second": len(starts) / length,
                         "failures": sum(recorder.failures[side].values()), "errors": dict(recorder.failures[side]),
-                        "p50_ms": _percentile(times, 0.5), "seconds": length, "path": paths[side]}
+                        "p50_ms": _percentile(times, 0.5), "seconds": length, "path": paths[side],
+                        "server_cpu_ms_per_request": 1000 * cpu[side] / max(len(starts), 1)}
     result["ratio"] = result["api"]["per_second"] / result["bare"]["per_second"]
+    # The same comparison in server CPU per request: the bare view's over the API's (higher is better, as above).
+    result["cpu_ratio"] = (result["bare"]["server_cpu_ms_per_request"]
+                           / result["api"]["server_cpu_ms_per_request"])
     return result
 
 
