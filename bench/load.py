@@ -9,30 +9,37 @@ What it does, in order:
    logging 100 users in through the form would be 100 PBKDF2 hashes); plus one organization of the size
    ``run.py`` measures (``--ratio-projects`` 1,000 projects, ``--ratio-deployments`` 300 deployments) for the
    ratio. Secrets are encrypted with a Fernet key made for the run.
-2. Starts gunicorn exactly as the image does, ``bin/container-entrypoint web`` (deploy/gunicorn.conf.py: workers
-   from the CPUs, gthread with 4 threads, JSON access log), in the production profile (DEBUG off, persistent
-   database connections, JSON logs, HTTPS behind one proxy). What differs from a pod, each for a reason:
-   ``GUNICORN_CMD_ARGS=--bind 127.0.0.1:<free port>`` (loopback only); ``ALLOWED_HOSTS=127.0.0.1``;
-   ``DJANGO_SETTINGS_MODULE=load_settings``, the product's settings with a URLconf that adds the bare views of
-   ``bare_views.py`` (``/bare/projects``, ``/bare/deployments``) in front of every route of the product; the
-   Azure credentials production requires are placeholders (the web tier never calls Azure); and the API's rate
-   limits are raised to 1,000,000/min per key and per address (counted on every request, as in production, but
-   never refusing), because the ratio phase sends hundreds of requests a second with one key. The product's
-   defaults (600/min per key, 1,200/min per address) are untouched. ``--web-concurrency`` sets
-   ``WEB_CONCURRENCY`` (default: the image's own choice, 2 x CPUs + 1).
-3. Runs ``load_users.py`` (locust, headless, as a library, in its own process): ``--users`` (200) users, half
-   console and half API, each with a think time of 1–3 s and its own client address in ``X-Forwarded-For``,
-   spawned at ``--spawn-rate`` a second, then measured for ``--duration`` seconds (60); then, on the same
-   gunicorn, ``GET /api/v1/projects?limit=50`` and ``GET /api/v1/deployments?limit=50`` against their bare views
-   (the same 50 rows: checked first) by ``--ratio-users`` users (16) with no think time, alternating every
-   ``--ratio-seconds / --ratio-slices`` seconds.
+2. Collects the static files into a scratch directory (the image does at build time) and starts gunicorn as the
+   image does, ``bin/container-entrypoint web`` (deploy/gunicorn.conf.py: workers from the CPUs, gthread with 4
+   threads, recycling, JSON access log), in the production profile (DEBUG off, persistent database
+   connections, JSON logs, HTTPS behind one proxy, ``NUM_PROXIES=1`` as in the manifests). What differs from a
+   pod, each for a reason: ``GUNICORN_CMD_ARGS`` binds 127.0.0.1 on a free port (loopback only) and puts the
+   control socket in the scratch directory; ``ALLOWED_HOSTS=127.0.0.1``; ``DJANGO_SETTINGS_MODULE=load_settings``,
+   the product's settings with a URLconf that adds the bare views of ``bare_views.py`` (``/bare/projects``,
+   ``/bare/deployments``) in front of every route of the product, and static files collected by the manifest
+   storage without compressing them (load_settings.py says why); the Azure credentials production requires are
+   placeholders (the web tier never calls Azure); and the API's rate limits are raised to 1,000,000/min per key
+   and per address (counted in Redis on every request, as in production, but never refusing), because the ratio
+   phase sends hundreds of requests a second with one key. The product's defaults (600/min per key, 1,200/min
+   per address) are untouched. ``--web-concurrency`` sets ``WEB_CONCURRENCY`` (default: the image's own
+   choice, 2 x CPUs + 1).
+3. Runs ``load_users.py`` (locust, headless, as a library, in its own process; its docstring has the details):
+   ``--users`` (200) users, half console and half API, each thinking ``--think-time`` (1–3 s) between requests
+   and with its own client address in ``X-Forwarded-For``, spawned at ``--spawn-rate`` a second, measured for
+   ``--duration`` seconds (60) after ``--warmup`` (5); then, on the same gunicorn, ``GET
+   /api/v1/projects?limit=50`` and ``GET /api/v1/deployments?limit=50`` against their bare views (the same 50
+   rows: checked first) by ``--ratio-users`` users (16) with no think time for ``--ratio-seconds`` (30) each,
+   switching side ``2 x --ratio-slices`` (6) times.
 4. Prints, per request kind and overall: requests, requests/s, p50/p95/p99 (ms, exact: every sample kept) and
    failures (any status but the page's or call's success status, connection errors, timeouts) with their
-   reasons; the 5xx lines of gunicorn's access log; and the ratio of requests per second of each API list to
-   its bare view (higher is better, 1.0 is "as fast as the bare view").
+   reasons; gunicorn's CPU per request; the 5xx lines of gunicorn's access log; the CPU seconds of gunicorn and
+   of the load generator and the machine's load average; and for each list endpoint the ratio of requests per
+   second of the API to its bare view, and of server CPU per request of the bare view to the API (higher is
+   better for both, 1.0 is "as cheap as the bare view").
 
 Locust runs on the same cores as gunicorn: the ratio phase's load generator takes CPU from the server, which
-narrows the gap between the API and the bare view (the bare view is the one held back more).
+narrows the gap in requests per second between the API and the bare view (the bare view, being faster, is held
+back more); the CPU-per-request ratio does not depend on that.
 """
 
 from __future__ import annotations
@@ -53,7 +60,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psutil
 from harness import ROOT, benchmark_database
 from seed import console_sessions, seed_organization
 
@@ -202,7 +208,7 @@ def measure(args: argparse.Namespace) -> dict:
             (work / "plan.json").write_text(json.dumps(plan))
             for name in endpoints:
                 check_same_rows(url, ratio_tenant["api_key"], name)
-            usage = CpuUsage(server_pid)
+            usage = CpuUsage()
             driver = subprocess.run([sys.executable, str(BENCH_DIR / "load_users.py"), str(work / "plan.json"),
                                      str(work / "result.json")], check=False,
                                     timeout=args.duration + 10 * args.ratio_seconds + 300)
@@ -220,18 +226,12 @@ def measure(args: argparse.Namespace) -> dict:
 
 
 class CpuUsage:
-    """CPU seconds of gunicorn (arbiter and workers) and of the load generator from now on, and the machine's
-    load: on a shared machine, they say whether the server or the load generator was short of CPU."""
+    """CPU seconds of the load generator from now on, and the machine's load: on a shared machine, they say
+    whether the load generator was short of CPU or took it from the server."""
 
-    def __init__(self, server_pid: int) -> None:
-        self.server = psutil.Process(server_pid)
-        self.server_start = self._server_seconds()
+    def __init__(self) -> None:
         self.children_start = self._children_seconds()
         self.started, self.load_start = time.monotonic(), os.getloadavg()[0]
-
-    def _server_seconds(self) -> float:
-        processes = [self.server, *self.server.children(recursive=True)]
-        return sum(sum(process.cpu_times()[:2]) for process in processes)
 
     @staticmethod
     def _children_seconds() -> float:
@@ -239,7 +239,7 @@ class CpuUsage:
         return usage.ru_utime + usage.ru_stime
 
     def seconds(self) -> dict:
-        return {"wall_s": time.monotonic() - self.started, "server_s": self._server_seconds() - self.server_start,
+        return {"wall_s": time.monotonic() - self.started,
                 "load_generator_s": self._children_seconds() - self.children_start,
                 "load_average": [self.load_start, os.getloadavg()[0]], "cpus": len(os.sched_getaffinity(0))}
 
@@ -276,15 +276,16 @@ def report(args: argparse.Namespace, result: dict) -> None:
     for name, figures in mixed["kinds"].items():
         print(_row(name, figures))
     print(_row("all", mixed["total"]))
+    recycled = " (a worker was recycled meanwhile: its successor's boot counts)" if mixed["workers_changed"] else ""
     print(f"  gunicorn CPU while measured: {mixed['server_cpu_s']:.1f} s, "
-          f"{1000 * mixed['server_cpu_s'] / max(mixed['total']['requests'], 1):.1f} ms per request")
+          f"{1000 * mixed['server_cpu_s'] / max(mixed['total']['requests'], 1):.1f} ms per request{recycled}")
     for reason, count in sorted(mixed["total"]["errors"].items()):
         print(f"  error: {count} x {reason}")
     server_errors = {status: n for status, n in server["statuses"].items() if int(status) >= 500}
     print(f"  gunicorn access log: {sum(server['statuses'].values())} requests, 5xx: {server_errors or 'none'}")
     cpu = result["cpu"]
-    print(f"CPU over both phases ({cpu['wall_s']:.0f} s, {cpu['cpus']} CPUs): gunicorn {cpu['server_s']:.0f} s, "
-          f"load generator {cpu['load_generator_s']:.0f} s; load average {cpu['load_average'][0]:.1f} at the start, "
+    print(f"load generator: {cpu['load_generator_s']:.0f} CPU seconds in {cpu['wall_s']:.0f} s on {cpu['cpus']} CPUs;"
+          f" load average {cpu['load_average'][0]:.1f} at the start, "
           f"{cpu['load_average'][1]:.1f} at the end")
     print(f"ratio, same gunicorn, {args.ratio_users} users without think time, "
           f"{args.ratio_slices} alternating slices of {args.ratio_seconds / args.ratio_slices / 2:.1f} s each side:")
@@ -293,8 +294,10 @@ def report(args: argparse.Namespace, result: dict) -> None:
                            f"{figures[side]['p50_ms']:.1f} ms, {figures[side]['failures']} errors)"
                            for side in ("api", "bare"))
         print(f"  {sides}   API / bare {figures['ratio']:.2f}x")
-        print(f"    server CPU per request: API {figures['api']['server_cpu_ms_per_request']:.1f} ms, bare "
-              f"{figures['bare']['server_cpu_ms_per_request']:.1f} ms   bare / API {figures['cpu_ratio']:.2f}x")
+        api, bare = figures["api"], figures["bare"]
+        print(f"    server CPU per request: API {api['server_cpu_ms_per_request']:.1f} ms, bare "
+              f"{bare['server_cpu_ms_per_request']:.1f} ms   bare / API {figures['cpu_ratio']:.2f}x   (windows without"
+              f" a worker recycled: {api['cpu_windows']}/{api['windows']} and {bare['cpu_windows']}/{bare['windows']})")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -6,16 +6,18 @@ standard library with gevent on import, which Django and psycopg must never see)
 (an API key, console session keys, deployment ids each) and the phases; RESULT gets the figures.
 
 1. Mixed traffic: ``users`` simulated users, half console and half API (locust's weights), spawned at
-   ``spawn_rate`` a second; once all are running, every request of ``duration_s`` seconds is recorded (its
-   kind, time, and the reason of a failure). A console user is logged in (a session cookie of its tenant's
-   owner) and opens, with 1–3 s of thinking between pages, the projects page, the deployments list, a
-   deployment's page, billing and alerts. An API user (its tenant's key) lists projects and deployments,
-   reads a deployment, lists alerts and sometimes creates a project. Only the status the page or call answers
-   when it works counts as a success (200, or 201 for the create; a redirect to the login page is a failure).
-2. Ratio: ``ratio.users`` users with no think time request one list endpoint, switching every
-   ``seconds / slices`` seconds between the API (with the key) and the bare view of the same rows, in the
-   order A B B A A B ... so drift of the machine falls on both alike; requests per second of each are the
-   requests *started* in its windows over the windows' length.
+   ``spawn_rate`` a second; once all are running and ``warmup_s`` more have passed, every request of
+   ``duration_s`` seconds is recorded (its kind, time, and the reason of a failure), and gunicorn's CPU time
+   (``server_pid`` and its workers) over the same span. Each user thinks ``think_s`` (a range, 1–3 s) between
+   requests. A console user is logged in (a session cookie of its tenant's owner) and opens the projects page,
+   the deployments list, a deployment's page, billing and alerts. An API user (its tenant's key) lists projects
+   and deployments, reads a deployment, lists alerts and sometimes creates a project. Only the status the page
+   or call answers when it works counts as a success (200, or 201 for the create; a redirect, to the login page
+   say, is a failure).
+2. Ratio, per list endpoint: ``ratio.users`` users with no think time request it, through the API (with the
+   ratio organization's key) or its bare view, switching side every ``seconds / slices / 2`` seconds in the
+   order A B B A A B ... so drift of the machine falls on both alike. Requests per second of a side are the
+   requests *started* in its windows over the windows' length; gunicorn's CPU time is summed per side too.
 
 Every request carries what the ingress in front of the production web tier adds: ``X-Forwarded-Proto: https``
 and ``X-Forwarded-For`` with one client address per simulated user (documentation ranges: headers only, nothing
@@ -161,15 +163,23 @@ class Recorder:
             self.failures[name][str(exception)[:120]] += 1
 
 
-def server_cpu_seconds() -> float:
-    """CPU seconds used so far by gunicorn's arbiter and live workers (a worker recycled meanwhile takes its own
-    with it, so a phase with a recycle reads a little low)."""
-    try:
-        server = psutil.Process(PLAN["server_pid"])
-        processes = [server, *server.children(recursive=True)]
-        return sum(sum(process.cpu_times()[:2]) for process in processes)
-    except psutil.Error:
-        return float("nan")
+class ServerCpu:
+    """CPU seconds used by gunicorn's arbiter and workers, and which workers those are. A worker recycled after
+    WEB_MAX_REQUESTS takes its CPU time with it and its successor's starts with booting Django: the last figure
+    seen of every process is kept, and a span over which the workers changed is flagged by its callers."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server = psutil.Process(server_pid)
+        self.seen: dict[int, float] = {}
+
+    def sample(self) -> tuple[float, frozenset[int]]:
+        processes = [self.server, *self.server.children(recursive=True)]
+        for process in processes:
+            try:
+                self.seen[process.pid] = sum(process.cpu_times()[:2])
+            except psutil.Error:
+                pass  # exited between the listing and the reading
+        return sum(self.seen.values()), frozenset(process.pid for process in processes)
 
 
 def _percentile(ordered: list[float], share: float) -> float:
@@ -203,11 +213,12 @@ def run_mixed() -> dict:
     while runner.user_count < users and time.monotonic() < spawn_deadline:
         gevent.sleep(0.1)
     gevent.sleep(PLAN["warmup_s"])  # every worker thread's first requests (connections, templates) not counted
-    started, cpu_start = time.monotonic(), server_cpu_seconds()
+    meter = ServerCpu(PLAN["server_pid"])
+    started, (cpu_start, workers_start) = time.monotonic(), meter.sample()
     recorder.on = True
     gevent.sleep(duration)
     recorder.on = False
-    seconds, server_cpu = time.monotonic() - started, server_cpu_seconds() - cpu_start
+    (cpu_end, workers_end), seconds = meter.sample(), time.monotonic() - started
     runner.quit()
     kinds = {name: _summary([t for _, t in samples], recorder.failures[name], seconds)
              for name, samples in sorted(recorder.samples.items())}
@@ -216,7 +227,8 @@ def run_mixed() -> dict:
     for failures in recorder.failures.values():
         for reason, count in failures.items():
             total_failures[reason] += count
-    return {"users": runner.user_count or users, "seconds": seconds, "kinds": kinds, "server_cpu_s": server_cpu,
+    return {"users": runner.user_count or users, "seconds": seconds, "kinds": kinds,
+            "server_cpu_s": cpu_end - cpu_start, "workers_changed": workers_start != workers_end,
             "total": _summary(everything, total_failures, seconds)}
 
 
@@ -230,18 +242,24 @@ def run_ratio(endpoint: str, paths: dict[str, str]) -> dict:
         ListUser.target = (side, paths[side])
         gevent.sleep(0.3)
     windows: dict[str, list[tuple[float, float]]] = {"api": [], "bare": []}
-    cpu = {"api": 0.0, "bare": 0.0}
+    meter = ServerCpu(PLAN["server_pid"])
+    # CPU seconds per side, over the windows in which the same workers served throughout.
+    cpu: dict[str, float] = {"api": 0.0, "bare": 0.0}
+    cpu_windows: dict[str, list[tuple[float, float]]] = {"api": [], "bare": []}
     order = ["api", "bare"]
     slice_s = ratio["seconds"] / ratio["slices"]
     recorder.on = True
     for number in range(ratio["slices"]):
         for side in order if number % 2 == 0 else order[::-1]:
             ListUser.target = (side, paths[side])
-            begin, cpu_begin = time.monotonic(), server_cpu_seconds()
+            begin, (cpu_begin, workers_begin) = time.monotonic(), meter.sample()
             gevent.sleep(slice_s / 2)
             windows[side].append((begin, time.monotonic()))
+            cpu_end, workers_end = meter.sample()
             # What the other side's requests still in flight use here is small and falls on both alike.
-            cpu[side] += server_cpu_seconds() - cpu_begin
+            if workers_end == workers_begin:
+                cpu[side] += cpu_end - cpu_begin
+                cpu_windows[side].append(windows[side][-1])
     # Requests still in flight finish here and count for the window they started in.
     gevent.sleep(0.5)
     recorder.on = False
@@ -255,7 +273,10 @@ def run_ratio(endpoint: str, paths: dict[str, str]) -> dict:
         result[side] = {"requests": len(starts), "per_second": len(starts) / length,
                         "failures": sum(recorder.failures[side].values()), "errors": dict(recorder.failures[side]),
                         "p50_ms": _percentile(times, 0.5), "seconds": length, "path": paths[side],
-                        "server_cpu_ms_per_request": 1000 * cpu[side] / max(len(starts), 1)}
+                        "server_cpu_ms_per_request": 1000 * cpu[side] / max(sum(
+                            1 for start, _ in recorder.samples[side]
+                            if any(b <= start < e for b, e in cpu_windows[side])), 1),
+                        "cpu_windows": len(cpu_windows[side]), "windows": len(spans)}
     result["ratio"] = result["api"]["per_second"] / result["bare"]["per_second"]
     # The same comparison in server CPU per request: the bare view's over the API's (higher is better, as above).
     result["cpu_ratio"] = (result["bare"]["server_cpu_ms_per_request"]
