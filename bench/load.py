@@ -126,7 +126,10 @@ def web_server(environment: dict[str, str], log_path: Path) -> Iterator[tuple[st
            "PYTHONPATH": os.pathsep.join([str(BENCH_DIR), str(ROOT)])}
     entrypoint = [sys.executable, str(ROOT / "bin" / "container-entrypoint")]
     # As the image's build does; the manifest storage of production refuses to render a page without it.
-    subprocess.run([*entrypoint, "manage", "collectstatic", "--noinput", "-v", "0"], env=env, check=True)
+    collected = subprocess.run([*entrypoint, "manage", "collectstatic", "--noinput", "-v", "0"], env=env,
+                               check=False, capture_output=True, text=True)
+    if collected.returncode != 0:
+        raise SystemExit(f"collectstatic failed ({collected.returncode}):\n{collected.stderr[-3000:]}")
     with open(log_path, "wb") as log:
         server = subprocess.Popen([*entrypoint, "web"], env=env,
                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
