@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 import sys
 import time
@@ -186,7 +187,7 @@ def _percentile(ordered: list[float], share: float) -> float:
     """Nearest rank: the smallest value with at least ``share`` of the samples at or below it."""
     if not ordered:
         return float("nan")
-    return ordered[max(0, min(len(ordered) - 1, int(share * len(ordered) + 0.999999) - 1))]
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1))]
 
 
 def _summary(times: list[float], failures: dict[str, int], seconds: float) -> dict:
