@@ -108,6 +108,7 @@ bench: install-dev services
 		$(if $(BILLING_BENCH_DEPLOYMENTS),--deployments $(BILLING_BENCH_DEPLOYMENTS))
 	$(TEST_ENV) $(PY) bench/mqtt_connect.py
 	$(TEST_ENV) $(PY) bench/mqtt_import.py
+	$(TEST_ENV) $(PY) bench/load.py $(if $(LOAD_BENCH_USERS),--users $(LOAD_BENCH_USERS))
 
 clean:
 	rm -rf var staticfiles .pytest_cache

@@ -25,7 +25,9 @@ import sys
 import time
 from collections.abc import Callable
 
+from bare_views import bare_urlpatterns
 from harness import benchmark_database, median_seconds
+from seed import seed_organization
 
 
 def _environ(path: str, query: str = "", **headers: str) -> dict:
@@ -62,75 +64,14 @@ def _paired(api: Callable[[], bytes], bare: Callable[[], bytes], rounds: int) ->
     return statistics.median(api_samples), statistics.median(bare_samples)
 
 
-def _seed(projects: int, deployments: int, audit_events: int = 5000):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from deployments.models import CertificateAuthority, Deployment, Region, ServerCertificate, Spec
-    from projects.models import AuditEvent, Project
-    from projects.tests.factories import OrganizationFactory, make_api_key
-
-    organization = OrganizationFactory()
-    _, secret = make_api_key(organization)
-    Project.objects.bulk_create(Project(organization=organization, name=f"p{i}") for i in range(projects))
-    AuditEvent.objects.bulk_create(
-        AuditEvent(organization=organization, actor_type="system", action=f"project.{'create' if i % 2 else 'x'}")
-        for i in range(audit_events)
-    )
-    project = Project.objects.filter(organization=organization).first()
-    region, spec = Region.objects.get(id="aws-us-east-1"), Spec.objects.get(id="basic-1k")
-    now = timezone.now()
-    rows = Deployment.objects.bulk_create(
-        Deployment(organization=organization, project=project, name=f"broker-{i}", region=region, spec=spec,
-                   target_spec=spec, tier=spec.tier, status="running", node_cookie="cookie-" * 4,
-                   dashboard_password="password-" * 3,
-                   endpoints={"mqtt": f"mqtt://127.77.{i // 250}.{i % 250}:1883",
-                              "mqtts": f"mqtts://127.77.{i // 250}.{i % 250}:8883"})
-        for i in range(deployments))
-    authority = CertificateAuthority.objects.create(region=region, subject="CN=bench", certificate_pem="x",
-                                                    private_key_pem="secret", fingerprint_sha256="0" * 64,
-                                                    not_before=now, not_after=now + timedelta(days=3650))
-    ServerCertificate.objects.bulk_create(
-        ServerCertificate(organization=organization, deployment=d, authority=authority, host="127.77.0.1",
-                          serial_number=str(i), certificate_pem="-----BEGIN CERTIFICATE-----\n" + "A" * 1200,
-                          private_key_pem="-----BEGIN PRIVATE KEY-----\n" + "B" * 1600, fingerprint_sha256="f" * 64,
-                          not_before=now, not_after=now + timedelta(days=90))
-        for i, d in enumerate(rows))
-    return organization, secret
-
-
 def _bare_urlconf(organization) -> None:
-    """The bare views, in front of the real URLconf (so the same resolver, settings and middleware)."""
+    """The bare views (bare_views.py), in front of the real URLconf (so the same resolver, settings and
+    middleware)."""
     from django.conf import settings
-    from django.db.models import F
-    from django.http import JsonResponse
     from django.urls import clear_url_caches, include, path
 
-    from deployments.models import Deployment
-    from projects.models import Project
-
-    def bare_projects(request):
-        rows = list(Project.objects.filter(organization=organization).order_by("-created_at", "-id")
-                    .values("id", "name", "description", "created_at", "updated_at")[:50])
-        return JsonResponse({"results": rows, "next": None})
-
-    def bare_deployments(request):
-        rows = list(
-            Deployment.objects.filter(organization=organization).exclude(status="deleted")
-            .order_by("-created_at", "-id")
-            .values("id", "project_id", "name", "tier", "spec_id", "target_spec_id", "region_id", "status",
-                    "status_reason", "endpoints", "deletion_protection", "created_at", "updated_at",
-                    "status_changed_at", fingerprint=F("server_certificate__fingerprint_sha256"),
-                    not_after=F("server_certificate__not_after"))[:50])
-        for row in rows:
-            row["tls"] = {"fingerprint_sha256": row.pop("fingerprint"), "not_after": row.pop("not_after"),
-                          "ca_pem_url": f"/api/v1/deployments/{row['id']}/ca.pem"}
-        return JsonResponse({"results": rows, "next": None})
-
     module = type(sys)("bench_urls")
-    module.urlpatterns = [path("bare/projects", bare_projects), path("bare/deployments", bare_deployments),
-                          path("", include(settings.ROOT_URLCONF))]
+    module.urlpatterns = [*bare_urlpatterns(organization.pk), path("", include(settings.ROOT_URLCONF))]
     sys.modules["bench_urls"] = module
     settings.ROOT_URLCONF = "bench_urls"
     clear_url_caches()
@@ -157,7 +98,8 @@ def measure(args: argparse.Namespace) -> None:
 
     # Limits that never refuse but are counted, as in production (the harness switches them off).
     settings.API_RATE_LIMITS = {"credential": "1000000/minute", "ip": "1000000/minute", "signup": ""}
-    organization, secret = _seed(args.projects, args.deployments, args.audit_events)
+    organization, secret = seed_organization(projects=args.projects, deployments=args.deployments,
+                                             audit_events=args.audit_events)
     _bare_urlconf(organization)
     handler = WSGIHandler()
     auth = {"authorization": f"Bearer {secret}"}
