@@ -30,8 +30,9 @@ class OpsLoginForm(AdminAuthenticationForm):
         password = self.cleaned_data.get("password")
         if email is not None and password:
             try:
-                self.user_cache = login_authenticate(email=email, password=password,
-                                                     ip=client_ip(self.request), request=self.request)
+                self.user_cache = login_authenticate(
+                    email=email, password=password, ip=client_ip(self.request), request=self.request,
+                    method="password (ops site)", user_agent=self.request.headers.get("User-Agent", "")[:256])
             except LoginLocked as exc:
                 raise ValidationError(exc.detail, code="locked") from exc
             except errors.NotAuthenticated as exc:
