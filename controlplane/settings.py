@@ -81,8 +81,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    # After authentication and messages: keeps each console session's record and ends it at its timeouts.
-    "projects.session_tracking.ConsoleSessionMiddleware",
+    "projects.session_tracking.ConsoleSessionMiddleware",  # needs the user and messages: session records, timeouts
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -96,8 +95,7 @@ LOGOUT_REDIRECT_URL = "console:login"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "controlplane" / "templates"],
-        "APP_DIRS": True,
+        "DIRS": [BASE_DIR / "controlplane" / "templates"], "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",

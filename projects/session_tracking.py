@@ -25,8 +25,8 @@ from django.http import HttpRequest, HttpResponse
 from controlplane.error_pages import is_api
 from projects import selectors
 from projects.services.sessions import (
-    console_session_create,
     console_session_close,
+    console_session_create,
     console_session_rekey,
     console_session_touch,
 )

@@ -1,10 +1,10 @@
 """The one base every console page derives from: the console's tenancy choke point.
 
 ``OrganizationConsoleView`` requires a login, resolves the :class:`Principal` for the organization chosen in
-the session once, refuses addresses outside the organization's IP allowlist, checks the view's permission, and turns the domain errors services raise into what a
-person expects: a 404 or 403 page, a form error, or a flash message. Subclasses cannot override
-``dispatch`` (or, below ``OrganizationConsoleView``, ``prepare``), so no page can skip those steps.
-Pages read through selectors and write through services; they never touch models themselves.
+the session once, refuses addresses outside the organization's IP allowlist, checks the view's permission, and
+turns the domain errors services raise into what a person expects: a 404 or 403 page, a form error, or a flash
+message. Subclasses cannot override ``dispatch`` (or, below ``OrganizationConsoleView``, ``prepare``), so no
+page can skip those steps. Pages read through selectors and write through services; they never touch models themselves.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from django.test import Client
 
 from projects.models import AuditEvent, Organization
 from projects.roles import Role
-from projects.tests.factories import PASSWORD, MembershipFactory, OrganizationFactory, make_api_key
+from projects.tests.factories import PASSWORD, MembershipFactory, make_api_key
 
 pytestmark = pytest.mark.django_db
 
@@ -94,7 +94,8 @@ def test_the_lock_out_guard_refuses_a_list_without_the_callers_address(owner, se
     assert response.json()["ip_allowlist"] == ["10.0.0.0/8", "127.0.0.0/8"]
     # Empty means "no restriction": always allowed, whoever asks from wherever.
     assert client.patch(URL, {"ip_allowlist": []}, format="json").json()["ip_allowlist"] == []
-    changes = [e.changes for e in AuditEvent.objects.filter(action="organization.security_update").order_by("created_at")]
+    events = AuditEvent.objects.filter(action="organization.security_update").order_by("created_at")
+    changes = [event.changes for event in events]
     assert changes == [{"ip_allowlist": [[], ["10.0.0.0/8", "127.0.0.0/8"]]},
                        {"ip_allowlist": [["10.0.0.0/8", "127.0.0.0/8"], []]}]
 

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -49,9 +49,10 @@ def test_a_login_gets_a_record_that_lists_device_ip_and_times_and_marks_this_one
     with time_machine.travel("2026-12-05 10:00:00Z", tick=False):
         phone = _log_in(member.user.email, user_agent=IPHONE, ip="2001:db8::9")
         listed = phone.get("/api/v1/sessions").json()["results"]
+    nine, ten = "2026-12-05T09:00:00.000000Z", "2026-12-05T10:00:00.000000Z"
     assert [(s["device"], s["ip"], s["created_at"], s["last_seen_at"], s["current"]) for s in listed] == [
-        ("Mobile Safari 17 on iOS (iPhone)", "2001:db8::9", "2026-12-05T10:00:00.000000Z", "2026-12-05T10:00:00.000000Z", True),
-        ("Firefox 133 on Ubuntu", "127.0.0.1", "2026-12-05T09:00:00.000000Z", "2026-12-05T09:00:00.000000Z", False),
+        ("Mobile Safari 17 on iOS (iPhone)", "2001:db8::9", ten, ten, True),
+        ("Firefox 133 on Ubuntu", "127.0.0.1", nine, nine, False),
     ]
     assert laptop.get("/api/v1/sessions").json()["results"][1]["current"] is True
     # The login rotated the session's key: the record holds the key the browser has now.

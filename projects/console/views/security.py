@@ -56,7 +56,8 @@ class SessionsEndOthersView(OrganizationConsoleView):
     http_method_names: ClassVar[list[str]] = ["post"]
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        ended = console_sessions_end_others(principal=self.principal, keep_session_id=current_console_session_id(request))
+        ended = console_sessions_end_others(principal=self.principal,
+                                            keep_session_id=current_console_session_id(request))
         messages.success(request, f"{ended} other session{'' if ended == 1 else 's'} ended." if ended
                          else "You had no other sessions.")
         return redirect("console:sessions")
