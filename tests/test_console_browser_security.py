@@ -36,7 +36,7 @@ def test_ending_a_session_from_the_list_logs_the_other_browser_out(page, live_se
         expect(phone_row).to_be_visible()
         screenshot(page, "sessions-two")
         page.once("dialog", lambda dialog: dialog.accept())
-        phone_row.get_by_role("button", name=re.compile("End the session on Mobile Safari")).click()
+        phone_row.get_by_role("button", name=re.compile("End session on Mobile Safari")).click()
         expect(page.get_by_text("that browser is logged out")).to_be_visible()
         expect(rows).to_have_count(1)
 
