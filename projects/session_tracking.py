@@ -59,43 +59,54 @@ class ConsoleSessionMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        self._before(request)
+        started_with = self._before(request)
         response = self.get_response(request)
-        self._after(request)
+        self._after(request, started_with)
         return response
 
     @staticmethod
-    def _before(request: HttpRequest) -> None:
+    def _before(request: HttpRequest) -> dict[str, Any] | None:
+        """Ends an expired session, notes the request once a minute; returns the state the request goes on with."""
         session = request.session
         state = session.get(STATE_KEY) if SESSION_KEY in session else None
         if state is None:
-            return
+            return None
         now = time.time()
         user_agent = request.headers.get("User-Agent", "")[:256]
         reason = _expired_because(state, now)
         if reason is not None:
             if request.user.is_authenticated:
-                console_session_close(user=request.user, session_id=state["id"], action="session.expire",
+                console_session_close(user_id=request.user.pk, session_id=state["id"], action="session.expire",
                                       reason=reason, ip=client_ip(request), user_agent=user_agent)
             logout(request)
             if not is_api(request):
                 messages.info(request, f"Your session ended after its {reason}; log in again.")
-            return
+            return None
         if now - state["seen"] < TOUCH_INTERVAL_S or not request.user.is_authenticated:
-            return
+            return state
         if not console_session_touch(session_id=state["id"], ip=client_ip(request),
                                      now=datetime.fromtimestamp(now, tz=UTC)):
             logout(request)  # the record is gone: the session was ended while this request was on its way
-            return
+            return None
         idle, absolute = selectors.session_timeouts_for(user_id=request.user.pk)
-        session[STATE_KEY] = {**state, "seen": now, "idle": idle, "absolute": absolute}
+        state = {**state, "seen": now, "idle": idle, "absolute": absolute}
+        session[STATE_KEY] = state
+        return state
 
     @staticmethod
-    def _after(request: HttpRequest) -> None:
+    def _after(request: HttpRequest, started_with: dict[str, Any] | None) -> None:
         session = getattr(request, "session", None)
-        if session is None or SESSION_KEY not in session or not session.session_key:
+        if session is None:
             return
-        state = session.get(STATE_KEY)
+        state = session.get(STATE_KEY) if SESSION_KEY in session else None
+        if started_with is not None and (state is None or state["id"] != started_with["id"]):
+            # This request ended its session (a logout on the console or the ops site, or a login as someone
+            # else): its record goes with it.
+            console_session_close(user_id=started_with["user"], session_id=started_with["id"], action="user.logout",
+                                  reason="logged out" if state is None else "replaced by another login",
+                                  ip=client_ip(request), user_agent=request.headers.get("User-Agent", "")[:256])
+        if SESSION_KEY not in session or not session.session_key:
+            return
         if state is None:
             # A session logged in by this request (or one from before sessions had records): record it.
             if not request.user.is_authenticated:
@@ -104,8 +115,8 @@ class ConsoleSessionMiddleware:
                                             ip=client_ip(request), user_agent=request.headers.get("User-Agent", ""))
             idle, absolute = selectors.session_timeouts_for(user_id=request.user.pk)
             now = record.created_at.timestamp()
-            session[STATE_KEY] = {"id": record.pk, "key": session.session_key, "started": now, "seen": now,
-                                  "idle": idle, "absolute": absolute}
+            session[STATE_KEY] = {"id": record.pk, "user": request.user.pk, "key": session.session_key,
+                                  "started": now, "seen": now, "idle": idle, "absolute": absolute}
         elif state["key"] != session.session_key:
             console_session_rekey(session_id=state["id"], session_key=session.session_key)
             session[STATE_KEY] = {**state, "key": session.session_key}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth import update_session_auth_hash
+from django.contrib.auth import logout, update_session_auth_hash
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
@@ -158,7 +158,10 @@ class ConsoleSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Or
     @extend_schema(responses={204: None}, description="End the session: its browser is logged out at its next "
                                                       "request. Ending the current one logs this session out.")
     def destroy(self, request: Request, pk: str) -> Response:
-        console_session_end(principal=self.principal, session=self.get_object())
+        session = self.get_object()
+        console_session_end(principal=self.principal, session=session)
+        if session.pk == current_console_session_id(request):
+            logout(request)  # a fresh, empty session, or saving this one at the end would find it deleted
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses=s.SessionsEndedOut,

@@ -101,12 +101,14 @@ def console_sessions_end_all(*, user: User, keep_session_id: str | None, reason:
     return len(records)
 
 
-def console_session_close(*, user: User, session_id: str, action: str, reason: str, ip: str | None,
+def console_session_close(*, user_id: str | None, session_id: str, action: str, reason: str, ip: str | None,
                           user_agent: str) -> None:
-    """The record of a session that is ending on its own request: logged out (``user.logout``), or found past
-    its idle or absolute timeout (``session.expire``). The caller logs the request out."""
+    """The record of a session that ends on its own request: logged out (``user.logout``), or found past its idle
+    or absolute timeout (``session.expire``); the caller logs the request out. Nothing when the record is gone
+    already (the session was ended from elsewhere, and that was recorded)."""
     with transaction.atomic():
-        deleted, _ = ConsoleSession.objects.filter(pk=session_id, user=user).delete()
-        if deleted:
-            audit_record_for_person(user=user, action=action, ip=ip, user_agent=user_agent,
+        record = ConsoleSession.objects.select_related("user").filter(pk=session_id, user_id=user_id).first()
+        if record is not None:
+            record.delete()
+            audit_record_for_person(user=record.user, action=action, ip=ip, user_agent=user_agent,
                                     changes={"session": session_id, "reason": reason})

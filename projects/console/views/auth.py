@@ -27,7 +27,6 @@ from projects.console.base import (
 )
 from projects.services.logins import LoginLocked, login_authenticate
 from projects.services.organizations import signup
-from projects.services.sessions import console_session_close
 from projects.session_tracking import current_console_session_id
 from projects.tenancy import client_ip, principal_for_user
 
@@ -69,11 +68,7 @@ class LogoutView(ConsoleView):
     http_method_names: ClassVar[list[str]] = ["post"]
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        session_id = current_console_session_id(request)
-        if session_id is not None and request.user.is_authenticated:
-            console_session_close(user=request.user, session_id=session_id, action="user.logout",
-                                  reason="logged out", **request_ip_and_agent(request))
-        logout(request)
+        logout(request)  # the session's record goes with it (projects.session_tracking)
         messages.info(request, "You are logged out.")
         return redirect("console:login")
 

@@ -7,9 +7,11 @@ from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import messages
+from django.contrib.auth import logout
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.urls import reverse
 
 from projects import selectors
 from projects.console import forms as console_forms
@@ -49,6 +51,11 @@ class SessionEndView(RowActionView):
     def perform(self, obj: Model) -> tuple[Model | None, str]:
         assert isinstance(obj, ConsoleSession)
         console_session_end(principal=self.principal, session=obj)
+        if obj.pk == current_console_session_id(self.request):
+            # The page offers no button for it, but a form posted by hand ends this very session: log out.
+            logout(self.request)
+            self.redirect_to = reverse("console:login")
+            return None, "You are logged out."
         return None, f"The session on {obj.device} is ended; that browser is logged out."
 
 
