@@ -246,3 +246,15 @@ def test_a_logout_anywhere_takes_the_record_with_it(member):
     assert client.post("/ops/logout/").status_code in (200, 302)
     assert not ConsoleSession.objects.exists()
     assert AuditEvent.objects.get(action="user.logout").changes["reason"] == "logged out"
+
+
+def test_the_console_lists_and_ends_all_other_sessions(member):
+    Organization.objects.filter(pk=member.organization_id).update(session_idle_timeout_minutes=45)
+    other = _log_in(member.user.email, user_agent=IPHONE, ip="2001:db8::9")
+    console = _log_in(member.user.email)
+    page = console.get("/console/account/sessions").content.decode()
+    assert "Mobile Safari 17 on iOS (iPhone)" in page and "2001:db8::9" in page and "this session" in page
+    assert "after 45 minutes without a request" in page
+    response = console.post("/console/account/sessions/end-others", format="multipart", follow=True)
+    assert "1 other session ended." in response.content.decode()
+    assert not _logged_in(other) and _logged_in(console)
