@@ -14,6 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from projects.accounts import password_reset_token
 from projects.models import AuditEvent, ConsoleSession, Organization
 from projects.roles import Role
 from projects.services.sessions import device_from_user_agent
@@ -258,3 +259,14 @@ def test_the_console_lists_and_ends_all_other_sessions(member):
     response = console.post("/console/account/sessions/end-others", format="multipart", follow=True)
     assert "1 other session ended." in response.content.decode()
     assert not _logged_in(other) and _logged_in(console)
+
+
+def test_a_password_reset_ends_every_session(member):
+    first, second = _log_in(member.user.email), _log_in(member.user.email)
+    member.user.refresh_from_db()  # the logins changed last_login, which the token signs
+    token = password_reset_token(user=member.user)
+    response = APIClient().post("/api/v1/auth/password/reset/confirm",
+                                {"token": token, "new_password": "another-long-passphrase"}, format="json")
+    assert response.status_code == 200, response.content
+    assert not _logged_in(first) and not _logged_in(second)
+    assert not ConsoleSession.objects.exists()
