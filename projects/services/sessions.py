@@ -10,11 +10,12 @@ logging out and the timeouts, which the session's own request ends.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import import_module
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from ua_parser import parse as parse_user_agent
 
 from controlplane import errors
@@ -44,6 +45,11 @@ def device_from_user_agent(user_agent: str) -> str:
 
 
 def console_session_create(*, user: User, session_key: str, ip: str | None, user_agent: str) -> ConsoleSession:
+    """The record of a session that just logged in. The person's records whose session has certainly lapsed
+    (no request for longer than Django keeps a session) go at the same time: a session abandoned without
+    logging out leaves its record behind, and this bounds them without a periodic job."""
+    lapsed = timezone.now() - timedelta(seconds=settings.SESSION_COOKIE_AGE)
+    ConsoleSession.objects.filter(user=user, last_seen_at__lt=lapsed).delete()
     user_agent = "".join(ch for ch in user_agent if ch.isprintable())[:256]
     record = ConsoleSession(user=user, session_key=session_key, ip=ip, user_agent=user_agent,
                             device=device_from_user_agent(user_agent))

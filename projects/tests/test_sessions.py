@@ -219,11 +219,13 @@ def test_a_locked_out_address_is_audited_once_a_minute_not_per_guess(member):
     assert results.count("failure") == 5 and results.count("locked") == 1
 
 
-def test_records_of_sessions_past_their_lifetime_are_not_listed(member, settings):
+def test_records_of_sessions_past_their_lifetime_are_not_listed_and_go_at_the_next_login(member, settings):
     with time_machine.travel(timezone.now() - timedelta(seconds=settings.SESSION_COOKIE_AGE + 60)):
         _log_in(member.user.email)
+    assert ConsoleSession.objects.count() == 1  # lapsed, still there until the next login
     current = _log_in(member.user.email)
     assert len(current.get("/api/v1/sessions").json()["results"]) == 1
+    assert ConsoleSession.objects.count() == 1  # the lapsed record went with that login
 
 
 def test_ending_the_current_session_is_logging_out(member):
