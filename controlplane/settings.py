@@ -84,6 +84,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "projects.session_tracking.ConsoleSessionMiddleware",  # needs the user and messages: session records, timeouts
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -97,8 +98,7 @@ LOGOUT_REDIRECT_URL = "console:login"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "controlplane" / "templates"],
-        "APP_DIRS": True,
+        "DIRS": [BASE_DIR / "controlplane" / "templates"], "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",

@@ -19,12 +19,11 @@ from controlplane import errors, ratelimit
 from controlplane.db import lock_row
 from controlplane.errors import field_invalid
 from controlplane.queue import enqueue_on_commit
-from projects.audit import audit_record
-from projects.models import Membership, User
-from projects.roles import Role
+from projects.audit import audit_record_for_person
+from projects.models import User
 from projects.services.logins import login_authenticate, login_lockout_clear
+from projects.services.sessions import console_sessions_end_all
 from projects.services.validation import password_validate
-from projects.tenancy import Principal
 
 _INVALID_TOKEN = "This reset link is no longer valid (used, expired or mistyped); ask for a new one."
 
@@ -88,7 +87,7 @@ def password_reset_confirm(*, token: str, new_password: str, ip: str | None, use
         if not default_token_generator.check_token(locked, token.partition(".")[2]):
             raise field_invalid("token", _INVALID_TOKEN)
         _password_set(user=locked, password=new_password, action="user.password_reset", ip=ip,
-                      user_agent=user_agent)
+                      user_agent=user_agent, keep_session_id=None)
     # A fresh password deserves a fresh allowance of typos (after the commit: the counters live outside it).
     login_lockout_clear(email=locked.email)
     return locked
@@ -96,10 +95,11 @@ def password_reset_confirm(*, token: str, new_password: str, ip: str | None, use
 
 # --- change -----------------------------------------------------------------------------------------
 def password_change(*, user: User, current_password: str, new_password: str, ip: str | None,
-                    user_agent: str = "") -> User:
+                    user_agent: str = "", keep_session_id: str | None = None) -> User:
     """A signed-in person sets a new password. The current one is checked like a login (counted, locked
     out after too many failures), so a borrowed session cannot guess it at leisure. The caller keeps its
-    own session (``update_session_auth_hash``); every other session ends, its hash no longer matching."""
+    own session (``keep_session_id``, the console session record; the caller then rotates its key with
+    ``update_session_auth_hash``); every other session ends."""
     try:
         # Counted against the account only: the session is proof enough that this is not a login, and the
         # address's allowance (shared by an office behind one NAT) must not stop a signed-in change.
@@ -110,19 +110,18 @@ def password_change(*, user: User, current_password: str, new_password: str, ip:
     with transaction.atomic():
         locked = lock_row(User, user.pk)
         _password_set(user=locked, password=new_password, action="user.password_change", ip=ip,
-                      user_agent=user_agent)
+                      user_agent=user_agent, keep_session_id=keep_session_id)
     login_lockout_clear(email=locked.email)
     return locked
 
 
-def _password_set(*, user: User, password: str, action: str, ip: str | None, user_agent: str) -> None:
+def _password_set(*, user: User, password: str, action: str, ip: str | None, user_agent: str,
+                  keep_session_id: str | None) -> None:
     user.set_password(password)
     user.save(update_fields=["password"])
-    memberships = list(Membership.objects.filter(user=user).select_related("organization", "user"))
-    principals = [Principal.for_membership(membership, ip=ip, user_agent=user_agent) for membership in memberships]
-    if not principals:
-        principals = [Principal(organization=None, role=Role.VIEWER, project_ids=None, user=user,  # type: ignore[arg-type]
-                                ip=ip, user_agent=user_agent)]
-    for principal in principals:
-        audit_record(principal=principal, action=action, target=user,
-                     changes={"email": user.email, "other_sessions": "logged out"})
+    # Django already refuses the other sessions (their stored password hash no longer matches); ending them
+    # also takes them off the person's list of sessions and out of the session store.
+    ended = console_sessions_end_all(user=user, keep_session_id=keep_session_id, reason=action, ip=ip,
+                                     user_agent=user_agent, audited=False)
+    audit_record_for_person(user=user, action=action, ip=ip, user_agent=user_agent,
+                            changes={"email": user.email, "other_sessions": "logged out", "sessions_ended": ended})

@@ -19,6 +19,7 @@ from projects.ops_admin import AuditedModelAdmin, ReadOnlyModelAdmin, ReadOnlyTa
 from projects.services.api_keys import api_key_revoke
 from projects.services.logins import LoginLocked, login_authenticate
 from projects.services.organizations import organization_set_flagship
+from projects.services.security import organization_security_update
 from projects.tenancy import client_ip
 
 
@@ -30,8 +31,9 @@ class OpsLoginForm(AdminAuthenticationForm):
         password = self.cleaned_data.get("password")
         if email is not None and password:
             try:
-                self.user_cache = login_authenticate(email=email, password=password,
-                                                     ip=client_ip(self.request), request=self.request)
+                self.user_cache = login_authenticate(
+                    email=email, password=password, ip=client_ip(self.request), request=self.request,
+                    method="password (ops site)", user_agent=self.request.headers.get("User-Agent", "")[:256])
             except LoginLocked as exc:
                 raise ValidationError(exc.detail, code="locked") from exc
             except errors.NotAuthenticated as exc:
@@ -91,10 +93,14 @@ class OrganizationAdmin(AuditedModelAdmin):
     list_display = ("id", "name", "site", "country", "flagship_enabled", "created_at")
     list_filter = ("site", "flagship_enabled", "country")
     search_fields = ("id", "name", "memberships__user__email")
-    readonly_fields = ("id", "site", "created_at")
-    fields = ("id", "name", "site", "country", "flagship_enabled", "created_at")
+    # The security policy is the organization's to set (console, API); operators see it and can only clear the
+    # allowlist, for a customer whose own address changed under it.
+    readonly_fields = ("id", "site", "created_at", "ip_allowlist", "session_idle_timeout_minutes",
+                       "session_absolute_timeout_minutes", "end_sessions_on_removal")
+    fields = ("id", "name", "site", "country", "flagship_enabled", "created_at", "ip_allowlist",
+              "session_idle_timeout_minutes", "session_absolute_timeout_minutes", "end_sessions_on_removal")
     inlines = [MembershipInline]
-    actions = ["enable_flagship", "disable_flagship"]
+    actions = ["enable_flagship", "disable_flagship", "clear_ip_allowlist"]
 
     def has_add_permission(self, request) -> bool:
         return False  # organizations are created by signup only
@@ -109,6 +115,15 @@ class OrganizationAdmin(AuditedModelAdmin):
     @admin.action(description="Disable the flagship tier")
     def disable_flagship(self, request, queryset) -> None:
         self._set_flagship(request, queryset, False)
+
+    @admin.action(description="Clear the IP allowlist (a customer locked out)")
+    def clear_ip_allowlist(self, request, queryset) -> None:
+        cleared = 0
+        for organization in queryset:
+            if organization.ip_allowlist:
+                organization_security_update(principal=staff_principal(request, organization), ip_allowlist=[])
+                cleared += 1
+        self.message_user(request, f"IP allowlist cleared for {cleared} organization(s).")
 
     def _set_flagship(self, request, queryset, enabled: bool) -> None:
         changed = 0

@@ -7,7 +7,8 @@ from typing import Any
 
 from django.db import models
 
-from projects.models import AuditEvent, Organization
+from projects.models import AuditEvent, Membership, Organization, User
+from projects.roles import Role
 from projects.tenancy import Principal
 
 
@@ -18,12 +19,13 @@ def audit_record(
     target: models.Model | None = None,
     changes: dict[str, Any] | None = None,
     organization: Organization | None = None,
+    actor_label: str | None = None,
 ) -> AuditEvent:
     event = AuditEvent(
         organization=organization if organization is not None else principal.organization,
         actor_type=principal.actor_type,
         actor_id=principal.actor_id,
-        actor_label=principal.actor_label,
+        actor_label=(actor_label if actor_label is not None else principal.actor_label)[:254],
         action=action,
         target_type=target._meta.model_name if target is not None else "",
         target_id=str(target.pk) if target is not None else "",
@@ -35,6 +37,28 @@ def audit_record(
     )
     event.save()
     return event
+
+
+def audit_record_for_person(
+    *,
+    user: User | None,
+    action: str,
+    changes: dict[str, Any],
+    ip: str | None,
+    user_agent: str = "",
+    actor_label: str | None = None,
+) -> None:
+    """An event of a person's own account (password, login, session) rather than of an organization's data.
+    The log is kept per organization and a person may belong to several, so it is recorded in each of them;
+    once without an organization (the ops site sees it) for a person in none, or for a login attempt naming
+    an address nobody has (``user`` None, ``actor_label`` the address tried)."""
+    memberships = list(Membership.objects.filter(user=user).select_related("organization", "user")) if user else []
+    principals = [Principal.for_membership(membership, ip=ip, user_agent=user_agent) for membership in memberships]
+    if not principals:
+        principals = [Principal(organization=None, role=Role.VIEWER, project_ids=None, user=user,  # type: ignore[arg-type]
+                                ip=ip, user_agent=user_agent)]
+    for principal in principals:
+        audit_record(principal=principal, action=action, target=user, changes=changes, actor_label=actor_label)
 
 
 def _jsonable(value: Any) -> Any:

@@ -37,6 +37,20 @@ class Organization(models.Model):
     country = models.CharField(max_length=2, validators=[country_code_validator])
     # Flagship tier is an invite-only trial; only operators switch it on.
     flagship_enabled = models.BooleanField(default=False)
+    # Security policy (issue 17). Kept on the organization row itself, not a table beside it: every request
+    # inside the organization already has this row in hand (API keys carry it in projects.key_cache, whose
+    # token any save of the organization retires), so the allowlist and timeouts cost no query to enforce.
+    ip_allowlist = models.JSONField(
+        default=list, blank=True,
+        help_text="CIDRs (IPv4 or IPv6) the console and the API accept requests from; empty: any address.")
+    session_idle_timeout_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="A console session ends after this long without a request; empty: "
+                                         "the platform's session lifetime.")
+    session_absolute_timeout_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="A console session ends this long after login, active or not; empty: "
+                                         "the platform's session lifetime.")
+    end_sessions_on_removal = models.BooleanField(
+        default=False, help_text="A member removed from the organization is logged out of every console session.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -96,6 +110,31 @@ class User(AbstractBaseUser, PermissionsMixin):
     @property
     def created_at(self):
         return self.date_joined
+
+
+class ConsoleSession(models.Model):
+    """One console login of a person: the record beside Django's session that lets them list and end it.
+
+    Django's session table is keyed by session key and holds encoded data; listing a person's sessions there
+    would mean decoding every row. This row is indexed by user and follows the session's key as it rotates
+    (login, password change). It is deleted with the session: no row, no session.
+    """
+
+    id = PrefixedIdField(prefix="ses")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="console_sessions")
+    session_key = models.CharField(max_length=40, unique=True)
+    device = models.CharField(max_length=120, blank=True, help_text="Browser and system, from the user agent.")
+    user_agent = models.CharField(max_length=256, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True, help_text="The address of the latest recorded request.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Written at most once a minute per session (projects.sessions), so reads do not all turn into writes.
+    last_seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-last_seen_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.device or 'unknown device'} ({self.id})"
 
 
 class Project(models.Model):

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from urllib.parse import urlsplit
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.conf import settings
+from django.db.models import Min, Prefetch, Q, QuerySet
 from django.urls import Resolver404, resolve
+from django.utils import timezone
 
 from controlplane import errors
 from controlplane.mail import OutboxMessage, links_in, mask_link_secrets, outbox_messages
 from projects.authentication import invitation_token_hash
-from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, User
+from projects.models import ApiKey, AuditEvent, ConsoleSession, Invitation, Membership, Organization, Project, User
 from projects.roles import Perm, role_can_grant
 from projects.tenancy import Principal
 
@@ -202,6 +205,39 @@ def audit_event_list(*, principal: Principal) -> QuerySet[AuditEvent]:
 
 
 # --- accounts ---------------------------------------------------------------------------------------
+# --- console sessions --------------------------------------------------------------------------------
+def session_timeouts_for(*, user_id: str) -> tuple[int | None, int | None]:
+    """(idle, absolute) timeouts in seconds of a person's console sessions, None where no organization sets one.
+    One session serves all of a person's organizations, so the strictest (shortest) of them applies."""
+    found = Organization.objects.filter(memberships__user_id=user_id).aggregate(
+        idle=Min("session_idle_timeout_minutes"), absolute=Min("session_absolute_timeout_minutes"))
+    return (found["idle"] * 60 if found["idle"] else None, found["absolute"] * 60 if found["absolute"] else None)
+
+
+def console_session_list(*, principal: Principal) -> QuerySet[ConsoleSession]:
+    """The principal's own live console sessions, most recently used first; none for an API key (no person).
+
+    A session abandoned past its timeout (or Django's session lifetime) ends at its next request; until then it
+    is alive in the store but can never be used again, so it is not listed."""
+    if principal.user is None:
+        return ConsoleSession.objects.none()
+    now = timezone.now()
+    idle, absolute = session_timeouts_for(user_id=principal.user.pk)
+    qs = ConsoleSession.objects.filter(
+        user_id=principal.user.pk,
+        last_seen_at__gt=now - timedelta(seconds=min(idle or settings.SESSION_COOKIE_AGE, settings.SESSION_COOKIE_AGE)))
+    if absolute:
+        qs = qs.filter(created_at__gt=now - timedelta(seconds=absolute))
+    return qs.order_by("-last_seen_at", "id")
+
+
+def console_session_get(*, principal: Principal, session_id: str) -> ConsoleSession:
+    session = console_session_list(principal=principal).filter(pk=session_id).first()
+    if session is None:
+        raise errors.NotFound(f"No console session {session_id}.")
+    return session
+
+
 def user_exists(*, email: str) -> bool:
     """Whether an account uses this address (the invitation page asks to log in, or to choose a password)."""
     return User.objects.filter(email=User.objects.normalize_email(email).lower()).exists()

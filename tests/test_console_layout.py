@@ -143,7 +143,7 @@ def _world():
     from deployments.models import HttpAuthConfig, Spec
     from deployments.mqtt_access.services import mqtt_user_create
     from deployments.tests.factories import DeploymentFactory, PeeringFactory
-    from projects.models import User
+    from projects.models import ConsoleSession, User
     from projects.tenancy import Principal
     from projects.tests.factories import (
         ApiKeyFactory,
@@ -185,6 +185,11 @@ def _world():
     invitation = InvitationFactory(organization=org, email="new.colleague@example.com")
     api_key = ApiKeyFactory(organization=org, name="ci deploys")
     AuditEventFactory(organization=org, target_id=project.id)
+    # A second console session (a phone, a long IPv6 address): the sessions page shows a row to end and its button.
+    ConsoleSession.objects.create(
+        user=owner.user, session_key="layout-phone", device="Mobile Safari 17 on iOS (iPhone)",
+        ip="2001:db8:ffff:ffff:ffff:ffff:ffff:fffe",
+        user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko)")
     mqtt_user, _ = mqtt_user_create(principal=Principal.for_membership(owner), deployment=deployment,
                                     username="sensor-gateway-0001")
     User.objects.create_superuser("ops@example.com", OPS_PASSWORD)

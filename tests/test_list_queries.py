@@ -135,6 +135,8 @@ ROWS: dict[str, Callable[[Fleet], None] | str] = {
     "/api/v1/peerings/{id}/events": _peering_events,
     "/api/v1/projects": lambda f: [ProjectFactory(organization=f.org) for _ in range(COUNT)],
     "/api/v1/regions": _catalog(Region),
+    "/api/v1/sessions": "a person's own console sessions, which an API key (this test's client) has none of; "
+                        "the list is one query over ConsoleSession with nothing per row",
     "/api/v1/specs": _catalog(Spec),
 }
 

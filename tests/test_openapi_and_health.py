@@ -18,7 +18,8 @@ def test_schema_is_valid_openapi(anon):
     for path in ("/api/v1/signup", "/api/v1/organization", "/api/v1/projects", "/api/v1/projects/{id}",
                  "/api/v1/members", "/api/v1/members/{id}", "/api/v1/invitations", "/api/v1/invitations/{id}",
                  "/api/v1/invitations/accept", "/api/v1/api-keys", "/api/v1/api-keys/{id}", "/api/v1/audit-events",
-                 "/api/v1/regions", "/api/v1/specs"):
+                 "/api/v1/regions", "/api/v1/specs", "/api/v1/organization/security", "/api/v1/sessions",
+                 "/api/v1/sessions/{id}", "/api/v1/sessions/end-others"):
         assert path in paths, path
     assert "apiKey" in schema["components"]["securitySchemes"]
 

@@ -16,7 +16,7 @@ from deployments.api import serializers as deployment_serializers
 from deployments.models import CertificateAuthority, DeploymentEvent, ServerCertificate
 from deployments.tests.factories import DeploymentFactory
 from projects.api import serializers as project_serializers
-from projects.models import AuditEvent
+from projects.models import AuditEvent, ConsoleSession
 from projects.tests.factories import (
     InvitationFactory,
     MembershipFactory,
@@ -57,7 +57,10 @@ def _rows() -> list:
                                            spec=with_cert.spec, details={"a": [1, None]})
     audit = AuditEvent.objects.create(organization=org, actor_type="system", action="x.y", changes={"k": 1},
                                       ip="127.0.0.1")
+    console_session = ConsoleSession.objects.create(user=member.user, session_key="k" * 32,
+                                                    device="Firefox 133 on Ubuntu", ip="2001:db8::7")
     rows = [org, member.user, project, member, key, InvitationFactory(organization=org), event, audit,
+            console_session,
             DeploymentFactory(organization=org, project=project),  # no endpoints, no certificate
             type(with_cert).objects.select_related("server_certificate").get(pk=with_cert.pk)]
     key.key = "mqc_secret"  # what ApiKeyCreatedOut adds

@@ -1,6 +1,7 @@
 """The one organization-scoped base for every API view (the tenancy choke point).
 
-It resolves the principal from the credential once, checks the role's permission for the action,
+It resolves the principal from the credential once, refuses addresses outside the organization's IP allowlist,
+checks the role's permission for the action,
 scopes querysets through ``scoped_queryset(principal)`` (a selector), handles ``Idempotency-Key`` on
 POST, and refuses subclasses that override ``get_queryset``/``get_object`` to bypass it.
 """
@@ -19,6 +20,7 @@ from controlplane.api import idempotency
 from controlplane.api.throttling import BatchedThrottlesMixin
 from projects.models import ApiKey
 from projects.roles import Perm
+from projects.services.security import network_access_check
 from projects.tenancy import Principal, client_ip, principal_for_user
 
 ORGANIZATION_HEADER = "X-Organization"
@@ -90,6 +92,7 @@ class OrganizationScopedViewSet(IdempotentPostMixin, BatchedThrottlesMixin, view
         super().initial(request, *args, **kwargs)  # authentication, IsAuthenticated, rate limits
         self.principal = principal_from_request(request)
         request_context.bind(organization_id=self.principal.organization.pk)  # the request's log lines name it
+        network_access_check(self.principal, surface="api")
         self.principal.require(self.permission_by_action.get(self.action, Perm.READ))
         self.begin_idempotency(request, scope=f"{self.principal.organization.pk}:{self.principal.actor_id}")
 

@@ -8,6 +8,7 @@ from controlplane.api.serializers import CountryCodeField, InputSerializer, Outp
 from projects.models import (
     ApiKey,
     AuditEvent,
+    ConsoleSession,
     Invitation,
     Membership,
     Organization,
@@ -27,6 +28,36 @@ class OrganizationOut(OutputSerializer):
         model = Organization
         fields = ["id", "name", "site", "currency", "country", "flagship_enabled", "created_at"]
         read_only_fields = fields
+
+
+class SecurityPolicyOut(OutputSerializer):
+    your_ip = serializers.SerializerMethodField(
+        help_text="The address this request came from, as the allowlist sees it (behind NUM_PROXIES proxies).")
+
+    class Meta:
+        model = Organization
+        fields = ["ip_allowlist", "session_idle_timeout_minutes", "session_absolute_timeout_minutes",
+                  "end_sessions_on_removal", "your_ip"]
+        read_only_fields = fields
+
+    def get_your_ip(self, obj: Organization) -> str | None:
+        return self.context.get("your_ip")
+
+
+class ConsoleSessionOut(OutputSerializer):
+    current = serializers.SerializerMethodField(help_text="The session this request was made with.")
+
+    class Meta:
+        model = ConsoleSession
+        fields = ["id", "device", "user_agent", "ip", "created_at", "last_seen_at", "current"]
+        read_only_fields = fields
+
+    def get_current(self, obj: ConsoleSession) -> bool:
+        return obj.pk == self.context.get("current_session_id")
+
+
+class SessionsEndedOut(serializers.Serializer):
+    ended = serializers.IntegerField(help_text="How many sessions ended.")
 
 
 class UserOut(OutputSerializer):
@@ -137,6 +168,18 @@ class SignupIn(InputSerializer):
 class OrganizationPatchIn(InputSerializer):
     name = serializers.CharField(max_length=100, required=False)
     country = CountryCodeField(required=False)
+
+
+class SecurityPolicyPatchIn(InputSerializer):
+    ip_allowlist = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, max_length=200,
+        help_text="CIDRs, IPv4 or IPv6 (a bare address is one host). Empty: every address. A non-empty list must "
+                  "include the address of this request, or it is refused (400) so nobody locks themselves out.")
+    session_idle_timeout_minutes = serializers.IntegerField(
+        required=False, allow_null=True, help_text="null: no idle timeout of the organization's own.")
+    session_absolute_timeout_minutes = serializers.IntegerField(
+        required=False, allow_null=True, help_text="null: no absolute timeout of the organization's own.")
+    end_sessions_on_removal = serializers.BooleanField(required=False)
 
 
 class ProjectIn(InputSerializer):

@@ -9,11 +9,15 @@ router.register("members", views.MemberViewSet, basename="member")
 router.register("invitations", views.InvitationViewSet, basename="invitation")
 router.register("api-keys", views.ApiKeyViewSet, basename="api-key")
 router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
+router.register("sessions", views.ConsoleSessionViewSet, basename="session")
 
 urlpatterns = [
     path("signup", views.SignupView.as_view(), name="signup"),
     path("organization", views.OrganizationViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),
          name="organization"),
+    path("organization/security",
+         views.OrganizationSecurityViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),
+         name="organization-security"),
     path("invitations/accept", views.InvitationAcceptView.as_view(), name="invitation-accept"),
     path("auth/password/reset", views.PasswordResetView.as_view(), name="password-reset"),
     path("auth/password/reset/confirm", views.PasswordResetConfirmView.as_view(), name="password-reset-confirm"),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from django.contrib.auth import update_session_auth_hash
+from django.contrib.auth import logout, update_session_auth_hash
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
+from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,6 +25,9 @@ from projects.services.invitations import invitation_accept, invitation_create, 
 from projects.services.members import member_remove, member_update
 from projects.services.organizations import organization_update, signup
 from projects.services.projects import project_create, project_delete, project_update
+from projects.services.security import organization_security_update
+from projects.services.sessions import console_session_end, console_sessions_end_others
+from projects.session_tracking import current_console_session_id
 from projects.tenancy import Principal, client_ip
 
 
@@ -94,7 +98,8 @@ class PasswordChangeView(APIView):
         data = s.PasswordChangeIn(data=request.data)
         data.is_valid(raise_exception=True)
         user = accounts.password_change(user=request.user, **data.validated_data, ip=client_ip(request),
-                                        user_agent=request.headers.get("User-Agent", ""))
+                                        user_agent=request.headers.get("User-Agent", ""),
+                                        keep_session_id=current_console_session_id(request))
         update_session_auth_hash(request, user)
         return Response(s.DetailOut({"detail": "Your password is changed; other sessions are logged out."}).data)
 
@@ -113,6 +118,59 @@ class OrganizationViewSet(OrganizationScopedViewSet):
         data.is_valid(raise_exception=True)
         organization = organization_update(principal=self.principal, **data.validated_data)
         return Response(s.OrganizationOut(organization).data)
+
+
+class OrganizationSecurityViewSet(OrganizationScopedViewSet):
+    """The organization's security policy: IP allowlist and console session timeouts."""
+
+    permission_by_action = {"partial_update": Perm.ORGANIZATION_MANAGE}
+    serializer_class = s.SecurityPolicyOut
+
+    def _render(self, organization) -> Response:
+        return Response(s.SecurityPolicyOut(organization, context={"your_ip": self.principal.ip}).data)
+
+    @extend_schema(responses=s.SecurityPolicyOut)
+    def retrieve(self, request: Request) -> Response:
+        return self._render(self.principal.organization)
+
+    @extend_schema(request=s.SecurityPolicyPatchIn, responses=s.SecurityPolicyOut,
+                   description="Change the policy. A non-empty ip_allowlist must include the caller's own address "
+                               "(your_ip), or it is refused with 400: nobody locks themselves out.")
+    def partial_update(self, request: Request) -> Response:
+        data = s.SecurityPolicyPatchIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        organization = organization_security_update(principal=self.principal, **data.validated_data)
+        return self._render(organization)
+
+
+class ConsoleSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):
+    """The caller's own console sessions (an API key has none: its list is empty)."""
+
+    serializer_class = s.ConsoleSessionOut
+    http_method_names = ["get", "post", "delete", "head", "options"]
+
+    def scoped_queryset(self, principal: Principal) -> QuerySet:
+        return selectors.console_session_list(principal=principal)
+
+    def get_serializer_context(self) -> dict:
+        return {**super().get_serializer_context(), "current_session_id": current_console_session_id(self.request)}
+
+    @extend_schema(responses={204: None}, description="End the session: its browser is logged out at its next "
+                                                      "request. Ending the current one logs this session out.")
+    def destroy(self, request: Request, pk: str) -> Response:
+        session = self.get_object()
+        console_session_end(principal=self.principal, session=session)
+        if session.pk == current_console_session_id(request):
+            logout(request)  # a fresh, empty session, or saving this one at the end would find it deleted
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses=s.SessionsEndedOut,
+                   description="End every session of yours except the one making this request.")
+    @action(detail=False, methods=["post"], url_path="end-others")
+    def end_others(self, request: Request) -> Response:
+        ended = console_sessions_end_others(principal=self.principal,
+                                            keep_session_id=current_console_session_id(request))
+        return Response(s.SessionsEndedOut({"ended": ended}).data)
 
 
 class ProjectViewSet(ListRowsMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):

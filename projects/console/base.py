@@ -1,10 +1,10 @@
 """The one base every console page derives from: the console's tenancy choke point.
 
 ``OrganizationConsoleView`` requires a login, resolves the :class:`Principal` for the organization chosen in
-the session once, checks the view's permission, and turns the domain errors services raise into what a
-person expects: a 404 or 403 page, a form error, or a flash message. Subclasses cannot override
-``dispatch`` (or, below ``OrganizationConsoleView``, ``prepare``), so no page can skip those steps.
-Pages read through selectors and write through services; they never touch models themselves.
+the session once, refuses addresses outside the organization's IP allowlist, checks the view's permission, and
+turns the domain errors services raise into what a person expects: a 404 or 403 page, a form error, or a flash
+message. Subclasses cannot override ``dispatch`` (or, below ``OrganizationConsoleView``, ``prepare``), so no
+page can skip those steps. Pages read through selectors and write through services; they never touch models themselves.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from django.views import View
 
 from controlplane import errors, request_context
 from projects.roles import Perm
+from projects.services.security import network_access_check
 from projects.tenancy import Principal, client_ip, principal_for_user
 
 SESSION_ORGANIZATION_KEY = "organization_id"
@@ -125,6 +126,8 @@ class OrganizationConsoleView(ConsoleView):
                 return response
             return redirect_to_login(request.get_full_path())
         self.principal = self._resolve_principal(request)
+        # Before the principal is handed to the templates: the refusal page shows nothing of the organization.
+        network_access_check(self.principal, surface="console")
         request.principal = self.principal
         request_context.bind(organization_id=self.principal.organization.pk)  # the request's log lines name it
         self.principal.require(self.required_perm)

@@ -143,3 +143,23 @@ class PasswordChangeForm(forms.Form):
                                        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
     new_password = forms.CharField(label="New password", help_text="At least 10 characters.", strip=False,
                                    widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+
+
+class SecurityPolicyForm(forms.Form):
+    ip_allowlist = forms.CharField(
+        label="IP allowlist", required=False, widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        help_text="One network per line (or separated by commas), IPv4 or IPv6 in CIDR notation, such as "
+                  "203.0.113.0/24 or 2001:db8::/32. Empty: any address. The list must include your own address.")
+    session_idle_timeout_minutes = forms.IntegerField(
+        label="Idle timeout (minutes)", required=False, min_value=1,
+        help_text="A console session ends after this long without a request. Empty: no limit of our own.")
+    session_absolute_timeout_minutes = forms.IntegerField(
+        label="Absolute timeout (minutes)", required=False, min_value=1,
+        help_text="A console session ends this long after login, however active. Empty: no limit of our own.")
+    end_sessions_on_removal = forms.BooleanField(
+        label="Log removed members out", required=False,
+        help_text="Removing a member ends every console session they have open.")
+
+    def clean_ip_allowlist(self) -> list[str]:
+        text = self.cleaned_data["ip_allowlist"]
+        return [entry.strip() for entry in text.replace(",", "\n").splitlines() if entry.strip()]

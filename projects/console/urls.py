@@ -3,7 +3,7 @@ the ``console`` namespace."""
 
 from django.urls import path
 
-from projects.console.views import api_keys, audit, auth, members
+from projects.console.views import api_keys, audit, auth, members, security
 from projects.console.views import projects as project_views
 
 urlpatterns = [
@@ -14,6 +14,10 @@ urlpatterns = [
     path("password/reset", auth.PasswordResetView.as_view(), name="password-reset"),
     path("password/reset/<str:token>", auth.PasswordResetConfirmView.as_view(), name="password-reset-confirm"),
     path("account/password", auth.PasswordChangeView.as_view(), name="password-change"),
+    path("account/sessions", security.SessionListView.as_view(), name="sessions"),
+    path("account/sessions/end-others", security.SessionsEndOthersView.as_view(), name="sessions-end-others"),
+    path("account/sessions/<str:object_id>/end", security.SessionEndView.as_view(), name="session-end"),
+    path("settings/security", security.SecuritySettingsView.as_view(), name="security"),
     path("switch-organization", auth.OrganizationSwitchView.as_view(), name="organization-switch"),
     path("projects/new", project_views.ProjectCreateView.as_view(), name="project-create"),
     path("projects/<str:project_id>", project_views.ProjectEditView.as_view(), name="project-edit"),

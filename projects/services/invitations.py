@@ -103,7 +103,8 @@ def invitation_accept(
                                 detail="An account with this email exists: log in first, or give its password.")
         # Before the transaction: a wrong password rolls it back, and the attempt's count must stay.
         try:
-            login_authenticate(email=existing.email, password=password, ip=ip)
+            login_authenticate(email=existing.email, password=password, ip=ip, method="password (invitation)",
+                               user_agent=user_agent)
         except errors.NotAuthenticated as exc:
             raise errors.NotAuthenticated("The password is not correct.") from exc
         proven = True

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 
 from controlplane import errors, ratelimit
+from projects.audit import audit_record_for_person
 from projects.models import User
 
 
@@ -21,14 +22,45 @@ def login_lockout_key(email: str) -> str:
     return f"login-failures:email:{hashlib.sha256(email.lower().encode()).hexdigest()}"
 
 
-def login_authenticate(*, email: str, password: str, ip: str | None, request: Any = None) -> User:
+def login_authenticate(*, email: str, password: str, ip: str | None, request: Any = None, method: str | None = None,
+                       user_agent: str = "") -> User:
     """The one password check of every login (console, ops site, invitations, password change).
+
+    With ``method`` (a login rather than a password check inside a session) every outcome is audited:
+    ``user.login`` with the method, the client IP and the result (``success``, ``failure``, ``locked``).
 
     The attempt is counted against the address and the client IP before the password is looked at
     (``controlplane.ratelimit``: increment, then compare), so parallel guesses cannot all pass a check made
     before any of them was recorded; beyond the limit the password is not checked at all. A right password
     takes its attempt back: only failures use up the allowance.
     """
+    try:
+        user = _password_check(email=email, password=password, ip=ip, request=request)
+    except errors.DomainError as exc:
+        if method is not None:
+            result = "locked" if isinstance(exc, LoginLocked) else "failure"
+            login_audit(email=email, user=None, method=method, result=result, ip=ip, user_agent=user_agent)
+        raise
+    if method is not None:
+        login_audit(email=email, user=user, method=method, result="success", ip=ip, user_agent=user_agent)
+    return user
+
+
+def login_audit(*, email: str, user: User | None, method: str, result: str, ip: str | None,
+                user_agent: str = "") -> None:
+    """One ``user.login`` event per organization of the person the address belongs to (once, without an
+    organization, for an address nobody has)."""
+    email = "".join(ch for ch in email.strip().lower() if ch.isprintable())
+    if result == "locked" and not ratelimit.hit(f"login-audit-locked:{login_lockout_key(email)}", limit=1,
+                                                window=60).allowed:
+        return  # a locked address under attack is recorded once a minute, not once per refused guess
+    if user is None:
+        user = User.objects.filter(email=email).first()
+    audit_record_for_person(user=user, action="user.login", ip=ip, user_agent=user_agent,
+                            actor_label=email[:254], changes={"method": method, "result": result, "email": email})
+
+
+def _password_check(*, email: str, password: str, ip: str | None, request: Any) -> User:
     window = settings.LOGIN_LOCKOUT_SECONDS
     limit = settings.LOGIN_MAX_FAILURES
     counted = [(login_lockout_key(email), ratelimit.hit(login_lockout_key(email), limit=limit, window=window))]

@@ -13,6 +13,7 @@ from projects.models import ApiKey, Membership, Organization, Project
 from projects.roles import Perm, Role
 from projects.services.api_keys import api_key_mark_revoked
 from projects.services.grants import grant_check, grant_limit_of
+from projects.services.sessions import console_sessions_end_all
 from projects.tenancy import Principal
 
 
@@ -60,6 +61,11 @@ def member_remove(*, principal: Principal, member: Membership) -> None:
             grant_check(principal, member.role, member.project_limit())
         if member.role == Role.OWNER and _owner_count(principal.organization) <= 1:
             raise errors.Conflict("The organization must keep at least one owner.")
+        if principal.organization.end_sessions_on_removal and not is_self:
+            # The organization's policy: a removed person keeps no open console, whichever organization it shows.
+            console_sessions_end_all(user=member.user, keep_session_id=None, ip=principal.ip,
+                                     user_agent=principal.user_agent,
+                                     reason=f"removed from {principal.organization.name} ({principal.organization.pk})")
         audit_record(principal=principal, action="member.remove", target=member,
                      changes={"user": member.user.email, "role": member.role})
         # A key acts for its creator; once the creator is gone it must not act for nobody.

@@ -81,3 +81,11 @@ def test_audit_events_cannot_be_changed_from_the_ops_site(client, operator):
     event = AuditEvent.objects.create(organization=organization, actor_type="system", action="x.y")
     assert client.post(f"/ops/projects/auditevent/{quote(event.id)}/delete/", {"post": "yes"}).status_code == 403
     assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_an_operator_clears_the_ip_allowlist_of_a_locked_out_customer(client, operator):
+    organization = OrganizationFactory(ip_allowlist=["192.0.2.0/24"])
+    client.post("/ops/projects/organization/", {"action": "clear_ip_allowlist", "_selected_action": [organization.id]})
+    assert Organization.objects.get(pk=organization.pk).ip_allowlist == []
+    event = AuditEvent.objects.get(action="organization.security_update", organization=organization)
+    assert event.actor_type == "staff" and event.changes == {"ip_allowlist": [["192.0.2.0/24"], []]}

@@ -27,6 +27,7 @@ from projects.console.base import (
 )
 from projects.services.logins import LoginLocked, login_authenticate
 from projects.services.organizations import signup
+from projects.session_tracking import current_console_session_id
 from projects.tenancy import client_ip, principal_for_user
 
 
@@ -54,7 +55,7 @@ class LoginView(ConsoleFormMixin, ConsoleView):
     def form_valid(self, form: forms.Form) -> HttpResponse:
         try:
             user = login_authenticate(email=form.cleaned_data["email"], password=form.cleaned_data["password"],
-                                               ip=client_ip(self.request), request=self.request)
+                                      method="password", request=self.request, **request_ip_and_agent(self.request))
         except LoginLocked as exc:
             minutes = max(1, settings.LOGIN_LOCKOUT_SECONDS // 60)
             raise LoginLocked(f"{exc.detail} Logins are paused for up to {minutes} minutes.",
@@ -67,7 +68,7 @@ class LogoutView(ConsoleView):
     http_method_names: ClassVar[list[str]] = ["post"]
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        logout(request)
+        logout(request)  # the session's record goes with it (projects.session_tracking)
         messages.info(request, "You are logged out.")
         return redirect("console:login")
 
@@ -130,6 +131,7 @@ class PasswordChangeView(OrganizationFormView):
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
         user = accounts.password_change(user=self.request.user, **form.cleaned_data,
+                                        keep_session_id=current_console_session_id(self.request),
                                         **request_ip_and_agent(self.request))
         update_session_auth_hash(self.request, user)
         messages.success(self.request, "Your password is changed. Your other sessions are logged out.")
