@@ -143,7 +143,9 @@ class OrganizationConsoleView(ConsoleView):
         except errors.NotFound:
             # The organization was left or deleted since it was chosen: fall back to the first one.
             principal = principal_for_user(request.user, None, **request_ip_and_agent(request))
-        request.session[SESSION_ORGANIZATION_KEY] = principal.organization.pk
+        if chosen != principal.organization.pk:
+            # Only on a change: assigning marks the session modified, which costs a write and a cookie per page.
+            request.session[SESSION_ORGANIZATION_KEY] = principal.organization.pk
         return principal
 
 

@@ -272,3 +272,16 @@ def test_a_password_reset_ends_every_session(member):
     assert response.status_code == 200, response.content
     assert not _logged_in(first) and not _logged_in(second)
     assert not ConsoleSession.objects.exists()
+
+
+def test_a_console_page_view_does_not_save_the_session(member):
+    """The organization chosen in the session is written only when it changes: a page view neither updates the
+    session row nor sends a new session cookie."""
+    client = _log_in(member.user.email)
+    assert _logged_in(client)  # the first page view settles the chosen organization
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/console/members")
+    assert response.status_code == 200
+    assert "sessionid" not in response.cookies
+    assert not [q for q in queries.captured_queries
+                if q["sql"].startswith("UPDATE") and "django_session" in q["sql"]]
