@@ -175,7 +175,7 @@ class Finding:
 class AuditResult:
     vulnerable: list[Finding] = field(default_factory=list)
     accepted: list[Finding] = field(default_factory=list)
-    stale_acceptances: list[dict[str, str]] = field(default_factory=list)
+    stale_acceptances: list[Mapping[str, str]] = field(default_factory=list)
     not_vendored: list[Pin] = field(default_factory=list)
 
     @property
