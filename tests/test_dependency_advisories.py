@@ -3,16 +3,33 @@ parsing, the accepted list, and the real check of our pins against the vendored 
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 from packaging.version import Version
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bin"))
 
-import audit_offline  # noqa: E402
-from audit_offline import Pin, affects, audit, fixed_versions, normalize_name, read_accepted, read_pins  # noqa: E402
+def _load_audit_module():
+    # Loaded by path rather than by putting bin/ on sys.path, where its other scripts would shadow module names for
+    # the whole test session; registered so that its dataclasses can find their module.
+    spec = importlib.util.spec_from_file_location("audit_offline", Path(__file__).resolve().parent.parent / "bin" /
+                                                  "audit_offline.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+audit_offline = _load_audit_module()
+Pin = audit_offline.Pin
+affects = audit_offline.affects
+audit = audit_offline.audit
+fixed_versions = audit_offline.fixed_versions
+normalize_name = audit_offline.normalize_name
+read_accepted = audit_offline.read_accepted
+read_pins = audit_offline.read_pins
 
 
 def advisory(*ranges: list[dict[str, str]], versions: tuple[str, ...] = (), name: str = "Some_Package",
