@@ -82,3 +82,19 @@ class TaskHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name} at {self.last_succeeded_at:%Y-%m-%d %H:%M:%S}"
+
+
+class PendingTask(models.Model):
+    """A task a committed change asked for while the broker (Redis) could not take it: kept here, in the same
+    database as the change, and sent by the ``pending_tasks_send`` beat job once the broker is back
+    (``controlplane.queue``). Tasks take ids, never secrets, and are idempotent, so a send that happens twice
+    (the job died between sending and deleting the row) does no harm."""
+
+    task_name = models.CharField(max_length=200)
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    error = models.CharField(max_length=500, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.task_name} kept at {self.created_at:%Y-%m-%d %H:%M:%S}"

@@ -4,16 +4,30 @@ A service that asks a worker to act enqueues only once its transaction commits: 
 would read the rows as they were before the change (or not at all), and a rolled-back request must not leave
 work behind. Tasks are named by their registered name, so a service never imports its app's ``tasks`` module
 (which imports the services: the cycle issue 12 removed).
+
+A send that finds the broker unreachable (Redis restarting, a failover) must neither lose the task nor fail a
+request whose change is already committed: the task is kept as a ``PendingTask`` row and the beat job
+``pending_tasks_send`` sends it once the broker is back.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
 from django.db import transaction
+from kombu.exceptions import OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from controlplane.celery import app
+from controlplane.models import PendingTask
+
+log = logging.getLogger(__name__)
+
+# What a publish raises when the broker cannot be reached (kombu wraps the connection errors once its own
+# retries are spent).
+BROKER_UNREACHABLE = (OperationalError, RedisConnectionError, ConnectionError)
 
 _import_lock = threading.Lock()
 
@@ -40,4 +54,42 @@ def enqueue(task_name: str, *args: Any, **kwargs: Any) -> None:
 
 def enqueue_on_commit(task_name: str, *args: Any, **kwargs: Any) -> None:
     """Sends ``task_name`` with these arguments when the current transaction commits (at once outside one)."""
-    transaction.on_commit(lambda: enqueue(task_name, *args, **kwargs))
+    transaction.on_commit(lambda: send_or_keep(task_name, *args, **kwargs))
+
+
+def send_or_keep(task_name: str, *args: Any, **kwargs: Any) -> bool:
+    """Sends ``task_name``, or keeps it for ``pending_tasks_send`` when the broker is unreachable. True if sent."""
+    try:
+        enqueue(task_name, *args, **kwargs)
+    except BROKER_UNREACHABLE as exc:
+        PendingTask.objects.create(task_name=task_name, args=list(args), kwargs=kwargs, error=str(exc)[:500])
+        log.warning("broker unreachable: %s kept to be sent later (%s)", task_name, exc)
+        return False
+    return True
+
+
+def pending_tasks_send(*, batch_size: int = 500) -> int:
+    """Sends the tasks kept while the broker was unreachable, oldest first, deleting each batch's sent rows in the
+    transaction that locked them; stops at the first send that fails (the broker is still away). Returns how
+    many were sent. Two runs at once take different rows (SKIP LOCKED)."""
+    sent = 0
+    while True:
+        failure: Exception | None = None
+        with transaction.atomic():
+            rows = list(PendingTask.objects.select_for_update(skip_locked=True).order_by("created_at", "pk")
+                        [:batch_size])
+            done = []
+            for row in rows:
+                try:
+                    enqueue(row.task_name, *row.args, **row.kwargs)
+                except BROKER_UNREACHABLE as exc:
+                    failure = exc
+                    break
+                done.append(row.pk)
+            PendingTask.objects.filter(pk__in=done).delete()
+        sent += len(done)
+        if failure is not None:
+            log.warning("broker still unreachable after sending %d kept task(s): %s", sent, failure)
+            return sent
+        if len(rows) < batch_size:
+            return sent

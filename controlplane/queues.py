@@ -8,6 +8,10 @@ consumes them all (a worker without -Q consumes every queue in CELERY_TASK_QUEUE
 
 from __future__ import annotations
 
+from typing import Any
+
+from celery.schedules import crontab
+
 PROVISIONING = "provisioning"
 BILLING = "billing"
 ALERTS = "alerts"
@@ -68,3 +72,32 @@ def redis_transport_options(visibility_timeout_s: int, sweep_s: int) -> dict[str
         "unacked_restore_interval": sweep_s,
         "unacked_restore_throttle": 1,
     }
+
+
+# What beat sends and when; each task goes to its queue by TASK_ROUTES like any other send.
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "idempotency-records-purge": {"task": "controlplane.tasks.idempotency_records_purge", "schedule": 3600.0},
+    "rate-counters-purge": {"task": "controlplane.tasks.rate_counters_purge", "schedule": 3600.0},
+    # Tasks a request committed while the broker was unreachable (controlplane.queue), sent once it is back.
+    "pending-tasks-send": {"task": "controlplane.tasks.pending_tasks_send", "schedule": 10.0},
+    "invitations-expire": {"task": "projects.tasks.invitations_expire", "schedule": 900.0},
+    "deployments-reconcile": {"task": "deployments.tasks.deployments_reconcile", "schedule": 60.0},
+    "peerings-reconcile": {"task": "deployments.tasks.peerings_reconcile", "schedule": 120.0},
+    "mqtt-access-reconcile": {"task": "deployments.tasks.mqtt_access_reconcile", "schedule": 60.0},
+    "tls-certificates-renew": {"task": "deployments.tasks.tls_certificates_renew", "schedule": crontab(minute=40)},
+    # Billing: meter the last closed hours (re-metering catches late events); invoice on the 1st.
+    "billing-usage-meter": {"task": "billing.tasks.usage_meter_recent", "schedule": crontab(minute=5)},
+    "billing-invoices-generate": {"task": "billing.tasks.invoices_generate_previous_month",
+                                  "schedule": crontab(minute=30, hour=0, day_of_month=1)},
+    # Stripe: charge open invoices, retry failed ones on the dunning schedule, suspend after the grace period.
+    "billing-invoices-collect": {"task": "billing.tasks.invoices_collect_due", "schedule": 900.0},
+    "billing-dunning-run": {"task": "billing.tasks.dunning_run", "schedule": crontab(minute=20)},
+    # VAT numbers VIES could not answer for (down, busy, timeout) are checked again; rate-limited per account.
+    "billing-vat-numbers-recheck": {"task": "billing.tasks.vat_numbers_recheck", "schedule": crontab(minute=20)},
+    "alerts-metrics-collect": {"task": "alerts.tasks.metrics_collect", "schedule": 30.0},
+    "alerts-metric-samples-purge": {"task": "alerts.tasks.metric_samples_purge", "schedule": 3600.0},
+    "alerts-evaluate": {"task": "alerts.tasks.alerts_evaluate", "schedule": 30.0},
+    "alerts-notifications-send": {"task": "alerts.tasks.notifications_send", "schedule": 5.0},
+    "alerts-notifications-redrive": {"task": "alerts.tasks.notifications_redrive", "schedule": 300.0},
+    "alerts-failing-channels-disable": {"task": "alerts.tasks.failing_channels_disable", "schedule": 3600.0},
+}

@@ -14,10 +14,15 @@ Two stores, chosen by ``RATE_LIMIT_STORE``:
 
 The database store writes outside any transaction of its own; a caller inside ``transaction.atomic`` must
 count before the block, or a rollback would undo the count with everything else.
+
+While Redis cannot be reached (a restart, a failover), the Redis store counts in the database instead: limits
+and lockouts still hold, and no request fails for want of its counter. Counts start again from zero in the
+store that takes over, so an attacker gains at most one window's worth of attempts per switch.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,13 +31,20 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db import connection
 from django.db.models import F
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from controlplane.models import RateCounter
 
 if TYPE_CHECKING:
     import redis
 
+log = logging.getLogger(__name__)
+
 _REDIS_PREFIX = "ratelimit:"
+REDIS_UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
+_FALLBACK_LOG_EVERY_S = 60.0
+_last_fallback_logged = [0.0]
 _PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
             "d": 86400, "day": 86400}
 # Decrement only a live, positive counter: DECR on a key that just expired would create it without a TTL.
@@ -78,7 +90,11 @@ def parse_rate(rate: str) -> tuple[int, int]:
 def hit(key: str, *, limit: int, window: int) -> Hit:
     """Counts one attempt against ``key`` and says whether it is within ``limit`` for the window."""
     if settings.RATE_LIMIT_STORE == "redis":
-        count, retry_after = _redis_hit(key, window)
+        try:
+            count, retry_after = _redis_hit(key, window)
+        except REDIS_UNREACHABLE as exc:
+            _note_fallback(exc)
+            count, retry_after = _database_hit(key, window)
     else:
         count, retry_after = _database_hit(key, window)
     return Hit(count=count, limit=limit, retry_after=max(retry_after, 0.0))
@@ -105,7 +121,12 @@ def hit_rates(attempts: list[tuple[str, str]], reads: list[str] | None = None
             if limit is not None]
     values: list[bytes | None] = []
     if settings.RATE_LIMIT_STORE == "redis":
-        counts, values = _redis_hits(keys, reads or [])
+        try:
+            counts, values = _redis_hits(keys, reads or [])
+        except REDIS_UNREACHABLE as exc:
+            _note_fallback(exc)
+            # The reads are of Redis keys: unanswered, so their callers trust nothing they would have vouched for.
+            counts, values = [_database_hit(key, window) for key, window in keys], [None] * len(reads or [])
     elif reads:
         raise ValueError("reads need RATE_LIMIT_STORE=redis")
     else:
@@ -124,24 +145,37 @@ def hit_rates(attempts: list[tuple[str, str]], reads: list[str] | None = None
 def refund(key: str) -> None:
     """Takes back one attempt of the current window (e.g. a login that turned out to be right)."""
     if settings.RATE_LIMIT_STORE == "redis":
-        _redis().eval(_REFUND_SCRIPT, 1, _REDIS_PREFIX + key)
-    else:
-        RateCounter.objects.filter(key=key, count__gt=0, window_ends__gt=time.time()).update(
-            count=F("count") - 1)
+        try:
+            _redis().eval(_REFUND_SCRIPT, 1, _REDIS_PREFIX + key)
+            return
+        except REDIS_UNREACHABLE as exc:
+            _note_fallback(exc)  # the attempt was counted in the database, so it is taken back there
+    RateCounter.objects.filter(key=key, count__gt=0, window_ends__gt=time.time()).update(count=F("count") - 1)
 
 
 def reset(key: str) -> None:
     """Forgets every attempt against ``key`` (e.g. the lockout of an account whose password was reset)."""
     if settings.RATE_LIMIT_STORE == "redis":
-        _redis().delete(_REDIS_PREFIX + key)
-    else:
-        RateCounter.objects.filter(key=key).delete()
+        try:
+            _redis().delete(_REDIS_PREFIX + key)
+        except REDIS_UNREACHABLE as exc:
+            _note_fallback(exc)
+    # Also the database's: attempts counted there while Redis was away.
+    RateCounter.objects.filter(key=key).delete()
 
 
 def counters_purge() -> int:
     """Deletes database counters whose window closed; returns how many."""
     deleted, _ = RateCounter.objects.filter(window_ends__lte=time.time()).delete()
     return deleted
+
+
+def _note_fallback(exc: Exception) -> None:
+    # Once a minute per process, not once per request of an outage.
+    now = time.monotonic()
+    if now - _last_fallback_logged[0] >= _FALLBACK_LOG_EVERY_S:
+        _last_fallback_logged[0] = now
+        log.warning("Redis unreachable, rate limits counted in the database meanwhile: %s", exc)
 
 
 # --- stores ---------------------------------------------------------------------------------------

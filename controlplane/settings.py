@@ -14,10 +14,16 @@ import json
 from pathlib import Path
 
 import dj_database_url
-from celery.schedules import crontab
 
 from controlplane.env import env_bool, env_int, env_list, env_str, installation_secret, loopback_standins
-from controlplane.queues import HOUSEKEEPING, QUEUES, TASK_ROUTES, beat_lock_settings, redis_transport_options
+from controlplane.queues import (
+    BEAT_SCHEDULE,
+    HOUSEKEEPING,
+    QUEUES,
+    TASK_ROUTES,
+    beat_lock_settings,
+    redis_transport_options,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("MQCLOUD_VAR_DIR", str(BASE_DIR / "var")))
@@ -164,30 +170,8 @@ CELERY_TASK_ROUTES = TASK_ROUTES
 if PRODUCTION:
     # Exactly one beat schedules, whatever the replica count (a Redis lock; see beat_lock_settings).
     globals().update({f"CELERY_{key.upper()}": value for key, value in beat_lock_settings(REDIS_URL).items()})
-CELERY_BEAT_SCHEDULE = {
-    "idempotency-records-purge": {"task": "controlplane.tasks.idempotency_records_purge", "schedule": 3600.0},
-    "rate-counters-purge": {"task": "controlplane.tasks.rate_counters_purge", "schedule": 3600.0},
-    "invitations-expire": {"task": "projects.tasks.invitations_expire", "schedule": 900.0},
-    "deployments-reconcile": {"task": "deployments.tasks.deployments_reconcile", "schedule": 60.0},
-    "peerings-reconcile": {"task": "deployments.tasks.peerings_reconcile", "schedule": 120.0},
-    "mqtt-access-reconcile": {"task": "deployments.tasks.mqtt_access_reconcile", "schedule": 60.0},
-    "tls-certificates-renew": {"task": "deployments.tasks.tls_certificates_renew", "schedule": crontab(minute=40)},
-    # Billing: meter the last closed hours (re-metering catches late events); invoice on the 1st.
-    "billing-usage-meter": {"task": "billing.tasks.usage_meter_recent", "schedule": crontab(minute=5)},
-    "billing-invoices-generate": {"task": "billing.tasks.invoices_generate_previous_month",
-                                  "schedule": crontab(minute=30, hour=0, day_of_month=1)},
-    # Stripe: charge open invoices, retry failed ones on the dunning schedule, suspend after the grace period.
-    "billing-invoices-collect": {"task": "billing.tasks.invoices_collect_due", "schedule": 900.0},
-    "billing-dunning-run": {"task": "billing.tasks.dunning_run", "schedule": crontab(minute=20)},
-    # VAT numbers VIES could not answer for (down, busy, timeout) are checked again; rate-limited per account.
-    "billing-vat-numbers-recheck": {"task": "billing.tasks.vat_numbers_recheck", "schedule": crontab(minute=20)},
-    "alerts-metrics-collect": {"task": "alerts.tasks.metrics_collect", "schedule": 30.0},
-    "alerts-metric-samples-purge": {"task": "alerts.tasks.metric_samples_purge", "schedule": 3600.0},
-    "alerts-evaluate": {"task": "alerts.tasks.alerts_evaluate", "schedule": 30.0},
-    "alerts-notifications-send": {"task": "alerts.tasks.notifications_send", "schedule": 5.0},
-    "alerts-notifications-redrive": {"task": "alerts.tasks.notifications_redrive", "schedule": 300.0},
-    "alerts-failing-channels-disable": {"task": "alerts.tasks.failing_channels_disable", "schedule": 3600.0},
-}
+# What beat sends and when (controlplane/queues.py, beside where each task goes).
+CELERY_BEAT_SCHEDULE = BEAT_SCHEDULE
 
 # --- security ---------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

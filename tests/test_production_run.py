@@ -243,6 +243,22 @@ def test_restarting_redis_loses_no_queued_task(stack: Stack, customer: Customer,
     wait_for(sent_since_restart, "beat to send again after the restart", timeout=20)
 
 
+def test_a_task_asked_for_while_redis_is_down_is_kept_and_sent_when_it_is_back(stack: Stack, customer: Customer,
+                                                                                alerting: Alerting):
+    stack.redis_server.stop()
+    try:
+        # The invitation commits; its mail task cannot be queued, so it is kept in PostgreSQL, and the request
+        # still answers as it would have.
+        invitation = customer.invite("while-down@example.com")
+    finally:
+        stack.redis_server.start()
+    assert not customer.invitation(invitation)["email_sent_at"]
+    # Beat's pending-tasks-send (every 10 s) queues it once Redis is back; the mail worker sends it.
+    wait_for(lambda: stack.smtp.delivered_to("while-down@example.com"), "the mail asked for while Redis was down",
+             timeout=60)
+    assert stack.smtp.delivered_to("while-down@example.com") == 1
+
+
 def test_the_alert_is_delivered_to_the_webhook(customer: Customer, alerting: Alerting):
     wait_for(lambda: alerting.receiver.requests, "the alert's webhook", timeout=75)
     fired = verify_standard_webhook(alerting.receiver.requests[0], SECRET)

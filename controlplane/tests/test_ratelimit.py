@@ -70,3 +70,22 @@ def test_parallel_hits_get_distinct_counts(store):
 def test_the_raw_upsert_names_the_model_s_table_and_columns():
     assert RateCounter._meta.db_table == "controlplane_ratecounter"
     assert {field.column for field in RateCounter._meta.fields} == {"key", "count", "window_ends"}
+
+
+@pytest.mark.django_db
+def test_with_redis_unreachable_limits_are_counted_in_the_database_and_still_hold(caplog):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]  # closed again before use: nothing listens there
+    with override_settings(RATE_LIMIT_STORE="redis", REDIS_URL=f"redis://127.0.0.1:{dead_port}/0"):
+        hits = [ratelimit.hit("t:down", limit=2, window=60) for _ in range(3)]
+        assert [h.allowed for h in hits] == [True, True, False]
+        ratelimit.refund("t:down")
+        (batched,), reads = ratelimit.hit_rates([("ip", "203.0.113.9")], ["a-redis-key"])
+        ratelimit.reset("t:down")
+    assert RateCounter.objects.get(key="throttle:ip:203.0.113.9").count == 1 and batched.count == 1
+    assert reads == [None]  # unanswered: whoever asked trusts nothing it would have vouched for
+    assert not RateCounter.objects.filter(key="t:down").exists()
+    assert "Redis unreachable" in caplog.text
