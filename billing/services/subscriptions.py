@@ -8,7 +8,6 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from billing import money, periods
@@ -23,7 +22,7 @@ from controlplane.db import lock_row
 from deployments.facade import HOURS_PER_YEAR, spec_prices
 from deployments.models import Deployment, DeploymentEvent, SpecPrice
 from deployments.models import DeploymentStatus as S
-from projects.audit import audit_record
+from projects.audit import audit_event, audit_record, audit_record_many
 from projects.tenancy import Principal
 
 
@@ -108,9 +107,10 @@ def _spec_changes(rows: list[tuple[str, str, datetime, str]]) -> list[tuple[str,
 
 
 PRORATION_LOOKBACK = timedelta(days=62)
+PRORATION_BATCH = 500  # scales charged per transaction by default
 
 
-def subscriptions_prorate_scales(*, now: datetime | None = None) -> int:
+def subscriptions_prorate_scales(*, now: datetime | None = None, batch_size: int = PRORATION_BATCH) -> int:
     """Charges (or credits) the prorated difference of every scale inside an annual term; returns how many.
 
     A scale is the DeploymentEvent whose spec differs from the deployment's previous event: the
@@ -126,6 +126,9 @@ def subscriptions_prorate_scales(*, now: datetime | None = None) -> int:
     for a downgrade. "Paid for so far" is the spec of the term's latest charge before the event, so a renewal
     that already charged the new spec (a scale landing between a term's end and the rollover) costs nothing
     more. The subscription's ``annual_price`` becomes the new spec's, which a renewal charges.
+
+    The scales are charged ``batch_size`` per transaction, each batch a few statements: a run that dies midway
+    kept the batches before, and a rerun charges the rest.
     """
     now = now or timezone.now()
     terms: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
@@ -141,54 +144,100 @@ def subscriptions_prorate_scales(*, now: datetime | None = None) -> int:
                                                                           "spec_id"))
     charged = set(AnnualCharge.objects.filter(kind=ChargeKind.PRORATION, deployment_id__in=list(terms))
                   .values_list("source_event_id", flat=True))
-    count = 0
+    scales = []
     for event_id, dep_id, at, new_spec in _spec_changes(rows):
         term = next(((a, b) for a, b in terms[dep_id] if a <= at < b), None)
-        if term is None or event_id in charged:
-            continue
-        if _prorate_scale(deployment_id=dep_id, event_id=event_id, at=at, new_spec=new_spec, term=term,
-                          now=now) is not None:
-            count += 1
-    return count
+        if term is not None and event_id not in charged:
+            scales.append(_Scale(event_id=event_id, deployment_id=dep_id, at=at, new_spec=new_spec, term=term))
+    return sum(_prorate_scales(scales=scales[n:n + batch_size], now=now) for n in range(0, len(scales), batch_size))
+
+
+@dataclass(frozen=True)
+class _Scale:
+    """A committed spec change inside an annual term, not charged yet when the run read it."""
+
+    event_id: str
+    deployment_id: str
+    at: datetime
+    new_spec: str
+    term: tuple[datetime, datetime]
+
+
+def _paid_order(indexed: tuple[int, AnnualCharge]) -> tuple[bool, datetime, datetime, int]:
+    """Newest first, as "paid for so far" reads the charges: by when they took effect (a term's own charge, with
+    none, is the oldest), then by creation, then in the order they were made."""
+    position, charge = indexed
+    return (charge.effective_at is not None, charge.effective_at or charge.term_start, charge.created_at, position)
 
 
 @transaction.atomic
-def _prorate_scale(*, deployment_id: str, event_id: str, at: datetime, new_spec: str,
-                   term: tuple[datetime, datetime], now: datetime) -> AnnualCharge | None:
-    term_charge = AnnualCharge.objects.select_related("deployment__organization").get(
-        kind=ChargeKind.TERM, deployment_id=deployment_id, term_start=term[0])
-    # The subscription lock serializes concurrent runs; the unique source event is the last line of defence.
-    subscription = lock_row(Subscription, term_charge.subscription_id)
-    if AnnualCharge.objects.filter(source_event_id=event_id).exists():
-        return None
-    paid = (AnnualCharge.objects.filter(subscription=subscription, term_start=term[0],
-                                        kind__in=[ChargeKind.TERM, ChargeKind.PRORATION])
-            .exclude(effective_at__gt=at)
-            .order_by(F("effective_at").desc(nulls_last=True), "-created_at").first())
-    paid_spec = paid.spec_id if paid is not None else term_charge.spec_id
-    if paid_spec == new_spec:
-        return None
-    currency = term_charge.currency
-    prices = {p.spec_id: p.annual for p in SpecPrice.objects.filter(spec_id__in=[paid_spec, new_spec],
-                                                                     currency=currency)}
-    term_seconds = int((term[1] - term[0]).total_seconds())
-    remaining = int((term[1] - at).total_seconds())
-    amount = money.quantize((prices[new_spec] - prices[paid_spec]) * remaining / term_seconds, currency)
-    charge = AnnualCharge.objects.create(
-        organization_id=term_charge.organization_id, subscription=subscription,
-        deployment_id=term_charge.deployment_id, kind=ChargeKind.PRORATION, spec_id=new_spec,
-        previous_spec_id=paid_spec, amount=amount, currency=currency, term_start=term[0], term_end=term[1],
-        effective_at=at, source_event_id=event_id, created_at=now)
-    if subscription.mode == SubscriptionMode.ANNUAL and subscription.term_start == term[0]:
-        subscription.annual_price = prices[new_spec]
-        subscription.save(update_fields=["annual_price", "updated_at"])
-    audit_record(principal=Principal.for_system(term_charge.deployment.organization), action="subscription.prorate",
-                 target=term_charge.deployment,
-                 changes={"spec": [paid_spec, new_spec], "amount": str(amount), "currency": currency,
-                          "effective_at": at.isoformat(), "event": event_id})
-    return charge
-
-
+def _prorate_scales(*, scales: list[_Scale], now: datetime) -> int:
+    """Charges ``scales`` (in deployment, time order) in one transaction: a statement per kind of row, whatever
+    their number. Returns how many charges were made."""
+    deployment_ids = {scale.deployment_id for scale in scales}
+    term_charges = {(c.deployment_id, c.term_start): c for c in AnnualCharge.objects.filter(
+        kind=ChargeKind.TERM, deployment_id__in=deployment_ids).select_related("deployment__organization")}
+    subscription_ids = sorted({term_charges[s.deployment_id, s.term[0]].subscription_id for s in scales})
+    # The subscription locks serialize concurrent runs (taken in id order: two runs never wait crosswise); the
+    # unique source event is the last line of defence.
+    subscriptions = {s.pk: s for s in Subscription.objects.select_for_update().filter(id__in=subscription_ids)
+                     .order_by("id")}
+    charged = set(AnnualCharge.objects.filter(source_event_id__in=[s.event_id for s in scales])
+                  .values_list("source_event_id", flat=True))
+    # What each term has been charged so far; the charges made below join it, so a second scale of the same term
+    # in this batch starts from the spec the first one paid for.
+    paid_so_far: dict[tuple[int, datetime], list[AnnualCharge]] = defaultdict(list)
+    for charge in AnnualCharge.objects.filter(subscription_id__in=subscription_ids,
+                                              kind__in=[ChargeKind.TERM, ChargeKind.PRORATION]).order_by("id"):
+        paid_so_far[charge.subscription_id, charge.term_start].append(charge)
+    prices = {(p.spec_id, p.currency): p.annual for p in SpecPrice.objects.filter(
+        currency__in={c.currency for c in term_charges.values()})}
+    made: list[AnnualCharge] = []
+    repriced: dict[int, Subscription] = {}
+    events = []
+    for scale in scales:
+        if scale.event_id in charged:
+            continue
+        term, at = scale.term, scale.at
+        term_charge = term_charges[scale.deployment_id, term[0]]
+        subscription = subscriptions[term_charge.subscription_id]
+        history = paid_so_far[subscription.pk, term[0]]
+        paid = max(((n, c) for n, c in enumerate(history) if c.effective_at is None or c.effective_at <= at),
+                   key=_paid_order, default=None)
+        paid_spec = paid[1].spec_id if paid is not None else term_charge.spec_id
+        if paid_spec == scale.new_spec:
+            continue
+        currency = term_charge.currency
+        old_price, new_price = prices[paid_spec, currency], prices[scale.new_spec, currency]
+        term_seconds = int((term[1] - term[0]).total_seconds())
+        remaining = int((term[1] - at).total_seconds())
+        amount = money.quantize((new_price - old_price) * remaining / term_seconds, currency)
+        charge = AnnualCharge(
+            organization_id=term_charge.organization_id, subscription=subscription,
+            deployment_id=term_charge.deployment_id, kind=ChargeKind.PRORATION, spec_id=scale.new_spec,
+            previous_spec_id=paid_spec, amount=amount, currency=currency, term_start=term[0], term_end=term[1],
+            effective_at=at, source_event_id=scale.event_id, created_at=now)
+        made.append(charge)
+        history.append(charge)
+        if subscription.mode == SubscriptionMode.ANNUAL and subscription.term_start == term[0]:
+            subscription.annual_price = new_price
+            repriced[subscription.pk] = subscription
+        deployment = term_charge.deployment
+        events.append(audit_event(principal=Principal.for_system(deployment.organization),
+                                  action="subscription.prorate", target=deployment,
+                                  changes={"spec": [paid_spec, scale.new_spec], "amount": str(amount),
+                                           "currency": currency, "effective_at": at.isoformat(),
+                                           "event": scale.event_id}))
+    AnnualCharge.objects.bulk_create(made)
+    # A statement per new price (a handful: the catalog's), rather than a CASE branch per subscription.
+    by_price: dict[Decimal, list[int]] = defaultdict(list)
+    for subscription in repriced.values():
+        by_price[subscription.annual_price].append(subscription.pk)  # type: ignore[index]
+    for price, ids in by_price.items():
+        Subscription.objects.filter(pk__in=ids).update(annual_price=price, updated_at=timezone.now())
+    if events:
+        audit_record_many(events)
+    return len(made)
 
 
 def subscriptions_roll_over(*, now: datetime | None = None) -> int:
