@@ -22,7 +22,7 @@ def audit_record(
     actor_label: str | None = None,
 ) -> AuditEvent:
     event = audit_event(principal=principal, action=action, target=target, changes=changes,
-                        organization=organization)
+                        organization=organization, actor_label=actor_label)
     event.save()
     return event
 
@@ -40,8 +40,10 @@ def audit_event(
     target: models.Model | None = None,
     changes: dict[str, Any] | None = None,
     organization: Organization | None = None,
+    actor_label: str | None = None,
 ) -> AuditEvent:
-    """The event :func:`audit_record` writes, not saved yet."""
+    """The event :func:`audit_record` writes, not saved yet; ``actor_label`` stands in for the principal's (a
+    login attempt naming an address nobody has)."""
     return AuditEvent(
         organization=organization if organization is not None else principal.organization,
         actor_type=principal.actor_type,
