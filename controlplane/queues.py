@@ -81,6 +81,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Tasks a request committed while the broker was unreachable (controlplane.queue), sent once it is back.
     "pending-tasks-send": {"task": "controlplane.tasks.pending_tasks_send", "schedule": 10.0},
     "invitations-expire": {"task": "projects.tasks.invitations_expire", "schedule": 900.0},
+    "console-sessions-purge": {"task": "projects.tasks.console_sessions_purge", "schedule": 3600.0},
     "deployments-reconcile": {"task": "deployments.tasks.deployments_reconcile", "schedule": 60.0},
     "peerings-reconcile": {"task": "deployments.tasks.peerings_reconcile", "schedule": 120.0},
     "mqtt-access-reconcile": {"task": "deployments.tasks.mqtt_access_reconcile", "schedule": 60.0},

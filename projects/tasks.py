@@ -10,7 +10,7 @@ from celery import shared_task
 from projects.accounts import password_reset_token
 from projects.emails import send_invitation_email, send_password_reset_email
 from projects.models import Invitation, User
-from projects.services import invitations
+from projects.services import invitations, sessions
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,11 @@ def invitation_send_email(self, invitation_id: str) -> str:
     send_invitation_email(invitation=invitation)
     invitations.invitation_mark_sent(invitation_id=invitation.id)
     return "sent"
+
+
+@shared_task(name="projects.tasks.console_sessions_purge")
+def console_sessions_purge() -> int:
+    return sessions.console_sessions_purge()
 
 
 @shared_task(name="projects.tasks.invitations_expire")

@@ -48,14 +48,26 @@ def console_session_create(*, user: User, session_key: str, ip: str | None, user
     """The record of a session that just logged in. The person's records whose session has certainly lapsed
     (no request for longer than Django keeps a session) go at the same time: a session abandoned without
     logging out leaves its record behind, and this bounds them without a periodic job."""
-    lapsed = timezone.now() - timedelta(seconds=settings.SESSION_COOKIE_AGE)
-    ConsoleSession.objects.filter(user=user, last_seen_at__lt=lapsed).delete()
+    ConsoleSession.objects.filter(user=user, last_seen_at__lt=_lapsed_before(timezone.now())).delete()
     user_agent = "".join(ch for ch in user_agent if ch.isprintable())[:256]
     record = ConsoleSession(user=user, session_key=session_key, ip=ip, user_agent=user_agent,
                             device=device_from_user_agent(user_agent))
     record.full_clean()
     record.save()
     return record
+
+
+def console_sessions_purge(*, now: datetime | None = None) -> int:
+    """Housekeeping (hourly): Django's expired sessions (its ``clearsessions``) and the records of sessions that
+    have certainly lapsed, of people who never came back to log in again. Returns how many records went."""
+    _session_store_class().clear_expired()
+    deleted, _ = ConsoleSession.objects.filter(last_seen_at__lt=_lapsed_before(now or timezone.now())).delete()
+    return deleted
+
+
+def _lapsed_before(now: datetime) -> datetime:
+    # No request for longer than Django keeps a session: the session is gone whatever its expiry said.
+    return now - timedelta(seconds=settings.SESSION_COOKIE_AGE)
 
 
 def console_session_touch(*, session_id: str, ip: str | None, now: datetime) -> bool:

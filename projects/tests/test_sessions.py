@@ -285,3 +285,18 @@ def test_a_console_page_view_does_not_save_the_session(member):
     assert "sessionid" not in response.cookies
     assert not [q for q in queries.captured_queries
                 if q["sql"].startswith("UPDATE") and "django_session" in q["sql"]]
+
+
+def test_the_hourly_purge_takes_lapsed_records_and_expired_sessions_of_people_who_never_return(member, settings):
+    from django.contrib.sessions.models import Session
+
+    from projects.tasks import console_sessions_purge
+
+    with time_machine.travel(timezone.now() - timedelta(seconds=settings.SESSION_COOKIE_AGE + 60)):
+        _log_in(member.user.email)
+    returning = MembershipFactory().user
+    live = _log_in(returning.email)
+    assert ConsoleSession.objects.count() == 2 and Session.objects.count() == 2
+    assert console_sessions_purge() == 1
+    assert ConsoleSession.objects.get().user_id == returning.pk
+    assert Session.objects.count() == 1 and _logged_in(live)
