@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Min, QuerySet
 
-from controlplane.models import TaskFailure, TaskHeartbeat
+from controlplane.models import PendingTask, TaskFailure, TaskHeartbeat
 
 
 def task_failures_since(*, since: datetime) -> QuerySet[TaskFailure]:
@@ -28,3 +28,9 @@ def task_heartbeat_at(*, task_name: str) -> datetime | None:
 def task_heartbeats() -> dict[str, datetime]:
     """When each periodic task last finished without an error, by task name."""
     return dict(TaskHeartbeat.objects.values_list("task_name", "last_succeeded_at"))
+
+
+def pending_tasks_summary() -> tuple[int, datetime | None]:
+    """How many tasks wait for the broker (``controlplane.queue.send_or_keep``), and since when the oldest."""
+    summary = PendingTask.objects.aggregate(count=Count("pk"), oldest=Min("created_at"))
+    return summary["count"], summary["oldest"]

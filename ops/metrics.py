@@ -23,14 +23,14 @@ from prometheus_client.registry import Collector
 from alerts import facade as alerts
 from billing import facade as billing
 from controlplane import telemetry
-from controlplane.selectors import task_failure_counts_since, task_heartbeats
+from controlplane.selectors import pending_tasks_summary, task_failure_counts_since, task_heartbeats
 from controlplane.task_records import periodic_task_names
 
 
 class DatabaseLagCollector(Collector):
-    """Four small queries a scrape: the heartbeats of the periodic jobs (one row each), the last hour's task
-    failures (a table capped at 1,000 rows), and the two lags that operators watch (heartbeats too, named for what
-    falls behind)."""
+    """Five small queries a scrape: the heartbeats of the periodic jobs (one row each), the last hour's task
+    failures (a table capped at 1,000 rows), the tasks kept while the broker was away, and the two lags that
+    operators watch (heartbeats too, named for what falls behind)."""
 
     def collect(self) -> Iterator[Metric]:
         now = timezone.now()
@@ -47,6 +47,13 @@ class DatabaseLagCollector(Collector):
         for name, count in sorted(task_failure_counts_since(since=now - timedelta(hours=1)).items()):
             failures.add_metric([name], count)
         yield failures
+        # Kept while the broker was unreachable: a count that does not drain means beat or the broker is still away.
+        pending, oldest = pending_tasks_summary()
+        yield GaugeMetricFamily("mqcloud_pending_tasks", "Tasks kept in the database until the broker takes them.",
+                                value=pending)
+        yield GaugeMetricFamily("mqcloud_pending_task_oldest_age_seconds",
+                                "Seconds the oldest task kept for the broker has waited (0 when none).",
+                                value=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0)
         for metric, documentation, lag in (
                 ("mqcloud_alert_evaluation_lag_seconds", "Seconds since the alert rules were last evaluated.",
                  alerts.evaluation_lag_seconds(now=now)),

@@ -20,7 +20,7 @@ DASHBOARD = ROOT / "deploy" / "observability" / "grafana-dashboard.json"
 #: Read at scrape time by collectors (ops/metrics.py, telemetry.QueueDepthCollector); not in the process registry.
 SCRAPE_TIME = {"mqcloud_celery_queue_length", "mqcloud_periodic_task_last_success_age_seconds",
                "mqcloud_task_failures_last_hour", "mqcloud_alert_evaluation_lag_seconds",
-               "mqcloud_metering_lag_seconds"}
+               "mqcloud_metering_lag_seconds", "mqcloud_pending_tasks", "mqcloud_pending_task_oldest_age_seconds"}
 #: What Prometheus itself adds for every target.
 PROMETHEUS_OWN = {"up"}
 _SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created")

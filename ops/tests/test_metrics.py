@@ -18,6 +18,7 @@ from alerts.delivery import DeliveryResult
 from alerts.services.notifications import notification_attempt_record
 from alerts.tests.factories import NotificationFactory
 from controlplane import telemetry
+from controlplane.models import PendingTask
 from controlplane.queue import registered_task
 from controlplane.task_records import task_failure_record, task_heartbeat_record
 
@@ -111,6 +112,9 @@ def test_a_scrape_reads_queue_depths_job_ages_and_lags():
         task_heartbeat_record(task_name="billing.tasks.usage_meter_recent", now=now - timedelta(minutes=70))
         task_failure_record(task_name="deployments.tasks.deployments_reconcile_region", task_id="t1", args=["r"],
                             kwargs={}, exception=RuntimeError("cluster down"))
+        assert scrape(Client())["mqcloud_pending_tasks"][()] == 0
+        PendingTask.objects.create(task_name="alerts.tasks.notifications_send", args=[["ntf_1"]],
+                                   created_at=now - timedelta(seconds=120))
         samples = scrape(Client())
     finally:
         broker.delete(queue)
@@ -118,6 +122,8 @@ def test_a_scrape_reads_queue_depths_job_ages_and_lags():
     assert samples["mqcloud_celery_queue_length"][(("queue", queue),)] == 3
     assert 90 <= samples["mqcloud_alert_evaluation_lag_seconds"][()] < 120
     assert 4200 <= samples["mqcloud_metering_lag_seconds"][()] < 4230
+    assert samples["mqcloud_pending_tasks"][()] == 1
+    assert 120 <= samples["mqcloud_pending_task_oldest_age_seconds"][()] < 150
     assert samples["mqcloud_task_failures_last_hour"] == {
         (("task", "deployments.tasks.deployments_reconcile_region"),): 1}
     ages = samples["mqcloud_periodic_task_last_success_age_seconds"]
