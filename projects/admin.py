@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import update_session_auth_hash
@@ -16,15 +17,24 @@ from controlplane import errors
 from projects import accounts
 from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, User
 from projects.ops_admin import AuditedModelAdmin, ReadOnlyModelAdmin, ReadOnlyTabularInline, staff_principal
+from projects.selectors import two_factor_enabled
 from projects.services.api_keys import api_key_revoke
 from projects.services.logins import LoginLocked, login_authenticate
 from projects.services.organizations import organization_set_flagship
 from projects.services.security import organization_security_update
+from projects.services.two_factor import two_factor_login
 from projects.tenancy import client_ip
 
 
 class OpsLoginForm(AdminAuthenticationForm):
-    """The ops site's login, through the same counted password check as the console's."""
+    """The ops site's login, through the same counted password check as the console's, and the same code check
+    for an operator who has two-factor login: a session of the ops site is a console session too, so a password
+    alone must not open it. One form rather than two steps: the code is asked for beside the password."""
+
+    code = forms.CharField(
+        label="Two-factor code", required=False, max_length=32,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "spellcheck": "false"}),
+        help_text="From your authenticator app, if you have turned on two-factor login.")
 
     def clean(self):
         email = self.cleaned_data.get("username")
@@ -39,7 +49,19 @@ class OpsLoginForm(AdminAuthenticationForm):
             except errors.NotAuthenticated as exc:
                 raise self.get_invalid_login_error() from exc
             self.confirm_login_allowed(self.user_cache)
+            if two_factor_enabled(self.user_cache):
+                self._second_factor(self.user_cache, self.cleaned_data.get("code") or "")
         return self.cleaned_data
+
+    def _second_factor(self, user, code: str) -> None:
+        if not code:
+            raise ValidationError("This account uses two-factor login: enter the code from your app too.",
+                                  code="two_factor_required")
+        try:
+            two_factor_login(user=user, code=code, ip=client_ip(self.request), method="password (ops site)",
+                             user_agent=self.request.headers.get("User-Agent", "")[:256])
+        except errors.DomainError as exc:
+            raise ValidationError(exc.detail, code="two_factor_invalid") from exc
 
 
 class OpsPasswordChangeForm(PasswordChangeForm):
@@ -79,6 +101,7 @@ admin.site.site_header = "mqcloud ops"
 admin.site.site_title = "mqcloud ops"
 admin.site.index_title = "Operations"
 admin.site.login_form = OpsLoginForm
+admin.site.login_template = "ops/login.html"
 
 
 class MembershipInline(ReadOnlyTabularInline):

@@ -174,3 +174,30 @@ def test_turning_it_off_needs_a_current_code(member, session_client):
     assert actions[-2:] == ["two_factor.code_failed", "two_factor.disable"]
     # Off: the password alone logs in again.
     assert Client().post(LOGIN, {"email": member.user.email, "password": PASSWORD})["Location"] == "/console/"
+
+
+def test_the_ops_login_asks_an_operator_with_two_factor_for_the_code():
+    """A session of the ops site is a console session too: its password-only login must not skip the code."""
+    from projects.models import User
+
+    operator = User.objects.create_user("ops@example.com", PASSWORD, is_staff=True)
+    totp, _ = _enrol(operator)
+    form = {"username": operator.email, "password": PASSWORD, "next": "/ops/"}
+    without = Client().post("/ops/login/", form)
+    assert without.status_code == 200 and "enter the code from your app" in without.content.decode()
+    wrong = Client().post("/ops/login/", form | {"code": "12345x"})
+    assert wrong.status_code == 200 and "not correct" in wrong.content.decode()
+    right = Client().post("/ops/login/", form | {"code": totp.now()})
+    assert right.status_code == 302 and right["Location"] == "/ops/"
+    methods = [changes["method"] for action, changes in _actions(operator) if action == "user.login"]
+    assert "password (ops site)+totp" in methods
+
+
+def test_an_invitation_is_not_accepted_with_the_password_alone_of_an_account_with_two_factor(member, anon):
+    from projects.tests.factories import InvitationFactory
+
+    _enrol(member.user)
+    invitation = InvitationFactory(email=member.user.email)
+    response = anon.post("/api/v1/invitations/accept", {"token": invitation.token_encrypted, "password": PASSWORD},
+                         format="json")
+    assert response.status_code == 401 and "two-factor" in response.json()["detail"]
