@@ -102,6 +102,7 @@ def test_two_factor_enrolment_then_a_login_with_a_code(page):
     page.get_by_role("navigation", name="Console").get_by_role("link", name="Two-factor login").click()
     page.get_by_role("button", name="Set up two-factor login").click()
     expect(page.get_by_role("img", name=re.compile("QR code for mqcloud"))).to_be_visible()
+    screenshot(page, "two-factor-setup")
     totp = pyotp.TOTP(page.locator("#totp-secret").inner_text().replace(" ", ""))
     # The previous 30-second step's code (still accepted, for clock drift): the current one stays unused for the
     # login below, since a code is never accepted twice.
