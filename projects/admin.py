@@ -22,7 +22,7 @@ from projects.services.api_keys import api_key_revoke
 from projects.services.logins import LoginLocked, login_authenticate
 from projects.services.organizations import organization_set_flagship
 from projects.services.security import organization_security_update
-from projects.services.two_factor import two_factor_login
+from projects.services.two_factor import two_factor_login, two_factor_reset_by_operator
 from projects.tenancy import client_ip
 
 
@@ -119,9 +119,10 @@ class OrganizationAdmin(AuditedModelAdmin):
     # The security policy is the organization's to set (console, API); operators see it and can only clear the
     # allowlist, for a customer whose own address changed under it.
     readonly_fields = ("id", "site", "created_at", "ip_allowlist", "session_idle_timeout_minutes",
-                       "session_absolute_timeout_minutes", "end_sessions_on_removal")
+                       "session_absolute_timeout_minutes", "end_sessions_on_removal", "require_two_factor")
     fields = ("id", "name", "site", "country", "flagship_enabled", "created_at", "ip_allowlist",
-              "session_idle_timeout_minutes", "session_absolute_timeout_minutes", "end_sessions_on_removal")
+              "session_idle_timeout_minutes", "session_absolute_timeout_minutes", "end_sessions_on_removal",
+              "require_two_factor")
     inlines = [MembershipInline]
     actions = ["enable_flagship", "disable_flagship", "clear_ip_allowlist"]
 
@@ -167,9 +168,17 @@ class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
     fieldsets = ((None, {"fields": ("id", "email", "name", "is_active", "is_staff", "date_joined", "last_login")}),)
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
     filter_horizontal = ()
+    actions = ["reset_two_factor"]
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.action(description="Turn off two-factor login (phone and recovery codes lost; identity checked)")
+    def reset_two_factor(self, request, queryset) -> None:
+        reset = sum(two_factor_reset_by_operator(user=user, operator=request.user, ip=client_ip(request),
+                                                 user_agent=request.headers.get("User-Agent", "")[:256])
+                    for user in queryset)
+        self.message_user(request, f"Two-factor login turned off for {reset} user(s); they can set it up again.")
 
 
 @admin.register(Membership)

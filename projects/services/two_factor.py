@@ -165,6 +165,18 @@ def two_factor_disable(*, user: User, code: str, ip: str | None, user_agent: str
                                 changes={"confirmed_with": used})
 
 
+def two_factor_reset_by_operator(*, user: User, operator: User, ip: str | None, user_agent: str = "") -> bool:
+    """An operator turns off a person's two-factor login (phone and recovery codes both lost, identity checked by
+    support); False when it was not on. Recorded on the person's account, naming the operator."""
+    with transaction.atomic():
+        removed, _ = TwoFactorDevice.objects.filter(user=user).delete()
+        RecoveryCode.objects.filter(user=user).delete()
+        if removed:
+            audit_record_for_person(user=user, action="two_factor.reset", ip=ip, user_agent=user_agent,
+                                    changes={"operator": operator.email})
+    return bool(removed)
+
+
 # --- login --------------------------------------------------------------------------------------------
 def two_factor_login(*, user: User, code: str, ip: str | None, user_agent: str = "",
                      method: str = "password") -> str:

@@ -201,3 +201,17 @@ def test_an_invitation_is_not_accepted_with_the_password_alone_of_an_account_wit
     response = anon.post("/api/v1/invitations/accept", {"token": invitation.token_encrypted, "password": PASSWORD},
                          format="json")
     assert response.status_code == 401 and "two-factor" in response.json()["detail"]
+
+
+def test_an_operator_turns_off_two_factor_for_a_person_who_lost_phone_and_codes(member):
+    from projects.models import User
+
+    _enrol(member.user)
+    ops = Client()
+    ops.force_login(User.objects.create_superuser("ops@example.com", "an-operator-passphrase"))
+    response = ops.post("/ops/projects/user/", {"action": "reset_two_factor", "_selected_action": [member.user.pk]})
+    assert response.status_code == 302
+    assert not TwoFactorDevice.objects.filter(user=member.user).exists()
+    assert not RecoveryCode.objects.filter(user=member.user).exists()
+    reset = [changes for action, changes in _actions(member.user) if action == "two_factor.reset"]
+    assert reset == [{"operator": "ops@example.com"}]
