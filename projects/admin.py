@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import update_session_auth_hash
@@ -16,15 +17,24 @@ from controlplane import errors
 from projects import accounts
 from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, User
 from projects.ops_admin import AuditedModelAdmin, ReadOnlyModelAdmin, ReadOnlyTabularInline, staff_principal
+from projects.selectors import two_factor_enabled
 from projects.services.api_keys import api_key_revoke
 from projects.services.logins import LoginLocked, login_authenticate
 from projects.services.organizations import organization_set_flagship
 from projects.services.security import organization_security_update
+from projects.services.two_factor import two_factor_login, two_factor_reset_by_operator
 from projects.tenancy import client_ip
 
 
 class OpsLoginForm(AdminAuthenticationForm):
-    """The ops site's login, through the same counted password check as the console's."""
+    """The ops site's login, through the same counted password check as the console's, and the same code check
+    for an operator who has two-factor login: a session of the ops site is a console session too, so a password
+    alone must not open it. One form rather than two steps: the code is asked for beside the password."""
+
+    code = forms.CharField(
+        label="Two-factor code", required=False, max_length=32,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "spellcheck": "false"}),
+        help_text="From your authenticator app, if you have turned on two-factor login.")
 
     def clean(self):
         email = self.cleaned_data.get("username")
@@ -39,7 +49,19 @@ class OpsLoginForm(AdminAuthenticationForm):
             except errors.NotAuthenticated as exc:
                 raise self.get_invalid_login_error() from exc
             self.confirm_login_allowed(self.user_cache)
+            if two_factor_enabled(self.user_cache):
+                self._second_factor(self.user_cache, self.cleaned_data.get("code") or "")
         return self.cleaned_data
+
+    def _second_factor(self, user, code: str) -> None:
+        if not code:
+            raise ValidationError("This account uses two-factor login: enter the code from your app too.",
+                                  code="two_factor_required")
+        try:
+            two_factor_login(user=user, code=code, ip=client_ip(self.request), method="password (ops site)",
+                             user_agent=self.request.headers.get("User-Agent", "")[:256])
+        except errors.DomainError as exc:
+            raise ValidationError(exc.detail, code="two_factor_invalid") from exc
 
 
 class OpsPasswordChangeForm(PasswordChangeForm):
@@ -79,6 +101,7 @@ admin.site.site_header = "mqcloud ops"
 admin.site.site_title = "mqcloud ops"
 admin.site.index_title = "Operations"
 admin.site.login_form = OpsLoginForm
+admin.site.login_template = "ops/login.html"
 
 
 class MembershipInline(ReadOnlyTabularInline):
@@ -96,9 +119,10 @@ class OrganizationAdmin(AuditedModelAdmin):
     # The security policy is the organization's to set (console, API); operators see it and can only clear the
     # allowlist, for a customer whose own address changed under it.
     readonly_fields = ("id", "site", "created_at", "ip_allowlist", "session_idle_timeout_minutes",
-                       "session_absolute_timeout_minutes", "end_sessions_on_removal")
+                       "session_absolute_timeout_minutes", "end_sessions_on_removal", "require_two_factor")
     fields = ("id", "name", "site", "country", "flagship_enabled", "created_at", "ip_allowlist",
-              "session_idle_timeout_minutes", "session_absolute_timeout_minutes", "end_sessions_on_removal")
+              "session_idle_timeout_minutes", "session_absolute_timeout_minutes", "end_sessions_on_removal",
+              "require_two_factor")
     inlines = [MembershipInline]
     actions = ["enable_flagship", "disable_flagship", "clear_ip_allowlist"]
 
@@ -144,9 +168,17 @@ class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
     fieldsets = ((None, {"fields": ("id", "email", "name", "is_active", "is_staff", "date_joined", "last_login")}),)
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
     filter_horizontal = ()
+    actions = ["reset_two_factor"]
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.action(description="Turn off two-factor login (phone and recovery codes lost; identity checked)")
+    def reset_two_factor(self, request, queryset) -> None:
+        reset = sum(two_factor_reset_by_operator(user=user, operator=request.user, ip=client_ip(request),
+                                                 user_agent=request.headers.get("User-Agent", "")[:256])
+                    for user in queryset)
+        self.message_user(request, f"Two-factor login turned off for {reset} user(s); they can set it up again.")
 
 
 @admin.register(Membership)

@@ -51,6 +51,8 @@ class Organization(models.Model):
                                          "the platform's session lifetime.")
     end_sessions_on_removal = models.BooleanField(
         default=False, help_text="A member removed from the organization is logged out of every console session.")
+    require_two_factor = models.BooleanField(
+        default=False, help_text="Members without two-factor login are sent to enrol before anything else.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -135,6 +137,41 @@ class ConsoleSession(models.Model):
 
     def __str__(self) -> str:
         return f"{self.device or 'unknown device'} ({self.id})"
+
+
+class TwoFactorDevice(models.Model):
+    """A person's TOTP authenticator (RFC 6238): the shared secret, encrypted at rest, and the last time step a
+    code was accepted for, so a code cannot be used twice within its window. Unconfirmed (``confirmed_at``
+    empty) between showing the secret and the first right code; only a confirmed device is asked for at login.
+    """
+
+    id = PrefixedIdField(prefix="tfa")
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="two_factor")
+    secret = EncryptedTextField()
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    # The highest time step (unix time // 30) a code was accepted for; a code of that step or earlier is refused.
+    last_used_step = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    def __str__(self) -> str:
+        return f"two-factor of {self.user_id} ({self.id})"
+
+
+class RecoveryCode(models.Model):
+    """One single-use recovery code, stored as a SHA-256 hash (the codes carry 50 random bits each and are
+    tried under the same lockout as TOTP codes, so a fast hash is enough). Used codes stay, marked, so the
+    page can say how many are left."""
+
+    id = PrefixedIdField(prefix="rcv")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recovery_codes")
+    code_hash = models.CharField(max_length=64)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "code_hash"], name="recovery_code_unique_per_user")]
+
+    def __str__(self) -> str:
+        return f"recovery code of {self.user_id} ({self.id})"
 
 
 class Project(models.Model):

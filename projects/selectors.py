@@ -14,7 +14,18 @@ from django.utils import timezone
 from controlplane import errors
 from controlplane.mail import OutboxMessage, links_in, mask_link_secrets, outbox_messages
 from projects.authentication import invitation_token_hash
-from projects.models import ApiKey, AuditEvent, ConsoleSession, Invitation, Membership, Organization, Project, User
+from projects.models import (
+    ApiKey,
+    AuditEvent,
+    ConsoleSession,
+    Invitation,
+    Membership,
+    Organization,
+    Project,
+    RecoveryCode,
+    TwoFactorDevice,
+    User,
+)
 from projects.roles import Perm, role_can_grant
 from projects.tenancy import Principal
 
@@ -205,6 +216,26 @@ def audit_event_list(*, principal: Principal) -> QuerySet[AuditEvent]:
 
 
 # --- accounts ---------------------------------------------------------------------------------------
+# --- two-factor ------------------------------------------------------------------------------------
+def two_factor_enabled(user: User) -> bool:
+    """Whether the person has a confirmed authenticator, so a login asks for a code after the password."""
+    return TwoFactorDevice.objects.filter(user=user, confirmed_at__isnull=False).exists()
+
+
+def user_get_active(*, user_id: str) -> User | None:
+    """An active person by id, or None (gone or deactivated since the id was noted)."""
+    return User.objects.filter(pk=user_id, is_active=True).first()
+
+
+def two_factor_device_for(*, user: User) -> TwoFactorDevice | None:
+    """The person's authenticator, confirmed or still being set up; None without one."""
+    return TwoFactorDevice.objects.filter(user=user).first()
+
+
+def recovery_codes_left(*, user: User) -> int:
+    return RecoveryCode.objects.filter(user=user, used_at__isnull=True).count()
+
+
 # --- console sessions --------------------------------------------------------------------------------
 def session_timeouts_for(*, user_id: str) -> tuple[int | None, int | None]:
     """(idle, absolute) timeouts in seconds of a person's console sessions, None where no organization sets one.

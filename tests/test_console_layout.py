@@ -234,12 +234,16 @@ def _ops_pages(ids: dict) -> list[str]:
     return pages
 
 
-def _check(page, url: str, problems: list[str], *, axe: bool = True) -> None:
+def _check(page, url: str | None, problems: list[str], *, axe: bool = True) -> None:
     """Desktop first, then the same page narrowed to a phone (a resize relays it out as a load would). axe-core
     runs at desktop width only: a second run at 390 px found nothing new and cost a quarter of the test; the one
-    rule the width changes (scrollable regions) is checked by OVERFLOW_JS at both widths."""
+    rule the width changes (scrollable regions) is checked by OVERFLOW_JS at both widths. ``url`` None: the page
+    the browser is on (the answer to a POST)."""
     page.set_viewport_size({"width": WIDTHS[-1], "height": 900})
-    page.goto(url)
+    if url is None:
+        url = page.url
+    else:
+        page.goto(url)
     if axe:
         page.add_script_tag(path=str(AXE))
     for width in reversed(WIDTHS):
@@ -250,6 +254,31 @@ def _check(page, url: str, problems: list[str], *, axe: bool = True) -> None:
         if axe and width >= 1366:
             found += page.evaluate(AXE_JS)
         problems.extend(f"{url} @{width}px: {problem}" for problem in found)
+
+
+def _check_two_factor_states(page, problems: list[str]) -> None:
+    """The two-factor pages beyond the "off" state the URLconf sweep sees: the QR code, the recovery codes (the
+    answer to a POST), "on", and the login's code step."""
+    import pyotp
+
+    from projects.tests.factories import PASSWORD
+
+    page.goto("/console/account/two-factor")
+    page.get_by_role("button", name="Set up two-factor login").click()
+    _check(page, "/console/account/two-factor", problems)
+    secret = page.locator("#totp-secret").inner_text().replace(" ", "")
+    page.get_by_label("Code", exact=True).fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Turn on two-factor login").click()
+    page.locator("#recovery-codes").wait_for()
+    _check(page, None, problems)
+    _check(page, "/console/account/two-factor", problems)
+    page.context.clear_cookies()
+    page.goto("/console/login")
+    page.get_by_label("Email").fill("ada@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/console/login/two-factor")
+    _check(page, None, problems)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -271,6 +300,7 @@ def test_every_console_and_ops_page_fits_390_and_1366_px_and_passes_axe(context)
         _check(page, url, problems)
     page.goto(f"/console/deployments/{ids['deployment_id']}")
     screenshot(page, "layout-deployment-390")
+    _check_two_factor_states(page, problems)
     _log_in(page, "ops@example.com", OPS_PASSWORD, ops=True)
     # The ops lists are one Django template over different columns: each is checked for overflow, axe reads the
     # template once (on the first list) besides the other ops pages; that halves the ops site's share of the time.

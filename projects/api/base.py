@@ -20,7 +20,7 @@ from controlplane.api import idempotency
 from controlplane.api.throttling import BatchedThrottlesMixin
 from projects.models import ApiKey
 from projects.roles import Perm
-from projects.services.security import network_access_check
+from projects.services.security import network_access_check, two_factor_policy_check
 from projects.tenancy import Principal, client_ip, principal_for_user
 
 ORGANIZATION_HEADER = "X-Organization"
@@ -93,6 +93,7 @@ class OrganizationScopedViewSet(IdempotentPostMixin, BatchedThrottlesMixin, view
         self.principal = principal_from_request(request)
         request_context.bind(organization_id=self.principal.organization.pk)  # the request's log lines name it
         network_access_check(self.principal, surface="api")
+        two_factor_policy_check(self.principal)
         self.principal.require(self.permission_by_action.get(self.action, Perm.READ))
         self.begin_idempotency(request, scope=f"{self.principal.organization.pk}:{self.principal.actor_id}")
 

@@ -37,7 +37,7 @@ class SecurityPolicyOut(OutputSerializer):
     class Meta:
         model = Organization
         fields = ["ip_allowlist", "session_idle_timeout_minutes", "session_absolute_timeout_minutes",
-                  "end_sessions_on_removal", "your_ip"]
+                  "end_sessions_on_removal", "require_two_factor", "your_ip"]
         read_only_fields = fields
 
     def get_your_ip(self, obj: Organization) -> str | None:
@@ -180,6 +180,10 @@ class SecurityPolicyPatchIn(InputSerializer):
     session_absolute_timeout_minutes = serializers.IntegerField(
         required=False, allow_null=True, help_text="null: no absolute timeout of the organization's own.")
     end_sessions_on_removal = serializers.BooleanField(required=False)
+    require_two_factor = serializers.BooleanField(
+        required=False, help_text="Members must log in with two-factor; those without it are sent to enrol first "
+                                  "(and their sessions get 403 two-factor-required from the API). Turning it on "
+                                  "needs two-factor on the caller's own account (400 otherwise).")
 
 
 class ProjectIn(InputSerializer):

@@ -23,7 +23,7 @@ from django.views import View
 
 from controlplane import errors, request_context
 from projects.roles import Perm
-from projects.services.security import network_access_check
+from projects.services.security import network_access_check, two_factor_policy_met
 from projects.tenancy import Principal, client_ip, principal_for_user
 
 SESSION_ORGANIZATION_KEY = "organization_id"
@@ -113,6 +113,8 @@ class OrganizationConsoleView(ConsoleView):
     # Pages whose only action is refused to a principal limited to projects (creating or deleting a project):
     # refused up front rather than shown with a button that answers 403.
     organization_wide: ClassVar[bool] = False
+    # The pages a person whose organization requires two-factor login may see before turning it on.
+    open_without_two_factor: ClassVar[bool] = False
     _sealed = ("dispatch", "prepare")
     principal: Principal
 
@@ -128,6 +130,14 @@ class OrganizationConsoleView(ConsoleView):
         self.principal = self._resolve_principal(request)
         # Before the principal is handed to the templates: the refusal page shows nothing of the organization.
         network_access_check(self.principal, surface="console")
+        if not self.open_without_two_factor and not two_factor_policy_met(self.principal):
+            messages.warning(request, f"{self.principal.organization.name} requires two-factor login: set it up "
+                                      f"to continue.")
+            if self.is_htmx:
+                response = HttpResponse(status=403)
+                response["HX-Redirect"] = reverse("console:two-factor")
+                return response
+            return redirect("console:two-factor")
         request.principal = self.principal
         request_context.bind(organization_id=self.principal.organization.pk)  # the request's log lines name it
         self.principal.require(self.required_perm)

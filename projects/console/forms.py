@@ -19,6 +19,19 @@ class LoginForm(forms.Form):
     password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
 
 
+class TwoFactorCodeForm(forms.Form):
+    """A code from the authenticator app (or, where offered, a recovery code)."""
+
+    code = forms.CharField(
+        label="Code", max_length=32, strip=True,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "autofocus": True, "spellcheck": "false",
+                                      "autocapitalize": "off"}))
+
+    def __init__(self, *args: Any, help_text: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["code"].help_text = help_text
+
+
 class SignupForm(forms.Form):
     name = forms.CharField(max_length=100, required=False, label="Your name")
     email = forms.EmailField(widget=forms.EmailInput(attrs={"autocomplete": "email"}))
@@ -159,6 +172,10 @@ class SecurityPolicyForm(forms.Form):
     end_sessions_on_removal = forms.BooleanField(
         label="Log removed members out", required=False,
         help_text="Removing a member ends every console session they have open.")
+    require_two_factor = forms.BooleanField(
+        label="Require two-factor login", required=False,
+        help_text="Members without two-factor login are sent to set it up before anything else. Turn it on for "
+                  "your own account first.")
 
     def clean_ip_allowlist(self) -> list[str]:
         text = self.cleaned_data["ip_allowlist"]

@@ -3,17 +3,20 @@ the ``console`` namespace."""
 
 from django.urls import path
 
-from projects.console.views import api_keys, audit, auth, members, security
+from projects.console.views import api_keys, audit, auth, members, security, two_factor
 from projects.console.views import projects as project_views
 
 urlpatterns = [
     path("", project_views.ProjectListView.as_view(), name="home"),
     path("login", auth.LoginView.as_view(), name="login"),
+    path("login/two-factor", two_factor.TwoFactorLoginView.as_view(), name="login-two-factor"),
     path("logout", auth.LogoutView.as_view(), name="logout"),
     path("signup", auth.SignupView.as_view(), name="signup"),
     path("password/reset", auth.PasswordResetView.as_view(), name="password-reset"),
     path("password/reset/<str:token>", auth.PasswordResetConfirmView.as_view(), name="password-reset-confirm"),
     path("account/password", auth.PasswordChangeView.as_view(), name="password-change"),
+    path("account/two-factor", two_factor.TwoFactorView.as_view(), name="two-factor"),
+    path("account/two-factor/setup", two_factor.TwoFactorSetupView.as_view(), name="two-factor-setup"),
     path("account/sessions", security.SessionListView.as_view(), name="sessions"),
     path("account/sessions/end-others", security.SessionsEndOthersView.as_view(), name="sessions-end-others"),
     path("account/sessions/<str:object_id>/end", security.SessionEndView.as_view(), name="session-end"),

@@ -107,6 +107,11 @@ def invitation_accept(
                                user_agent=user_agent)
         except errors.NotAuthenticated as exc:
             raise errors.NotAuthenticated("The password is not correct.") from exc
+        if selectors.two_factor_enabled(existing):
+            # A password alone must not sign in an account that has a second factor: the invitee logs in
+            # (password and code), then accepts with the session.
+            raise errors.NotAuthenticated("This account uses two-factor login: log in first, then open the "
+                                          "invitation again.")
         proven = True
     with transaction.atomic():
         invitation = lock_row(Invitation.objects.select_related("organization"), invitation.pk)

@@ -11,6 +11,7 @@ from django.contrib.auth import authenticate
 from controlplane import errors, ratelimit
 from projects.audit import audit_record_for_person
 from projects.models import User
+from projects.selectors import two_factor_enabled
 
 
 class LoginLocked(errors.RateLimited):
@@ -42,7 +43,9 @@ def login_authenticate(*, email: str, password: str, ip: str | None, request: An
             login_audit(email=email, user=None, method=method, result=result, ip=ip, user_agent=user_agent)
         raise
     if method is not None:
-        login_audit(email=email, user=user, method=method, result="success", ip=ip, user_agent=user_agent)
+        # With two-factor the right password is only the first step: the login succeeds (or not) at the code.
+        result = "second_factor_required" if two_factor_enabled(user) else "success"
+        login_audit(email=email, user=user, method=method, result=result, ip=ip, user_agent=user_agent)
     return user
 
 
@@ -60,7 +63,10 @@ def login_audit(*, email: str, user: User | None, method: str, result: str, ip: 
                             actor_label=email[:254], changes={"method": method, "result": result, "email": email})
 
 
-def _password_check(*, email: str, password: str, ip: str | None, request: Any) -> User:
+def login_attempt_count(*, email: str, ip: str | None) -> list[str]:
+    """Counts one attempt at an account (a password or a two-factor code) against the address and the client
+    IP, and refuses it beyond the limit (``LoginLocked``). Returns the keys counted, for
+    :func:`login_attempt_refund` when the attempt turns out right: only failures use up the allowance."""
     window = settings.LOGIN_LOCKOUT_SECONDS
     limit = settings.LOGIN_MAX_FAILURES
     counted = [(login_lockout_key(email), ratelimit.hit(login_lockout_key(email), limit=limit, window=window))]
@@ -72,11 +78,20 @@ def _password_check(*, email: str, password: str, ip: str | None, request: Any) 
     if refused:
         raise LoginLocked("Too many failed logins; try again later.",
                           retry_after=max(hit.retry_after for hit in refused))
+    return [key for key, _ in counted]
+
+
+def login_attempt_refund(keys: list[str]) -> None:
+    for key in keys:
+        ratelimit.refund(key)
+
+
+def _password_check(*, email: str, password: str, ip: str | None, request: Any) -> User:
+    counted = login_attempt_count(email=email, ip=ip)
     user = authenticate(request, username=email.lower(), password=password)
     if user is None:
         raise errors.NotAuthenticated("The email or the password is not correct.")
-    for key, _ in counted:
-        ratelimit.refund(key)
+    login_attempt_refund(counted)
     return user
 
 

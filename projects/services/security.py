@@ -1,5 +1,6 @@
-"""An organization's security policy: its IP allowlist, console session timeouts, and whether removing a
-member ends their sessions; and the allowlist's enforcement on every organization-scoped request.
+"""An organization's security policy: its IP allowlist, console session timeouts, whether removing a
+member ends their sessions, and whether members must use two-factor login; and the allowlist's (and the
+two-factor requirement's) enforcement on every organization-scoped request.
 
 The policy lives on the ``Organization`` row (see there why). Owners and admins change it
 (``Perm.ORGANIZATION_MANAGE``); every change is audited as ``organization.security_update``.
@@ -15,6 +16,7 @@ from django.db import transaction
 from controlplane import errors, ratelimit
 from controlplane.db import lock_row
 from controlplane.errors import field_invalid
+from projects import selectors
 from projects.allowlist import AllowlistError, allowlist_normalize, allowlist_permits
 from projects.audit import audit_record
 from projects.models import Organization
@@ -55,9 +57,11 @@ def organization_security_update(
     session_idle_timeout_minutes: int | None | _Unchanged = UNCHANGED,
     session_absolute_timeout_minutes: int | None | _Unchanged = UNCHANGED,
     end_sessions_on_removal: bool | _Unchanged = UNCHANGED,
+    require_two_factor: bool | _Unchanged = UNCHANGED,
 ) -> Organization:
     """Changes the policy. A new allowlist must let the caller's own address in (the lock-out guard): a list
-    the caller could not use again is refused with a 400 saying which address to add."""
+    the caller could not use again is refused with a 400 saying which address to add. Likewise a person who
+    turns on "require two-factor" must have it themselves, or their next page would be the enrolment."""
     principal.require(Perm.ORGANIZATION_MANAGE)
     updates: dict[str, Any] = {}
     if not isinstance(ip_allowlist, _Unchanged):
@@ -77,6 +81,11 @@ def organization_security_update(
             updates[field] = minutes
     if not isinstance(end_sessions_on_removal, _Unchanged):
         updates["end_sessions_on_removal"] = end_sessions_on_removal
+    if not isinstance(require_two_factor, _Unchanged):
+        if require_two_factor and principal.user is not None and not selectors.two_factor_enabled(principal.user):
+            raise field_invalid("require_two_factor", "Turn on two-factor login for your own account first "
+                                                      "(Account → Two-factor login), then require it of everyone.")
+        updates["require_two_factor"] = require_two_factor
     with transaction.atomic():
         organization = lock_row(Organization, principal.organization.pk)
         changes = {field: [getattr(organization, field), new] for field, new in updates.items()
@@ -104,3 +113,23 @@ def network_access_check(principal: Principal, *, surface: str) -> None:
     raise AddressNotAllowed(f"{organization.name} accepts requests only from the networks on its IP allowlist, "
                             f"and your address ({address}) is not one of them. Ask an owner or admin of "
                             f"{organization.name} to add it.")
+
+
+class TwoFactorRequired(errors.PermissionDenied):
+    title = "Two-factor login required"
+    type_slug = "two-factor-required"
+
+
+def two_factor_policy_met(principal: Principal) -> bool:
+    """False for a person in an organization that requires two-factor login who has not turned it on. API keys
+    are not people and pass: the policy is about how people log in."""
+    if not principal.organization.require_two_factor or principal.api_key is not None or principal.user is None:
+        return True
+    return selectors.two_factor_enabled(principal.user)
+
+
+def two_factor_policy_check(principal: Principal) -> None:
+    """The API's side of the policy (the console sends the person to the enrolment page instead)."""
+    if not two_factor_policy_met(principal):
+        raise TwoFactorRequired(f"{principal.organization.name} requires two-factor login: turn it on in the "
+                                f"console (Account → Two-factor login) before using the API with this session.")

@@ -393,7 +393,8 @@ def test_outbox_is_404_unless_embedded(settings, tmp_path):
 
 
 # --- the base -------------------------------------------------------------------------------------
-PUBLIC_PAGES = {"login", "logout", "signup", "invitation-accept", "password-reset", "password-reset-confirm"}
+PUBLIC_PAGES = {"login", "login-two-factor", "logout", "signup", "invitation-accept", "password-reset",
+                "password-reset-confirm"}
 
 
 def test_every_console_page_derives_from_the_console_base():

@@ -109,7 +109,7 @@ URL_IN = re.compile(r'(?:action|hx-post)="([^"]+)"')
 LINK = re.compile(r'href="(/console/[^"#?]*)')
 # Posting these is for everyone (they change only the session or the member's own membership).
 # Actions on one's own session or account, not on the organization: every role has them.
-EVERYONE = re.compile(r"^/console/(logout|switch-organization|account/password)$")
+EVERYONE = re.compile(r"^/console/(logout|switch-organization|account/password|account/two-factor(/setup)?)$")
 
 
 def _crawl(client: Client) -> tuple[dict[str, str], set[str]]:

@@ -30,7 +30,8 @@ def owner():
 def test_defaults_say_nothing_is_restricted_and_show_the_callers_address(owner, session_client):
     body = session_client(owner.user).get(URL).json()
     assert body == {"ip_allowlist": [], "session_idle_timeout_minutes": None, "session_absolute_timeout_minutes": None,
-                    "end_sessions_on_removal": False, "your_ip": "127.0.0.1"}
+                    "end_sessions_on_removal": False, "require_two_factor": False,
+                    "your_ip": "127.0.0.1"}
 
 
 @pytest.mark.parametrize(("role", "may_change"), [(Role.OWNER, True), (Role.ADMIN, True), (Role.DEVELOPER, False),

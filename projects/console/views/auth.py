@@ -25,6 +25,8 @@ from projects.console.base import (
     OrganizationFormView,
     request_ip_and_agent,
 )
+from projects.console.views.two_factor import two_factor_login_begin
+from projects.selectors import two_factor_enabled
 from projects.services.logins import LoginLocked, login_authenticate
 from projects.services.organizations import signup
 from projects.session_tracking import current_console_session_id
@@ -60,6 +62,9 @@ class LoginView(ConsoleFormMixin, ConsoleView):
             minutes = max(1, settings.LOGIN_LOCKOUT_SECONDS // 60)
             raise LoginLocked(f"{exc.detail} Logins are paused for up to {minutes} minutes.",
                                        retry_after=exc.retry_after) from exc
+        if two_factor_enabled(user):
+            # Not a login yet: the session only notes who gave the right password, for the code page.
+            return two_factor_login_begin(self.request, user, next_url=_safe_next_url(self.request))
         login(self.request, user)
         return redirect(_safe_next_url(self.request))
 
@@ -140,6 +145,8 @@ class PasswordChangeView(OrganizationFormView):
 
 class OrganizationSwitchView(OrganizationConsoleView):
     http_method_names: ClassVar[list[str]] = ["post"]
+    # Another organization may not require two-factor: a person sent to set it up may go there instead.
+    open_without_two_factor = True
 
     def post(self, request: HttpRequest) -> HttpResponse:
         chosen = principal_for_user(request.user, request.POST.get("organization_id") or None,

@@ -1,5 +1,5 @@
 """Console pages of security: a person's own console sessions (list, end one, end all others) and the
-organization's security policy (IP allowlist, session timeouts)."""
+organization's security policy (IP allowlist, session timeouts, required two-factor login)."""
 
 from __future__ import annotations
 
@@ -82,6 +82,7 @@ class SecuritySettingsView(OrganizationFormView):
             "session_idle_timeout_minutes": organization.session_idle_timeout_minutes,
             "session_absolute_timeout_minutes": organization.session_absolute_timeout_minutes,
             "end_sessions_on_removal": organization.end_sessions_on_removal,
+            "require_two_factor": organization.require_two_factor,
         }}
 
     def get_context(self, form: forms.Form) -> dict[str, Any]:
