@@ -27,6 +27,7 @@ from projects import selectors
 from projects.audit import audit_record_for_person
 from projects.models import RecoveryCode, TwoFactorDevice, User
 from projects.services.logins import LoginLocked, login_attempt_count, login_attempt_refund, login_audit
+from projects.services.sessions import console_sessions_end_all
 
 ISSUER = "mqcloud"
 RECOVERY_CODE_COUNT = 10
@@ -130,9 +131,11 @@ def two_factor_enrol_begin(*, user: User) -> TwoFactorDevice:
     return device
 
 
-def two_factor_enrol_confirm(*, user: User, code: str, ip: str | None, user_agent: str = "") -> list[str]:
+def two_factor_enrol_confirm(*, user: User, code: str, ip: str | None, user_agent: str = "",
+                             keep_session_id: str | None = None) -> list[str]:
     """Turns two-factor login on with the first right code from the app; returns the ten recovery codes, the
-    only time they are seen in clear."""
+    only time they are seen in clear. Every session but ``keep_session_id`` (the enrolling one) ends, as on a
+    password change: one opened with the password alone must not outlive the switch to two factors."""
     device = selectors.two_factor_device_for(user=user)
     if device is None or device.confirmed_at is not None:
         raise errors.Conflict("There is no two-factor setup in progress; start it again.")
@@ -142,10 +145,18 @@ def two_factor_enrol_confirm(*, user: User, code: str, ip: str | None, user_agen
         _audit_failed_code(user=user, purpose="enrol", exc=exc, ip=ip, user_agent=user_agent)
         raise
     with transaction.atomic():
-        TwoFactorDevice.objects.filter(pk=device.pk).update(confirmed_at=timezone.now())
+        locked = TwoFactorDevice.objects.select_for_update().filter(pk=device.pk).first()
+        # Checked under the lock: a confirm or a new setup that ran meanwhile wins, and a code checked against a
+        # secret that has since been replaced confirms nothing.
+        if locked is None or locked.confirmed_at is not None or locked.secret != device.secret:
+            raise errors.Conflict("The two-factor setup changed meanwhile; open the page again.")
+        locked.confirmed_at = timezone.now()
+        locked.save(update_fields=["confirmed_at"])
         codes = _recovery_codes_replace(user)
+        ended = console_sessions_end_all(user=user, keep_session_id=keep_session_id, reason="two_factor.enrol",
+                                         ip=ip, user_agent=user_agent, audited=False)
         audit_record_for_person(user=user, action="two_factor.enrol", ip=ip, user_agent=user_agent,
-                                changes={"method": "totp", "recovery_codes": len(codes)})
+                                changes={"method": "totp", "recovery_codes": len(codes), "sessions_ended": ended})
     return codes
 
 

@@ -146,6 +146,7 @@ def test_organization_policy_sends_members_without_two_factor_to_enrol(member, s
     refused = owner_api.patch("/api/v1/organization/security", {"require_two_factor": True}, format="json")
     assert refused.status_code == 400 and "require_two_factor" in refused.json()["errors"]
     _enrol(member.user)
+    owner_api = session_client(member.user)  # enrolling elsewhere ended the sessions opened without it
     response = owner_api.patch("/api/v1/organization/security", {"require_two_factor": True}, format="json")
     assert response.status_code == 200 and response.json()["require_two_factor"] is True
     assert Organization.objects.get(pk=member.organization_id).require_two_factor
@@ -158,7 +159,8 @@ def test_organization_policy_sends_members_without_two_factor_to_enrol(member, s
     # An API key is not a person logging in: the policy does not apply to it.
     assert make_client(make_api_key(member.organization)[1]).get("/api/v1/projects").status_code == 200
     _enrol(colleague.user)
-    assert console.get("/console/members").status_code == 200
+    assert console.get("/console/members").status_code == 302  # ended with the enrolment made elsewhere
+    assert session_client(colleague.user).get("/console/members").status_code == 200
 
 
 def test_turning_it_off_needs_a_current_code(member, session_client):
@@ -215,3 +217,20 @@ def test_an_operator_turns_off_two_factor_for_a_person_who_lost_phone_and_codes(
     assert not RecoveryCode.objects.filter(user=member.user).exists()
     reset = [changes for action, changes in _actions(member.user) if action == "two_factor.reset"]
     assert reset == [{"operator": "ops@example.com"}]
+
+
+def test_turning_two_factor_on_ends_the_sessions_opened_with_the_password_alone(member):
+    """A session opened with the password alone (a phished one, say) must not outlive the switch to two-factor:
+    the enrolling session stays, every other one ends, as on a password change."""
+    def logged_in_browser() -> Client:
+        client = Client()
+        assert client.post(LOGIN, {"email": member.user.email, "password": PASSWORD}).status_code == 302
+        assert client.get("/console/members").status_code == 200
+        return client
+
+    other, enrolling = logged_in_browser(), logged_in_browser()
+    assert enrolling.post(f"{SETUP_PAGE}/setup").status_code == 302
+    device = TwoFactorDevice.objects.get(user=member.user)
+    assert enrolling.post(SETUP_PAGE, {"code": pyotp.TOTP(device.secret).now()}).status_code == 200
+    assert enrolling.get("/console/members").status_code == 200
+    assert other.get("/console/members").status_code == 302

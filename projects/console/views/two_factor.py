@@ -38,6 +38,7 @@ from projects.services.two_factor import (
     two_factor_enrol_confirm,
     two_factor_login,
 )
+from projects.session_tracking import current_console_session_id
 
 PENDING_KEY = "_two_factor_pending"
 #: How long the code page waits after the password, in seconds.
@@ -155,7 +156,8 @@ class TwoFactorView(OrganizationFormView):
             two_factor_disable(user=self.request.user, code=code, **request_ip_and_agent(self.request))
             messages.success(self.request, "Two-factor login is off. Your recovery codes no longer work.")
             return redirect("console:two-factor")
-        codes = two_factor_enrol_confirm(user=self.request.user, code=code, **request_ip_and_agent(self.request))
+        codes = two_factor_enrol_confirm(user=self.request.user, code=code, **request_ip_and_agent(self.request),
+                                         keep_session_id=current_console_session_id(self.request))
         return _no_store(self.render_page({"codes": codes}, template_name="console/two_factor_recovery_codes.html"))
 
 
