@@ -58,26 +58,31 @@ def enqueue_on_commit(task_name: str, *args: Any, **kwargs: Any) -> None:
 
 
 def send_or_keep(task_name: str, *args: Any, **kwargs: Any) -> bool:
-    """Sends ``task_name``, or keeps it for ``pending_tasks_send`` when the broker is unreachable. True if sent."""
+    """Sends ``task_name``, or keeps it for ``pending_tasks_send`` when the send fails. True if sent.
+
+    Any failure, not only a refused connection: a Redis that turned read-only after a failover, or ran out of
+    memory, answers an error instead, and this runs after the commit, where an exception would fail a request whose
+    change is already made and skip the transaction's other on-commit sends."""
     try:
         enqueue(task_name, *args, **kwargs)
-    except BROKER_UNREACHABLE as exc:
-        PendingTask.objects.create(task_name=task_name, args=list(args), kwargs=kwargs, error=str(exc)[:500])
-        log.warning("broker unreachable: %s kept to be sent later (%s)", task_name, exc)
+    except Exception as exc:  # noqa: BLE001 - see above: kept, logged, and counted at /metrics
+        PendingTask.objects.create(task_name=task_name, args=list(args), kwargs=kwargs, error=_describe(exc))
+        log.warning("task %s not sent (%s); kept to be sent later", task_name, _describe(exc))
         return False
     return True
 
 
 def pending_tasks_send(*, batch_size: int = 500) -> int:
-    """Sends the tasks kept while the broker was unreachable, oldest first, deleting each batch's sent rows in the
-    transaction that locked them; stops at the first send that fails (the broker is still away). Returns how
-    many were sent. Two runs at once take different rows (SKIP LOCKED)."""
-    sent = 0
+    """Sends the tasks kept while the broker could not take them, oldest first, each row deleted in the
+    transaction that locked it once sent. Stops at the first send the broker refuses (it is still away); a row
+    that fails for another reason (a task renamed since) keeps its error and is passed over, never holding up or
+    re-sending the others. Returns how many were sent. Two runs at once take different rows (SKIP LOCKED)."""
+    sent, passed_over = 0, 0
     while True:
         failure: Exception | None = None
         with transaction.atomic():
             rows = list(PendingTask.objects.select_for_update(skip_locked=True).order_by("created_at", "pk")
-                        [:batch_size])
+                        [passed_over:passed_over + batch_size])
             done = []
             for row in rows:
                 try:
@@ -85,6 +90,11 @@ def pending_tasks_send(*, batch_size: int = 500) -> int:
                 except BROKER_UNREACHABLE as exc:
                     failure = exc
                     break
+                except Exception as exc:  # noqa: BLE001 - this row's own fault: note it, go on with the others
+                    PendingTask.objects.filter(pk=row.pk).update(error=_describe(exc))
+                    passed_over += 1
+                    log.error("kept task %s (%s) cannot be sent: %s", row.pk, row.task_name, _describe(exc))
+                    continue
                 done.append(row.pk)
             PendingTask.objects.filter(pk__in=done).delete()
         sent += len(done)
@@ -93,3 +103,7 @@ def pending_tasks_send(*, batch_size: int = 500) -> int:
             return sent
         if len(rows) < batch_size:
             return sent
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]

@@ -68,6 +68,10 @@ def redis_transport_options(visibility_timeout_s: int, sweep_s: int) -> dict[str
     twice; any margin beyond that only delays the return of a dead worker's task. Every worker looks for such
     messages every ``sweep_s`` (kombu's default is 10 s x 10, given here as one number)."""
     return {
+        # A stalled Redis fails a send within seconds (the task is then kept: controlplane.queue) instead of holding
+        # the request; above the 1 s a worker's BRPOP waits between polls.
+        "socket_connect_timeout": 3,
+        "socket_timeout": 10,
         "visibility_timeout": visibility_timeout_s or LONGEST_COUNTDOWN_S + 900,
         "unacked_restore_interval": sweep_s,
         "unacked_restore_throttle": 1,

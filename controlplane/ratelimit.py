@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 _REDIS_PREFIX = "ratelimit:"
 REDIS_UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
 _FALLBACK_LOG_EVERY_S = 60.0
+_CONNECT_TIMEOUT_S = 2.0
+_SOCKET_TIMEOUT_S = 3.0
 _last_fallback_logged = [0.0]
 _PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
             "d": 86400, "day": 86400}
@@ -183,7 +185,9 @@ def _note_fallback(exc: Exception) -> None:
 def _redis_client(url: str) -> redis.Redis:
     import redis
 
-    return redis.Redis.from_url(url)
+    # Bounded: a Redis that stalls (paused, a half-open connection, a failover to an address that drops packets)
+    # must fall back to the database like one that refuses, not hold every request.
+    return redis.Redis.from_url(url, socket_connect_timeout=_CONNECT_TIMEOUT_S, socket_timeout=_SOCKET_TIMEOUT_S)
 
 
 def _redis() -> redis.Redis:

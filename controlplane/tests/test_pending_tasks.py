@@ -88,3 +88,25 @@ def test_the_beat_job_that_sends_them_is_scheduled_and_routed():
     entry = settings.CELERY_BEAT_SCHEDULE["pending-tasks-send"]
     assert entry["task"] == "controlplane.tasks.pending_tasks_send"
     assert celery_app.amqp.router.route({}, entry["task"])["queue"].name == HOUSEKEEPING
+
+
+def test_any_failed_send_after_the_commit_is_kept_and_the_other_sends_still_happen(housekeeping):
+    """Not only a refused connection: whatever the send raises (here a task no worker knows) after the commit is
+    kept with its error, and the transaction's other on-commit sends still go."""
+    with transaction.atomic():
+        queue.enqueue_on_commit("tests.pending.renamed_since")
+        queue.enqueue_on_commit(TASK)
+    (kept,) = PendingTask.objects.all()
+    assert kept.task_name == "tests.pending.renamed_since" and "NotRegistered" in kept.error
+    assert _ours(housekeeping) == 1
+
+
+def test_a_kept_task_that_cannot_be_sent_is_passed_over_without_resending_the_others(housekeeping):
+    PendingTask.objects.create(task_name=TASK)
+    PendingTask.objects.create(task_name="tests.pending.renamed_since")
+    PendingTask.objects.create(task_name=TASK)
+    assert queue.pending_tasks_send(batch_size=2) == 2
+    assert queue.pending_tasks_send(batch_size=2) == 0  # the bad row again, nothing else
+    (left,) = PendingTask.objects.all()
+    assert left.task_name == "tests.pending.renamed_since" and "NotRegistered" in left.error
+    assert _ours(housekeeping) == 2

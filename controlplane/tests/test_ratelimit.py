@@ -89,3 +89,17 @@ def test_with_redis_unreachable_limits_are_counted_in_the_database_and_still_hol
     assert reads == [None]  # unanswered: whoever asked trusts nothing it would have vouched for
     assert not RateCounter.objects.filter(key="t:down").exists()
     assert "Redis unreachable" in caplog.text
+
+
+@pytest.mark.django_db
+def test_a_redis_that_stalls_falls_back_within_seconds_too():
+    """Listening but never answering (paused, half-open): the bounded socket timeout hands over to the database."""
+    import socket
+
+    with socket.socket() as stalled:
+        stalled.bind(("127.0.0.1", 0))
+        stalled.listen(8)  # the kernel completes the handshake; nobody ever reads or writes
+        port = stalled.getsockname()[1]
+        with override_settings(RATE_LIMIT_STORE="redis", REDIS_URL=f"redis://127.0.0.1:{port}/0"):
+            hit = ratelimit.hit("t:stalled", limit=2, window=60)  # without the timeout: waits forever
+    assert hit.count == 1 and RateCounter.objects.get(key="t:stalled").count == 1
