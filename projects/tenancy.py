@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from django.db.models import Q, QuerySet
 
 from controlplane import errors
+from projects.allowlist import allowlist_permits
 from projects.models import ApiKey, AuditEvent, Membership, Organization, ProjectLimited, User
 from projects.roles import Role, lesser_role, role_has
 
@@ -157,6 +158,16 @@ def principal_for_user(user: User, organization_id: str | None, *, ip: str | Non
         if membership is None:
             raise errors.PermissionDenied("You are not a member of any organization.")
     return Principal.for_membership(membership, ip=ip, user_agent=user_agent)
+
+
+def principal_allowed_from_address(user: User, *, ip: str | None, user_agent: str = "",
+                                   excluding: str) -> Principal | None:
+    """The user's principal in the first organization they joined, other than ``excluding``, whose IP allowlist
+    lets ``ip`` in; None when there is none."""
+    for membership in memberships_of(user).exclude(organization_id=excluding):
+        if allowlist_permits(membership.organization.ip_allowlist, ip):
+            return Principal.for_membership(membership, ip=ip, user_agent=user_agent)
+    return None
 
 
 def client_ip(request) -> str | None:

@@ -23,8 +23,8 @@ from django.views import View
 
 from controlplane import errors, request_context
 from projects.roles import Perm
-from projects.services.security import network_access_check, two_factor_policy_met
-from projects.tenancy import Principal, client_ip, principal_for_user
+from projects.services.security import AddressNotAllowed, network_access_check, two_factor_policy_met
+from projects.tenancy import Principal, client_ip, principal_allowed_from_address, principal_for_user
 
 SESSION_ORGANIZATION_KEY = "organization_id"
 
@@ -129,7 +129,19 @@ class OrganizationConsoleView(ConsoleView):
             return redirect_to_login(request.get_full_path())
         self.principal = self._resolve_principal(request)
         # Before the principal is handed to the templates: the refusal page shows nothing of the organization.
-        network_access_check(self.principal, surface="console")
+        try:
+            network_access_check(self.principal, surface="console")
+        except AddressNotAllowed:
+            # The allowlist guards its organization's data, not the person: one who belongs elsewhere too carries
+            # on in an organization that lets this address in (and may still switch, log out, end sessions).
+            allowed = principal_allowed_from_address(request.user, **request_ip_and_agent(request),
+                                                     excluding=self.principal.organization.pk)
+            if allowed is None:
+                raise
+            messages.warning(request, f"{self.principal.organization.name} accepts the console only from the "
+                                      f"networks on its IP allowlist, so you are in {allowed.organization.name}.")
+            request.session[SESSION_ORGANIZATION_KEY] = allowed.organization.pk
+            self.principal = allowed
         if not self.open_without_two_factor and not two_factor_policy_met(self.principal):
             messages.warning(request, f"{self.principal.organization.name} requires two-factor login: set it up "
                                       f"to continue.")

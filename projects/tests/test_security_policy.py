@@ -184,3 +184,19 @@ def test_a_policy_change_reaches_cached_api_keys_at_once(owner, make_client):
     assert api.get("/api/v1/projects", REMOTE_ADDR="198.51.100.1").status_code == 200  # cached, no list yet
     assert api.patch(URL, {"ip_allowlist": ["127.0.0.1"]}, format="json").status_code == 200
     _problem(api.get("/api/v1/projects", REMOTE_ADDR="198.51.100.1"), 403)
+
+
+def test_a_person_refused_by_one_organization_carries_on_in_another_that_allows_the_address(owner):
+    """The allowlist guards its own organization's data, not the person: one in A (refusing this address) and B
+    lands in B, can switch only to organizations that allow the address, and reaches their account pages."""
+    Organization.objects.filter(pk=owner.organization_id).update(ip_allowlist=["192.0.2.0/24"])
+    other = MembershipFactory(user=owner.user, role=Role.DEVELOPER)
+    client = Client()
+    assert client.post("/console/login", {"email": owner.user.email, "password": PASSWORD}).status_code == 302
+    page = client.get("/console/")
+    assert page.status_code == 200 and other.organization.name in page.content.decode()
+    assert owner.organization.name in page.content.decode()  # told why it is not the organization shown
+    assert client.get("/console/account/sessions").status_code == 200
+    refused = client.post("/console/switch-organization", {"organization_id": owner.organization_id})
+    assert refused.status_code in (302, 403)
+    assert client.get("/console/").status_code == 200  # still in B
