@@ -179,12 +179,21 @@ def client_ip(request) -> str | None:
     if num_proxies and forwarded:
         addresses = [a.strip() for a in forwarded.split(",") if a.strip()]
         if addresses:
-            candidate = addresses[-min(num_proxies, len(addresses))]
+            candidate = _without_port(addresses[-min(num_proxies, len(addresses))])
             # With fewer hops than proxies the entry is the client's own text; it is stored in inet
-            # columns, so only a real address counts.
-            if _is_ip(candidate):
-                return candidate
+            # columns, so only a real address counts. Anything else is no address at all, never the proxy's
+            # own (REMOTE_ADDR), which would make every client behind it one and the same.
+            return candidate if _is_ip(candidate) else None
     return request.META.get("REMOTE_ADDR") or None
+
+
+def _without_port(entry: str) -> str:
+    """``203.0.113.5:51234`` → ``203.0.113.5`` and ``[2001:db8::7]:443`` → ``2001:db8::7``, as some proxies
+    write them; a bare IPv6 address (colons, no brackets) is left alone."""
+    if entry.startswith("["):
+        return entry[1:entry.find("]")] if "]" in entry else entry
+    host, colon, port = entry.rpartition(":")
+    return host if colon and port.isdigit() and host.count(":") == 0 else entry
 
 
 def _is_ip(value: str) -> bool:

@@ -200,3 +200,18 @@ def test_a_person_refused_by_one_organization_carries_on_in_another_that_allows_
     refused = client.post("/console/switch-organization", {"organization_id": owner.organization_id})
     assert refused.status_code in (302, 403)
     assert client.get("/console/").status_code == 200  # still in B
+
+
+def test_behind_proxies_an_entry_that_is_no_address_is_unknown_never_the_proxys_own(owner, make_client, settings):
+    """A proxy that writes `ip:port` is read without the port; one that writes `unknown` gives no address, which no
+    allowlist lets in. Taking the proxy's own address instead would make every client one, and the lock-out guard
+    would have the admin add it, opening the list to everybody."""
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    Organization.objects.filter(pk=owner.organization_id).update(ip_allowlist=["203.0.113.0/24", "127.0.0.1"])
+    api = make_client(make_api_key(owner.organization)[1])  # REMOTE_ADDR 127.0.0.1: the proxy
+    assert api.get("/api/v1/projects", HTTP_X_FORWARDED_FOR="203.0.113.5:51234").status_code == 200
+    _problem(api.get("/api/v1/projects", HTTP_X_FORWARDED_FOR="unknown"), 403)
+    organization = Organization.objects.get(pk=owner.organization_id)
+    organization.ip_allowlist = ["2001:db8::/32"]
+    organization.save()  # as the API's change does: cached keys see it at once
+    assert api.get("/api/v1/projects", HTTP_X_FORWARDED_FOR="[2001:db8::7]:443").status_code == 200
