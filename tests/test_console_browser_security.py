@@ -100,6 +100,7 @@ def test_two_factor_enrolment_then_a_login_with_a_code(page):
     MembershipFactory(user__email="ada@example.com", organization__name="Analytical Engines")
     log_in(page, "ada@example.com", PASSWORD)
     page.get_by_role("navigation", name="Console").get_by_role("link", name="Two-factor login").click()
+    page.get_by_label("Your password").fill(PASSWORD)
     page.get_by_role("button", name="Set up two-factor login").click()
     expect(page.get_by_role("img", name=re.compile("QR code for mqcloud"))).to_be_visible()
     screenshot(page, "two-factor-setup")

@@ -264,6 +264,7 @@ def _check_two_factor_states(page, problems: list[str]) -> None:
     from projects.tests.factories import PASSWORD
 
     page.goto("/console/account/two-factor")
+    page.get_by_label("Your password").fill(PASSWORD)
     page.get_by_role("button", name="Set up two-factor login").click()
     _check(page, "/console/account/two-factor", problems)
     secret = page.locator("#totp-secret").inner_text().replace(" ", "")

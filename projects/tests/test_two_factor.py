@@ -54,7 +54,7 @@ def member():
 def test_enrolment_shows_a_qr_code_and_the_secret_then_turns_on_with_a_first_code(member, session_client):
     client = session_client(member.user)
     assert "Set up two-factor login" in client.get(SETUP_PAGE).content.decode()
-    assert client.post(f"{SETUP_PAGE}/setup").status_code == 302
+    assert client.post(f"{SETUP_PAGE}/setup", {"password": PASSWORD}).status_code == 302
     page = client.get(SETUP_PAGE)
     assert page["Cache-Control"] == "no-store"
     body = page.content.decode()
@@ -229,8 +229,18 @@ def test_turning_two_factor_on_ends_the_sessions_opened_with_the_password_alone(
         return client
 
     other, enrolling = logged_in_browser(), logged_in_browser()
-    assert enrolling.post(f"{SETUP_PAGE}/setup").status_code == 302
+    assert enrolling.post(f"{SETUP_PAGE}/setup", {"password": PASSWORD}).status_code == 302
     device = TwoFactorDevice.objects.get(user=member.user)
     assert enrolling.post(SETUP_PAGE, {"code": pyotp.TOTP(device.secret).now()}).status_code == 200
     assert enrolling.get("/console/members").status_code == 200
     assert other.get("/console/members").status_code == 302
+
+
+def test_starting_a_setup_asks_for_the_password_again(member, session_client):
+    """A session left open elsewhere must not tie the account to someone else's app."""
+    client = session_client(member.user)
+    assert client.post(f"{SETUP_PAGE}/setup", {"password": "not-the-password"})["Location"] == SETUP_PAGE
+    assert not TwoFactorDevice.objects.filter(user=member.user).exists()
+    page = client.get(SETUP_PAGE).content.decode()
+    assert 'id="setup-password-error">The password is not correct.' in page and 'aria-invalid="true"' in page
+    assert 'aria-invalid="true"' not in client.get(SETUP_PAGE).content.decode()  # said once

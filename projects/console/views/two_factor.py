@@ -21,6 +21,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.utils.safestring import SafeString, mark_safe
 
+from controlplane import errors
 from projects import selectors
 from projects.console import forms as console_forms
 from projects.console.base import (
@@ -31,6 +32,7 @@ from projects.console.base import (
     request_ip_and_agent,
 )
 from projects.models import TwoFactorDevice, User
+from projects.services.logins import LoginLocked, login_authenticate
 from projects.services.two_factor import (
     provisioning_uri,
     two_factor_disable,
@@ -43,6 +45,9 @@ from projects.session_tracking import current_console_session_id
 PENDING_KEY = "_two_factor_pending"
 #: How long the code page waits after the password, in seconds.
 PENDING_SECONDS = 300
+
+
+SETUP_ERROR_KEY = "two_factor_setup_error"
 
 
 def _no_store(response: HttpResponse) -> HttpResponse:
@@ -137,7 +142,8 @@ class TwoFactorView(OrganizationFormView):
     def get_context(self, form: forms.Form) -> dict[str, Any]:
         device = self._device()
         context: dict[str, Any] = {"form": form, "device": device,
-                                   "enabled": device is not None and device.confirmed_at is not None}
+                                   "enabled": device is not None and device.confirmed_at is not None,
+                                   "setup_error": self.request.session.pop(SETUP_ERROR_KEY, None)}
         if context["enabled"]:
             context["recovery_codes_left"] = selectors.recovery_codes_left(user=self.request.user)
         elif device is not None:
@@ -168,5 +174,15 @@ class TwoFactorSetupView(OrganizationConsoleView):
     open_without_two_factor = True
 
     def post(self, request: HttpRequest) -> HttpResponse:
+        # The password again: a session left open (or stolen) must not tie the account to someone else's app,
+        # which its owner could then not turn off without a code.
+        try:
+            # As a password change does: the address's allowance (an office behind one NAT) does not count here.
+            login_authenticate(email=request.user.email, password=request.POST.get("password", ""), ip=None)
+        except (errors.NotAuthenticated, LoginLocked) as exc:
+            # Shown next to the field by the page the redirect lands on.
+            request.session[SETUP_ERROR_KEY] = (str(exc) if isinstance(exc, LoginLocked)
+                                                else "The password is not correct.")
+            return redirect("console:two-factor")
         two_factor_enrol_begin(user=request.user)
         return redirect("console:two-factor")
