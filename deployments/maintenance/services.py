@@ -51,7 +51,7 @@ def maintenance_window_put(*, principal: Principal, owner: Owner, weekday: objec
         locked = _locked_owner(principal, owner)
         window = selectors.own_window(owner=locked) or MaintenanceWindow(
             organization=principal.organization, **selectors.owner_filter(locked))
-        before = _window_changes(window) if window.pk else None
+        before = None if window._state.adding else _window_changes(window)
         window.weekday, window.start_time = values.weekday, values.start_time
         window.length_minutes, window.time_zone = values.length_minutes, values.time_zone
         window.save()
