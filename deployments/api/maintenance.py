@@ -21,7 +21,7 @@ from deployments.maintenance import selectors, services
 from deployments.maintenance.selectors import Owner, Schedule
 from deployments.maintenance.validation import EXCLUSION_MAX_DAYS, LENGTH_MAX_MINUTES, REASON_MAX, WEEKDAYS
 from deployments.models import MaintenanceExclusion
-from projects import selectors as project_selectors
+from projects import facade as project_facade
 from projects.api.base import OrganizationScopedViewSet
 from projects.roles import Perm
 from projects.tenancy import Principal
@@ -185,4 +185,4 @@ class ProjectMaintenanceViewSet(MaintenanceRoutes):
     write_perm = Perm.PROJECTS_WRITE
 
     def scoped_queryset(self, principal: Principal) -> QuerySet:
-        return project_selectors.project_list(principal=principal)
+        return project_facade.project_list(principal=principal)

@@ -19,6 +19,7 @@ from controlplane import errors
 from controlplane.currency import format_rate
 from deployments import http_auth, selectors, services
 from deployments.console import forms as deployment_forms
+from deployments.maintenance import selectors as maintenance_selectors
 from deployments.console.connect import ca_download_url, connect_snippets
 from deployments.lifecycle import TRANSITIONAL
 from deployments.models import Deployment, DeploymentStatus, HttpAuthConfig, Spec, Tier
@@ -198,6 +199,7 @@ class DeploymentDetailView(_DeploymentMixin, OrganizationConsoleView):
             "is_stopped": deployment.status == DeploymentStatus.STOPPED,
             "is_failed": deployment.status == DeploymentStatus.FAILED,
             "http_auth": selectors.http_auth_list(principal=self.principal).filter(deployment=deployment).first(),
+            "maintenance": maintenance_selectors.schedule_get(owner=deployment, count=1),
         })
 
     def status_part(self, request: HttpRequest) -> HttpResponse:
