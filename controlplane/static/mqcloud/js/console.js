@@ -90,7 +90,7 @@
   function viewerTimes() {
     var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
     var format = new Intl.DateTimeFormat(undefined, {weekday: "short", day: "numeric", month: "short",
-      year: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short"});
+      year: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZoneName: "short"});
     document.querySelectorAll("time[data-viewer-time]").forEach(function (elt) {
       var moment = new Date(elt.getAttribute("datetime"));
       if (isNaN(moment)) return;
