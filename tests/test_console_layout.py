@@ -135,13 +135,13 @@ def _samples(deployment, at, *, connections: float, pct: float) -> None:
 
 def _world():
     """Something on every page: what a busy organization has, and an operator."""
+    from datetime import time as dt_time
+
     from django.utils import timezone
 
     from alerts.tests.factories import AlertChannelFactory, AlertFactory, AlertRuleFactory, NotificationFactory
     from billing.models import InvoiceLine
     from billing.tests.factories import BudgetFactory, InvoiceFactory, record_event
-    from datetime import time as dt_time
-
     from deployments.models import HttpAuthConfig, MaintenanceExclusion, MaintenanceWindow, Spec
     from deployments.mqtt_access.services import mqtt_user_create
     from deployments.tests.factories import DeploymentFactory, PeeringFactory

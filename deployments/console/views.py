@@ -19,9 +19,9 @@ from controlplane import errors
 from controlplane.currency import format_rate
 from deployments import http_auth, selectors, services
 from deployments.console import forms as deployment_forms
-from deployments.maintenance import selectors as maintenance_selectors
 from deployments.console.connect import ca_download_url, connect_snippets
 from deployments.lifecycle import TRANSITIONAL
+from deployments.maintenance import selectors as maintenance_selectors
 from deployments.models import Deployment, DeploymentStatus, HttpAuthConfig, Spec, Tier
 from deployments.tls.download import ca_pem_response
 from projects import facade as project_selectors

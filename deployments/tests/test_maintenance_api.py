@@ -3,8 +3,8 @@ exclusions, defer once, roles and project limits, audit. (A stranger's ids: test
 
 from __future__ import annotations
 
-import time_machine
 import pytest
+import time_machine
 
 from deployments.tests.factories import DeploymentFactory
 from projects.models import AuditEvent

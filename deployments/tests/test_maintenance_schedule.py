@@ -78,14 +78,16 @@ def test_defer_once_skips_exactly_the_deferred_occurrence():
 
 def test_refuses_a_naive_moment():
     with pytest.raises(ValueError):
-        next_occurrences(WindowRule(0, dt.time(0, 0), 30, "UTC"), after=dt.datetime(2026, 1, 1), count=1)
+        next_occurrences(WindowRule(0, dt.time(0, 0), 30, "UTC"), after=dt.datetime(2026, 1, 1),  # noqa: DTZ001
+                         count=1)
 
 
 ZONES = ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "America/Santiago", "UTC"]
 rules = st.builds(
     WindowRule, weekday=st.integers(0, 6), start=st.times().map(lambda t: t.replace(second=0, microsecond=0)),
     length_minutes=st.integers(1, 24 * 60), time_zone=st.sampled_from(ZONES))
-moments = st.datetimes(min_value=dt.datetime(2024, 1, 1), max_value=dt.datetime(2030, 12, 31),
+# Hypothesis takes naive bounds and attaches ``timezones`` to what it draws.
+moments = st.datetimes(min_value=dt.datetime(2024, 1, 1), max_value=dt.datetime(2030, 12, 31),  # noqa: DTZ001
                        timezones=st.just(dt.UTC))
 ranges = st.tuples(st.dates(dt.date(2024, 1, 1), dt.date(2031, 6, 30)), st.integers(0, 59)).map(
     lambda pair: DateRange(pair[0], pair[0] + dt.timedelta(days=pair[1])))
