@@ -63,6 +63,11 @@ class MaintenanceExclusionOut(serializers.ModelSerializer):
         return "project" if exclusion.project_id else "deployment"
 
 
+class MaintenanceExclusionsOut(serializers.Serializer):
+    results = MaintenanceExclusionOut(many=True)
+    next = serializers.CharField(allow_null=True, help_text="Always null: an owner has few exclusions.")
+
+
 class MaintenanceWindowOut(serializers.Serializer):
     weekday = serializers.CharField(allow_null=True, help_text="Null when no window applies.")
     start_time = serializers.CharField(allow_null=True)
@@ -134,7 +139,7 @@ class MaintenanceRoutes(OrganizationScopedViewSet):
         services.maintenance_window_delete(principal=self.principal, owner=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(responses=MaintenanceExclusionOut(many=True),
+    @extend_schema(responses=MaintenanceExclusionsOut,
                    description="This owner's own exclusions (a deployment's window also skips its project's).")
     @action(detail=True, methods=["get"], url_path="maintenance-exclusions", pagination_class=None)
     def maintenance_exclusions(self, request: Request, pk: str) -> Response:
@@ -153,7 +158,8 @@ class MaintenanceRoutes(OrganizationScopedViewSet):
                                                           **data.validated_data)
         return Response(MaintenanceExclusionOut(exclusion).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(request=None, responses={204: None}, description="Deletes one of this owner's exclusions "
+                   "(audited); a project's exclusion is not a deployment's to delete (404).")
     @action(detail=True, methods=["delete"], url_path=r"maintenance-exclusions/(?P<exclusion_id>[^/]+)")
     def maintenance_exclusions_member_delete(self, request: Request, pk: str, exclusion_id: str) -> Response:
         owner: Owner = self.get_object()

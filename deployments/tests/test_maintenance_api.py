@@ -165,3 +165,12 @@ def test_roles_and_project_limits(api_as, org, deployment):
     for url in (window_url(other), window_url(other.project), exclusions_url(other.project)):
         assert limited.get(url).status_code == 404
     assert limited.put(window_url(other), BERLIN_SUNDAY, format="json").status_code == 404
+
+
+def test_a_project_with_a_window_and_exclusions_can_still_be_deleted(api_as, org):
+    api = api_as()
+    project = ProjectFactory(organization=org)
+    api.put(window_url(project), BERLIN_SUNDAY, format="json")
+    api.post(exclusions_url(project), {"start_date": "2027-01-01", "end_date": "2027-01-02"}, format="json")
+    assert api.delete(f"/api/v1/projects/{project.pk}").status_code == 204
+    assert api.get(window_url(project)).status_code == 404
