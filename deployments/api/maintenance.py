@@ -74,7 +74,9 @@ class MaintenanceWindowOut(serializers.Serializer):
     length_minutes = serializers.IntegerField(allow_null=True)
     time_zone = serializers.CharField(allow_null=True)
     inherited = serializers.BooleanField(help_text="The project's window, the deployment having none of its own.")
-    source = serializers.CharField(allow_null=True, help_text='"deployment", "project", or null (no window).')
+    # The stubs type ``Field.source`` (the attribute a field reads) as a string; this field is named "source".
+    source = serializers.CharField(  # type: ignore[assignment]
+        allow_null=True, help_text='"deployment", "project", or null (no window).')
     deferred_occurrence_start = serializers.DateTimeField(
         allow_null=True, help_text="The occurrence skipped once (`POST …/maintenance-window/defer`), UTC.")
     exclusions = MaintenanceExclusionOut(many=True, help_text="In force: a deployment's and its project's.")

@@ -4,6 +4,7 @@ deployment or the project) so two concurrent exclusions cannot both pass the ove
 from __future__ import annotations
 
 import datetime as dt
+from typing import cast
 
 from django.db import transaction
 from django.utils import timezone
@@ -20,16 +21,20 @@ from projects.roles import Perm
 from projects.tenancy import Principal
 
 
+def _locked_deployment(principal: Principal, deployment: Deployment) -> Deployment:
+    principal.require(Perm.DEPLOYMENTS_WRITE)
+    locked = cast(Deployment, lock_row(Deployment, deployment.pk, organization=principal.organization))
+    if locked.status in (S.DELETING, S.DELETED):
+        raise errors.Conflict(f"The deployment is {locked.status}.")
+    return locked
+
+
 def _locked_owner(principal: Principal, owner: Owner) -> Owner:
     """The owner locked until the transaction ends, after checking the principal may change it."""
     if isinstance(owner, Deployment):
-        principal.require(Perm.DEPLOYMENTS_WRITE)
-        locked = lock_row(Deployment, owner.pk, organization=principal.organization)
-        if locked.status in (S.DELETING, S.DELETED):
-            raise errors.Conflict(f"The deployment is {locked.status}.")
-        return locked
+        return _locked_deployment(principal, owner)
     principal.require(Perm.PROJECTS_WRITE)
-    return lock_row(Project, owner.pk, organization=principal.organization)
+    return cast(Project, lock_row(Project, owner.pk, organization=principal.organization))
 
 
 def _action(owner: Owner, verb: str) -> str:
@@ -108,7 +113,7 @@ def maintenance_defer(*, principal: Principal, deployment: Deployment,
     changes nothing (a retried request must not skip a second week). 409 without a window."""
     now = now or timezone.now()
     with transaction.atomic():
-        locked = _locked_owner(principal, deployment)
+        locked = _locked_deployment(principal, deployment)
         schedule = selectors.schedule_get(owner=locked, now=now, count=1)
         current = MaintenanceDeferral.objects.filter(deployment=locked).first()
         if current is not None and schedule.deferred_start is not None:

@@ -46,16 +46,16 @@ def window_clean(*, weekday: object, start_time: object, length_minutes: object,
     match = _HH_MM.fullmatch(start_time) if isinstance(start_time, str) else None
     if match is None:
         problems["start_time"] = ["A local time as HH:MM (24-hour), e.g. 03:00."]
-    if not isinstance(length_minutes, int) or isinstance(length_minutes, bool) \
-            or not 1 <= length_minutes <= LENGTH_MAX_MINUTES:
+    # bool is an int to Python, never a length to a person.
+    length = length_minutes if isinstance(length_minutes, int) and not isinstance(length_minutes, bool) else 0
+    if not 1 <= length <= LENGTH_MAX_MINUTES:
         problems["length_minutes"] = [f"Whole minutes from 1 to {LENGTH_MAX_MINUTES} (24 hours)."]
     if not isinstance(time_zone, str) or time_zone not in _known_zones():
         problems["time_zone"] = ["An IANA time zone name, e.g. Europe/Berlin."]
     if problems:
         raise _invalid(problems)
     assert match is not None and day is not None  # for the type checker: both were checked above
-    return WindowValues(weekday=day, start_time=dt.time(int(match[1]), int(match[2])),
-                        length_minutes=int(length_minutes),  # type: ignore[arg-type]
+    return WindowValues(weekday=day, start_time=dt.time(int(match[1]), int(match[2])), length_minutes=length,
                         time_zone=str(time_zone))
 
 
