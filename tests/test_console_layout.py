@@ -135,12 +135,14 @@ def _samples(deployment, at, *, connections: float, pct: float) -> None:
 
 def _world():
     """Something on every page: what a busy organization has, and an operator."""
+    from datetime import time as dt_time
+
     from django.utils import timezone
 
     from alerts.tests.factories import AlertChannelFactory, AlertFactory, AlertRuleFactory, NotificationFactory
     from billing.models import InvoiceLine
     from billing.tests.factories import BudgetFactory, InvoiceFactory, record_event
-    from deployments.models import HttpAuthConfig, Spec
+    from deployments.models import HttpAuthConfig, MaintenanceExclusion, MaintenanceWindow, Spec
     from deployments.mqtt_access.services import mqtt_user_create
     from deployments.tests.factories import DeploymentFactory, PeeringFactory
     from projects.models import ConsoleSession, User
@@ -192,6 +194,11 @@ def _world():
         user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko)")
     mqtt_user, _ = mqtt_user_create(principal=Principal.for_membership(owner), deployment=deployment,
                                     username="sensor-gateway-0001")
+    # A project window in a far time zone and exclusions: the maintenance pages show occurrences and lists.
+    MaintenanceWindow.objects.create(organization=org, project=project, weekday=6, start_time=dt_time(2, 30),
+                                     length_minutes=240, time_zone="America/Argentina/ComodRivadavia")
+    MaintenanceExclusion.objects.create(organization=org, deployment=deployment, start_date=now.date(),
+                                        end_date=now.date() + timedelta(days=59), reason="retail freeze " * 8)
     User.objects.create_superuser("ops@example.com", OPS_PASSWORD)
     return {"user_id": mqtt_user.id,
         "project_id": project.id, "member_id": owner.id, "deployment_id": deployment.id, "peering_id": peering.id,

@@ -8,6 +8,7 @@ whose model has no entry in ``FACTORIES`` (or in ``SHARED`` for catalog data eve
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ from alerts.tests.factories import AlertChannelFactory, AlertFactory, AlertRuleF
 from billing.models import Budget, Invoice
 from billing.tests.factories import BudgetFactory, InvoiceFactory
 from controlplane.api import urls as api_urls
-from deployments.models import Deployment, MqttUser, Peering, Region, Spec
+from deployments.models import Deployment, MaintenanceExclusion, MqttUser, Peering, Region, Spec
 from deployments.tests.factories import DeploymentFactory, PeeringFactory
 from projects.api.base import OrganizationScopedViewSet
 from projects.models import ApiKey, AuditEvent, ConsoleSession, Invitation, Membership, Organization, Project
@@ -115,8 +116,17 @@ def _mqtt_user(deployment) -> dict[str, str]:
     return {"username": "device-1"}
 
 
+def _maintenance_exclusion(owner) -> dict[str, str]:
+    """An exclusion of the stranger's deployment or project, so the nested URL names a row that exists."""
+    owned = {"deployment": owner} if isinstance(owner, Deployment) else {"project": owner}
+    exclusion = MaintenanceExclusion.objects.create(organization=owner.organization, start_date=dt.date(2027, 1, 1),
+                                                    end_date=dt.date(2027, 1, 2), **owned)
+    return {"exclusion_id": exclusion.pk}
+
+
 #: URL arguments besides the object's ``pk``: how to make the nested row they name, given the object.
 NESTED_KWARGS = {("pk", "username"): _mqtt_user,
+                 ("pk", "exclusion_id"): _maintenance_exclusion,
                  # A connected client lives on the broker only: the stranger is refused before it is asked.
                  ("pk", "clientid"): lambda deployment: {"clientid": "client-1"}}
 

@@ -1,6 +1,7 @@
 from rest_framework.routers import SimpleRouter
 
 from deployments.api import views
+from deployments.api.maintenance import DeploymentMaintenanceViewSet, ProjectMaintenanceViewSet
 from deployments.api.mqtt_access import DeploymentMqttAccessViewSet
 from deployments.api.peering import PeeringViewSet
 
@@ -9,6 +10,8 @@ router.register("regions", views.RegionViewSet, basename="region")
 router.register("specs", views.SpecViewSet, basename="spec")
 router.register("deployments", views.DeploymentViewSet, basename="deployment")
 router.register("deployments", DeploymentMqttAccessViewSet, basename="deployment-mqtt-access")
+router.register("deployments", DeploymentMaintenanceViewSet, basename="deployment-maintenance")
+router.register("projects", ProjectMaintenanceViewSet, basename="project-maintenance")
 router.register("peerings", PeeringViewSet, basename="peering")
 
 urlpatterns = router.urls

@@ -7,7 +7,7 @@ from typing import Any
 
 from django import forms
 
-from deployments.models import DeploymentStatus, Region, Spec
+from deployments.models import DeploymentStatus, Region, Spec, Weekday
 from projects.models import Project
 
 NAME_HELP = ("A DNS label: lowercase letters, digits and hyphens, starting with a letter and not ending with a "
@@ -174,3 +174,20 @@ class HttpAuthTestForm(forms.Form):
     peerhost = forms.CharField(max_length=64, required=False, initial="203.0.113.10", label="Peer host")
     topic = forms.CharField(max_length=1024, required=False, label="Topic (ACL)", strip=False)
     action = forms.ChoiceField(choices=[("publish", "publish"), ("subscribe", "subscribe")], label="Action (ACL)")
+
+
+class MaintenanceWindowForm(forms.Form):
+    """Shapes only: ``deployments.maintenance.validation`` names the bad values, shown next to these fields."""
+
+    weekday = forms.ChoiceField(choices=[(label.lower(), label) for _, label in Weekday.choices])
+    start_time = forms.CharField(label="Start time", max_length=16, help_text="Local time in the time zone below, "
+                                 "HH:MM (24-hour). Kept across daylight saving changes.")
+    length_minutes = forms.IntegerField(label="Length (minutes)", help_text="1 to 1440 (24 hours).")
+    time_zone = forms.CharField(label="Time zone", max_length=64, help_text="An IANA name, e.g. Europe/Berlin.")
+
+
+class MaintenanceExclusionForm(forms.Form):
+    start_date = forms.DateField(label="First day", widget=forms.DateInput(attrs={"type": "date"}))
+    end_date = forms.DateField(label="Last day", widget=forms.DateInput(attrs={"type": "date"}),
+                               help_text="Included; at most 60 days after the first.")
+    reason = forms.CharField(max_length=200, required=False, help_text="e.g. retail freeze")

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from deployments.console import access, acl, clients, confirmed, peering, views
+from deployments.console import access, acl, clients, confirmed, maintenance, peering, views
 
 urlpatterns = [
     path("deployments", views.DeploymentListView.as_view(), name="deployments"),
@@ -27,6 +27,10 @@ urlpatterns = [
          name="deployment-http-auth-test"),
     path("deployments/<str:deployment_id>/http-auth/delete", views.HttpAuthDeleteView.as_view(),
          name="deployment-http-auth-delete"),
+    path("deployments/<str:deployment_id>/maintenance", maintenance.DeploymentMaintenanceView.as_view(),
+         name="deployment-maintenance"),
+    path("projects/<str:project_id>/maintenance", maintenance.ProjectMaintenanceView.as_view(),
+         name="project-maintenance"),
     path("deployments/<str:deployment_id>/access/users", access.MqttUsersView.as_view(),
          name="deployment-mqtt-users"),
     path("deployments/<str:deployment_id>/access/users/import", access.MqttUsersImportView.as_view(),

@@ -21,6 +21,7 @@ from deployments import http_auth, selectors, services
 from deployments.console import forms as deployment_forms
 from deployments.console.connect import ca_download_url, connect_snippets
 from deployments.lifecycle import TRANSITIONAL
+from deployments.maintenance import selectors as maintenance_selectors
 from deployments.models import Deployment, DeploymentStatus, HttpAuthConfig, Spec, Tier
 from deployments.tls.download import ca_pem_response
 from projects import facade as project_selectors
@@ -198,6 +199,7 @@ class DeploymentDetailView(_DeploymentMixin, OrganizationConsoleView):
             "is_stopped": deployment.status == DeploymentStatus.STOPPED,
             "is_failed": deployment.status == DeploymentStatus.FAILED,
             "http_auth": selectors.http_auth_list(principal=self.principal).filter(deployment=deployment).first(),
+            "maintenance": maintenance_selectors.schedule_get(owner=deployment, count=1),
         })
 
     def status_part(self, request: HttpRequest) -> HttpResponse:

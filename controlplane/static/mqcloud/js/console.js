@@ -86,6 +86,21 @@
   });
 
   // A box whose table is wider than it scrolls; keyboard users can only scroll it once it takes the focus.
+  // <time data-viewer-time datetime="…Z">: the server writes UTC; show it in the viewer's own time zone.
+  function viewerTimes() {
+    var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    var format = new Intl.DateTimeFormat(undefined, {weekday: "short", day: "numeric", month: "short",
+      year: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZoneName: "short"});
+    document.querySelectorAll("time[data-viewer-time]").forEach(function (elt) {
+      var moment = new Date(elt.getAttribute("datetime"));
+      if (isNaN(moment)) return;
+      elt.textContent = format.format(moment);
+      elt.title = zone;
+    });
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", viewerTimes);
+  else viewerTimes();
+
   function focusableScrollers() {
     document.querySelectorAll(".card-flush, .table-scroll").forEach(function (box) {
       if (box.scrollWidth > box.clientWidth + 1) {
