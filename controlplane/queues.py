@@ -52,7 +52,7 @@ def beat_lock_settings(redis_url: str) -> dict[str, object]:
     killed beat is replaced within half a minute instead of RedBeat's default 25.
     """
     return {
-        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_scheduler": "controlplane.beat.LockWaitingRedBeatScheduler",
         "redbeat_redis_url": redis_url,
         "redbeat_key_prefix": "mqcloud:redbeat",
         "redbeat_lock_timeout": 30,

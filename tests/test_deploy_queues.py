@@ -53,7 +53,7 @@ def test_the_production_profile_runs_beat_with_the_redis_lock():
             "print(json.dumps([s.CELERY_BEAT_SCHEDULER, s.CELERY_REDBEAT_REDIS_URL, s.CELERY_REDBEAT_LOCK_TIMEOUT]))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                          check=True, timeout=60).stdout
-    assert json.loads(out) == ["redbeat.RedBeatScheduler", env["REDIS_URL"], 30]
+    assert json.loads(out) == ["controlplane.beat.LockWaitingRedBeatScheduler", env["REDIS_URL"], 30]
 
 
 def test_a_second_beat_waits_for_the_lock_and_schedules_nothing_meanwhile():
@@ -96,3 +96,22 @@ def test_the_visibility_timeout_exceeds_every_countdown_we_schedule():
     assert settings.PEERING_SLOW_POLL_SECONDS <= LONGEST_COUNTDOWN_S
     options = celery_app.conf.broker_transport_options
     assert options["visibility_timeout"] > LONGEST_COUNTDOWN_S and options["unacked_restore_interval"] > 0
+
+
+def test_a_standby_left_without_the_lock_by_a_redis_outage_waits_for_it_instead_of_crashing():
+    """celery-redbeat swallows a failed lock acquisition at start (Redis away while the standby waited) and then
+    crashes on the first tick; ours takes the lock on that tick."""
+    from controlplane.beat import LockWaitingRedBeatScheduler
+
+    conf = beat_lock_settings(settings.REDIS_URL)
+    conf.update(redbeat_key_prefix=f"test-redbeat-{uuid.uuid4().hex}", beat_max_loop_interval=0.2,
+                broker_url=settings.REDIS_URL, beat_schedule={})
+    app = Celery("beat-outage-test", set_as_current=False)
+    app.conf.update(conf)
+    standby = LockWaitingRedBeatScheduler(app=app, lazy=True)
+    assert standby.lock_key and standby.lock is None  # as the swallowed ConnectionError leaves it
+    try:
+        assert standby.tick() >= 0
+        assert standby.lock is not None and standby.lock.owned()
+    finally:
+        get_redis(app).delete(standby.lock_key)
