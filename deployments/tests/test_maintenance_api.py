@@ -9,7 +9,7 @@ import time_machine
 from deployments.tests.factories import DeploymentFactory
 from projects.models import AuditEvent
 from projects.roles import Role
-from projects.tests.factories import OrganizationFactory, ProjectFactory, make_api_key
+from projects.tests.factories import ProjectFactory, make_api_key
 
 pytestmark = pytest.mark.django_db
 
@@ -18,16 +18,7 @@ BERLIN_SUNDAY = {"weekday": "sunday", "start_time": "02:30", "length_minutes": 1
 BEFORE_SPRING = "2027-03-19T12:00:00Z"
 
 
-@pytest.fixture
-def org():
-    return OrganizationFactory()
-
-
-@pytest.fixture
-def deployment(org):
-    return DeploymentFactory(organization=org)
-
-
+# `org` and `deployment` come from deployments/tests/conftest.py.
 @pytest.fixture
 def api_as(org, make_client):
     def _as(role: str = Role.OWNER, projects=()):
