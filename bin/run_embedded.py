@@ -82,7 +82,7 @@ def main() -> int:
         "  mqcloud is running (embedded default: SQLite, filesystem Celery transport, local outbox)\n"
         f"  console:  http://{HOST}:{PORT}/console/\n"
         f"  login:    {DEMO_EMAIL} / {DEMO_PASSWORD}\n"
-        f"  ops site: http://{HOST}:{PORT}/ops/  ({OPS_EMAIL} / {DEMO_PASSWORD})\n"
+        f"  ops site: http://{HOST}:{PORT}/ops/  ({OPS_EMAIL} / {DEMO_PASSWORD}; the first login sets up two-factor)\n"
         f"  API docs: http://{HOST}:{PORT}/api/v1/docs\n"
         f"  simulated Kubernetes cluster: http://127.0.0.1:{SIMULATOR_PORT} (kubeconfig var/kubeconfig-sim.yaml)\n"
         f"  simulated clouds for VPC peering: AWS (moto) http://127.0.0.1:{AWS_SIM_PORT}, Azure "

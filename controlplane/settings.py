@@ -56,7 +56,8 @@ SIMULATED_OUTSIDE = not PRODUCTION or LOOPBACK_STANDINS
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin as the ops site, its own site class (ops/apps.py): two-factor for every operator.
+    "ops.apps.OpsAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -27,14 +27,14 @@ from projects.tenancy import client_ip
 
 
 class OpsLoginForm(AdminAuthenticationForm):
-    """The ops site's login, through the same counted password check as the console's, and the same code check
-    for an operator who has two-factor login: a session of the ops site is a console session too, so a password
-    alone must not open it. One form rather than two steps: the code is asked for beside the password."""
+    """The ops site's login, through the same counted password check as the console's, and the code of the
+    operator's two-factor login, which every operator must have (an operator without it is sent to set it up).
+    One form rather than two steps: the code is asked for beside the password."""
 
     code = forms.CharField(
         label="Two-factor code", required=False, max_length=32,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "spellcheck": "false"}),
-        help_text="From your authenticator app, if you have turned on two-factor login.")
+        help_text="From your authenticator app. The first time, leave it empty: you will set up the app.")
 
     def clean(self):
         email = self.cleaned_data.get("username")
@@ -49,8 +49,13 @@ class OpsLoginForm(AdminAuthenticationForm):
             except errors.NotAuthenticated as exc:
                 raise self.get_invalid_login_error() from exc
             self.confirm_login_allowed(self.user_cache)
-            if two_factor_enabled(self.user_cache):
-                self._second_factor(self.user_cache, self.cleaned_data.get("code") or "")
+            if not two_factor_enabled(self.user_cache):
+                # The site is for operators with two-factor only (projects/ops_site.py), which takes ``setup_user``
+                # from here to setting it up and logs them in only after the first right code.
+                self.setup_user = self.user_cache
+                raise ValidationError("Operators need two-factor login: set it up to continue.",
+                                      code="two_factor_setup")
+            self._second_factor(self.user_cache, self.cleaned_data.get("code") or "")
         return self.cleaned_data
 
     def _second_factor(self, user, code: str) -> None:

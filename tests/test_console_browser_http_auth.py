@@ -38,8 +38,7 @@ def test_saving_http_auth_shows_the_rolling_restart_until_it_is_live_in_console_
     from deployments.services import catalog_sync
     from deployments.tests.factories import DeploymentFactory
     from k8s.services import observe_broker_cluster
-    from projects.models import User
-    from projects.tests.factories import PASSWORD, MembershipFactory
+    from projects.tests.factories import PASSWORD, MembershipFactory, operator_user
 
     catalog_sync()  # a transactional test starts from empty tables
     member = MembershipFactory(user__email="ada@example.com", organization__name="Analytical Engines")
@@ -47,7 +46,7 @@ def test_saving_http_auth_shows_the_rolling_restart_until_it_is_live_in_console_
     provisioning.repair(deployment.id)
     wait_for(lambda: observe_broker_cluster(region_id=deployment.region_id, namespace=deployment.namespace,
                                             name=provisioning.BROKER_NAME).rolled_out, "the first rollout")
-    User.objects.create_superuser("ops@example.com", "an-operator-passphrase")
+    ops = operator_user("ops@example.com", "an-operator-passphrase")
 
     with running_worker():
         log_in(page, "ada@example.com", PASSWORD)
@@ -71,6 +70,7 @@ def test_saving_http_auth_shows_the_rolling_restart_until_it_is_live_in_console_
         page.goto("/ops/login/")
         page.get_by_label("Email").fill("ops@example.com")
         page.get_by_label("Password").fill("an-operator-passphrase")
+        page.get_by_label("Two-factor code").fill(ops.totp.now())
         page.get_by_role("button", name="Log in").click()
         page.goto(f"/ops/deployments/deployment/{deployment.id.replace('_', '_5F')}/change/")
         expect(page.locator("#http-auth-state")).to_have_text("Live: configuration 1 runs on every broker node.")

@@ -13,6 +13,7 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import pyotp
 import pytest
 
 from tests.browser import BROWSER_MARKS, CHROMIUM, screenshot
@@ -119,6 +120,11 @@ def _log_in(page, email: str, password: str, *, ops: bool = False) -> None:
     page.goto("/ops/login/" if ops else "/console/login")
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(password)
+    if ops:  # every operator has two-factor login (projects/ops_site.py)
+        from projects.models import TwoFactorDevice
+
+        secret = TwoFactorDevice.objects.get(user__email=email).secret
+        page.get_by_label("Two-factor code").fill(pyotp.TOTP(secret).now())
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(lambda url: "/login" not in url)
 
@@ -145,7 +151,7 @@ def _world():
     from deployments.models import HttpAuthConfig, MaintenanceExclusion, MaintenanceWindow, Spec
     from deployments.mqtt_access.services import mqtt_user_create
     from deployments.tests.factories import DeploymentFactory, PeeringFactory
-    from projects.models import ConsoleSession, User
+    from projects.models import ConsoleSession
     from projects.tenancy import Principal
     from projects.tests.factories import (
         ApiKeyFactory,
@@ -153,6 +159,7 @@ def _world():
         InvitationFactory,
         MembershipFactory,
         ProjectFactory,
+        operator_user,
     )
 
     now = timezone.now()
@@ -199,7 +206,7 @@ def _world():
                                      length_minutes=240, time_zone="America/Argentina/ComodRivadavia")
     MaintenanceExclusion.objects.create(organization=org, deployment=deployment, start_date=now.date(),
                                         end_date=now.date() + timedelta(days=59), reason="retail freeze " * 8)
-    User.objects.create_superuser("ops@example.com", OPS_PASSWORD)
+    operator_user("ops@example.com", OPS_PASSWORD)
     return {"user_id": mqtt_user.id,
         "project_id": project.id, "member_id": owner.id, "deployment_id": deployment.id, "peering_id": peering.id,
         "channel_id": channel.id, "rule_id": rule.id, "budget_id": budget.id, "invoice_id": invoice.id,

@@ -7,6 +7,7 @@ import re
 import threading
 from datetime import timedelta
 
+import pyotp
 import pytest
 from celery import shared_task
 
@@ -76,8 +77,18 @@ def test_the_fleet_overview_and_retrying_a_failed_task(page):
         expect(page).to_have_url(re.compile(r"/ops/login/\?next=/ops/overview/"))
         expect(page.get_by_role("heading", name="Fleet overview")).to_have_count(0)
 
+        # The operator has no two-factor login yet: the password leads to setting it up, the site opens after.
         ops_log_in(page, "ops@example.com", "an-operator-passphrase")
+        expect(page.get_by_role("heading", name="Set up two-factor login")).to_be_visible()
         page.goto("/ops/")
+        expect(page).to_have_url(re.compile(r"/ops/login/"))
+        page.go_back()
+        secret = page.locator("#totp-secret").inner_text().replace(" ", "")
+        page.get_by_role("textbox", name="Code").fill(pyotp.TOTP(secret).now())
+        page.get_by_role("button", name="Turn on two-factor login and continue").click()
+        expect(page.locator("#recovery-codes li")).to_have_count(10)
+        screenshot(page, "ops-two-factor-recovery-codes")
+        page.get_by_role("link", name="I have saved them: continue to the ops site").click()
         page.get_by_role("link", name="Fleet overview").click()
         expect(page.get_by_role("heading", name="Fleet overview")).to_be_visible()
 

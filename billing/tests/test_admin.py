@@ -6,13 +6,13 @@ from django.test import Client
 
 from billing.models import BillingAccount
 from billing.tests.factories import BillingAccountFactory, BudgetFactory, InvoiceFactory
-from projects.tests.factories import UserFactory
+from projects.tests.factories import operator_user
 
 pytestmark = pytest.mark.django_db
 
 
 def test_operators_see_billing_and_set_tax_exempt():
-    staff = UserFactory(is_staff=True, is_superuser=True)
+    staff = operator_user()
     client = Client()
     client.force_login(staff)
     invoice = InvoiceFactory()

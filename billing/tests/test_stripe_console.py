@@ -16,7 +16,7 @@ from billing.services.payments import invoice_collect
 from billing.tests.factories import BillingAccountFactory, InvoiceFactory, StripeEventFactory
 from projects.models import AuditEvent
 from projects.roles import Role
-from projects.tests.factories import MembershipFactory, UserFactory
+from projects.tests.factories import MembershipFactory, operator_user
 
 pytestmark = pytest.mark.django_db
 
@@ -85,7 +85,7 @@ def test_dunning_banner_shows_grace_then_suspension(stripe_off):
 
 
 def test_ops_site_shows_stripe_state_and_retries_collection(stripe_on):
-    staff = UserFactory(is_staff=True, is_superuser=True)
+    staff = operator_user()
     client = Client()
     client.force_login(staff)
     account = BillingAccountFactory()

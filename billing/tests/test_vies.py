@@ -18,7 +18,7 @@ from billing.tests.test_invoices import usage
 from deployments.tests.factories import DeploymentFactory
 from projects.models import AuditEvent
 from projects.roles import Role
-from projects.tests.factories import OrganizationFactory, make_api_key
+from projects.tests.factories import OrganizationFactory, make_api_key, operator_user
 from tests.support import eager_tasks
 
 pytestmark = pytest.mark.django_db
@@ -226,13 +226,12 @@ def test_monthly_invoicing_checks_pending_numbers_first(vies):
 def test_operators_can_ask_vies_again(vies, django_capture_on_commit_callbacks):
     from django.test import Client
 
-    from projects.tests.factories import UserFactory
 
     account = account_with("FR40303265045", "FR")
     account.vat_status = VatStatus.INVALID
     account.save()
     gb = account_with("GB980780684", "GB")
-    staff = UserFactory(is_staff=True, is_superuser=True)
+    staff = operator_user()
     client = Client()
     client.force_login(staff)
     with django_capture_on_commit_callbacks(execute=True):

@@ -5,14 +5,15 @@ from django.contrib.admin.utils import quote  # ids contain _, which the admin e
 
 from deployments.models import Deployment
 from deployments.tests.factories import DeploymentFactory
-from projects.models import AuditEvent, User
+from projects.models import AuditEvent
+from projects.tests.factories import operator_user
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def operator(client):
-    staff = User.objects.create_superuser("ops@example.com", "an-operator-passphrase")
+    staff = operator_user("ops@example.com", "an-operator-passphrase")
     client.force_login(staff)
     return staff
 

@@ -18,7 +18,7 @@ from deployments.tests.factories import DeploymentFactory
 from deployments.tests.http_auth_service import AuthService, serve_auth
 from projects.models import AuditEvent
 from projects.roles import Role
-from projects.tests.factories import OrganizationFactory, make_api_key
+from projects.tests.factories import OrganizationFactory, make_api_key, operator_user
 
 pytestmark = pytest.mark.django_db
 
@@ -388,10 +388,9 @@ def test_deleting_deployments_refuse_changes(api, org, auth_service):
 
 
 def test_admin_never_shows_header_values(client, deployment, api, auth_service):
-    from projects.models import User
 
     put(api, deployment, config_body(auth_service.url))
-    staff = User.objects.create_superuser("ops@example.com", "an-operator-passphrase")
+    staff = operator_user("ops@example.com", "an-operator-passphrase")
     client.force_login(staff)
     text = client.get(f"/ops/deployments/deployment/{quote(deployment.id)}/change/").content.decode()
     assert "MQCLOUD_HTTP_AUTHN_HEADER_0" in text  # the config is there, by reference

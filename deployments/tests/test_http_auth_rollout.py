@@ -18,9 +18,8 @@ from deployments.models import Deployment, DeploymentEvent
 from deployments.tests.factories import DeploymentFactory
 from deployments.tests.http_auth_service import serve_auth
 from k8s.services import observe_broker_cluster
-from projects.models import User
 from projects.tenancy import Principal
-from projects.tests.factories import MembershipFactory
+from projects.tests.factories import MembershipFactory, operator_user
 from tests.support import simulated_cluster, wait_for
 
 pytestmark = pytest.mark.django_db
@@ -91,7 +90,7 @@ def test_the_console_and_the_ops_site_say_the_same(cluster, auth_url, django_cap
     console = Client()
     console.force_login(principal.user)
     ops = Client()
-    ops.force_login(User.objects.create_superuser("ops@example.com", "an-operator-passphrase"))
+    ops.force_login(operator_user("ops@example.com", "an-operator-passphrase"))
     console_url = f"/console/deployments/{deployment.id}/http-auth"
     ops_url = f"/ops/deployments/deployment/{quote(deployment.id)}/change/"
 

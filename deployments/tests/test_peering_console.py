@@ -10,7 +10,7 @@ from deployments.peering import worker
 from deployments.tests.conftest import CUSTOMER_ACCOUNT
 from deployments.tests.factories import DeploymentFactory, PeeringFactory
 from projects.roles import Role
-from projects.tests.factories import MembershipFactory
+from projects.tests.factories import MembershipFactory, operator_user
 
 pytestmark = pytest.mark.django_db
 
@@ -71,9 +71,8 @@ def test_basic_deployment_has_no_wizard(member):
 
 def test_ops_plays_the_customers_side_on_the_simulated_cloud(client, aws_cloud):
     from deployments.peering import customer_side
-    from projects.models import User
 
-    client.force_login(User.objects.create_superuser("ops@example.com", "an-operator-passphrase"))
+    client.force_login(operator_user("ops@example.com", "an-operator-passphrase"))
     deployment = DeploymentFactory(spec=Spec.objects.get(id="pro-1k"))
     vpc_id = customer_side.ensure_customer_vpc(CUSTOMER_ACCOUNT, "us-east-1", "10.20.0.0/16")
     peering = PeeringFactory(organization=deployment.organization, deployment=deployment, vpc_id=vpc_id,

@@ -13,8 +13,8 @@ from billing.tests.factories import InvoiceFactory
 from controlplane.models import TaskFailure
 from controlplane.task_records import task_heartbeat_record
 from deployments.tests.factories import DeploymentFactory
-from projects.models import AuditEvent, User
-from projects.tests.factories import MembershipFactory, OrganizationFactory
+from projects.models import AuditEvent
+from projects.tests.factories import MembershipFactory, OrganizationFactory, operator_user
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +24,7 @@ URL = "/ops/overview/"
 @pytest.fixture
 def ops() -> Client:
     client = Client()
-    client.force_login(User.objects.create_user("ops@example.com", "an-operator-passphrase", is_staff=True))
+    client.force_login(operator_user("ops@example.com", "an-operator-passphrase", superuser=False))
     return client
 
 
@@ -79,7 +79,7 @@ def test_retry_queues_the_task_again_and_is_audited(ops, django_capture_on_commi
 
 def test_ops_lists_are_newest_first():
     ops = Client()
-    ops.force_login(User.objects.create_superuser("root@example.com", "an-operator-passphrase"))
+    ops.force_login(operator_user("root@example.com", "an-operator-passphrase"))
     organization = OrganizationFactory()
     now = timezone.now()
     for minutes in (30, 5, 60, 15):

@@ -124,3 +124,16 @@ class AuditEventFactory(factory.django.DjangoModelFactory):
     action = "project.update"
     target_type = "project"
     target_id = factory.Sequence(lambda n: f"prj_{n:020d}")
+
+
+def operator_user(email: str = "ops@example.com", password: str = PASSWORD, *, superuser: bool = True) -> User:
+    """An operator as the ops site requires one: staff with two-factor login on (a confirmed authenticator whose
+    secret is on ``user.totp``, for a test that logs in through the form)."""
+    import pyotp
+
+    from projects.models import TwoFactorDevice
+
+    user = User.objects.create_user(email, password, is_staff=True, is_superuser=superuser)
+    device = TwoFactorDevice.objects.create(user=user, secret=pyotp.random_base32(), confirmed_at=timezone.now())
+    user.totp = pyotp.TOTP(device.secret)
+    return user

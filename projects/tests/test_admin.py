@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 from django.contrib.admin.utils import quote  # ids contain _, which the admin escapes
 
-from projects.models import AuditEvent, Organization, User
-from projects.tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory, make_api_key
+from projects.models import AuditEvent, Organization
+from projects.tests.factories import MembershipFactory, OrganizationFactory, ProjectFactory, make_api_key, operator_user
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def operator(client):
-    staff = User.objects.create_superuser("ops@example.com", "an-operator-passphrase")
+    staff = operator_user("ops@example.com", "an-operator-passphrase")
     client.force_login(staff)
     return staff
 

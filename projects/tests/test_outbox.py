@@ -8,7 +8,7 @@ from django.core.mail import send_mail
 from django.test import Client
 
 from projects.emails import invitation_accept_url, send_invitation_email
-from projects.models import Membership, User
+from projects.models import Membership
 from projects.roles import Role
 from projects.tests.factories import (
     PASSWORD,
@@ -16,6 +16,7 @@ from projects.tests.factories import (
     MembershipFactory,
     OrganizationFactory,
     ProjectFactory,
+    operator_user,
 )
 from tests.support import console_url
 
@@ -175,7 +176,7 @@ def test_operators_read_every_mail_unmasked_on_the_ops_site(outbox, client):
     member = MembershipFactory(organization=org, role=Role.OWNER)
     client.force_login(member.user)
     assert client.get("/ops/outbox/").status_code == 302  # customers never
-    operator = User.objects.create_superuser("ops@example.com", "an-operator-passphrase")
+    operator = operator_user("ops@example.com", "an-operator-passphrase")
     client.force_login(operator)
     page = client.get("/ops/outbox/")
     assert page.status_code == 200
@@ -186,5 +187,5 @@ def test_operators_read_every_mail_unmasked_on_the_ops_site(outbox, client):
 
 def test_ops_outbox_is_404_without_the_outbox(client, settings):
     settings.EMBEDDED = False
-    client.force_login(User.objects.create_superuser("ops@example.com", "an-operator-passphrase"))
+    client.force_login(operator_user("ops@example.com", "an-operator-passphrase"))
     assert client.get("/ops/outbox/").status_code == 404

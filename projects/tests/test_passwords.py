@@ -14,7 +14,7 @@ from django.test import Client, override_settings
 from django.utils import timezone
 
 from projects.models import AuditEvent, User
-from projects.tests.factories import PASSWORD, MembershipFactory, make_api_key
+from projects.tests.factories import PASSWORD, MembershipFactory, make_api_key, operator_user
 from tests.support import eager_tasks
 
 pytestmark = pytest.mark.django_db
@@ -226,7 +226,7 @@ def test_reset_mail_over_real_smtp_carries_a_working_link(anon, person, smtp, dj
 
 # --- ops site ---------------------------------------------------------------------------------------
 def test_ops_password_change_is_counted_and_audited(client, settings):
-    staff = User.objects.create_superuser("operator@example.com", PASSWORD)
+    staff = operator_user("operator@example.com", PASSWORD)
     client.force_login(staff)
     assert client.get("/ops/password_change/").status_code == 200
     body = {"old_password": PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}

@@ -16,7 +16,7 @@ from django.utils import timezone
 from projects.models import AuditEvent, Organization, RecoveryCode, TwoFactorDevice
 from projects.roles import Role
 from projects.services.two_factor import two_factor_enrol_begin, two_factor_enrol_confirm
-from projects.tests.factories import PASSWORD, MembershipFactory, make_api_key
+from projects.tests.factories import PASSWORD, MembershipFactory, make_api_key, operator_user
 
 pytestmark = pytest.mark.django_db
 
@@ -206,11 +206,10 @@ def test_an_invitation_is_not_accepted_with_the_password_alone_of_an_account_wit
 
 
 def test_an_operator_turns_off_two_factor_for_a_person_who_lost_phone_and_codes(member):
-    from projects.models import User
 
     _enrol(member.user)
     ops = Client()
-    ops.force_login(User.objects.create_superuser("ops@example.com", "an-operator-passphrase"))
+    ops.force_login(operator_user("ops@example.com", "an-operator-passphrase"))
     response = ops.post("/ops/projects/user/", {"action": "reset_two_factor", "_selected_action": [member.user.pk]})
     assert response.status_code == 302
     assert not TwoFactorDevice.objects.filter(user=member.user).exists()

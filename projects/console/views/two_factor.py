@@ -65,22 +65,40 @@ def qr_code_svg(text: str, *, label: str) -> SafeString:
     return mark_safe(markup.replace("<svg ", f'<svg role="img" aria-label="{escaped}" class="qr-code" ', 1))  # noqa: S308
 
 
-def two_factor_login_begin(request: HttpRequest, user: User, *, next_url: str) -> HttpResponse:
-    """The password was right and the account has two-factor: remember who is half-way, ask for the code."""
+def setup_display(device: TwoFactorDevice) -> dict[str, Any]:
+    """What a setup page shows of an unconfirmed authenticator: its QR code and its secret in groups of four."""
+    return {"qr_svg": qr_code_svg(provisioning_uri(device), label=f"QR code for mqcloud, {device.user.email}"),
+            "secret_groups": " ".join(device.secret[i:i + 4] for i in range(0, len(device.secret), 4))}
+
+
+def pending_login_store(request: HttpRequest, key: str, user: User, *, next_url: str) -> None:
+    """Remembers, under ``key`` of the session, that ``user`` gave the right password just now and has a step
+    left (a code, a setup): who, with which password hash, since when, where to go next. Not a login."""
     request.session.cycle_key()  # a session id seen before the password is not the one that goes on
-    request.session[PENDING_KEY] = {"user": user.pk, "backend": getattr(user, "backend", ""),
-                                    "hash": user.get_session_auth_hash(), "at": time.time(), "next": next_url}
-    return redirect("console:login-two-factor")
+    request.session[key] = {"user": user.pk, "backend": getattr(user, "backend", ""),
+                            "hash": user.get_session_auth_hash(), "at": time.time(), "next": next_url}
 
 
-def _pending(request: HttpRequest) -> tuple[User, dict[str, Any]] | None:
-    state = request.session.get(PENDING_KEY)
-    if not state or time.time() - state["at"] > PENDING_SECONDS:
+def pending_login_read(request: HttpRequest, key: str, *, max_age_s: float) -> tuple[User, dict[str, Any]] | None:
+    """The person half-way through a login under ``key``, and its state; None once it is older than
+    ``max_age_s``, the account is gone or inactive, or its password changed meanwhile."""
+    state = request.session.get(key)
+    if not state or time.time() - state["at"] > max_age_s:
         return None
     user = selectors.user_get_active(user_id=state["user"])
     if user is None or user.get_session_auth_hash() != state["hash"]:
         return None
     return user, state
+
+
+def two_factor_login_begin(request: HttpRequest, user: User, *, next_url: str) -> HttpResponse:
+    """The password was right and the account has two-factor: remember who is half-way, ask for the code."""
+    pending_login_store(request, PENDING_KEY, user, next_url=next_url)
+    return redirect("console:login-two-factor")
+
+
+def _pending(request: HttpRequest) -> tuple[User, dict[str, Any]] | None:
+    return pending_login_read(request, PENDING_KEY, max_age_s=PENDING_SECONDS)
 
 
 # --- login, second step ---------------------------------------------------------------------------------
@@ -147,9 +165,7 @@ class TwoFactorView(OrganizationFormView):
         if context["enabled"]:
             context["recovery_codes_left"] = selectors.recovery_codes_left(user=self.request.user)
         elif device is not None:
-            context["qr_svg"] = qr_code_svg(provisioning_uri(device), label=f"QR code for mqcloud, "
-                                                                         f"{device.user.email}")
-            context["secret_groups"] = " ".join(device.secret[i:i + 4] for i in range(0, len(device.secret), 4))
+            context.update(setup_display(device))
         return context
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
