@@ -17,6 +17,8 @@ urlpatterns = [
     path("account/password", auth.PasswordChangeView.as_view(), name="password-change"),
     path("account/two-factor", two_factor.TwoFactorView.as_view(), name="two-factor"),
     path("account/two-factor/setup", two_factor.TwoFactorSetupView.as_view(), name="two-factor-setup"),
+    path("account/two-factor/recovery-codes", two_factor.TwoFactorRecoveryCodesView.as_view(),
+         name="two-factor-recovery-codes"),
     path("account/sessions", security.SessionListView.as_view(), name="sessions"),
     path("account/sessions/end-others", security.SessionsEndOthersView.as_view(), name="sessions-end-others"),
     path("account/sessions/<str:object_id>/end", security.SessionEndView.as_view(), name="session-end"),

@@ -176,6 +176,24 @@ def two_factor_disable(*, user: User, code: str, ip: str | None, user_agent: str
                                 changes={"confirmed_with": used})
 
 
+def two_factor_recovery_codes_renew(*, user: User, code: str, ip: str | None, user_agent: str = "") -> list[str]:
+    """Ten new recovery codes in place of the old ones (used up, or seen by someone else); returns them, the only
+    time they are seen in clear. Needs a code from the app, not a recovery code: whoever holds one old code must
+    not turn it into ten fresh ones."""
+    if not selectors.two_factor_enabled(user):
+        raise errors.Conflict("Two-factor login is not on.")
+    try:
+        _code_check(user=user, code=code, ip=ip, allow_recovery=False)
+    except (LoginLocked, TwoFactorCodeInvalid) as exc:
+        _audit_failed_code(user=user, purpose="recovery_codes_renew", exc=exc, ip=ip, user_agent=user_agent)
+        raise
+    with transaction.atomic():
+        codes = _recovery_codes_replace(user)
+        audit_record_for_person(user=user, action="two_factor.recovery_codes_renew", ip=ip, user_agent=user_agent,
+                                changes={"recovery_codes": len(codes)})
+    return codes
+
+
 def two_factor_reset_by_operator(*, user: User, operator: User, ip: str | None, user_agent: str = "") -> bool:
     """An operator turns off a person's two-factor login (phone and recovery codes both lost, identity checked by
     support); False when it was not on. Recorded on the person's account, naming the operator."""

@@ -243,3 +243,27 @@ def test_starting_a_setup_asks_for_the_password_again(member, session_client):
     page = client.get(SETUP_PAGE).content.decode()
     assert 'id="setup-password-error">The password is not correct.' in page and 'aria-invalid="true"' in page
     assert 'aria-invalid="true"' not in client.get(SETUP_PAGE).content.decode()  # said once
+
+
+def test_new_recovery_codes_replace_the_old_ones_with_a_current_code_from_the_app(member, session_client):
+    """Codes used up or seen by someone else: ten new ones, the old ones void. A recovery code cannot mint them
+    (whoever holds one of the old codes must not get ten fresh ones)."""
+    totp, old_codes = _enrol(member.user)
+    client = session_client(member.user)
+    renew = f"{SETUP_PAGE}/recovery-codes"
+    refused = client.post(renew, {"code": old_codes[0]})
+    assert refused.status_code == 302 and refused["Location"] == SETUP_PAGE
+    assert "not correct" in client.get(SETUP_PAGE).content.decode()
+    assert RecoveryCode.objects.filter(user=member.user, used_at__isnull=True).count() == 10
+
+    page = client.post(renew, {"code": totp.now()})
+    assert page.status_code == 200 and page["Cache-Control"] == "no-store"
+    body = page.content.decode()
+    new_codes = [code for code in body.split("<code>")[1:]]
+    assert len(new_codes) == 10 and "Your new recovery codes" in body
+    assert not any(old in body for old in old_codes)
+    assert RecoveryCode.objects.filter(user=member.user).count() == 10
+    assert ("two_factor.recovery_codes_renew", {"recovery_codes": 10}) in _actions(member.user)
+    # An old code no longer logs in.
+    step = _password_step(member.user)
+    assert "not correct" in step.post(CODE_PAGE, {"code": old_codes[1]}).content.decode()

@@ -39,6 +39,7 @@ from projects.services.two_factor import (
     two_factor_enrol_begin,
     two_factor_enrol_confirm,
     two_factor_login,
+    two_factor_recovery_codes_renew,
 )
 from projects.session_tracking import current_console_session_id
 
@@ -48,6 +49,7 @@ PENDING_SECONDS = 300
 
 
 SETUP_ERROR_KEY = "two_factor_setup_error"
+RENEW_ERROR_KEY = "two_factor_renew_error"
 
 
 def _no_store(response: HttpResponse) -> HttpResponse:
@@ -161,7 +163,8 @@ class TwoFactorView(OrganizationFormView):
         device = self._device()
         context: dict[str, Any] = {"form": form, "device": device,
                                    "enabled": device is not None and device.confirmed_at is not None,
-                                   "setup_error": self.request.session.pop(SETUP_ERROR_KEY, None)}
+                                   "setup_error": self.request.session.pop(SETUP_ERROR_KEY, None),
+                                   "renew_error": self.request.session.pop(RENEW_ERROR_KEY, None)}
         if context["enabled"]:
             context["recovery_codes_left"] = selectors.recovery_codes_left(user=self.request.user)
         elif device is not None:
@@ -202,3 +205,21 @@ class TwoFactorSetupView(OrganizationConsoleView):
             return redirect("console:two-factor")
         two_factor_enrol_begin(user=request.user)
         return redirect("console:two-factor")
+
+
+class TwoFactorRecoveryCodesView(OrganizationConsoleView):
+    """Ten new recovery codes for the old ones, with a current code from the app; shown once."""
+
+    http_method_names: ClassVar[list[str]] = ["post"]
+    open_without_two_factor = True
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        try:
+            codes = two_factor_recovery_codes_renew(user=request.user, code=request.POST.get("code", "").strip(),
+                                                    **request_ip_and_agent(request))
+        except (errors.DomainError, LoginLocked) as exc:
+            # Shown next to the field by the page the redirect lands on.
+            request.session[RENEW_ERROR_KEY] = exc.detail
+            return redirect("console:two-factor")
+        return _no_store(self.render_page({"codes": codes, "renewed": True},
+                                          template_name="console/two_factor_recovery_codes.html"))
