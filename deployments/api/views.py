@@ -16,7 +16,9 @@ from controlplane.api.serializers import ListRowsMixin
 from deployments import http_auth, selectors, services
 from deployments.api import serializers as s
 from deployments.api.base import DeploymentScopedViewSet
+from deployments.api.operations import accepted
 from deployments.api.peering import DeploymentPeeringsMixin
+from deployments.operations import selectors as operation_selectors
 from deployments.models import Provider, Region, Spec, Tier
 from deployments.tls.download import PEM_MEDIA_TYPE, ca_pem_response
 from projects.api.base import OrganizationScopedViewSet
@@ -114,7 +116,10 @@ class DeploymentViewSet(DeploymentPeeringsMixin, ListRowsMixin, mixins.RetrieveM
             "server_certificate__private_key_pem", "server_certificate__certificate_pem")
 
     def _accepted(self, deployment) -> Response:
-        return Response(s.DeploymentOut(deployment).data, status=status.HTTP_202_ACCEPTED)
+        # The operation the request started (or, deleting again, the delete under way): its Location to poll.
+        operation = operation_selectors.operation_latest_for_deployment(principal=self.principal,
+                                                                        deployment_id=deployment.id)
+        return accepted(s.DeploymentOut(deployment).data, operation)
 
     @extend_schema(request=s.DeploymentIn, responses={202: s.DeploymentOut})
     def create(self, request: Request) -> Response:
