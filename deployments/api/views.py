@@ -18,8 +18,8 @@ from deployments.api import serializers as s
 from deployments.api.base import DeploymentScopedViewSet
 from deployments.api.operations import accepted
 from deployments.api.peering import DeploymentPeeringsMixin
-from deployments.operations import selectors as operation_selectors
 from deployments.models import Provider, Region, Spec, Tier
+from deployments.operations import selectors as operation_selectors
 from deployments.tls.download import PEM_MEDIA_TYPE, ca_pem_response
 from projects.api.base import OrganizationScopedViewSet
 from projects.facade import projects_by_ids

@@ -47,8 +47,9 @@ def _move(operation: Operation, to_status: str, *, step: str = "", note: str = "
 
 
 def active_for_deployment(deployment_id: str) -> Operation | None:
-    """The operation now moving the deployment (at most one at a time), or None."""
-    return (Operation.objects.filter(deployment_id=deployment_id, status__in=ACTIVE)
+    """The operation now moving the deployment (at most one at a time; a peering's operation runs beside it),
+    or None."""
+    return (Operation.objects.filter(deployment_id=deployment_id, peering_id="", status__in=ACTIVE)
             .order_by("-created_at").first())
 
 
@@ -61,8 +62,9 @@ def operation_start(*, organization_id: str, type: str, steps: Sequence[StepSpec
 
     With ``exclusive`` (the default), another active operation on the same deployment is a 409 — unless
     ``supersede``: a delete ends whatever was under way (that operation is cancelled)."""
-    if deployment is not None:
-        current = Operation.objects.select_for_update().filter(deployment=deployment, status__in=ACTIVE)
+    if deployment is not None and not peering_id:
+        current = Operation.objects.select_for_update().filter(deployment=deployment, peering_id="",
+                                                                status__in=ACTIVE)
         for other in current:
             if supersede:
                 _finish(other, O.CANCELLED, note=f"superseded by {type}")
@@ -196,4 +198,31 @@ def follow_deployment(deployment: Deployment, to_status: str, *, reason: str = "
         _finish(operation, O.SUCCEEDED)
     elif to_status in names:
         if _enter_step(operation, to_status):
+            operation.save()
+
+
+# --- following the peering state machine -------------------------------------------------------------
+PEERING_STEPS: dict[str, list[StepSpec]] = {
+    "peering_create": ["pending", "requested", "active"],
+    "peering_delete": ["deleting", "deleted"],
+}
+#: Both clouds' waiting states (AWS: the customer accepts; Azure: the customer adds the reverse side).
+_PEERING_STEP_OF = {"pending_acceptance": "requested", "initiated": "requested"}
+
+
+def follow_peering(peering_id: str, to_status: str, *, reason: str = "") -> None:
+    """Called by the peering lifecycle's ``transition``: advances, ends or fails the peering's operation."""
+    operation = (Operation.objects.select_for_update().filter(peering_id=peering_id, status__in=ACTIVE)
+                 .order_by("-created_at").first())
+    if operation is None:
+        return
+    names = [s["name"] for s in operation.steps]
+    step = _PEERING_STEP_OF.get(to_status, to_status)
+    if to_status in ("failed", "expired"):
+        _finish(operation, O.FAILED, error=reason or f"The peering is {to_status}.")
+    elif names and step == names[-1]:
+        _enter_step(operation, step)
+        _finish(operation, O.SUCCEEDED)
+    elif step in names:
+        if _enter_step(operation, step):
             operation.save()

@@ -21,5 +21,14 @@ def operation_active_list(*, principal: Principal, deployment_id: str | None = N
     return qs.order_by("-created_at")
 
 
-def operation_latest_for_deployment(*, principal: Principal, deployment_id: str) -> Operation | None:
-    return operation_list(principal=principal).filter(deployment_id=deployment_id).order_by("-created_at").first()
+def operation_latest_for_deployment(*, principal: Principal, deployment_id: str,
+                                    type: str | None = None) -> Operation | None:
+    qs = operation_list(principal=principal).filter(deployment_id=deployment_id, peering_id="")
+    if type is not None:
+        qs = qs.filter(type=type)
+    return qs.order_by("-created_at").first()
+
+
+def operation_latest_for_peering(*, peering_id: str) -> Operation | None:
+    """For a peering the caller already resolved through the tenancy base."""
+    return Operation.objects.filter(peering_id=peering_id).order_by("-created_at").first()

@@ -95,3 +95,50 @@ def test_a_retried_worker_resumes_from_the_recorded_step(project_api):
     progress.operation_fail(operation, "late")  # a late failure after the end changes nothing
     operation.refresh_from_db()
     assert operation.status == "succeeded" and operation.error == ""
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_peering_locations_polled_to_the_end(make_client, aws_cloud):
+    from deployments.models import Peering, Spec
+    from deployments.peering import customer_side
+    from deployments.tests.conftest import CUSTOMER_ACCOUNT
+    from deployments.tests.factories import DeploymentFactory
+
+    organization = OrganizationFactory()
+    _, secret = make_api_key(organization)
+    api = make_client(secret)
+    deployment = DeploymentFactory(organization=organization, spec=Spec.objects.get(id="pro-1k"))
+    vpc_id = customer_side.ensure_customer_vpc(CUSTOMER_ACCOUNT, "us-east-1", "10.20.0.0/16")
+    with running_worker():
+        created = api.post(f"/api/v1/deployments/{deployment.id}/peerings",
+                           {"provider": "aws", "account_id": CUSTOMER_ACCOUNT, "vpc_id": vpc_id,
+                            "region": "us-east-1", "cidr": "10.20.0.0/16"}, format="json")
+        location = created["Location"]
+
+        def requested():
+            body = api.get(location).json()
+            return body if body["current_step"] == "requested" else None
+
+        assert wait_for(requested, "the peering requested")["status"] == "running"
+        customer_side.play(Peering.objects.get(pk=created.json()["id"]))
+        body = follow(api, created)
+        assert body["type"] == "peering_create" and body["peering"] == created.json()["id"]
+        assert follow(api, api.delete(f"/api/v1/peerings/{body['peering']}"))["type"] == "peering_delete"
+
+
+@pytest.mark.django_db
+def test_switch_to_annual_links_its_operation(make_client):
+    from deployments.tests.factories import DeploymentFactory
+
+    organization = OrganizationFactory()
+    _, secret = make_api_key(organization)
+    api = make_client(secret)
+    deployment = DeploymentFactory(organization=organization)
+    response = api.post(f"/api/v1/deployments/{deployment.id}/subscription/switch-to-annual", {"renew": True},
+                        format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["mode"] == "annual"
+    body = api.get(response["Location"]).json()
+    assert body["type"] == "switch_to_annual" and body["status"] == "succeeded"
+    assert body["id"] == response.json()["operation"]
