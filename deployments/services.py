@@ -177,8 +177,10 @@ def _begin(principal: Principal, deployment: Deployment, to_status: str, *, acti
             prepare(deployment)
         kind = action.split(".")[-1]
         steps = LIFECYCLE_STEPS.get(kind) or [to_status, RETRY_GOAL[to_status]]
+        # The deployment's state machine has just allowed this request, so an operation still open on it is
+        # stale (its deployment was moved outside a transition): it is closed as superseded, not a 409.
         operation_start(organization_id=deployment.organization_id, type=kind, deployment=deployment, steps=steps,
-                        requested_by=principal.actor_label, params=changes or {})
+                        requested_by=principal.actor_label, params=changes or {}, supersede=True)
         transition(deployment, to_status, actor_label=principal.actor_label, reason=action)
         audit_record(principal=principal, action=action, target=deployment, changes=changes or {})
         _enqueue_converge(deployment)

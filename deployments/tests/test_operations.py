@@ -142,3 +142,20 @@ def test_switch_to_annual_links_its_operation(make_client):
     body = api.get(response["Location"]).json()
     assert body["type"] == "switch_to_annual" and body["status"] == "succeeded"
     assert body["id"] == response.json()["operation"]
+
+
+@pytest.mark.django_db
+def test_an_exclusive_operation_is_refused_while_another_runs(project_api):
+    from controlplane import errors
+    from deployments.tests.factories import DeploymentFactory
+
+    deployment = DeploymentFactory(organization=project_api.project.organization, status="running")
+    first = progress.operation_start(organization_id=deployment.organization_id, type="upgrade",
+                                     deployment=deployment, steps=[("scheduled", True), "rolling", "done"])
+    with pytest.raises(errors.Conflict):
+        progress.operation_start(organization_id=deployment.organization_id, type="upgrade",
+                                 deployment=deployment, steps=["rolling"])
+    # A cancellable step (a scheduled upgrade) is cancelled through the API.
+    response = project_api.post(f"/api/v1/operations/{first.id}/cancel")
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    assert Deployment.objects.get(pk=deployment.pk).status == "running"
