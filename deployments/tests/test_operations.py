@@ -159,3 +159,19 @@ def test_an_exclusive_operation_is_refused_while_another_runs(project_api):
     response = project_api.post(f"/api/v1/operations/{first.id}/cancel")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
     assert Deployment.objects.get(pk=deployment.pk).status == "running"
+
+
+@pytest.mark.django_db
+def test_console_shows_running_operations_with_their_steps():
+    from deployments.tests.factories import DeploymentFactory
+    from tests.support import console_login, console_page
+
+    client, membership = console_login()
+    deployment = DeploymentFactory(organization=membership.organization, status="running")
+    progress.operation_start(organization_id=deployment.organization_id, type="scale", deployment=deployment,
+                             steps=progress.LIFECYCLE_STEPS["scale"])
+    section = console_page(client, "deployment-operations", deployment.id)
+    assert "Scale" in section and "scaling" in section and 'hx-trigger="every 2s"' in section
+    listed = console_page(client, "operations")
+    assert deployment.id in listed and "running" in listed
+    assert f"/deployments/{deployment.id}/operations" in console_page(client, "deployment-detail", deployment.id)
