@@ -131,7 +131,8 @@ class EventPagination(CursorLimitPagination):
 
 
 class PeeringViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):
-    """VPC peerings. DELETE answers 202 with status `deleting`; poll until `deleted`."""
+    """VPC peerings. DELETE answers 202 with status `deleting` (plus `operation` and its `Location`); poll until
+    `deleted`."""
 
     permission_by_action = {"destroy": Perm.DEPLOYMENTS_WRITE, "retry": Perm.DEPLOYMENTS_WRITE}
     serializer_class = PeeringOut

@@ -101,7 +101,8 @@ class PemRenderer(BaseRenderer):
 # DeploymentScopedViewSet too (alerts.api.metrics, billing.api.views). The docstring is the schema's description.
 class DeploymentViewSet(DeploymentPeeringsMixin, ListRowsMixin, mixins.RetrieveModelMixin,
                         DeploymentScopedViewSet):
-    """Broker deployments. Lifecycle requests answer 202 with the deployment in its new state; poll it."""
+    """Broker deployments. Lifecycle requests answer 202 with the deployment in its new state, plus `operation`
+    (its id) and `Location: /api/v1/operations/op_…`; poll either."""
 
     permission_by_action = {action: Perm.DEPLOYMENTS_WRITE for action in
                             ("create", "partial_update", "destroy", "scale", "stop", "start", "retry",
