@@ -426,3 +426,5 @@ from deployments.maintenance.models import (  # noqa: E402, F401
     Weekday,
 )
 
+# Operations live in their own module too; imported here so Django finds them.
+from deployments.operations.models import Operation, OperationEvent, OperationStatus, OperationType  # noqa: E402,F401

@@ -3,6 +3,7 @@ from rest_framework.routers import SimpleRouter
 from deployments.api import views
 from deployments.api.maintenance import DeploymentMaintenanceViewSet, ProjectMaintenanceViewSet
 from deployments.api.mqtt_access import DeploymentMqttAccessViewSet
+from deployments.api.operations import OperationViewSet
 from deployments.api.peering import PeeringViewSet
 
 router = SimpleRouter(trailing_slash=False)
@@ -13,5 +14,6 @@ router.register("deployments", DeploymentMqttAccessViewSet, basename="deployment
 router.register("deployments", DeploymentMaintenanceViewSet, basename="deployment-maintenance")
 router.register("projects", ProjectMaintenanceViewSet, basename="project-maintenance")
 router.register("peerings", PeeringViewSet, basename="peering")
+router.register("operations", OperationViewSet, basename="operation")
 
 urlpatterns = router.urls

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deployments', '0009_maintenance_windows'),
+        ('deployments', '0010_operations'),
         ('projects', '0006_two_factor'),
     ]
 
