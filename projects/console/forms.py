@@ -19,6 +19,11 @@ class LoginForm(forms.Form):
     password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
 
 
+class SsoLoginForm(forms.Form):
+    email = forms.EmailField(label="Work email",
+                             widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}))
+
+
 class TwoFactorCodeForm(forms.Form):
     """A code from the authenticator app (or, where offered, a recovery code)."""
 

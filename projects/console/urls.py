@@ -3,13 +3,15 @@ the ``console`` namespace."""
 
 from django.urls import path
 
-from projects.console.views import api_keys, audit, auth, members, security, two_factor
+from projects.console.views import api_keys, audit, auth, members, security, sso, two_factor
 from projects.console.views import projects as project_views
 
 urlpatterns = [
     path("", project_views.ProjectListView.as_view(), name="home"),
     path("login", auth.LoginView.as_view(), name="login"),
     path("login/two-factor", two_factor.TwoFactorLoginView.as_view(), name="login-two-factor"),
+    path("login/sso", sso.SsoLoginView.as_view(), name="login-sso"),
+    path("sso/callback", sso.SsoCallbackView.as_view(), name="sso-callback"),
     path("logout", auth.LogoutView.as_view(), name="logout"),
     path("signup", auth.SignupView.as_view(), name="signup"),
     path("password/reset", auth.PasswordResetView.as_view(), name="password-reset"),
