@@ -174,9 +174,10 @@ def test_require_sso_refuses_passwords_of_the_domain_except_break_glass_owners(c
     MembershipFactory(organization=organization, user__email="boss@acme.test", role=Role.OWNER, sso_break_glass=True)
     MembershipFactory(organization=organization, user__email="guest@elsewhere.test", role=Role.VIEWER)
 
-    response = client.post("/console/login", {"email": "dev@acme.test", "password": PASSWORD})
-    assert response.status_code in (400, 403)
-    assert "requires single sign-on" in response.content.decode()
+    response = client.post("/console/login", {"email": "dev@acme.test", "password": PASSWORD}, follow=True)
+    assert response.redirect_chain[0][0].startswith("/console/login/sso?email=dev%40acme.test")
+    assert "requires single sign-on for acme.test" in response.content.decode()
+    assert "_auth_user_id" not in client.session
     event = AuditEvent.objects.filter(action="user.login", changes__email="dev@acme.test").latest("created_at")
     assert event.changes["result"] == "sso_required"
 

@@ -32,6 +32,10 @@ class SsoLoginView(ConsoleFormMixin, ConsoleView):
     template_name = "console/login_sso.html"
     form_class = console_forms.SsoLoginForm
 
+    def get_form(self, data: Any = None) -> forms.Form:
+        # The password page sends a person whose domain requires SSO here with their address.
+        return self.form_class(data, initial={"email": self.request.GET.get("email", "")[:254]})
+
     def get_context(self, form: forms.Form) -> dict[str, Any]:
         return {"form": form, "next": _safe_next_url(self.request)}
 
