@@ -418,8 +418,12 @@ class SsoDomain(models.Model):
     id = PrefixedIdField(prefix="dom")
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="sso_domains")
     domain = models.CharField(max_length=253)
-    # The token is looked up by its hash; the plain token goes out once, in the mail or as the TXT value.
+    # The token is looked up by its hash; the encrypted copy lets a worker (re)send the mail and the page show
+    # the TXT value to publish.
     token_hash = models.CharField(max_length=64, unique=True)
+    token_encrypted = EncryptedTextField(blank=True)
+    verification_email = models.EmailField(max_length=254, blank=True,
+                                           help_text="The admin address on the domain the verification mail goes to.")
     verified_at = models.DateTimeField(null=True, blank=True)
     verified_by = models.CharField(max_length=16, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)

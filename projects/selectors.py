@@ -298,3 +298,18 @@ def sso_connection_for_email(*, email: str) -> SsoConnection | None:
     if claimed is None:
         return None
     return getattr(claimed.organization, "sso_connection", None)
+
+
+def sso_connection_get(*, principal: Principal) -> SsoConnection | None:
+    return SsoConnection.objects.filter(organization=principal.organization).first()
+
+
+def sso_domain_list(*, principal: Principal) -> QuerySet[SsoDomain]:
+    return SsoDomain.objects.filter(organization=principal.organization).order_by("domain")
+
+
+def sso_domain_get(*, principal: Principal, domain_id: str) -> SsoDomain:
+    sso_domain = sso_domain_list(principal=principal).filter(pk=domain_id).first()
+    if sso_domain is None:
+        raise errors.NotFound(f"No SSO domain {domain_id}.")
+    return sso_domain

@@ -3,7 +3,7 @@ the ``console`` namespace."""
 
 from django.urls import path
 
-from projects.console.views import api_keys, audit, auth, members, security, sso, two_factor
+from projects.console.views import api_keys, audit, auth, members, security, sso, sso_settings, two_factor
 from projects.console.views import projects as project_views
 
 urlpatterns = [
@@ -25,6 +25,14 @@ urlpatterns = [
     path("account/sessions/end-others", security.SessionsEndOthersView.as_view(), name="sessions-end-others"),
     path("account/sessions/<str:object_id>/end", security.SessionEndView.as_view(), name="session-end"),
     path("settings/security", security.SecuritySettingsView.as_view(), name="security"),
+    path("settings/sso", sso_settings.SsoSettingsView.as_view(), name="sso-settings"),
+    path("settings/sso/unlink", sso_settings.SsoUnlinkView.as_view(), name="sso-unlink"),
+    path("settings/sso/domains", sso_settings.SsoDomainAddView.as_view(), name="sso-domain-add"),
+    path("settings/sso/domains/<str:object_id>/check-dns",
+         sso_settings.SsoDomainActionView.as_view(operation="check-dns"), name="sso-domain-check-dns"),
+    path("settings/sso/domains/<str:object_id>/remove", sso_settings.SsoDomainActionView.as_view(operation="remove"),
+         name="sso-domain-remove"),
+    path("sso/domains/verify/<str:token>", sso_settings.SsoDomainVerifyView.as_view(), name="sso-domain-verify"),
     path("switch-organization", auth.OrganizationSwitchView.as_view(), name="organization-switch"),
     path("projects/new", project_views.ProjectCreateView.as_view(), name="project-create"),
     path("projects/<str:project_id>", project_views.ProjectEditView.as_view(), name="project-edit"),

@@ -32,7 +32,7 @@ from controlplane import errors
 from projects.audit import audit_record, audit_record_for_person
 from projects.models import Membership, Project, SsoConnection, SsoDomain, User
 from projects.roles import Role
-from projects.selectors import email_domain, sso_connection_for_email
+from projects.selectors import email_domain
 from projects.services.logins import login_audit
 from projects.tenancy import Principal
 
@@ -129,9 +129,8 @@ def sso_complete(*, pending: SsoPending | None, params: dict[str, str], redirect
         _audit_refusal(connection, exc, ip=ip, user_agent=user_agent)
         raise
     with transaction.atomic():
-        membership = _join(connection, user, claims, ip=ip, user_agent=user_agent)
+        _join(connection, user, claims, ip=ip, user_agent=user_agent)
     login_audit(email=user.email, user=user, method="sso", result="success", ip=ip, user_agent=user_agent)
-    del membership
     return user
 
 

@@ -33,7 +33,7 @@ from projects.session_tracking import current_console_session_id
 from projects.tenancy import client_ip, principal_for_user
 
 
-def _safe_next_url(request: HttpRequest) -> str:
+def safe_next_url(request: HttpRequest) -> str:
     candidate = request.POST.get("next") or request.GET.get("next") or ""
     if url_has_allowed_host_and_scheme(candidate, allowed_hosts={request.get_host()},
                                        require_https=request.is_secure()):
@@ -48,11 +48,11 @@ class LoginView(ConsoleFormMixin, ConsoleView):
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.user.is_authenticated:
-            return redirect(_safe_next_url(request))
+            return redirect(safe_next_url(request))
         return super().get(request, *args, **kwargs)
 
     def get_context(self, form: forms.Form) -> dict[str, Any]:
-        return {"form": form, "next": _safe_next_url(self.request)}
+        return {"form": form, "next": safe_next_url(self.request)}
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
         try:
@@ -65,13 +65,13 @@ class LoginView(ConsoleFormMixin, ConsoleView):
         except SsoRequired as exc:
             # Not an error page: the person is sent on to the SSO page, their address filled in.
             messages.warning(self.request, exc.detail)
-            query = urlencode({"email": form.cleaned_data["email"], "next": _safe_next_url(self.request)})
+            query = urlencode({"email": form.cleaned_data["email"], "next": safe_next_url(self.request)})
             return redirect(f"{reverse('console:login-sso')}?{query}")
         if two_factor_enabled(user):
             # Not a login yet: the session only notes who gave the right password, for the code page.
-            return two_factor_login_begin(self.request, user, next_url=_safe_next_url(self.request))
+            return two_factor_login_begin(self.request, user, next_url=safe_next_url(self.request))
         login(self.request, user)
-        return redirect(_safe_next_url(self.request))
+        return redirect(safe_next_url(self.request))
 
 
 class LogoutView(ConsoleView):

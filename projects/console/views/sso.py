@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from projects.console import forms as console_forms
 from projects.console.base import SESSION_ORGANIZATION_KEY, ConsoleFormMixin, ConsoleView, request_ip_and_agent
-from projects.console.views.auth import _safe_next_url
+from projects.console.views.auth import safe_next_url
 from projects.selectors import email_domain, sso_connection_for_email
 from projects.services.sso import SsoPending, SsoRefused, sso_begin, sso_complete
 
@@ -37,7 +37,7 @@ class SsoLoginView(ConsoleFormMixin, ConsoleView):
         return self.form_class(data, initial={"email": self.request.GET.get("email", "")[:254]})
 
     def get_context(self, form: forms.Form) -> dict[str, Any]:
-        return {"form": form, "next": _safe_next_url(self.request)}
+        return {"form": form, "next": safe_next_url(self.request)}
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
         email = form.cleaned_data["email"]
@@ -47,7 +47,7 @@ class SsoLoginView(ConsoleFormMixin, ConsoleView):
                                     f"password.")
             return self.render_page(self.get_context(form), status=400)
         url, pending = sso_begin(connection=connection, redirect_uri=callback_url(self.request), login_hint=email,
-                                 next_url=_safe_next_url(self.request))
+                                 next_url=safe_next_url(self.request))
         self.request.session[PENDING_KEY] = pending.as_session()
         return redirect(url)
 
