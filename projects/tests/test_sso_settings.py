@@ -88,7 +88,8 @@ def test_only_owners_and_admins(session_client, role):
     _problem(session_client(member.user).get(f"{URL}/domains"), 403)
 
 
-def test_domain_verified_by_mail_then_require_sso_with_a_break_glass_owner(owner, session_client, django_capture_on_commit_callbacks):
+def test_domain_verified_by_mail_then_require_sso_with_a_break_glass_owner(owner, session_client,
+                                                                         django_capture_on_commit_callbacks):
     client = session_client(owner.user)
     _verified(owner, client, django_capture_on_commit_callbacks)
     body = client.put(URL, {**BODY, "require_sso": True, "break_glass_member_ids": [owner.pk]}, format="json")
