@@ -28,7 +28,7 @@ from joserfc import jwt
 from joserfc.errors import BadSignatureError, ClaimError, ExpiredTokenError, JoseError
 from joserfc.jwk import KeySet
 
-from controlplane import errors
+from controlplane import errors, ratelimit
 from projects.audit import audit_record, audit_record_for_person
 from projects.models import Membership, Project, SsoConnection, SsoDomain, User
 from projects.roles import Role
@@ -286,6 +286,10 @@ def _join(connection: SsoConnection, user: User, claims: dict[str, Any], *, ip: 
 def _audit_refusal(connection: SsoConnection | None, exc: SsoRefused, *, ip: str | None, user_agent: str) -> None:
     changes = {"method": "sso", "result": "refused", "reason": exc.reason, "email": exc.email}
     if connection is None:
+        # The callback is a public URL: a crawler or a flood of forged answers must not fill the log with
+        # organization-less rows, so these are recorded once a minute per client address.
+        if not ratelimit.hit(f"sso-refusal-audit:{ip or 'unknown'}", limit=1, window=60).allowed:
+            return
         audit_record_for_person(user=None, action="user.login", changes=changes, ip=ip, user_agent=user_agent,
                                 actor_label=exc.email or "unknown")
         return

@@ -214,3 +214,10 @@ def test_the_callback_takes_the_state_once(client, op):
     assert AuditEvent.objects.filter(action="user.login", changes__reason="state_unknown",
                                      organization=None).count() == 1
     assert connection.organization.pk
+
+
+def test_refusals_of_unknown_logins_are_audited_once_a_minute_per_address():
+    for _ in range(3):
+        with pytest.raises(SsoRefused):
+            sso_complete(pending=None, params={"state": "x", "code": "y"}, redirect_uri=REDIRECT, ip="192.0.2.9")
+    assert AuditEvent.objects.filter(action="user.login", changes__reason="state_unknown").count() == 1
