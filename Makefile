@@ -17,7 +17,7 @@ ARCH_PENDING ?=
 ARCH_ALL = $(shell $(PY) -c 'import tomllib; print(*(c["id"] for c in tomllib.load(open("pyproject.toml", "rb"))["tool"]["importlinter"]["contracts"]))')
 ARCH_CONTRACTS = $(filter-out $(ARCH_PENDING),$(ARCH_ALL))
 
-.PHONY: run run-production test lint arch arch-pending typecheck audit advisories-refresh bench install install-dev services browser axe clean deploy-tools deploy-check
+.PHONY: run run-production test lint arch arch-pending typecheck audit advisories-refresh bench install install-dev services browser axe oidc-provider clean deploy-tools deploy-check
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-run: install
+run: install oidc-provider
 	PORT=$(or $(PORT),8000) SIMULATOR_PORT=$(or $(SIMULATOR_PORT),8790) $(PY) bin/run_embedded.py
 
 # The production profile on one machine (gunicorn, a worker per queue, RedBeat beat, PostgreSQL, a Redis of its own
@@ -49,6 +49,10 @@ browser:
 # axe-core (npm, pinned) into .tools/ for the console's accessibility sweep.
 axe:
 	@bash bin/ensure_axe.sh
+
+# The local OpenID Provider (npm `oidc-provider`, pinned) for the SSO tests and `make run`.
+oidc-provider:
+	@bash bin/ensure_oidc_provider.sh
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
@@ -104,7 +108,7 @@ deploy-check: deploy-tools
 	.tools/checkov/bin/checkov --quiet --compact --skip-download --framework dockerfile -f Dockerfile
 
 # Lint, the architecture contracts and the type check run first (in this order), then the suite.
-test: install-dev services browser axe deploy-tools lint arch typecheck
+test: install-dev services browser axe oidc-provider deploy-tools lint arch typecheck
 	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: install-dev services

@@ -27,6 +27,7 @@ QUEUES: tuple[str, ...] = (PROVISIONING, BILLING, ALERTS, MAIL, HOUSEKEEPING)
 TASK_ROUTES: dict[str, dict[str, str]] = {
     "projects.tasks.invitation_send_email": {"queue": MAIL},
     "projects.tasks.password_reset_send_email": {"queue": MAIL},
+    "projects.tasks.sso_domain_send_email": {"queue": MAIL},
     "alerts.tasks.notice_email_send": {"queue": MAIL},
     "alerts.tasks.channel_disabled_notify": {"queue": MAIL},
     "deployments.tasks.*": {"queue": PROVISIONING},

@@ -219,6 +219,9 @@ LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)
 LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 900)
 # How long a mailed password reset link works; it also stops working once used (the password hash changes).
 PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)
+# SSO domain verification by DNS TXT record (projects/services/sso_settings.py): the resolvers asked, comma
+# separated; empty: the system's.
+SSO_DNS_NAMESERVERS = [ns for ns in env_str("SSO_DNS_NAMESERVERS", "").split(",") if ns.strip()]
 
 # Requests allowed per minute: per credential (API key or user) and per client IP.
 API_RATE_LIMITS = {

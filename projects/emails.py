@@ -10,7 +10,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from projects.models import Invitation, User
+from projects.models import Invitation, SsoDomain, User
 
 
 def invitation_accept_url(token: str) -> str:
@@ -52,4 +52,20 @@ def send_password_reset_email(*, user: User, token: str) -> None:
         headers={"X-Mqcloud-Mail": "password-reset"},
     )
     message.attach_alternative(render_to_string("projects/email/password_reset.html", context), "text/html")
+    message.send()
+
+
+def sso_domain_verify_url(token: str) -> str:
+    return settings.PUBLIC_BASE_URL.rstrip("/") + reverse("console:sso-domain-verify", args=[token])
+
+
+def send_sso_domain_email(*, sso_domain: SsoDomain) -> None:
+    """To the admin mailbox of a domain an organization claims for SSO: the link proves the mailbox is read."""
+    context = {"sso_domain": sso_domain, "organization": sso_domain.organization,
+               "verify_url": sso_domain_verify_url(sso_domain.token_encrypted)}
+    message = EmailMultiAlternatives(
+        subject=f"Verify {sso_domain.domain} for single sign-on to {sso_domain.organization.name} on mqcloud",
+        body=render_to_string("projects/email/sso_domain.txt", context),
+        to=[sso_domain.verification_email],
+    )
     message.send()

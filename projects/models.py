@@ -238,6 +238,9 @@ class Membership(ProjectLimited):
     projects = models.ManyToManyField(Project, blank=True, related_name="limited_memberships")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
+    # Issue 17: with "require SSO" an owner flagged here may still log in with a password (the IdP may fail).
+    sso_break_glass = models.BooleanField(
+        default=False, help_text="An owner who may log in with a password while the organization requires SSO.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["organization", "user"], name="one_membership_per_org")]
@@ -381,3 +384,56 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise TypeError("The audit log is append-only.")
+
+
+class SsoConnection(models.Model):
+    """An organization's OpenID Provider (issue 17): people of its verified domains log in there.
+
+    ``group_mappings``: ``[{"group": "mq-admins", "role": "admin", "projects": ["prj_..."]}]``, first match wins;
+    a person in none of the groups joins with ``default_role`` and every project.
+    """
+
+    id = PrefixedIdField(prefix="sso")
+    organization = models.OneToOneField(Organization, on_delete=models.CASCADE, related_name="sso_connection")
+    issuer = models.URLField(max_length=300)
+    client_id = models.CharField(max_length=200)
+    client_secret = EncryptedTextField()
+    groups_claim = models.CharField(max_length=100, default="groups")
+    default_role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    group_mappings = models.JSONField(default=list, blank=True)
+    require_sso = models.BooleanField(
+        default=False, help_text="People of the verified domains may not log in with a password (break-glass "
+                                 "owners excepted).")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"SSO of {self.organization_id} at {self.issuer}"
+
+
+class SsoDomain(models.Model):
+    """An email domain an organization claims for SSO; it counts only once verified (a mail to an admin address
+    on the domain, or a DNS TXT record). One organization per verified domain."""
+
+    id = PrefixedIdField(prefix="dom")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="sso_domains")
+    domain = models.CharField(max_length=253)
+    # The token is looked up by its hash; the encrypted copy lets a worker (re)send the mail and the page show
+    # the TXT value to publish.
+    token_hash = models.CharField(max_length=64, unique=True)
+    token_encrypted = EncryptedTextField(blank=True)
+    verification_email = models.EmailField(max_length=254, blank=True,
+                                           help_text="The admin address on the domain the verification mail goes to.")
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verified_by = models.CharField(max_length=16, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "domain"], name="sso_domain_once_per_org"),
+            models.UniqueConstraint(fields=["domain"], condition=Q(verified_at__isnull=False),
+                                    name="sso_domain_verified_once"),
+        ]
+
+    def __str__(self) -> str:
+        return self.domain

@@ -23,6 +23,8 @@ from projects.models import (
     Organization,
     Project,
     RecoveryCode,
+    SsoConnection,
+    SsoDomain,
     TwoFactorDevice,
     User,
 )
@@ -279,3 +281,35 @@ def member_emails(*, organization: Organization, roles: list[str]) -> list[str]:
     platform mails owners and admins about their organization)."""
     return list(Membership.objects.filter(organization=organization, role__in=roles, user__is_active=True)
                 .order_by("created_at", "id").values_list("user__email", flat=True))
+
+
+def email_domain(email: str) -> str:
+    return email.rpartition("@")[2].strip().lower().rstrip(".")
+
+
+def sso_connection_for_email(*, email: str) -> SsoConnection | None:
+    """The IdP an address's domain sends its people to (issue 17): a verified domain of an organization with
+    SSO set up; None for every other address."""
+    domain = email_domain(email)
+    if not domain:
+        return None
+    claimed = (SsoDomain.objects.filter(domain=domain, verified_at__isnull=False)
+               .select_related("organization__sso_connection").first())
+    if claimed is None:
+        return None
+    return getattr(claimed.organization, "sso_connection", None)
+
+
+def sso_connection_get(*, principal: Principal) -> SsoConnection | None:
+    return SsoConnection.objects.filter(organization=principal.organization).first()
+
+
+def sso_domain_list(*, principal: Principal) -> QuerySet[SsoDomain]:
+    return SsoDomain.objects.filter(organization=principal.organization).order_by("domain")
+
+
+def sso_domain_get(*, principal: Principal, domain_id: str) -> SsoDomain:
+    sso_domain = sso_domain_list(principal=principal).filter(pk=domain_id).first()
+    if sso_domain is None:
+        raise errors.NotFound(f"No SSO domain {domain_id}.")
+    return sso_domain

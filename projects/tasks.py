@@ -8,8 +8,8 @@ import smtplib
 from celery import shared_task
 
 from projects.accounts import password_reset_token
-from projects.emails import send_invitation_email, send_password_reset_email
-from projects.models import Invitation, User
+from projects.emails import send_invitation_email, send_password_reset_email, send_sso_domain_email
+from projects.models import Invitation, SsoDomain, User
 from projects.services import invitations, sessions
 
 logger = logging.getLogger(__name__)
@@ -54,4 +54,16 @@ def password_reset_send_email(self, email: str) -> str:
     if user is None:
         return "no account"
     send_password_reset_email(user=user, token=password_reset_token(user=user))
+    return "sent"
+
+
+@shared_task(name="projects.tasks.sso_domain_send_email", bind=True, acks_late=True,
+             autoretry_for=_TRANSIENT_MAIL_ERRORS, retry_backoff=5, retry_backoff_max=600, max_retries=8)
+def sso_domain_send_email(self, sso_domain_id: str) -> str:
+    sso_domain = SsoDomain.objects.select_related("organization").filter(pk=sso_domain_id).first()
+    if sso_domain is None:
+        return "gone"
+    if sso_domain.verified_at is not None or not sso_domain.verification_email:
+        return "skipped"
+    send_sso_domain_email(sso_domain=sso_domain)
     return "sent"

@@ -82,8 +82,9 @@ def main() -> int:
 
     console = get_resolver().namespace_dict["console"][1]
     for name in page_names(console.url_patterns):
-        # The login's steps; the code step without a password step before it sends back to the login page.
-        if name not in {"logout", "login", "login-two-factor", "signup"}:
+        # The login's steps; the code step without a password step before it sends back to the login page, and
+        # so does the SSO callback without a login started at the IdP.
+        if name not in {"logout", "login", "login-two-factor", "signup", "sso-callback"}:
             get(reverse(f"console:{name}"))
     for path in ("/api/v1/organization", "/api/v1/projects", "/api/v1/deployments", "/api/v1/billing/account",
                  "/api/v1/billing/usage", "/api/v1/invoices", "/api/v1/budgets", "/api/v1/alert-channels",

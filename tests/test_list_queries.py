@@ -28,6 +28,7 @@ from projects.tests.factories import (
     InvitationFactory,
     MembershipFactory,
     ProjectFactory,
+    SsoDomainFactory,
     make_api_key,
 )
 
@@ -144,6 +145,7 @@ ROWS: dict[str, Callable[[Fleet], None] | str] = {
     "/api/v1/sessions": "a person's own console sessions, which an API key (this test's client) has none of; "
                         "the list is one query over ConsoleSession with nothing per row",
     "/api/v1/specs": _catalog(Spec),
+    "/api/v1/organization/sso/domains": lambda f: [SsoDomainFactory(organization=f.org) for _ in range(COUNT)],
 }
 
 

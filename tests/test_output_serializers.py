@@ -16,18 +16,21 @@ from deployments.api import serializers as deployment_serializers
 from deployments.models import CertificateAuthority, DeploymentEvent, ServerCertificate
 from deployments.tests.factories import DeploymentFactory
 from projects.api import serializers as project_serializers
+from projects.api import sso as project_sso_api
 from projects.models import AuditEvent, ConsoleSession
 from projects.tests.factories import (
     InvitationFactory,
     MembershipFactory,
     OrganizationFactory,
     ProjectFactory,
+    SsoConnectionFactory,
+    SsoDomainFactory,
     make_api_key,
 )
 
 pytestmark = pytest.mark.django_db
 
-MODULES = (project_serializers, deployment_serializers)
+MODULES = (project_serializers, project_sso_api, deployment_serializers)
 
 
 def _all_subclasses(cls: type) -> set[type]:
@@ -60,7 +63,7 @@ def _rows() -> list:
     console_session = ConsoleSession.objects.create(user=member.user, session_key="k" * 32,
                                                     device="Firefox 133 on Ubuntu", ip="2001:db8::7")
     rows = [org, member.user, project, member, key, InvitationFactory(organization=org), event, audit,
-            console_session,
+            console_session, SsoConnectionFactory(organization=org), SsoDomainFactory(organization=org),
             DeploymentFactory(organization=org, project=project),  # no endpoints, no certificate
             type(with_cert).objects.select_related("server_certificate").get(pk=with_cert.pk)]
     key.key = "mqc_secret"  # what ApiKeyCreatedOut adds

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from projects.api import views
+from projects.api import sso, views
 
 router = SimpleRouter(trailing_slash=False)
 router.register("projects", views.ProjectViewSet, basename="project")
@@ -10,6 +10,7 @@ router.register("invitations", views.InvitationViewSet, basename="invitation")
 router.register("api-keys", views.ApiKeyViewSet, basename="api-key")
 router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
 router.register("sessions", views.ConsoleSessionViewSet, basename="session")
+router.register("organization/sso/domains", sso.SsoDomainViewSet, basename="sso-domain")
 
 urlpatterns = [
     path("signup", views.SignupView.as_view(), name="signup"),
@@ -18,6 +19,9 @@ urlpatterns = [
     path("organization/security",
          views.OrganizationSecurityViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),
          name="organization-security"),
+    path("organization/sso",
+         sso.OrganizationSsoViewSet.as_view({"get": "retrieve", "put": "update", "delete": "destroy"}),
+         name="organization-sso"),
     path("invitations/accept", views.InvitationAcceptView.as_view(), name="invitation-accept"),
     path("auth/password/reset", views.PasswordResetView.as_view(), name="password-reset"),
     path("auth/password/reset/confirm", views.PasswordResetConfirmView.as_view(), name="password-reset-confirm"),

@@ -19,6 +19,11 @@ class LoginForm(forms.Form):
     password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
 
 
+class SsoLoginForm(forms.Form):
+    email = forms.EmailField(label="Work email",
+                             widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}))
+
+
 class TwoFactorCodeForm(forms.Form):
     """A code from the authenticator app (or, where offered, a recovery code)."""
 
@@ -180,3 +185,49 @@ class SecurityPolicyForm(forms.Form):
     def clean_ip_allowlist(self) -> list[str]:
         text = self.cleaned_data["ip_allowlist"]
         return [entry.strip() for entry in text.replace(",", "\n").splitlines() if entry.strip()]
+
+
+_SSO_ROLE_CHOICES = [("admin", "Admin"), ("developer", "Developer"), ("billing", "Billing"), ("viewer", "Viewer")]
+
+
+class SsoSettingsForm(forms.Form):
+    """The organization's OpenID Provider (issue 17)."""
+
+    issuer = forms.URLField(label="Issuer URL", max_length=300, assume_scheme="https",
+                            help_text="Your IdP's issuer; its discovery document is read from "
+                                      "/.well-known/openid-configuration under it.")
+    client_id = forms.CharField(label="Client ID", max_length=200)
+    client_secret = forms.CharField(label="Client secret", max_length=500, required=False,
+                                    widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+                                    help_text="Stored encrypted. Leave empty to keep the current one.")
+    groups_claim = forms.CharField(label="Groups claim", max_length=100, initial="groups",
+                                   help_text="The ID token claim that lists the person's groups.")
+    default_role = forms.ChoiceField(label="Default role", choices=_SSO_ROLE_CHOICES, initial="viewer",
+                                     help_text="The role of a person in none of the mapped groups.")
+    group_mappings = forms.CharField(
+        label="Group mappings", required=False, widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        help_text="One per line: group = role, optionally followed by : and project ids the member is limited to "
+                  "(mq-admins = admin, mq-iot = developer: prj_abc). The first matching line wins.")
+    require_sso = forms.BooleanField(
+        label="Require SSO", required=False,
+        help_text="People of the verified domains cannot log in with a password, except break-glass owners.")
+
+    def clean_group_mappings(self) -> list[dict[str, object]]:
+        mappings = []
+        for number, line in enumerate(self.cleaned_data["group_mappings"].splitlines(), start=1):
+            if not line.strip():
+                continue
+            group, sep, rest = line.partition("=")
+            role, _, projects = rest.partition(":")
+            if not sep or not group.strip() or not role.strip():
+                raise forms.ValidationError(f"Line {number}: write group = role.")
+            mappings.append({"group": group.strip(), "role": role.strip().lower(),
+                             "projects": [p.strip() for p in projects.split(",") if p.strip()]})
+        return mappings
+
+
+class SsoDomainForm(forms.Form):
+    domain = forms.CharField(label="Domain", max_length=253, help_text="Such as example.com.")
+    mailbox = forms.ChoiceField(label="Verification mail to", choices=[
+        (name, f"{name}@ the domain") for name in ("admin", "administrator", "hostmaster", "postmaster",
+                                                   "webmaster")])

@@ -3,13 +3,15 @@ the ``console`` namespace."""
 
 from django.urls import path
 
-from projects.console.views import api_keys, audit, auth, members, security, two_factor
+from projects.console.views import api_keys, audit, auth, members, security, sso, sso_settings, two_factor
 from projects.console.views import projects as project_views
 
 urlpatterns = [
     path("", project_views.ProjectListView.as_view(), name="home"),
     path("login", auth.LoginView.as_view(), name="login"),
     path("login/two-factor", two_factor.TwoFactorLoginView.as_view(), name="login-two-factor"),
+    path("login/sso", sso.SsoLoginView.as_view(), name="login-sso"),
+    path("sso/callback", sso.SsoCallbackView.as_view(), name="sso-callback"),
     path("logout", auth.LogoutView.as_view(), name="logout"),
     path("signup", auth.SignupView.as_view(), name="signup"),
     path("password/reset", auth.PasswordResetView.as_view(), name="password-reset"),
@@ -23,6 +25,14 @@ urlpatterns = [
     path("account/sessions/end-others", security.SessionsEndOthersView.as_view(), name="sessions-end-others"),
     path("account/sessions/<str:object_id>/end", security.SessionEndView.as_view(), name="session-end"),
     path("settings/security", security.SecuritySettingsView.as_view(), name="security"),
+    path("settings/sso", sso_settings.SsoSettingsView.as_view(), name="sso-settings"),
+    path("settings/sso/unlink", sso_settings.SsoUnlinkView.as_view(), name="sso-unlink"),
+    path("settings/sso/domains", sso_settings.SsoDomainAddView.as_view(), name="sso-domain-add"),
+    path("settings/sso/domains/<str:object_id>/check-dns",
+         sso_settings.SsoDomainActionView.as_view(operation="check-dns"), name="sso-domain-check-dns"),
+    path("settings/sso/domains/<str:object_id>/remove", sso_settings.SsoDomainActionView.as_view(operation="remove"),
+         name="sso-domain-remove"),
+    path("sso/domains/verify/<str:token>", sso_settings.SsoDomainVerifyView.as_view(), name="sso-domain-verify"),
     path("switch-organization", auth.OrganizationSwitchView.as_view(), name="organization-switch"),
     path("projects/new", project_views.ProjectCreateView.as_view(), name="project-create"),
     path("projects/<str:project_id>", project_views.ProjectEditView.as_view(), name="project-edit"),

@@ -10,8 +10,14 @@ from django.contrib.auth import authenticate
 
 from controlplane import errors, ratelimit
 from projects.audit import audit_record_for_person
-from projects.models import User
-from projects.selectors import two_factor_enabled
+from projects.models import Membership, User
+from projects.roles import Role
+from projects.selectors import email_domain, sso_connection_for_email, two_factor_enabled
+
+
+class SsoRequired(errors.PermissionDenied):
+    title = "Single sign-on required"
+    type_slug = "sso-required"
 
 
 class LoginLocked(errors.RateLimited):
@@ -36,10 +42,12 @@ def login_authenticate(*, email: str, password: str, ip: str | None, request: An
     takes its attempt back: only failures use up the allowance.
     """
     try:
+        if method is not None:
+            password_login_check(email=email)
         user = _password_check(email=email, password=password, ip=ip, request=request)
     except errors.DomainError as exc:
         if method is not None:
-            result = "locked" if isinstance(exc, LoginLocked) else "failure"
+            result = {LoginLocked: "locked", SsoRequired: "sso_required"}.get(type(exc), "failure")
             login_audit(email=email, user=None, method=method, result=result, ip=ip, user_agent=user_agent)
         raise
     if method is not None:
@@ -98,3 +106,17 @@ def _password_check(*, email: str, password: str, ip: str | None, request: Any) 
 def login_lockout_clear(*, email: str) -> None:
     """Forgets the failed logins of an address (its password was just changed or reset)."""
     ratelimit.reset(login_lockout_key(email))
+
+
+def password_login_check(*, email: str) -> None:
+    """"Require SSO" (issue 17): no password login for an address on an organization's verified domains, except
+    an owner flagged break-glass (the IdP may be down). Checked before the password, which then is never
+    tried; API keys never come here."""
+    connection = sso_connection_for_email(email=email)
+    if connection is None or not connection.require_sso:
+        return
+    if Membership.objects.filter(organization=connection.organization, user__email=email.strip().lower(),
+                                 role=Role.OWNER, sso_break_glass=True).exists():
+        return
+    raise SsoRequired(f"{connection.organization.name} requires single sign-on for {email_domain(email)}: use "
+                      f"\u201cLog in with SSO\u201d.")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import secrets
 from datetime import timedelta
 
@@ -7,7 +8,17 @@ import factory
 from django.utils import timezone
 
 from projects.authentication import generate_api_key_secret, hash_secret, invitation_token_hash
-from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, User
+from projects.models import (
+    ApiKey,
+    AuditEvent,
+    Invitation,
+    Membership,
+    Organization,
+    Project,
+    SsoConnection,
+    SsoDomain,
+    User,
+)
 from projects.roles import Role
 
 PASSWORD = "correct-horse-battery-staple"
@@ -137,3 +148,24 @@ def operator_user(email: str = "ops@example.com", password: str = PASSWORD, *, s
     device = TwoFactorDevice.objects.create(user=user, secret=pyotp.random_base32(), confirmed_at=timezone.now())
     user.totp = pyotp.TOTP(device.secret)
     return user
+
+
+class SsoConnectionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SsoConnection
+
+    organization = factory.SubFactory(OrganizationFactory)
+    issuer = "https://idp.example.com"
+    client_id = "mqcloud"
+    client_secret = "idp-client-secret"
+    group_mappings = factory.LazyFunction(lambda: [{"group": "admins", "role": "admin", "projects": []}])
+
+
+class SsoDomainFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SsoDomain
+
+    organization = factory.SubFactory(OrganizationFactory)
+    domain = factory.Sequence(lambda n: f"d{n}.example.com")
+    token_encrypted = factory.LazyFunction(lambda: secrets.token_urlsafe(24))
+    token_hash = factory.LazyAttribute(lambda o: hashlib.sha256(o.token_encrypted.encode()).hexdigest())

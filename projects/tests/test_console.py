@@ -394,7 +394,7 @@ def test_outbox_is_404_unless_embedded(settings, tmp_path):
 
 # --- the base -------------------------------------------------------------------------------------
 PUBLIC_PAGES = {"login", "login-two-factor", "logout", "signup", "invitation-accept", "password-reset",
-                "password-reset-confirm"}
+                "password-reset-confirm", "login-sso", "sso-callback", "sso-domain-verify"}
 
 
 def test_every_console_page_derives_from_the_console_base():

@@ -12,7 +12,7 @@ from django.contrib.auth import login, logout, update_session_auth_hash
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
 from controlplane import errors, ratelimit
 from projects import accounts
@@ -27,13 +27,13 @@ from projects.console.base import (
 )
 from projects.console.views.two_factor import two_factor_login_begin
 from projects.selectors import two_factor_enabled
-from projects.services.logins import LoginLocked, login_authenticate
+from projects.services.logins import LoginLocked, SsoRequired, login_authenticate
 from projects.services.organizations import signup
 from projects.session_tracking import current_console_session_id
 from projects.tenancy import client_ip, principal_for_user
 
 
-def _safe_next_url(request: HttpRequest) -> str:
+def safe_next_url(request: HttpRequest) -> str:
     candidate = request.POST.get("next") or request.GET.get("next") or ""
     if url_has_allowed_host_and_scheme(candidate, allowed_hosts={request.get_host()},
                                        require_https=request.is_secure()):
@@ -48,11 +48,11 @@ class LoginView(ConsoleFormMixin, ConsoleView):
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.user.is_authenticated:
-            return redirect(_safe_next_url(request))
+            return redirect(safe_next_url(request))
         return super().get(request, *args, **kwargs)
 
     def get_context(self, form: forms.Form) -> dict[str, Any]:
-        return {"form": form, "next": _safe_next_url(self.request)}
+        return {"form": form, "next": safe_next_url(self.request)}
 
     def form_valid(self, form: forms.Form) -> HttpResponse:
         try:
@@ -62,11 +62,16 @@ class LoginView(ConsoleFormMixin, ConsoleView):
             minutes = max(1, settings.LOGIN_LOCKOUT_SECONDS // 60)
             raise LoginLocked(f"{exc.detail} Logins are paused for up to {minutes} minutes.",
                                        retry_after=exc.retry_after) from exc
+        except SsoRequired as exc:
+            # Not an error page: the person is sent on to the SSO page, their address filled in.
+            messages.warning(self.request, exc.detail)
+            query = urlencode({"email": form.cleaned_data["email"], "next": safe_next_url(self.request)})
+            return redirect(f"{reverse('console:login-sso')}?{query}")
         if two_factor_enabled(user):
             # Not a login yet: the session only notes who gave the right password, for the code page.
-            return two_factor_login_begin(self.request, user, next_url=_safe_next_url(self.request))
+            return two_factor_login_begin(self.request, user, next_url=safe_next_url(self.request))
         login(self.request, user)
-        return redirect(_safe_next_url(self.request))
+        return redirect(safe_next_url(self.request))
 
 
 class LogoutView(ConsoleView):
