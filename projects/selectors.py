@@ -23,6 +23,9 @@ from projects.models import (
     Organization,
     Project,
     RecoveryCode,
+    ScimGroup,
+    ScimToken,
+    ScimUser,
     TwoFactorDevice,
     User,
 )
@@ -279,3 +282,21 @@ def member_emails(*, organization: Organization, roles: list[str]) -> list[str]:
     platform mails owners and admins about their organization)."""
     return list(Membership.objects.filter(organization=organization, role__in=roles, user__is_active=True)
                 .order_by("created_at", "id").values_list("user__email", flat=True))
+
+
+def scim_token_get(*, principal: Principal) -> ScimToken | None:
+    return ScimToken.objects.filter(organization=principal.organization).first()
+
+
+def scim_user_list(*, principal: Principal) -> QuerySet[ScimUser]:
+    """The organization's provisioned users, with their account and groups (by name) for rendering."""
+    return (ScimUser.objects.filter(organization=principal.organization).select_related("user")
+            .prefetch_related(Prefetch("groups", queryset=ScimGroup.objects.order_by("display_name")))
+            .order_by("created_at", "id"))
+
+
+def scim_group_list(*, principal: Principal) -> QuerySet[ScimGroup]:
+    return (ScimGroup.objects.filter(organization=principal.organization)
+            .prefetch_related(Prefetch("members", queryset=ScimUser.objects.select_related("user")
+                                       .order_by("created_at", "id")), "projects")
+            .order_by("created_at", "id"))

@@ -246,3 +246,15 @@ class PasswordChangeIn(InputSerializer):
 
 class DetailOut(serializers.Serializer):
     detail = serializers.CharField(read_only=True)
+
+
+class ScimTokenOut(serializers.Serializer):
+    """The SCIM token's status; ``token`` (the secret) only in the answer to the POST that made it."""
+
+    enabled = serializers.BooleanField(help_text="The organization has a SCIM token.")
+    base_url = serializers.CharField(help_text="The SCIM 2.0 endpoint the identity provider is pointed at.")
+    prefix = serializers.CharField(allow_null=True, help_text="scim_<prefix>…, to tell tokens apart.")
+    role = serializers.CharField(allow_null=True, help_text="The role the token acts with: its creator's.")
+    created_at = serializers.DateTimeField(allow_null=True)
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    token = serializers.CharField(required=False, help_text="The secret, shown once (POST only).")
