@@ -417,6 +417,10 @@ class ScimUser(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="scim_users")
     membership = models.OneToOneField(Membership, null=True, blank=True, on_delete=models.SET_NULL,
                                       related_name="scim_user")
+    # The provider's name for the person (often, not always, their address); unique in the organization.
+    user_name = models.CharField(max_length=255)
+    # The provider's email values as sent; the account's login address is the primary one (see services.scim).
+    emails = models.JSONField(default=list, blank=True)
     external_id = models.CharField(max_length=255, blank=True)
     display_name = models.CharField(max_length=255, blank=True)
     given_name = models.CharField(max_length=100, blank=True)

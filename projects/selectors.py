@@ -7,7 +7,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db.models import Min, Prefetch, Q, QuerySet
+from django.db.models import Count, Min, Prefetch, Q, QuerySet
 from django.urls import Resolver404, resolve
 from django.utils import timezone
 
@@ -297,6 +297,14 @@ def scim_user_list(*, principal: Principal) -> QuerySet[ScimUser]:
 
 def scim_group_list(*, principal: Principal) -> QuerySet[ScimGroup]:
     return (ScimGroup.objects.filter(organization=principal.organization)
+            .annotate(member_count=Count("members", distinct=True))
             .prefetch_related(Prefetch("members", queryset=ScimUser.objects.select_related("user")
                                        .order_by("created_at", "id")), "projects")
             .order_by("created_at", "id"))
+
+
+def scim_group_get(*, principal: Principal, group_id: str) -> ScimGroup:
+    group = scim_group_list(principal=principal).filter(pk=group_id).first()
+    if group is None:
+        raise errors.NotFound(f"No SCIM group {group_id}.")
+    return group

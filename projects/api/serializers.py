@@ -14,6 +14,7 @@ from projects.models import (
     Organization,
     Project,
     ProjectLimited,
+    ScimGroup,
     Site,
     User,
 )
@@ -258,3 +259,24 @@ class ScimTokenOut(serializers.Serializer):
     created_at = serializers.DateTimeField(allow_null=True)
     last_used_at = serializers.DateTimeField(allow_null=True)
     token = serializers.CharField(required=False, help_text="The secret, shown once (POST only).")
+
+
+class ScimGroupOut(ProjectLimitOut, OutputSerializer):
+    """A group the identity provider pushed, and what it grants its members (set here, by an admin)."""
+
+    members = serializers.IntegerField(source="member_count", read_only=True,
+                                       help_text="How many provisioned users are in it.")
+
+    class Meta:
+        model = ScimGroup
+        fields = ["id", "display_name", "external_id", "role", "projects", "limited", "members", "created_at"]
+        read_only_fields = fields
+
+
+class ScimGroupPatchIn(InputSerializer):
+    role = serializers.ChoiceField(choices=[("", "none"), *[(r, r) for r in ("admin", "developer", "billing",
+                                                                           "viewer")]],
+                                   required=False, allow_blank=True,
+                                   help_text="The role members get from this group; empty: none. Never owner.")
+    projects = PrefixedIdListField(prefix="prj", required=False,
+                                   help_text="Project ids the role is limited to; empty means all.")

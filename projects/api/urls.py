@@ -9,6 +9,7 @@ router.register("members", views.MemberViewSet, basename="member")
 router.register("invitations", views.InvitationViewSet, basename="invitation")
 router.register("api-keys", views.ApiKeyViewSet, basename="api-key")
 router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
+router.register("scim-groups", views.ScimGroupViewSet, basename="scim-group")
 router.register("sessions", views.ConsoleSessionViewSet, basename="session")
 
 urlpatterns = [

@@ -25,7 +25,7 @@ from projects.services.invitations import invitation_accept, invitation_create, 
 from projects.services.members import member_remove, member_update
 from projects.services.organizations import organization_update, signup
 from projects.services.projects import project_create, project_delete, project_update
-from projects.services.scim import scim_token_create, scim_token_revoke
+from projects.services.scim import scim_group_grant_set, scim_token_create, scim_token_revoke
 from projects.services.security import organization_security_update
 from projects.services.sessions import console_session_end, console_sessions_end_others
 from projects.session_tracking import current_console_session_id
@@ -175,6 +175,31 @@ class ScimTokenViewSet(OrganizationScopedViewSet):
     def destroy(self, request: Request) -> Response:
         scim_token_revoke(principal=self.principal)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ScimGroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):
+    """The groups the organization's identity provider pushed over SCIM, and the role and projects each gives
+    its members (the strongest role of a member's groups wins; their projects add up)."""
+
+    permission_by_action = {"list": Perm.MEMBERS_MANAGE, "retrieve": Perm.MEMBERS_MANAGE,
+                            "partial_update": Perm.MEMBERS_MANAGE}
+    serializer_class = s.ScimGroupOut
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def scoped_queryset(self, principal: Principal) -> QuerySet:
+        return selectors.scim_group_list(principal=principal)
+
+    @extend_schema(request=s.ScimGroupPatchIn, responses=s.ScimGroupOut)
+    def partial_update(self, request: Request, pk: str) -> Response:
+        group = self.get_object()  # a stranger's object is 404 whatever the body
+        data = s.ScimGroupPatchIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        projects = data.validated_data.get("projects")
+        if projects is not None:
+            projects = selectors.projects_by_ids(principal=self.principal, project_ids=projects)
+        scim_group_grant_set(principal=self.principal, group=group, role=data.validated_data.get("role"),
+                             projects=projects)
+        return Response(s.ScimGroupOut(selectors.scim_group_get(principal=self.principal, group_id=group.pk)).data)
 
 
 class ConsoleSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):

@@ -7,7 +7,6 @@ from typing import Any
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
-GROUP_EXTENSION = "urn:mqcloud:params:scim:schemas:extension:2.0:Group"
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 SPC_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
@@ -34,15 +33,15 @@ def _attr(name: str, type_: str = "string", *, required: bool = False, multi: bo
 
 
 USER_ATTRIBUTES = [
-    _attr("userName", required=True, uniqueness="server", description="The person's email address (their login)."),
-    _attr("name", "complex", sub=[_attr("givenName"), _attr("familyName"),
-                                  _attr("formatted", mutability="readOnly")]),
+    _attr("userName", required=True, uniqueness="server",
+          description="The provider's unique name for the person; their login address when no email is given."),
+    _attr("name", "complex", sub=[_attr("givenName"), _attr("familyName")]),
     _attr("displayName"),
-    _attr("emails", "complex", multi=True, mutability="readOnly",
-          description="Always the userName: the login address is the one email kept.",
-          sub=[_attr("value", mutability="readOnly"), _attr("type", mutability="readOnly"),
-               _attr("primary", "boolean", mutability="readOnly")]),
-    _attr("active", "boolean", description="false: the membership is removed and the person's consoles end."),
+    _attr("emails", "complex", multi=True, required=True,
+          description="The primary one (else the first) is the person's login address: at least one is required.",
+          sub=[_attr("value", required=True), _attr("type"), _attr("primary", "boolean"), _attr("display")]),
+    _attr("active", "boolean", required=True,
+          description="false: the membership is removed and the person's consoles end. Absent on create: true."),
     _attr("groups", "complex", multi=True, mutability="readOnly",
           sub=[_attr("value", mutability="readOnly"), _attr("display", mutability="readOnly"),
                _attr("$ref", "reference", mutability="readOnly", reference_types=["Group"])]),
@@ -51,25 +50,16 @@ USER_ATTRIBUTES = [
 GROUP_ATTRIBUTES = [
     _attr("displayName", required=True, uniqueness="server"),
     _attr("members", "complex", multi=True,
-          sub=[_attr("value", mutability="immutable"), _attr("display", mutability="readOnly"),
+          sub=[_attr("value", mutability="immutable"),
                _attr("$ref", "reference", mutability="immutable", reference_types=["User"])]),
 ]
-
-GROUP_EXTENSION_ATTRIBUTES = [
-    _attr("role", canonical=["admin", "developer", "billing", "viewer", ""],
-          description="The role this group gives its members (empty: none). Never owner."),
-    _attr("projects", multi=True,
-          description="Ids of the projects the role is limited to (empty: every project)."),
-]
-
 
 def schema_resources(base: str) -> list[dict[str, Any]]:
     def schema(id_: str, name: str, attributes: list[dict]) -> dict[str, Any]:
         return {"schemas": [SCHEMA_SCHEMA], "id": id_, "name": name, "description": name, "attributes": attributes,
                 "meta": {"resourceType": "Schema", "location": f"{base}Schemas/{id_}"}}
 
-    return [schema(USER_SCHEMA, "User", USER_ATTRIBUTES), schema(GROUP_SCHEMA, "Group", GROUP_ATTRIBUTES),
-            schema(GROUP_EXTENSION, "mqcloud Group", GROUP_EXTENSION_ATTRIBUTES)]
+    return [schema(USER_SCHEMA, "User", USER_ATTRIBUTES), schema(GROUP_SCHEMA, "Group", GROUP_ATTRIBUTES)]
 
 
 def resource_types(base: str) -> list[dict[str, Any]]:
@@ -79,7 +69,8 @@ def resource_types(base: str) -> list[dict[str, Any]]:
          "meta": {"resourceType": "ResourceType", "location": f"{base}ResourceTypes/User"}},
         {"schemas": [RESOURCE_TYPE_SCHEMA], "id": "Group", "name": "Group", "endpoint": "/Groups",
          "description": "Groups, each mapped to a role and projects", "schema": GROUP_SCHEMA,
-         "schemaExtensions": [{"schema": GROUP_EXTENSION, "required": False}],
+         # What a group grants is mapped by an admin in the API (/api/v1/scim-groups), not by the provider.
+         "schemaExtensions": [],
          "meta": {"resourceType": "ResourceType", "location": f"{base}ResourceTypes/Group"}},
     ]
 

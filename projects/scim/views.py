@@ -25,7 +25,7 @@ from projects.services.security import network_access_check
 from projects.tenancy import Principal, client_ip
 
 CONTENT_TYPE = "application/scim+json"
-USER_FILTER_FIELDS = {"username": "user__email", "emails.value": "user__email", "emails": "user__email",
+USER_FILTER_FIELDS = {"username": "user_name", "emails.value": "user__email", "emails": "user__email",
                       "active": "active", "displayname": "display_name", "externalid": "external_id",
                       "id": "id", "name.givenname": "given_name", "name.familyname": "family_name",
                       "groups.value": "groups__id", "groups.display": "groups__display_name",
@@ -90,6 +90,37 @@ class ScimView(View):
         return data
 
 
+class RootSearchView(ScimView):
+    """``POST /.search`` across every resource type (RFC 7644 §3.4.3): the users, then the groups."""
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        params = _search_params(self.body())
+        start = max(_int_param(params, "startIndex", 1), 1)
+        count = min(max(_int_param(params, "count", sc.MAX_RESULTS), 0), sc.MAX_RESULTS)
+        resources: list[dict] = []
+        total, refused = 0, None
+        for view_class in (UsersView, GroupsView):
+            view = view_class(request=request, principal=self.principal, base=self.base)
+            try:
+                found = view.search({**params, "startIndex": 1, "count": sc.MAX_RESULTS})
+            except ScimError as exc:
+                refused = exc  # a filter on an attribute this type lacks (userName on groups) matches none of it
+                continue
+            total += found["totalResults"]
+            resources += found["Resources"]
+        if refused is not None and total == 0 and not resources:
+            raise refused
+        page = resources[start - 1:start - 1 + count]
+        return scim_response(_list(page, total, start))
+
+
+class NotFoundView(ScimView):
+    def get(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        raise ScimError(404, f"Nothing at {request.path}.")
+
+    post = put = patch = delete = get
+
+
 # --- discovery ----------------------------------------------------------------------------------------------
 def _list(resources: list[dict], total: int, start: int) -> dict:
     return {"schemas": [sc.LIST_SCHEMA], "totalResults": total, "startIndex": start,
@@ -124,8 +155,17 @@ class SchemasView(ScimView):
 
 
 # --- resources ----------------------------------------------------------------------------------------------
-def _int_param(request: HttpRequest, name: str, default: int) -> int:
-    raw = request.GET.get(name)
+def _search_params(body: dict) -> dict:
+    """A ``.search`` body as the query parameters of a list (its attribute lists joined with commas)."""
+    params = dict(body)
+    for name in ("attributes", "excludedAttributes"):
+        if isinstance(params.get(name), list):
+            params[name] = ",".join(str(item) for item in params[name])
+    return params
+
+
+def _int_param(params: Any, name: str, default: int) -> int:
+    raw = params.get(name)
     if raw in (None, ""):
         return default
     try:
@@ -134,10 +174,10 @@ def _int_param(request: HttpRequest, name: str, default: int) -> int:
         raise ScimError(400, f"{name} must be an integer.", scim_type="invalidValue") from None
 
 
-def _project_attributes(resource: dict, request: HttpRequest, always: set[str]) -> dict:
+def _project_attributes(resource: dict, params: Any, always: set[str]) -> dict:
     """``attributes`` / ``excludedAttributes`` (RFC 7644 §3.4.2.5), on top-level and sub-attributes."""
-    wanted = [a.strip() for a in request.GET.get("attributes", "").split(",") if a.strip()]
-    excluded = [a.strip() for a in request.GET.get("excludedAttributes", "").split(",") if a.strip()]
+    wanted = [a.strip() for a in str(params.get("attributes") or "").split(",") if a.strip()]
+    excluded = [a.strip() for a in str(params.get("excludedAttributes") or "").split(",") if a.strip()]
 
     def key(name: str) -> tuple[str, str | None]:
         name = name.rsplit(":", 1)[-1] if name.lower().startswith("urn:") and ":" in name else name
@@ -205,24 +245,30 @@ class ResourceView(ScimView):
         return obj
 
     def output(self, obj: Any, status: int = 200, *, location: bool = False) -> HttpResponse:
-        resource = _project_attributes(self.render(obj), self.request, self.always_returned)
+        resource = _project_attributes(self.render(obj), self.request.GET, self.always_returned)
         return scim_response(resource, status, location=self.location(obj) if location else None)
 
     def get(self, request: HttpRequest, resource_id: str | None = None) -> HttpResponse:
         if resource_id is not None:
             return self.output(self.lookup(resource_id))
+        return scim_response(self.search(request.GET))
+
+    def search(self, params: Any) -> dict:
+        """A list (RFC 7644 §3.4.2): ``params`` from the query string, or the body of a POST to ``.search``."""
         queryset = self.queryset()
-        raw_filter = request.GET.get("filter")
+        raw_filter = params.get("filter")
         if raw_filter:
-            queryset = queryset.filter(filter_to_q(parse_filter(raw_filter), self.filter_fields)).distinct()
-        start = max(_int_param(request, "startIndex", 1), 1)
-        count = min(max(_int_param(request, "count", sc.MAX_RESULTS), 0), sc.MAX_RESULTS)
+            queryset = queryset.filter(filter_to_q(parse_filter(str(raw_filter)), self.filter_fields)).distinct()
+        start = max(_int_param(params, "startIndex", 1), 1)
+        count = min(max(_int_param(params, "count", sc.MAX_RESULTS), 0), sc.MAX_RESULTS)
         total = queryset.count()
         page = list(queryset[start - 1:start - 1 + count]) if count else []
-        resources = [_project_attributes(self.render(obj), request, self.always_returned) for obj in page]
-        return scim_response(_list(resources, total, start))
+        resources = [_project_attributes(self.render(obj), params, self.always_returned) for obj in page]
+        return _list(resources, total, start)
 
     def post(self, request: HttpRequest, resource_id: str | None = None) -> HttpResponse:
+        if resource_id == ".search":
+            return scim_response(self.search(_search_params(self.body())))
         if resource_id is not None:
             raise ScimError(405, "POST goes to the collection.")
         obj = self.create(self.body())
@@ -395,11 +441,9 @@ class UsersView(ResourceView):
 
     def render(self, obj: ScimUser) -> dict:
         name = {k: v for k, v in (("givenName", obj.given_name), ("familyName", obj.family_name)) if v}
-        if name:
-            name["formatted"] = " ".join(part for part in (obj.given_name, obj.family_name) if part)
         resource: dict[str, Any] = {
-            "schemas": [sc.USER_SCHEMA], "id": obj.pk, "userName": obj.user.email,
-            "emails": [{"value": obj.user.email, "type": "work", "primary": True}],
+            "schemas": [sc.USER_SCHEMA], "id": obj.pk, "userName": obj.user_name,
+            "emails": obj.emails or [{"value": obj.user.email, "primary": True}],
             "active": obj.active,
             "groups": [{"value": g.pk, "display": g.display_name, "$ref": f"{self.base}Groups/{g.pk}"}
                        for g in obj.groups.all()],
@@ -423,7 +467,11 @@ class UsersView(ResourceView):
         name = _get(data, "name") or {}
         if not isinstance(name, dict):
             raise ScimError(400, "name must be an object.", scim_type="invalidValue")
-        return services.UserFields(user_name=user_name, external_id=_string(data, "externalId"),
+        emails = _get(data, "emails") or []
+        if not isinstance(emails, list) or not all(isinstance(e, dict) for e in emails):
+            raise ScimError(400, "emails is a list of objects.", scim_type="invalidValue")
+        emails = [{k: v for k, v in e.items() if k in ("value", "type", "primary", "display")} for e in emails]
+        return services.UserFields(user_name=user_name, emails=emails, external_id=_string(data, "externalId"),
                                    display_name=_string(data, "displayName"), given_name=_string(name, "givenName"),
                                    family_name=_string(name, "familyName"), active=_active(data))
 
@@ -446,12 +494,9 @@ class GroupsView(ResourceView):
         return selectors.scim_group_list(principal=self.principal)
 
     def render(self, obj: ScimGroup) -> dict:
-        limit = obj.project_limit()
         resource: dict[str, Any] = {
-            "schemas": [sc.GROUP_SCHEMA, sc.GROUP_EXTENSION], "id": obj.pk, "displayName": obj.display_name,
-            "members": [{"value": m.pk, "display": m.user.email, "$ref": f"{self.base}Users/{m.pk}"}
-                        for m in obj.members.all()],
-            sc.GROUP_EXTENSION: {"role": obj.role, "projects": sorted(limit or ())},
+            "schemas": [sc.GROUP_SCHEMA], "id": obj.pk, "displayName": obj.display_name,
+            "members": [{"value": m.pk, "$ref": f"{self.base}Users/{m.pk}"} for m in obj.members.all()],
             "meta": {"resourceType": "Group", "created": obj.created_at.isoformat(),
                      "lastModified": obj.updated_at.isoformat(), "location": self.location(obj)},
         }
@@ -467,20 +512,8 @@ class GroupsView(ResourceView):
                                                         for m in members):
                 raise ScimError(400, "members is a list of {\"value\": user id}.", scim_type="invalidValue")
             member_ids = [m["value"] for m in members]
-        extension = _get(data, sc.GROUP_EXTENSION)
-        role = project_ids = None
-        if extension is not None:
-            if not isinstance(extension, dict):
-                raise ScimError(400, f"{sc.GROUP_EXTENSION} must be an object.", scim_type="invalidValue")
-            role = _string(extension, "role")
-            projects = _get(extension, "projects")
-            if projects is not None:
-                if not isinstance(projects, list) or not all(isinstance(p, str) for p in projects):
-                    raise ScimError(400, "projects is a list of project ids.", scim_type="invalidValue")
-                project_ids = projects
         return services.GroupFields(display_name=_string(data, "displayName"), external_id=_string(data, "externalId"),
-                                    member_ids=member_ids if member_ids is not None else [], role=role,
-                                    project_ids=project_ids)
+                                    member_ids=member_ids if member_ids is not None else [])
 
     def create(self, data: dict) -> ScimGroup:
         return services.scim_group_create(principal=self.principal, fields=self.fields(data))

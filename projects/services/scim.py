@@ -1,10 +1,13 @@
 """SCIM provisioning: the organization's SCIM token, and the users and groups its identity provider pushes.
 
 Rules (also in the README):
-- A SCIM user is a person's membership as the provider sees it. Creating one makes the account if the address
+- A SCIM user is a person's membership as the provider sees it. Its login address is its primary email (else
+  the first, else the userName when that is an address). Creating one makes the account if the address
   has none (no usable password: the person sets one through "forgot password", or logs in by SSO) and a
   membership, ``viewer`` limited to no project until a group gives more. An existing member is linked as is.
-- A member's role is the strongest role among their SCIM groups (``projects.roles.ROLE_STRENGTH``), their
+- An admin of the organization maps each SCIM group to a role and projects (``scim_group_grant_set``, the
+  API's ``/scim-groups``); the provider cannot: its token would otherwise hand out roles. A member's role is
+  the strongest role among their SCIM groups (``projects.roles.ROLE_STRENGTH``), their
   project limit the union of those groups' limits (any unlimited group: every project). Groups without a role
   grant nothing; a member in no group with a role keeps the role they have. Groups never grant ``owner`` and
   SCIM never changes an owner's role: ownership is handed over in the console.
@@ -19,9 +22,11 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
@@ -31,6 +36,7 @@ from projects.audit import audit_record
 from projects.authentication import hash_secret
 from projects.models import AuditEvent, Membership, Project, ScimGroup, ScimToken, ScimUser, User
 from projects.roles import Perm, Role, strongest_role
+from projects.services.grants import grant_check, grant_limit_of
 from projects.services.members import member_remove, member_update
 from projects.services.sessions import console_sessions_end_all
 from projects.tenancy import Principal
@@ -95,6 +101,7 @@ def scim_principal(token: ScimToken, *, ip: str | None, user_agent: str) -> Prin
 @dataclass
 class UserFields:
     user_name: str
+    emails: list[dict] = field(default_factory=list)
     external_id: str = ""
     display_name: str = ""
     given_name: str = ""
@@ -102,17 +109,34 @@ class UserFields:
     active: bool = True
 
 
-def _clean_email(user_name: str) -> str:
-    email = User.objects.normalize_email(user_name.strip()).lower()
-    if not email or "@" not in email or len(email) > 254:
-        raise errors.ValidationFailed("userName must be the person's email address.",
-                                      errors={"userName": ["Must be an email address."]})
-    return email
+def _account_email(fields: UserFields) -> str:
+    """The login address: the primary email, else the first, else the userName if it is an address."""
+    candidates = sorted(fields.emails, key=lambda email: not email.get("primary"))
+    values = [str(email.get("value") or "") for email in candidates] + [fields.user_name]
+    for value in values:
+        address = User.objects.normalize_email(value.strip()).lower()
+        if address and "@" in address and len(address) <= 254:
+            try:
+                validate_email(address)
+            except DjangoValidationError:
+                continue
+            return address
+    raise errors.ValidationFailed("Give the person's email address in emails (or as the userName).",
+                                  errors={"emails": ["An email address is required."]})
+
+
+def _check_user_name(principal: Principal, fields: UserFields, exclude: str | None = None) -> None:
+    if not fields.user_name.strip() or len(fields.user_name) > 255:
+        raise field_invalid("userName", "Required, at most 255 characters.")
+    taken = ScimUser.objects.filter(organization=principal.organization, user_name__iexact=fields.user_name)
+    if taken.exclude(pk=exclude or "").exists():
+        raise errors.Conflict(f"{fields.user_name} is already provisioned.", errors={"userName": ["uniqueness"]})
 
 
 def scim_user_create(*, principal: Principal, fields: UserFields) -> ScimUser:
-    email = _clean_email(fields.user_name)
+    email = _account_email(fields)
     with transaction.atomic():
+        _check_user_name(principal, fields)
         user = User.objects.filter(email=email).first()
         if user is None:
             # No password: set_password(None) stores an unusable one until the person resets it.
@@ -125,7 +149,8 @@ def scim_user_create(*, principal: Principal, fields: UserFields) -> ScimUser:
         scim_user.active = False  # _activate below turns it on with its membership
         scim_user.save()
         audit_record(principal=principal, action="scim.user_create", target=scim_user,
-                     changes={"email": email, "external_id": fields.external_id, "active": fields.active})
+                     changes={"user_name": fields.user_name, "email": email, "external_id": fields.external_id,
+                              "active": fields.active})
         if fields.active:
             _activate(principal, scim_user)
     return scim_user
@@ -133,8 +158,9 @@ def scim_user_create(*, principal: Principal, fields: UserFields) -> ScimUser:
 
 def _assign(scim_user: ScimUser, fields: UserFields) -> dict[str, Any]:
     changes: dict[str, Any] = {}
-    for attr in ("external_id", "display_name", "given_name", "family_name"):
-        new = (getattr(fields, attr) or "")[:255]
+    for attr in ("user_name", "emails", "external_id", "display_name", "given_name", "family_name"):
+        new = getattr(fields, attr)
+        new = new[:255] if isinstance(new, str) else new
         if getattr(scim_user, attr) != new:
             changes[attr] = [getattr(scim_user, attr), new]
             setattr(scim_user, attr, new)
@@ -142,13 +168,14 @@ def _assign(scim_user: ScimUser, fields: UserFields) -> dict[str, Any]:
 
 
 def scim_user_replace(*, principal: Principal, scim_user: ScimUser, fields: UserFields) -> ScimUser:
-    email = _clean_email(fields.user_name)
+    email = _account_email(fields)
     with transaction.atomic():
         scim_user = ScimUser.objects.select_for_update().select_related("user").get(
             pk=scim_user.pk, organization=principal.organization)
+        _check_user_name(principal, fields, exclude=scim_user.pk)
         changes = _assign(scim_user, fields)
         if email != scim_user.user.email:
-            changes["userName"] = [scim_user.user.email, email]
+            changes["email"] = [scim_user.user.email, email]
             _change_email(scim_user, email)
         if changes:
             scim_user.save()
@@ -165,9 +192,9 @@ def _change_email(scim_user: ScimUser, email: str) -> None:
     # An address is the login of a person who may belong to other organizations: only one provider may move it.
     if Membership.objects.filter(user=user).exclude(organization=scim_user.organization).exists():
         raise errors.Conflict("This person belongs to other organizations too; their address cannot change here.",
-                              errors={"userName": ["mutability"]})
+                              errors={"emails": ["mutability"]})
     if User.objects.filter(email=email).exclude(pk=user.pk).exists():
-        raise errors.Conflict(f"{email} is another account's address.", errors={"userName": ["uniqueness"]})
+        raise errors.Conflict(f"{email} is another account's address.", errors={"emails": ["uniqueness"]})
     user.email = email
     user.save(update_fields=["email"])
 
@@ -251,27 +278,17 @@ class GroupFields:
     display_name: str
     external_id: str = ""
     member_ids: list[str] | None = None  # None: leave the members as they are
-    role: str | None = None  # None: leave; "": grants nothing
-    project_ids: list[str] | None = None
 
 
-def _check_group_fields(principal: Principal, fields: GroupFields) -> tuple[list[ScimUser] | None,
-                                                                             list[Project] | None]:
+def _check_group_fields(principal: Principal, fields: GroupFields) -> list[ScimUser] | None:
     if not fields.display_name.strip():
         raise field_invalid("displayName", "Required.")
-    if fields.role and fields.role not in GROUP_ROLES:
-        raise field_invalid("role", f"One of {', '.join(GROUP_ROLES)} (a group never grants owner).")
     members = None
     if fields.member_ids is not None:
         members = list(ScimUser.objects.filter(organization=principal.organization, pk__in=fields.member_ids))
         if len(members) != len(set(fields.member_ids)):
             raise field_invalid("members", "Unknown member; give the id of a provisioned user.")
-    projects = None
-    if fields.project_ids is not None:
-        projects = list(Project.objects.filter(organization=principal.organization, pk__in=fields.project_ids))
-        if len(projects) != len(set(fields.project_ids)):
-            raise field_invalid("projects", "Unknown project.")
-    return members, projects
+    return members
 
 
 def _resync(principal: Principal, scim_users: set[str]) -> None:
@@ -280,26 +297,23 @@ def _resync(principal: Principal, scim_users: set[str]) -> None:
 
 
 def scim_group_create(*, principal: Principal, fields: GroupFields) -> ScimGroup:
-    members, projects = _check_group_fields(principal, fields)
+    members = _check_group_fields(principal, fields)
     with transaction.atomic():
         if ScimGroup.objects.filter(organization=principal.organization,
                                     display_name=fields.display_name).exists():
             raise errors.Conflict(f"A group named {fields.display_name!r} exists.",
                                   errors={"displayName": ["uniqueness"]})
+        # A new group grants nothing until an admin maps it (scim_group_grant_set).
         group = ScimGroup.objects.create(organization=principal.organization, display_name=fields.display_name,
-                                         external_id=fields.external_id, role=fields.role or "")
-        group.set_project_limit(projects or [])
+                                         external_id=fields.external_id)
         group.members.set(members or [])
         audit_record(principal=principal, action="scim.group_create", target=group,
-                     changes={"display_name": group.display_name, "role": group.role,
-                              "projects": [p.pk for p in projects or []],
-                              "members": [m.pk for m in members or []]})
-        _resync(principal, {m.pk for m in members or []})
+                     changes={"display_name": group.display_name, "members": [m.pk for m in members or []]})
     return group
 
 
 def scim_group_update(*, principal: Principal, group: ScimGroup, fields: GroupFields) -> ScimGroup:
-    members, projects = _check_group_fields(principal, fields)
+    members = _check_group_fields(principal, fields)
     with transaction.atomic():
         group = ScimGroup.objects.select_for_update().get(pk=group.pk, organization=principal.organization)
         before = set(group.members.values_list("pk", flat=True))
@@ -314,15 +328,7 @@ def scim_group_update(*, principal: Principal, group: ScimGroup, fields: GroupFi
         if fields.external_id != group.external_id:
             changes["external_id"] = [group.external_id, fields.external_id]
             group.external_id = fields.external_id
-        if fields.role is not None and fields.role != group.role:
-            changes["role"] = [group.role, fields.role]
-            group.role = fields.role
         group.save()
-        if projects is not None:
-            old = group.project_limit()
-            group.set_project_limit(projects)
-            if old != group.project_limit():
-                changes["projects"] = [sorted(old or ()), sorted(p.pk for p in projects)]
         after = before
         if members is not None:
             after = {m.pk for m in members}
@@ -332,6 +338,34 @@ def scim_group_update(*, principal: Principal, group: ScimGroup, fields: GroupFi
         if changes:
             audit_record(principal=principal, action="scim.group_update", target=group, changes=changes)
         _resync(principal, before | after)
+    return group
+
+
+def scim_group_grant_set(*, principal: Principal, group: ScimGroup, role: str | None = None,
+                         projects: list[Project] | None = None) -> ScimGroup:
+    """What a group grants its members, set by an admin of the organization (not by the provider): nobody maps
+    a group to more than they hold. The members' roles follow at once."""
+    principal.require(Perm.MEMBERS_MANAGE)
+    if role and role not in GROUP_ROLES:
+        raise field_invalid("role", f"One of {', '.join(GROUP_ROLES)} (a group never grants owner).")
+    with transaction.atomic():
+        group = ScimGroup.objects.select_for_update().get(pk=group.pk, organization=principal.organization)
+        old_role, old_limit = group.role, group.project_limit()
+        if group.role:
+            grant_check(principal, group.role, old_limit)
+        new_role = role if role is not None else group.role
+        new_limit = grant_limit_of(projects) if projects is not None else old_limit
+        if new_role:
+            grant_check(principal, new_role, new_limit)
+        group.role = new_role
+        group.save(update_fields=["role", "updated_at"])
+        if projects is not None:
+            group.set_project_limit(projects)
+        if (old_role, old_limit) != (new_role, new_limit):
+            audit_record(principal=principal, action="scim.group_grant", target=group,
+                         changes={"role": [old_role, new_role],
+                                  "projects": [sorted(old_limit or ()), sorted(new_limit or ())]})
+            _resync(principal, set(group.members.values_list("pk", flat=True)))
     return group
 
 

@@ -15,7 +15,6 @@ from projects.tests.factories import PASSWORD, MembershipFactory, OrganizationFa
 pytestmark = pytest.mark.django_db
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
-EXT = "urn:mqcloud:params:scim:schemas:extension:2.0:Group"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
 
@@ -99,8 +98,8 @@ def test_missing_wrong_and_other_organizations_tokens_get_401(org):
 def test_create_makes_an_account_without_password_and_a_member_who_sees_nothing(org):
     organization, _, scim, _ = org
     body = _user(scim, "New.Person@Example.com", externalId="ext-1", name={"givenName": "New", "familyName": "P"})
-    assert body["userName"] == "new.person@example.com" and body["active"] is True
-    assert body["emails"][0]["value"] == "new.person@example.com"
+    assert body["userName"] == "New.Person@Example.com" and body["active"] is True
+    assert body["emails"][0]["value"] == "new.person@example.com"  # no emails sent: the userName is the address
     user = User.objects.get(email="new.person@example.com")
     assert not user.has_usable_password()
     membership = Membership.objects.get(organization=organization, user=user)
@@ -180,33 +179,62 @@ def test_patch_operations(org):
     assert scim.call("get", f"Users/{bob['id']}")["groups"][0]["display"] == "engineering"
 
 
+def _grant(api, group_id: str, status: int = 200, **body) -> dict:
+    response = api.patch(f"/api/v1/scim-groups/{group_id}", data=json.dumps(body), content_type="application/json")
+    assert response.status_code == status, response.content
+    return response.json()
+
+
 def test_groups_map_to_the_strongest_role_and_the_union_of_projects(org):
-    organization, _, scim, _ = org
-    p1, p2, p3 = (ProjectFactory(organization=organization) for _ in range(3))
+    organization, _, scim, api = org
+    p1, p2 = ProjectFactory(organization=organization), ProjectFactory(organization=organization)
     ann = _user(scim, "ann@example.com")
     member = Membership.objects.get(organization=organization, user__email="ann@example.com")
-    scim.call("post", "Groups", {"schemas": [GROUP, EXT], "displayName": "viewers", "members": [{"value": ann["id"]}],
-                                 EXT: {"role": "viewer", "projects": [p1.pk]}}, 201)
+    viewers = scim.call("post", "Groups", {"schemas": [GROUP], "displayName": "viewers",
+                                           "members": [{"value": ann["id"]}]}, 201)
+    member.refresh_from_db()
+    assert member.role == Role.VIEWER and member.project_limit() == frozenset()  # an unmapped group grants nothing
+    _grant(api, viewers["id"], role="viewer", projects=[p1.pk])
     member.refresh_from_db()
     assert member.role == Role.VIEWER and member.project_limit() == {p1.pk}
-    devs = scim.call("post", "Groups", {"schemas": [GROUP, EXT], "displayName": "devs",
-                                        "members": [{"value": ann["id"]}],
-                                        EXT: {"role": "developer", "projects": [p2.pk]}}, 201)
+    devs = scim.call("post", "Groups", {"schemas": [GROUP], "displayName": "devs"}, 201)
+    listed = api.get("/api/v1/scim-groups").json()["results"]
+    assert {g["display_name"]: g["members"] for g in listed} == {"viewers": 1, "devs": 0}
+    _grant(api, devs["id"], role="developer", projects=[p2.pk])
+    scim.call("patch", f"Groups/{devs['id']}", {"schemas": [PATCH], "Operations": [
+        {"op": "add", "path": "members", "value": [{"value": ann["id"]}]}]}, 200)
     member.refresh_from_db()
     assert member.role == Role.DEVELOPER and member.project_limit() == {p1.pk, p2.pk}
-    scim.call("patch", f"Groups/{devs['id']}", {"schemas": [PATCH], "Operations": [
-        {"op": "replace", "path": f"{EXT}:projects", "value": []}]}, 200)
+    body = _grant(api, devs["id"], projects=[])
+    assert body["role"] == "developer" and body["limited"] is False
     member.refresh_from_db()
     assert member.role == Role.DEVELOPER and member.project_limit() is None
     scim.call("delete", f"Groups/{devs['id']}", status=204)
     member.refresh_from_db()
     assert member.role == Role.VIEWER and member.project_limit() == {p1.pk}
-    refused = scim.call("post", "Groups", {"schemas": [GROUP, EXT], "displayName": "owners", EXT: {"role": "owner"}},
-                        400)
-    assert refused["scimType"] == "invalidValue"
-    scim.call("post", "Groups", {"schemas": [GROUP, EXT], "displayName": "x", EXT: {"projects": [p3.pk + "z"]}}, 400)
+    _grant(api, viewers["id"], status=400, role="owner")
+    # The provider cannot grant: a role it sends is no attribute of a group, and is ignored.
+    scim.call("put", f"Groups/{viewers['id']}", {"schemas": [GROUP], "displayName": "viewers",
+                                                 "members": [{"value": ann["id"]}], "role": "admin"}, 200)
+    member.refresh_from_db()
+    assert member.role == Role.VIEWER
+    assert AuditEvent.objects.filter(organization=organization, action="scim.group_grant").count() == 3
     assert AuditEvent.objects.filter(organization=organization, action="member.update",
                                      target_id=member.pk).count() >= 3
+
+
+def test_an_admin_cannot_map_a_group_beyond_their_own_rights(org):
+    organization, _, scim, _ = org
+    project = ProjectFactory(organization=organization)
+    group = scim.call("post", "Groups", {"schemas": [GROUP], "displayName": "g"}, 201)
+    limited_admin = MembershipFactory(organization=organization, role=Role.ADMIN, projects=[project])
+    _, secret = make_api_key(organization, role=Role.ADMIN, created_by=limited_admin)
+    api = Client(headers={"Authorization": f"Bearer {secret}"})
+    _grant(api, group["id"], status=403, role="developer", projects=[])
+    _grant(api, group["id"], role="developer", projects=[project.pk])
+    stranger = OrganizationFactory()
+    _, other = make_api_key(stranger, role=Role.OWNER)
+    _grant(Client(headers={"Authorization": f"Bearer {other}"}), group["id"], status=404, role="viewer")
 
 
 def test_deactivation_ends_sessions_and_removes_access_and_reactivation_restores(org):
@@ -258,7 +286,7 @@ def test_discovery_endpoints(org):
     types = scim.call("get", "ResourceTypes", status=200)
     assert {t["id"] for t in types["Resources"]} == {"User", "Group"}
     schemas = scim.call("get", "Schemas", status=200)
-    assert {s["id"] for s in schemas["Resources"]} == {USER, GROUP, EXT}
+    assert {s["id"] for s in schemas["Resources"]} == {USER, GROUP}
     scim.call("get", f"Schemas/{USER}", status=200)
     scim.call("get", "Schemas/urn:nope", status=404)
     assert scim.call("get", "Users/scu_nope", status=404)["status"] == "404"
