@@ -24,7 +24,16 @@ from controlplane.api import urls as api_urls
 from deployments.models import Deployment, MaintenanceExclusion, MqttUser, Peering, Region, Spec
 from deployments.tests.factories import DeploymentFactory, PeeringFactory
 from projects.api.base import OrganizationScopedViewSet
-from projects.models import ApiKey, AuditEvent, ConsoleSession, Invitation, Membership, Organization, Project
+from projects.models import (
+    ApiKey,
+    AuditEvent,
+    ConsoleSession,
+    Invitation,
+    Membership,
+    Organization,
+    Project,
+    ScimGroup,
+)
 from projects.roles import Role
 from projects.tenancy import Principal
 from projects.tests.factories import (
@@ -34,6 +43,7 @@ from projects.tests.factories import (
     MembershipFactory,
     OrganizationFactory,
     ProjectFactory,
+    ScimGroupFactory,
     make_api_key,
 )
 
@@ -54,6 +64,7 @@ FACTORIES: dict[type[models.Model], Callable[[Organization], models.Model]] = {
     Notification: lambda org: NotificationFactory(organization=org),
     Invoice: lambda org: InvoiceFactory(organization=org),
     Budget: lambda org: BudgetFactory(organization=org),
+    ScimGroup: lambda org: ScimGroupFactory(organization=org),
     # A person's own, not the organization's: a session of one of B's members.
     ConsoleSession: lambda org: ConsoleSession.objects.create(
         user=MembershipFactory(organization=org).user, session_key=f"s{org.pk}", device="Firefox on Linux"),

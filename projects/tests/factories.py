@@ -7,7 +7,7 @@ import factory
 from django.utils import timezone
 
 from projects.authentication import generate_api_key_secret, hash_secret, invitation_token_hash
-from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, User
+from projects.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Project, ScimGroup, User
 from projects.roles import Role
 
 PASSWORD = "correct-horse-battery-staple"
@@ -124,3 +124,18 @@ class AuditEventFactory(factory.django.DjangoModelFactory):
     action = "project.update"
     target_type = "project"
     target_id = factory.Sequence(lambda n: f"prj_{n:020d}")
+
+
+class ScimGroupFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ScimGroup
+        skip_postgeneration_save = True
+
+    organization = factory.SubFactory(OrganizationFactory)
+    display_name = factory.Sequence(lambda n: f"scim-group-{n}")
+    role = Role.VIEWER
+
+    @factory.post_generation
+    def projects(obj, create, extracted, **kwargs):
+        if create and extracted:
+            obj.set_project_limit(list(extracted))
