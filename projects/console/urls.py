@@ -3,7 +3,7 @@ the ``console`` namespace."""
 
 from django.urls import path
 
-from projects.console.views import api_keys, audit, auth, members, security, two_factor
+from projects.console.views import api_keys, audit, auth, members, scim, security, two_factor
 from projects.console.views import projects as project_views
 
 urlpatterns = [
@@ -21,6 +21,7 @@ urlpatterns = [
     path("account/sessions/end-others", security.SessionsEndOthersView.as_view(), name="sessions-end-others"),
     path("account/sessions/<str:object_id>/end", security.SessionEndView.as_view(), name="session-end"),
     path("settings/security", security.SecuritySettingsView.as_view(), name="security"),
+    path("settings/scim", scim.ScimSettingsView.as_view(), name="scim"),
     path("switch-organization", auth.OrganizationSwitchView.as_view(), name="organization-switch"),
     path("projects/new", project_views.ProjectCreateView.as_view(), name="project-create"),
     path("projects/<str:project_id>", project_views.ProjectEditView.as_view(), name="project-edit"),

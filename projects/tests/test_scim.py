@@ -7,10 +7,12 @@ import json
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 
 from projects.models import AuditEvent, ConsoleSession, Membership, ScimUser, User
 from projects.roles import Role
 from projects.tests.factories import PASSWORD, MembershipFactory, OrganizationFactory, ProjectFactory, make_api_key
+from tests.support import console_login
 
 pytestmark = pytest.mark.django_db
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -290,3 +292,29 @@ def test_discovery_endpoints(org):
     scim.call("get", f"Schemas/{USER}", status=200)
     scim.call("get", "Schemas/urn:nope", status=404)
     assert scim.call("get", "Users/scu_nope", status=404)["status"] == "404"
+
+
+def test_console_page_makes_the_token_shows_it_once_maps_groups_and_revokes():
+    client, owner = console_login()
+    organization = owner.organization
+    page = reverse("console:scim")
+    assert "No SCIM token" in client.get(page).content.decode()
+    assert client.post(page, {"action": "rotate"}).status_code == 302
+    shown = client.get(page)
+    assert "no-store" in shown["Cache-Control"]
+    secret = shown.content.decode().split('id="scim-token-secret">')[1].split("<")[0]
+    scim = Scim(secret)
+    ann = _user(scim, "ann@example.com")
+    assert secret not in client.get(page).content.decode()  # shown once
+    project = ProjectFactory(organization=organization)
+    group = scim.call("post", "Groups", {"schemas": [GROUP], "displayName": "ops", "members": [{"value": ann["id"]}]},
+                      201)
+    assert "ops" in client.get(page).content.decode()
+    client.post(page, {"action": "group", "group": group["id"], "role": "developer", "projects": [project.pk]})
+    member = Membership.objects.get(organization=organization, user__email="ann@example.com")
+    assert member.role == Role.DEVELOPER and member.project_limit() == {project.pk}
+    client.post(page, {"action": "revoke"})
+    scim.call("get", "Users", status=401)
+    # Not for a developer.
+    other, _ = console_login(Role.DEVELOPER, organization=organization)
+    assert other.get(page).status_code == 403
