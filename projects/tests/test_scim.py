@@ -318,3 +318,26 @@ def test_console_page_makes_the_token_shows_it_once_maps_groups_and_revokes():
     # Not for a developer.
     other, _ = console_login(Role.DEVELOPER, organization=organization)
     assert other.get(page).status_code == 403
+
+
+def test_an_admins_token_cannot_remove_an_owner():
+    organization = OrganizationFactory()
+    owner = MembershipFactory(organization=organization, role=Role.OWNER)
+    MembershipFactory(organization=organization, role=Role.OWNER)  # not the last owner: the rights decide
+    admin = MembershipFactory(organization=organization, role=Role.ADMIN)
+    _, secret = make_api_key(organization, role=Role.ADMIN, created_by=admin)
+    token = Client(headers={"Authorization": f"Bearer {secret}"}).post("/api/v1/organization/scim-token").json()
+    assert token["role"] == "admin"
+    scim = Scim(token["token"])
+    linked = _user(scim, owner.user.email)
+    scim.call("delete", f"Users/{linked['id']}", status=403)
+    assert Membership.objects.filter(pk=owner.pk, role=Role.OWNER).exists()
+
+
+def test_token_endpoints_are_in_the_openapi_schema_and_scim_is_not():
+    schema = Client().get("/api/v1/schema?format=json")
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    assert {"get", "post", "delete"} <= set(paths["/api/v1/organization/scim-token"])
+    assert {"get", "patch"} <= set(paths["/api/v1/scim-groups/{id}"])
+    assert not [path for path in paths if "scim/v2" in path]
