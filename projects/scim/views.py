@@ -340,7 +340,8 @@ class UsersView(ResourceView):
         resource: dict[str, Any] = {
             "schemas": [sc.USER_SCHEMA], "id": obj.pk, "userName": obj.user_name,
             "emails": obj.emails or [{"value": obj.user.email, "primary": True}],
-            "active": obj.active,
+            # Removed from the organization in the console since: no longer active, whatever was provisioned.
+            "active": obj.active and obj.membership_id is not None,
             "groups": [{"value": g.pk, "display": g.display_name, "$ref": f"{self.base}Groups/{g.pk}"}
                        for g in obj.groups.all()],
             "meta": {"resourceType": "User", "created": obj.created_at.isoformat(),

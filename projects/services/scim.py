@@ -180,7 +180,8 @@ def scim_user_replace(*, principal: Principal, scim_user: ScimUser, fields: User
         if changes:
             scim_user.save()
             audit_record(principal=principal, action="scim.user_update", target=scim_user, changes=changes)
-        if fields.active and not scim_user.active:
+        # A membership removed in the console meanwhile (SET_NULL) is made again by an active: true.
+        if fields.active and (not scim_user.active or scim_user.membership_id is None):
             _activate(principal, scim_user)
         elif not fields.active and scim_user.active:
             _deactivate(principal, scim_user)

@@ -341,3 +341,15 @@ def test_token_endpoints_are_in_the_openapi_schema_and_scim_is_not():
     assert {"get", "post", "delete"} <= set(paths["/api/v1/organization/scim-token"])
     assert {"get", "patch"} <= set(paths["/api/v1/scim-groups/{id}"])
     assert not [path for path in paths if "scim/v2" in path]
+
+
+def test_a_member_removed_in_the_console_reads_inactive_and_comes_back_with_active_true(org):
+    organization, _, scim, api = org
+    ann = _user(scim, "ann@example.com")
+    member = Membership.objects.get(organization=organization, user__email="ann@example.com")
+    assert api.delete(f"/api/v1/members/{member.pk}").status_code == 204
+    assert scim.call("get", f"Users/{ann['id']}")["active"] is False
+    body = scim.call("patch", f"Users/{ann['id']}", {"schemas": [PATCH], "Operations": [
+        {"op": "replace", "path": "active", "value": True}]}, 200)
+    assert body["active"] is True
+    assert Membership.objects.filter(organization=organization, user__email="ann@example.com").exists()
