@@ -7,7 +7,7 @@ import json
 from typing import Any, ClassVar
 
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
@@ -52,7 +52,7 @@ class ScimView(View):
         if "dispatch" in cls.__dict__:
             raise TypeError(f"{cls.__name__} overrides dispatch: the SCIM token is resolved in ScimView only.")
 
-    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponseBase:
         try:
             self.principal = self.authenticate(request)
             network_access_check(self.principal, surface="api")

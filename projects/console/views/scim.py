@@ -26,9 +26,8 @@ class ScimSettingsView(OrganizationConsoleView):
         token = selectors.scim_token_get(principal=self.principal)
         waiting = request.session.pop(SESSION_NEW_SCIM_TOKEN, None)
         secret = waiting["secret"] if waiting and token is not None and waiting.get("id") == token.pk else None
-        groups = list(selectors.scim_group_list(principal=self.principal))
-        for group in groups:
-            group.limit = group.project_limit()
+        groups = [{"group": group, "limit": group.project_limit()}
+                  for group in selectors.scim_group_list(principal=self.principal)]
         response = self.render_page({
             "token": token, "secret": secret, "base_url": request.build_absolute_uri("/scim/v2/"),
             "groups": groups, "roles": GROUP_ROLES,
