@@ -13,6 +13,8 @@ urlpatterns = [
     # Prometheus scrapes with METRICS_SCRAPE_TOKEN (ops/metrics.py); outside /api/v1 and its schema.
     path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include(("controlplane.api.urls", "api"), namespace="api")),
+    # SCIM 2.0 provisioning: its own token and error format (projects/scim/), outside /api/v1 and its schema.
+    path("scim/v2/", include("projects.scim.urls")),
     path("ops/outbox/", OutboxOpsView.as_ops_view(), name="ops-outbox"),
     path("ops/", include("ops.urls")),
     # Ahead of the admin's own page: the ops password change goes through the console's counted service.

@@ -349,6 +349,7 @@ class AuditEvent(models.Model):
         API_KEY = "api_key"
         STAFF = "staff"
         SYSTEM = "system"
+        SCIM = "scim"
 
     id = PrefixedIdField(prefix="evt")
     organization = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.SET_NULL,
@@ -437,3 +438,7 @@ class SsoDomain(models.Model):
 
     def __str__(self) -> str:
         return self.domain
+
+
+# The SCIM models live with their package; imported here so the app registry loads them with these.
+from projects.scim.models import ScimGroup, ScimToken, ScimUser  # noqa: E402, F401

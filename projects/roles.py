@@ -82,3 +82,13 @@ def lesser_role(a: str, b: str) -> str:
     both = ROLE_PERMISSIONS[a] & ROLE_PERMISSIONS[b]
     inside = [role for role in Role if ROLE_PERMISSIONS[role] <= both]
     return max(inside, key=lambda role: len(ROLE_PERMISSIONS[role]))
+
+
+#: Strongest first: the role a person provisioned by SCIM gets from several groups is the first of theirs in
+#: this order (developer ranks above billing: it changes more of what runs, though neither holds the other).
+ROLE_STRENGTH: tuple[str, ...] = (Role.OWNER, Role.ADMIN, Role.DEVELOPER, Role.BILLING, Role.VIEWER)
+
+
+def strongest_role(roles: list[str]) -> str | None:
+    ranked = [role for role in ROLE_STRENGTH if role in roles]
+    return ranked[0] if ranked else None

@@ -7,7 +7,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db.models import Min, Prefetch, Q, QuerySet
+from django.db.models import Count, Min, Prefetch, Q, QuerySet
 from django.urls import Resolver404, resolve
 from django.utils import timezone
 
@@ -23,6 +23,9 @@ from projects.models import (
     Organization,
     Project,
     RecoveryCode,
+    ScimGroup,
+    ScimToken,
+    ScimUser,
     SsoConnection,
     SsoDomain,
     TwoFactorDevice,
@@ -313,3 +316,29 @@ def sso_domain_get(*, principal: Principal, domain_id: str) -> SsoDomain:
     if sso_domain is None:
         raise errors.NotFound(f"No SSO domain {domain_id}.")
     return sso_domain
+
+
+def scim_token_get(*, principal: Principal) -> ScimToken | None:
+    return ScimToken.objects.filter(organization=principal.organization).first()
+
+
+def scim_user_list(*, principal: Principal) -> QuerySet[ScimUser]:
+    """The organization's provisioned users, with their account and groups (by name) for rendering."""
+    return (ScimUser.objects.filter(organization=principal.organization).select_related("user")
+            .prefetch_related(Prefetch("groups", queryset=ScimGroup.objects.order_by("display_name")))
+            .order_by("created_at", "id"))
+
+
+def scim_group_list(*, principal: Principal) -> QuerySet[ScimGroup]:
+    return (ScimGroup.objects.filter(organization=principal.organization)
+            .annotate(member_count=Count("members", distinct=True))
+            .prefetch_related(Prefetch("members", queryset=ScimUser.objects.select_related("user")
+                                       .order_by("created_at", "id")), "projects")
+            .order_by("created_at", "id"))
+
+
+def scim_group_get(*, principal: Principal, group_id: str) -> ScimGroup:
+    group = scim_group_list(principal=principal).filter(pk=group_id).first()
+    if group is None:
+        raise errors.NotFound(f"No SCIM group {group_id}.")
+    return group

@@ -37,6 +37,8 @@ class Principal:
     # --- identity for the audit log -------------------------------------------------------------
     @property
     def actor_id(self) -> str:
+        if "actor_id" in self.extra:  # a credential that is neither a person nor an API key (SCIM token)
+            return self.extra["actor_id"]
         if self.api_key is not None:
             return self.api_key.id
         if self.user is not None:
@@ -45,6 +47,8 @@ class Principal:
 
     @property
     def actor_label(self) -> str:
+        if "actor_label" in self.extra:
+            return self.extra["actor_label"]
         if self.api_key is not None:
             return f"API key {self.api_key.name} (mqc_{self.api_key.prefix})"
         if self.user is not None:

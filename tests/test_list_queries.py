@@ -28,6 +28,7 @@ from projects.tests.factories import (
     InvitationFactory,
     MembershipFactory,
     ProjectFactory,
+    ScimGroupFactory,
     SsoDomainFactory,
     make_api_key,
 )
@@ -124,6 +125,8 @@ ROWS: dict[str, Callable[[Fleet], None] | str] = {
     "/api/v1/alerts": lambda f: [AlertFactory(organization=f.org, rule__project=f.project, deployment=f.deployment)
                                  for _ in range(COUNT)],
     "/api/v1/api-keys": lambda f: [ApiKeyFactory(organization=f.org) for _ in range(COUNT)],
+    "/api/v1/scim-groups": lambda f: [ScimGroupFactory(organization=f.org, projects=[f.project])
+                                      for _ in range(COUNT)],
     "/api/v1/audit-events": lambda f: [AuditEventFactory(organization=f.org) for _ in range(COUNT)],
     "/api/v1/budgets": lambda f: [BudgetFactory(organization=f.org, project=ProjectFactory(organization=f.org))
                                   for _ in range(COUNT)],  # one budget per project

@@ -18,11 +18,14 @@ from deployments.tests.factories import DeploymentFactory
 from projects.api import serializers as project_serializers
 from projects.api import sso as project_sso_api
 from projects.models import AuditEvent, ConsoleSession
+from projects.selectors import scim_group_list
+from projects.tenancy import Principal
 from projects.tests.factories import (
     InvitationFactory,
     MembershipFactory,
     OrganizationFactory,
     ProjectFactory,
+    ScimGroupFactory,
     SsoConnectionFactory,
     SsoDomainFactory,
     make_api_key,
@@ -62,8 +65,13 @@ def _rows() -> list:
                                       ip="127.0.0.1")
     console_session = ConsoleSession.objects.create(user=member.user, session_key="k" * 32,
                                                     device="Firefox 133 on Ubuntu", ip="2001:db8::7")
+    group = ScimGroupFactory(organization=org, role="developer")
+    group.set_project_limit([project])
+    # As the list renders it: with its member count annotated by the selector.
+    group = scim_group_list(principal=Principal.for_system(org)).get(pk=group.pk)
     rows = [org, member.user, project, member, key, InvitationFactory(organization=org), event, audit,
             console_session, SsoConnectionFactory(organization=org), SsoDomainFactory(organization=org),
+            console_session, group,
             DeploymentFactory(organization=org, project=project),  # no endpoints, no certificate
             type(with_cert).objects.select_related("server_certificate").get(pk=with_cert.pk)]
     key.key = "mqc_secret"  # what ApiKeyCreatedOut adds

@@ -32,6 +32,7 @@ from projects.models import (
     Membership,
     Organization,
     Project,
+    ScimGroup,
     SsoDomain,
 )
 from projects.roles import Role
@@ -43,6 +44,7 @@ from projects.tests.factories import (
     MembershipFactory,
     OrganizationFactory,
     ProjectFactory,
+    ScimGroupFactory,
     SsoDomainFactory,
     make_api_key,
 )
@@ -66,6 +68,7 @@ FACTORIES: dict[type[models.Model], Callable[[Organization], models.Model]] = {
     Invoice: lambda org: InvoiceFactory(organization=org),
     Budget: lambda org: BudgetFactory(organization=org),
     SsoDomain: lambda org: SsoDomainFactory(organization=org),
+    ScimGroup: lambda org: ScimGroupFactory(organization=org),
     # A person's own, not the organization's: a session of one of B's members.
     ConsoleSession: lambda org: ConsoleSession.objects.create(
         user=MembershipFactory(organization=org).user, session_key=f"s{org.pk}", device="Firefox on Linux"),

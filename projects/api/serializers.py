@@ -14,6 +14,7 @@ from projects.models import (
     Organization,
     Project,
     ProjectLimited,
+    ScimGroup,
     Site,
     User,
 )
@@ -246,3 +247,36 @@ class PasswordChangeIn(InputSerializer):
 
 class DetailOut(serializers.Serializer):
     detail = serializers.CharField(read_only=True)
+
+
+class ScimTokenOut(serializers.Serializer):
+    """The SCIM token's status; ``token`` (the secret) only in the answer to the POST that made it."""
+
+    enabled = serializers.BooleanField(help_text="The organization has a SCIM token.")
+    base_url = serializers.CharField(help_text="The SCIM 2.0 endpoint the identity provider is pointed at.")
+    prefix = serializers.CharField(allow_null=True, help_text="scim_<prefix>…, to tell tokens apart.")
+    role = serializers.CharField(allow_null=True, help_text="The role the token acts with: its creator's.")
+    created_at = serializers.DateTimeField(allow_null=True)
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    token = serializers.CharField(required=False, help_text="The secret, shown once (POST only).")
+
+
+class ScimGroupOut(ProjectLimitOut, OutputSerializer):
+    """A group the identity provider pushed, and what it grants its members (set here, by an admin)."""
+
+    members = serializers.IntegerField(source="member_count", read_only=True,
+                                       help_text="How many provisioned users are in it.")
+
+    class Meta:
+        model = ScimGroup
+        fields = ["id", "display_name", "external_id", "role", "projects", "limited", "members", "created_at"]
+        read_only_fields = fields
+
+
+class ScimGroupPatchIn(InputSerializer):
+    role = serializers.ChoiceField(choices=[("", "none"), *[(r, r) for r in ("admin", "developer", "billing",
+                                                                           "viewer")]],
+                                   required=False, allow_blank=True,
+                                   help_text="The role members get from this group; empty: none. Never owner.")
+    projects = PrefixedIdListField(prefix="prj", required=False,
+                                   help_text="Project ids the role is limited to; empty means all.")

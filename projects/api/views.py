@@ -25,6 +25,7 @@ from projects.services.invitations import invitation_accept, invitation_create, 
 from projects.services.members import member_remove, member_update
 from projects.services.organizations import organization_update, signup
 from projects.services.projects import project_create, project_delete, project_update
+from projects.services.scim import scim_group_grant_set, scim_token_create, scim_token_revoke
 from projects.services.security import organization_security_update
 from projects.services.sessions import console_session_end, console_sessions_end_others
 from projects.session_tracking import current_console_session_id
@@ -141,6 +142,64 @@ class OrganizationSecurityViewSet(OrganizationScopedViewSet):
         data.is_valid(raise_exception=True)
         organization = organization_security_update(principal=self.principal, **data.validated_data)
         return self._render(organization)
+
+
+class ScimTokenViewSet(OrganizationScopedViewSet):
+    """The organization's SCIM 2.0 token (owners and admins): status, create or rotate, revoke."""
+
+    permission_by_action = {"retrieve": Perm.MEMBERS_MANAGE, "create": Perm.MEMBERS_MANAGE,
+                            "destroy": Perm.MEMBERS_MANAGE}
+    serializer_class = s.ScimTokenOut
+
+    def _render(self, request: Request, token, secret: str | None = None, status_code: int = 200) -> Response:
+        data = {"enabled": token is not None, "base_url": request.build_absolute_uri("/scim/v2/"),
+                "prefix": token.prefix if token else None, "role": token.role if token else None,
+                "created_at": token.created_at if token else None,
+                "last_used_at": token.last_used_at if token else None}
+        if secret is not None:
+            data["token"] = secret
+        return Response(s.ScimTokenOut(data).data, status=status_code)
+
+    @extend_schema(responses=s.ScimTokenOut)
+    def retrieve(self, request: Request) -> Response:
+        return self._render(request, selectors.scim_token_get(principal=self.principal))
+
+    @extend_schema(request=None, responses={201: s.ScimTokenOut},
+                   description="Create the SCIM token, or replace it (the old one stops at once). The secret is "
+                               "in this answer only.")
+    def create(self, request: Request) -> Response:
+        token, secret = scim_token_create(principal=self.principal)
+        return self._render(request, token, secret, status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None}, description="Revoke the SCIM token; 404 if there is none.")
+    def destroy(self, request: Request) -> Response:
+        scim_token_revoke(principal=self.principal)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ScimGroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):
+    """The groups the organization's identity provider pushed over SCIM, and the role and projects each gives
+    its members (the strongest role of a member's groups wins; their projects add up)."""
+
+    permission_by_action = {"list": Perm.MEMBERS_MANAGE, "retrieve": Perm.MEMBERS_MANAGE,
+                            "partial_update": Perm.MEMBERS_MANAGE}
+    serializer_class = s.ScimGroupOut
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def scoped_queryset(self, principal: Principal) -> QuerySet:
+        return selectors.scim_group_list(principal=principal)
+
+    @extend_schema(request=s.ScimGroupPatchIn, responses=s.ScimGroupOut)
+    def partial_update(self, request: Request, pk: str) -> Response:
+        group = self.get_object()  # a stranger's object is 404 whatever the body
+        data = s.ScimGroupPatchIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        projects = data.validated_data.get("projects")
+        if projects is not None:
+            projects = selectors.projects_by_ids(principal=self.principal, project_ids=projects)
+        scim_group_grant_set(principal=self.principal, group=group, role=data.validated_data.get("role"),
+                             projects=projects)
+        return Response(s.ScimGroupOut(selectors.scim_group_get(principal=self.principal, group_id=group.pk)).data)
 
 
 class ConsoleSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):

@@ -3,7 +3,7 @@ the ``console`` namespace."""
 
 from django.urls import path
 
-from projects.console.views import api_keys, audit, auth, members, security, sso, sso_settings, two_factor
+from projects.console.views import api_keys, audit, auth, members, scim, security, sso, sso_settings, two_factor
 from projects.console.views import projects as project_views
 
 urlpatterns = [
@@ -33,6 +33,7 @@ urlpatterns = [
     path("settings/sso/domains/<str:object_id>/remove", sso_settings.SsoDomainActionView.as_view(operation="remove"),
          name="sso-domain-remove"),
     path("sso/domains/verify/<str:token>", sso_settings.SsoDomainVerifyView.as_view(), name="sso-domain-verify"),
+    path("settings/scim", scim.ScimSettingsView.as_view(), name="scim"),
     path("switch-organization", auth.OrganizationSwitchView.as_view(), name="organization-switch"),
     path("projects/new", project_views.ProjectCreateView.as_view(), name="project-create"),
     path("projects/<str:project_id>", project_views.ProjectEditView.as_view(), name="project-edit"),

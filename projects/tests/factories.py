@@ -15,6 +15,7 @@ from projects.models import (
     Membership,
     Organization,
     Project,
+    ScimGroup,
     SsoConnection,
     SsoDomain,
     User,
@@ -169,3 +170,18 @@ class SsoDomainFactory(factory.django.DjangoModelFactory):
     domain = factory.Sequence(lambda n: f"d{n}.example.com")
     token_encrypted = factory.LazyFunction(lambda: secrets.token_urlsafe(24))
     token_hash = factory.LazyAttribute(lambda o: hashlib.sha256(o.token_encrypted.encode()).hexdigest())
+
+
+class ScimGroupFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ScimGroup
+        skip_postgeneration_save = True
+
+    organization = factory.SubFactory(OrganizationFactory)
+    display_name = factory.Sequence(lambda n: f"scim-group-{n}")
+    role = Role.VIEWER
+
+    @factory.post_generation
+    def projects(obj, create, extracted, **kwargs):
+        if create and extracted:
+            obj.set_project_limit(list(extracted))
