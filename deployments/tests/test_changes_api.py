@@ -14,6 +14,7 @@ from deployments.tests.http_auth_service import serve_auth
 from projects.models import AuditEvent
 from projects.roles import Role
 from projects.tests.factories import OrganizationFactory, make_api_key
+from tests.support import console_login, console_url
 
 pytestmark = pytest.mark.django_db
 
@@ -184,3 +185,16 @@ def test_copy_settings_refusals(api, org, make_client, configured):
     assert copy(make_client(viewer), DeploymentFactory(organization=org), configured.pk).status_code == 403
     assert copy(api, configured, None).status_code == 400
     assert not Operation.objects.filter(type="copy_settings").exists()
+
+
+# --- console: the scale confirmation shows the preview ---------------------------------------------------
+@time_machine.travel(WEDNESDAY, tick=False)
+def test_the_scale_confirmation_shows_disconnect_month_price_and_window():
+    client, member = console_login()
+    deployment = DeploymentFactory(organization=member.organization, spec=spec("pro-1k"))
+    response = client.get(console_url("deployment-scale", deployment.id), {"spec": "pro-10k"})
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'data-kind="rolling"' in body and "about 2 minutes in all" in body
+    assert "About a month running (730 h)" in body and "$438.00" in body and "$1,314.00" in body
+    assert "outside this deployment's maintenance window; the next one opens Sun 21 Mar 02:00 UTC" in body
