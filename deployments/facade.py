@@ -21,7 +21,8 @@ stopped rate); the catalog's prices of a spec: ``spec_prices`` and ``HOURS_PER_Y
 against).
 
 A change preview (``POST /deployments/{id}/preview``) asks billing through ``hooks.change_quote``; billing answers
-with a ``ChangeQuote`` and spreads an annual price over hours with ``annual_spread``.
+with a ``ChangeQuote`` and spreads an annual price over hours with ``annual_spread``; its console shows the
+preview of a switch to annual (``change_preview``).
 
 What the ops overview shows (system reads, staff only): ``deployment_status_counts()`` and
 ``operations_needing_attention(*, now, limit)`` (failed and stuck operations, stalled rolling restarts, newest
@@ -51,7 +52,7 @@ from deployments.operations.progress import (
 )
 from deployments.operations.selectors import operation_latest_for_deployment
 from deployments.peering.selectors import failed_peerings_since
-from deployments.preview import ChangeQuote, annual_spread
+from deployments.preview import ChangeQuote, annual_spread, change_preview
 from deployments.selectors import (
     HOURS_PER_YEAR,
     OperationIssue,
@@ -73,6 +74,7 @@ __all__ = [
     "DeploymentScopedViewSet",
     "annual_spread",
     "certificate_expiries",
+    "change_preview",
     "deployment_get",
     "deployment_list",
     "deployment_status_counts",

@@ -9,11 +9,12 @@ import time_machine
 
 from billing.models import Subscription
 from deployments.models import HttpAuthConfig, MqttAccess, Operation, Spec
+from deployments.preview import scale_disconnect
 from deployments.tests.factories import DeploymentFactory
 from deployments.tests.http_auth_service import serve_auth
 from projects.models import AuditEvent
 from projects.roles import Role
-from projects.tests.factories import OrganizationFactory, make_api_key
+from projects.tests.factories import OrganizationFactory, ProjectFactory, make_api_key
 from tests.support import console_login, console_url
 
 pytestmark = pytest.mark.django_db
@@ -198,3 +199,31 @@ def test_the_scale_confirmation_shows_disconnect_month_price_and_window():
     assert 'data-kind="rolling"' in body and "about 2 minutes in all" in body
     assert "About a month running (730 h)" in body and "$438.00" in body and "$1,314.00" in body
     assert "outside this deployment's maintenance window; the next one opens Sun 21 Mar 02:00 UTC" in body
+
+
+def test_a_single_node_growing_into_several_is_a_full_restart():
+    # The rule itself: no scale in today's catalog does this.
+    three = Spec(id="x", tier="basic", replicas=3)
+    result = scale_disconnect(spec("basic-1k"), three)
+    assert (result.kind, result.estimated_seconds) == ("full_restart", 60)
+
+
+def test_a_project_limited_key_previews_only_its_projects(make_client, org, deployment):
+    _, limited = make_api_key(org, role=Role.DEVELOPER, projects=[ProjectFactory(organization=org).pk])
+    assert preview(make_client(limited), deployment, {"change": "switch_to_annual"}).status_code == 404
+
+
+def test_copying_from_a_deployment_without_http_auth_removes_the_targets(api, org, configured):
+    source = DeploymentFactory(organization=org)
+    assert copy(api, configured, source.pk).status_code == 202
+    assert not HttpAuthConfig.objects.filter(deployment=configured).exists()
+    assert MqttAccess.objects.get(deployment=configured).acl_rules == []
+    assert api.get(f"/api/v1/deployments/{configured.pk}/http-auth").status_code == 404
+
+
+def test_the_switch_to_annual_confirmation_shows_no_disconnect_and_the_month():
+    client, member = console_login(Role.BILLING)
+    deployment = DeploymentFactory(organization=member.organization)
+    body = client.get(console_url("deployment-switch-to-annual", deployment.id)).content.decode()
+    assert 'data-kind="none"' in body and "nothing restarts" in body
+    assert "$131.40 by the hour (730 h) → $111.67" in body
