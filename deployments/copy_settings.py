@@ -23,7 +23,7 @@ from django.db import transaction
 
 from controlplane import errors
 from controlplane.db import lock_row
-from deployments.http_auth.validation import KINDS, PREFIX
+from deployments.http_auth.validation import KINDS, PREFIX, check_request_url, request_spec
 from deployments.lifecycle import schedule_apply
 from deployments.models import Deployment, HttpAuthConfig, MqttAccess, Operation, OperationType
 from deployments.models import DeploymentStatus as S
@@ -90,6 +90,13 @@ def deployment_copy_settings(*, principal: Principal, target: Deployment, source
     principal.require(Perm.DEPLOYMENTS_WRITE)
     if source.pk == target.pk:
         raise errors.field_invalid("from", "A deployment's settings cannot be copied onto itself.")
+    # The source's service URLs must be allowed for the target too (a private address inside the source's peering
+    # is not inside the target's); checked as a PUT would, outside the transaction (no lock held over DNS).
+    theirs = HttpAuthConfig.objects.filter(deployment=source).first()
+    for kind in KINDS if theirs is not None else ():
+        spec = request_spec(theirs, kind)
+        if spec is not None:
+            check_request_url(kind, spec.url, target)
     with transaction.atomic():
         locked = lock_row(Deployment, target.pk, organization=principal.organization)
         if locked.status not in SETTLED:

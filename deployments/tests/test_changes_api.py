@@ -146,8 +146,8 @@ def configured(api, org, deployment):
                                         "params": {"u": "${username}"}, "timeout_ms": 3000}}
         response = api.put(f"/api/v1/deployments/{deployment.pk}/http-auth", http_auth, format="json")
         assert response.status_code == 200, response.content
-    assert api.put(f"/api/v1/deployments/{deployment.pk}/acl", ACL, format="json").status_code == 200
-    return deployment
+        assert api.put(f"/api/v1/deployments/{deployment.pk}/acl", ACL, format="json").status_code == 200
+        yield deployment
 
 
 def test_copy_settings_makes_the_configs_equal_without_showing_secrets(api, org, configured):
@@ -227,3 +227,16 @@ def test_the_switch_to_annual_confirmation_shows_no_disconnect_and_the_month():
     body = client.get(console_url("deployment-switch-to-annual", deployment.id)).content.decode()
     assert 'data-kind="none"' in body and "nothing restarts" in body
     assert "$131.40 by the hour (730 h) → $111.67" in body
+
+
+def test_the_source_service_url_must_be_allowed_for_the_target(api, org, deployment):
+    with serve_auth() as service:
+        http_auth = {"enabled": True, "authentication": {"method": "POST", "url": service.url, "headers": {},
+                                                          "params": {}, "timeout_ms": 3000}}
+        assert api.put(f"/api/v1/deployments/{deployment.pk}/http-auth", http_auth,
+                       format="json").status_code == 200
+    # Loopback is allowed only while the test service runs: now the URL is refused, for the copy as for a PUT.
+    target = DeploymentFactory(organization=org)
+    response = copy(api, target, deployment.pk)
+    assert response.status_code == 400 and "authentication.url" in response.json()["errors"]
+    assert not HttpAuthConfig.objects.filter(deployment=target).exists()
