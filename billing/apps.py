@@ -12,4 +12,5 @@ class BillingConfig(AppConfig):
         from billing import receivers
 
         deployment_hooks.start_blockers.register(receivers.organization_suspended_blocks_start)
+        deployment_hooks.change_quote.register(receivers.change_quote)
         alert_hooks.organization_payment_failures.register(receivers.organization_payment_failures)

@@ -378,6 +378,10 @@ ALERT_CHANNEL_DISABLE_AFTER_DAYS = env_int("ALERT_CHANNEL_DISABLE_AFTER_DAYS", 5
 DEPLOYMENT_OPERATION_TIMEOUT_SECONDS = env_int("DEPLOYMENT_OPERATION_TIMEOUT_SECONDS", 900)
 # How soon a worker looks again at a rollout in progress.
 DEPLOYMENT_POLL_SECONDS = float(env_str("DEPLOYMENT_POLL_SECONDS", "2"))
+# What a change preview estimates for one broker node to restart and take clients again (stop, start, join the
+# cluster, pass readiness). 60 s is what an EMQX pod of the catalog's sizes takes; a preview's estimate is this
+# times the nodes that restart, so it is an order of magnitude to plan by, not a promise.
+NODE_RESTART_ESTIMATE_SECONDS = env_int("NODE_RESTART_ESTIMATE_SECONDS", 60)
 
 # --- TLS of the deployments' endpoints (deployments/tls/) ------------------------------------------------
 # One private CA per region signs each deployment's server certificate. A CA is replaced this long before it

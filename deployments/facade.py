@@ -20,6 +20,10 @@ What billing meters: ``BILLABLE`` (states billed by the hour) and ``STORAGE_BILL
 stopped rate); the catalog's prices of a spec: ``spec_prices`` and ``HOURS_PER_YEAR`` (what annual is set
 against).
 
+A change preview (``POST /deployments/{id}/preview``) asks billing through ``hooks.change_quote``; billing answers
+with a ``ChangeQuote`` and spreads an annual price over hours with ``annual_spread``; its console shows the
+preview of a switch to annual (``change_preview``).
+
 What the ops overview shows (system reads, staff only): ``deployment_status_counts()`` and
 ``operations_needing_attention(*, now, limit)`` (failed and stuck operations, stalled rolling restarts, newest
 first, as ``OperationIssue``).
@@ -48,6 +52,7 @@ from deployments.operations.progress import (
 )
 from deployments.operations.selectors import operation_latest_for_deployment
 from deployments.peering.selectors import failed_peerings_since
+from deployments.preview import ChangeQuote, annual_spread, change_preview
 from deployments.selectors import (
     HOURS_PER_YEAR,
     OperationIssue,
@@ -62,11 +67,14 @@ from deployments.tls.selectors import certificate_expiries
 
 __all__ = [
     "BILLABLE",
+    "ChangeQuote",
     "HOURS_PER_YEAR",
     "OperationIssue",
     "STORAGE_BILLABLE",
     "DeploymentScopedViewSet",
+    "annual_spread",
     "certificate_expiries",
+    "change_preview",
     "deployment_get",
     "deployment_list",
     "deployment_status_counts",

@@ -19,3 +19,9 @@ deployment (``PlannedMaintenance``) reaches a phase people hear about: ``announc
 again when it moved), ``done``, ``failed`` or ``cancelled`` (after an announcement). Keyword arguments:
 ``planned`` and ``phase``. Sent inside the transaction that records the phase; alerts emails the organization's
 owners and admins and sends a notice to its alert channels.""")
+
+change_quote = Hook("deployments.change_quote", """Asked by a change preview (``POST /deployments/{id}/preview``) for
+what the subscription would charge. Keyword arguments: ``deployment``, ``change`` (``"scale"`` or
+``"switch_to_annual"``), ``spec`` (the spec after the change), ``currency`` and ``now``. A receiver returns a
+``ChangeQuote`` (``deployments.preview``) or None when it has nothing to add (an hourly deployment scaling); it
+may raise ``errors.Conflict`` when the change is not possible (already annual). Read-only: it writes nothing.""")

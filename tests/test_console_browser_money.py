@@ -198,7 +198,12 @@ def test_stop_and_scale_say_who_is_disconnected_and_the_new_hourly_price_before_
     manage.get_by_label("New size").select_option("basic-5k")
     manage.get_by_role("button", name="Scale…").click()
     expect(page.get_by_role("heading", name="Scale fleet-eu to Basic 5K?")).to_be_visible()
-    expect(page.locator("#consequences")).to_contain_text("connected clients are disconnected and must reconnect")
+    # The preview: one node to one node surges (clients move, a node is always there), outside the window.
+    expect(page.locator("#consequences")).to_contain_text("each client reconnects up to twice")
+    expect(page.locator("#disconnect")).to_have_attribute("data-kind", "rolling")
+    expect(page.locator("#maintenance-window")).to_contain_text("maintenance window")
+    month = page.locator("#price-change tbody tr", has_text="About a month running")
+    expect(month).to_contain_text(re.compile(r"\$131\.40\s*\$328\.50"))
     running = page.locator("#price-change tbody tr", has_text="while running")
     expect(running).to_contain_text(re.compile(r"\$0\.18\s*\$0\.45"))
     stopped = page.locator("#price-change tbody tr", has_text="while stopped")

@@ -263,7 +263,10 @@ class SwitchToAnnualView(OrganizationConsoleView):
         form = billing_forms.SwitchToAnnualForm(request.GET)
         renew = form.is_valid() and form.cleaned_data["renew"]
         quote = subscription_annual_quote(deployment=deployment, currency=self.principal.organization.currency)
-        return self.render_page({"deployment": deployment, "quote": quote, "renew": renew})
+        # The API's preview of the switch: no disconnect, and a month's price before and after.
+        preview = deployments_facade.change_preview(principal=self.principal, deployment=deployment,
+                                                    change="switch_to_annual")
+        return self.render_page({"deployment": deployment, "quote": quote, "renew": renew, "preview": preview})
 
     def post(self, request: HttpRequest, deployment_id: str) -> HttpResponse:
         deployment = deployments_facade.deployment_get(principal=self.principal, deployment_id=deployment_id)

@@ -19,8 +19,15 @@ from billing.models import (
 )
 from controlplane import errors
 from controlplane.db import lock_row
-from deployments.facade import HOURS_PER_YEAR, operation_start, operation_succeed, spec_prices
-from deployments.models import Deployment, DeploymentEvent, SpecPrice
+from deployments.facade import (
+    HOURS_PER_YEAR,
+    ChangeQuote,
+    annual_spread,
+    operation_start,
+    operation_succeed,
+    spec_prices,
+)
+from deployments.models import Deployment, DeploymentEvent, Spec, SpecPrice
 from deployments.models import DeploymentStatus as S
 from projects.audit import audit_event, audit_record, audit_record_many
 from projects.tenancy import Principal
@@ -61,6 +68,51 @@ def subscription_annual_quote(*, deployment: Deployment, currency: str, now: dat
     now = now or timezone.now()
     return AnnualQuote(price=prices["annual"], currency=currency, term_start=now, term_end=periods.one_year_later(now),
                        hourly_price=prices["hourly"], saving_pct=prices["annual_saving_pct"])
+
+
+def _term_now(deployment: Deployment, now: datetime) -> Subscription | None:
+    """The deployment's annual subscription whose term runs at ``now``, or None."""
+    subscription = Subscription.objects.filter(deployment=deployment, mode=SubscriptionMode.ANNUAL).first()
+    if subscription is None or subscription.term_start is None or subscription.term_end is None:
+        return None
+    return subscription if subscription.term_start <= now < subscription.term_end else None
+
+
+def subscription_change_quote(*, deployment: Deployment, change: str, spec: Spec, currency: str,
+                              now: datetime) -> ChangeQuote | None:
+    """What a change would be charged, for its preview (read-only): a switch to annual, the term's price (as
+    :func:`subscription_switch_to_annual` charges it); a scale inside an annual term, the prorated difference
+    of the annual prices for the rest of the term (as :func:`subscriptions_prorate_scales` charges it once the
+    scale is done). An hourly deployment scaling: None (the hours are simply billed at the new price)."""
+    term = _term_now(deployment, now)
+    if change == "switch_to_annual":
+        if term is not None:
+            raise errors.Conflict("This deployment is already on annual billing.")
+        quote = subscription_annual_quote(deployment=deployment, currency=currency, now=now)
+        hourly, monthly = annual_spread(quote.price)
+        return ChangeQuote(
+            proration={"kind": "annual_term", "amount": money.quantize(quote.price, currency), "currency": currency,
+                       "term_start": quote.term_start, "term_end": quote.term_end,
+                       "invoiced_on": quote.invoiced_on, "saving": quote.saving},
+            hourly_after=hourly, monthly_after=monthly)
+    if change != "scale" or term is None:
+        return None
+    before, after = spec_prices(spec=deployment.spec, currency=term.currency), spec_prices(spec=spec,
+                                                                                            currency=term.currency)
+    if before is None or after is None:
+        raise errors.Conflict(f"The catalog has no annual price in {term.currency} for this change.")
+    assert term.term_start is not None and term.term_end is not None  # _term_now checked them
+    remaining = Decimal(int((term.term_end - now).total_seconds()))
+    length = Decimal(int((term.term_end - term.term_start).total_seconds()))
+    amount = money.quantize((after["annual"] - before["annual"]) * remaining / length, term.currency)
+    hourly_before, monthly_before = annual_spread(before["annual"])
+    hourly_after, monthly_after = annual_spread(after["annual"])
+    return ChangeQuote(
+        proration={"kind": "scale_in_term", "amount": amount, "currency": term.currency,
+                   "term_start": term.term_start, "term_end": term.term_end, "invoiced_on": periods.month_after(
+                       now.date())},
+        hourly_before=hourly_before, monthly_before=monthly_before, hourly_after=hourly_after,
+        monthly_after=monthly_after)
 
 
 @transaction.atomic

@@ -16,6 +16,7 @@ from deployments import selectors, services
 from deployments.console import forms as deployment_forms
 from deployments.console.views import DeploymentActionView, describe_spec
 from deployments.models import Deployment, Spec
+from deployments.preview import change_preview
 
 
 class ConfirmedDeploymentActionView(DeploymentActionView):
@@ -58,18 +59,24 @@ class DeploymentScaleView(ConfirmedDeploymentActionView):
         current, target = self.current_spec(deployment), self.target(self.request.GET)
         if target.id == deployment.spec_id:
             raise errors.ValidationFailed(f"{deployment.name} is already {target.name}.")
+        # The API's preview (POST /deployments/{id}/preview): the same disconnect, prices, proration and window.
+        spec = selectors.spec_get(flagship_enabled=self.principal.organization.flagship_enabled, spec_id=target.id)
+        preview = change_preview(principal=self.principal, deployment=deployment, change="scale", spec=spec)
+        price = preview.price
         return {
             "title": f"Scale {deployment.name} to {target.name}",
             "consequences": [
-                "Nodes are replaced one at a time: connected clients are disconnected and must reconnect "
-                "(clients with automatic reconnect carry on after a few seconds).",
+                preview.disconnect.detail,
+                f"Clients are affected for about {_duration(preview.disconnect.estimated_seconds)} in all "
+                "(clients with automatic reconnect carry on by themselves).",
                 f"Capacity becomes {target.max_connections:,} connections and "
                 f"{target.max_messages_per_second:,} messages per second.",
             ],
-            "prices": [("Price per hour while running", current.price and current.price["hourly"],
-                        target.price and target.price["hourly"]),
+            "disconnect": preview.disconnect, "window": preview.window, "proration": preview.proration,
+            "prices": [("Price per hour while running", price["hourly_before"], price["hourly_after"]),
                        ("Price per hour while stopped (storage)", current.price and current.price["stopped_hourly"],
                         target.price and target.price["stopped_hourly"])],
+            "monthly": (price["monthly_before"], price["monthly_after"]),
             "from_label": current.name, "to_label": target.name,
             # Hourly prices are what an hourly deployment pays; billing prorates annual terms (billing's rule).
             "annual_note": "On annual billing the term's price applies instead, and the difference of the annual "
@@ -83,6 +90,13 @@ class DeploymentScaleView(ConfirmedDeploymentActionView):
                                   spec_id=self.target(self.request.POST).id)
         services.deployment_scale(principal=self.principal, deployment=deployment, spec=spec)
         return f"Scaling {deployment.name} to {spec.name}; clients reconnect as nodes are replaced."
+
+
+def _duration(seconds: int) -> str:
+    minutes, rest = divmod(seconds, 60)
+    if not minutes:
+        return f"{rest} seconds"
+    return f"{minutes} minute{'s' if minutes != 1 else ''}" + (f" {rest} seconds" if rest else "")
 
 
 class DeploymentStopView(ConfirmedDeploymentActionView):

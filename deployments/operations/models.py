@@ -20,6 +20,7 @@ class OperationType(models.TextChoices):
     PEERING_CREATE = "peering_create"
     PEERING_DELETE = "peering_delete"
     SWITCH_TO_ANNUAL = "switch_to_annual"
+    COPY_SETTINGS = "copy_settings"
 
 
 class OperationStatus(models.TextChoices):
