@@ -375,6 +375,9 @@ ALERT_CHANNEL_DISABLE_AFTER_DAYS = env_int("ALERT_CHANNEL_DISABLE_AFTER_DAYS", 5
 DEPLOYMENT_OPERATION_TIMEOUT_SECONDS = env_int("DEPLOYMENT_OPERATION_TIMEOUT_SECONDS", 900)
 # How soon a worker looks again at a rollout in progress.
 DEPLOYMENT_POLL_SECONDS = float(env_str("DEPLOYMENT_POLL_SECONDS", "2"))
+#: How long a version upgrade waits for one node to come back Ready on the new version before it rolls the
+#: deployment back to the previous one (deployments.upgrades).
+UPGRADE_NODE_TIMEOUT_SECONDS = env_int("UPGRADE_NODE_TIMEOUT_SECONDS", 600)
 
 # --- TLS of the deployments' endpoints (deployments/tls/) ------------------------------------------------
 # One private CA per region signs each deployment's server certificate. A CA is replaced this long before it

@@ -4,6 +4,7 @@ from deployments.api import views
 from deployments.api.maintenance import DeploymentMaintenanceViewSet, ProjectMaintenanceViewSet
 from deployments.api.mqtt_access import DeploymentMqttAccessViewSet
 from deployments.api.peering import PeeringViewSet
+from deployments.api.upgrades import DeploymentUpgradeViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("regions", views.RegionViewSet, basename="region")
@@ -11,6 +12,7 @@ router.register("specs", views.SpecViewSet, basename="spec")
 router.register("deployments", views.DeploymentViewSet, basename="deployment")
 router.register("deployments", DeploymentMqttAccessViewSet, basename="deployment-mqtt-access")
 router.register("deployments", DeploymentMaintenanceViewSet, basename="deployment-maintenance")
+router.register("deployments", DeploymentUpgradeViewSet, basename="deployment-upgrade")
 router.register("projects", ProjectMaintenanceViewSet, basename="project-maintenance")
 router.register("peerings", PeeringViewSet, basename="peering")
 
