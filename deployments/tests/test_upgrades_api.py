@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import time_machine
 
+from controlplane.models import PendingTask
 from deployments.models import DeploymentUpgrade
 from projects.models import AuditEvent
 from projects.roles import Role
@@ -63,7 +64,9 @@ def test_an_upgrade_is_accepted_once_and_audited(api, deployment, django_capture
     body = response.json()
     assert body["status"] == "scheduled" and body["from_version"] == "5.8.6" and body["to_version"] == "5.9.1"
     assert response["Location"].endswith(url(deployment, "upgrade"))
-    assert len(sent) == 1  # the first step's task
+    assert len(sent) == 1  # the first step's task, sent as the worker will get it
+    sent[0]()
+    assert not PendingTask.objects.exists()  # a send the task refused (bad arguments) is kept as pending
     assert api.get(url(deployment, "upgrade")).json()["id"] == body["id"]
     assert AuditEvent.objects.filter(action="deployment.upgrade", target_id=deployment.pk).count() == 1
     # Another operation (this upgrade) is open: 409.

@@ -90,7 +90,8 @@ def upgrade_request(*, principal: Principal, deployment: Deployment, version: st
         audit_record(principal=principal, action="deployment.upgrade", target=deployment,
                      changes={"broker_version": [deployment.broker_version, version], "when": when,
                               "scheduled_for": scheduled_for.isoformat()})
-        enqueue_on_commit(STEP_TASK, upgrade.id, countdown=max(0.0, (scheduled_for - now).total_seconds()))
+        # A scheduled one's first step only sleeps until the window (the task re-sends itself with a countdown).
+        enqueue_on_commit(STEP_TASK, upgrade.id)
     return upgrade
 
 
