@@ -42,8 +42,9 @@ def main() -> int:
                               UPGRADE_NODE_TIMEOUT_SECONDS=max(1, int(READY_DELAY * 4))):
         forget_clients()
         from deployments import provisioning
-        from deployments.models import Deployment, DeploymentUpgrade, Region, Spec
+        from deployments.models import Deployment, Region, Spec
         from deployments.upgrades import services
+        from deployments.upgrades.models import DeploymentUpgrade
         from projects.tenancy import Principal
         from projects.tests.factories import OrganizationFactory, ProjectFactory
 
@@ -72,9 +73,10 @@ def main() -> int:
             short = cluster.state.ready_below_seconds(deployment.namespace, nodes, since=started, prefix="emqx-")
             floor = 1 if nodes == 1 else nodes - 1
             kept = lowest >= floor
+            verdict = "kept" if kept else "BROKEN"
             broken += not kept
             print(f"  {name:<32} {upgrade.status:<9} in {took:5.2f} s ({took / nodes:.2f} s per node); fewest "
-                  f"nodes ready at any moment: {lowest} of {nodes} (promise >= {floor}: {'kept' if kept else 'BROKEN'});"
+                  f"nodes ready at any moment: {lowest} of {nodes} (promise >= {floor}: {verdict});"
                   f" fewer than {nodes} ready for {short:.2f} s")
             if fault and upgrade.status != "failed":
                 print("  BROKEN: the never-ready node did not end in a rolled-back, failed upgrade")

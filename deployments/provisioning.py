@@ -30,7 +30,6 @@ from deployments.models import (
     MANAGEMENT_API_KEY,
     Deployment,
     DeploymentEvent,
-    DeploymentUpgrade,
     HttpAuthConfig,
     ServerCertificate,
     Spec,
@@ -43,6 +42,7 @@ from deployments.selectors import active_peering_cidrs
 from deployments.tls.selectors import ca_bundle_pem, server_certificates_of
 from deployments.tls.services import issue_for_deployment
 from deployments.upgrades import plan as upgrade_plan
+from deployments.upgrades.models import DeploymentUpgrade
 from k8s.render import MQTT_PORTS, BrokerClusterSpec, BrokerTls
 from k8s.services import (
     ClusterIndex,

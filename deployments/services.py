@@ -16,8 +16,9 @@ from controlplane.errors import field_invalid
 from controlplane.queue import enqueue_on_commit
 from deployments import hooks
 from deployments.lifecycle import LIVE, transition
-from deployments.models import BrokerVersion, Deployment, DeploymentEvent, Region, Spec, SpecPrice, Tier
+from deployments.models import Deployment, DeploymentEvent, Region, Spec, SpecPrice, Tier
 from deployments.models import DeploymentStatus as S
+from deployments.upgrades.models import BrokerVersion
 from deployments.upgrades.plan import upgrade_blocks_operation
 from projects.audit import audit_record
 from projects.models import Project

@@ -15,13 +15,14 @@ from django.utils import timezone
 from controlplane.locks import exclusive
 from deployments import provisioning
 from deployments.lifecycle import TRANSITIONAL
-from deployments.models import Deployment, DeploymentUpgrade
+from deployments.models import Deployment
 from deployments.mqtt_access import delivery
 from deployments.mqtt_access.broker_api import BrokerError, BrokerUnavailable
 from deployments.peering.steps import CloudError
 from deployments.peering.worker import peering_converge_once, peerings_to_drive
 from deployments.tls import services as tls_services
 from deployments.upgrades import services as upgrades
+from deployments.upgrades.models import DeploymentUpgrade
 from deployments.upgrades.plan import OPEN as OPEN_UPGRADES
 from k8s.services import KubernetesError
 

@@ -15,8 +15,8 @@ from rest_framework.response import Response
 
 from controlplane.api.serializers import InputSerializer
 from deployments.api.base import DeploymentScopedViewSet
-from deployments.models import BrokerVersion, DeploymentUpgrade, UpgradeWhen
 from deployments.upgrades import selectors, services
+from deployments.upgrades.models import BrokerVersion, DeploymentUpgrade, UpgradeWhen
 from projects.roles import Perm
 
 

@@ -11,11 +11,14 @@ import pytest
 from django.test import override_settings
 from kubernetes import client as k8s_client
 
+from controlplane import errors
 from controlplane.workers import Step
 from deployments import provisioning
-from deployments.models import Deployment, DeploymentEvent, DeploymentUpgrade, Spec
+from deployments.models import Deployment, DeploymentEvent, Spec
+from deployments.services import deployment_scale, deployment_stop
 from deployments.tests.factories import DeploymentFactory
 from deployments.upgrades import services
+from deployments.upgrades.models import BrokerVersion, DeploymentUpgrade
 from deployments.upgrades.plan import refusal, upgrade_targets
 from k8s.services import observe_broker_cluster, observe_broker_pods
 from projects.tenancy import Principal
@@ -145,9 +148,6 @@ def test_a_worker_killed_midway_resumes_from_the_recorded_step(cluster, django_c
 
 
 def test_scale_and_stop_are_refused_while_an_upgrade_runs(cluster, django_capture_on_commit_callbacks):
-    from controlplane import errors
-    from deployments.services import deployment_scale, deployment_stop
-
     deployment, principal = running_deployment("pro-10k")
     upgrade = request(principal, deployment, capture=django_capture_on_commit_callbacks)
     services.upgrade_step_once(upgrade.id)  # started: rolling
@@ -160,8 +160,6 @@ def test_scale_and_stop_are_refused_while_an_upgrade_runs(cluster, django_captur
 
 
 def test_targets_never_downgrade_skip_a_major_or_offer_a_deprecated_version():
-    from deployments.models import BrokerVersion
-
     versions = list(BrokerVersion.objects.all())
     assert [v.version for v in upgrade_targets("5.8.6", versions)] == ["5.9.1", "6.0.0"]
     assert [v.version for v in upgrade_targets("4.4.19", versions)] == ["5.8.5", "5.8.6", "5.9.1"]

@@ -8,7 +8,7 @@ import pytest
 import time_machine
 
 from controlplane.models import PendingTask
-from deployments.models import DeploymentUpgrade
+from deployments.upgrades.models import DeploymentUpgrade
 from projects.models import AuditEvent
 from projects.roles import Role
 from projects.tests.factories import make_api_key

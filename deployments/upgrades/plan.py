@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deployments.models import BrokerVersion, DeploymentUpgrade, version_key
-from deployments.models import BrokerVersionStatus as V
-from deployments.models import UpgradeStatus as U
+from deployments.upgrades.models import BrokerVersion, DeploymentUpgrade, version_key
+from deployments.upgrades.models import BrokerVersionStatus as V
+from deployments.upgrades.models import UpgradeStatus as U
 
 #: The states in which the cluster is being changed by an upgrade (``scheduled`` ones have not touched it yet).
 MOVING = (U.ROLLING, U.ROLLING_BACK)

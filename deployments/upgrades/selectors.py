@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from controlplane import errors
-from deployments.models import BrokerVersion, Deployment, DeploymentUpgrade
+from deployments.models import Deployment
+from deployments.upgrades.models import BrokerVersion, DeploymentUpgrade
 from deployments.upgrades.plan import upgrade_targets
 
 

@@ -22,10 +22,11 @@ from controlplane.queue import enqueue_on_commit
 from controlplane.workers import DONE, Step
 from deployments.lifecycle import record_operation
 from deployments.maintenance.selectors import schedule_get
-from deployments.models import BrokerVersion, Deployment, DeploymentUpgrade, UpgradeWhen
+from deployments.models import Deployment
 from deployments.models import DeploymentStatus as S
-from deployments.models import UpgradeStatus as U
 from deployments.provisioning import BROKER_NAME, desired_cluster_spec
+from deployments.upgrades.models import BrokerVersion, DeploymentUpgrade, UpgradeWhen
+from deployments.upgrades.models import UpgradeStatus as U
 from deployments.upgrades.plan import OPEN, RolloutShape, refusal, rollout_shape, step_count, version_images
 from k8s.services import ObservedPod, apply_broker_cluster, delete_broker_pod, observe_broker_pods
 from projects.audit import audit_record
