@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.utils import timezone
 
 from controlplane.locks import exclusive
 from deployments import provisioning
@@ -23,7 +22,6 @@ from deployments.peering.worker import peering_converge_once, peerings_to_drive
 from deployments.tls import services as tls_services
 from deployments.upgrades import services as upgrades
 from deployments.upgrades.models import DeploymentUpgrade
-from deployments.upgrades.plan import OPEN as OPEN_UPGRADES
 from k8s.services import KubernetesError
 
 logger = logging.getLogger(__name__)
@@ -85,7 +83,7 @@ def deployment_upgrade_step(self, upgrade_id: str) -> str:
         return "gone"
     with deployment_lock(deployment_id) as acquired:
         if not acquired:
-            deployment_upgrade_step.apply_async((upgrade_id,), countdown=1)
+            # A duplicate, or the repair for a moment: the holder (or the beat, for a lost chain) goes on.
             return "busy"
         step = upgrades.upgrade_step_once(upgrade_id)
     if step.again_in is not None:
@@ -103,8 +101,7 @@ def deployments_reconcile() -> dict[str, int]:
         deployment_converge.delay(deployment_id)
         counts["converge"] += 1
     # An upgrade whose task was lost (or whose window opened) is re-driven like a transitional deployment.
-    for upgrade_id in DeploymentUpgrade.objects.filter(status__in=OPEN_UPGRADES, scheduled_for__lte=timezone.now()
-                                                       ).values_list("id", flat=True):
+    for upgrade_id in upgrades.stale_upgrades():
         deployment_upgrade_step.delay(upgrade_id)
         counts["upgrades"] = counts.get("upgrades", 0) + 1
     for region_id in (Deployment.objects.filter(status__in=provisioning.SETTLED).order_by()

@@ -5,8 +5,10 @@ was lost."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from controlplane.celery import app as celery_app
 from deployments.models import Deployment
@@ -39,7 +41,7 @@ def test_an_upgrade_through_the_api_with_a_worker_keeps_two_of_three_nodes_ready
                                     format="json")
         assert response.status_code == 202, response.content
         done = wait_for(lambda: (body := project_api.get(response["Location"]).json())["status"] in (
-            "succeeded", "failed") and body, "the upgrade")
+            "succeeded", "failed") and body, "the upgrade", timeout=90)
     assert done["status"] == "succeeded", done
     assert project_api.get(f"/api/v1/deployments/{created['id']}").json()["broker_version"] == "5.9.1"
     assert cluster.state.min_ready(namespace, since=started, prefix="emqx-") >= 2
@@ -52,6 +54,11 @@ def test_an_upgrade_whose_task_was_lost_is_re_driven_by_the_reconciler(project_a
     response = project_api.post(f"/api/v1/deployments/{created['id']}/upgrade", {"version": "5.9.1"}, format="json")
     assert response.status_code == 202
     assert celery_app.control.purge() == 1  # the upgrade's first step, dropped before any worker saw it
+    upgrade = DeploymentUpgrade.objects.filter(pk=response.json()["id"])
+    deployments_reconcile.apply()
+    assert upgrade.get().status == "scheduled"  # not yet: a live chain may still be sleeping
+    upgrade.update(updated_at=timezone.now() - timedelta(hours=1))  # an hour later, nothing has looked at it
     with running_worker():
         deployments_reconcile.delay()
-        wait_for(lambda: DeploymentUpgrade.objects.get(pk=response.json()["id"]).status == "succeeded", "the upgrade")
+        wait_for(lambda: DeploymentUpgrade.objects.get(pk=response.json()["id"]).status == "succeeded", "the upgrade",
+                 timeout=90)

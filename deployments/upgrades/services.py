@@ -96,6 +96,16 @@ def upgrade_request(*, principal: Principal, deployment: Deployment, version: st
     return upgrade
 
 
+def stale_upgrades(*, now: dt.datetime | None = None) -> list[str]:
+    """Open upgrades that are due and whose task chain has not looked at them for a while (its task was lost:
+    a broker restart without persistence, a purge): the beat sends them a new one. A live chain looks at
+    least every ``SCHEDULED_RECHECK_SECONDS``, so one not seen for twice that is not running."""
+    now = now or timezone.now()
+    quiet_since = now - dt.timedelta(seconds=2 * SCHEDULED_RECHECK_SECONDS)
+    return list(DeploymentUpgrade.objects.filter(status__in=OPEN, scheduled_for__lte=now, updated_at__lt=quiet_since)
+                .values_list("id", flat=True))
+
+
 def _save(upgrade: DeploymentUpgrade, expected: str, **fields: object) -> bool:
     """Moves the upgrade only if nobody moved it meanwhile (a duplicate task): compare-and-set on status and
     step."""
@@ -123,6 +133,8 @@ def upgrade_step_once(upgrade_id: str) -> Step:
         return DONE
     deployment = Deployment.objects.select_related("spec", "target_spec", "region").get(pk=upgrade.deployment_id)
     now = timezone.now()
+    # The heartbeat the beat reads (``stale_upgrades``): a chain of tasks is alive while this moves.
+    DeploymentUpgrade.objects.filter(pk=upgrade.pk).update(updated_at=now)
     poll = settings.DEPLOYMENT_POLL_SECONDS
     if deployment.status in (S.DELETING, S.DELETED):
         if _save(upgrade, upgrade.status, status=U.CANCELED, finished_at=now,
