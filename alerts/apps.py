@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 
+from deployments import hooks as deployment_hooks
 from projects import hooks as project_hooks
 
 
@@ -12,3 +13,4 @@ class AlertsConfig(AppConfig):
 
         project_hooks.project_created.register(receivers.project_default_rules_add)
         project_hooks.project_deleting.register(receivers.project_organization_rules_keep)
+        deployment_hooks.planned_maintenance.register(receivers.planned_maintenance_notice)

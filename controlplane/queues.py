@@ -90,6 +90,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "peerings-reconcile": {"task": "deployments.tasks.peerings_reconcile", "schedule": 120.0},
     "mqtt-access-reconcile": {"task": "deployments.tasks.mqtt_access_reconcile", "schedule": 60.0},
     "tls-certificates-renew": {"task": "deployments.tasks.tls_certificates_renew", "schedule": crontab(minute=40)},
+    # Platform maintenance: announced a week ahead, started inside the deployment's window.
+    "planned-maintenance-pass": {"task": "deployments.tasks.planned_maintenance_pass", "schedule": 300.0},
     # Billing: meter the last closed hours (re-metering catches late events); invoice on the 1st.
     "billing-usage-meter": {"task": "billing.tasks.usage_meter_recent", "schedule": crontab(minute=5)},
     "billing-invoices-generate": {"task": "billing.tasks.invoices_generate_previous_month",

@@ -5,12 +5,15 @@ from django.utils.html import format_html
 
 from controlplane import errors
 from deployments import selectors, services
+from deployments.maintenance import planned
 from deployments.models import (
     CertificateAuthority,
     Deployment,
     DeploymentEvent,
     Peering,
     PeeringEvent,
+    PlannedMaintenance,
+    PlannedMaintenanceKind,
     Region,
     ServerCertificate,
     Spec,
@@ -81,7 +84,7 @@ class DeploymentAdmin(ReadOnlyModelAdmin):
     exclude = ("node_cookie", "dashboard_password")
     readonly_fields = ("http_auth_state", "rendered_manifests")
     inlines = [DeploymentEventInline]
-    actions = ["force_reconcile", "mark_failed"]
+    actions = ["force_reconcile", "mark_failed", "plan_certificate_rotation"]
 
     def has_change_permission(self, request, obj=None) -> bool:
         # Actions need it; every field stays read-only.
@@ -120,6 +123,33 @@ class DeploymentAdmin(ReadOnlyModelAdmin):
             services.deployment_mark_failed(principal=staff_principal(request, deployment), deployment=deployment,
                                             reason=f"Marked failed by operator {request.user.email}.")
         self.message_user(request, f"Marked {queryset.count()} deployment(s) failed.", messages.WARNING)
+
+
+    @admin.action(description="Plan a certificate rotation in the next maintenance window (announced a week ahead)")
+    def plan_certificate_rotation(self, request, queryset) -> None:
+        planned_ids = [planned.planned_maintenance_plan(
+            deployment=deployment, kind=PlannedMaintenanceKind.CERTIFICATE_ROTATION,
+            summary="A new TLS certificate for the broker (the nodes restart one at a time to load it)",
+            principal=staff_principal(request, deployment)).pk for deployment in queryset]
+        self.message_user(request, f"Certificate rotation planned for {len(planned_ids)} deployment(s); see "
+                                   f"Planned maintenance.", messages.SUCCESS)
+
+
+@admin.register(PlannedMaintenance)
+class PlannedMaintenanceAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "deployment", "organization", "kind", "status", "window_start", "announced_at",
+                    "finished_at", "requested_by")
+    list_filter = ("status", "kind")
+    search_fields = ("id", "deployment__id", "deployment__name", "organization__id")
+    list_select_related = ("deployment", "organization")
+    ordering = ("-window_start",)
+    actions = ["cancel"]
+
+    @admin.action(description="Cancel (only before it starts; whoever was told is told)")
+    def cancel(self, request, queryset) -> None:
+        cancelled = sum(planned.planned_maintenance_cancel(planned=work, principal=staff_principal(request, work))
+                        for work in queryset.select_related("deployment"))
+        self.message_user(request, f"Cancelled {cancelled} of {queryset.count()}.", messages.SUCCESS)
 
 
 # --- VPC peering ------------------------------------------------------------------------------------

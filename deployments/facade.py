@@ -24,6 +24,12 @@ What the ops overview shows (system reads, staff only): ``deployment_status_coun
 ``operations_needing_attention(*, now, limit)`` (failed and stuck operations, stalled rolling restarts, newest
 first, as ``OperationIssue``).
 
+Operations (issue 18; ``deployments.operations.progress``): another app's asynchronous request records one
+(``op_…``) in the transaction of its change with ``operation_start``, moves it with ``operation_step``, and ends it
+with ``operation_succeed`` / ``operation_fail`` / ``operation_mark_cancelled`` (all idempotent); its answer links
+it with ``operation_accepted`` (body + ``operation``, ``Location``). ``operation_latest_for_deployment`` reads it
+back (scoped to the principal).
+
 What the alert evaluator watches (system reads, no principal): ``failed_peerings_since``, and
 ``certificate_expiries(*, deployment_ids)`` (id -> (not_before, not_after) of each one's TLS server certificate).
 """
@@ -31,7 +37,16 @@ What the alert evaluator watches (system reads, no principal): ``failed_peerings
 from __future__ import annotations
 
 from deployments.api.base import DeploymentScopedViewSet
+from deployments.api.operations import accepted as operation_accepted
 from deployments.lifecycle import BILLABLE, STORAGE_BILLABLE
+from deployments.operations.progress import (
+    operation_fail,
+    operation_mark_cancelled,
+    operation_start,
+    operation_step,
+    operation_succeed,
+)
+from deployments.operations.selectors import operation_latest_for_deployment
 from deployments.peering.selectors import failed_peerings_since
 from deployments.selectors import (
     HOURS_PER_YEAR,
@@ -57,6 +72,13 @@ __all__ = [
     "deployment_status_counts",
     "deployment_stop",
     "failed_peerings_since",
+    "operation_accepted",
+    "operation_fail",
+    "operation_latest_for_deployment",
+    "operation_mark_cancelled",
+    "operation_start",
+    "operation_step",
+    "operation_succeed",
     "operations_needing_attention",
     "spec_prices",
 ]

@@ -13,3 +13,9 @@ organization: creating a deployment, starting a stopped one, retrying a failed p
 argument: ``organization``. A receiver returns why the organization may not run deployments now (a sentence for
 the person who asked, e.g. billing: an invoice is unpaid past the grace period), or None; any answer refuses the
 request with a 409 carrying the first reason.""")
+
+planned_maintenance = Hook("deployments.planned_maintenance", """Told when platform-initiated maintenance of a
+deployment (``PlannedMaintenance``) reaches a phase people hear about: ``announced`` (ahead of its window, or
+again when it moved), ``done``, ``failed`` or ``cancelled`` (after an announcement). Keyword arguments:
+``planned`` and ``phase``. Sent inside the transaction that records the phase; alerts emails the organization's
+owners and admins and sends a notice to its alert channels.""")

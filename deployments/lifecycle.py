@@ -9,6 +9,7 @@ from controlplane.queue import enqueue_on_commit
 from controlplane.state_machine import require_transition
 from deployments.models import Deployment, DeploymentEvent
 from deployments.models import DeploymentStatus as S
+from deployments.operations.progress import follow_deployment
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     S.PENDING: frozenset({S.PROVISIONING, S.FAILED, S.DELETING}),
@@ -58,7 +59,7 @@ def transition(
     deployment.save(update_fields=["status", "status_reason", "status_changed_at", "deleted_at", "updated_at",
                                    "failed_operation", "spec", "target_spec", "desired_generation",
                                    "applied_generation", "endpoints", "rollout_step"])
-    return DeploymentEvent.objects.create(
+    event = DeploymentEvent.objects.create(
         organization_id=deployment.organization_id,
         deployment=deployment,
         from_status=from_status,
@@ -69,6 +70,8 @@ def transition(
         details=details or {},
         created_at=now,
     )
+    follow_deployment(deployment, to_status, reason=reason)
+    return event
 
 
 #: A running deployment's nodes restarting one at a time to load a new HTTP auth configuration (events of phase

@@ -420,81 +420,16 @@ class ServerCertificate(models.Model):
         return f"certificate of {self.deployment_id} for {self.host}"
 
 
-class Weekday(models.IntegerChoices):
-    MONDAY = 0, "Monday"
-    TUESDAY = 1, "Tuesday"
-    WEDNESDAY = 2, "Wednesday"
-    THURSDAY = 3, "Thursday"
-    FRIDAY = 4, "Friday"
-    SATURDAY = 5, "Saturday"
-    SUNDAY = 6, "Sunday"
+# The maintenance models live with their package; imported here so the app registry loads them with these.
+from deployments.maintenance.models import (  # noqa: E402, F401
+    MaintenanceDeferral,
+    MaintenanceExclusion,
+    MaintenanceWindow,
+    PlannedMaintenance,
+    PlannedMaintenanceKind,
+    PlannedMaintenanceStatus,
+    Weekday,
+)
 
-
-def _one_owner(name: str) -> models.CheckConstraint:
-    """Exactly one of ``project`` and ``deployment``: a row belongs to a project (the default its deployments
-    inherit) or to one deployment, never both."""
-    return models.CheckConstraint(
-        condition=(models.Q(project__isnull=False, deployment__isnull=True)
-                   | models.Q(project__isnull=True, deployment__isnull=False)), name=name)
-
-
-class MaintenanceWindow(models.Model):
-    """When the platform may disrupt a deployment: every ``weekday`` at ``start_time`` local time in
-    ``time_zone`` for ``length_minutes``. A project's window is the default of its deployments without one
-    (``deployments.maintenance.schedule`` computes the occurrences)."""
-
-    id = PrefixedIdField(prefix="mnw")
-    organization = models.ForeignKey("projects.Organization", on_delete=models.CASCADE, related_name="+")
-    project = models.OneToOneField("projects.Project", on_delete=models.CASCADE, null=True, blank=True,
-                                   related_name="maintenance_window")
-    deployment = models.OneToOneField(Deployment, on_delete=models.CASCADE, null=True, blank=True,
-                                      related_name="maintenance_window")
-    weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
-    start_time = models.TimeField()
-    length_minutes = models.PositiveSmallIntegerField()
-    time_zone = models.CharField(max_length=64)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        constraints = [_one_owner("maintenance_window_one_owner")]
-
-    def __str__(self) -> str:
-        return f"{self.get_weekday_display()} {self.start_time:%H:%M} {self.time_zone} ({self.length_minutes} min)"
-
-
-class MaintenanceExclusion(models.Model):
-    """Whole days (``start_date`` to ``end_date``, both included, in the window's time zone) when no window of
-    the project or deployment opens, e.g. a retail freeze."""
-
-    id = PrefixedIdField(prefix="mex")
-    organization = models.ForeignKey("projects.Organization", on_delete=models.CASCADE, related_name="+")
-    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, null=True, blank=True,
-                                related_name="maintenance_exclusions")
-    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, null=True, blank=True,
-                                   related_name="maintenance_exclusions")
-    start_date = models.DateField()
-    end_date = models.DateField()
-    reason = models.CharField(max_length=200, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-
-    class Meta:
-        constraints = [_one_owner("maintenance_exclusion_one_owner")]
-        ordering = ["start_date", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.start_date} to {self.end_date}: {self.reason}"
-
-
-class MaintenanceDeferral(models.Model):
-    """"Defer once": the deployment's occurrence starting at ``occurrence_start`` is skipped. Kept per deployment
-    whether its window is its own or inherited; an occurrence that no longer exists (the window moved) skips
-    nothing."""
-
-    deployment = models.OneToOneField(Deployment, on_delete=models.CASCADE, primary_key=True,
-                                      related_name="maintenance_deferral")
-    occurrence_start = models.DateTimeField()
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-
-    def __str__(self) -> str:
-        return f"{self.deployment_id} skips {self.occurrence_start:%Y-%m-%d %H:%M}Z"
+# Operations live in their own module too; imported here so Django finds them.
+from deployments.operations.models import Operation, OperationEvent, OperationStatus, OperationType  # noqa: E402,F401

@@ -18,6 +18,7 @@ from deployments import hooks
 from deployments.lifecycle import LIVE, transition
 from deployments.models import Deployment, DeploymentEvent, Region, Spec, SpecPrice, Tier
 from deployments.models import DeploymentStatus as S
+from deployments.operations.progress import LIFECYCLE_STEPS, RETRY_GOAL, operation_start
 from deployments.upgrades.models import BrokerVersion
 from deployments.upgrades.plan import upgrade_blocks_operation
 from projects.audit import audit_record
@@ -137,6 +138,8 @@ def deployment_create(*, principal: Principal, project: Project, name: str, regi
             organization=principal.organization, deployment=deployment, from_status="", to_status=S.PENDING,
             spec=spec, actor_label=principal.actor_label, reason="created", created_at=deployment.created_at,
         )
+        operation_start(organization_id=deployment.organization_id, type="create", deployment=deployment,
+                        steps=LIFECYCLE_STEPS["create"], requested_by=principal.actor_label)
         audit_record(principal=principal, action="deployment.create", target=deployment,
                      changes={"name": name, "project": project.id, "region": region.id, "spec": spec.id})
         _enqueue_converge(deployment)
@@ -184,6 +187,12 @@ def _begin(principal: Principal, deployment: Deployment, to_status: str, *, acti
             raise errors.Conflict(f"Cannot {action.split('.')[-1]} a deployment while its version upgrade runs.")
         if prepare is not None:
             prepare(deployment)
+        kind = action.split(".")[-1]
+        steps = LIFECYCLE_STEPS.get(kind) or [to_status, RETRY_GOAL[to_status]]
+        # The deployment's state machine has just allowed this request, so an operation still open on it is
+        # stale (its deployment was moved outside a transition): it is closed as superseded, not a 409.
+        operation_start(organization_id=deployment.organization_id, type=kind, deployment=deployment, steps=steps,
+                        requested_by=principal.actor_label, params=changes or {}, supersede=True)
         transition(deployment, to_status, actor_label=principal.actor_label, reason=action)
         audit_record(principal=principal, action=action, target=deployment, changes=changes or {})
         _enqueue_converge(deployment)
@@ -249,6 +258,9 @@ def deployment_delete(*, principal: Principal, deployment: Deployment) -> Deploy
                                   "(API: PATCH deletion_protection=false).")
         if deployment.status not in LIVE:
             raise errors.Conflict(f"Cannot delete a deployment that is {deployment.status}.")
+        # A delete ends whatever was under way (a provisioning, a scale): that operation is cancelled.
+        operation_start(organization_id=deployment.organization_id, type="delete", deployment=deployment,
+                        steps=LIFECYCLE_STEPS["delete"], requested_by=principal.actor_label, supersede=True)
         transition(deployment, S.DELETING, actor_label=principal.actor_label, reason="deployment.delete")
         audit_record(principal=principal, action="deployment.delete", target=deployment)
         _enqueue_converge(deployment)

@@ -14,6 +14,7 @@ from celery import shared_task
 from controlplane.locks import exclusive
 from deployments import provisioning
 from deployments.lifecycle import TRANSITIONAL
+from deployments.maintenance import planned
 from deployments.models import Deployment
 from deployments.mqtt_access import delivery
 from deployments.mqtt_access.broker_api import BrokerError, BrokerUnavailable
@@ -193,6 +194,17 @@ def mqtt_access_reconcile() -> dict[str, int]:
             mqtt_access_push.delay(deployment_id)
             counts["drifted"] += 1
     return counts
+
+
+# --- platform maintenance -------------------------------------------------------------------------------
+@shared_task(name="deployments.tasks.planned_maintenance_pass")
+def planned_maintenance_pass() -> dict[str, int]:
+    """Beat job (every 5 minutes): announce platform maintenance a week ahead, start it inside its window
+    occurrence, move it when the occurrence went. Each row moves one step under its lock: a rerun is a no-op."""
+    with exclusive("planned-maintenance-pass", timeout=LOCK_SECONDS * 5) as acquired:
+        if not acquired:
+            return {"busy": 1}
+        return planned.planned_maintenance_pass()
 
 
 # --- TLS ------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from drf_spectacular.generators import SchemaGenerator
 from alerts.tests.factories import AlertChannelFactory, AlertFactory, AlertRuleFactory, NotificationFactory
 from billing.tests.factories import BudgetFactory, InvoiceFactory
 from deployments.models import DeploymentEvent, MqttUser, PeeringEvent, Region, Spec
-from deployments.tests.factories import DeploymentFactory, PeeringFactory
+from deployments.tests.factories import DeploymentFactory, OperationFactory, PeeringFactory
 from projects.models import Organization
 from projects.roles import Role
 from projects.tests.factories import (
@@ -94,6 +94,11 @@ def _peerings(fleet: Fleet) -> None:
         PeeringFactory(organization=fleet.org, deployment=fleet.deployment)
 
 
+def _operations(fleet: Fleet) -> None:
+    for _ in range(COUNT):
+        OperationFactory(organization=fleet.org, deployment=fleet.deployment)
+
+
 def _invoices(fleet: Fleet) -> None:
     account = InvoiceFactory(organization=fleet.org, period_start=date(2025, 1, 1), period_end=date(2025, 2, 1)).account
     for month in range(2, COUNT + 1):
@@ -132,6 +137,7 @@ ROWS: dict[str, Callable[[Fleet], None] | str] = {
     "/api/v1/members": lambda f: [MembershipFactory(organization=f.org, role=Role.DEVELOPER) for _ in range(COUNT)],
     "/api/v1/notifications": lambda f: [NotificationFactory(organization=f.org) for _ in range(COUNT)],
     "/api/v1/peerings": _peerings,
+    "/api/v1/operations": _operations,
     "/api/v1/peerings/{id}/events": _peering_events,
     "/api/v1/projects": lambda f: [ProjectFactory(organization=f.org) for _ in range(COUNT)],
     "/api/v1/regions": _catalog(Region),

@@ -21,8 +21,8 @@ from alerts.tests.factories import AlertChannelFactory, AlertFactory, AlertRuleF
 from billing.models import Budget, Invoice
 from billing.tests.factories import BudgetFactory, InvoiceFactory
 from controlplane.api import urls as api_urls
-from deployments.models import Deployment, MaintenanceExclusion, MqttUser, Peering, Region, Spec
-from deployments.tests.factories import DeploymentFactory, PeeringFactory
+from deployments.models import Deployment, MaintenanceExclusion, MqttUser, Operation, Peering, Region, Spec
+from deployments.tests.factories import DeploymentFactory, OperationFactory, PeeringFactory
 from projects.api.base import OrganizationScopedViewSet
 from projects.models import ApiKey, AuditEvent, ConsoleSession, Invitation, Membership, Organization, Project
 from projects.roles import Role
@@ -48,6 +48,7 @@ FACTORIES: dict[type[models.Model], Callable[[Organization], models.Model]] = {
     AuditEvent: lambda org: AuditEventFactory(organization=org),
     Deployment: lambda org: DeploymentFactory(organization=org),
     Peering: lambda org: PeeringFactory(organization=org),
+    Operation: lambda org: OperationFactory(organization=org),
     AlertChannel: lambda org: AlertChannelFactory(organization=org),
     AlertRule: lambda org: AlertRuleFactory(organization=org),
     Alert: lambda org: AlertFactory(organization=org),

@@ -29,7 +29,7 @@ from billing.services.cards import payment_method_setup_complete, payment_method
 from billing.services.subscriptions import subscription_switch_to_annual
 from billing.services.webhooks import stripe_event_receive
 from controlplane import errors
-from deployments.facade import DeploymentScopedViewSet
+from deployments.facade import DeploymentScopedViewSet, operation_accepted, operation_latest_for_deployment
 from projects.api.base import OrganizationScopedViewSet
 from projects.roles import Perm
 from projects.tenancy import Principal
@@ -163,7 +163,11 @@ class DeploymentSubscriptionViewSet(DeploymentScopedViewSet):
         data.is_valid(raise_exception=True)
         subscription = subscription_switch_to_annual(principal=self.principal, deployment=deployment,
                                                      renew=data.validated_data["renew"])
-        return Response(s.SubscriptionOut(subscription).data)
+        operation = operation_latest_for_deployment(principal=self.principal, deployment_id=deployment.id,
+                                                    type="switch_to_annual")
+        response = operation_accepted(s.SubscriptionOut(subscription).data, operation)
+        response.status_code = status.HTTP_200_OK  # the contract's 200: the switch is done when it answers
+        return response
 
 
 class BudgetFilter(django_filters.FilterSet):

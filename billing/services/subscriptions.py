@@ -19,7 +19,7 @@ from billing.models import (
 )
 from controlplane import errors
 from controlplane.db import lock_row
-from deployments.facade import HOURS_PER_YEAR, spec_prices
+from deployments.facade import HOURS_PER_YEAR, operation_start, operation_succeed, spec_prices
 from deployments.models import Deployment, DeploymentEvent, SpecPrice
 from deployments.models import DeploymentStatus as S
 from projects.audit import audit_event, audit_record, audit_record_many
@@ -88,6 +88,11 @@ def subscription_switch_to_annual(*, principal: Principal, deployment: Deploymen
                                 deployment=deployment, spec_id=deployment.spec_id,
                                 amount=money.quantize(price, currency), currency=currency,
                                 term_start=subscription.term_start, term_end=subscription.term_end)
+    # Done in this request (no worker): the operation is recorded finished, so the switch has a Location too.
+    operation = operation_start(organization_id=deployment.organization_id, type="switch_to_annual",
+                                deployment=deployment, steps=["switch"], requested_by=principal.actor_label,
+                                params={"renew": renew}, exclusive=False)
+    operation_succeed(operation)
     audit_record(principal=principal, action="subscription.switch_to_annual", target=deployment,
                  changes={"mode": ["hourly", "annual"], "annual_price": str(price), "currency": currency,
                           "renews": renew, "term_start": now.isoformat()})

@@ -1,4 +1,5 @@
 """API of maintenance windows: ``/deployments/{id}/maintenance-window[/defer]``,
+``/deployments/{id}/planned-maintenance`` (the platform's own, read only),
 ``/deployments/{id}/maintenance-exclusions[/{exclusion_id}]`` and the same two under ``/projects/{id}`` (a
 project's window is the default of its deployments without their own). Two viewsets of their own on the
 ``deployments`` and ``projects`` prefixes (detail actions only), so the deployment or project is looked up,
@@ -20,7 +21,7 @@ from deployments import selectors as deployment_selectors
 from deployments.maintenance import selectors, services
 from deployments.maintenance.selectors import Owner, Schedule
 from deployments.maintenance.validation import EXCLUSION_MAX_DAYS, LENGTH_MAX_MINUTES, REASON_MAX, WEEKDAYS
-from deployments.models import MaintenanceExclusion
+from deployments.models import MaintenanceExclusion, PlannedMaintenance
 from projects import facade as project_facade
 from projects.api.base import OrganizationScopedViewSet
 from projects.roles import Perm
@@ -66,6 +67,18 @@ class MaintenanceExclusionOut(serializers.ModelSerializer):
 class MaintenanceExclusionsOut(serializers.Serializer):
     results = MaintenanceExclusionOut(many=True)
     next = serializers.CharField(allow_null=True, help_text="Always null: an owner has few exclusions.")
+
+
+class PlannedMaintenanceOut(serializers.ModelSerializer):
+    class Meta:
+        model = PlannedMaintenance
+        fields = ["id", "kind", "summary", "status", "window_start", "window_end", "announce_at", "announced_at",
+                  "must_start_by", "started_at", "finished_at", "error", "history"]
+
+
+class PlannedMaintenanceListOut(serializers.Serializer):
+    results = PlannedMaintenanceOut(many=True)
+    next = serializers.CharField(allow_null=True)
 
 
 class MaintenanceWindowOut(serializers.Serializer):
@@ -185,6 +198,15 @@ class DeploymentMaintenanceViewSet(MaintenanceRoutes):
     def maintenance_window_defer(self, request: Request, pk: str) -> Response:
         services.maintenance_defer(principal=self.principal, deployment=self.get_object())
         return self._render()
+
+    @extend_schema(responses=PlannedMaintenanceListOut, description="Maintenance the platform plans on this "
+                   "deployment (a certificate rotation, a forced upgrade), newest first: the window occurrence it "
+                   "goes into (announced a week ahead; moved to the next occurrence when this one is deferred or "
+                   "excluded), its status and every transition.")
+    @action(detail=True, methods=["get"], url_path="planned-maintenance", pagination_class=None)
+    def planned_maintenance(self, request: Request, pk: str) -> Response:
+        planned = selectors.planned_maintenance_of(deployment=self.get_object())[:50]
+        return Response({"results": PlannedMaintenanceOut(planned, many=True).data, "next": None})
 
 
 class ProjectMaintenanceViewSet(MaintenanceRoutes):

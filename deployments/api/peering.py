@@ -6,14 +6,16 @@ from __future__ import annotations
 import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_field
-from rest_framework import mixins, serializers, status
+from rest_framework import mixins, serializers
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane.api.pagination import CursorLimitPagination
 from controlplane.api.serializers import InputSerializer
+from deployments.api.operations import accepted
 from deployments.models import Peering, PeeringEvent, PeeringStatus, Provider
+from deployments.operations import selectors as operation_selectors
 from deployments.peering import selectors, services
 from deployments.peering.instructions import instructions
 from projects.api.base import OrganizationScopedViewSet
@@ -81,7 +83,8 @@ class PeeringEventOut(serializers.ModelSerializer):
 
 
 def _accepted(peering: Peering) -> Response:
-    return Response(PeeringOut(peering).data, status=status.HTTP_202_ACCEPTED)
+    # The peering came through the tenancy base, so its latest operation is the caller's too.
+    return accepted(PeeringOut(peering).data, operation_selectors.operation_latest_for_peering(peering_id=peering.id))
 
 
 # --- /deployments/{id}/peerings ---------------------------------------------------------------------
@@ -128,7 +131,8 @@ class EventPagination(CursorLimitPagination):
 
 
 class PeeringViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrganizationScopedViewSet):
-    """VPC peerings. DELETE answers 202 with status `deleting`; poll until `deleted`."""
+    """VPC peerings. DELETE answers 202 with status `deleting` (plus `operation` and its `Location`); poll until
+    `deleted`."""
 
     permission_by_action = {"destroy": Perm.DEPLOYMENTS_WRITE, "retry": Perm.DEPLOYMENTS_WRITE}
     serializer_class = PeeringOut

@@ -3,6 +3,7 @@ from rest_framework.routers import SimpleRouter
 from deployments.api import views
 from deployments.api.maintenance import DeploymentMaintenanceViewSet, ProjectMaintenanceViewSet
 from deployments.api.mqtt_access import DeploymentMqttAccessViewSet
+from deployments.api.operations import OperationViewSet
 from deployments.api.peering import PeeringViewSet
 from deployments.api.upgrades import DeploymentUpgradeViewSet
 
@@ -15,5 +16,6 @@ router.register("deployments", DeploymentMaintenanceViewSet, basename="deploymen
 router.register("deployments", DeploymentUpgradeViewSet, basename="deployment-upgrade")
 router.register("projects", ProjectMaintenanceViewSet, basename="project-maintenance")
 router.register("peerings", PeeringViewSet, basename="peering")
+router.register("operations", OperationViewSet, basename="operation")
 
 urlpatterns = router.urls

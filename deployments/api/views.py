@@ -16,8 +16,10 @@ from controlplane.api.serializers import ListRowsMixin
 from deployments import http_auth, selectors, services
 from deployments.api import serializers as s
 from deployments.api.base import DeploymentScopedViewSet
+from deployments.api.operations import accepted
 from deployments.api.peering import DeploymentPeeringsMixin
 from deployments.models import Provider, Region, Spec, Tier
+from deployments.operations import selectors as operation_selectors
 from deployments.tls.download import PEM_MEDIA_TYPE, ca_pem_response
 from projects.api.base import OrganizationScopedViewSet
 from projects.facade import projects_by_ids
@@ -99,7 +101,8 @@ class PemRenderer(BaseRenderer):
 # DeploymentScopedViewSet too (alerts.api.metrics, billing.api.views). The docstring is the schema's description.
 class DeploymentViewSet(DeploymentPeeringsMixin, ListRowsMixin, mixins.RetrieveModelMixin,
                         DeploymentScopedViewSet):
-    """Broker deployments. Lifecycle requests answer 202 with the deployment in its new state; poll it."""
+    """Broker deployments. Lifecycle requests answer 202 with the deployment in its new state, plus `operation`
+    (its id) and `Location: /api/v1/operations/op_…`; poll either."""
 
     permission_by_action = {action: Perm.DEPLOYMENTS_WRITE for action in
                             ("create", "partial_update", "destroy", "scale", "stop", "start", "retry",
@@ -114,7 +117,10 @@ class DeploymentViewSet(DeploymentPeeringsMixin, ListRowsMixin, mixins.RetrieveM
             "server_certificate__private_key_pem", "server_certificate__certificate_pem")
 
     def _accepted(self, deployment) -> Response:
-        return Response(s.DeploymentOut(deployment).data, status=status.HTTP_202_ACCEPTED)
+        # The operation the request started (or, deleting again, the delete under way): its Location to poll.
+        operation = operation_selectors.operation_latest_for_deployment(principal=self.principal,
+                                                                        deployment_id=deployment.id)
+        return accepted(s.DeploymentOut(deployment).data, operation)
 
     @extend_schema(request=s.DeploymentIn, responses={202: s.DeploymentOut})
     def create(self, request: Request) -> Response:

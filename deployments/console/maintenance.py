@@ -78,6 +78,8 @@ class MaintenanceView(OrganizationConsoleView):
             "has_own_window": selectors.own_window(owner=self.owner) is not None,
             "window_form": window_form,
             "exclusion_form": exclusion_form or deployment_forms.MaintenanceExclusionForm(),
+            "planned": (list(selectors.planned_maintenance_of(deployment=self.owner)[:10])
+                        if isinstance(self.owner, Deployment) else []),
         }
 
     def get(self, request: HttpRequest, **kwargs: str) -> HttpResponse:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from deployments.console import access, acl, clients, confirmed, maintenance, peering, views
+from deployments.console import access, acl, clients, confirmed, maintenance, operations, peering, views
 
 urlpatterns = [
     path("deployments", views.DeploymentListView.as_view(), name="deployments"),
@@ -18,6 +18,9 @@ urlpatterns = [
          name="deployment-protection"),
     path("deployments/<str:deployment_id>/ca.pem", views.DeploymentCaPemView.as_view(), name="deployment-ca-pem"),
     path("deployments/<str:deployment_id>/delete", views.DeploymentDeleteView.as_view(), name="deployment-delete"),
+    path("deployments/<str:deployment_id>/operations", operations.DeploymentOperationsSectionView.as_view(),
+         name="deployment-operations"),
+    path("operations", operations.OperationListView.as_view(), name="operations"),
     path("deployments/<str:deployment_id>/peerings", peering.PeeringSectionView.as_view(),
          name="deployment-peerings"),
     path("deployments/<str:deployment_id>/peerings/new", peering.PeeringCreateView.as_view(), name="peering-create"),

@@ -11,7 +11,14 @@ from django.utils import timezone
 
 from controlplane import errors
 from deployments.maintenance.schedule import DateRange, Occurrence, WindowRule, next_occurrences
-from deployments.models import Deployment, MaintenanceDeferral, MaintenanceExclusion, MaintenanceWindow
+from deployments.models import (
+    Deployment,
+    MaintenanceDeferral,
+    MaintenanceExclusion,
+    MaintenanceWindow,
+    PlannedMaintenance,
+    PlannedMaintenanceStatus,
+)
 from projects.models import Project
 
 #: How many occurrences the API and the console show.
@@ -86,3 +93,21 @@ def schedule_get(*, owner: Owner, now: dt.datetime | None = None, count: int = S
             exclusions=[DateRange(exclusion.start_date, exclusion.end_date) for exclusion in exclusions])
     return Schedule(window=window, inherited=inherited, exclusions=exclusions, deferred_start=deferred_start,
                     occurrences=occurrences)
+
+
+#: How far ahead the console's banner looks.
+BANNER_HORIZON = dt.timedelta(days=7)
+
+
+def planned_maintenance_upcoming(*, organization_id: str, now: dt.datetime | None = None,
+                                 within: dt.timedelta = BANNER_HORIZON) -> list[PlannedMaintenance]:
+    """The organization's announced platform maintenance starting within ``within``, for the console's banner."""
+    now = now or timezone.now()
+    return list(PlannedMaintenance.objects.filter(
+        organization_id=organization_id, status=PlannedMaintenanceStatus.ANNOUNCED,
+        window_start__lte=now + within).select_related("deployment").order_by("window_start"))
+
+
+def planned_maintenance_of(*, deployment: Deployment) -> QuerySet[PlannedMaintenance]:
+    """A deployment's platform maintenance, newest window first (the API and the console)."""
+    return PlannedMaintenance.objects.filter(deployment=deployment).order_by("-window_start", "-created_at")

@@ -8,6 +8,7 @@ from controlplane.state_machine import require_transition
 from deployments.lifecycle import request_apply
 from deployments.models import Peering, PeeringEvent
 from deployments.models import PeeringStatus as P
+from deployments.operations.progress import follow_peering
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     # pending: the request is recorded; the worker has not reached the cloud yet.
@@ -60,7 +61,9 @@ def transition(peering: Peering, to_status: str, *, reason: str = "", actor_labe
         # The broker's egress policy lists the active peerings' CIDRs: apply it again now, not at the next
         # reconciler pass (a removed peering's range must close at once).
         request_apply(deployment_id=peering.deployment_id)
-    return PeeringEvent.objects.create(
+    event = PeeringEvent.objects.create(
         organization_id=peering.organization_id, peering=peering, from_status=from_status, to_status=to_status,
         reason=reason[:500], actor_label=actor_label[:254], details=details or {}, created_at=now,
     )
+    follow_peering(peering.id, to_status, reason=reason)
+    return event

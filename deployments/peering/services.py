@@ -12,8 +12,9 @@ from controlplane import errors
 from controlplane.db import lock_row
 from controlplane.errors import field_invalid
 from controlplane.queue import enqueue_on_commit
-from deployments.models import Deployment, DeploymentStatus, Peering, PeeringEvent, Tier
+from deployments.models import Deployment, DeploymentStatus, Operation, Peering, PeeringEvent, Tier
 from deployments.models import PeeringStatus as P
+from deployments.operations.progress import ACTIVE, PEERING_STEPS, operation_mark_cancelled, operation_start
 from deployments.peering import customer_side, selectors, validation
 from deployments.peering.lifecycle import transition
 from deployments.peering.network import platform_network
@@ -28,6 +29,14 @@ CLOSED_DEPLOYMENT_STATES = frozenset({DeploymentStatus.DELETING, DeploymentStatu
 
 def _enqueue_converge(peering: Peering) -> None:
     enqueue_on_commit("deployments.tasks.peering_converge", peering.id)
+
+
+def _start_operation(principal: Principal, peering: Peering, kind: str) -> None:
+    # A delete (or a retry) ends whatever operation the peering still had under way.
+    for operation in Operation.objects.filter(peering_id=peering.id, status__in=ACTIVE):
+        operation_mark_cancelled(operation, note=f"superseded by {kind}")
+    operation_start(organization_id=peering.organization_id, type=kind, deployment=peering.deployment,
+                    peering_id=peering.id, steps=PEERING_STEPS[kind], requested_by=principal.actor_label)
 
 
 def peering_create(*, principal: Principal, deployment: Deployment, provider: str,
@@ -65,6 +74,7 @@ def peering_create(*, principal: Principal, deployment: Deployment, provider: st
         PeeringEvent.objects.create(organization=principal.organization, peering=peering, from_status="",
                                     to_status=P.PENDING, reason="requested", actor_label=principal.actor_label[:254],
                                     created_at=peering.created_at)
+        _start_operation(principal, peering, "peering_create")
         audit_record(principal=principal, action="peering.create", target=peering,
                      changes={"deployment": deployment.id, "provider": provider, **values})
         _enqueue_converge(peering)
@@ -103,6 +113,7 @@ def peering_retry(*, principal: Principal, peering: Peering) -> Peering:
         peering.cloud_id, peering.cloud_state = "", ""
         peering.requested_at = peering.expires_at = peering.last_polled_at = None
         peering.network_configured_at = peering.activated_at = None
+        _start_operation(principal, peering, "peering_create")
         transition(peering, P.PENDING, reason="retried", actor_label=principal.actor_label,
                    details={"failure": failure})
         audit_record(principal=principal, action="peering.retry", target=peering, changes={"failure": failure})
@@ -126,6 +137,7 @@ def peering_delete(*, principal: Principal, peering: Peering) -> Peering:
         peering = lock_row(Peering, peering.pk, organization=principal.organization)
         if peering.status in (P.DELETING, P.DELETED):
             return peering
+        _start_operation(principal, peering, "peering_delete")
         transition(peering, P.DELETING, actor_label=principal.actor_label, reason="peering.delete")
         audit_record(principal=principal, action="peering.delete", target=peering)
         _enqueue_converge(peering)

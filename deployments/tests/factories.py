@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import factory
 
-from deployments.models import Deployment, Peering, Region, Spec
+from deployments.models import Deployment, Operation, Peering, Region, Spec
 from projects.tests.factories import OrganizationFactory, ProjectFactory
 
 
@@ -39,3 +39,18 @@ class PeeringFactory(factory.django.DjangoModelFactory):
     vpc_id = "vpc-0123456789abcdef0"
     peer_region = "us-east-1"
     status = "pending"
+
+
+class OperationFactory(factory.django.DjangoModelFactory):
+    """A create operation of a new deployment, still pending."""
+
+    class Meta:
+        model = Operation
+
+    organization = factory.SubFactory(OrganizationFactory)
+    deployment = factory.SubFactory(DeploymentFactory, organization=factory.SelfAttribute("..organization"))
+    project = factory.SelfAttribute("deployment.project")
+    type = "create"
+    steps = factory.LazyFunction(lambda: [{"name": "pending", "status": "running", "started_at": None,
+                                           "finished_at": None, "cancellable": True}])
+    current_step = "pending"

@@ -59,17 +59,18 @@ def _due(certificate: ServerCertificate, now: datetime) -> bool:
     return certificate.not_after - now <= _days("TLS_RENEW_BEFORE_DAYS")
 
 
-def issue_for_deployment(*, deployment: Deployment, host: str,
-                         now: datetime | None = None) -> tuple[ServerCertificate, bool]:
+def issue_for_deployment(*, deployment: Deployment, host: str, now: datetime | None = None,
+                         force: bool = False) -> tuple[ServerCertificate, bool]:
     """The deployment's server certificate for ``host``: (certificate, whether it was (re-)issued now).
 
     Kept as it is while it names ``host`` and is not due for renewal; otherwise a new key and certificate from
-    the region's active CA replace it (a changed address, a renewal, a retiring CA's certificate coming due).
+    the region's active CA replace it (a changed address, a renewal, a retiring CA's certificate coming due),
+    or with ``force`` (a rotation an operator planned, ``deployments.maintenance.planned``).
     """
     now = now or timezone.now()
     host = host.strip().lower()
     current = ServerCertificate.objects.filter(deployment_id=deployment.id).first()
-    if current is not None and current.host == host and not _due(current, now):
+    if current is not None and current.host == host and not _due(current, now) and not force:
         return current, False
     authority = ensure_region_ca(region_id=deployment.region_id, now=now)
     issued = x509.issue_server_certificate(host=host, ca_certificate_pem=authority.certificate_pem,

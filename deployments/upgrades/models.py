@@ -81,6 +81,8 @@ class DeploymentUpgrade(models.Model):
     step = models.PositiveSmallIntegerField(default=0)
     step_started_at = models.DateTimeField(null=True, blank=True)
     error = models.CharField(max_length=500, blank=True)
+    #: The ``Operation`` (``op_…``) that mirrors this upgrade for the API's and the console's operation views.
+    operation_id = models.CharField(max_length=32, blank=True, default="")
     actor_label = models.CharField(max_length=254, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)

@@ -17,7 +17,7 @@ def pinned_version(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deployments', '0009_maintenance_windows'),
+        ('deployments', '0011_planned_maintenance'),
         ('projects', '0006_two_factor'),
     ]
 
@@ -49,6 +49,7 @@ class Migration(migrations.Migration):
                 ('step', models.PositiveSmallIntegerField(default=0)),
                 ('step_started_at', models.DateTimeField(blank=True, null=True)),
                 ('error', models.CharField(blank=True, max_length=500)),
+                ('operation_id', models.CharField(blank=True, default='', max_length=32)),
                 ('actor_label', models.CharField(blank=True, max_length=254)),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
                 ('updated_at', models.DateTimeField(auto_now=True)),
