@@ -1,6 +1,7 @@
 """API of EMQX version upgrades: ``GET /deployments/{id}/upgrades`` (the valid targets), ``POST
 /deployments/{id}/upgrade`` (202, the upgrade scheduled) and ``GET /deployments/{id}/upgrade`` (the latest
-upgrade, where the POST's Location points). A viewset of its own on the ``deployments`` prefix, so the
+upgrade); the POST's 202 carries ``operation`` and ``Location: /api/v1/operations/op_…``, the Operation that
+follows the upgrade step by step). A viewset of its own on the ``deployments`` prefix, so the
 deployment is looked up, scoped and permission-checked by the tenancy base like every other route."""
 
 from __future__ import annotations
@@ -8,13 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane.api.serializers import InputSerializer
 from deployments.api.base import DeploymentScopedViewSet
+from deployments.api.operations import accepted
+from deployments.models import Operation
 from deployments.upgrades import selectors, services
 from deployments.upgrades.models import BrokerVersion, DeploymentUpgrade, UpgradeWhen
 from projects.roles import Perm
@@ -40,6 +43,15 @@ class UpgradeOut(serializers.ModelSerializer):
         model = DeploymentUpgrade
         fields = ["id", "deployment", "from_version", "to_version", "when", "scheduled_for", "status", "replicas",
                   "step", "error", "created_at", "updated_at", "finished_at"]
+        read_only_fields = fields
+
+
+class UpgradeAcceptedOut(UpgradeOut):
+    operation = serializers.CharField(read_only=True, help_text="The operation (`op_…`) following the upgrade; "
+                                                                "`Location` points at it.")
+
+    class Meta(UpgradeOut.Meta):
+        fields = [*UpgradeOut.Meta.fields, "operation"]
         read_only_fields = fields
 
 
@@ -79,7 +91,7 @@ class DeploymentUpgradeViewSet(DeploymentScopedViewSet):
     def upgrade(self, request: Request, pk: str) -> Response:
         return Response(UpgradeOut(selectors.latest_upgrade_get(deployment=self.get_object())).data)
 
-    @extend_schema(request=UpgradeIn, responses={202: UpgradeOut},
+    @extend_schema(request=UpgradeIn, responses={202: UpgradeAcceptedOut},
                    description="Upgrades the deployment's EMQX version, one node at a time (audited). 400 for an "
                                "unknown, older, deprecated or major-skipping version, or `next_window` without a "
                                "window; 409 unless the deployment is running with no upgrade open.")
@@ -91,5 +103,5 @@ class DeploymentUpgradeViewSet(DeploymentScopedViewSet):
         version, when = data.validated_data["version"], data.validated_data["when"]
         upgrade = services.upgrade_request(principal=self.principal, deployment=deployment,
                                            version=str(version), when=str(when))
-        return Response(UpgradeOut(upgrade).data, status=status.HTTP_202_ACCEPTED,
-                        headers={"Location": request.build_absolute_uri(request.path)})
+        operation = Operation.objects.filter(pk=upgrade.operation_id).first()
+        return accepted(UpgradeOut(upgrade).data, operation)

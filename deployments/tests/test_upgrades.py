@@ -14,7 +14,7 @@ from kubernetes import client as k8s_client
 from controlplane import errors
 from controlplane.workers import Step
 from deployments import provisioning
-from deployments.models import Deployment, DeploymentEvent, Spec
+from deployments.models import Deployment, DeploymentEvent, Operation, OperationEvent, Spec
 from deployments.services import deployment_scale, deployment_stop
 from deployments.tests.factories import DeploymentFactory
 from deployments.upgrades import services
@@ -94,6 +94,12 @@ def test_a_three_node_upgrade_rolls_one_node_at_a_time_highest_first_and_keeps_t
         deployment=deployment, details__operation="upgrade", details__phase="step").order_by("created_at", "id")]
     assert nodes == [2, 1, 0]
     assert phases(deployment) == ["scheduled", "started", "step", "step", "step", "succeeded"]
+    operation = Operation.objects.get(pk=upgrade.operation_id)
+    assert operation.type == "upgrade" and operation.status == "succeeded"
+    assert [(step["name"], step["status"]) for step in operation.steps] == [
+        ("scheduled", "succeeded"), ("emqx-2", "succeeded"), ("emqx-1", "succeeded"), ("emqx-0", "succeeded")]
+    assert list(OperationEvent.objects.filter(operation=operation, note="step").values_list("step", flat=True)
+                ) == ["scheduled", "emqx-1", "emqx-0"]  # each step once (emqx-2's is the move to running)
     # The reconciler's repair now renders the new version: nothing to undo.
     provisioning.repair(deployment.id)
     assert k8s_client.AppsV1Api(cluster.api_client()).read_namespaced_stateful_set(
@@ -129,6 +135,10 @@ def test_a_node_that_never_becomes_ready_rolls_the_deployment_back_and_fails_wit
     # Never a half-upgraded cluster: every node back on the previous image, and ready.
     assert pods(deployment) == {0: (OLD, True), 1: (OLD, True), 2: (OLD, True)}
     assert phases(deployment) == ["scheduled", "started", "step", "rolling_back", "failed"]
+    operation = Operation.objects.get(pk=upgrade.operation_id)
+    assert operation.status == "failed" and operation.error == upgrade.error
+    assert [(step["name"], step["status"]) for step in operation.steps] == [
+        ("scheduled", "succeeded"), ("emqx-2", "succeeded"), ("emqx-1", "failed"), ("emqx-0", "pending")]
 
 
 def test_a_worker_killed_midway_resumes_from_the_recorded_step(cluster, django_capture_on_commit_callbacks):
@@ -144,6 +154,7 @@ def test_a_worker_killed_midway_resumes_from_the_recorded_step(cluster, django_c
     upgrade.refresh_from_db()
     assert upgrade.status == "succeeded"
     assert phases(deployment).count("step") == 3  # no node step recorded twice, none skipped
+    assert Operation.objects.get(pk=upgrade.operation_id).status == "succeeded"
     assert pods(deployment) == {0: (NEW, True), 1: (NEW, True), 2: (NEW, True)}
 
 

@@ -8,6 +8,7 @@ import pytest
 import time_machine
 
 from controlplane.models import PendingTask
+from deployments.upgrades import services
 from deployments.upgrades.models import DeploymentUpgrade
 from projects.models import AuditEvent
 from projects.roles import Role
@@ -63,7 +64,12 @@ def test_an_upgrade_is_accepted_once_and_audited(api, deployment, django_capture
     assert response.status_code == 202, response.content
     body = response.json()
     assert body["status"] == "scheduled" and body["from_version"] == "5.8.6" and body["to_version"] == "5.9.1"
-    assert response["Location"].endswith(url(deployment, "upgrade"))
+    # The Operation that follows it: its id in the body, its URL in Location.
+    assert body["operation"].startswith("op_") and response["Location"] == f"/api/v1/operations/{body['operation']}"
+    operation = api.get(response["Location"]).json()
+    assert operation["type"] == "upgrade" and operation["status"] == "pending"
+    assert [step["name"] for step in operation["steps"]] == ["scheduled", "emqx-1 (surge)", "emqx-0",
+                                                             "surge node removed"]
     assert len(sent) == 1  # the first step's task, sent as the worker will get it
     sent[0]()
     assert not PendingTask.objects.exists()  # a send the task refused (bad arguments) is kept as pending
@@ -102,3 +108,12 @@ def test_a_viewer_may_list_targets_but_not_upgrade(org, deployment, make_client)
     viewer = make_client(secret)
     assert viewer.get(url(deployment, "upgrades")).status_code == 200
     assert_problem(viewer.post(url(deployment, "upgrade"), {"version": "5.9.1"}, format="json"), 403)
+
+
+def test_a_scheduled_upgrade_is_cancelled_through_its_operation(api, deployment, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        body = api.post(url(deployment, "upgrade"), {"version": "5.9.1"}, format="json").json()
+    assert api.post(f"/api/v1/operations/{body['operation']}/cancel").status_code in (200, 202)
+    services.upgrade_step_once(body["id"])
+    assert api.get(url(deployment, "upgrade")).json()["status"] == "canceled"
+    assert api.get(url(deployment, "upgrades")).json()["upgrade"]["status"] == "canceled"

@@ -2,14 +2,14 @@
 idempotent step at a time (``deployments.tasks.deployment_upgrade_step``).
 
 States: scheduled → rolling → succeeded, or rolling → rolling_back → failed (the previous image restored on
-every node, the reason kept), or scheduled/rolling → canceled when the deployment is deleted. The step reached
+every node, the reason kept), or scheduled/rolling → canceled when the deployment is deleted (or, while scheduled, its
+operation is cancelled). The step reached
 is saved before the next one starts, so a worker that dies resumes where it was; every transition and node
-step is a ``DeploymentEvent`` of operation ``upgrade`` (an Operation can mirror them, see ``on_transition``)."""
+step is a ``DeploymentEvent`` of operation ``upgrade``, and its ``Operation`` (``op_…``) follows it (``_mirror``)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -22,8 +22,16 @@ from controlplane.queue import enqueue_on_commit
 from controlplane.workers import DONE, Step
 from deployments.lifecycle import record_operation
 from deployments.maintenance.selectors import schedule_get
-from deployments.models import Deployment
+from deployments.models import Deployment, Operation, OperationStatus
 from deployments.models import DeploymentStatus as S
+from deployments.operations.progress import (
+    StepSpec,
+    operation_fail,
+    operation_mark_cancelled,
+    operation_start,
+    operation_step,
+    operation_succeed,
+)
 from deployments.provisioning import BROKER_NAME, desired_cluster_spec
 from deployments.upgrades.models import BrokerVersion, DeploymentUpgrade, UpgradeWhen
 from deployments.upgrades.models import UpgradeStatus as U
@@ -38,17 +46,40 @@ STEP_TASK = "deployments.tasks.deployment_upgrade_step"
 #: The longest a scheduled upgrade's task sleeps before looking again (the beat re-drives lost ones too).
 SCHEDULED_RECHECK_SECONDS = 300
 
-#: Called after every transition of an upgrade with (upgrade, phase): the hook an Operation record mirrors the
-#: upgrade through, once operations exist (issue 18).
-on_transition: list[Callable[[DeploymentUpgrade, str], None]] = []
+SCHEDULED_STEP = "scheduled"
+
+
+def operation_steps(replicas: int) -> list[StepSpec]:
+    """The upgrade's ``Operation`` plan: waiting (cancellable until it starts), then one step per node in the
+    order they are replaced (a single node: the surge node, the old node, the surge node removed)."""
+    if replicas == 1:
+        nodes: list[StepSpec] = [f"{BROKER_NAME}-1 (surge)", f"{BROKER_NAME}-0", "surge node removed"]
+    else:
+        nodes = [f"{BROKER_NAME}-{ordinal}" for ordinal in range(replicas - 1, -1, -1)]
+    return [(SCHEDULED_STEP, True), *nodes]
+
+
+def _mirror(upgrade: DeploymentUpgrade, phase: str) -> None:
+    """Moves the upgrade's Operation with it: the API's ``/operations/{id}`` and the console's operation views
+    show the upgrade's steps; a failure carries the upgrade's reason."""
+    if not upgrade.operation_id:
+        return
+    names = [step if isinstance(step, str) else step[0] for step in operation_steps(upgrade.replicas or 1)]
+    if phase in ("started", "step") and upgrade.step + 1 < len(names):
+        operation_step(upgrade.operation_id, names[upgrade.step + 1])
+    elif phase == "succeeded":
+        operation_succeed(upgrade.operation_id)
+    elif phase == "failed":
+        operation_fail(upgrade.operation_id, upgrade.error)
+    elif phase == "canceled":
+        operation_mark_cancelled(upgrade.operation_id, note=upgrade.error or "canceled")
 
 
 def _record(upgrade: DeploymentUpgrade, deployment: Deployment, phase: str, reason: str, **details: object) -> None:
     record_operation(deployment, operation=UPGRADE, phase=phase, reason=reason,
                      details={"upgrade": upgrade.id, "from_version": upgrade.from_version,
                               "to_version": upgrade.to_version, **details})
-    for hook in on_transition:
-        hook(upgrade, phase)
+    _mirror(upgrade, phase)
 
 
 def upgrade_request(*, principal: Principal, deployment: Deployment, version: str,
@@ -77,12 +108,19 @@ def upgrade_request(*, principal: Principal, deployment: Deployment, version: st
             raise errors.Conflict(f"Cannot upgrade a deployment that is {deployment.status} (it must be running).")
         if DeploymentUpgrade.objects.filter(deployment=deployment, status__in=OPEN).exists():
             raise errors.Conflict("The deployment already has an upgrade scheduled or under way.")
+        # Another operation under way on the deployment is a 409 here too.
+        operation = operation_start(organization_id=deployment.organization_id, type=UPGRADE, deployment=deployment,
+                                    steps=operation_steps(deployment.spec.replicas),
+                                    requested_by=principal.actor_label,
+                                    params={"version": version, "from_version": deployment.broker_version,
+                                            "when": when, "scheduled_for": scheduled_for.isoformat()})
         try:
             with transaction.atomic():
                 upgrade = DeploymentUpgrade.objects.create(
                     organization_id=deployment.organization_id, deployment=deployment,
                     from_version=deployment.broker_version, to_version=version, when=when,
-                    scheduled_for=scheduled_for, actor_label=principal.actor_label[:254])
+                    scheduled_for=scheduled_for, actor_label=principal.actor_label[:254],
+                    replicas=deployment.spec.replicas, operation_id=operation.id)
         except IntegrityError as exc:  # a concurrent request won the race (deployment_upgrade_one_open)
             raise errors.Conflict("The deployment already has an upgrade scheduled or under way.") from exc
         _record(upgrade, deployment, "scheduled",
@@ -172,6 +210,13 @@ def upgrade_step_once(upgrade_id: str) -> Step:
 
 
 def _start(upgrade: DeploymentUpgrade, deployment: Deployment, now: dt.datetime, poll: float) -> Step:
+    operation = Operation.objects.filter(pk=upgrade.operation_id).only("status").first()
+    if operation is not None and operation.status == OperationStatus.CANCELLED:
+        # Cancelled while it waited (``POST /operations/{id}/cancel``, or superseded by a lifecycle request).
+        if _save(upgrade, U.SCHEDULED, status=U.CANCELED, finished_at=now, error="The operation was cancelled."):
+            _record(upgrade, deployment, "canceled", f"Upgrade to EMQX {upgrade.to_version} canceled before it "
+                                                     f"started")
+        return DONE
     if now < upgrade.scheduled_for:
         return Step(min(SCHEDULED_RECHECK_SECONDS, (upgrade.scheduled_for - now).total_seconds()), "scheduled")
     if deployment.status != S.RUNNING:
