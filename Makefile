@@ -114,6 +114,7 @@ test: install-dev services browser axe oidc-provider deploy-tools lint arch type
 bench: install-dev services
 	$(TEST_ENV) $(PY) bench/run.py
 	$(TEST_ENV) $(PY) bench/provisioning.py
+	$(TEST_ENV) $(PY) bench/upgrade.py
 	$(TEST_ENV) $(PY) bench/alerts.py
 	$(TEST_ENV) $(PY) bench/billing.py \
 		$(if $(BILLING_BENCH_DEPLOYMENTS),--deployments $(BILLING_BENCH_DEPLOYMENTS))

@@ -382,6 +382,9 @@ DEPLOYMENT_POLL_SECONDS = float(env_str("DEPLOYMENT_POLL_SECONDS", "2"))
 # cluster, pass readiness). 60 s is what an EMQX pod of the catalog's sizes takes; a preview's estimate is this
 # times the nodes that restart, so it is an order of magnitude to plan by, not a promise.
 NODE_RESTART_ESTIMATE_SECONDS = env_int("NODE_RESTART_ESTIMATE_SECONDS", 60)
+#: How long a version upgrade waits for one node to come back Ready on the new version before it rolls the
+#: deployment back to the previous one (deployments.upgrades).
+UPGRADE_NODE_TIMEOUT_SECONDS = env_int("UPGRADE_NODE_TIMEOUT_SECONDS", 600)
 
 # --- TLS of the deployments' endpoints (deployments/tls/) ------------------------------------------------
 # One private CA per region signs each deployment's server certificate. A CA is replaced this long before it

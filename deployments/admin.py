@@ -21,8 +21,9 @@ from deployments.models import (
 )
 from deployments.peering import services as peering_services
 from deployments.provisioning import desired_cluster_spec
+from deployments.upgrades.models import BrokerVersion, DeploymentUpgrade
 from k8s.render import render
-from projects.ops_admin import ReadOnlyModelAdmin, ReadOnlyTabularInline, staff_principal
+from projects.ops_admin import AuditedModelAdmin, ReadOnlyModelAdmin, ReadOnlyTabularInline, staff_principal
 
 
 class SpecPriceInline(ReadOnlyTabularInline):
@@ -43,6 +44,28 @@ class SpecAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "tier", "max_connections", "max_messages_per_second", "replicas", "active")
     list_filter = ("tier", "active")
     inlines = [SpecPriceInline]
+
+
+@admin.register(BrokerVersion)
+class BrokerVersionAdmin(AuditedModelAdmin):
+    """EMQX versions: ops add a release and move versions from current to supported to deprecated (with the end of
+    support date customers see); audited. Never deleted: deployments and upgrades name versions."""
+
+    list_display = ("version", "status", "end_of_support", "image")
+    list_filter = ("status",)
+    ordering = ("-version",)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("version", "image") if obj is not None else ()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(DeploymentUpgrade)
+class DeploymentUpgradeAdmin(ReadOnlyModelAdmin):
+    list_display = ("id", "deployment", "from_version", "to_version", "status", "step", "scheduled_for", "error")
+    list_filter = ("status", "to_version")
 
 
 class DeploymentEventInline(ReadOnlyTabularInline):

@@ -10,6 +10,9 @@ from django.utils import timezone
 from controlplane.crypto import EncryptedTextField
 from controlplane.ids import PrefixedIdField
 
+# Versions and upgrades have a module of their own; importing it here also registers its models.
+from deployments.upgrades.models import default_broker_version
+
 
 class Tier(models.TextChoices):
     BASIC = "basic", "Basic"
@@ -116,6 +119,8 @@ class Deployment(models.Model):
     failed_operation = models.CharField(max_length=16, blank=True)
     deletion_protection = models.BooleanField(default=False)
     endpoints = models.JSONField(default=dict, blank=True)
+    #: The EMQX version (``BrokerVersion``) the nodes run; an upgrade changes it once every node runs the new one.
+    broker_version = models.CharField(max_length=32, default=default_broker_version)
     # Where a multi-step operation (a single node's surge resize) is, so a restarted worker resumes it.
     rollout_step = models.PositiveSmallIntegerField(default=0)
     # Bootstrap secrets of the broker cluster: stable for its life, encrypted at rest.

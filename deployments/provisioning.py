@@ -41,6 +41,8 @@ from deployments.peering.network import platform_network
 from deployments.selectors import active_peering_cidrs
 from deployments.tls.selectors import ca_bundle_pem, server_certificates_of
 from deployments.tls.services import issue_for_deployment
+from deployments.upgrades import plan as upgrade_plan
+from deployments.upgrades.models import DeploymentUpgrade
 from k8s.render import MQTT_PORTS, BrokerClusterSpec, BrokerTls
 from k8s.services import (
     ClusterIndex,
@@ -87,6 +89,9 @@ class SpecInputs:
     peered: tuple[str, ...]
     certificate: ServerCertificate | None
     ca_bundle: str
+    #: The image of the deployment's EMQX version, and its upgrade under way (what the nodes roll to or back).
+    image: str = ""
+    upgrade: DeploymentUpgrade | None = None
 
 
 def spec_inputs(deployment: Deployment) -> SpecInputs:
@@ -100,8 +105,12 @@ def spec_inputs_many(deployments: list[Deployment]) -> dict[str, SpecInputs]:
     peered = active_peering_cidrs(deployment_ids=ids)
     certificates = server_certificates_of(deployment_ids=ids)
     bundles = {region_id: ca_bundle_pem(region_id=region_id) for region_id in {d.region_id for d in deployments}}
+    images = upgrade_plan.version_images()
+    upgrades = upgrade_plan.moving_upgrades(deployment_ids=ids)
     return {deployment.id: SpecInputs(auth.get(deployment.id), tuple(peered.get(deployment.id, ())),
-                                      certificates.get(deployment.id), bundles[deployment.region_id])
+                                      certificates.get(deployment.id), bundles[deployment.region_id],
+                                      images.get(deployment.broker_version, settings.EMQX_IMAGE),
+                                      upgrades.get(deployment.id))
             for deployment in deployments}
 
 
@@ -117,7 +126,7 @@ def _broker_tls(inputs: SpecInputs) -> BrokerTls | None:
 
 def broker_cluster_spec(deployment: Deployment, spec: Spec, *, replicas: int | None = None,
                         surge_replicas: int | None = None, partition: int = 0,
-                        inputs: SpecInputs | None = None) -> BrokerClusterSpec:
+                        inputs: SpecInputs | None = None, image: str = "") -> BrokerClusterSpec:
     inputs = inputs or spec_inputs(deployment)
     http_auth = inputs.http_auth
     extra_config, secret_env = http_auth_broker_config(http_auth)
@@ -133,7 +142,7 @@ def broker_cluster_spec(deployment: Deployment, spec: Spec, *, replicas: int | N
         cpu_millicores=spec.cpu_millicores,
         memory_mib=spec.memory_mib,
         max_connections=spec.max_connections,
-        image=settings.EMQX_IMAGE,
+        image=image or inputs.image or settings.EMQX_IMAGE,
         node_cookie=deployment.node_cookie,
         dashboard_password=deployment.dashboard_password,
         blocked_cidrs=EGRESS_BLOCKED_CIDRS,
@@ -237,6 +246,14 @@ def http_auth_rollout_once(deployment_id: str) -> Step:
 def desired_cluster_spec(deployment: Deployment, inputs: SpecInputs | None = None) -> BrokerClusterSpec | None:
     """What should be in the cluster for the deployment's current status (None: nothing)."""
     status = deployment.status
+    if status == S.RUNNING:
+        inputs = inputs or spec_inputs(deployment)
+        if inputs.upgrade is not None:
+            # A version upgrade under way: the image rolled to (or back to) and the nodes it may touch yet.
+            shape = upgrade_plan.rollout_shape(inputs.upgrade)
+            return broker_cluster_spec(deployment, deployment.spec, replicas=shape.replicas,
+                                       surge_replicas=shape.surge_replicas, partition=shape.partition,
+                                       inputs=inputs, image=shape.image)
     if status in (S.PENDING, S.PROVISIONING, S.RUNNING, S.STARTING):
         return broker_cluster_spec(deployment, deployment.spec, inputs=inputs)
     if status in (S.STOPPING, S.STOPPED):

@@ -19,6 +19,8 @@ from deployments.lifecycle import LIVE, transition
 from deployments.models import Deployment, DeploymentEvent, Region, Spec, SpecPrice, Tier
 from deployments.models import DeploymentStatus as S
 from deployments.operations.progress import LIFECYCLE_STEPS, RETRY_GOAL, operation_start
+from deployments.upgrades.models import BrokerVersion
+from deployments.upgrades.plan import upgrade_blocks_operation
 from projects.audit import audit_record
 from projects.models import Project
 from projects.roles import Perm
@@ -62,7 +64,15 @@ def catalog_sync(*, path: Path = CATALOG_FILE) -> dict[str, int]:
         spec_ids.append(entry["id"])
     Region.objects.exclude(id__in=region_ids).update(active=False)
     Spec.objects.exclude(id__in=spec_ids).update(active=False)
-    return {"regions": len(region_ids), "specs": len(spec_ids)}
+    versions = data.get("broker_versions", [])
+    for entry in versions:
+        # The file seeds versions; ops change their status and end of support in the admin afterwards, and a
+        # sync must not undo that: only versions the database lacks are created.
+        BrokerVersion.objects.get_or_create(
+            version=entry["version"],
+            defaults={"image": entry["image"], "status": entry["status"],
+                      "end_of_support": entry.get("end_of_support")})
+    return {"regions": len(region_ids), "specs": len(spec_ids), "broker_versions": len(versions)}
 
 
 
@@ -173,6 +183,8 @@ def _begin(principal: Principal, deployment: Deployment, to_status: str, *, acti
                 f"Cannot {action.split('.')[-1]} a deployment that is {deployment.status} "
                 f"(it must be {' or '.join(required)})."
             )
+        if upgrade_blocks_operation(deployment.pk) and action != "deployment.delete":
+            raise errors.Conflict(f"Cannot {action.split('.')[-1]} a deployment while its version upgrade runs.")
         if prepare is not None:
             prepare(deployment)
         kind = action.split(".")[-1]

@@ -21,6 +21,8 @@ from deployments.mqtt_access.broker_api import BrokerError, BrokerUnavailable
 from deployments.peering.steps import CloudError
 from deployments.peering.worker import peering_converge_once, peerings_to_drive
 from deployments.tls import services as tls_services
+from deployments.upgrades import services as upgrades
+from deployments.upgrades.models import DeploymentUpgrade
 from k8s.services import KubernetesError
 
 logger = logging.getLogger(__name__)
@@ -71,6 +73,25 @@ def http_auth_rollout_watch(self, deployment_id: str) -> str:
     return step.note or "done"
 
 
+@shared_task(name="deployments.tasks.deployment_upgrade_step", bind=True, acks_late=True,
+             autoretry_for=(KubernetesError, ConnectionError, TimeoutError), retry_backoff=2, retry_backoff_max=120,
+             retry_jitter=True, max_retries=None)
+def deployment_upgrade_step(self, upgrade_id: str) -> str:
+    """One step of a version upgrade (``deployments.upgrades.services``), under the deployment's lock so the
+    reconciler's repair never applies between a step's apply and its look."""
+    deployment_id = DeploymentUpgrade.objects.filter(pk=upgrade_id).values_list("deployment_id", flat=True).first()
+    if deployment_id is None:
+        return "gone"
+    with deployment_lock(deployment_id) as acquired:
+        if not acquired:
+            # A duplicate, or the repair for a moment: the holder (or the beat, for a lost chain) goes on.
+            return "busy"
+        step = upgrades.upgrade_step_once(upgrade_id)
+    if step.again_in is not None:
+        deployment_upgrade_step.apply_async((upgrade_id,), countdown=step.again_in)
+    return step.note or "done"
+
+
 @shared_task(name="deployments.tasks.deployments_reconcile")
 def deployments_reconcile() -> dict[str, int]:
     """Beat job: re-drive every deployment in a transitional state (a task each: there are few), and one drift
@@ -80,6 +101,10 @@ def deployments_reconcile() -> dict[str, int]:
     for deployment_id in Deployment.objects.filter(status__in=TRANSITIONAL).values_list("id", flat=True):
         deployment_converge.delay(deployment_id)
         counts["converge"] += 1
+    # An upgrade whose task was lost (or whose window opened) is re-driven like a transitional deployment.
+    for upgrade_id in upgrades.stale_upgrades():
+        deployment_upgrade_step.delay(upgrade_id)
+        counts["upgrades"] = counts.get("upgrades", 0) + 1
     for region_id in (Deployment.objects.filter(status__in=provisioning.SETTLED).order_by()
                       .values_list("region_id", flat=True).distinct()):
         deployments_reconcile_region.delay(region_id)

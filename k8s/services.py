@@ -241,3 +241,40 @@ def delete_broker_cluster(*, region_id: str, namespace: str) -> bool:
         return True
     status_code, _ = _call(f"read Namespace {namespace}", core.read_namespace, namespace, tolerate=(404,))
     return status_code == 404
+
+
+@dataclass(frozen=True)
+class ObservedPod:
+    name: str
+    ordinal: int
+    image: str
+    ready: bool
+    terminating: bool
+
+
+def observe_broker_pods(*, region_id: str, namespace: str, name: str) -> dict[int, ObservedPod]:
+    """The broker's pods by ordinal, with the image each runs and whether it is Ready: what a rolling upgrade
+    checks node by node (the StatefulSet's counters cannot say *which* node runs what)."""
+    core = client.CoreV1Api(api_client_for_region(region_id))
+    # The namespace is the deployment's own: its pods are the broker's.
+    _, body = _call(f"list Pods {namespace}", core.list_namespaced_pod, namespace)
+    pods: dict[int, ObservedPod] = {}
+    for pod in (body or {}).get("items") or []:
+        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+        pod_name = meta.get("name") or ""
+        prefix, _, ordinal = pod_name.rpartition("-")
+        if prefix != name or not ordinal.isdigit():
+            continue
+        containers = (pod.get("spec") or {}).get("containers") or [{}]
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+        pods[int(ordinal)] = ObservedPod(pod_name, int(ordinal), containers[0].get("image", ""), ready,
+                                         bool(meta.get("deletionTimestamp")))
+    return pods
+
+
+def delete_broker_pod(*, region_id: str, namespace: str, pod: str) -> None:
+    """Deletes one broker pod for its StatefulSet to recreate from the current template: how a pod stuck on a
+    bad revision is replaced after the template was rolled back (the controller never replaces a pod that is
+    not Ready on its own, the "forced rollback" of the StatefulSet documentation)."""
+    core = client.CoreV1Api(api_client_for_region(region_id))
+    _call(f"delete Pod {namespace}/{pod}", core.delete_namespaced_pod, pod, namespace, tolerate=(404,))

@@ -100,8 +100,9 @@ class DeploymentOut(OutputSerializer):
 
     class Meta:
         model = Deployment
-        fields = ["id", "project", "name", "tier", "spec", "target_spec", "region", "status", "status_reason",
-                  "endpoints", "tls", "deletion_protection", "created_at", "updated_at", "status_changed_at"]
+        fields = ["id", "project", "name", "tier", "spec", "target_spec", "broker_version", "region", "status",
+                  "status_reason", "endpoints", "tls", "deletion_protection", "created_at", "updated_at",
+                  "status_changed_at"]
         read_only_fields = fields
 
     fast_fields = {"endpoints": lambda deployment: endpoints_out(deployment.endpoints)}

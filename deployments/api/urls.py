@@ -6,6 +6,7 @@ from deployments.api.maintenance import DeploymentMaintenanceViewSet, ProjectMai
 from deployments.api.mqtt_access import DeploymentMqttAccessViewSet
 from deployments.api.operations import OperationViewSet
 from deployments.api.peering import PeeringViewSet
+from deployments.api.upgrades import DeploymentUpgradeViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("regions", views.RegionViewSet, basename="region")
@@ -14,6 +15,7 @@ router.register("deployments", views.DeploymentViewSet, basename="deployment")
 router.register("deployments", DeploymentMqttAccessViewSet, basename="deployment-mqtt-access")
 router.register("deployments", DeploymentMaintenanceViewSet, basename="deployment-maintenance")
 router.register("deployments", DeploymentChangesViewSet, basename="deployment-changes")
+router.register("deployments", DeploymentUpgradeViewSet, basename="deployment-upgrade")
 router.register("projects", ProjectMaintenanceViewSet, basename="project-maintenance")
 router.register("peerings", PeeringViewSet, basename="peering")
 router.register("operations", OperationViewSet, basename="operation")

@@ -15,8 +15,12 @@ from controlplane import errors
 from deployments import selectors, services
 from deployments.console import forms as deployment_forms
 from deployments.console.views import DeploymentActionView, describe_spec
+from deployments.maintenance import selectors as maintenance_selectors
 from deployments.models import Deployment, Spec
 from deployments.preview import change_preview
+from deployments.upgrades import selectors as upgrade_selectors
+from deployments.upgrades import services as upgrade_services
+from deployments.upgrades.models import UpgradeWhen
 
 
 class ConfirmedDeploymentActionView(DeploymentActionView):
@@ -120,3 +124,49 @@ class DeploymentStopView(ConfirmedDeploymentActionView):
     def perform(self, deployment: Deployment) -> str:
         services.deployment_stop(principal=self.principal, deployment=deployment)
         return f"Stopping {deployment.name}."
+
+
+class DeploymentUpgradeView(ConfirmedDeploymentActionView):
+    """The EMQX version upgrade: the detail page's form (version, now or at the next window) GETs this page."""
+
+    def upgrade_form(self, data: Any) -> deployment_forms.UpgradeForm:
+        choices = [(v.version, v.version) for v in upgrade_selectors.targets_of(deployment=self.deployment)]
+        return deployment_forms.UpgradeForm(data, choices=choices)
+
+    def chosen(self, data: Any) -> tuple[str, str]:
+        form = self.upgrade_form(data)
+        if not form.is_valid():
+            raise errors.ValidationFailed(" ".join(" ".join(messages) for messages in form.errors.values()))
+        return form.cleaned_data["version"], form.cleaned_data["when"]
+
+    def confirmation(self, deployment: Deployment) -> dict[str, Any]:
+        version, when = self.chosen(self.request.GET)
+        spec = self.current_spec(deployment)
+        schedule = maintenance_selectors.schedule_get(owner=deployment, count=1)
+        if when == UpgradeWhen.NEXT_WINDOW and not schedule.occurrences:
+            raise errors.ValidationFailed("The deployment has no maintenance window: set one, or upgrade now.")
+        start = (f"at the next maintenance window, {schedule.occurrences[0].start:%a %d %b %Y, %H:%M} UTC"
+                 if when == UpgradeWhen.NEXT_WINDOW else "now")
+        return {
+            "title": f"Upgrade {deployment.name} to EMQX {version}",
+            "consequences": [
+                f"Starts {start}. Nodes are replaced one at a time, each back and healthy before the next (a "
+                f"single node gets a second one first): clients on the node being replaced reconnect.",
+                f"If a node does not come back on {version}, every node returns to {deployment.broker_version} and "
+                f"the upgrade is reported as failed with the reason.",
+                "There is no downgrade once it succeeds.",
+            ],
+            "prices": [("Price per hour", spec.price and spec.price["hourly"], spec.price and spec.price["hourly"])],
+            "from_label": f"EMQX {deployment.broker_version}", "to_label": f"EMQX {version}",
+            "annual_note": "The version does not change the price.",
+            "button": f"Upgrade to EMQX {version}", "fields": {"version": version, "when": when},
+        }
+
+    def perform(self, deployment: Deployment) -> str:
+        version, when = self.chosen(self.request.POST)
+        upgrade = upgrade_services.upgrade_request(principal=self.principal, deployment=deployment,
+                                                   version=version, when=when)
+        if upgrade.when == UpgradeWhen.NEXT_WINDOW:
+            return (f"Upgrade of {deployment.name} to EMQX {version} scheduled for "
+                    f"{upgrade.scheduled_for:%Y-%m-%d %H:%M} UTC.")
+        return f"Upgrading {deployment.name} to EMQX {version}, one node at a time."

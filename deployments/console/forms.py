@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 
 from deployments.models import DeploymentStatus, Region, Spec, Weekday
+from deployments.upgrades.models import UpgradeWhen
 from projects.models import Project
 
 NAME_HELP = ("A DNS label: lowercase letters, digits and hyphens, starting with a letter and not ending with a "
@@ -74,6 +75,16 @@ class ScaleForm(forms.Form):
     def __init__(self, *args: Any, choices: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["spec"].choices = choices
+
+
+class UpgradeForm(forms.Form):
+    version = forms.ChoiceField(label="EMQX version", error_messages={"required": "Choose the version to upgrade to."})
+    when = forms.ChoiceField(label="When", choices=UpgradeWhen.choices, initial=UpgradeWhen.NOW,
+                             widget=forms.RadioSelect)
+
+    def __init__(self, *args: Any, choices: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["version"].choices = choices
 
 
 class ProtectionForm(forms.Form):

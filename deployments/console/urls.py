@@ -9,6 +9,8 @@ urlpatterns = [
     path("deployments/new", views.DeploymentCreateView.as_view(), name="deployment-create"),
     path("deployments/<str:deployment_id>", views.DeploymentDetailView.as_view(), name="deployment-detail"),
     path("deployments/<str:deployment_id>/scale", confirmed.DeploymentScaleView.as_view(), name="deployment-scale"),
+    path("deployments/<str:deployment_id>/upgrade", confirmed.DeploymentUpgradeView.as_view(),
+         name="deployment-upgrade"),
     path("deployments/<str:deployment_id>/stop", confirmed.DeploymentStopView.as_view(), name="deployment-stop"),
     path("deployments/<str:deployment_id>/start", views.DeploymentStartView.as_view(), name="deployment-start"),
     path("deployments/<str:deployment_id>/retry", views.DeploymentRetryView.as_view(), name="deployment-retry"),

@@ -24,6 +24,8 @@ from deployments.lifecycle import TRANSITIONAL
 from deployments.maintenance import selectors as maintenance_selectors
 from deployments.models import Deployment, DeploymentStatus, HttpAuthConfig, Spec, Tier
 from deployments.tls.download import ca_pem_response
+from deployments.upgrades import selectors as upgrade_selectors
+from deployments.upgrades.plan import OPEN as OPEN_UPGRADES
 from projects import facade as project_selectors
 from projects.console.base import OrganizationConsoleView, OrganizationFormView
 from projects.roles import Perm
@@ -168,6 +170,16 @@ class DeploymentCreateView(_DeploymentMixin, OrganizationFormView):
 
 
 # --- detail -----------------------------------------------------------------------------------------
+def upgrade_context(deployment: Deployment) -> dict[str, Any]:
+    """The deployment's EMQX version, its latest upgrade, and the form listing the versions it may go to."""
+    targets = upgrade_selectors.targets_of(deployment=deployment)
+    choices = [(v.version, f"EMQX {v.version}" + (" (current)" if v.status == "current" else "")) for v in targets]
+    latest = upgrade_selectors.latest_upgrade(deployment=deployment)
+    return {"broker_version": upgrade_selectors.version_get(version=deployment.broker_version),
+            "broker_upgrade": latest, "upgrade_open": latest is not None and latest.status in OPEN_UPGRADES,
+            "upgrade_form": deployment_forms.UpgradeForm(choices=choices) if choices else None}
+
+
 class DeploymentDetailView(_DeploymentMixin, OrganizationConsoleView):
     template_name = "console/deployments/detail.html"
 
@@ -200,6 +212,7 @@ class DeploymentDetailView(_DeploymentMixin, OrganizationConsoleView):
             "is_failed": deployment.status == DeploymentStatus.FAILED,
             "http_auth": selectors.http_auth_list(principal=self.principal).filter(deployment=deployment).first(),
             "maintenance": maintenance_selectors.schedule_get(owner=deployment, count=1),
+            **upgrade_context(deployment),
         })
 
     def status_part(self, request: HttpRequest) -> HttpResponse:

@@ -5,6 +5,7 @@ from django.contrib.admin.utils import quote  # ids contain _, which the admin e
 
 from deployments.models import Deployment
 from deployments.tests.factories import DeploymentFactory
+from deployments.upgrades.models import BrokerVersion
 from projects.models import AuditEvent
 from projects.tests.factories import operator_user
 
@@ -69,3 +70,17 @@ def test_certificate_pages_are_read_only_and_never_show_private_keys(client, ope
     page = client.get(f"/ops/deployments/deployment/{quote(certificate.deployment_id)}/change/").content.decode()
     assert "emqx-tls" in page and "PRIVATE KEY" not in page
     assert ServerCertificate.objects.count() == 1
+
+
+def test_ops_deprecate_a_broker_version_with_its_end_of_support_audited(client, operator):
+    page = client.get("/ops/deployments/brokerversion/")
+    assert page.status_code == 200 and "5.8.6" in page.content.decode()
+    response = client.post("/ops/deployments/brokerversion/5.8.5/change/",
+                           {"status": "deprecated", "end_of_support": "2027-09-30"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    version = BrokerVersion.objects.get(pk="5.8.5")
+    assert version.status == "deprecated" and str(version.end_of_support) == "2027-09-30"
+    assert version.image == "emqx/emqx:5.8.5"  # not editable: deployments run it
+    event = AuditEvent.objects.get(action="ops.brokerversion.update")
+    assert event.changes["status"] == ["supported", "deprecated"]
+    assert client.get("/ops/deployments/deploymentupgrade/").status_code == 200

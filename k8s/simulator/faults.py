@@ -39,6 +39,7 @@ class FaultInjector:
         # A seeded generator makes "50% of PATCHes fail" the same sequence on every test run.
         self._random = random.Random(seed)  # noqa: S311 - test randomness, not security
         self._blocked: set[tuple[str, str]] = set()
+        self._blocked_images: set[tuple[str, str, int | None]] = set()
 
     def add(self, *, verb: str = "*", resource: str = "*", namespace: str = "*", status: int | None = 500,
             rate: float = 1.0, count: int | None = None, latency_s: float = 0.0, message: str | None = None,
@@ -67,6 +68,7 @@ class FaultInjector:
         with self._lock:
             self._rules.clear()
             self._blocked.clear()
+            self._blocked_images.clear()
 
     def rules(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -99,6 +101,19 @@ class FaultInjector:
         with self._lock:
             self._blocked.discard((namespace, prefix))
 
-    def readiness_blocked(self, namespace: str, pod: str) -> bool:
+    # A broken release: pods running `image` (only the one of `ordinal`, if given) never become Ready, while
+    # the same pods on another image do: what an upgrade must detect and roll back.
+    def block_image_readiness(self, namespace: str, image: str, *, ordinal: int | None = None) -> None:
         with self._lock:
-            return any(ns == namespace and pod.startswith(prefix) for ns, prefix in self._blocked)
+            self._blocked_images.add((namespace, image, ordinal))
+
+    def unblock_image_readiness(self, namespace: str, image: str, *, ordinal: int | None = None) -> None:
+        with self._lock:
+            self._blocked_images.discard((namespace, image, ordinal))
+
+    def readiness_blocked(self, namespace: str, pod: str, image: str = "") -> bool:
+        ordinal = pod.rpartition("-")[2]
+        with self._lock:
+            return any(ns == namespace and pod.startswith(prefix) for ns, prefix in self._blocked) or any(
+                ns == namespace and blocked == image and (at is None or str(at) == ordinal)
+                for ns, blocked, at in self._blocked_images)

@@ -130,8 +130,10 @@ class Kubelet:
             return
         if meta.get("deletionTimestamp") or is_ready(pod):
             return
-        if now >= self._ready_at.setdefault(uid, now + self.ready_delay_s) and not self.faults.readiness_blocked(
-                meta["namespace"], meta["name"]) and (self.broker_up is None or self.broker_up(meta["namespace"])):
+        image = (((pod.get("spec") or {}).get("containers") or [{}])[0]).get("image", "")
+        blocked = self.faults.readiness_blocked(meta["namespace"], meta["name"], image)
+        if now >= self._ready_at.setdefault(uid, now + self.ready_delay_s) and not blocked and (
+                self.broker_up is None or self.broker_up(meta["namespace"])):
             self.store.put(PODS, {**pod, "status": _pod_status(pod, ready=True)})
 
     def _create_pod(self, sts: dict[str, Any], ordinal: int, revision: str, now: float) -> None:

@@ -330,6 +330,22 @@ class Store:
             total += until - cursor
         return total
 
+    def min_ready(self, namespace: str, *, since: float, until: float | None = None, prefix: str = "") -> int:
+        """The fewest pods (named `prefix`…) ready at any moment within [since, until]: during a rolling
+        update of n nodes behind a PodDisruptionBudget of maxUnavailable 1, never below n - 1."""
+        until = time.time() if until is None else until
+        ready: set[str] = set()
+        lowest: int | None = None
+        for e in self.pod_events(namespace):
+            if not e["pod"].startswith(prefix) or e["at"] > until:
+                continue
+            if e["at"] >= since and lowest is None:
+                lowest = len(ready)  # what was ready when the window opened
+            (ready.add if e["ready"] else ready.discard)(e["pod"])
+            if e["at"] >= since:
+                lowest = min(lowest if lowest is not None else len(ready), len(ready))
+        return len(ready) if lowest is None else lowest
+
     # ---- internals -------------------------------------------------------------------------------------
 
     @staticmethod

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deployments', '0011_planned_maintenance'),
+        ('deployments', '0012_broker_versions_and_upgrades'),
     ]
 
     operations = [
