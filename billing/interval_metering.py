@@ -121,11 +121,12 @@ GROUP BY deployment_id, spec_id, rate HAVING sum(seconds) > 0
 # Deployments whose usage rows of the range do not add up to what their lifecycle meters there.
 _DIFFERING_SQL = """
 SELECT DISTINCT coalesce(m.deployment_id, u.deployment_id) FROM (""" + _MONTH_TOTALS_SQL + """) AS m
-FULL JOIN (SELECT deployment_id, spec_id, rate, sum(seconds)::bigint AS seconds FROM billing_usagerecord
-           WHERE hour_start >= %(start)s AND hour_start < %(end)s GROUP BY deployment_id, spec_id, rate) AS u
+FULL JOIN (SELECT deployment_id, spec_id, rate, sum(seconds)::bigint AS seconds FROM {usage}
+           GROUP BY deployment_id, spec_id, rate) AS u
     ON u.deployment_id = m.deployment_id AND u.spec_id = m.spec_id AND u.rate = m.rate
 WHERE m.seconds IS DISTINCT FROM u.seconds
 """  # noqa: S608
+_USAGE_OF_RANGE = "billing_usagerecord WHERE hour_start >= %(start)s AND hour_start < %(end)s"
 
 
 def _params(start: datetime, end: datetime, deployment_ids: list[str] | None) -> dict[str, Any]:
@@ -144,8 +145,13 @@ def usage_rows_sql(*, start: datetime, end: datetime,
     return _USAGE_ROWS_SQL, _params(start, end, deployment_ids)
 
 
-def differing_deployments_sql(*, start: datetime, end: datetime) -> tuple[str, dict[str, Any]]:
+def differing_deployments_sql(*, start: datetime, end: datetime,
+                              sums_table: str | None = None) -> tuple[str, dict[str, Any]]:
     """The query (and its parameters) whose rows are the deployments whose usage rows of ``[start, end)`` do not
     add up, per spec and rate, to what their lifecycle meters there (hours never metered, or metered before a
-    late event). One pass over the range's rows and the lifecycle's intervals, no row per hour built."""
-    return _DIFFERING_SQL, _params(start, end, None)
+    late event). One pass over the range's rows and the lifecycle's intervals, no row per hour built.
+
+    ``sums_table``: a table already holding the range's rows summed (``deployment_id, spec_id, rate, seconds``,
+    finer groups allowed), read instead of the rows themselves: the month close sums them once for its check
+    and its invoices."""
+    return _DIFFERING_SQL.format(usage=sums_table or _USAGE_OF_RANGE), _params(start, end, None)
