@@ -61,7 +61,9 @@ WITH currencies AS (
 ), intervals AS (
     SELECT s.deployment_id, s.spec_id, s.since, s.until,
            CASE WHEN s.to_status = ANY(%(running)s) THEN 'running' ELSE 'stopped' END AS rate,
-           EXISTS (SELECT FROM terms AS t WHERE t.deployment_id = s.deployment_id
+           -- A span touches a merged term exactly when it touches one of the terms merged: asked of the table,
+           -- an index probe per span (asked of the CTE, every span scanned every term: quadratic in the fleet).
+           EXISTS (SELECT FROM billing_annualcharge AS t WHERE t.kind = 'term' AND t.deployment_id = s.deployment_id
                    AND t.term_start < s.until AND t.term_end > s.since) AS termed
     FROM spans AS s
     WHERE s.until > s.since AND (s.to_status = ANY(%(running)s) OR s.to_status = ANY(%(stopped)s))

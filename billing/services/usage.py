@@ -251,13 +251,13 @@ _MONTH_SUMS_SQL = f"""
     SELECT organization_id, deployment_id, spec_id, rate, hourly_price, sum(seconds)::bigint AS seconds
     FROM billing_usagerecord WHERE hour_start >= %s AND hour_start < %s
     GROUP BY organization_id, deployment_id, spec_id, rate, hourly_price
-"""
+"""  # noqa: S608 (constants joined; values are parameters)
 _MONTH_SUMS_REFRESH_SQL = f"""
     INSERT INTO {_MONTH_SUMS_TABLE}
     SELECT organization_id, deployment_id, spec_id, rate, hourly_price, sum(seconds)::bigint AS seconds
     FROM billing_usagerecord WHERE hour_start >= %s AND hour_start < %s AND deployment_id = ANY(%s::text[])
     GROUP BY organization_id, deployment_id, spec_id, rate, hourly_price
-"""
+"""  # noqa: S608
 
 
 def usage_month_reconcile_and_sum(*, period_start: date) -> MonthUsage:

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import time_machine
 from django.db import DatabaseError, transaction
+from django.db.models import Sum
 
 from billing.models import Invoice, UsageRecord
 from billing.services.closing import month_close
@@ -94,10 +95,9 @@ def test_the_checks_sums_are_the_rows_sums_after_the_rows_it_metered_again():
         checked = usage_month_reconcile_and_sum(period_start=MARCH)
         assert checked.changed > 0 and checked.lines is not None
         assert usage_month_reconcile_and_sum(period_start=MARCH).changed == 0  # a rerun meters nothing
-        from django.db.models import Sum
-
         from_rows = UsageRecord.objects.filter(hour_start__gte=START, hour_start__lt=END).values(
-            "organization_id", "deployment_id", "spec_id", "rate", "hourly_price").annotate(total_seconds=Sum("seconds"))
+            "organization_id", "deployment_id", "spec_id", "rate", "hourly_price").annotate(
+            total_seconds=Sum("seconds"))
         key = lambda row: tuple(sorted(row.items()))  # noqa: E731
         assert sorted(map(key, checked.lines)) == sorted(map(key, from_rows))
         with pytest.raises(ValueError):
