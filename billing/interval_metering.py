@@ -67,13 +67,28 @@ WITH currencies AS (
                    AND t.term_start < s.until AND t.term_end > s.since) AS termed
     FROM spans AS s
     WHERE s.until > s.since AND (s.to_status = ANY(%(running)s) OR s.to_status = ANY(%(stopped)s))
+), gaps AS (
+    -- The stretches of an interval that touches a term outside every merged term. Hours of it that no gap
+    -- touches lie in one merged term (merged terms neither overlap nor touch): each piece there counts its
+    -- whole seconds less the same whole seconds, 0, and is not made (an annual deployment's month is otherwise
+    -- a piece per hour).
+    SELECT i.deployment_id, i.spec_id, i.rate, i.since, i.until,
+           greatest(i.since, g.after) AS gap_start, least(i.until, g.before) AS gap_end
+    FROM intervals AS i CROSS JOIN LATERAL (
+        SELECT coalesce(lag(t.term_end) OVER (ORDER BY t.term_start), '-infinity'::timestamptz) AS after,
+               t.term_start AS before
+        FROM terms AS t WHERE t.deployment_id = i.deployment_id
+        UNION ALL
+        SELECT max(t.term_end), 'infinity'::timestamptz FROM terms AS t WHERE t.deployment_id = i.deployment_id
+    ) AS g
+    WHERE i.termed AND least(i.until, g.before) > greatest(i.since, g.after)
 ), pieces AS (
-    -- Every other (interval, hour): the first and last hours of intervals without a term, every hour of the rest.
-    SELECT i.deployment_id, i.spec_id, i.rate, i.termed, h AS hour_start,
-           greatest(i.since, h) AS since, least(i.until, h + interval '1 hour') AS until
-    FROM intervals AS i CROSS JOIN LATERAL generate_series(
-        date_trunc('hour', i.since, 'UTC'), i.until - interval '1 microsecond', interval '1 hour') AS h
-    WHERE i.termed
+    -- Every other (interval, hour): the first and last hours of intervals without a term; the hours of the rest
+    -- that a gap touches.
+    SELECT DISTINCT g.deployment_id, g.spec_id, g.rate, true AS termed, h AS hour_start,
+           greatest(g.since, h) AS since, least(g.until, h + interval '1 hour') AS until
+    FROM gaps AS g CROSS JOIN LATERAL generate_series(
+        date_trunc('hour', g.gap_start, 'UTC'), g.gap_end - interval '1 microsecond', interval '1 hour') AS h
     UNION ALL
     SELECT i.deployment_id, i.spec_id, i.rate, false, h, greatest(i.since, h), least(i.until, h + interval '1 hour')
     FROM intervals AS i CROSS JOIN LATERAL (
