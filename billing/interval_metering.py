@@ -67,20 +67,21 @@ WITH currencies AS (
                    AND t.term_start < s.until AND t.term_end > s.since) AS termed
     FROM spans AS s
     WHERE s.until > s.since AND (s.to_status = ANY(%(running)s) OR s.to_status = ANY(%(stopped)s))
+), term_gaps AS (
+    -- What lies between a deployment's merged terms, before the first and after the last.
+    SELECT deployment_id, coalesce(lag(term_end) OVER (PARTITION BY deployment_id ORDER BY term_start),
+                                   '-infinity'::timestamptz) AS after, term_start AS before
+    FROM terms
+    UNION ALL
+    SELECT deployment_id, max(term_end), 'infinity'::timestamptz FROM terms GROUP BY deployment_id
 ), gaps AS (
     -- The stretches of an interval that touches a term outside every merged term. Hours of it that no gap
     -- touches lie in one merged term (merged terms neither overlap nor touch): each piece there counts its
     -- whole seconds less the same whole seconds, 0, and is not made (an annual deployment's month is otherwise
-    -- a piece per hour).
+    -- a piece per hour). A join, not a subquery per interval (that scanned every term per interval).
     SELECT i.deployment_id, i.spec_id, i.rate, i.since, i.until,
            greatest(i.since, g.after) AS gap_start, least(i.until, g.before) AS gap_end
-    FROM intervals AS i CROSS JOIN LATERAL (
-        SELECT coalesce(lag(t.term_end) OVER (ORDER BY t.term_start), '-infinity'::timestamptz) AS after,
-               t.term_start AS before
-        FROM terms AS t WHERE t.deployment_id = i.deployment_id
-        UNION ALL
-        SELECT max(t.term_end), 'infinity'::timestamptz FROM terms AS t WHERE t.deployment_id = i.deployment_id
-    ) AS g
+    FROM intervals AS i JOIN term_gaps AS g ON g.deployment_id = i.deployment_id
     WHERE i.termed AND least(i.until, g.before) > greatest(i.since, g.after)
 ), pieces AS (
     -- Every other (interval, hour): the first and last hours of intervals without a term; the hours of the rest
