@@ -61,12 +61,13 @@ WITH currencies AS (
 ), intervals AS (
     SELECT s.deployment_id, s.spec_id, s.since, s.until,
            CASE WHEN s.to_status = ANY(%(running)s) THEN 'running' ELSE 'stopped' END AS rate,
-           -- A span touches a merged term exactly when it touches one of the terms merged: asked of the table,
-           -- an index probe per span (asked of the CTE, every span scanned every term: quadratic in the fleet).
-           EXISTS (SELECT FROM billing_annualcharge AS t WHERE t.kind = 'term' AND t.deployment_id = s.deployment_id
-                   AND t.term_start < s.until AND t.term_end > s.since) AS termed
-    FROM spans AS s
+           -- Joined on the deployment (hashed), not asked per span: a subquery per span scanned every term
+           -- (or, as the planner chose for the table, every term started before the span): quadratic in the fleet.
+           coalesce(bool_or(t.term_start < s.until AND t.term_end > s.since), false) AS termed
+    FROM spans AS s LEFT JOIN terms AS t ON t.deployment_id = s.deployment_id
     WHERE s.until > s.since AND (s.to_status = ANY(%(running)s) OR s.to_status = ANY(%(stopped)s))
+    -- A deployment's spans of positive length start at different instants: this is one row per span.
+    GROUP BY s.deployment_id, s.spec_id, s.since, s.until, s.to_status
 ), term_gaps AS (
     -- What lies between a deployment's merged terms, before the first and after the last.
     SELECT deployment_id, coalesce(lag(term_end) OVER (PARTITION BY deployment_id ORDER BY term_start),
