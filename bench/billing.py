@@ -8,8 +8,10 @@ rate), switched to annual mid-month, and annual then scaled (a prorated charge).
 through the production code paths:
 - metering every hour of the month (``usage_meter_range``, what the hourly task runs, over 720 hours)
 - prorating the scales of annual deployments and invoicing every organization (``invoices_generate_for_month``)
-- the month close: the check of the month's usage rows against the lifecycle (``usage_month_reconcile``, which
-  meters again only deployments whose rows differ: none here, the hourly path metered them), then the above
+- the month close: the check of the month's usage rows against the lifecycle (``usage_month_reconcile_and_sum``,
+  which meters again only deployments whose rows differ: none here, the hourly path metered them, and sums the
+  rows as invoices group them), then the above, the invoices taking the check's sums instead of reading the rows
+  again (as ``billing.services.closing.month_close`` does)
 - baseline: ``SELECT organization_id, SUM(seconds * hourly_price / 3600) ... GROUP BY organization_id``
 
 Usage: ``bench/billing.py [--deployments N]``. The functions below are also run by a smoke test on ~20
@@ -25,11 +27,15 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if __name__ == "__main__":
     # This file is named like the billing app: find the app first, and harness.py last.
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE] + [HERE]
+
+if TYPE_CHECKING:
+    from billing.services.usage import MonthUsage
 
 MONTH = date(2026, 4, 1)  # 30 days: 720 hours
 MONTH_START = datetime(2026, 4, 1, tzinfo=UTC)
@@ -110,11 +116,12 @@ def meter_month() -> int:
     return usage_meter_range(start=MONTH_START, end=MONTH_END)
 
 
-def check_month() -> int:
-    """The month close's check of the usage rows against the lifecycle; returns the rows it had to change."""
-    from billing.services.usage import usage_month_reconcile
+def check_month() -> MonthUsage:
+    """The month close's check of the usage rows against the lifecycle; returns the rows it had to change and
+    the month's sums, which the close's invoices take."""
+    from billing.services.usage import usage_month_reconcile_and_sum
 
-    return usage_month_reconcile(period_start=MONTH)
+    return usage_month_reconcile_and_sum(period_start=MONTH)
 
 
 def prorate_month() -> int:
@@ -124,17 +131,18 @@ def prorate_month() -> int:
     return subscriptions_prorate_scales(now=MONTH_END)
 
 
-def invoice_accounts() -> int:
-    """Every organization's invoice, as the month close makes them after prorating; returns invoices."""
+def invoice_accounts(usage: MonthUsage | None = None) -> int:
+    """Every organization's invoice, as the month close makes them after prorating (from the check's ``usage``
+    sums when given, else summing the rows itself); returns invoices."""
     from billing.services.invoicing import invoices_generate_for_month
 
-    return invoices_generate_for_month(period_start=MONTH)
+    return invoices_generate_for_month(period_start=MONTH, usage=usage)
 
 
-def invoice_month() -> int:
+def invoice_month(usage: MonthUsage | None = None) -> int:
     """Scale prorations, then every organization's invoice, as the monthly task does; returns invoices."""
     prorate_month()
-    return invoice_accounts()
+    return invoice_accounts(usage)
 
 
 def analyze_usage() -> None:
@@ -211,11 +219,12 @@ def main(argv: list[str] | None = None) -> int:
         # month (the planner's choices for the steps below depend on them), untimed.
         analyze_usage()
         checked, check = timed(check_month)
-        print(f"  check the month against the lifecycle ({checked} rows changed)          {check:9.2f} s")
+        print(f"  check the month against the lifecycle ({checked.changed} rows changed, "
+              f"{len(checked.lines or []):,} sums)   {check:9.2f} s")
         prorations, prorate, prorate_queries = counted(prorate_month)
         print(f"  prorate scales ({prorations:,} prorations, {prorate_queries:,} queries)"
               f"{'':<20} {prorate:9.2f} s")
-        invoices, invoice_only, invoice_queries = counted(invoice_accounts)
+        invoices, invoice_only, invoice_queries = counted(lambda: invoice_accounts(checked))
         print(f"  invoice ({invoices:,} invoices, {invoice_queries:,} queries)"
               f"{'':<28} {invoice_only:9.2f} s")
         invoice = prorate + invoice_only
@@ -230,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
                              ("prorate and invoice a month", invoice), ("meter and invoice a month", meter + invoice),
                              ("month close: check, prorate and invoice", check + invoice)):
             print(f"  {label:<56} {value / baseline:8.1f}x")
+        close = check + invoice
+        print(f"month close ÷ aggregate: {close / baseline:.2f}x ({close:.2f} s: check {check:.2f} s, prorate "
+              f"{prorate:.2f} s, invoice {invoice_only:.2f} s; aggregate {baseline:.3f} s)")
     return 0
 
 

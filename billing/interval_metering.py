@@ -61,17 +61,36 @@ WITH currencies AS (
 ), intervals AS (
     SELECT s.deployment_id, s.spec_id, s.since, s.until,
            CASE WHEN s.to_status = ANY(%(running)s) THEN 'running' ELSE 'stopped' END AS rate,
-           EXISTS (SELECT FROM terms AS t WHERE t.deployment_id = s.deployment_id
-                   AND t.term_start < s.until AND t.term_end > s.since) AS termed
-    FROM spans AS s
+           -- Joined on the deployment (hashed), not asked per span: a subquery per span scanned every term
+           -- (or, as the planner chose for the table, every term started before the span): quadratic in the fleet.
+           coalesce(bool_or(t.term_start < s.until AND t.term_end > s.since), false) AS termed
+    FROM spans AS s LEFT JOIN terms AS t ON t.deployment_id = s.deployment_id
     WHERE s.until > s.since AND (s.to_status = ANY(%(running)s) OR s.to_status = ANY(%(stopped)s))
+    -- A deployment's spans of positive length start at different instants: this is one row per span.
+    GROUP BY s.deployment_id, s.spec_id, s.since, s.until, s.to_status
+), term_gaps AS (
+    -- What lies between a deployment's merged terms, before the first and after the last.
+    SELECT deployment_id, coalesce(lag(term_end) OVER (PARTITION BY deployment_id ORDER BY term_start),
+                                   '-infinity'::timestamptz) AS after, term_start AS before
+    FROM terms
+    UNION ALL
+    SELECT deployment_id, max(term_end), 'infinity'::timestamptz FROM terms GROUP BY deployment_id
+), gaps AS (
+    -- The stretches of an interval that touches a term outside every merged term. Hours of it that no gap
+    -- touches lie in one merged term (merged terms neither overlap nor touch): each piece there counts its
+    -- whole seconds less the same whole seconds, 0, and is not made (an annual deployment's month is otherwise
+    -- a piece per hour). A join, not a subquery per interval (that scanned every term per interval).
+    SELECT i.deployment_id, i.spec_id, i.rate, i.since, i.until,
+           greatest(i.since, g.after) AS gap_start, least(i.until, g.before) AS gap_end
+    FROM intervals AS i JOIN term_gaps AS g ON g.deployment_id = i.deployment_id
+    WHERE i.termed AND least(i.until, g.before) > greatest(i.since, g.after)
 ), pieces AS (
-    -- Every other (interval, hour): the first and last hours of intervals without a term, every hour of the rest.
-    SELECT i.deployment_id, i.spec_id, i.rate, i.termed, h AS hour_start,
-           greatest(i.since, h) AS since, least(i.until, h + interval '1 hour') AS until
-    FROM intervals AS i CROSS JOIN LATERAL generate_series(
-        date_trunc('hour', i.since, 'UTC'), i.until - interval '1 microsecond', interval '1 hour') AS h
-    WHERE i.termed
+    -- Every other (interval, hour): the first and last hours of intervals without a term; the hours of the rest
+    -- that a gap touches.
+    SELECT DISTINCT g.deployment_id, g.spec_id, g.rate, true AS termed, h AS hour_start,
+           greatest(g.since, h) AS since, least(g.until, h + interval '1 hour') AS until
+    FROM gaps AS g CROSS JOIN LATERAL generate_series(
+        date_trunc('hour', g.gap_start, 'UTC'), g.gap_end - interval '1 microsecond', interval '1 hour') AS h
     UNION ALL
     SELECT i.deployment_id, i.spec_id, i.rate, false, h, greatest(i.since, h), least(i.until, h + interval '1 hour')
     FROM intervals AS i CROSS JOIN LATERAL (
@@ -121,11 +140,12 @@ GROUP BY deployment_id, spec_id, rate HAVING sum(seconds) > 0
 # Deployments whose usage rows of the range do not add up to what their lifecycle meters there.
 _DIFFERING_SQL = """
 SELECT DISTINCT coalesce(m.deployment_id, u.deployment_id) FROM (""" + _MONTH_TOTALS_SQL + """) AS m
-FULL JOIN (SELECT deployment_id, spec_id, rate, sum(seconds)::bigint AS seconds FROM billing_usagerecord
-           WHERE hour_start >= %(start)s AND hour_start < %(end)s GROUP BY deployment_id, spec_id, rate) AS u
+FULL JOIN (SELECT deployment_id, spec_id, rate, sum(seconds)::bigint AS seconds FROM {usage}
+           GROUP BY deployment_id, spec_id, rate) AS u
     ON u.deployment_id = m.deployment_id AND u.spec_id = m.spec_id AND u.rate = m.rate
 WHERE m.seconds IS DISTINCT FROM u.seconds
 """  # noqa: S608
+_USAGE_OF_RANGE = "billing_usagerecord WHERE hour_start >= %(start)s AND hour_start < %(end)s"
 
 
 def _params(start: datetime, end: datetime, deployment_ids: list[str] | None) -> dict[str, Any]:
@@ -144,8 +164,13 @@ def usage_rows_sql(*, start: datetime, end: datetime,
     return _USAGE_ROWS_SQL, _params(start, end, deployment_ids)
 
 
-def differing_deployments_sql(*, start: datetime, end: datetime) -> tuple[str, dict[str, Any]]:
+def differing_deployments_sql(*, start: datetime, end: datetime,
+                              sums_table: str | None = None) -> tuple[str, dict[str, Any]]:
     """The query (and its parameters) whose rows are the deployments whose usage rows of ``[start, end)`` do not
     add up, per spec and rate, to what their lifecycle meters there (hours never metered, or metered before a
-    late event). One pass over the range's rows and the lifecycle's intervals, no row per hour built."""
-    return _DIFFERING_SQL, _params(start, end, None)
+    late event). One pass over the range's rows and the lifecycle's intervals, no row per hour built.
+
+    ``sums_table``: a table already holding the range's rows summed (``deployment_id, spec_id, rate, seconds``,
+    finer groups allowed), read instead of the rows themselves: the month close sums them once for its check
+    and its invoices."""
+    return _DIFFERING_SQL.format(usage=sums_table or _USAGE_OF_RANGE), _params(start, end, None)

@@ -41,12 +41,13 @@ def month_close(*, now: datetime | None = None) -> int:
     today = (now or timezone.now()).date()
     period_start = periods.month_start_before(today)
     # The month's usage rows first: hours the hourly job missed and late events must reach the invoice (and the
-    # budgets and the console, which read the same rows).
-    usage.usage_month_reconcile(period_start=period_start)
+    # budgets and the console, which read the same rows). The check sums the rows as invoices group them, and
+    # the invoices take those sums: the month's rows are read once.
+    month_usage = usage.usage_month_reconcile_and_sum(period_start=period_start)
     # A number VIES confirms now still gets the reverse charge on this invoice.
     vat.vat_numbers_check_now()
     subscriptions.subscriptions_prorate_scales()
-    return invoicing.invoices_generate_for_month(period_start=period_start)
+    return invoicing.invoices_generate_for_month(period_start=period_start, usage=month_usage)
 
 
 def invoice_collect_and_warn(*, invoice_id: str, force: bool = False) -> str | None:

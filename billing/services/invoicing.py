@@ -81,13 +81,16 @@ def _usage_lines(usage: QuerySet[UsageRecord]) -> QuerySet[UsageRecord, dict[str
     return usage.values(*_USAGE_LINE_FIELDS).annotate(total_seconds=Sum("seconds")).order_by(*_USAGE_LINE_ORDER)
 
 
-def _usage_lines_by_organization(start: datetime, end: datetime) -> dict[str, list[dict[str, Any]]]:
+def _usage_lines_by_organization(start: datetime, end: datetime,
+                                 summed: list[dict[str, Any]] | None = None) -> dict[str, list[dict[str, Any]]]:
     """:func:`_usage_lines` of every organization at once: one aggregate on the usage columns alone (grouping
     by the joined names sorted all the month's rows on disk), the names looked up after, and each
-    organization's rows put in the order the database gives ``(deployment name, deployment, spec)``."""
-    sums: list[Any] = list(UsageRecord.objects.filter(hour_start__gte=start, hour_start__lt=end)
-                .values("organization_id", "deployment_id", "spec_id", "rate", "hourly_price")
-                .annotate(total_seconds=Sum("seconds")).order_by())
+    organization's rows put in the order the database gives ``(deployment name, deployment, spec)``.
+    ``summed``: that aggregate made already (the month close's check, ``usage.MonthUsage.lines``)."""
+    sums: list[Any] = [dict(row) for row in summed] if summed is not None else list(
+        UsageRecord.objects.filter(hour_start__gte=start, hour_start__lt=end)
+        .values("organization_id", "deployment_id", "spec_id", "rate", "hourly_price")
+        .annotate(total_seconds=Sum("seconds")).order_by())
     deployments = {dep_id: (rank, name) for rank, (dep_id, name) in enumerate(
         Deployment.objects.filter(id__in={r["deployment_id"] for r in sums}).order_by("name", "id")
         .values_list("id", "name"))}
@@ -285,24 +288,28 @@ def _invoices_issue(*, accounts: list[BillingAccount], period_start: date,
     return invoices
 
 
-def invoices_generate_for_month(*, period_start: date, batch_size: int = INVOICE_BATCH) -> int:
+def invoices_generate_for_month(*, period_start: date, batch_size: int = INVOICE_BATCH,
+                                usage: usage_services.MonthUsage | None = None) -> int:
     """Invoices every organization with usage or pending annual charges in the month; returns how many (a rerun
-    counts the invoices it finds).
+    counts the invoices it finds). ``usage``: the month's rows as the month close's check summed them
+    (``usage.usage_month_reconcile_and_sum``), so they are not read again; without it they are summed here.
 
     Organizations go in id order, ``batch_size`` accounts per transaction: numbers follow that order, and a run
     that dies midway kept the batches before (a rerun skips their invoices and numbers on from there) and gave
     back everything of the batch it was in."""
     _period_check(period_start)
     start, end = periods.as_utc(period_start), periods.as_utc(periods.month_after(period_start))
-    usage = _usage_lines_by_organization(start, end)
-    org_ids = sorted(set(usage) | set(AnnualCharge.objects.filter(invoice__isnull=True, created_at__lt=end)
+    if usage is not None and usage.period_start != period_start:
+        raise ValueError("The usage summed is of another month.")
+    lines = _usage_lines_by_organization(start, end, usage.lines if usage is not None else None)
+    org_ids = sorted(set(lines) | set(AnnualCharge.objects.filter(invoice__isnull=True, created_at__lt=end)
                                       .values_list("organization_id", flat=True).distinct()))
     # Accounts are created lazily: the missing ones in one statement (a concurrent creator wins quietly).
     with_account = set(BillingAccount.objects.filter(organization_id__in=org_ids)
                        .values_list("organization_id", flat=True))
     BillingAccount.objects.bulk_create([BillingAccount(organization_id=org_id) for org_id in org_ids
                                         if org_id not in with_account], ignore_conflicts=True)
-    return sum(_invoices_generate_batch(org_ids=org_ids[n:n + batch_size], period_start=period_start, usage=usage)
+    return sum(_invoices_generate_batch(org_ids=org_ids[n:n + batch_size], period_start=period_start, usage=lines)
                for n in range(0, len(org_ids), batch_size))
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
@@ -227,19 +229,67 @@ def usage_month_reconcile(*, period_start: date) -> int:
     query finds the deployments whose rows do not add up (an hour the hourly job never ran, an event recorded
     after its hour was metered) and only those are metered again; elsewhere (SQLite, small) the whole month is.
     Returns how many rows changed; a rerun, or a month the hourly job metered fully, changes none."""
+    return usage_month_reconcile_and_sum(period_start=period_start).changed
+
+
+@dataclass(frozen=True)
+class MonthUsage:
+    """What :func:`usage_month_reconcile_and_sum` did to a month's usage rows and what they add up to.
+
+    ``lines``: seconds per organization, deployment, spec, rate and price of the month's rows after the check,
+    as invoicing groups them (``organization_id, deployment_id, spec_id, rate, hourly_price, total_seconds``);
+    None where the check did not sum them (SQLite): invoicing then sums the rows itself."""
+
+    period_start: date
+    changed: int
+    lines: list[dict[str, Any]] | None
+
+
+_MONTH_SUMS_TABLE = "billing_month_sums"
+_MONTH_SUMS_SQL = f"""
+    CREATE TEMP TABLE {_MONTH_SUMS_TABLE} ON COMMIT DROP AS
+    SELECT organization_id, deployment_id, spec_id, rate, hourly_price, sum(seconds)::bigint AS seconds
+    FROM billing_usagerecord WHERE hour_start >= %s AND hour_start < %s
+    GROUP BY organization_id, deployment_id, spec_id, rate, hourly_price
+"""  # noqa: S608 (constants joined; values are parameters)
+_MONTH_SUMS_REFRESH_SQL = f"""
+    INSERT INTO {_MONTH_SUMS_TABLE}
+    SELECT organization_id, deployment_id, spec_id, rate, hourly_price, sum(seconds)::bigint AS seconds
+    FROM billing_usagerecord WHERE hour_start >= %s AND hour_start < %s AND deployment_id = ANY(%s::text[])
+    GROUP BY organization_id, deployment_id, spec_id, rate, hourly_price
+"""  # noqa: S608
+
+
+def usage_month_reconcile_and_sum(*, period_start: date) -> MonthUsage:
+    """:func:`usage_month_reconcile`, also giving the month's rows summed as invoicing groups them, so the month
+    close reads the month's rows once, not once to check them and again to invoice them (10,000 deployments:
+    6.5 million rows). On PostgreSQL the rows are summed per organization, deployment, spec, rate and price into
+    a temporary table, the check compares those sums (not the rows) with the lifecycle, and the deployments it
+    meters again are summed anew; the sums are a few rows per deployment."""
     start = periods.as_utc(period_start)
     end = periods.as_utc(periods.month_after(period_start))
     if connection.vendor != "postgresql":
-        return usage_meter_range(start=start, end=end)
-    sql, params = interval_metering.differing_deployments_sql(start=start, end=end)
-    with connection.cursor() as cursor:
+        return MonthUsage(period_start=period_start, changed=usage_meter_range(start=start, end=end), lines=None)
+    sql, params = interval_metering.differing_deployments_sql(start=start, end=end, sums_table=_MONTH_SUMS_TABLE)
+    changed = 0
+    names = ("organization_id", "deployment_id", "spec_id", "rate", "hourly_price", "total_seconds")
+    # One transaction: the table is gone whatever happens (created in it, dropped at its end or rolled back).
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_MONTH_SUMS_SQL, [start, end])
+        cursor.execute(f"ANALYZE {_MONTH_SUMS_TABLE}")
         cursor.execute(sql, params)
         differing = sorted(row[0] for row in cursor.fetchall())
-    if not differing:
-        return 0
-    with transaction.atomic():
-        _lock_metering()
-        return _usage_sync_postgresql(start, end, differing)
+        if differing:
+            _lock_metering()
+            changed = _usage_sync_postgresql(start, end, differing)
+            cursor.execute(f"DELETE FROM {_MONTH_SUMS_TABLE} WHERE deployment_id = ANY(%s::text[])",  # noqa: S608
+                           [differing])
+            cursor.execute(_MONTH_SUMS_REFRESH_SQL, [start, end, differing])
+        cursor.execute(f"SELECT organization_id, deployment_id, spec_id, rate, hourly_price, seconds "  # noqa: S608
+                       f"FROM {_MONTH_SUMS_TABLE}")
+        lines = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        cursor.execute(f"DROP TABLE {_MONTH_SUMS_TABLE}")
+    return MonthUsage(period_start=period_start, changed=changed, lines=lines)
 
 
 def usage_meter_recent(*, hours: int = 3, now: datetime | None = None) -> int:
