@@ -1,6 +1,7 @@
 """What a change would do before it is asked for (issue 18, item 4): ``POST /deployments/{id}/preview``.
 
-Read-only: nothing is written, no operation is started. For a change (``scale`` to a spec, ``switch_to_annual``)
+Read-only: nothing is written, no operation is started. For a change (``scale`` to a spec, ``switch_to_annual``,
+``upgrade`` to a broker version)
 it tells
 
 - the client disconnect: ``none`` (nothing restarts), ``rolling`` (the nodes restart one at a time; each client
@@ -34,6 +35,8 @@ from deployments.maintenance.validation import LENGTH_MAX_MINUTES
 from deployments.models import Deployment, Spec
 from deployments.models import DeploymentStatus as S
 from deployments.selectors import HOURS_PER_YEAR, spec_prices
+from deployments.upgrades.models import BrokerVersion
+from deployments.upgrades.plan import refusal
 from projects.tenancy import Principal
 
 SCALE = "scale"
@@ -119,15 +122,37 @@ def window_now(deployment: Deployment, *, now: dt.datetime) -> dict[str, Any]:
             "next_window_start": shown.start if shown else None, "next_window_end": shown.end if shown else None}
 
 
+def upgrade_disconnect(spec: Spec) -> Disconnect:
+    """How a version upgrade reaches the clients (``deployments.upgrades``): one node at a time, a single node
+    with a surge node beside it first."""
+    per_node = settings.NODE_RESTART_ESTIMATE_SECONDS
+    if spec.replicas == 1:
+        return Disconnect("rolling", 2 * per_node,
+                          "A second node on the new version starts next to the old one, then the old one is "
+                          "replaced: each client reconnects up to twice, and a node is always there to take it.")
+    return Disconnect("rolling", spec.replicas * per_node,
+                      f"The {spec.replicas} nodes move to the new version one at a time, each checked healthy "
+                      "before the next: each client reconnects once, to another node (a node that does not come "
+                      "back rolls the deployment back).")
+
+
 def change_preview(*, principal: Principal, deployment: Deployment, change: str, spec: Spec | None = None,
-                   now: dt.datetime | None = None) -> Preview:
+                   version: str = "", now: dt.datetime | None = None) -> Preview:
     """What ``change`` would do to ``deployment`` now. Raises like the change itself would (a 400 for a spec it
     cannot scale to, a 409 for a deployment that cannot take it)."""
     now = now or timezone.now()
     currency = principal.organization.currency
     if change == UPGRADE:
-        raise errors.field_invalid("change", "Previewing a broker upgrade is not available yet.")
-    if change == SCALE:
+        if not version:
+            raise errors.field_invalid("version", "An upgrade preview needs the version to upgrade to.")
+        reason = refusal(deployment.broker_version, version, list(BrokerVersion.objects.all()))
+        if reason is not None:
+            raise errors.field_invalid("version", reason)
+        if deployment.status != S.RUNNING:
+            raise errors.Conflict(f"Cannot upgrade a deployment that is {deployment.status} (it must be running).")
+        disconnect = upgrade_disconnect(deployment.spec)
+        after = deployment.spec
+    elif change == SCALE:
         if spec is None:
             raise errors.field_invalid("spec", "A scale preview needs the spec to scale to.")
         if spec.tier != deployment.tier:
@@ -163,4 +188,4 @@ def annual_spread(annual: Decimal) -> tuple[Decimal, Decimal]:
 
 
 __all__ = ["CHANGES", "ChangeQuote", "Disconnect", "Preview", "annual_spread", "change_preview",
-           "scale_disconnect", "window_now"]
+           "scale_disconnect", "upgrade_disconnect", "window_now"]

@@ -199,12 +199,14 @@ def mqtt_access_reconcile() -> dict[str, int]:
 # --- platform maintenance -------------------------------------------------------------------------------
 @shared_task(name="deployments.tasks.planned_maintenance_pass")
 def planned_maintenance_pass() -> dict[str, int]:
-    """Beat job (every 5 minutes): announce platform maintenance a week ahead, start it inside its window
-    occurrence, move it when the occurrence went. Each row moves one step under its lock: a rerun is a no-op."""
+    """Beat job (every 5 minutes): plan the upgrades off deprecated versions, announce platform maintenance a
+    week ahead, start it inside its window occurrence, move it when the occurrence went. Each row moves one step
+    under its lock: a rerun is a no-op."""
     with exclusive("planned-maintenance-pass", timeout=LOCK_SECONDS * 5) as acquired:
         if not acquired:
             return {"busy": 1}
-        return planned.planned_maintenance_pass()
+        forced = planned.forced_upgrades_plan()
+        return planned.planned_maintenance_pass() | ({"upgrades_planned": forced} if forced else {})
 
 
 # --- TLS ------------------------------------------------------------------------------------------------

@@ -87,8 +87,8 @@ class DeploymentChangesViewSet(DeploymentScopedViewSet):
                                "node restarts) with an estimate, the price before and after (a month is 730 h), the "
                                "proration billing would charge (a switch to annual: the term; a scale inside an "
                                "annual term: the prorated difference), and the maintenance window. `change`: "
-                               "`scale` (with `spec`), `switch_to_annual`; `upgrade` answers 400 (not available "
-                               "yet). Errors as the change itself would answer (400 bad spec, 409 wrong state).")
+                               "`scale` (with `spec`), `switch_to_annual`, `upgrade` (with `version`). Errors as the "
+                               "change itself would answer (400 bad spec or version, 409 wrong state).")
     @action(detail=True, methods=["post"])
     def preview(self, request: Request, pk: str) -> Response:
         deployment = self.get_object()  # a stranger's deployment is 404 whatever the body
@@ -99,7 +99,8 @@ class DeploymentChangesViewSet(DeploymentScopedViewSet):
         if values.get("spec"):
             spec = selectors.spec_get(flagship_enabled=self.principal.organization.flagship_enabled,
                                       spec_id=values["spec"])
-        result = change_preview(principal=self.principal, deployment=deployment, change=values["change"], spec=spec)
+        result = change_preview(principal=self.principal, deployment=deployment, change=values["change"], spec=spec,
+                                version=values.get("version", ""))
         return Response(PreviewOut(result.as_dict()).data)
 
     @extend_schema(request=CopySettingsIn, responses={202: OperationOut},

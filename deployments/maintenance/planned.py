@@ -35,6 +35,9 @@ from deployments.models import Deployment, DeploymentStatus, PlannedMaintenance,
 from deployments.models import PlannedMaintenanceStatus as PM
 from deployments.tls.selectors import server_certificate_of
 from deployments.tls.services import issue_for_deployment
+from deployments.upgrades.models import BrokerVersion, BrokerVersionStatus, UpgradeWhen
+from deployments.upgrades.plan import upgrade_targets
+from deployments.upgrades.services import upgrade_request
 from projects.audit import audit_record
 from projects.tenancy import Principal
 
@@ -62,8 +65,56 @@ def _rotate_certificate(deployment: Deployment, details: dict[str, Any]) -> None
     enqueue_on_commit(REPAIR_TASK, deployment.id)
 
 
-#: What each kind does once its window comes. A kind whose code lives elsewhere registers itself here.
-EXECUTORS: dict[str, Executor] = {PlannedMaintenanceKind.CERTIFICATE_ROTATION: _rotate_certificate}
+def _forced_upgrade(deployment: Deployment, details: dict[str, Any]) -> None:
+    """Starts the upgrade off a deprecated version (``deployments.upgrades``: one node at a time, rolled back if
+    a node does not come back), as its own operation; a deployment that is not running refuses it (409)."""
+    upgrade_request(principal=Principal.for_system(deployment.organization), deployment=deployment,
+                    version=details["version"], when=UpgradeWhen.NOW)
+
+
+#: What each kind does once its window comes.
+EXECUTORS: dict[str, Executor] = {PlannedMaintenanceKind.CERTIFICATE_ROTATION: _rotate_certificate,
+                                  PlannedMaintenanceKind.BROKER_UPGRADE: _forced_upgrade}
+
+
+def forced_upgrade_target(current: str, versions: list[BrokerVersion]) -> BrokerVersion | None:
+    """Where a deployment on a deprecated version is moved: the newest supported version of its own major (a new
+    major may change what clients see, so the platform never forces one while the old major has a version),
+    else the newest of the next major; None when there is none."""
+    targets = upgrade_targets(current, versions)
+    same_major = [v for v in targets if v.version.split(".")[0] == current.split(".")[0]]
+    chosen = same_major or targets
+    return chosen[-1] if chosen else None
+
+
+def forced_upgrades_plan(*, now: dt.datetime | None = None) -> int:
+    """Plans an upgrade for every running deployment on a deprecated version that has none planned, before
+    its end of support when it has one; returns how many it planned."""
+    now = now or timezone.now()
+    versions = list(BrokerVersion.objects.all())
+    deprecated = {v.version: v for v in versions if v.status == BrokerVersionStatus.DEPRECATED}
+    if not deprecated:
+        return 0
+    planned_already = PlannedMaintenance.objects.filter(kind=PlannedMaintenanceKind.BROKER_UPGRADE,
+                                                        status__in=OPEN).values("deployment_id")
+    due = (Deployment.objects.filter(status=DeploymentStatus.RUNNING, broker_version__in=list(deprecated))
+           .exclude(pk__in=planned_already))
+    count = 0
+    for deployment in due:
+        old = deprecated[deployment.broker_version]
+        target = forced_upgrade_target(old.version, versions)
+        if target is None:
+            logger.warning("no version to move %s off deprecated EMQX %s", deployment.pk, old.version)
+            continue
+        deadline = (dt.datetime.combine(old.end_of_support, dt.time(), tzinfo=dt.UTC)
+                    if old.end_of_support else None)
+        ending = f" (end of support {old.end_of_support:%Y-%m-%d})" if old.end_of_support else ""
+        planned_maintenance_plan(deployment=deployment, kind=PlannedMaintenanceKind.BROKER_UPGRADE,
+                                 summary=f"Upgrade from EMQX {old.version}{ending} to {target.version}",
+                                 details={"version": target.version, "from_version": old.version},
+                                 must_start_by=deadline, now=now)
+        count += 1
+    return count
 
 
 def occurrences_for(deployment: Deployment, *, after: dt.datetime, count: int = 1) -> list[Occurrence]:

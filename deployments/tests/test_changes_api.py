@@ -105,7 +105,8 @@ def test_scale_inside_an_annual_term_quotes_the_prorated_difference(api, deploym
     ({"change": "scale", "spec": "pro-1k"}, {"spec"}),  # another tier
     ({"change": "scale", "spec": "basic-1k"}, {"spec"}),  # the one it runs
     ({"change": "switch_to_annual", "colour": "red"}, {"colour"}),
-    ({"change": "upgrade", "version": "5.8.0"}, {"change"}),  # not available yet
+    ({"change": "upgrade", "version": "5.8.0"}, {"version"}),  # older than the deployment's
+    ({"change": "upgrade"}, {"version"}),
 ])
 def test_bad_bodies_are_field_errors(api, deployment, payload, fields):
     response = preview(api, deployment, payload)
@@ -240,3 +241,14 @@ def test_the_source_service_url_must_be_allowed_for_the_target(api, org, deploym
     response = copy(api, target, deployment.pk)
     assert response.status_code == 400 and "authentication.url" in response.json()["errors"]
     assert not HttpAuthConfig.objects.filter(deployment=target).exists()
+
+
+def test_an_upgrade_preview_is_a_rolling_restart_at_the_same_price_within_the_window_or_not(api, org):
+    deployment = DeploymentFactory(organization=org, spec=spec("pro-10k"))
+    response = preview(api, deployment, {"change": "upgrade", "version": "5.9.1"})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["disconnect"]["kind"] == "rolling" and "one at a time" in body["disconnect"]["detail"]
+    assert body["disconnect"]["estimated_seconds"] == deployment.spec.replicas * 60
+    assert body["price"]["hourly_before"] == body["price"]["hourly_after"] and body["proration"] is None
+    assert set(body["window"]) == {"in_window_now", "next_window_start", "next_window_end"}

@@ -243,3 +243,39 @@ def test_an_operator_plans_a_rotation_from_the_ops_site_and_can_cancel_it(deploy
     client.post("/ops/deployments/plannedmaintenance/", {"action": "cancel", "_selected_action": [work.pk]})
     work.refresh_from_db()
     assert work.status == PM.CANCELLED
+
+
+def test_a_deprecated_version_gets_an_upgrade_planned_before_its_end_of_support_and_started_in_the_window(
+        deployment):
+    from deployments.models import Operation
+    from deployments.upgrades.models import DeploymentUpgrade
+
+    Deployment = type(deployment)
+    Deployment.objects.filter(pk=deployment.pk).update(broker_version="5.7.2")  # deprecated, ends 2027-06-30
+    stopped = DeploymentFactory(organization=deployment.organization, status="stopped", broker_version="5.7.2")
+    current = DeploymentFactory(organization=deployment.organization)
+    assert planned.forced_upgrades_plan(now=NOW) == 1
+    assert planned.forced_upgrades_plan(now=NOW) == 0  # planned once
+    work = PlannedMaintenance.objects.get(kind="broker_upgrade")
+    assert work.deployment_id == deployment.pk and work.details == {"version": "5.9.1", "from_version": "5.7.2"}
+    assert work.window_start == FIRST and work.must_start_by == dt.datetime(2027, 6, 30, tzinfo=UTC)
+    assert "Upgrade from EMQX 5.7.2 (end of support 2027-06-30) to 5.9.1" == work.summary
+    assert not PlannedMaintenance.objects.filter(deployment__in=[stopped, current]).exists()
+
+    _pass(work.announce_at)
+    with time_machine.travel(FIRST, tick=False), _on_commit(execute=False):
+        assert planned.planned_maintenance_pass(now=FIRST) == {"run": 1}
+    upgrade = DeploymentUpgrade.objects.get(deployment=deployment)
+    assert (upgrade.from_version, upgrade.to_version) == ("5.7.2", "5.9.1")
+    assert Operation.objects.get(pk=upgrade.operation_id).type == "upgrade"
+    work.refresh_from_db()
+    assert work.status == PM.DONE
+
+
+def test_the_upgrade_preview_is_in_the_preview(deployment):
+    from deployments.preview import change_preview
+    from projects.tenancy import Principal
+
+    result = change_preview(principal=Principal.for_system(deployment.organization), deployment=deployment,
+                            change="upgrade", version="5.9.1")
+    assert result.disconnect.kind == "rolling" and result.price["hourly_before"] == result.price["hourly_after"]
