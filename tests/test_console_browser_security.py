@@ -1,5 +1,6 @@
-"""Issue 17, items 3 and 4 in a real browser: a person ends a session from their list and the other browser is
-logged out; the IP allowlist's lock-out guard on the form, then the refusal page for an address outside it."""
+"""Issue 17, items 2-4 in a real browser: a person ends a session from their list and the other browser is
+logged out; the IP allowlist's lock-out guard on the form, then the refusal page for an address outside it;
+two-factor enrolment and login, a recovery code and new codes."""
 
 from __future__ import annotations
 
@@ -125,3 +126,41 @@ def test_two_factor_enrolment_then_a_login_with_a_code(page):
     expect(page.locator("h1")).to_have_text("Projects")
     methods = list(AuditEvent.objects.filter(action="user.login").values_list("changes__method", flat=True))
     assert "password+totp" in methods
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lost_phone_a_recovery_code_then_new_codes(page):
+    """Item 2's recovery code in a browser: the code page takes one (used up, the count said), and Account →
+    Two-factor login gives ten new ones for a current code from the app, the old ones void."""
+    import time
+    from datetime import timedelta
+
+    import pyotp
+    import time_machine
+    from django.utils import timezone
+    from playwright.sync_api import expect
+
+    from projects.services.two_factor import two_factor_enrol_begin, two_factor_enrol_confirm
+    from projects.tests.factories import PASSWORD, MembershipFactory
+
+    member = MembershipFactory(user__email="ada@example.com", organization__name="Analytical Engines")
+    with time_machine.travel(timezone.now() - timedelta(seconds=90)):
+        device = two_factor_enrol_begin(user=member.user)
+        totp = pyotp.TOTP(device.secret)
+        codes = two_factor_enrol_confirm(user=member.user, code=totp.now(), ip="127.0.0.1")
+
+    page.goto("/console/login")
+    page.get_by_label("Email").fill("ada@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_label("Code", exact=True).fill(codes[0])
+    page.get_by_role("button", name="Verify and log in").click()
+    expect(page.get_by_text("You logged in with a recovery code; 9 left.")).to_be_visible()
+
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Two-factor login").click()
+    expect(page.locator("#two-factor-status")).to_contain_text("Recovery codes left: 9 of 10")
+    page.get_by_label("Code from your app").fill(totp.at(time.time()))
+    page.get_by_role("button", name="Get new recovery codes").click()
+    expect(page.get_by_role("heading", name="Your new recovery codes")).to_be_visible()
+    expect(page.locator("#recovery-codes li")).to_have_count(10)
+    screenshot(page, "two-factor-new-recovery-codes")
