@@ -306,6 +306,9 @@ SPECTACULAR_SETTINGS = {
         "SiteEnum": "projects.models.Site.choices",
         "DeploymentStatusEnum": "deployments.models.DeploymentStatus.choices",
         "PeeringStatusEnum": "deployments.models.PeeringStatus.choices",
+        "GrantableRoleEnum": "projects.roles.GRANTABLE_ROLES",  # what SSO groups may grant (never owner)
+        "UpgradeStatusEnum": "deployments.upgrades.models.UpgradeStatus.choices",
+        "ChannelTypeEnum": "alerts.models.ChannelType.choices",
         # What a rule may watch (metrics and lifecycle conditions) versus what the metrics endpoint serves.
         "RuleMetricEnum": "alerts.models.RULE_METRICS",
         "MetricEnum": "alerts.models.PUBLIC_METRICS",

@@ -86,6 +86,9 @@ def lesser_role(a: str, b: str) -> str:
 
 #: Strongest first: the role a person provisioned by SCIM gets from several groups is the first of theirs in
 #: this order (developer ranks above billing: it changes more of what runs, though neither holds the other).
+#: The roles an identity provider's group may grant (SSO group mappings, the default role): never owner.
+GRANTABLE_ROLES: tuple[str, ...] = (Role.ADMIN, Role.DEVELOPER, Role.BILLING, Role.VIEWER)
+
 ROLE_STRENGTH: tuple[str, ...] = (Role.OWNER, Role.ADMIN, Role.DEVELOPER, Role.BILLING, Role.VIEWER)
 
 

@@ -15,7 +15,7 @@ from controlplane.api.serializers import InputSerializer, OutputSerializer
 from projects import selectors
 from projects.api.base import OrganizationScopedViewSet
 from projects.models import SsoConnection, SsoDomain
-from projects.roles import Perm, Role
+from projects.roles import GRANTABLE_ROLES, Perm, Role
 from projects.services.sso_settings import (
     ADMIN_MAILBOXES,
     sso_configure,
@@ -28,7 +28,7 @@ from projects.services.sso_settings import (
 from projects.session_tracking import current_console_session_id
 from projects.tenancy import Principal
 
-_GRANTABLE = [Role.ADMIN, Role.DEVELOPER, Role.BILLING, Role.VIEWER]
+_GRANTABLE = list(GRANTABLE_ROLES)
 
 
 class GroupMappingSerializer(serializers.Serializer):
