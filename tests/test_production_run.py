@@ -264,6 +264,9 @@ def test_the_alert_is_delivered_to_the_webhook(customer: Customer, alerting: Ale
     fired = verify_standard_webhook(alerting.receiver.requests[0], SECRET)
     assert fired["type"] == "alert.firing" and fired["rule"]["id"] == alerting.rule["id"]
     assert fired["deployment"]["id"] == alerting.deployment["id"]
+    # The worker records the outcome after the receiver has answered: wait for the record, not just the request.
+    wait_for(lambda: customer.get("/notifications")["results"][0]["status"] == "delivered",
+             "the delivery's record", timeout=30)
     (logged,) = customer.get("/notifications")["results"]
     assert (logged["status"], logged["channel"]) == ("delivered", alerting.channel["id"])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -55,7 +56,8 @@ def test_the_overview_shows_every_part(ops):
     assert "quota exceeded" in body
     assert "deployments.tasks.deployment_repair" in body and "503 from the API" in body and "dep_x" in body
     assert "old.task" not in body
-    assert "<strong>late:</strong> 400 s since the last evaluation" in body
+    # 400 s when the page renders at once; a second or two more on a busy machine.
+    assert re.search(r"<strong>late:</strong> 40\d s since the last evaluation", body)
     assert "<strong>high:</strong> 50.0% (1 failed of 2)" in body
     assert '<tr data-status="open"><th scope="row"><a href="/ops/billing/invoice/?status__exact=open">open</a>' \
            '</th><td>1</td></tr>' in body
