@@ -7,9 +7,9 @@ shares with each (merged) annual term, sub-seconds truncated per piece as the Py
 Metering 10,000 deployments for a month is then one statement over tens of thousands of events instead of
 millions of rows built in Python and copied in.
 
-Most pieces are whole hours of an interval that touches no annual term: those are 3,600 seconds, alone in
-their hour, and skip the aggregate; only hours an interval starts or ends in, and intervals that touch a term,
-are summed per (deployment, hour, spec, rate).
+Most pieces are whole hours that no annual term touches (of an interval without a term, or of a gap between an
+interval's terms): those are 3,600 seconds, alone in their hour, and skip the aggregate; only the hours such a
+stretch starts or ends in are summed per (deployment, hour, spec, rate), less what they share with a term.
 """
 
 from __future__ import annotations
@@ -84,19 +84,25 @@ WITH currencies AS (
            greatest(i.since, g.after) AS gap_start, least(i.until, g.before) AS gap_end
     FROM intervals AS i JOIN term_gaps AS g ON g.deployment_id = i.deployment_id
     WHERE i.termed AND least(i.until, g.before) > greatest(i.since, g.after)
-), pieces AS (
-    -- Every other (interval, hour): the first and last hours of intervals without a term; the hours of the rest
-    -- that a gap touches.
-    SELECT DISTINCT g.deployment_id, g.spec_id, g.rate, true AS termed, h AS hour_start,
-           greatest(g.since, h) AS since, least(g.until, h + interval '1 hour') AS until
-    FROM gaps AS g CROSS JOIN LATERAL generate_series(
-        date_trunc('hour', g.gap_start, 'UTC'), g.gap_end - interval '1 microsecond', interval '1 hour') AS h
+), free_spans AS (
+    -- What no term touches: intervals without a term whole, and the gaps of the rest. An hour inside one of
+    -- them is a whole 3,600 s, alone in its hour (a deployment's intervals do not overlap, nor do its gaps):
+    -- only the first and last hour of each are cut into pieces. A gap's month was otherwise a piece per hour
+    -- (a deployment switched to annual mid-month: hundreds of pieces, each joined to its terms).
+    SELECT deployment_id, spec_id, rate, false AS termed, since, until, since AS span_start, until AS span_end
+    FROM intervals WHERE NOT termed
     UNION ALL
-    SELECT i.deployment_id, i.spec_id, i.rate, false, h, greatest(i.since, h), least(i.until, h + interval '1 hour')
-    FROM intervals AS i CROSS JOIN LATERAL (
-        SELECT DISTINCT h FROM (VALUES (date_trunc('hour', i.since, 'UTC')),
-                                       (date_trunc('hour', i.until - interval '1 microsecond', 'UTC'))) AS v(h)) AS x
-    WHERE NOT i.termed AND (h < i.since OR h + interval '1 hour' > i.until)
+    SELECT deployment_id, spec_id, rate, true, since, until, gap_start, gap_end FROM gaps
+), pieces AS (
+    -- A span's first and last hours, unless it covers them whole: the interval's part of that hour (an hour a
+    -- gap starts or ends in may hold part of a term, subtracted below). Two gaps of an interval may cut the
+    -- same hour: one piece.
+    SELECT DISTINCT f.deployment_id, f.spec_id, f.rate, f.termed, h AS hour_start,
+           greatest(f.since, h) AS since, least(f.until, h + interval '1 hour') AS until
+    FROM free_spans AS f CROSS JOIN LATERAL (
+        SELECT DISTINCT h FROM (VALUES (date_trunc('hour', f.span_start, 'UTC')),
+                                       (date_trunc('hour', f.span_end - interval '1 microsecond', 'UTC'))) AS v(h)) AS x
+    WHERE h < f.span_start OR h + interval '1 hour' > f.span_end
 ), contributions AS (
     SELECT deployment_id, hour_start, spec_id, rate, floor(extract(epoch FROM until - since))::int AS seconds
     FROM pieces
@@ -108,12 +114,11 @@ WITH currencies AS (
     WHERE p.termed
 """
 _USAGE_ROWS_SQL = _INTERVALS_SQL + """), whole_hours AS (
-    -- Hours an interval without a term covers whole: one row each, no other piece in that hour.
-    SELECT i.deployment_id, h AS hour_start, i.spec_id, i.rate, 3600 AS seconds
-    FROM intervals AS i CROSS JOIN LATERAL generate_series(
-        date_trunc('hour', i.since - interval '1 microsecond', 'UTC') + interval '1 hour',
-        i.until - interval '1 hour', interval '1 hour') AS h
-    WHERE NOT i.termed
+    -- Hours a span no term touches covers whole: one row each, no other piece in that hour.
+    SELECT f.deployment_id, h AS hour_start, f.spec_id, f.rate, 3600 AS seconds
+    FROM free_spans AS f CROSS JOIN LATERAL generate_series(
+        date_trunc('hour', f.span_start - interval '1 microsecond', 'UTC') + interval '1 hour',
+        f.span_end - interval '1 hour', interval '1 hour') AS h
 ), usage AS (
     SELECT * FROM whole_hours
     UNION ALL
@@ -125,13 +130,14 @@ SELECT u.deployment_id, u.hour_start, u.spec_id, u.rate, deps.organization_id, u
 FROM usage AS u JOIN deps ON deps.id = u.deployment_id
 JOIN deployments_specprice AS p ON p.spec_id = u.spec_id AND p.currency = deps.currency
 """  # noqa: S608 (constants joined; values are parameters)
-# A month's seconds per (deployment, spec, rate) without a row per hour: the whole hours of an interval without
-# a term are counted, not generated. Every hour's sum is at least 0, so the month's sum is positive exactly when
+# A month's seconds per (deployment, spec, rate) without a row per hour: the whole hours of a span no term
+# touches are counted, not generated. Every hour's sum is at least 0, so the month's sum is positive exactly when
 # some hour has a row.
 _MONTH_TOTALS_SQL = _INTERVALS_SQL + """), whole AS (
-    SELECT deployment_id, spec_id, rate, 3600 * greatest(0, floor(extract(epoch FROM until - (
-        date_trunc('hour', since - interval '1 microsecond', 'UTC') + interval '1 hour')) / 3600))::bigint AS seconds
-    FROM intervals WHERE NOT termed
+    SELECT deployment_id, spec_id, rate, 3600 * greatest(0, floor(extract(epoch FROM span_end - (
+        date_trunc('hour', span_start - interval '1 microsecond', 'UTC') + interval '1 hour')) / 3600))::bigint
+        AS seconds
+    FROM free_spans
 )
 SELECT deployment_id, spec_id, rate, sum(seconds)::bigint AS seconds
 FROM (SELECT * FROM whole UNION ALL SELECT deployment_id, spec_id, rate, seconds FROM contributions) AS c
