@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.utils import timezone
 
@@ -107,6 +107,19 @@ def _usage_lines_by_organization(start: datetime, end: datetime,
     return usage
 
 
+@dataclass(slots=True)
+class DraftLine:
+    """A line of an invoice not issued yet, as the preview shows it and issuing writes it (plain values: a
+    month's run builds tens of thousands, and a model instance each was most of its time)."""
+
+    description: str
+    quantity: Decimal
+    unit: str
+    unit_price: Decimal
+    amount: Decimal
+    deployment_id: str | None = None
+
+
 @dataclass
 class InvoiceDraft:
     """What an invoice run makes of a period: its lines, VAT and total, before anything is saved or numbered.
@@ -118,7 +131,7 @@ class InvoiceDraft:
     period_start: date
     period_end: date
     currency: str
-    lines: list[InvoiceLine]
+    lines: list[DraftLine]
     subtotal: Decimal
     vat: money.VatTreatment
     vat_amount: Decimal
@@ -151,17 +164,17 @@ def _invoice_draft(*, account: BillingAccount, period_start: date, usage: Iterab
     org: Organization = account.organization
     currency = org.currency
     period_end = periods.month_after(period_start)
-    lines: list[InvoiceLine] = []
+    lines: list[DraftLine] = []
     for row in usage:
         seconds = row["total_seconds"]
-        lines.append(InvoiceLine(
+        lines.append(DraftLine(
             description=(f"{row['deployment__name']} ({row['deployment_id']}), {row['spec__name']}, "
                          f"{_RATE_LABEL[row['rate']]}"),
             quantity=(Decimal(seconds) / Decimal(3600)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP),
             unit="hour", unit_price=row["hourly_price"], deployment_id=row["deployment_id"],
             amount=usage_services.usage_amount(seconds=seconds, hourly_price=row["hourly_price"], currency=currency)))
     for charge in charges:
-        lines.append(InvoiceLine(
+        lines.append(DraftLine(
             description=charge_description(charge), quantity=Decimal(1),
             unit="credit" if charge.amount < 0 else "year" if charge.kind == ChargeKind.TERM else "charge",
             unit_price=charge.amount, amount=charge.amount,
@@ -171,7 +184,7 @@ def _invoice_draft(*, account: BillingAccount, period_start: date, usage: Iterab
     subtotal = sum((line.amount for line in lines), Decimal("0.00"))
     carried = -subtotal if subtotal < 0 else None
     if carried is not None:
-        lines.append(InvoiceLine(description="Credit carried forward to the next invoice", quantity=Decimal(1),
+        lines.append(DraftLine(description="Credit carried forward to the next invoice", quantity=Decimal(1),
                                  unit="credit", unit_price=carried, amount=carried))
         subtotal = Decimal("0.00")
     treatment = money.vat_treatment(site=org.site, customer_country=account.country or org.country,
@@ -247,7 +260,7 @@ def _invoices_issue(*, accounts: list[BillingAccount], period_start: date,
     now = timezone.now()
     numbers = _numbers_allocate(sites=[account.organization.site for account, _ in drafts], year=now.year)
     invoices: dict[str, Invoice] = {}
-    lines: list[InvoiceLine] = []
+    lines: list[tuple[str, int, DraftLine]] = []
     taken: list[AnnualCharge] = []
     carried: list[AnnualCharge] = []
     events = []
@@ -259,9 +272,7 @@ def _invoices_issue(*, accounts: list[BillingAccount], period_start: date,
             vat_rate=draft.vat.rate, vat_amount=draft.vat_amount, vat_note=draft.vat.note, total=draft.total,
             legal_name=account.legal_name, address=account.address, country=account.country or org.country,
             vat_number=account.vat_number, issued_at=now)
-        for position, line in enumerate(draft.lines, start=1):
-            line.invoice, line.position = invoice, position
-        lines += draft.lines
+        lines += ((invoice.pk, position, line) for position, line in enumerate(draft.lines, start=1))
         for charge in draft.charges:
             charge.invoice = invoice
         taken += draft.charges
@@ -276,7 +287,7 @@ def _invoices_issue(*, accounts: list[BillingAccount], period_start: date,
                                   changes={"number": invoice.number, "total": str(invoice.total),
                                            "currency": draft.currency}))
     Invoice.objects.bulk_create(invoices.values())
-    InvoiceLine.objects.bulk_create(lines)
+    _lines_insert(lines)
     if taken:
         # Each charge goes to its organization's invoice of the period (one per account, and an account per
         # organization): one statement, rather than a CASE branch per charge (slow to build, slower to send).
@@ -286,6 +297,33 @@ def _invoices_issue(*, accounts: list[BillingAccount], period_start: date,
     AnnualCharge.objects.bulk_create(carried)
     audit_record_many(events)
     return invoices
+
+
+_LINE_COLUMNS = ("invoice_id", "position", "description", "quantity", "unit", "unit_price", "amount",
+                 "deployment_id")
+
+
+def _lines_insert(lines: list[tuple[str, int, DraftLine]]) -> None:
+    """Writes ``(invoice id, position, line)`` rows. On PostgreSQL one ``INSERT … SELECT FROM unnest()`` of a
+    column array each: ``bulk_create`` prepared every field of every line through its model field, two thirds
+    of a month's invoicing at 10,000 deployments (12,500 lines). Values are the draft's own (Decimals already
+    rounded to the columns' places, text within their lengths)."""
+    if not lines:
+        return
+    if connection.vendor != "postgresql":
+        InvoiceLine.objects.bulk_create(InvoiceLine(
+            invoice_id=invoice_id, position=position, description=line.description, quantity=line.quantity,
+            unit=line.unit, unit_price=line.unit_price, amount=line.amount, deployment_id=line.deployment_id)
+            for invoice_id, position, line in lines)
+        return
+    columns = [[invoice_id for invoice_id, _, _ in lines], [position for _, position, _ in lines]]
+    columns += [[getattr(line, name) for _, _, line in lines] for name in _LINE_COLUMNS[2:]]
+    table = InvoiceLine._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(_LINE_COLUMNS)}) SELECT * FROM unnest("  # noqa: S608 (constants)
+            "%s::text[], %s::smallint[], %s::text[], %s::numeric[], %s::text[], %s::numeric[], %s::numeric[], "
+            "%s::text[])", columns)
 
 
 def invoices_generate_for_month(*, period_start: date, batch_size: int = INVOICE_BATCH,
