@@ -316,7 +316,7 @@ def _lines_insert(lines: list[tuple[str, int, DraftLine]]) -> None:
             unit=line.unit, unit_price=line.unit_price, amount=line.amount, deployment_id=line.deployment_id)
             for invoice_id, position, line in lines)
         return
-    columns = [[invoice_id for invoice_id, _, _ in lines], [position for _, position, _ in lines]]
+    columns: list[Any] = [[invoice_id for invoice_id, _, _ in lines], [position for _, position, _ in lines]]
     columns += [[getattr(line, name) for _, _, line in lines] for name in _LINE_COLUMNS[2:]]
     table = InvoiceLine._meta.db_table
     with connection.cursor() as cursor:
