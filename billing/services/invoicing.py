@@ -81,6 +81,19 @@ def _usage_lines(usage: QuerySet[UsageRecord]) -> QuerySet[UsageRecord, dict[str
     return usage.values(*_USAGE_LINE_FIELDS).annotate(total_seconds=Sum("seconds")).order_by(*_USAGE_LINE_ORDER)
 
 
+def _deployment_ranks(ids: set[str], start: datetime, end: datetime) -> dict[str, tuple[int, str]]:
+    """Each of ``ids``' place in line order (name, then id, as the database sorts them) and its name. The
+    deployments alive in ``[start, end)`` are every one with usage there: they are read by that, not by a list
+    of 10,000 ids (a statement that long took longer to send and parse than to run); any other is added."""
+    alive = Deployment.objects.filter(created_at__lt=end).exclude(deleted_at__lt=start)
+    rows = [(dep_id, name) for dep_id, name in alive.order_by("name", "id").values_list("id", "name")
+            if dep_id in ids]
+    if ids - {dep_id for dep_id, _ in rows}:  # usage of a deployment whose dates were changed since
+        rows = list(Deployment.objects.filter(id__in=ids).order_by("name", "id")
+                    .values_list("id", "name"))
+    return {dep_id: (rank, name) for rank, (dep_id, name) in enumerate(rows)}
+
+
 def _usage_lines_by_organization(start: datetime, end: datetime,
                                  summed: list[dict[str, Any]] | None = None) -> dict[str, list[dict[str, Any]]]:
     """:func:`_usage_lines` of every organization at once: one aggregate on the usage columns alone (grouping
@@ -91,9 +104,7 @@ def _usage_lines_by_organization(start: datetime, end: datetime,
         UsageRecord.objects.filter(hour_start__gte=start, hour_start__lt=end)
         .values("organization_id", "deployment_id", "spec_id", "rate", "hourly_price")
         .annotate(total_seconds=Sum("seconds")).order_by())
-    deployments = {dep_id: (rank, name) for rank, (dep_id, name) in enumerate(
-        Deployment.objects.filter(id__in={r["deployment_id"] for r in sums}).order_by("name", "id")
-        .values_list("id", "name"))}
+    deployments = _deployment_ranks({r["deployment_id"] for r in sums}, start, end)
     specs = {spec_id: (rank, name) for rank, (spec_id, name) in enumerate(
         Spec.objects.filter(id__in={r["spec_id"] for r in sums}).order_by("id").values_list("id", "name"))}
     # Rates are lowercase ASCII and prices numbers: every collation orders them as Python does.

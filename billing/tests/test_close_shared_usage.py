@@ -121,3 +121,22 @@ def test_the_close_crashing_midway_then_rerun_writes_what_one_run_writes():
         assert 0 < Invoice.objects.count() < 8
         assert month_close(now=AFTER_MARCH) == 8
         assert (invoice_snapshot(), usage_snapshot()) == (uninterrupted, rows)
+
+
+def test_usage_of_a_deployment_dated_outside_the_month_still_gets_its_line_in_name_order():
+    """Invoicing finds deployments by the month they lived in; one whose dates no longer say so (edited by hand
+    since it was metered) still gets its line, in name order."""
+    organization = OrganizationFactory(country="DE")
+    BillingAccountFactory(organization=organization, country="DE")
+    spec = Spec.objects.get(id="basic-1k")
+    for name in ("zeta", "alpha"):
+        deployment = DeploymentFactory(organization=organization, name=name, spec=spec, target_spec=spec,
+                                       created_at=START - timedelta(days=2))
+        record_event(deployment, "running", START - timedelta(days=2))
+    usage_meter_range(start=START, end=START + timedelta(hours=3))
+    Deployment.objects.filter(name="alpha").update(deleted_at=START - timedelta(days=1))
+    with time_machine.travel(AFTER_MARCH, tick=False):
+        assert invoices_generate_for_month(period_start=MARCH) == 1
+    lines = Invoice.objects.get().lines.order_by("position")
+    assert [line.description.split(" ")[0] for line in lines] == ["alpha", "zeta"]
+    assert [line.quantity for line in lines] == [3, 3]
