@@ -6,6 +6,7 @@ does not render (status, defaults the API server fills in) stay with whoever set
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -32,6 +33,7 @@ KUBE_DNS_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.n
                  "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
 #: IPv6 ranges that carry an IPv4 address (mapped, compatible, NAT64, 6to4, Teredo). A policy cannot look
 #: inside an address as the outbound client does, so the broker is kept out of the whole ranges.
+ANY_IPV4, ANY_IPV6 = ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")
 IPV4_CARRYING_V6 = tuple(ipaddress.ip_network(n) for n in (
     "::ffff:0:0/96", "::/96", "64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32"))
 
@@ -270,33 +272,46 @@ def render(spec: BrokerClusterSpec) -> list[dict]:
     ]
 
 
-def _ip_block(cidr: IPNetwork, excluded: list[IPNetwork]) -> dict:
+def _ip_block(cidr: IPNetwork, excluded: tuple[str, ...]) -> dict:
     """An ipBlock peer: ``cidr`` minus the parts of ``excluded`` inside it (strict subsets, merged, canonical,
     as the API server requires)."""
-    inside = [n for n in excluded if n.version == cidr.version and n.subnet_of(cidr) and n != cidr]  # type: ignore[arg-type]  # same IP version, compared first
     block: dict = {"cidr": str(cidr)}
-    if inside:
-        block["except"] = [str(n) for n in ipaddress.collapse_addresses(inside)]  # type: ignore[type-var]  # one version
+    if inside := _inside(str(cidr), excluded):
+        block["except"] = list(inside)
     return {"ipBlock": block}
+
+
+@functools.lru_cache(maxsize=1024)
+def _inside(cidr: str, excluded: tuple[str, ...]) -> tuple[str, ...]:
+    """The parts of ``excluded`` strictly inside ``cidr``, merged. Cached: a region's deployments all exclude the
+    same ranges, and this arithmetic was a third of a drift pass over the region (which renders every one)."""
+    network = ipaddress.ip_network(cidr)
+    inside = [n for n in map(ipaddress.ip_network, excluded)
+              if n.version == network.version and n.subnet_of(network) and n != network]  # type: ignore[arg-type]  # same IP version, compared first
+    return tuple(str(n) for n in ipaddress.collapse_addresses(inside))  # type: ignore[type-var]  # one version
+
+
+@functools.lru_cache(maxsize=256)
+def _peered_outside(peered: tuple[str, ...], internal: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    """The peered networks that are not inside the cluster's own ranges (one inside them opens nothing)."""
+    inside = [ipaddress.ip_network(c) for c in internal]
+    return tuple(p for p in map(ipaddress.ip_network, peered)
+                 if not any(p.version == i.version and p.subnet_of(i) for i in inside))  # type: ignore[arg-type]  # same IP version, compared first
 
 
 def _egress(spec: BrokerClusterSpec, cluster_ports: list[dict]) -> list[dict]:
     """Where a broker may connect: the cluster DNS, its own nodes, the customer's peered networks and the
     public internet; never the cluster, the control plane, the nodes' networks or a metadata service. So a
     customer URL the broker calls (HTTP auth) cannot reach inside, even when its name is rebound later."""
-    internal = [ipaddress.ip_network(c) for c in spec.internal_cidrs]
-    never = [*(ipaddress.ip_network(c) for c in spec.blocked_cidrs), *IPV4_CARRYING_V6, *internal]
+    never = (*spec.blocked_cidrs, *map(str, IPV4_CARRYING_V6), *spec.internal_cidrs)
     rules: list[dict] = [
         {"to": [KUBE_DNS_PEER], "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
         {"to": [{"podSelector": {"matchLabels": spec.selector}}], "ports": cluster_ports},
     ]
-    peered = [ipaddress.ip_network(c) for c in spec.peered_cidrs]
     # A peering that lies inside the cluster's own ranges opens nothing; one that contains them, all but them.
-    peered = [p for p in peered if not any(p.version == i.version and p.subnet_of(i) for i in internal)]  # type: ignore[arg-type]  # same IP version, compared first
-    if peered:
+    if peered := _peered_outside(tuple(spec.peered_cidrs), tuple(spec.internal_cidrs)):
         rules.append({"to": [_ip_block(p, never) for p in peered]})
-    rules.append({"to": [_ip_block(ipaddress.ip_network("0.0.0.0/0"), never),
-                         _ip_block(ipaddress.ip_network("::/0"), never)]})
+    rules.append({"to": [_ip_block(ANY_IPV4, never), _ip_block(ANY_IPV6, never)]})
     return rules
 
 
