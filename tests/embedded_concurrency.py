@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 PARALLEL = 20
+# Every server started, so that none outlives this script, however it ends.
+LAUNCHED: list[subprocess.Popen] = []
 
 
 def free_port() -> int:
@@ -54,13 +56,19 @@ def burst(name: str, send, failures: list[str], allowed: set[int]) -> list[int]:
     return statuses
 
 
-def start_server(log_path: Path, **extra_env: str):
-    """``manage.py runserver`` as `make run` starts it; returns (process, base URL, log path) once it answers."""
+def launch_server(log_path: Path, **extra_env: str) -> tuple[subprocess.Popen, str, Path]:
+    """``manage.py runserver`` as `make run` starts it: (process, base URL, log path), not waiting for it."""
     port = free_port()
     with log_path.open("w") as log:
         server = subprocess.Popen([sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
                                   cwd=ROOT, env={**os.environ, **extra_env}, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    LAUNCHED.append(server)
+    return server, f"http://127.0.0.1:{port}", log_path
+
+
+def serving(launched: tuple[subprocess.Popen, str, Path]):
+    """The launched server's (process, base URL, log path) once it answers; (None, ...) if it never did."""
+    server, base, log_path = launched
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -83,11 +91,13 @@ def server_log_failures(log_path: Path, label: str) -> list[str]:
             if marker in log_text]
 
 
-def locked_database_answers_503(database: str, var_dir: Path, secret: str) -> list[str]:
+def locked_database_answers_503(database: str, launched: tuple[subprocess.Popen, str, Path],
+                                secret: str) -> list[str]:
+    """Through ``launched``, a server whose busy timeout is 1 s."""
     from projects.demo import DEMO_EMAIL, DEMO_PASSWORD
 
     failures: list[str] = []
-    server, base, log_path = start_server(var_dir / "web-locked.log", SQLITE_BUSY_TIMEOUT_S="1")
+    server, base, log_path = serving(launched)
     if server is None:
         return ["the web server did not start"]
     console = requests.Session()
@@ -159,7 +169,10 @@ def main() -> int:
     connection.close()
 
     failures: list[str] = []
-    server, base, log_path = start_server(Path(settings.VAR_DIR) / "web.log")
+    # The second server (a short busy timeout, for the locked database below) starts with the first: it only
+    # waits meanwhile, and its start no longer comes after the bursts.
+    locked_server = launch_server(Path(settings.VAR_DIR) / "web-locked.log", SQLITE_BUSY_TIMEOUT_S="1")
+    server, base, log_path = serving(launch_server(Path(settings.VAR_DIR) / "web.log"))
     if server is None:
         return 1
     try:
@@ -196,11 +209,16 @@ def main() -> int:
 
     # A write that cannot get the lock within the busy timeout (here another process holds it) is a 503 with
     # Retry-After: problem+json under /api/v1, the console's error page in the console.
-    failures += locked_database_answers_503(settings.DATABASES["default"]["NAME"], Path(settings.VAR_DIR), secret)
+    failures += locked_database_answers_503(settings.DATABASES["default"]["NAME"], locked_server, secret)
     for failure in failures:
         print(failure)
     return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    finally:
+        for launched in LAUNCHED:
+            if launched.poll() is None:
+                launched.kill()
