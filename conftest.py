@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 # Stripe stand-in fixtures (localstripe) are used by billing's tests and the cross-app end-to-end tests; the
 # browser fixture (Playwright driving Chromium) by the console tests.
-pytest_plugins = ["billing.tests.fixtures", "tests.browser"]
+pytest_plugins = ["billing.tests.fixtures", "tests.browser", "tests.bench_support"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -21,10 +21,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):
+def django_db_setup(request, django_db_setup, django_db_blocker):
     from deployments.services import catalog_sync
+    from tests import bench_support
 
     with django_db_blocker.unblock():
+        # Before anything is written: the benchmarks' smoke tests copy this database instead of migrating one each.
+        bench_support.make_template(request, django_db_blocker)
         catalog_sync()
 
 

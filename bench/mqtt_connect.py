@@ -16,7 +16,7 @@ SUBACK: EMQX consults the ACL on subscribe and publish, never on connect) and di
 Printed: p50/p95 in ms per broker, the ratios b/a, c/a of the medians, and one PBKDF2 hash timed here (the
 password check b and c do and a does not).
 
-Usage: ``bench/mqtt_connect.py [--connects N]`` (also ``BENCH_MQTT_CONNECTS``);
+Usage: ``bench/mqtt_connect.py [--connects N] [--users N] [--warmup N]`` (also ``BENCH_MQTT_CONNECTS``);
 ``tests/test_bench_mqtt.py`` runs it with a handful of connects so it cannot rot.
 """
 
@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connects", type=int, default=int(os.environ.get("BENCH_MQTT_CONNECTS", "500")),
                         help="timed connections per broker")
     parser.add_argument("--users", type=int, default=USERS, help="users in the built-in database")
+    parser.add_argument("--warmup", type=int, default=WARMUP, help="untimed rounds first")
     args = parser.parse_args(argv)
 
     from k8s.simulator.broker import start_broker_on_free_address
@@ -154,14 +155,14 @@ def main(argv: list[str] | None = None) -> int:
                 Target(f"c. b + {RULES} ACL rules", chain_acl, credentials=True),
             ]
             user_ids = sorted(passwords)
-            for round_ in range(WARMUP + args.connects):
+            for round_ in range(args.warmup + args.connects):
                 user_id = user_ids[round_ % len(user_ids)]
                 for offset in range(len(targets)):
                     target = targets[(round_ + offset) % len(targets)]
                     secrets = passwords_acl if target.broker is chain_acl else passwords
                     one_connection(target, f"bench-{round_}-{offset}",
                                    user_id if target.credentials else None,
-                                   secrets[user_id] if target.credentials else None, record=round_ >= WARMUP)
+                                   secrets[user_id] if target.credentials else None, record=round_ >= args.warmup)
         finally:
             for broker in brokers:
                 broker.stop()

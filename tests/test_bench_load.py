@@ -1,4 +1,4 @@
-"""The load benchmark on tiny inputs (4 users for 2 s, one gunicorn worker), so it keeps working: seeding, the
+"""The load benchmark on tiny inputs (4 users for 1 s, one gunicorn worker), so it keeps working: seeding, the
 image's entrypoint starting gunicorn in the production profile, locust in its own process, the report. It runs
 in the suite's own database (committed rows, which gunicorn's processes must see)."""
 
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
 def test_load_bench_reports_every_phase_without_errors(capsys):
     args = load_bench.parser().parse_args([
-        "--users", "4", "--spawn-rate", "4", "--warmup", "0", "--duration", "2", "--think-time", "0.1", "0.3",
+        "--users", "4", "--spawn-rate", "40", "--warmup", "0", "--duration", "1", "--think-time", "0.1", "0.3",
         "--tenants", "2", "--projects", "3", "--deployments", "2", "--web-concurrency", "1",
         "--ratio-users", "2", "--ratio-seconds", "1", "--ratio-slices", "2", "--ratio-projects", "60",
         "--ratio-deployments", "5", "--ratio-endpoints", "projects",

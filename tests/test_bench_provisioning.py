@@ -12,20 +12,20 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _bench(*args: str, **env: str) -> str:
+def _bench(bench_env: dict[str, str], *args: str, **env: str) -> str:
     # Scratch databases named after the suite's own, so two checkouts testing at once never drop each other's.
     prefix = urlparse(os.environ.get("DATABASE_URL", "")).path.lstrip("/") or "mqcloud"
     result = subprocess.run(  # noqa: S603 (our own script, fixed arguments)
         [sys.executable, "bench/provisioning.py", "--database", f"{prefix}_bench_provisioning",
          "--scaling-database", f"{prefix}_bench_scaling", *args],
-        cwd=ROOT, env={**os.environ, "MQCLOUD_PROFILE": "test", **env}, capture_output=True, text=True,
+        cwd=ROOT, env={**bench_env, **env}, capture_output=True, text=True,
         timeout=240, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
 
-def test_provisioning_bench_runs_on_a_few_deployments():
-    out = _bench(BENCH_DEPLOYMENTS="3", BENCH_READY_DELAY="0.05")
+def test_provisioning_bench_runs_on_a_few_deployments(bench_env):
+    out = _bench(bench_env, BENCH_DEPLOYMENTS="3", BENCH_READY_DELAY="0.05", BENCH_MAX_ROUNDS="3")
     assert "Kubernetes API calls per deployment" in out and "reconcile per deployment" in out
     assert "cluster-wide calls of the watch cache" in out
     assert re.search(r"drift pass over 3 unchanged deployments: 8 API calls \(2.6667 per deployment\), 0 writes, "
@@ -33,8 +33,8 @@ def test_provisioning_bench_runs_on_a_few_deployments():
     assert "1 write(s), 1 deployment repaired" in out and "three nodes" in out
 
 
-def test_drift_only_bench_seeds_a_settled_fleet_and_measures_only_the_pass():
-    out = _bench("--drift-only", "4")
+def test_drift_only_bench_seeds_a_settled_fleet_and_measures_only_the_pass(bench_env):
+    out = _bench(bench_env, "--drift-only", "4")
     # The seeding applies each deployment's objects once; the first pass over them then has nothing to do (the
     # bench exits non-zero otherwise).
     seeded = re.search(r"4 running deployments of pro-1k seeded in .* (\d+) API calls, [\d.]+ per deployment, "

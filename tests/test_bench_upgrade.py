@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -11,8 +10,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_upgrade_bench_keeps_two_of_three_nodes_ready():
-    env = {**os.environ, "MQCLOUD_PROFILE": "test", "BENCH_READY_DELAY": "0.1"}
+def test_upgrade_bench_keeps_two_of_three_nodes_ready(bench_env):
+    env = {**bench_env, "BENCH_READY_DELAY": "0.1"}
     result = subprocess.run(  # noqa: S603 (our own script, fixed arguments)
         [sys.executable, "bench/upgrade.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
         check=False)
