@@ -49,7 +49,8 @@ def make_template(request: pytest.FixtureRequest, django_db_blocker) -> None:
 
 
 @pytest.fixture
-def bench_env(django_db_setup) -> dict[str, str]:
+def bench_env(db) -> dict[str, str]:
     """The environment of a bench script run by a smoke test: the test profile, and the template to copy if the
-    suite made one."""
+    suite made one. Through ``db``: pytest-django sets the test database up only for a session with a test that
+    asks for one (a session of smoke tests alone did not, and the template had nothing to copy)."""
     return {**os.environ, "MQCLOUD_PROFILE": "test", **({"BENCH_DATABASE_TEMPLATE": _template[0]} if _template else {})}
