@@ -35,17 +35,27 @@ def deployment_lock(deployment_id: str):
     return exclusive(f"deployment:{deployment_id}", timeout=LOCK_SECONDS)
 
 
+def _chained_step(task, argument: str, *, deployment_id: str, step_once, busy_again_in: float | None = None) -> str:
+    """One step of a chain that schedules its own next step: ``step_once(argument)`` under the deployment's lock,
+    then ``task`` again when the step asks. A lock held elsewhere (a duplicate, or the repair for a moment) is
+    "busy": its holder, or the beat for a lost chain, goes on, unless ``busy_again_in`` asks to look again."""
+    with deployment_lock(deployment_id) as acquired:
+        if not acquired:
+            if busy_again_in is not None:
+                task.apply_async((argument,), countdown=busy_again_in)
+            return "busy"
+        step = step_once(argument)
+    if step.again_in is not None:
+        task.apply_async((argument,), countdown=step.again_in)
+    return step.note or "done"
+
+
 @shared_task(name="deployments.tasks.deployment_converge", bind=True, acks_late=True,
              autoretry_for=(KubernetesError, ConnectionError, TimeoutError), retry_backoff=2, retry_backoff_max=120,
              retry_jitter=True, max_retries=None)
 def deployment_converge(self, deployment_id: str) -> str:
-    with deployment_lock(deployment_id) as acquired:
-        if not acquired:
-            return "busy"
-        step = provisioning.deployment_converge_once(deployment_id)
-    if step.again_in is not None:
-        deployment_converge.apply_async((deployment_id,), countdown=step.again_in)
-    return step.note or "done"
+    return _chained_step(deployment_converge, deployment_id, deployment_id=deployment_id,
+                         step_once=provisioning.deployment_converge_once)
 
 
 @shared_task(name="deployments.tasks.deployment_repair", bind=True, acks_late=True,
@@ -63,14 +73,8 @@ def deployment_repair(self, deployment_id: str) -> int:
              retry_jitter=True, max_retries=10)
 def http_auth_rollout_watch(self, deployment_id: str) -> str:
     """Follows a running deployment's rolling restart until every node runs its new HTTP auth configuration."""
-    with deployment_lock(deployment_id) as acquired:
-        if not acquired:
-            http_auth_rollout_watch.apply_async((deployment_id,), countdown=2)
-            return "busy"
-        step = provisioning.http_auth_rollout_once(deployment_id)
-    if step.again_in is not None:
-        http_auth_rollout_watch.apply_async((deployment_id,), countdown=step.again_in)
-    return step.note or "done"
+    return _chained_step(http_auth_rollout_watch, deployment_id, deployment_id=deployment_id,
+                         step_once=provisioning.http_auth_rollout_once, busy_again_in=2)
 
 
 @shared_task(name="deployments.tasks.deployment_upgrade_step", bind=True, acks_late=True,
@@ -82,14 +86,8 @@ def deployment_upgrade_step(self, upgrade_id: str) -> str:
     deployment_id = DeploymentUpgrade.objects.filter(pk=upgrade_id).values_list("deployment_id", flat=True).first()
     if deployment_id is None:
         return "gone"
-    with deployment_lock(deployment_id) as acquired:
-        if not acquired:
-            # A duplicate, or the repair for a moment: the holder (or the beat, for a lost chain) goes on.
-            return "busy"
-        step = upgrades.upgrade_step_once(upgrade_id)
-    if step.again_in is not None:
-        deployment_upgrade_step.apply_async((upgrade_id,), countdown=step.again_in)
-    return step.note or "done"
+    return _chained_step(deployment_upgrade_step, upgrade_id, deployment_id=deployment_id,
+                         step_once=upgrades.upgrade_step_once)
 
 
 @shared_task(name="deployments.tasks.deployments_reconcile")
