@@ -6,8 +6,10 @@ Every attempt is counted before it is judged (increment, then compare): N parall
 window opens at a key's first attempt and lasts ``window`` seconds; then counting starts again.
 
 Two stores, chosen by ``RATE_LIMIT_STORE``:
-- ``redis``: one MULTI (``SET key 0 EX window NX``, ``INCR``, ``PTTL``). Django's cache API is not used
-  for counting: its Redis ``incr`` checks that the key exists and then runs ``INCRBY``, so a key expiring in
+- ``redis``: one script (``SET key 0 EX window NX``, ``INCR``, ``PTTL`` per key, run atomically by Redis). A
+  script rather than the same commands in a MULTI: one command each way instead of a dozen, which measured
+  ~0.1 ms less per API request (redis-py's MULTI/EXEC path is heavy). Django's cache API is not used for
+  counting: its Redis ``incr`` checks that the key exists and then runs ``INCRBY``, so a key expiring in
   between comes back without a TTL and would lock its owner out for good.
 - ``database``: one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` on ``RateCounter`` (SQLite ≥ 3.35 and
   PostgreSQL). Django's database cache is not used either: its ``incr`` is a read followed by a write.
@@ -26,7 +28,7 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection
@@ -54,6 +56,24 @@ _REFUND_SCRIPT = """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current > 0 then return redis.call('DECR', KEYS[1]) end
 return 0
+"""
+
+
+# KEYS: the counters, then the keys to read; ARGV: how many counters, then each counter's window in seconds.
+# Returns count and milliseconds to live per counter, then each read's value (false: none). Scripts run
+# atomically, as the MULTI they replace did; a key's window never restarts while it lives (SET NX).
+_HITS_SCRIPT = """
+local counters = tonumber(ARGV[1])
+local out = {}
+for i = 1, counters do
+  redis.call('SET', KEYS[i], 0, 'EX', ARGV[i + 1], 'NX')
+  out[#out + 1] = redis.call('INCR', KEYS[i])
+  out[#out + 1] = redis.call('PTTL', KEYS[i])
+end
+for i = counters + 1, #KEYS do
+  out[#out + 1] = redis.call('GET', KEYS[i])
+end
+return out
 """
 
 
@@ -206,18 +226,18 @@ def _redis_hit(key: str, window: int) -> tuple[int, float]:
 def _redis_hits(keys: list[tuple[str, int]], reads: list[str]) -> tuple[list[tuple[int, float]], list[bytes | None]]:
     if not keys and not reads:
         return [], []
-    pipe = _redis().pipeline(transaction=True)
-    for key, window in keys:
-        name = _REDIS_PREFIX + key
-        pipe.set(name, 0, ex=window, nx=True)
-        pipe.incr(name)
-        pipe.pttl(name)
-    for name in reads:
-        pipe.get(name)
-    replies = pipe.execute()
-    counts = [(int(replies[i * 3 + 1]), (pttl if (pttl := replies[i * 3 + 2]) > 0 else window * 1000) / 1000)
+    replies = _hits_script(_redis())(keys=[*(_REDIS_PREFIX + key for key, _ in keys), *reads],
+                                     args=[len(keys), *(window for _, window in keys)])
+    counts = [(int(replies[i * 2]), (pttl if (pttl := replies[i * 2 + 1]) > 0 else window * 1000) / 1000)
               for i, (_, window) in enumerate(keys)]
-    return counts, replies[len(keys) * 3:]
+    # A Lua false (GET of a missing key) comes back as None.
+    return counts, list(replies[len(keys) * 2:])
+
+
+@lru_cache(maxsize=4)
+def _hits_script(client: redis.Redis) -> Any:
+    # EVALSHA, loading the script again if Redis lost it (a restart, SCRIPT FLUSH).
+    return client.register_script(_HITS_SCRIPT)
 
 
 def _database_hit(key: str, window: int) -> tuple[int, float]:

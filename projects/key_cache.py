@@ -27,7 +27,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
@@ -37,6 +37,8 @@ from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from controlplane import ratelimit
 from projects.models import ApiKey, Membership, Organization, User
+
+_M = TypeVar("_M", bound=Model)
 
 logger = logging.getLogger(__name__)
 
@@ -134,21 +136,26 @@ def _load(prefix: str) -> ApiKey | None:
 def _copy(template: ApiKey) -> ApiKey:
     """Fresh instances for one request, so nothing a request does to them (a service assigning a field and
     failing validation) reaches the next request."""
-    api_key = copy.copy(template)
-    api_key.organization = copy.copy(template.organization)
+    api_key = _shallow_copy(template)
+    api_key.organization = _shallow_copy(template.organization)
     if template.created_by is not None:
-        creator = copy.copy(template.created_by)
-        creator.user = copy.copy(template.created_by.user)
-        _copy_prefetched(creator, template.created_by)
+        creator = _shallow_copy(template.created_by)
+        creator.user = _shallow_copy(template.created_by.user)
         api_key.created_by = creator
-    _copy_prefetched(api_key, template)
     return api_key
 
 
-def _copy_prefetched(instance: Model, template: Model) -> None:
-    prefetched = getattr(template, "_prefetched_objects_cache", None)
+def _shallow_copy(template: _M) -> _M:
+    """What ``copy.copy`` makes of a model instance (its fields, its own state and caches of related objects and
+    prefetched rows), without the pickle protocol ``copy.copy`` goes through (a model lookup by app label each)."""
+    instance = template.__class__.__new__(template.__class__)
+    instance.__dict__.update(template.__dict__)
+    instance._state = copy.copy(template._state)
+    instance._state.fields_cache = dict(template._state.fields_cache)
+    prefetched = template.__dict__.get("_prefetched_objects_cache")
     if prefetched is not None:
         instance._prefetched_objects_cache = dict(prefetched)  # type: ignore[attr-defined]
+    return instance
 
 
 # --- the organization's credentials token --------------------------------------------------------------------

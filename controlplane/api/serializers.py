@@ -70,6 +70,9 @@ def format_datetime(value: datetime.datetime | None) -> str | None:
     another zone), and through ``isoformat``, which is several times faster than ``strftime``."""
     if value is None:
         return None
+    if value.tzinfo is datetime.UTC and value.year >= 1000:
+        # What the database hands back (connections run in UTC): "+00:00" becomes "Z", no arithmetic.
+        return value.isoformat(timespec="microseconds")[:-6] + "Z"
     offset = value.utcoffset()
     if offset:  # None: naive (SQLite without time zone support), which DRF reads as UTC too
         value = value - offset
@@ -99,6 +102,7 @@ class OutputSerializer(serializers.ModelSerializer):
     row_fields: ClassVar[dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], Any]]]] = {}
     _plans: ClassVar[dict[type, list[tuple[str, str, Any]]]] = {}
     _row_columns: ClassVar[dict[type, tuple[str, ...] | None]] = {}
+    _row_renderers: ClassVar[dict[type, Callable[[dict[str, Any], OutputSerializer], dict[str, Any]]]] = {}
 
     @classmethod
     def row_columns(cls) -> tuple[str, ...] | None:
@@ -122,29 +126,34 @@ class OutputSerializer(serializers.ModelSerializer):
 
     def render_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """What :meth:`to_representation` renders for each instance, from its :meth:`row_columns`."""
-        plan: list[tuple[str, int, Any]] = []
-        for name, kind, how in self._plan():
+        render = OutputSerializer._row_renderers.get(type(self))
+        if render is None:
+            render = OutputSerializer._row_renderers[type(self)] = self._row_renderer()
+        return [render(row, self) for row in rows]
+
+    def _row_renderer(self) -> Callable[[dict[str, Any], OutputSerializer], dict[str, Any]]:
+        """One function per class that renders a row as a single dict display, made from the plan the way
+        ``dataclasses`` makes ``__init__``: a list of 50 rows runs it 50 times, where a loop over the plan per
+        row paid a branch and a lookup per field (about a third of the time of rendering a list)."""
+        namespace: dict[str, Any] = {"_format_datetime": format_datetime, "_UTC": datetime.UTC,
+                                     "_direct_types": _DIRECT_TYPES}
+        items = []
+        for index, (name, kind, how) in enumerate(self._plan()):
             if name in self.row_fields:
-                plan.append((name, 2, self.row_fields[name][1]))
+                namespace[f"_row_field_{index}"] = self.row_fields[name][1]
+                value = f"_row_field_{index}(row)"
             elif kind == "direct":
-                plan.append((name, 0, how))
-            else:
-                plan.append((name, 1, how))
-        out = []
-        for row in rows:
-            rendered: dict[str, Any] = {}
-            for name, code, how in plan:
-                if code == 0:
-                    value = row[how]
-                    if value is not None and type(value) not in _DIRECT_TYPES:
-                        value = self.fields[name].to_representation(value)
-                elif code == 1:
-                    value = format_datetime(row[how])
-                else:
-                    value = how(row)
-                rendered[name] = value
-            out.append(rendered)
-        return out
+                # The field's own rendering only for a type it does not hand back unchanged.
+                value = (f"(v if (v := row[{how!r}]) is None or type(v) in _direct_types"
+                         f" else serializer.fields[{name!r}].to_representation(v))")
+            else:  # datetime: format_datetime's common case inline (what the database hands back is in UTC)
+                value = (f"(v.isoformat(timespec='microseconds')[:-6] + 'Z'"
+                         f" if (v := row[{how!r}]) is not None and v.tzinfo is _UTC and v.year >= 1000"
+                         f" else _format_datetime(v))")
+            items.append(f"{name!r}: {value}")
+        source = "def render(row, serializer):\n    return {" + ", ".join(items) + "}\n"
+        exec(compile(source, f"<row renderer of {type(self).__name__}>", "exec"), namespace)  # noqa: S102
+        return namespace["render"]
 
     def _plan(self) -> list[tuple[str, str, Any]]:
         plan = OutputSerializer._plans.get(type(self))

@@ -11,6 +11,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from django.db.models import QuerySet
+from django.db.models.expressions import Col
+from django.db.models.lookups import Exact
+from django.db.models.sql.where import AND
 from rest_framework import viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -106,11 +109,12 @@ class OrganizationScopedViewSet(IdempotentPostMixin, BatchedThrottlesMixin, view
             return self.queryset if self.queryset is not None else QuerySet().none()
         queryset = self.scoped_queryset(self.principal)
         model = queryset.model
-        if hasattr(model, "organization_id"):
+        organization_id = self.principal.organization.pk
+        if hasattr(model, "organization_id") and not _scoped_to(queryset, organization_id):
             # Belt and braces: whatever the selector did, rows of other organizations never leave.
             # By id: filtering by the instance makes Django assign it to every row it loads (known related
             # objects), a descriptor call per row that a list of 50 pays 50 times.
-            queryset = queryset.filter(organization_id=self.principal.organization.pk)
+            queryset = queryset.filter(organization_id=organization_id)
         return queryset
 
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
@@ -126,3 +130,17 @@ class OrganizationScopedViewSet(IdempotentPostMixin, BatchedThrottlesMixin, view
             raise errors.NotFound(f"No {self.get_queryset().model._meta.verbose_name} {lookup}.")
         self.check_object_permissions(self.request, obj)
         return obj
+
+
+def _scoped_to(queryset: QuerySet, organization_id: str) -> bool:
+    """Whether every row ``queryset`` can return has ``organization_id``: its WHERE is an AND (not negated) one of
+    whose terms is ``organization_id = <that id>`` on the model's own table. The selectors filter so; adding the
+    same term again cost every request a filter() clone and a longer WHERE (~0.1 ms of a list)."""
+    where = queryset.query.where
+    if where.negated or where.connector != AND:
+        return False
+    for term in where.children:
+        if (isinstance(term, Exact) and isinstance(term.lhs, Col) and term.lhs.alias == queryset.query.base_table
+                and term.lhs.target.attname == "organization_id" and term.rhs == organization_id):
+            return True
+    return False

@@ -130,3 +130,36 @@ def test_session_user_picks_organization_with_header(client):
     assert picked.json()["id"] == second.organization_id
     stranger = OrganizationFactory()
     assert client.get("/api/v1/organization", HTTP_X_ORGANIZATION=stranger.id).status_code == 404
+
+
+def test_the_base_view_adds_the_organization_filter_only_where_the_selector_has_none():
+    from django.db.models import Q
+
+    from deployments.models import Deployment
+    from projects.api.base import _scoped_to
+    from projects.models import Project
+
+    org, other = OrganizationFactory(), OrganizationFactory()
+    assert _scoped_to(Project.objects.filter(organization_id=org.pk), org.pk)
+    assert _scoped_to(Project.objects.filter(organization_id=org.pk).filter(name="a").order_by("name"), org.pk)
+    assert not _scoped_to(Project.objects.filter(organization_id=other.pk), org.pk)
+    assert not _scoped_to(Project.objects.all(), org.pk)
+    assert not _scoped_to(Project.objects.filter(Q(organization_id=org.pk) | Q(name="a")), org.pk)
+    assert not _scoped_to(Project.objects.exclude(organization_id=org.pk), org.pk)
+    # Another table's organization says nothing about this one's rows.
+    assert not _scoped_to(Deployment.objects.filter(project__organization_id=org.pk), org.pk)
+
+
+def test_a_list_holds_one_organization_filter(make_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    org = OrganizationFactory()
+    ProjectFactory(organization=org)
+    _, secret = make_api_key(org)
+    client = make_client(secret)
+    client.get("/api/v1/projects")  # the key is cached
+    with CaptureQueriesContext(connection) as queries:
+        assert len(client.get("/api/v1/projects").json()["results"]) == 1
+    (listing,) = [q["sql"] for q in queries if 'FROM "projects_project"' in q["sql"]]
+    assert listing.count('"organization_id" =') == 1

@@ -92,3 +92,17 @@ def test_without_the_shared_token_nothing_is_trusted(team):
     assert client.get("/api/v1/projects").status_code == 200
     cache.clear()  # a flushed or restarted Redis: the token is gone
     assert _key_queries(client)
+
+
+def test_a_copy_of_a_cached_key_shares_no_state_with_the_cache(team):
+    org, _, developer, key, client = team
+    assert client.get("/api/v1/projects").status_code == 200  # cached
+    first = key_cache.api_key_by_prefix(key.prefix)
+    first.name = "changed by a request"
+    first.organization.name = "changed too"
+    first.created_by.user.email = "changed@example.com"
+    first._state.fields_cache.clear()
+    second = key_cache.api_key_by_prefix(key.prefix)
+    assert (second.name, second.organization.name, second.created_by.user.email) == (
+        key.name, org.name, developer.user.email)
+    assert second.organization is not first.organization and second._state is not first._state
