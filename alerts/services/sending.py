@@ -252,9 +252,8 @@ class _Sender:
     def take(self, jobs: list[Job]) -> None:
         send, outcomes = jobs_screen(jobs, now=timezone.now(), pagerduty_in_flight=self.pagerduty_in_flight())
         self.done += outcomes
-        for job in send:
+        for job in send:  # those waiting for a slow receiver are deferred before the next dispatch
             self.waiting.setdefault(job.host, deque()).append(job)
-        self.defer_behind_slow()
 
     def defer_behind_slow(self) -> None:
         """Kept claimed, the jobs waiting for a slow receiver beyond the next ``per_host`` would wait behind it (and
